@@ -1,0 +1,99 @@
+import { z } from 'zod';
+
+/** The four decisions, most restrictive first (the order the combiner uses). */
+export const DECISIONS = ['DENY', 'REQUIRE_APPROVAL', 'ALLOW_WITH_CONSTRAINTS', 'ALLOW'] as const;
+export const Decision = z.enum(DECISIONS).describe('What the agent may do.');
+export type Decision = z.infer<typeof Decision>;
+
+const Name = z.string().min(1).max(200);
+
+export const AgentRef = z.strictObject({
+  id: Name.regex(/^[A-Za-z0-9._:@-]+$/, 'agent id may contain letters, digits and . _ : @ -').describe('The agent asking.'),
+});
+
+export const Action = z.strictObject({
+  tool: Name.describe('Tool the agent wants to call, e.g. payment_tool.'),
+  operation: Name.optional().describe('Operation of the tool, e.g. Refund.'),
+  topic: Name.optional().describe('Job topic, e.g. job.payments.refund.'),
+  capability: Name.optional().describe('Capability, e.g. payments.refund.'),
+  args: z.record(z.string(), z.unknown()).optional().describe('Tool arguments; only their digest is kept in workflow history.'),
+});
+
+/** Context is open by design: its fields become CEL variables (`amount`, `vendor_status`, ...). */
+export const RequestContext = z
+  .looseObject({
+    environment: Name.optional(),
+    risk_tags: z.array(Name).max(64).optional(),
+  })
+  .describe('Facts about the call; every field is a top-level CEL variable.');
+
+export const ModelRef = z.strictObject({
+  provider: Name.optional(),
+  model: Name.optional(),
+});
+
+export const DecisionRequest = z.strictObject({
+  agent: AgentRef,
+  action: Action,
+  context: RequestContext.default({}),
+  model: ModelRef.optional(),
+  policy_rules: z
+    .array(z.record(z.string(), z.unknown()))
+    .max(64)
+    .default([])
+    .describe('Per-call rules in the policy rule shape; they can tighten the decision, never loosen it.'),
+  idempotency_key: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[\x21-\x7e]+$/, 'idempotency_key must be printable ASCII without spaces')
+    .optional()
+    .describe('Retrying with the same key returns the same decision, never a second run.'),
+});
+export type DecisionRequest = z.infer<typeof DecisionRequest>;
+export type DecisionRequestInput = z.input<typeof DecisionRequest>;
+
+/** Constraints bound what an allowed action may do. Numbers merge to the minimum. */
+export const Constraints = z
+  .looseObject({
+    max_runtime_sec: z.number().int().positive().optional(),
+    max_diff_lines: z.number().int().positive().optional(),
+  })
+  .describe('Limits the caller must apply.');
+export type Constraints = z.infer<typeof Constraints>;
+
+export const MatchedRule = z.strictObject({
+  policy_id: z.string(),
+  version: z.number().int().nonnegative(),
+  rule: z.string(),
+  decision: Decision,
+});
+export type MatchedRule = z.infer<typeof MatchedRule>;
+
+/** What the pure evaluator returns: everything a replay needs to re-derive the decision. */
+export const Evaluation = z.strictObject({
+  decision: Decision,
+  reason: z.string(),
+  matched_rule: z.string().nullable(),
+  matched_rules: z.array(MatchedRule),
+  constraints: Constraints,
+  snapshot_hash: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  facts: z.record(z.string(), z.unknown()),
+  now: z.iso.datetime({ offset: true }),
+  approval: z.record(z.string(), z.unknown()).optional(),
+});
+export type Evaluation = z.infer<typeof Evaluation>;
+
+export const DecisionStatus = z.enum(['final', 'pending_approval']);
+
+export const DecisionResult = z.strictObject({
+  decision_id: z.string(),
+  decision: Decision,
+  status: DecisionStatus,
+  reason: z.string(),
+  matched_rule: z.string().nullable(),
+  matched_rules: z.array(MatchedRule),
+  constraints: Constraints,
+  snapshot_hash: z.string(),
+});
+export type DecisionResult = z.infer<typeof DecisionResult>;

@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import { DecisionRequest, Evaluation, Decision, Constraints } from './decision.ts';
+
+/**
+ * The event catalogue. Every event is `{ type, schemaVersion, data }` plus an envelope assigned on append.
+ * Old schemaVersions are upcast at read time (services/events/upcast.ts), never rewritten.
+ */
+
+export const Sha256 = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex>');
+
+// --- run streams: `run-<decision id>` ---------------------------------------------------------
+export const DecisionRequestedData = z.strictObject({
+  decision_id: z.string(),
+  tenant_id: z.string(),
+  request: DecisionRequest,
+  request_digest: Sha256,
+  idempotency_key: z.string().nullable(),
+  requested_by: z.string().describe('Principal id of the caller.'),
+});
+
+export const PolicyEvaluatedData = z.strictObject({
+  evaluation: Evaluation,
+  policies: z.array(z.strictObject({ policy_id: z.string(), version: z.number().int(), hash: Sha256 })).default([]),
+});
+
+export const DecisionFinalizedData = z.strictObject({
+  decision: Decision,
+  reason: z.string(),
+  matched_rule: z.string().nullable(),
+  constraints: Constraints,
+  via: z.enum(['policy', 'approval', 'rejection', 'expiry', 'override']).default('policy'),
+});
+
+// --- policy streams: `policy-<tenant>-<policy id>` ------------------------------------------------
+export const PolicyActivatedData = z.strictObject({
+  policy_id: z.string(),
+  version: z.number().int().positive(),
+  scope: z.record(z.string(), z.unknown()),
+  document: z.record(z.string(), z.unknown()).describe('The policy document as authored.'),
+  snapshot: z.record(z.string(), z.unknown()).describe('The compiled policy; replay re-evaluates with it.'),
+  hash: Sha256,
+  signature: z.string().optional(),
+  signing_key_id: z.string().optional(),
+  activated_by: z.string(),
+});
+
+export const EVENT_DATA = {
+  DecisionRequested: DecisionRequestedData,
+  PolicyEvaluated: PolicyEvaluatedData,
+  DecisionFinalized: DecisionFinalizedData,
+  PolicyActivated: PolicyActivatedData,
+} as const;
+export type EventType = keyof typeof EVENT_DATA;
+export const EVENT_TYPES = Object.keys(EVENT_DATA) as EventType[];
+export const CURRENT_SCHEMA_VERSION = 1;
+
+export type EventData<T extends EventType> = z.infer<(typeof EVENT_DATA)[T]>;
+
+/** An event as a writer proposes it, before the store gives it a position and a hash. */
+export type NewEvent<T extends EventType = EventType> = {
+  [K in T]: { type: K; data: EventData<K>; eventId: string; metadata?: EventMetadata };
+}[T];
+
+export const EventMetadata = z.strictObject({
+  causation_id: z.string().optional(),
+  correlation_id: z.string().optional(),
+  workflow_id: z.string().optional(),
+});
+export type EventMetadata = z.infer<typeof EventMetadata>;
+
+/** The stored form: what Postgres holds and what Kafka carries, byte for byte. */
+export const StoredEvent = z.strictObject({
+  position: z.string().regex(/^\d+$/).describe('Global position, as a decimal string (bigint).'),
+  stream_id: z.string().min(1).max(300),
+  stream_version: z.number().int().positive(),
+  event_id: z.string().min(1).max(300),
+  type: z.string(),
+  schema_version: z.number().int().positive(),
+  tenant_id: z.string(),
+  data: z.record(z.string(), z.unknown()),
+  metadata: z.record(z.string(), z.unknown()),
+  recorded_at: z.iso.datetime({ offset: true }),
+  prev_hash: Sha256.nullable(),
+  hash: Sha256,
+});
+export type StoredEvent = z.infer<typeof StoredEvent>;
+
+/** Parse a stored event's data against its type's schema; throws a ZodError naming the field. */
+export function parseEventData<T extends EventType>(type: T, data: unknown): EventData<T> {
+  return EVENT_DATA[type].parse(data) as EventData<T>;
+}
+
+export function isKnownEventType(type: string): type is EventType {
+  return Object.hasOwn(EVENT_DATA, type);
+}
