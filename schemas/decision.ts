@@ -1,9 +1,11 @@
 import { z } from 'zod';
+import { Decision } from './decision-kind.ts';
+import { Constraints } from './constraints.ts';
+import { PolicyRule } from './policy.ts';
 
-/** The four decisions, most restrictive first (the order the combiner uses). */
-export const DECISIONS = ['DENY', 'REQUIRE_APPROVAL', 'ALLOW_WITH_CONSTRAINTS', 'ALLOW'] as const;
-export const Decision = z.enum(DECISIONS).describe('What the agent may do.');
-export type Decision = z.infer<typeof Decision>;
+// Decision and Constraints live in their own files so schemas/policy.ts can use them without an import cycle.
+export { DECISIONS, Decision } from './decision-kind.ts';
+export { Constraints } from './constraints.ts';
 
 const Name = z.string().min(1).max(200);
 
@@ -38,7 +40,7 @@ export const DecisionRequest = z.strictObject({
   context: RequestContext.default({}),
   model: ModelRef.optional(),
   policy_rules: z
-    .array(z.record(z.string(), z.unknown()))
+    .array(PolicyRule)
     .max(64)
     .default([])
     .describe('Per-call rules in the policy rule shape; they can tighten the decision, never loosen it.'),
@@ -52,15 +54,6 @@ export const DecisionRequest = z.strictObject({
 });
 export type DecisionRequest = z.infer<typeof DecisionRequest>;
 export type DecisionRequestInput = z.input<typeof DecisionRequest>;
-
-/** Constraints bound what an allowed action may do. Numbers merge to the minimum. */
-export const Constraints = z
-  .looseObject({
-    max_runtime_sec: z.number().int().positive().optional(),
-    max_diff_lines: z.number().int().positive().optional(),
-  })
-  .describe('Limits the caller must apply.');
-export type Constraints = z.infer<typeof Constraints>;
 
 export const MatchedRule = z.strictObject({
   policy_id: z.string(),

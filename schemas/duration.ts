@@ -1,0 +1,25 @@
+import { z } from 'zod';
+
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 } as const;
+const DURATION = /^(?:(\d{1,6})(s|m|h|d|w))+$/;
+const PART = /(\d{1,6})(s|m|h|d|w)/g;
+/** Longest duration a window, timeout or escalation may have: one year keeps counters and timers bounded. */
+export const MAX_DURATION_SEC = 366 * 86_400;
+
+/**
+ * Seconds in a duration such as `90s`, `30m`, `1h30m`, `1d`, `2w`, or undefined when it is not one.
+ * Hand-written because it is ours: the grammar is tiny and the bound matters more than the features.
+ */
+export function durationSeconds(text: string): number | undefined {
+  if (text.length > 40 || !DURATION.test(text)) return undefined;
+  let total = 0;
+  for (const m of text.matchAll(PART)) total += Number(m[1]) * UNIT_SECONDS[m[2] as keyof typeof UNIT_SECONDS];
+  return total > 0 && total <= MAX_DURATION_SEC ? total : undefined;
+}
+
+export const Duration = z
+  .string()
+  .refine((s) => durationSeconds(s) !== undefined, {
+    message: `expected a duration such as 90s, 30m, 1h30m, 1d or 2w (more than 0, at most ${MAX_DURATION_SEC / 86_400}d)`,
+  })
+  .describe('A duration: digits and a unit (s, m, h, d, w), possibly repeated, e.g. 1h30m.');
