@@ -1,2 +1,3 @@
 export * from './decision.ts';
 export * from './events.ts';
+export * from './receipt.ts';
