@@ -1,0 +1,40 @@
+import type { Db } from '../services/events/db.ts';
+import { appendToStream } from '../services/events/append-to-stream.ts';
+import { runStreamId } from '../services/decisions/ids.ts';
+import type { AppendRunEventsInput, AppendRunEventsResult } from './types.ts';
+
+/**
+ * Appends a run's events. Idempotent: the workflow passes the expected version and derived event ids, so an
+ * activity retried after its commit (worker crash, lost response) finds its events recorded and writes
+ * nothing new.
+ */
+export function makeAppendRunEvents(db: Db, crashAt?: string) {
+  return async function appendRunEvents(input: AppendRunEventsInput): Promise<AppendRunEventsResult> {
+    const res = await appendToStream(db, {
+      streamId: runStreamId(input.decisionId),
+      tenantId: input.tenantId,
+      expectedVersion: input.expectedVersion,
+      events: input.events.map((e) => ({ ...e, metadata: { ...e.metadata, workflow_id: input.workflowId } })),
+      recordedAt: new Date(),
+      alsoInTransaction: input.idempotency
+        ? async (client) => {
+            await client.query(
+              `INSERT INTO idempotency_keys (tenant_id, idempotency_key, decision_id, request_digest) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (tenant_id, idempotency_key) DO NOTHING`,
+              [input.tenantId, input.idempotency!.key, input.decisionId, input.idempotency!.requestDigest],
+            );
+          }
+        : undefined,
+    });
+    if (crashAt === 'after-append-commit') crash();
+    return { streamVersion: res.streamVersion, duplicate: res.duplicate };
+  };
+}
+
+/**
+ * Test-only crash point: with COUNTERSIGN_CRASH_AT=after-append-commit the worker process dies here, after the
+ * commit and before the activity returns, to prove that the retry writes nothing new.
+ */
+function crash(): void {
+  process.kill(process.pid, 'SIGKILL');
+}

@@ -1,0 +1,47 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The one typed configuration (style item 11). Parsed once at start-up; nothing else reads process.env.
+ * Every field says what it means and its default; the README's configuration table mirrors this.
+ */
+const ConfigSchema = z.object({
+  DATABASE_URL: z.string().url().describe('Postgres URL of the application role (read and append only). Default: the local cluster from `make up`.'),
+  DATABASE_ADMIN_URL: z.string().url().optional().describe('Postgres URL of the schema owner, used for migrations. Default: DATABASE_URL.'),
+  TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233').describe('Temporal frontend host:port.'),
+  TEMPORAL_NAMESPACE: z.string().default('default').describe('Temporal namespace.'),
+  COUNTERSIGN_TASK_QUEUE: z.string().default('countersign-decisions').describe('Task queue of the decision workflows.'),
+  KAFKA_BROKERS: z.string().default('127.0.0.1:9092').describe('Comma-separated Kafka bootstrap brokers.'),
+  COUNTERSIGN_KAFKA_TOPIC: z.string().regex(/^[A-Za-z0-9._-]+$/).default('countersign.events').describe('Topic the publisher writes every event to, keyed by stream id.'),
+  COUNTERSIGN_HOST: z.string().default('127.0.0.1').describe('Address the HTTP API binds to.'),
+  COUNTERSIGN_PORT: z.coerce.number().int().min(0).max(65535).default(8080).describe('Port of the HTTP API.'),
+  COUNTERSIGN_PUBLIC_URL: z.string().url().optional().describe('Base URL that people and agents reach the API at. Default: http://HOST:PORT.'),
+  COUNTERSIGN_DATA_DIR: z.string().default(path.resolve(import.meta.dirname, '..', '.data')).describe('Where generated state lives (keys, local clusters, logs).'),
+  COUNTERSIGN_KEYS_DIR: z.string().optional().describe('Directory of the receipt signing keyring. Default: DATA_DIR/keys.'),
+  COUNTERSIGN_DEFAULT_TENANT: z.string().default('default').describe('Tenant created on first start, owner of the bootstrap key.'),
+  COUNTERSIGN_BOOTSTRAP_KEY_FILE: z.string().optional().describe('Where the bootstrap admin key is written once. Default: DATA_DIR/bootstrap-key.'),
+  COUNTERSIGN_PUBLISH_BATCH: z.coerce.number().int().min(1).max(10_000).default(500).describe('Events per publisher batch.'),
+  COUNTERSIGN_PUBLISH_IDLE_MS: z.coerce.number().int().min(1).max(60_000).default(50).describe('Publisher poll interval when idle, ms.'),
+  COUNTERSIGN_WORKFLOW_BUNDLE: z.string().optional().describe('Prebuilt workflow bundle (services/worker/bundle.ts); without it the worker bundles at start-up.'),
+  COUNTERSIGN_CRASH_AT: z.enum(['after-append-commit']).optional().describe('Test only: kill the worker at this point to prove retries write nothing twice.'),
+  COUNTERSIGN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level of the API, worker and publisher.'),
+});
+
+export type Config = z.infer<typeof ConfigSchema> & { keysDir: string; publicUrl: string; bootstrapKeyFile: string; adminDatabaseUrl: string };
+export const CONFIG_FIELDS = ConfigSchema.shape;
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = ConfigSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const c = parsed.data;
+  return {
+    ...c,
+    adminDatabaseUrl: c.DATABASE_ADMIN_URL ?? c.DATABASE_URL,
+    keysDir: c.COUNTERSIGN_KEYS_DIR ?? path.join(c.COUNTERSIGN_DATA_DIR, 'keys'),
+    publicUrl: c.COUNTERSIGN_PUBLIC_URL ?? `http://${c.COUNTERSIGN_HOST}:${c.COUNTERSIGN_PORT}`,
+    bootstrapKeyFile: c.COUNTERSIGN_BOOTSTRAP_KEY_FILE ?? path.join(c.COUNTERSIGN_DATA_DIR, 'bootstrap-key'),
+  };
+}

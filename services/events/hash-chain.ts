@@ -1,0 +1,42 @@
+import { sha256Digest } from '../receipts/canonical.ts';
+import type { StoredEvent } from '../../schemas/events.ts';
+
+export type HashedFields = Omit<StoredEvent, 'position' | 'hash'>;
+
+/**
+ * An event's hash covers every field but its global position (assigned by the database, and not part of
+ * the stream's own history) and the hash itself; prev_hash links it to the stream's previous event.
+ */
+export function eventHash(e: HashedFields): `sha256:${string}` {
+  return sha256Digest({
+    stream_id: e.stream_id,
+    stream_version: e.stream_version,
+    event_id: e.event_id,
+    type: e.type,
+    schema_version: e.schema_version,
+    tenant_id: e.tenant_id,
+    data: e.data,
+    metadata: e.metadata,
+    recorded_at: e.recorded_at,
+    prev_hash: e.prev_hash,
+  });
+}
+
+export type ChainBreak = { stream_id: string; position: string; stream_version: number; problem: string };
+
+/**
+ * Verifies one stream's events (in stream order): versions contiguous from 1, each prev_hash equal to the
+ * previous hash, each hash recomputed. Returns the first break, or null.
+ */
+export function verifyChain(events: readonly StoredEvent[]): ChainBreak | null {
+  let prev: StoredEvent | undefined;
+  for (const e of events) {
+    const at = { stream_id: e.stream_id, position: e.position, stream_version: e.stream_version };
+    const expectedVersion = prev ? prev.stream_version + 1 : 1;
+    if (e.stream_version !== expectedVersion) return { ...at, problem: `stream version ${e.stream_version}, expected ${expectedVersion}` };
+    if (e.prev_hash !== (prev ? prev.hash : null)) return { ...at, problem: 'prev_hash does not match the previous event' };
+    if (eventHash(e) !== e.hash) return { ...at, problem: 'hash does not match the content' };
+    prev = e;
+  }
+  return null;
+}

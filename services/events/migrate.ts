@@ -1,0 +1,49 @@
+import path from 'node:path';
+import pg from 'pg';
+import { runner } from 'node-pg-migrate';
+
+const MIGRATIONS_DIR = path.join(import.meta.dirname, 'migrations');
+
+/** What the application role may do, table by table. The event log gets SELECT and INSERT only. */
+const APP_GRANTS: Array<[string, string]> = [
+  ['events', 'SELECT, INSERT'],
+  ['idempotency_keys', 'SELECT, INSERT'],
+  ['publisher_checkpoints', 'SELECT, INSERT, UPDATE'],
+  ['tenants', 'SELECT, INSERT'],
+  ['principals', 'SELECT, INSERT'],
+  ['api_keys', 'SELECT, INSERT, UPDATE'],
+];
+
+/**
+ * Runs pending migrations as the schema owner, then grants the application role (the user of `appUrl`)
+ * exactly what it needs. Safe to run concurrently: node-pg-migrate takes an advisory lock.
+ */
+export async function migrate(adminUrl: string, appUrl: string, log: (msg: string) => void = () => {}): Promise<string[]> {
+  const applied = await runner({
+    databaseUrl: adminUrl,
+    dir: MIGRATIONS_DIR,
+    direction: 'up',
+    migrationsTable: 'pgmigrations',
+    checkOrder: true,
+    singleTransaction: true,
+    advisoryLockMode: 'wait',
+    log: () => {},
+  });
+  const appUser = new URL(appUrl).username;
+  const adminUser = new URL(adminUrl).username;
+  if (appUser && appUser !== adminUser) {
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    try {
+      const ident = client.escapeIdentifier(decodeURIComponent(appUser));
+      for (const [table, privileges] of APP_GRANTS) {
+        await client.query(`REVOKE ALL ON ${table} FROM ${ident}`);
+        await client.query(`GRANT ${privileges} ON ${table} TO ${ident}`);
+      }
+    } finally {
+      await client.end();
+    }
+  }
+  for (const m of applied) log(`migrated ${m.name}`);
+  return applied.map((m) => m.name);
+}

@@ -1,0 +1,2 @@
+// The worker's workflow bundle entry: every workflow type registered on the task queue.
+export { decisionWorkflow } from './decision-workflow.ts';
