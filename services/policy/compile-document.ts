@@ -1,0 +1,87 @@
+import type { z } from 'zod';
+import { PolicyDocument } from '../../schemas/policy.ts';
+import { checkValueBounds } from './input-bounds.ts';
+import { adaptForeignDocument } from './foreign-formats.ts';
+import { lowerRule } from './lower-rule.ts';
+import { normaliseApproval } from './lower-rule.ts';
+import type { IssuePath } from './policy-error.ts';
+import type { CompiledPolicy, CompiledRule } from './snapshot.ts';
+
+/** A problem in one document, by path; parse-text.ts turns paths into line:col when it has the text. */
+export type DocumentIssue = { path: IssuePath; message: string };
+export type DocumentResult = { ok: true; document: PolicyDocument; policy: CompiledPolicy } | { ok: false; issues: DocumentIssue[] };
+
+function describe(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/** zod issues in our words: one issue per unknown key, and the offending value for bad enum values. */
+export function zodIssues(issues: readonly z.core.$ZodIssue[]): DocumentIssue[] {
+  const out: DocumentIssue[] = [];
+  for (const issue of issues) {
+    const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) out.push({ path: [...path, key], message: `unknown field "${key}"` });
+    } else if (issue.code === 'invalid_value' && 'input' in issue) {
+      out.push({ path, message: `unknown value ${describe(issue.input)}: expected one of ${issue.values.map((v) => String(v)).join(', ')}` });
+    } else if (issue.code === 'invalid_type' && 'input' in issue && issue.input === undefined) {
+      out.push({ path, message: `missing required field (${issue.message.replace(/^Invalid input: /, '')})` });
+    } else {
+      out.push({ path, message: issue.message.replace(/^Invalid input: /, '') });
+    }
+  }
+  return out;
+}
+
+/** Validates one document (any accepted shape) and compiles it; every problem is collected, not just the first. */
+export function compileDocument(raw: unknown, version: number, bound_agents?: string[]): DocumentResult {
+  if (raw === null || raw === undefined) return { ok: false, issues: [{ path: [], message: 'empty policy document' }] };
+  const bounds = checkValueBounds(raw);
+  if (bounds !== undefined) return { ok: false, issues: [bounds] };
+  const adapted = adaptForeignDocument(raw);
+  if (adapted.kind === 'error') return { ok: false, issues: zodIssues(adapted.issues) };
+  const parsed = PolicyDocument.safeParse(adapted.document, { reportInput: true });
+  if (!parsed.success) return { ok: false, issues: zodIssues(parsed.error.issues) };
+  const doc = parsed.data;
+  const issues: DocumentIssue[] = [];
+  if (!Number.isInteger(version) || version < 0) issues.push({ path: [], message: `version must be a non-negative integer, got ${version}` });
+  const rules: CompiledRule[] = [];
+  const names = new Map<string, number>();
+  doc.rules.forEach((rule, i) => {
+    const lowered = lowerRule(rule, i);
+    if (!lowered.ok) {
+      for (const e of lowered.errors) issues.push({ path: ['rules', i, ...e.path], message: e.message });
+      return;
+    }
+    const first = names.get(lowered.rule.name);
+    if (first !== undefined) {
+      issues.push({ path: ['rules', i, rule.name !== undefined ? 'name' : rule.text !== undefined ? 'text' : 'condition'], message: `duplicate rule name "${lowered.rule.name}" (also rules[${first}]); give one of them a name` });
+      return;
+    }
+    names.set(lowered.rule.name, i);
+    rules.push(lowered.rule);
+  });
+  if (issues.length > 0) return { ok: false, issues };
+  const policy: CompiledPolicy = { policy_id: doc.metadata.id, version, level: doc.scope.level, rules };
+  if (doc.scope.agent !== undefined) policy.agent = doc.scope.agent;
+  if (bound_agents !== undefined) policy.bound_agents = [...bound_agents].sort();
+  if (doc.default_decision !== undefined) policy.default_decision = doc.default_decision;
+  if (doc.models !== undefined) {
+    policy.models = {
+      allowed_providers: doc.models.allowed_providers ?? [],
+      denied_providers: doc.models.denied_providers ?? [],
+      allowed_models: doc.models.allowed_models ?? [],
+      denied_models: doc.models.denied_models ?? [],
+    };
+  }
+  if (doc.tools !== undefined) {
+    policy.tools = {
+      allowed: doc.tools.allowed ?? [],
+      denied: doc.tools.denied ?? [],
+      require_approval: doc.tools.require_approval ?? [],
+      approval: normaliseApproval(doc.tools.approval),
+    };
+  }
+  return { ok: true, document: doc, policy };
+}

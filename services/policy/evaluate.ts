@@ -1,0 +1,189 @@
+import type { Decision } from '../../schemas/decision-kind.ts';
+import type { DecisionRequest, Evaluation, MatchedRule } from '../../schemas/decision.ts';
+import type { Constraints } from '../../schemas/constraints.ts';
+import { checkRule, celVariables } from './check-rule.ts';
+import { restrictiveness } from './compile.ts';
+import type { Facts } from './counters.ts';
+import { mergeConstraints } from './merge-constraints.ts';
+import { preparePerCallRule } from './per-call-rules.ts';
+import { candidateRules, loadSnapshot, policyApplies, type PreparedLists, type PreparedRule, type Runtime } from './runtime.ts';
+import type { CompiledApproval, CompiledPolicy, Snapshot } from './snapshot.ts';
+
+/** One rule (or list) that matched, in evaluation order. */
+type Hit = {
+  policy: CompiledPolicy;
+  rule: string;
+  decision: Decision;
+  reason: string;
+  constraints: Constraints;
+  approval?: CompiledApproval;
+  namesTool: boolean;
+  builtin: boolean;
+};
+
+const EPOCH_ISO = new Date(0).toISOString();
+
+function hitFromRule(p: PreparedRule): Hit {
+  const h: Hit = { policy: p.policy, rule: p.rule.name, decision: p.rule.decision, reason: p.rule.reason, constraints: p.rule.constraints, namesTool: p.namesTool, builtin: p.builtin };
+  if (p.rule.approval !== undefined) h.approval = p.rule.approval;
+  return h;
+}
+
+function failClosedHit(policy: CompiledPolicy, rule: string, error: string, builtin = false): Hit {
+  return {
+    policy,
+    rule,
+    decision: 'DENY',
+    reason: `rule ${rule} of policy ${policy.policy_id} v${policy.version} could not be evaluated (${error}); failing closed`,
+    constraints: {},
+    namesTool: false,
+    builtin,
+  };
+}
+
+function listHit(policy: CompiledPolicy, rule: string, decision: Decision, reason: string, approval?: CompiledApproval): Hit {
+  const h: Hit = { policy, rule, decision, reason, constraints: {}, namesTool: false, builtin: false };
+  if (approval !== undefined) h.approval = approval;
+  return h;
+}
+
+/** Policy-level model and tool lists (seed 004). A deny-list hit, or a miss on a non-empty allow-list, is DENY. */
+function checkLists(l: PreparedLists, request: DecisionRequest, hits: Hit[]): void {
+  const p = l.policy;
+  const where = `policy ${p.policy_id} v${p.version}`;
+  if (p.models !== undefined && request.model !== undefined) {
+    const { provider, model } = request.model;
+    const m = p.models;
+    if (provider !== undefined && m.denied_providers.includes(provider)) hits.push(listHit(p, 'models.denied_providers', 'DENY', `provider ${provider} is on the models.denied_providers list of ${where}`));
+    if (model !== undefined && m.denied_models.includes(model)) hits.push(listHit(p, 'models.denied_models', 'DENY', `model ${model} is on the models.denied_models list of ${where}`));
+    if (m.allowed_providers.length > 0 && (provider === undefined || !m.allowed_providers.includes(provider)))
+      hits.push(listHit(p, 'models.allowed_providers', 'DENY', `provider ${provider ?? '(not named)'} is not on the models.allowed_providers list of ${where}`));
+    if (m.allowed_models.length > 0 && (model === undefined || !m.allowed_models.includes(model)))
+      hits.push(listHit(p, 'models.allowed_models', 'DENY', `model ${model ?? '(not named)'} is not on the models.allowed_models list of ${where}`));
+  }
+  const tool = request.action.tool;
+  if (l.toolDenied?.(tool)) hits.push(listHit(p, 'tools.denied', 'DENY', `tool ${tool} is on the tools.denied list of ${where}`));
+  if (l.toolAllowed !== undefined) {
+    if (l.toolAllowed(tool)) hits.push(listHit(p, 'tools.allowed', 'ALLOW', `tool ${tool} is on the tools.allowed list of ${where}`));
+    else hits.push(listHit(p, 'tools.allowed', 'DENY', `tool ${tool} is not on the tools.allowed list of ${where}`));
+  }
+  if (l.toolRequireApproval?.(tool)) hits.push(listHit(p, 'tools.require_approval', 'REQUIRE_APPROVAL', `tool ${tool} is on the tools.require_approval list of ${where}`, p.tools!.approval));
+}
+
+function denyAll(snapshot: Snapshot, facts: Facts, nowIso: string, reason: string): Evaluation {
+  return {
+    decision: 'DENY',
+    reason,
+    matched_rule: null,
+    matched_rules: [],
+    constraints: {},
+    snapshot_hash: typeof snapshot?.hash === 'string' && /^sha256:[0-9a-f]{64}$/.test(snapshot.hash) ? snapshot.hash : `sha256:${'0'.repeat(64)}`,
+    facts: plainFacts(facts),
+    now: nowIso,
+  };
+}
+
+function plainFacts(facts: Facts): Record<string, unknown> {
+  if (facts === null || typeof facts !== 'object') return {};
+  try {
+    return JSON.parse(JSON.stringify(facts)) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}
+
+function describeAction(request: DecisionRequest): string {
+  const op = request.action.operation;
+  return op === undefined ? request.action.tool : `${request.action.tool}/${op}`;
+}
+
+function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, nowIso: string): Evaluation {
+  const snapshot = rt.snapshot;
+  if (rt.defect !== undefined) return denyAll(snapshot, facts, nowIso, `${rt.defect}; failing closed`);
+  const agentId = request.agent.id;
+  let vars: Record<string, unknown> | undefined;
+  const lazyVars = () => (vars ??= celVariables(request, now));
+
+  const stored: Hit[] = [];
+  const pack: Hit[] = [];
+  // Lists come before a policy's rules; all stored policies come before the pack (snapshot order).
+  const candidates = candidateRules(rt, request.action.tool, request.action.operation);
+  let li = 0;
+  const flushLists = (beforeSeq: number) => {
+    while (li < rt.lists.length && rt.lists[li]!.seq < beforeSeq) {
+      const l = rt.lists[li++]!;
+      if (policyApplies(l.policy, agentId)) checkLists(l, request, stored);
+    }
+  };
+  for (const p of candidates) {
+    flushLists(p.seq);
+    if (!policyApplies(p.policy, agentId)) continue;
+    const c = checkRule(p, request, now, facts, lazyVars);
+    if (c.applies === false) continue;
+    const hit = c.applies === true ? hitFromRule(p) : failClosedHit(p.policy, p.rule.name, c.error, p.builtin);
+    (p.builtin ? pack : stored).push(hit);
+  }
+  flushLists(Number.POSITIVE_INFINITY);
+
+  // Precedence: a stored rule that names this tool (and matched) sets the circuit breakers aside. A pack hit
+  // that failed closed still counts, because an error never loosens a decision.
+  const breakersSetAside = stored.some((h) => h.namesTool);
+  const counted = breakersSetAside ? [...stored, ...pack.filter((h) => h.decision === 'DENY')] : [...stored, ...pack];
+  const base: Decision = counted.length > 0 ? counted.reduce<Decision>((d, h) => (restrictiveness(h.decision) < restrictiveness(d) ? h.decision : d), 'ALLOW') : snapshot.default_decision;
+
+  // Per-call rules: added for this call only; they can only tighten what the stored set decided.
+  const perCall: Hit[] = [];
+  const rules: unknown[] = Array.isArray(request.policy_rules) ? request.policy_rules : [];
+  rules.forEach((raw, i) => {
+    const prepared = preparePerCallRule(raw, i);
+    if (!prepared.ok) {
+      perCall.push(failClosedHit({ policy_id: 'request', version: 0, level: 'agent', rules: [] }, prepared.name, prepared.error));
+      return;
+    }
+    const p = prepared.rule;
+    if (p.rule.on !== 'request') return;
+    const c = checkRule(p, request, now, facts, lazyVars);
+    if (c.applies === false) return;
+    perCall.push(c.applies === true ? hitFromRule(p) : failClosedHit(p.policy, p.rule.name, c.error));
+  });
+  const tightening = perCall.filter((h) => restrictiveness(h.decision) <= restrictiveness(base));
+  const all = [...counted, ...tightening];
+  let decision = base;
+  for (const h of tightening) if (restrictiveness(h.decision) < restrictiveness(decision)) decision = h.decision;
+
+  // The deciding rule is the first (in snapshot order, per-call rules last) with the final decision;
+  // none when the tenant default decided.
+  const deciding = all.find((h) => h.decision === decision);
+  const constraints: Record<string, unknown> = {};
+  if (decision !== 'DENY') for (const h of all) mergeConstraints(constraints, h.constraints);
+  const evaluation: Evaluation = {
+    decision,
+    reason: deciding?.reason ?? `no rule matched ${describeAction(request)} for agent ${agentId}; the tenant default decision is ${decision}`,
+    matched_rule: deciding?.rule ?? null,
+    matched_rules: all.map((h): MatchedRule => ({ policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, decision: h.decision })),
+    constraints: constraints as Constraints,
+    snapshot_hash: snapshot.hash,
+    facts: plainFacts(facts),
+    now: nowIso,
+  };
+  if (decision === 'REQUIRE_APPROVAL' && deciding?.approval !== undefined) evaluation.approval = { ...deciding.approval };
+  return evaluation;
+}
+
+/**
+ * Evaluates a request against a compiled snapshot. Pure: the clock is `now`, counters come in `facts`.
+ * Total: any error (a CEL runtime error, a missing variable or fact, a damaged snapshot) becomes a DENY
+ * whose reason names the rule and the error; it never throws and never allows by accident.
+ */
+export function evaluate(snapshot: Snapshot, request: DecisionRequest, facts: Facts, now: Date): Evaluation {
+  const validNow = now instanceof Date && !Number.isNaN(now.getTime());
+  const nowIso = validNow ? now.toISOString() : EPOCH_ISO;
+  try {
+    if (!validNow) return denyAll(snapshot, facts, nowIso, 'the evaluation clock (now) is not a valid date; failing closed');
+    if (typeof request !== 'object' || request === null || typeof request.action?.tool !== 'string' || typeof request.agent?.id !== 'string')
+      return denyAll(snapshot, facts, nowIso, 'the request has no action.tool or agent.id; failing closed');
+    return run(loadSnapshot(snapshot), request, facts ?? {}, now, nowIso);
+  } catch (err) {
+    return denyAll(snapshot, facts, nowIso, `evaluation failed (${err instanceof Error ? err.message : String(err)}); failing closed`);
+  }
+}

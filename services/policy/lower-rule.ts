@@ -1,0 +1,142 @@
+import { Approval, EFFECTS, Match, type PolicyRule } from '../../schemas/policy.ts';
+import { durationSeconds } from '../../schemas/duration.ts';
+import type { Decision } from '../../schemas/decision-kind.ts';
+import { compileCel } from './cel.ts';
+import { compileSentence, nameFromSentence } from './natural-language.ts';
+import type { IssuePath } from './policy-error.ts';
+import type { CompiledApproval, CompiledLimit, CompiledMatch, CompiledRule } from './snapshot.ts';
+
+/**
+ * Lowers one validated rule, whatever form it was written in, to the single compiled shape evaluation
+ * understands. Natural-language and imported forms become ordinary structured rules here, so
+ * evaluation has exactly one kind of rule to run.
+ */
+export type RuleIssue = { path: IssuePath; message: string };
+export type LowerResult = { ok: true; rule: CompiledRule } | { ok: false; errors: RuleIssue[] };
+
+const DEFAULT_APPROVAL = Approval.parse({ approvers: ['approvers'] });
+
+export function normaliseApproval(a: Approval | undefined): CompiledApproval {
+  const src = a ?? DEFAULT_APPROVAL;
+  const out: CompiledApproval = {
+    approvers: [...src.approvers],
+    quorum: src.quorum,
+    timeout: src.timeout,
+    timeout_sec: durationSeconds(src.timeout)!,
+    on_timeout: src.on_timeout,
+  };
+  if (src.escalate_to !== undefined) out.escalate_to = [...src.escalate_to];
+  if (src.escalate_after !== undefined) {
+    out.escalate_after = src.escalate_after;
+    out.escalate_after_sec = durationSeconds(src.escalate_after)!;
+  }
+  return out;
+}
+
+const list = (v: string | string[] | undefined): string[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? [...v] : [v]);
+
+export function normaliseMatch(m: Match | undefined): CompiledMatch {
+  if (m === undefined) return {};
+  const out: CompiledMatch = {};
+  const set = <K extends keyof CompiledMatch>(k: K, v: CompiledMatch[K] | undefined) => {
+    if (v !== undefined) out[k] = v;
+  };
+  set('tool', list(m.tool));
+  set('operation', list(m.operation));
+  set('topic', list(m.topic));
+  set('capability', list(m.capability));
+  set('environment', list(m.environment));
+  set('risk_tags', m.risk_tags === undefined ? undefined : [...m.risk_tags]);
+  set('agent', list(m.agent));
+  set('model_provider', list(m.model?.provider));
+  set('model', list(m.model?.model));
+  if (m.time !== undefined) {
+    const t: NonNullable<CompiledMatch['time']> = { timezone: m.time.timezone };
+    if (m.time.days !== undefined) t.days = [...m.time.days];
+    if (m.time.after !== undefined) t.after = m.time.after;
+    if (m.time.before !== undefined) t.before = m.time.before;
+    out.time = t;
+  }
+  return out;
+}
+
+function normaliseLimit(l: NonNullable<PolicyRule['limit']>): CompiledLimit {
+  const out: CompiledLimit = { kind: l.kind, max: l.max, window: l.window, window_sec: durationSeconds(l.window)!, per: l.per };
+  if (l.field !== undefined) out.field = l.field;
+  return out;
+}
+
+const DECISION_WORDS: Record<Decision, string> = {
+  DENY: 'denied',
+  REQUIRE_APPROVAL: 'requires approval',
+  ALLOW_WITH_CONSTRAINTS: 'allowed with constraints',
+  ALLOW: 'allowed',
+};
+
+export function defaultReason(name: string, decision: Decision): string {
+  return `${DECISION_WORDS[decision]} by rule ${name}`;
+}
+
+export function lowerRule(rule: PolicyRule, index: number): LowerResult {
+  const errors: RuleIssue[] = [];
+  const decisionHint: Decision | undefined = rule.decision ?? (rule.effect !== undefined ? EFFECTS[rule.effect] : undefined);
+  let name = rule.name;
+  let match: CompiledMatch = normaliseMatch(rule.match);
+  let condition = rule.condition;
+  let limit = rule.limit === undefined ? undefined : normaliseLimit(rule.limit);
+  let decision = decisionHint;
+  let reason = rule.reason;
+  let approval = rule.approval;
+  let text: string | undefined;
+  let conditionPath: IssuePath = ['condition'];
+
+  const sentence = rule.text ?? (rule.effect !== undefined ? rule.condition : undefined);
+  if (rule.type === 'deterministic') {
+    // Seed 003: "plain boolean expressions" the request must satisfy. A request that does not is denied.
+    condition = `!(${rule.expr!})`;
+    conditionPath = ['expr'];
+    decision = 'DENY';
+    reason ??= `requirement not met: ${rule.expr!}`;
+    name ??= `rule-${index + 1}`;
+  } else if (sentence !== undefined) {
+    const sentencePath: IssuePath = [rule.text !== undefined ? 'text' : 'condition'];
+    const compiled = compileSentence(sentence, decisionHint);
+    if (!compiled.ok) return { ok: false, errors: [{ path: sentencePath, message: compiled.message }] };
+    const interpreted = compiled.rule;
+    const parsedMatch = Match.safeParse(interpreted.match);
+    if (!parsedMatch.success) return { ok: false, errors: [{ path: sentencePath, message: `cannot compile "${sentence}": ${parsedMatch.error.issues[0]?.message ?? 'bad match'}` }] };
+    match = normaliseMatch(parsedMatch.data);
+    condition = interpreted.condition;
+    conditionPath = sentencePath;
+    if (interpreted.limit !== undefined) limit = { ...interpreted.limit, window_sec: durationSeconds(interpreted.limit.window)! };
+    decision = interpreted.decision;
+    reason ??= interpreted.reason;
+    if (approval === undefined && interpreted.approval !== undefined) approval = Approval.parse(interpreted.approval);
+    text = sentence;
+    name ??= nameFromSentence(sentence);
+  }
+  name ??= `rule-${index + 1}`;
+  if (decision === undefined) return { ok: false, errors: [{ path: ['decision'], message: 'a rule needs a decision' }] };
+  if (condition !== undefined) {
+    const cel = compileCel(condition, rule.on === 'outcome' ? 'outcome' : 'request');
+    if (!cel.ok) errors.push({ path: conditionPath, message: cel.message });
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  const out: CompiledRule = {
+    name,
+    on: rule.on,
+    match,
+    decision,
+    reason: reason ?? defaultReason(name, decision),
+    constraints: rule.constraints === undefined ? {} : stripUndefined(rule.constraints),
+  };
+  if (condition !== undefined) out.condition = condition;
+  if (limit !== undefined) out.limit = limit;
+  if (decision === 'REQUIRE_APPROVAL') out.approval = normaliseApproval(approval);
+  if (text !== undefined) out.text = text;
+  return { ok: true, rule: out };
+}
+
+function stripUndefined<T extends Record<string, unknown>>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
