@@ -12,6 +12,9 @@ export type AppendRunEventsInput = {
 };
 export type AppendRunEventsResult = { streamVersion: number; duplicate: boolean };
 
+export type IssueReceiptInput = { decisionId: string; tenantId: string; headVersion: number; workflowId: string };
+
 export interface Activities {
   appendRunEvents(input: AppendRunEventsInput): Promise<AppendRunEventsResult>;
+  issueReceipt(input: IssueReceiptInput): Promise<{ streamVersion: number }>;
 }

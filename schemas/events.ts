@@ -14,13 +14,15 @@ export const DecisionRequestedData = z.strictObject({
   tenant_id: z.string(),
   request: DecisionRequest,
   request_digest: Sha256,
+  args_digest: Sha256.nullable().describe('sha256 of action.args; receipts carry this, never the args.'),
   idempotency_key: z.string().nullable(),
   requested_by: z.string().describe('Principal id of the caller.'),
 });
 
 export const PolicyEvaluatedData = z.strictObject({
   evaluation: Evaluation,
-  policies: z.array(z.strictObject({ policy_id: z.string(), version: z.number().int(), hash: Sha256 })).default([]),
+  policies: z.array(z.strictObject({ policy_id: z.string(), version: z.number().int(), hash: Sha256 })),
+  default_decision: Decision.optional().describe("The tenant's decision when no rule matches, as it stood; replay needs it."),
 });
 
 export const DecisionFinalizedData = z.strictObject({
@@ -29,6 +31,12 @@ export const DecisionFinalizedData = z.strictObject({
   matched_rule: z.string().nullable(),
   constraints: Constraints,
   via: z.enum(['policy', 'approval', 'rejection', 'expiry', 'override']).default('policy'),
+});
+
+export const ReceiptIssuedData = z.strictObject({
+  receipt_digest: Sha256.describe('sha256 over the canonical JSON of the receipt rebuilt from the events before this one.'),
+  head_version: z.number().int().positive(),
+  signature: z.strictObject({ alg: z.literal('Ed25519'), key_id: z.string(), value: z.string() }),
 });
 
 // --- policy streams: `policy-<tenant>-<policy id>` ------------------------------------------------
@@ -48,6 +56,7 @@ export const EVENT_DATA = {
   DecisionRequested: DecisionRequestedData,
   PolicyEvaluated: PolicyEvaluatedData,
   DecisionFinalized: DecisionFinalizedData,
+  ReceiptIssued: ReceiptIssuedData,
   PolicyActivated: PolicyActivatedData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;

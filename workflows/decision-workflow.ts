@@ -1,5 +1,5 @@
 import { condition, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
+import type { Decision, DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
 import type { NewEvent } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
 import { runEventId } from '../services/decisions/ids.ts';
@@ -11,9 +11,11 @@ export type DecisionWorkflowInput = {
   requestedBy: string;
   request: DecisionRequest;
   requestDigest: string;
+  argsDigest: string | null;
   idempotencyKey: string | null;
   evaluation: Evaluation;
   policies: Array<{ policy_id: string; version: number; hash: string }>;
+  defaultDecision: Decision;
 };
 
 export type DecisionStatus = { result: DecisionResult; requestDigest: string };
@@ -21,7 +23,7 @@ export type DecisionStatus = { result: DecisionResult; requestDigest: string };
 /** Defined once; the API and tests import these same objects (style item 2). */
 export const statusQuery = defineQuery<DecisionStatus | null>('status');
 
-const { appendRunEvents } = proxyActivities<Activities>({
+const { appendRunEvents, issueReceipt } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['CountersignError'] },
 });
@@ -90,21 +92,25 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       tenant_id: input.tenantId,
       request: input.request,
       request_digest: input.requestDigest,
+      args_digest: input.argsDigest,
       idempotency_key: input.idempotencyKey,
       requested_by: input.requestedBy,
     },
   } as Omit<NewEvent, 'eventId'>);
-  record({ type: 'PolicyEvaluated', data: { evaluation: input.evaluation, policies: input.policies } } as Omit<NewEvent, 'eventId'>);
+  record({ type: 'PolicyEvaluated', data: { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision } } as Omit<NewEvent, 'eventId'>);
 
   if (input.evaluation.decision !== 'REQUIRE_APPROVAL') {
     const e = input.evaluation;
     record({ type: 'DecisionFinalized', data: { decision: e.decision, reason: e.reason, matched_rule: e.matched_rule, constraints: e.constraints, via: 'policy' } } as Omit<NewEvent, 'eventId'>);
     await flush(true);
+    await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: version, workflowId: workflowInfo().workflowId });
     return toResult(view!);
   }
 
   await flush(true);
   // Approval rounds arrive with the decision-workflow issue; until then a pending run waits durably.
   await condition(() => view?.status === 'final');
+  await flush();
+  await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: version, workflowId: workflowInfo().workflowId });
   return toResult(view!);
 }

@@ -2,11 +2,9 @@ import { Command, CommanderError } from 'commander';
 import { registerPolicyCommands } from './commands/policy.ts';
 import { registerAuditCommands } from './commands/audit.ts';
 
-/**
- * Exit codes: 0 success; 1 the check failed (invalid policy, failing test, audit divergence);
- * 2 usage error; 3 could not reach a dependency.
- */
-export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3 } as const;
+import { EXIT } from './exit-codes.ts';
+
+export { EXIT };
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('countersign')

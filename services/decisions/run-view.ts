@@ -12,6 +12,8 @@ export type RunView = {
   agent_id: string;
   requested_by: string;
   request_digest: string;
+  args_digest: string | null;
+  receipt: { digest: string; head_version: number; signature: { alg: 'Ed25519'; key_id: string; value: string } } | null;
   action: { tool: string; operation?: string | undefined; topic?: string | undefined; capability?: string | undefined };
   status: 'requested' | 'pending_approval' | 'final';
   decision: Decision | null;
@@ -42,6 +44,8 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
         agent_id: d.request.agent.id,
         requested_by: d.requested_by,
         request_digest: d.request_digest,
+        args_digest: d.args_digest,
+        receipt: null,
         action: { tool: d.request.action.tool, operation: d.request.action.operation, topic: d.request.action.topic, capability: d.request.action.capability },
         status: 'requested',
         decision: null,
@@ -78,6 +82,9 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       const d = event.data;
       return { ...view, status: 'final', decision: d.decision, reason: d.reason, matched_rule: d.matched_rule, constraints: d.constraints, finalized_via: d.via, events: view.events + 1 };
     }
+    case 'ReceiptIssued':
+      if (!view) return view;
+      return { ...view, receipt: { digest: event.data.receipt_digest, head_version: event.data.head_version, signature: event.data.signature }, events: view.events + 1 };
     case 'PolicyActivated':
       return view;
     default: {

@@ -5,16 +5,15 @@ import { PublicKeySet } from '../../../schemas/receipt.ts';
 import { KeyringError, loadPublicKeys } from '../../receipts/keyring.ts';
 import { verifyReceipt } from '../../receipts/verify.ts';
 import type { VerifyResult } from '../../receipts/verify.ts';
+import { EXIT } from '../exit-codes.ts';
 
 /**
  * `countersign audit verify RECEIPT.json [--keys URL|FILE|DIR] [--json]`: offline check of one
  * signed receipt. Needs no database and no running service unless --keys is a URL.
  *
- * Exit codes as in services/cli/main.ts (kept here as numbers: importing main.ts would make an
- * import cycle through audit.ts): 0 valid, 1 invalid, 2 usage (missing or unreadable file, bad
- * key set), 3 the key URL could not be reached.
+ * Exit codes (services/cli/exit-codes.ts): 0 valid, 1 invalid, 2 usage (missing or unreadable file,
+ * bad key set), 3 the key URL could not be reached.
  */
-const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3 } as const;
 const FETCH_TIMEOUT_MS = 10_000;
 
 export interface AuditVerifyIo {
@@ -94,7 +93,7 @@ async function readKeyringDir(dir: string): Promise<PublicKeySet> {
 }
 
 /** The public keys: --keys as a URL, a JWKS file or a keyring directory; else the local keyring. */
-async function loadKeys(keys: string | undefined, io: AuditVerifyIo): Promise<{ set: PublicKeySet; source: string }> {
+export async function loadKeys(keys: string | undefined, io: AuditVerifyIo): Promise<{ set: PublicKeySet; source: string }> {
   if (keys !== undefined) {
     if (/^https?:\/\//i.test(keys)) return { set: await fetchKeys(keys, io), source: keys };
     const isDir = await stat(keys).then(

@@ -1,0 +1,36 @@
+import type { Db } from '../services/events/db.ts';
+import { appendToStream } from '../services/events/append-to-stream.ts';
+import { readStream } from '../services/events/read-events.ts';
+import { runEventId, runStreamId } from '../services/decisions/ids.ts';
+import { buildReceipt } from '../services/receipts/build-receipt.ts';
+import { sha256Digest } from '../services/receipts/canonical.ts';
+import type { Keyring } from '../services/receipts/keyring.ts';
+import { signReceipt } from '../services/receipts/sign.ts';
+import type { IssueReceiptInput } from './types.ts';
+
+/**
+ * Signs the receipt rebuilt from the run's events and records ReceiptIssued. Idempotent: Ed25519 signatures
+ * are deterministic and the event id is derived from the stream version, so a retry appends nothing new.
+ */
+export function makeIssueReceipt(db: Db, keyring: () => Promise<Keyring>) {
+  return async function issueReceipt(input: IssueReceiptInput): Promise<{ streamVersion: number }> {
+    const events = (await readStream(db, runStreamId(input.decisionId))).filter((e) => e.stream_version <= input.headVersion);
+    const receipt = buildReceipt(events);
+    if (!receipt) throw new Error(`run ${input.decisionId} has no receipt to issue at version ${input.headVersion}`);
+    const signed = signReceipt(receipt, await keyring());
+    const version = input.headVersion + 1;
+    const res = await appendToStream(db, {
+      streamId: runStreamId(input.decisionId),
+      tenantId: input.tenantId,
+      expectedVersion: input.headVersion,
+      recordedAt: new Date(),
+      events: [{
+        type: 'ReceiptIssued',
+        eventId: runEventId(input.decisionId, version),
+        data: { receipt_digest: sha256Digest(signed.receipt), head_version: input.headVersion, signature: signed.signature },
+        metadata: { workflow_id: input.workflowId },
+      }],
+    });
+    return { streamVersion: res.streamVersion };
+  };
+}

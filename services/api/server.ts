@@ -1,0 +1,100 @@
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import type { Config } from '../config.ts';
+import { CountersignError } from '../errors.ts';
+import type { Db } from '../events/db.ts';
+import { isConnectionError } from '../events/db.ts';
+import { authenticate, type Principal, type Role } from '../identity/principals.ts';
+import type { ActivePolicies } from '../decisions/active-policies.ts';
+import { checkJsonBounds } from './json-bounds.ts';
+import { toProblem } from './problem.ts';
+import { registerDecisionRoutes } from './routes/decisions.ts';
+import { registerHealthRoutes } from './routes/health.ts';
+
+export type ApiDeps = { config: Config; db: Db; temporal: Client; policies: ActivePolicies };
+export type Api = FastifyInstance;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    bodyLimit: BODY_LIMIT_BYTES,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : `req_${randomUUID()}`;
+    },
+    logger: {
+      level: deps.config.COUNTERSIGN_LOG_LEVEL,
+      // Never log keys or tokens; the default serializers log method and url only, not bodies or headers.
+      redact: ['req.headers.authorization', 'req.headers.cookie'],
+    },
+    ajv: undefined,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorateRequest('principal', null);
+
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+
+  // Bound the parsed body before validation walks it.
+  app.addHook('preValidation', async (req) => {
+    if (req.body !== undefined) checkJsonBounds(req.body);
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const problem = toProblem(isConnectionError(err) ? CountersignError.dependency('postgres', err) : err, req.id);
+    if (problem.status >= 500) req.log.error({ err, code: problem.code }, 'request failed');
+    void reply.status(problem.status).type('application/problem+json').send(problem);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const problem = toProblem(new CountersignError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`), req.id);
+    void reply.status(404).type('application/problem+json').send(problem);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Countersign API', version: '1', description: 'Policy decisions and human approvals for AI agent tool calls.' },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'API key: cs_<prefix>_<secret>' } } },
+      security: [{ apiKey: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  registerHealthRoutes(app, deps);
+  registerDecisionRoutes(app, deps);
+  return app;
+}
+
+/** Authenticates the bearer key and checks a role. Unknown, revoked and expired keys all look the same: 401. */
+export async function requirePrincipal(deps: ApiDeps, req: FastifyRequest, roles: Role[]): Promise<Principal> {
+  const header = req.headers.authorization;
+  const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : null;
+  if (!token) throw new CountersignError('unauthorized', 'missing Authorization: Bearer <api key>');
+  let principal: Principal | null;
+  try {
+    principal = await authenticate(deps.db, token, new Date());
+  } catch (err) {
+    throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
+  }
+  if (!principal) throw new CountersignError('unauthorized', 'invalid, revoked or expired API key');
+  if (roles.length && !roles.some((r) => principal.roles.includes(r))) {
+    throw new CountersignError('forbidden', `requires one of the roles: ${roles.join(', ')}`);
+  }
+  req.principal = principal;
+  return principal;
+}

@@ -1,0 +1,100 @@
+import pg from 'pg';
+import type { Decision } from '../../schemas/decision.ts';
+import type { Db } from '../events/db.ts';
+import type { LogFn } from '../logger.ts';
+import { compile, type PolicySource, type Snapshot } from '../policy/index.ts';
+
+/** Policies of this pseudo-tenant apply to every tenant (platform scope). */
+export const PLATFORM_TENANT = 'platform';
+
+export type ActivePolicy = { policy_id: string; version: number; hash: string; scope: Record<string, unknown>; document: Record<string, unknown> };
+export type EffectiveSet = { snapshot: Snapshot; policies: Array<{ policy_id: string; version: number; hash: string }>; defaultDecision: Decision };
+
+/**
+ * The compiled effective policy set per (tenant, agent), cached and rebuilt when a policy event lands
+ * (Postgres LISTEN/NOTIFY from a trigger on the log). While the listener is down, nothing is cached, so a
+ * lost notification can never leave a stale snapshot deciding.
+ */
+export class ActivePolicies {
+  private readonly cache = new Map<string, Promise<EffectiveSet>>();
+  private listener: pg.Client | null = null;
+  private listening = false;
+  private stopped = false;
+
+  constructor(private readonly db: Db, private readonly url: string, private readonly log: LogFn) {}
+
+  async start(): Promise<void> {
+    await this.listen().catch((err: unknown) => this.log('warn', 'policy listener not connected', { error: String(err) }));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.listener?.end().catch(() => {});
+  }
+
+  private async listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.url });
+    client.on('error', () => this.reconnect(client));
+    client.on('end', () => this.reconnect(client));
+    client.on('notification', (msg) => {
+      const tenant = msg.payload ?? '';
+      for (const key of this.cache.keys()) if (tenant === PLATFORM_TENANT || key.startsWith(`${tenant}\u0000`)) this.cache.delete(key);
+    });
+    await client.connect();
+    await client.query('LISTEN policy_changed');
+    this.listener = client;
+    this.listening = true;
+  }
+
+  private reconnect(client: pg.Client): void {
+    if (this.listener !== client) return;
+    this.listener = null;
+    this.listening = false;
+    this.cache.clear();
+    if (this.stopped) return;
+    setTimeout(() => void this.listen().catch(() => this.reconnect(client)), 1_000).unref();
+  }
+
+  async effective(tenantId: string, agentId: string): Promise<EffectiveSet> {
+    const key = `${tenantId}\u0000${agentId}`;
+    const hit = this.listening ? this.cache.get(key) : undefined;
+    if (hit) return hit;
+    const loading = this.load(tenantId, agentId);
+    if (this.listening) {
+      this.cache.set(key, loading);
+      loading.catch(() => this.cache.delete(key));
+    }
+    return loading;
+  }
+
+  /** Latest active version of every policy that applies to this agent of this tenant. */
+  async activePolicies(tenantId: string, agentId: string | null): Promise<ActivePolicy[]> {
+    const res = await this.db.query<{ tenant_id: string; data: ActivePolicy & { deprecated?: boolean } }>(
+      `SELECT tenant_id, data FROM events WHERE tenant_id = ANY($1::text[]) AND type = 'PolicyActivated' ORDER BY position`,
+      [[tenantId, PLATFORM_TENANT]],
+    );
+    const latest = new Map<string, ActivePolicy>();
+    for (const { tenant_id, data } of res.rows) {
+      const level = data.scope['level'];
+      if (tenant_id === PLATFORM_TENANT && level !== 'platform') continue;
+      if (level === 'agent' && (agentId === null || data.scope['agent'] !== agentId)) continue;
+      latest.set(`${tenant_id}/${data.policy_id}`, data);
+    }
+    return [...latest.values()];
+  }
+
+  private async load(tenantId: string, agentId: string): Promise<EffectiveSet> {
+    const [policies, tenant] = await Promise.all([
+      this.activePolicies(tenantId, agentId),
+      this.db.query<{ default_decision: Decision }>('SELECT default_decision FROM tenants WHERE id = $1', [tenantId]),
+    ]);
+    const defaultDecision = tenant.rows[0]?.default_decision ?? 'DENY';
+    const sources: PolicySource[] = policies.map((p) => ({ document: p.document, version: p.version, source: `${p.policy_id}@v${p.version}` }));
+    const compiled = compile(sources, { defaultDecision });
+    if (!compiled.ok) {
+      // Active policies compiled when they were activated; failing now means the compiler changed under them.
+      throw new Error(`active policies of ${tenantId} no longer compile: ${compiled.errors.map((e) => e.message).join('; ')}`);
+    }
+    return { snapshot: compiled.snapshot, policies: policies.map((p) => ({ policy_id: p.policy_id, version: p.version, hash: p.hash })), defaultDecision };
+  }
+}

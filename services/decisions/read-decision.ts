@@ -1,0 +1,60 @@
+import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/common';
+import type { DecisionResult } from '../../schemas/decision.ts';
+import { isKnownEventType, type StoredEvent } from '../../schemas/events.ts';
+import { statusQuery, toResult } from '../../workflows/decision-workflow.ts';
+import { CountersignError } from '../errors.ts';
+import type { Db } from '../events/db.ts';
+import { isConnectionError } from '../events/db.ts';
+import { readStream } from '../events/read-events.ts';
+import { runStreamId, workflowIdFor } from './ids.ts';
+import { foldRun, type RunEvent, type RunView } from './run-view.ts';
+
+export async function loadRunView(db: Db, decisionId: string): Promise<{ view: RunView | null; events: StoredEvent[] }> {
+  let events: StoredEvent[];
+  try {
+    events = await readStream(db, runStreamId(decisionId));
+  } catch (err) {
+    throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
+  }
+  const view = foldRun(events.filter((e) => isKnownEventType(e.type)).map((e) => ({ type: e.type, data: e.data }) as RunEvent));
+  return { view, events };
+}
+
+/**
+ * A decision as the log records it. Tenant isolation: a run of another tenant is "not found", never "forbidden",
+ * so ids of other tenants cannot be probed.
+ */
+export async function readDecision(deps: { db: Db; temporal: Client }, tenantId: string, decisionId: string): Promise<DecisionResult> {
+  const { view } = await loadRunView(deps.db, decisionId);
+  if (view) {
+    if (view.tenant_id !== tenantId) throw notFound(decisionId);
+    return toResult(view);
+  }
+  // The workflow may have started and not yet written its first events.
+  try {
+    const status = await deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery);
+    if (status) return status.result;
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError) && !/not found/i.test(String((err as Error)?.message))) throw err;
+  }
+  throw notFound(decisionId);
+}
+
+export const notFound = (decisionId: string) => new CountersignError('not_found', `decision ${decisionId} not found`);
+
+/** Long-poll: resolves when the run is final or the wait ends, whichever first. */
+export async function waitForDecision(deps: { db: Db; temporal: Client }, tenantId: string, decisionId: string, waitSeconds: number): Promise<DecisionResult> {
+  const first = await readDecision(deps, tenantId, decisionId);
+  if (first.status === 'final' || waitSeconds <= 0) return first;
+  const handle = deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), waitSeconds * 1000); });
+  try {
+    const done = await Promise.race([handle.result().then(() => true, () => true), timeout]);
+    if (done) return await readDecision(deps, tenantId, decisionId);
+    return first;
+  } finally {
+    clearTimeout(timer);
+  }
+}

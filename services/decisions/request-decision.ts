@@ -1,0 +1,107 @@
+import { WorkflowIdReusePolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { isGrpcServiceError, type Client } from '@temporalio/client';
+import type { DecisionRequest, DecisionResult } from '../../schemas/decision.ts';
+import { decisionWorkflow, statusQuery } from '../../workflows/decision-workflow.ts';
+import { CountersignError } from '../errors.ts';
+import type { Db } from '../events/db.ts';
+import { isConnectionError } from '../events/db.ts';
+import { evaluate } from '../policy/index.ts';
+import { sha256Digest } from '../receipts/canonical.ts';
+import type { Principal } from '../identity/principals.ts';
+import type { ActivePolicies } from './active-policies.ts';
+import { decisionIdFor } from './decision-id.ts';
+import { workflowIdFor } from './ids.ts';
+import { readDecision } from './read-decision.ts';
+
+export type DecideDeps = { db: Db; temporal: Client; taskQueue: string; policies: ActivePolicies; now?: () => Date };
+
+/**
+ * Ask for a decision: evaluate purely against the tenant's compiled snapshot, start the run's workflow with an
+ * id derived from (tenant, idempotency key), and answer as soon as Temporal has acknowledged the start. From
+ * then the decision is durable and its events follow from the workflow.
+ */
+export async function requestDecision(deps: DecideDeps, principal: Principal, request: DecisionRequest): Promise<DecisionResult> {
+  const tenantId = principal.tenant_id;
+  const decisionId = decisionIdFor(tenantId, request.idempotency_key);
+  const requestDigest = sha256Digest(request);
+  const key = request.idempotency_key;
+
+  // A known key is answered from the record, never evaluated again (policies may have changed since).
+  if (key !== undefined) {
+    const prior = await priorDecision(deps, tenantId, decisionId, key, requestDigest);
+    if (prior) return prior;
+  }
+
+  const set = await deps.policies.effective(tenantId, request.agent.id).catch((err: unknown) => {
+    throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
+  });
+  const evaluation = evaluate(set.snapshot, request, {}, (deps.now ?? (() => new Date()))());
+
+  try {
+    await deps.temporal.workflow.start(decisionWorkflow, {
+      taskQueue: deps.taskQueue,
+      workflowId: workflowIdFor(tenantId, decisionId),
+      // Refuse a second run for the same id even after the first closed (within retention); past
+      // retention the idempotency_keys row answers above.
+      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest: request.action.args ? sha256Digest(request.action.args) : null, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision }],
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError && key !== undefined) {
+      const prior = await priorDecision(deps, tenantId, decisionId, key, requestDigest, true);
+      if (prior) return prior;
+    }
+    throw asTemporalError(err);
+  }
+  return {
+    decision_id: decisionId,
+    decision: evaluation.decision,
+    status: evaluation.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final',
+    reason: evaluation.reason,
+    matched_rule: evaluation.matched_rule,
+    matched_rules: evaluation.matched_rules,
+    constraints: evaluation.constraints,
+    snapshot_hash: evaluation.snapshot_hash,
+  };
+}
+
+async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: string, key: string, digest: string, started = false): Promise<DecisionResult | null> {
+  let row;
+  try {
+    row = (await deps.db.query<{ request_digest: string }>('SELECT request_digest FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2', [tenantId, key])).rows[0];
+  } catch (err) {
+    throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
+  }
+  if (row) {
+    if (row.request_digest !== digest) throw mismatch(key);
+    return readDecision(deps, tenantId, decisionId);
+  }
+  if (!started) return null;
+  // Started, but its first events are not written yet: the workflow answers from its input.
+  try {
+    const status = await deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery);
+    if (!status) return null;
+    if (status.requestDigest !== digest) throw mismatch(key);
+    return status.result;
+  } catch (err) {
+    if (err instanceof CountersignError) throw err;
+    throw asTemporalError(err);
+  }
+}
+
+function mismatch(key: string): CountersignError {
+  return new CountersignError('idempotency_mismatch', `idempotency_key ${JSON.stringify(key)} was used before with a different request`, {
+    errors: [{ path: 'idempotency_key', message: 'reused with a different request' }],
+  });
+}
+
+/** gRPC UNAVAILABLE / DEADLINE_EXCEEDED / connection failures mean Temporal is down: 503, never a made-up decision. */
+export function asTemporalError(err: unknown): unknown {
+  if (err instanceof CountersignError) return err;
+  const grpc = isGrpcServiceError(err) ? err : isGrpcServiceError((err as { cause?: unknown })?.cause) ? (err as { cause: unknown }).cause : null;
+  const code = (grpc as { code?: number } | null)?.code;
+  if (code === 14 || code === 4 || /connect|UNAVAILABLE|DEADLINE|transport/i.test(String((err as Error)?.message))) {
+    return CountersignError.dependency('temporal', err);
+  }
+  return err;
+}
