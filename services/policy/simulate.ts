@@ -1,0 +1,114 @@
+import { z } from 'zod';
+import type { Decision } from '../../schemas/decision-kind.ts';
+import { DecisionRequest, type Evaluation } from '../../schemas/decision.ts';
+import { circuitBreakerPack } from './builtin-pack.ts';
+import { assembleSnapshot, compile } from './compile.ts';
+import { compileDocument, zodIssues } from './compile-document.ts';
+import type { Facts } from './counters.ts';
+import { evaluate } from './evaluate.ts';
+import { interpretations, type Interpretation } from './interpret.ts';
+import { formatPath, type PolicyError } from './policy-error.ts';
+import type { CompiledPolicy, Snapshot } from './snapshot.ts';
+
+/**
+ * Simulation: the decision a request would get, without starting anything. Used by
+ * `POST /v1/policy/simulate` and `countersign policy simulate`. With a draft policy, the draft replaces
+ * the active version of the same policy id in the active set (or stands alone when there is none).
+ */
+const ENVIRONMENT_TAGS = new Set(['prod', 'production', 'staging', 'dev', 'development', 'test']);
+
+/** A job in the Safety-Kernel vocabulary (seed 002): topic, capability and risk tags. */
+export const Job = z.strictObject({
+  topic: z.string().min(1).max(200).optional(),
+  capability: z.string().min(1).max(200).optional(),
+  tool: z.string().min(1).max(200).optional(),
+  operation: z.string().min(1).max(200).optional(),
+  agent: z.string().min(1).max(200).optional(),
+  environment: z.string().min(1).max(200).optional(),
+  risk_tags: z.array(z.string().min(1).max(200)).max(64).optional(),
+  context: z.record(z.string(), z.unknown()).optional(),
+});
+export type Job = z.infer<typeof Job>;
+
+/**
+ * A job as a decision request. The job's tool is its `tool`, else its capability, else its topic. Jobs
+ * carry the environment as a risk tag (`["prod", "write"]`), so the first environment-named tag becomes
+ * `context.environment` unless the job names one; all tags stay risk tags.
+ */
+export function requestFromJob(job: Job): DecisionRequest {
+  const tags = job.risk_tags ?? [];
+  const env = job.environment ?? tags.find((t) => ENVIRONMENT_TAGS.has(t));
+  const tool = job.tool ?? job.capability ?? job.topic ?? 'unknown';
+  return DecisionRequest.parse({
+    agent: { id: job.agent ?? 'simulation' },
+    action: {
+      tool,
+      ...(job.operation !== undefined ? { operation: job.operation } : {}),
+      ...(job.topic !== undefined ? { topic: job.topic } : {}),
+      ...(job.capability !== undefined ? { capability: job.capability } : {}),
+    },
+    context: { ...job.context, ...(env !== undefined ? { environment: env === 'production' ? 'prod' : env } : {}), ...(tags.length > 0 ? { risk_tags: tags } : {}) },
+  });
+}
+
+export const SimulateBody = z
+  .strictObject({
+    request: z.unknown().optional(),
+    job: Job.optional(),
+    policy: z.unknown().optional().describe('A draft policy document (or a list of them) to simulate instead of the active version.'),
+    at: z.iso.datetime({ offset: true }).optional().describe('Evaluate as of this instant instead of now.'),
+    facts: z.record(z.string(), z.unknown()).optional().describe('Counter values for limit rules: { counters: { key: n } }.'),
+    tenant_id: z.string().optional().describe('Accepted for compatibility; the tenant is the caller\'s.'),
+  })
+  .refine((b) => (b.request === undefined) !== (b.job === undefined), { message: 'give exactly one of request or job' });
+export type SimulateBody = z.infer<typeof SimulateBody>;
+
+export type SimulationResult = Evaluation & { status: 'final' | 'pending_approval'; interpreted?: Interpretation[] };
+export type SimulateOutcome = { ok: true; result: SimulationResult; snapshot: Snapshot } | { ok: false; errors: PolicyError[] };
+
+/** Replaces (or adds) drafts in an active snapshot and rehashes it. */
+export function withDrafts(active: Snapshot | undefined, drafts: CompiledPolicy[], defaultDecision: Decision): Snapshot {
+  const ids = new Set(drafts.map((d) => d.policy_id));
+  const base = active?.policies ?? [circuitBreakerPack()];
+  return assembleSnapshot([...base.filter((p) => !ids.has(p.policy_id)), ...drafts], active?.default_decision ?? defaultDecision);
+}
+
+export function simulate(input: { body: unknown; active?: Snapshot; now: Date; defaultDecision?: Decision }): SimulateOutcome {
+  const parsed = SimulateBody.safeParse(input.body, { reportInput: true });
+  if (!parsed.success) return { ok: false, errors: zodIssues(parsed.error.issues).map((i) => ({ path: formatPath(i.path), message: i.message })) };
+  const body = parsed.data;
+  let request: DecisionRequest;
+  if (body.job !== undefined) request = requestFromJob(body.job);
+  else {
+    const r = DecisionRequest.safeParse(body.request, { reportInput: true });
+    if (!r.success) return { ok: false, errors: zodIssues(r.error.issues).map((i) => ({ path: formatPath(['request', ...i.path]), message: i.message })) };
+    request = r.data;
+  }
+  let snapshot: Snapshot;
+  const interpreted: Interpretation[] = [];
+  if (body.policy !== undefined) {
+    const docs = Array.isArray(body.policy) ? body.policy : [body.policy];
+    const drafts: CompiledPolicy[] = [];
+    const errors: PolicyError[] = [];
+    docs.forEach((doc, i) => {
+      const c = compileDocument(doc, 0);
+      if (!c.ok) for (const e of c.issues) errors.push({ path: formatPath(Array.isArray(body.policy) ? ['policy', i, ...e.path] : ['policy', ...e.path]), message: e.message });
+      else {
+        drafts.push(c.policy);
+        interpreted.push(...interpretations(c.policy));
+      }
+    });
+    if (errors.length > 0) return { ok: false, errors };
+    snapshot = withDrafts(input.active, drafts, input.defaultDecision ?? 'DENY');
+  } else if (input.active !== undefined) snapshot = input.active;
+  else {
+    const c = compile([], input.defaultDecision !== undefined ? { defaultDecision: input.defaultDecision } : {});
+    if (!c.ok) return c;
+    snapshot = c.snapshot;
+  }
+  const now = body.at !== undefined ? new Date(body.at) : input.now;
+  const evaluation = evaluate(snapshot, request, (body.facts ?? {}) as Facts, now);
+  const result: SimulationResult = { ...evaluation, status: evaluation.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final' };
+  if (interpreted.length > 0) result.interpreted = interpreted;
+  return { ok: true, result, snapshot };
+}
