@@ -1,14 +1,13 @@
 import type { z } from 'zod';
-import { PolicyDocument } from '../../schemas/policy.ts';
+import { MAX_RULES_PER_POLICY, PolicyDocument, PolicyRule } from '../../schemas/policy.ts';
 import { checkValueBounds } from './input-bounds.ts';
 import { adaptForeignDocument } from './foreign-formats.ts';
-import { lowerRule } from './lower-rule.ts';
-import { normaliseApproval } from './lower-rule.ts';
+import { lowerRule, normaliseApproval } from './lower-rule.ts';
 import type { IssuePath } from './policy-error.ts';
 import type { CompiledPolicy, CompiledRule } from './snapshot.ts';
 
 /** A problem in one document, by path; parse-text.ts turns paths into line:col when it has the text. */
-export type DocumentIssue = { path: IssuePath; message: string };
+export type DocumentIssue = { path: IssuePath; message: string; /** Point at the key rather than its value. */ atKey?: boolean };
 export type DocumentResult = { ok: true; document: PolicyDocument; policy: CompiledPolicy } | { ok: false; issues: DocumentIssue[] };
 
 function describe(v: unknown): string {
@@ -22,7 +21,7 @@ export function zodIssues(issues: readonly z.core.$ZodIssue[]): DocumentIssue[] 
   for (const issue of issues) {
     const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) out.push({ path: [...path, key], message: `unknown field "${key}"` });
+      for (const key of issue.keys) out.push({ path: [...path, key], message: `unknown field "${key}"`, atKey: true });
     } else if (issue.code === 'invalid_value' && 'input' in issue) {
       out.push({ path, message: `unknown value ${describe(issue.input)}: expected one of ${issue.values.map((v) => String(v)).join(', ')}` });
     } else if (issue.code === 'invalid_type' && 'input' in issue && issue.input === undefined) {
@@ -34,6 +33,23 @@ export function zodIssues(issues: readonly z.core.$ZodIssue[]): DocumentIssue[] 
   return out;
 }
 
+/**
+ * When the document fails its schema, rules that are valid on their own are still compiled, so CEL and
+ * natural-language errors are reported in the same run as schema errors (every error, not the first).
+ */
+function ruleIssuesDespiteSchema(doc: unknown): DocumentIssue[] {
+  const rules = typeof doc === 'object' && doc !== null ? (doc as Record<string, unknown>)['rules'] : undefined;
+  if (!Array.isArray(rules)) return [];
+  const out: DocumentIssue[] = [];
+  rules.slice(0, MAX_RULES_PER_POLICY).forEach((raw, i) => {
+    const r = PolicyRule.safeParse(raw);
+    if (!r.success) return;
+    const lowered = lowerRule(r.data, i);
+    if (!lowered.ok) for (const e of lowered.errors) out.push({ path: ['rules', i, ...e.path], message: e.message });
+  });
+  return out;
+}
+
 /** Validates one document (any accepted shape) and compiles it; every problem is collected, not just the first. */
 export function compileDocument(raw: unknown, version: number, bound_agents?: string[]): DocumentResult {
   if (raw === null || raw === undefined) return { ok: false, issues: [{ path: [], message: 'empty policy document' }] };
@@ -42,7 +58,7 @@ export function compileDocument(raw: unknown, version: number, bound_agents?: st
   const adapted = adaptForeignDocument(raw);
   if (adapted.kind === 'error') return { ok: false, issues: zodIssues(adapted.issues) };
   const parsed = PolicyDocument.safeParse(adapted.document, { reportInput: true });
-  if (!parsed.success) return { ok: false, issues: zodIssues(parsed.error.issues) };
+  if (!parsed.success) return { ok: false, issues: [...zodIssues(parsed.error.issues), ...ruleIssuesDespiteSchema(adapted.document)] };
   const doc = parsed.data;
   const issues: DocumentIssue[] = [];
   if (!Number.isInteger(version) || version < 0) issues.push({ path: [], message: `version must be a non-negative integer, got ${version}` });

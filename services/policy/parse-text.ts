@@ -10,7 +10,8 @@ import type { CompiledPolicy } from './snapshot.ts';
  * located as FILE:LINE:COL. Positions come from the yaml package's node ranges and LineCounter: a path
  * is followed through the YAML tree as far as it exists, and a missing field points at its parent.
  */
-type Parsed = { ok: true; value: unknown; locate: (path: IssuePath) => { line: number; col: number } } | { ok: false; errors: PolicyError[] };
+type Locate = (path: IssuePath, atKey?: boolean) => { line: number; col: number };
+type Parsed = { ok: true; value: unknown; locate: Locate } | { ok: false; errors: PolicyError[] };
 
 function parseYaml(text: string, file: string): Parsed {
   const bytes = Buffer.byteLength(text, 'utf8');
@@ -47,7 +48,7 @@ function parseYaml(text: string, file: string): Parsed {
     return { ok: false, errors: [{ file, line: 1, col: 1, path: '', message: `could not read: ${err instanceof Error ? err.message : String(err)}` }] };
   }
   if (value === null || value === undefined) return { ok: false, errors: [{ file, line: 1, col: 1, path: '', message: 'empty policy file' }] };
-  const locate = (path: IssuePath) => {
+  const locate = (path: IssuePath, atKey = false) => {
     let node: Node | null | undefined = doc.contents;
     let offset = node?.range?.[0] ?? 0;
     for (const seg of path) {
@@ -58,7 +59,7 @@ function parseYaml(text: string, file: string): Parsed {
         // The last segment of an unknown-key error names the key itself: point at the key.
         offset = keyNode?.range?.[0] ?? offset;
         node = pair.value as Node | null;
-        if (seg !== path[path.length - 1] && node?.range) offset = node.range[0];
+        if (!(atKey && seg === path[path.length - 1]) && node?.range) offset = node.range[0];
       } else if (isSeq(node) && typeof seg === 'number') {
         const item = node.items[seg] as Node | undefined;
         if (item === undefined) break;
@@ -71,8 +72,10 @@ function parseYaml(text: string, file: string): Parsed {
   return { ok: true, value, locate };
 }
 
-function located(file: string, locate: (p: IssuePath) => { line: number; col: number }, issues: DocumentIssue[]): PolicyError[] {
-  return issues.map((i) => ({ file, ...locate(i.path), path: formatPath(i.path), message: i.message }));
+function located(file: string, locate: Locate, issues: DocumentIssue[]): PolicyError[] {
+  return issues
+    .map((i) => ({ file, ...locate(i.path, i.atKey === true), path: formatPath(i.path), message: i.message }))
+    .sort((a, b) => a.line - b.line || a.col - b.col);
 }
 
 /** Parses and validates (schema, CEL, natural-language rules) one policy file; every error is reported. */
@@ -91,6 +94,6 @@ export function parsePolicyText(text: string, file: string): { ok: true; documen
 }
 
 /** Parses YAML or JSON data that is not a policy (requests, test suites), with the same bounds. */
-export function parseDataText(text: string, file: string): { ok: true; value: unknown; locate: (path: IssuePath) => { line: number; col: number } } | { ok: false; errors: PolicyError[] } {
+export function parseDataText(text: string, file: string): { ok: true; value: unknown; locate: Locate } | { ok: false; errors: PolicyError[] } {
   return parseYaml(text, file);
 }
