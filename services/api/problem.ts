@@ -36,10 +36,12 @@ export function toProblem(err: unknown, requestId: string): Problem {
   }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const errors = err.validation.map((v) => {
-      const issue = v.params.issue as { path: PropertyKey[]; message: string; code: string; keys?: string[] };
-      const base = [err.validationContext, ...issue.path.map(String)].join('.');
-      if (issue.code === 'unrecognized_keys' && issue.keys?.length) return { path: `${base}.${issue.keys[0]}`.replace(/^\./, ''), message: `unknown field: ${issue.keys.join(', ')}` };
-      return { path: base, message: issue.message };
+      const at = [err.validationContext, ...v.instancePath.split('/').filter(Boolean)].filter(Boolean).join('.');
+      const keys = (v.params as { keys?: string[] }).keys;
+      if (v.keyword === 'unrecognized_keys' && keys?.length) {
+        return { path: `${at ? `${at}.` : ''}${keys[0]}`, message: `unknown field${keys.length > 1 ? 's' : ''}: ${keys.join(', ')}` };
+      }
+      return { path: at || '(root)', message: v.message ?? 'invalid' };
     });
     return make('validation_failed', errors.map((e) => `${e.path}: ${e.message}`).join('; '), { errors });
   }

@@ -44,6 +44,12 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('principal', null);
 
+  // Oversized bodies are refused first, before authentication or parsing does any work.
+  app.addHook('onRequest', async (req) => {
+    const length = Number(req.headers['content-length'] ?? 0);
+    if (length > BODY_LIMIT_BYTES) throw new CountersignError('payload_too_large', `body is ${length} bytes; the limit is ${BODY_LIMIT_BYTES}`);
+  });
+
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
@@ -80,7 +86,22 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   return app;
 }
 
-/** Authenticates the bearer key and checks a role. Unknown, revoked and expired keys all look the same: 401. */
+/**
+ * Route hook (onRequest, so it runs before the body is parsed or validated): authenticates the bearer key
+ * and checks a role. Unknown, revoked and expired keys all look the same: 401.
+ */
+export function authenticated(deps: ApiDeps, roles: Role[]) {
+  return async (req: FastifyRequest): Promise<void> => {
+    await requirePrincipal(deps, req, roles);
+  };
+}
+
+/** The principal an `authenticated` hook put on the request. */
+export function principalOf(req: FastifyRequest): Principal {
+  if (!req.principal) throw new CountersignError('unauthorized', 'missing Authorization: Bearer <api key>');
+  return req.principal;
+}
+
 export async function requirePrincipal(deps: ApiDeps, req: FastifyRequest, roles: Role[]): Promise<Principal> {
   const header = req.headers.authorization;
   const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : null;

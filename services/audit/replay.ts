@@ -6,6 +6,7 @@ import { compile, evaluate } from '../policy/index.ts';
 import { buildReceipt } from '../receipts/build-receipt.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import { verifyDocument } from '../receipts/verify.ts';
+import { activationSigned, compilePolicyVersion } from '../lifecycle/policy-version.ts';
 
 export type Divergence = { stream_id: string | null; position: string | null; problem: string };
 export type PolicyVersion = { policy_id: string; tenant_id: string; version: number; hash: string; signing_key_id: string | null; position: string };
@@ -137,9 +138,13 @@ export class Replay {
   }
 
   private checkPolicyVersion(e: StoredEvent, d: EventData<'PolicyActivated'>): void {
-    const compiled = compile([{ document: d.document, version: d.version }]);
+    const compiled = compilePolicyVersion(d.document, d.version);
     if (!compiled.ok) {
       this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `activated policy does not compile: ${compiled.errors[0]?.message}` });
+      return;
+    }
+    if (compiled.hash !== d.hash || sha256Digest(d.snapshot) !== d.hash) {
+      this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version}: recorded snapshot or hash does not match its document` });
       return;
     }
     if (d.signature && this.opts.keys && d.signing_key_id) {
@@ -186,9 +191,4 @@ export class Replay {
     }
     return true;
   }
-}
-
-/** What a policy activation's signature covers (services/policy lifecycle signs the same object). */
-export function activationSigned(d: EventData<'PolicyActivated'>): Record<string, unknown> {
-  return { policy_id: d.policy_id, version: d.version, scope: d.scope, hash: d.hash, snapshot: d.snapshot };
 }

@@ -1,0 +1,55 @@
+import type { EventData } from '../../schemas/events.ts';
+import { CountersignError } from '../errors.ts';
+import { appendToStream } from '../events/append-to-stream.ts';
+import type { Db } from '../events/db.ts';
+import { readStream } from '../events/read-events.ts';
+import { compilePolicyVersion, activationSigned } from './policy-version.ts';
+import type { Keyring } from '../receipts/keyring.ts';
+import { signDocument } from '../receipts/sign.ts';
+import { canonicalJson } from '../receipts/canonical.ts';
+
+export const policyStreamId = (tenantId: string, policyId: string) => `policy-${tenantId}-${policyId}`;
+
+/**
+ * Activates a policy document as its next version: compiled, hashed, signed, and recorded as PolicyActivated
+ * carrying the compiled policy (so the auditor can re-evaluate from the log alone). Activating the document
+ * that is already the active version changes nothing (idempotent seeding).
+ */
+export async function activatePolicy(
+  db: Db,
+  keyring: Keyring,
+  opts: { tenantId: string; document: Record<string, unknown>; actor: string; now?: Date },
+): Promise<{ policy_id: string; version: number; hash: string; signature: string; signing_key_id: string; unchanged: boolean }> {
+  const probe = compilePolicyVersion(opts.document, 1);
+  if (!probe.ok) throw new CountersignError('validation_failed', 'policy does not compile', { errors: probe.errors });
+  const streamId = policyStreamId(opts.tenantId, probe.policy.policy_id);
+  const history = await readStream(db, streamId);
+  const activations = history.filter((e) => e.type === 'PolicyActivated').map((e) => e.data as EventData<'PolicyActivated'>);
+  const last = activations[activations.length - 1];
+  // Canonical form: jsonb does not keep key order, so a plain JSON.stringify comparison would always differ.
+  if (last && canonicalJson(last.document) === canonicalJson(opts.document)) {
+    return { policy_id: last.policy_id, version: last.version, hash: last.hash, signature: last.signature ?? '', signing_key_id: last.signing_key_id ?? '', unchanged: true };
+  }
+  const version = (last?.version ?? 0) + 1;
+  const compiled = compilePolicyVersion(opts.document, version);
+  if (!compiled.ok) throw new CountersignError('validation_failed', 'policy does not compile', { errors: compiled.errors });
+  const scope = (opts.document['scope'] as Record<string, unknown> | undefined) ?? { level: 'tenant' };
+  const unsigned = {
+    policy_id: compiled.policy.policy_id,
+    version,
+    scope,
+    document: opts.document,
+    snapshot: compiled.policy as unknown as Record<string, unknown>,
+    hash: compiled.hash,
+    activated_by: opts.actor,
+  };
+  const sig = signDocument(activationSigned(unsigned), keyring);
+  await appendToStream(db, {
+    streamId,
+    tenantId: opts.tenantId,
+    expectedVersion: history.length,
+    recordedAt: opts.now ?? new Date(),
+    events: [{ type: 'PolicyActivated', eventId: `${streamId}/${history.length + 1}`, data: { ...unsigned, signature: sig.value, signing_key_id: sig.key_id } }],
+  });
+  return { policy_id: unsigned.policy_id, version, hash: compiled.hash, signature: sig.value, signing_key_id: sig.key_id, unchanged: false };
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `make up`: everything in the foreground; Ctrl-C stops what this started, cleanly.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/processes.sh"
+
+cleanup() {
+  trap - EXIT INT TERM
+  echo; echo "[up] stopping"
+  stop_apps
+  stop_started_stack
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+provision
+migrate
+bundle
+start_app worker services/worker/main.ts
+start_app publisher services/publisher/main.ts
+start_app api services/api/main.ts
+node --import tsx "$ROOT/services/stack/seed.ts" >/dev/null
+
+URL="http://${COUNTERSIGN_HOST:-127.0.0.1}:${COUNTERSIGN_PORT:-8080}"
+for _ in $(seq 1 120); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+curl -fsS "$URL/readyz" >/dev/null || { echo "[up] the API did not become ready; see $COUNTERSIGN_DATA_DIR/logs/api.log"; exit 1; }
+KEY_FILE="${COUNTERSIGN_BOOTSTRAP_KEY_FILE:-$COUNTERSIGN_DATA_DIR/bootstrap-key}"
+
+cat <<MSG
+
+Countersign is up.
+  API            $URL   (OpenAPI: $URL/openapi.json, reference: $URL/docs)
+  Temporal UI    http://${TEMPORAL_HOST:-127.0.0.1}:${TEMPORAL_UI_PORT:-8233}
+  Kafka          $KAFKA_BROKERS  topic ${COUNTERSIGN_KAFKA_TOPIC:-countersign.events}
+  Postgres       ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}
+  Logs           $COUNTERSIGN_DATA_DIR/logs/
+  Bootstrap key  $KEY_FILE   (platform admin, and every role in tenant ${COUNTERSIGN_DEFAULT_TENANT:-default})
+
+Ask for a decision:
+  curl -s -X POST $URL/v1/decisions -H "authorization: Bearer \$(cat $KEY_FILE)" -H 'content-type: application/json' \\
+    -d '{"agent":{"id":"support-bot"},"action":{"tool":"payment_tool","operation":"Refund"},"context":{"amount":120}}'
+
+Audit it from Kafka alone:  npx countersign audit replay --from kafka
+Ctrl-C stops everything this started.
+MSG
+
+# Stay in the foreground; if any app process dies, say so and stop the rest.
+set +e
+wait -n "${APP_PIDS[@]}"
+echo "[up] a process exited; see $COUNTERSIGN_DATA_DIR/logs/"
+exit 1

@@ -1,0 +1,206 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { migrate } from '../../services/events/migrate.ts';
+import { createPool, type Db } from '../../services/events/db.ts';
+import { ensureBootstrap } from '../../services/identity/bootstrap.ts';
+import { activatePolicy } from '../../services/lifecycle/activate-policy.ts';
+import { parsePolicyText } from '../../services/policy/index.ts';
+import { loadOrCreateKeyring } from '../../services/receipts/keyring.ts';
+
+export const ROOT = path.resolve(import.meta.dirname, '..', '..');
+
+/** The stack's environment, exported by `make test` (services/stack/test.sh). */
+export function stackEnv(): { DATABASE_URL: string; DATABASE_ADMIN_URL: string; TEMPORAL_ADDRESS: string; KAFKA_BROKERS: string; COUNTERSIGN_DATA_DIR: string } {
+  const need = (k: string) => {
+    const v = process.env[k];
+    if (!v) throw new Error(`${k} is not set: run integration tests through \`make test\``);
+    return v;
+  };
+  return {
+    DATABASE_URL: need('DATABASE_URL'),
+    DATABASE_ADMIN_URL: process.env['DATABASE_ADMIN_URL'] ?? need('DATABASE_URL'),
+    TEMPORAL_ADDRESS: need('TEMPORAL_ADDRESS'),
+    KAFKA_BROKERS: need('KAFKA_BROKERS'),
+    COUNTERSIGN_DATA_DIR: need('COUNTERSIGN_DATA_DIR'),
+  };
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function withDatabase(url: string, db: string): string {
+  const u = new URL(url);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+/** A fresh database (owned by the schema owner, migrated, app role granted) for one test file. */
+export async function createTestDatabase(): Promise<{ url: string; adminUrl: string; drop: () => Promise<void> }> {
+  const env = stackEnv();
+  const name = `cs_test_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: env.DATABASE_ADMIN_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = withDatabase(env.DATABASE_URL, name);
+  const adminUrl = withDatabase(env.DATABASE_ADMIN_URL, name);
+  await migrate(adminUrl, url);
+  return {
+    url,
+    adminUrl,
+    drop: async () => {
+      const c = new pg.Client({ connectionString: env.DATABASE_ADMIN_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export type AppProcess = { name: string; child: ChildProcess; output: () => string; stop: (signal?: NodeJS.Signals) => Promise<void> };
+
+/** Starts one of our processes (`services/<x>/main.ts`) with an environment, and waits for its ready line. */
+export async function startProcess(name: string, entry: string, env: Record<string, string>, readyLine: RegExp, timeoutMs = 60_000): Promise<AppProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${name} not ready within ${timeoutMs} ms:\n${out.slice(-3000)}`)), timeoutMs);
+    const check = () => {
+      if (readyLine.test(out)) { clearTimeout(t); resolve(); }
+    };
+    child.stdout!.on('data', check);
+    child.stderr!.on('data', check);
+    child.once('exit', (code) => { clearTimeout(t); reject(new Error(`${name} exited (${code}) before ready:\n${out.slice(-3000)}`)); });
+  });
+  return {
+    name,
+    child,
+    output: () => out,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+export type TestStack = {
+  url: string;
+  key: string;
+  db: Db;
+  dbUrl: string;
+  topic: string;
+  taskQueue: string;
+  env: Record<string, string>;
+  api: AppProcess;
+  worker: AppProcess;
+  publisher: AppProcess;
+  startWorker: (extra?: Record<string, string>) => Promise<AppProcess>;
+  stop: () => Promise<void>;
+};
+
+/**
+ * A whole Countersign (API, worker, publisher) on its own database, topic and task queue, against the shared
+ * real Temporal, Kafka and Postgres, with the bootstrap key and the example policy loaded.
+ */
+export async function startTestStack(): Promise<TestStack> {
+  const base = stackEnv();
+  const database = await createTestDatabase();
+  const suffix = randomBytes(4).toString('hex');
+  const port = await freePort();
+  const env: Record<string, string> = {
+    DATABASE_URL: database.url,
+    DATABASE_ADMIN_URL: database.adminUrl,
+    TEMPORAL_ADDRESS: base.TEMPORAL_ADDRESS,
+    KAFKA_BROKERS: base.KAFKA_BROKERS,
+    COUNTERSIGN_DATA_DIR: base.COUNTERSIGN_DATA_DIR,
+    COUNTERSIGN_KEYS_DIR: path.join(base.COUNTERSIGN_DATA_DIR, 'keys'),
+    COUNTERSIGN_KAFKA_TOPIC: `countersign.test.${suffix}`,
+    COUNTERSIGN_TASK_QUEUE: `countersign-test-${suffix}`,
+    COUNTERSIGN_PORT: String(port),
+    COUNTERSIGN_BOOTSTRAP_KEY_FILE: path.join(base.COUNTERSIGN_DATA_DIR, `test-key-${suffix}`),
+    COUNTERSIGN_LOG_LEVEL: 'warn',
+    COUNTERSIGN_WORKFLOW_BUNDLE: process.env['COUNTERSIGN_WORKFLOW_BUNDLE'] ?? '',
+  };
+  const db = createPool(database.url, 4);
+  const { token } = await ensureBootstrap(db, { tenantId: 'default', keyFile: env['COUNTERSIGN_BOOTSTRAP_KEY_FILE']! });
+  const file = path.join(ROOT, 'services/stack/example-policy.yaml');
+  const parsed = parsePolicyText(readFileSync(file, 'utf8'), file);
+  if (!parsed.ok) throw new Error('example policy is invalid');
+  await activatePolicy(db, await loadOrCreateKeyring(env['COUNTERSIGN_KEYS_DIR']!), { tenantId: 'default', document: parsed.document as Record<string, unknown>, actor: 'test' });
+
+  const startWorker = (extra: Record<string, string> = {}) => startProcess('worker', 'services/worker/main.ts', { ...env, COUNTERSIGN_LOG_LEVEL: 'info', ...extra }, /worker started/);
+  const [worker, publisher, api] = await Promise.all([
+    startWorker(),
+    startProcess('publisher', 'services/publisher/main.ts', { ...env, COUNTERSIGN_LOG_LEVEL: 'info' }, /publisher starting/),
+    startProcess('api', 'services/api/main.ts', { ...env, COUNTERSIGN_LOG_LEVEL: 'info' }, /api listening/),
+  ]);
+  const stack: TestStack = {
+    url: `http://127.0.0.1:${port}`,
+    key: token,
+    db,
+    dbUrl: database.url,
+    topic: env['COUNTERSIGN_KAFKA_TOPIC']!,
+    taskQueue: env['COUNTERSIGN_TASK_QUEUE']!,
+    env,
+    api,
+    worker,
+    publisher,
+    startWorker,
+    stop: async () => {
+      await Promise.all([stack.api.stop(), stack.worker.stop(), stack.publisher.stop()]);
+      await db.end();
+      await database.drop();
+    },
+  };
+  return stack;
+}
+
+export async function api(stack: { url: string; key: string }, method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetch(`${stack.url}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${stack.key}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/** Polls until fn returns a value (not undefined) or the time runs out. */
+export async function eventually<T>(fn: () => Promise<T | undefined>, timeoutMs = 30_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
