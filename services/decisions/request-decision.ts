@@ -13,6 +13,8 @@ import { decisionIdFor } from './decision-id.ts';
 import { workflowIdFor } from './ids.ts';
 import { readDecision } from './read-decision.ts';
 
+const START_DEADLINE_MS = 5_000;
+
 export type DecideDeps = { db: Db; temporal: Client; taskQueue: string; policies: ActivePolicies; now?: () => Date };
 
 /**
@@ -38,14 +40,15 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
   const evaluation = evaluate(set.snapshot, request, {}, (deps.now ?? (() => new Date()))());
 
   try {
-    await deps.temporal.workflow.start(decisionWorkflow, {
+    // Bounded: with Temporal down the client would retry for ~20 s; the agent deserves a prompt 503.
+    await deps.temporal.withDeadline(Date.now() + START_DEADLINE_MS, () => deps.temporal.workflow.start(decisionWorkflow, {
       taskQueue: deps.taskQueue,
       workflowId: workflowIdFor(tenantId, decisionId),
       // Refuse a second run for the same id even after the first closed (within retention); past
       // retention the idempotency_keys row answers above.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
       args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest: request.action.args ? sha256Digest(request.action.args) : null, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision }],
-    });
+    }));
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError && key !== undefined) {
       const prior = await priorDecision(deps, tenantId, decisionId, key, requestDigest, true);
