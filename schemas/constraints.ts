@@ -8,7 +8,8 @@ import { z } from 'zod';
  * - `denied_*`: a list of strings; merges to the union (a deny-list can only grow).
  * - `require_*`: a boolean; merges with OR (once required, always required).
  */
-const ConstraintValue = z.union([z.number().positive(), z.array(z.string().min(1).max(500)).max(1000), z.boolean()]);
+// Values are checked in the refinement below (not by a union), so a bad value gets a message naming its key's kind.
+const ConstraintValue = z.unknown();
 
 export const CONSTRAINT_KEY = /^(max|allowed|denied|require)_[a-z0-9_]{1,64}$/;
 
@@ -26,9 +27,14 @@ export const Constraints = z
         continue;
       }
       const kind = key.slice(0, key.indexOf('_'));
-      const ok = kind === 'max' ? typeof v === 'number' : kind === 'require' ? typeof v === 'boolean' : Array.isArray(v);
+      const ok =
+        kind === 'max'
+          ? typeof v === 'number' && Number.isFinite(v) && v > 0
+          : kind === 'require'
+            ? typeof v === 'boolean'
+            : Array.isArray(v) && v.length <= 1000 && v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 500);
       if (!ok) {
-        const want = kind === 'max' ? 'a positive number' : kind === 'require' ? 'true or false' : 'a list of strings';
+        const want = kind === 'max' ? 'a positive number' : kind === 'require' ? 'true or false' : 'a list of strings (at most 1000)';
         ctx.addIssue({ code: 'custom', path: [key], message: `constraint ${key} must be ${want}` });
       }
     }

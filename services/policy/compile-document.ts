@@ -22,10 +22,10 @@ export function zodIssues(issues: readonly z.core.$ZodIssue[]): DocumentIssue[] 
     const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) out.push({ path: [...path, key], message: `unknown field "${key}"`, atKey: true });
+    } else if ('input' in issue && issue.input === undefined && (issue.code === 'invalid_value' || issue.code === 'invalid_type')) {
+      out.push({ path, message: `missing required field: ${issue.code === 'invalid_value' ? `expected ${issue.values.map((v) => String(v)).join(' or ')}` : issue.message.replace(/^Invalid input: /, '')}` });
     } else if (issue.code === 'invalid_value' && 'input' in issue) {
       out.push({ path, message: `unknown value ${describe(issue.input)}: expected one of ${issue.values.map((v) => String(v)).join(', ')}` });
-    } else if (issue.code === 'invalid_type' && 'input' in issue && issue.input === undefined) {
-      out.push({ path, message: `missing required field (${issue.message.replace(/^Invalid input: /, '')})` });
     } else {
       out.push({ path, message: issue.message.replace(/^Invalid input: /, '') });
     }
