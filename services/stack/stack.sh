@@ -297,6 +297,8 @@ print_env() {
     pg_secrets
     echo "export DATABASE_URL='postgres://countersign_app:$PG_APP_PASSWORD@127.0.0.1:$PG_PORT/countersign'"
     echo "export DATABASE_ADMIN_URL='postgres://countersign_owner:$PG_OWNER_PASSWORD@127.0.0.1:$PG_PORT/countersign'"
+    # Superuser of the private cluster: only the tamper tests use it (to play an attacker with full access).
+    echo "export DATABASE_SUPER_URL='postgres://postgres:$PG_SUPER_PASSWORD@127.0.0.1:$PG_PORT/postgres'"
   fi
   echo "export TEMPORAL_ADDRESS='${TEMPORAL_ADDRESS:-$TEMPORAL_HOST:$TEMPORAL_PORT}'"
   echo "export KAFKA_BROKERS='${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}'"
