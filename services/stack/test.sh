@@ -21,4 +21,16 @@ migrate
 bundle
 echo "== typecheck"; npx tsc --noEmit -p .
 echo "== lint"; npx eslint --max-warnings=0 .
-echo "== unit and integration"; npx vitest run
+echo "== unit and integration"
+results="$COUNTERSIGN_DATA_DIR/test-results.json"
+rm -f "$results"
+set +e
+npx vitest run --reporter=default --reporter=json --outputFile.json="$results"
+rc=$?
+set -e
+# One plain closing line (`N passed, N failed`) that any CI can read.
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' "$results" || echo "vitest: 0 passed, 1 failed"
+exit $rc
