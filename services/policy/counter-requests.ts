@@ -44,7 +44,7 @@ export function counterIncrements(snapshot: Snapshot, request: DecisionRequest, 
   const lazy = () => (vars ??= celVariables(request, now));
   for (const p of limitRules(snapshot, request)) {
     // Check match and condition only: strip the limit so the facts are not needed.
-    const check = checkRule({ ...p, rule: { ...p.rule, limit: undefined } } as PreparedRule, request, now, {}, lazy);
+    const check = checkRule({ ...p, rule: { ...p.rule, limit: undefined } }, request, now, {}, lazy);
     if (check.applies !== true) continue;
     const amount = requestAmount(p.rule.limit!, request);
     if (!amount.ok || amount.value === 0) continue;

@@ -161,7 +161,7 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
     reason: deciding?.reason ?? `no rule matched ${describeAction(request)} for agent ${agentId}; the tenant default decision is ${decision}`,
     matched_rule: deciding?.rule ?? null,
     matched_rules: all.map((h): MatchedRule => ({ policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, decision: h.decision })),
-    constraints: constraints as Constraints,
+    constraints: constraints,
     snapshot_hash: snapshot.hash,
     facts: plainFacts(facts),
     now: nowIso,

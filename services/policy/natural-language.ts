@@ -90,6 +90,10 @@ class Cursor {
   raw(k = 0): string | undefined {
     return this.words[this.i + k];
   }
+  /** Consumes one optional word if it is any of these. */
+  skipAny(...ws: string[]): void {
+    if (ws.includes(this.lower[this.i] ?? '')) this.i++;
+  }
   /** Consumes the words if they come next (all of them), and says whether it did. */
   eat(...ws: string[]): boolean {
     if (ws.every((w, k) => this.lower[this.i + k] === w)) {
@@ -114,7 +118,7 @@ function money(c: Cursor): number | undefined {
   const m = /^\$?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(k)?$/.exec(w);
   if (m === null || (!w.startsWith('$') && !['usd', 'dollars', 'eur', 'gbp'].includes(c.peek(1) ?? '') && !/^\d/.test(w))) return undefined;
   c.i++;
-  if (!w.startsWith('$')) c.eat('usd') || c.eat('dollars');
+  if (!w.startsWith('$')) c.skipAny('usd', 'dollars');
   const n = Number(m[1]!.replaceAll(',', '') + (m[2] !== undefined ? `.${m[2]}` : ''));
   return m[3] !== undefined ? n * 1000 : n;
 }
@@ -190,7 +194,7 @@ function verb(c: Cursor, d: Draft): void {
 }
 
 function subject(c: Cursor, d: Draft): void {
-  c.eat('all') || c.eat('any');
+  c.skipAny('all', 'any');
   const tags: string[] = [];
   for (;;) {
     const w = c.peek();
@@ -214,7 +218,7 @@ function subject(c: Cursor, d: Draft): void {
   if (ident !== null) {
     d.match.tool = ident[1]!;
     c.i++;
-    c.eat('calls') || c.eat('call');
+    c.skipAny('calls', 'call');
     return;
   }
   fail(c, 'what the rule is about: refunds, payments, deploys, rollbacks, emails, file deletions, database deletes, … or a tool name such as shell_exec');
@@ -351,7 +355,7 @@ function rateLimit(c: Cursor): Draft | undefined {
   const n = /^\d{1,9}$/.test(c.peek() ?? '') ? Number(c.peek()) : undefined;
   if (n === undefined) fail(c, 'a count such as 10');
   c.i++;
-  c.eat('calls') || c.eat('requests') || c.eat('times');
+  c.skipAny('calls', 'requests', 'times');
   if (!c.eat('per') && !c.eat('a') && !c.eat('an') && !c.eat('every')) fail(c, '"per hour", "per day", …');
   const window = PERIODS[c.peek() ?? ''];
   if (window === undefined) fail(c, 'minute, hour, day, week or month');

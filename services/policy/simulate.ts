@@ -4,7 +4,6 @@ import { DecisionRequest, type Evaluation } from '../../schemas/decision.ts';
 import { circuitBreakerPack } from './builtin-pack.ts';
 import { assembleSnapshot, compile } from './compile.ts';
 import { compileDocument, zodIssues } from './compile-document.ts';
-import type { Facts } from './counters.ts';
 import { evaluate } from './evaluate.ts';
 import { interpretations, type Interpretation } from './interpret.ts';
 import { formatPath, type PolicyError } from './policy-error.ts';
@@ -107,7 +106,7 @@ export function simulate(input: { body: unknown; active?: Snapshot; now: Date; d
     snapshot = c.snapshot;
   }
   const now = body.at !== undefined ? new Date(body.at) : input.now;
-  const evaluation = evaluate(snapshot, request, (body.facts ?? {}) as Facts, now);
+  const evaluation = evaluate(snapshot, request, (body.facts ?? {}), now);
   const result: SimulationResult = { ...evaluation, status: evaluation.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final' };
   if (interpreted.length > 0) result.interpreted = interpreted;
   return { ok: true, result, snapshot };

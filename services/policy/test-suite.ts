@@ -5,7 +5,6 @@ import { canonicalJson } from '../receipts/canonical.ts';
 import { assembleSnapshot } from './compile.ts';
 import { circuitBreakerPack } from './builtin-pack.ts';
 import { zodIssues } from './compile-document.ts';
-import type { Facts } from './counters.ts';
 import { evaluate } from './evaluate.ts';
 import { Outcome, evaluateOutcome } from './outcome.ts';
 import { formatPath, type PolicyError } from './policy-error.ts';
@@ -94,7 +93,7 @@ export function runCase(snapshot: Snapshot, suite: TestSuite, tc: TestCase): Cas
       diffs.push(`violations:\n  - expected ${show(want.violations)}\n  + actual   ${show(o.violations.map((v) => v.rule))}`);
     return { name: tc.name, passed: diffs.length === 0, diffs };
   }
-  const e = evaluate(snapshot, request, (tc.facts ?? {}) as Facts, now);
+  const e = evaluate(snapshot, request, (tc.facts ?? {}), now);
   if (e.decision !== want.decision) diffs.push(`decision:\n  - expected ${want.decision}\n  + actual   ${e.decision}`);
   if (want.matched_rule !== undefined && e.matched_rule !== want.matched_rule) diffs.push(`matched_rule:\n  - expected ${show(want.matched_rule)}\n  + actual   ${show(e.matched_rule)}`);
   if (want.matched_rules !== undefined && show(e.matched_rules.map((m) => m.rule)) !== show(want.matched_rules))

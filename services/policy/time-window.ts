@@ -1,4 +1,5 @@
-import { WEEKDAYS, type TimeWindow } from '../../schemas/policy.ts';
+import type { WEEKDAYS} from '../../schemas/policy.ts';
+import { type TimeWindow } from '../../schemas/policy.ts';
 
 /**
  * Time windows are read in their IANA zone from the `now` the caller passes in, never from the
