@@ -96,12 +96,12 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       idempotency_key: input.idempotencyKey,
       requested_by: input.requestedBy,
     },
-  } as Omit<NewEvent, 'eventId'>);
-  record({ type: 'PolicyEvaluated', data: { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision } } as Omit<NewEvent, 'eventId'>);
+  });
+  record({ type: 'PolicyEvaluated', data: { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision } });
 
   if (input.evaluation.decision !== 'REQUIRE_APPROVAL') {
     const e = input.evaluation;
-    record({ type: 'DecisionFinalized', data: { decision: e.decision, reason: e.reason, matched_rule: e.matched_rule, constraints: e.constraints, via: 'policy' } } as Omit<NewEvent, 'eventId'>);
+    record({ type: 'DecisionFinalized', data: { decision: e.decision, reason: e.reason, matched_rule: e.matched_rule, constraints: e.constraints, via: 'policy' } });
     await flush(true);
     await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: version, workflowId: workflowInfo().workflowId });
     return toResult(view!);

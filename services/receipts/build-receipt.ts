@@ -13,7 +13,7 @@ export function buildReceipt(events: readonly StoredEvent[]): Receipt | null {
   const view = foldRun(body.filter((e) => isKnownEventType(e.type)).map((e) => ({ type: e.type, data: e.data }) as RunEvent));
   const head = body[body.length - 1];
   if (!view || !head || !view.evaluation || view.decision === null) return null;
-  const action: Receipt['action'] = { tool: view.action.tool, args_digest: view.args_digest as Receipt['action']['args_digest'] };
+  const action: Receipt['action'] = { tool: view.action.tool, args_digest: view.args_digest };
   if (view.action.operation !== undefined) action.operation = view.action.operation;
   if (view.action.topic !== undefined) action.topic = view.action.topic;
   if (view.action.capability !== undefined) action.capability = view.action.capability;
@@ -22,15 +22,15 @@ export function buildReceipt(events: readonly StoredEvent[]): Receipt | null {
     decision_id: view.decision_id,
     tenant_id: view.tenant_id,
     agent_id: view.agent_id,
-    request_digest: view.request_digest as Receipt['request_digest'],
+    request_digest: view.request_digest,
     action,
     decision: view.decision,
     status: view.status === 'final' ? 'final' : 'pending_approval',
     reason: view.reason,
     matched_rule: view.matched_rule,
     matched_rules: view.matched_rules,
-    policies: view.policies as Receipt['policies'],
-    snapshot_hash: view.evaluation.snapshot_hash as Receipt['snapshot_hash'],
+    policies: view.policies,
+    snapshot_hash: view.evaluation.snapshot_hash,
     facts: view.evaluation.facts,
     evaluated_at: view.evaluation.now,
     constraints: view.constraints,

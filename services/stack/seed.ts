@@ -18,7 +18,7 @@ try {
   const keyring = await loadOrCreateKeyring(config.keysDir);
   const activated = await activatePolicy(db, keyring, {
     tenantId: config.COUNTERSIGN_DEFAULT_TENANT,
-    document: parsed.document as Record<string, unknown>,
+    document: parsed.document,
     actor: `prn_bootstrap_${config.COUNTERSIGN_DEFAULT_TENANT}`,
   });
   process.stdout.write(`${JSON.stringify({ bootstrap_key_file: config.bootstrapKeyFile, key_created: created, policy: activated.policy_id, version: activated.version })}\n`);
