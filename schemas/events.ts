@@ -30,7 +30,81 @@ export const DecisionFinalizedData = z.strictObject({
   reason: z.string(),
   matched_rule: z.string().nullable(),
   constraints: Constraints,
-  via: z.enum(['policy', 'approval', 'rejection', 'expiry', 'override']).default('policy'),
+  via: z.enum(['policy', 'approval', 'rejection', 'expiry', 'override', 'override_denied']),
+});
+
+// --- approval rounds (REQUIRE_APPROVAL and override requests) ----------------------------------
+export const ApprovalChannelName = z.enum(['api', 'cli', 'dashboard', 'slack', 'email']);
+export const RoundKind = z.enum(['approval', 'override']);
+
+export const ApprovalRequestedData = z.strictObject({
+  round: z.number().int().positive().describe('Round number within the run: 1 for the first, then one per override.'),
+  kind: RoundKind,
+  groups: z.array(z.string()).min(1).describe('Approver groups whose members may answer.'),
+  quorum: z.number().int().positive(),
+  deadline: z.iso.datetime({ offset: true }),
+  escalate_to: z.array(z.string()),
+  level_timeout_sec: z.number().int().positive(),
+  on_timeout: z.enum(['DENY', 'ALLOW']),
+  requested_by: z.string().describe('Principal that asked (the agent); it may never approve its own request.'),
+  args_digest: Sha256.nullable().describe('The exact arguments the approval is bound to.'),
+  snapshot_hash: Sha256.describe('The policy snapshot the approval is bound to.'),
+  justification: z.string().optional(),
+});
+
+export const ApprovalAnswerData = z.strictObject({
+  round: z.number().int().positive(),
+  approver_id: z.string(),
+  channel: ApprovalChannelName,
+  comment: z.string().max(4000).optional(),
+  at: z.iso.datetime({ offset: true }),
+});
+
+export const ApprovalEscalatedData = z.strictObject({
+  round: z.number().int().positive(),
+  level: z.number().int().positive(),
+  groups: z.array(z.string()).min(1),
+  deadline: z.iso.datetime({ offset: true }),
+});
+
+export const ApprovalExpiredData = z.strictObject({
+  round: z.number().int().positive(),
+  fallback: z.enum(['DENY', 'ALLOW']),
+  at: z.iso.datetime({ offset: true }),
+});
+
+export const NotificationData = z.strictObject({
+  round: z.number().int().positive(),
+  channel: ApprovalChannelName,
+  recipient: z.string().describe('Principal id notified.'),
+  purpose: z.enum(['request', 'escalation', 'reminder', 'digest', 'result']),
+  error: z.string().optional(),
+});
+
+export const OverrideRequestedData = z.strictObject({
+  round: z.number().int().positive(),
+  requested_by: z.string(),
+  justification: z.string().min(1).max(4000),
+  at: z.iso.datetime({ offset: true }),
+});
+
+export const OverrideDecidedData = z.strictObject({
+  round: z.number().int().positive(),
+  reason: z.string(),
+  at: z.iso.datetime({ offset: true }),
+});
+
+export const OutcomeReportedData = z.strictObject({
+  status: z.enum(['succeeded', 'failed']),
+  output_digest: Sha256,
+  reported_by: z.string(),
+  at: z.iso.datetime({ offset: true }),
+});
+
+export const OutputViolationData = z.strictObject({
+  policy_id: z.string(),
+  rule: z.string(),
+  reason: z.string(),
 });
 
 export const ReceiptIssuedData = z.strictObject({
@@ -57,6 +131,18 @@ export const EVENT_DATA = {
   PolicyEvaluated: PolicyEvaluatedData,
   DecisionFinalized: DecisionFinalizedData,
   ReceiptIssued: ReceiptIssuedData,
+  ApprovalRequested: ApprovalRequestedData,
+  NotificationSent: NotificationData,
+  NotificationFailed: NotificationData,
+  ApprovalGranted: ApprovalAnswerData,
+  ApprovalRejected: ApprovalAnswerData,
+  ApprovalEscalated: ApprovalEscalatedData,
+  ApprovalExpired: ApprovalExpiredData,
+  OverrideRequested: OverrideRequestedData,
+  OverrideGranted: OverrideDecidedData,
+  OverrideDenied: OverrideDecidedData,
+  OutcomeReported: OutcomeReportedData,
+  OutputViolation: OutputViolationData,
   PolicyActivated: PolicyActivatedData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;

@@ -4,8 +4,39 @@ import type { EventData, EventType } from '../../schemas/events.ts';
 /**
  * The state of one decision run, folded from its events. The workflow, the receipt builder, the API's read
  * path and the auditor's replay all fold with this one `evolve`, so they cannot disagree about a run.
- * Pure and deterministic: safe in workflow code.
+ * Pure and deterministic: safe in workflow code (no clock, no I/O, no node: imports).
  */
+export type Answer = { approver_id: string; channel: EventData<'ApprovalGranted'>['channel']; comment?: string | undefined; at: string };
+
+export type Round = {
+  round: number;
+  kind: 'approval' | 'override';
+  groups: string[];
+  quorum: number;
+  deadline: string;
+  level: number;
+  escalate_to: string[];
+  level_timeout_sec: number;
+  on_timeout: 'DENY' | 'ALLOW';
+  requested_by: string;
+  args_digest: string | null;
+  snapshot_hash: string;
+  justification?: string | undefined;
+  approvals: Answer[];
+  rejections: Answer[];
+  status: 'open' | 'approved' | 'rejected' | 'expired';
+};
+
+export type OverrideRecord = {
+  round: number;
+  requested_by: string;
+  justification: string;
+  requested_at: string;
+  outcome: 'pending' | 'granted' | 'denied';
+  decided_at?: string | undefined;
+  reason?: string | undefined;
+};
+
 export type RunView = {
   decision_id: string;
   tenant_id: string;
@@ -13,7 +44,6 @@ export type RunView = {
   requested_by: string;
   request_digest: string;
   args_digest: string | null;
-  receipt: { digest: string; head_version: number; signature: { alg: 'Ed25519'; key_id: string; value: string } } | null;
   action: { tool: string; operation?: string | undefined; topic?: string | undefined; capability?: string | undefined };
   status: 'requested' | 'pending_approval' | 'final';
   decision: Decision | null;
@@ -25,6 +55,11 @@ export type RunView = {
   policies: Array<{ policy_id: string; version: number; hash: string }>;
   evaluation: Evaluation | null;
   finalized_via: string | null;
+  rounds: Round[];
+  overrides: OverrideRecord[];
+  notifications: number;
+  outcome: { status: 'succeeded' | 'failed'; output_digest: string; reported_by: string; at: string; violations: Array<{ policy_id: string; rule: string; reason: string }> } | null;
+  receipt: { digest: string; head_version: number; signature: { alg: 'Ed25519'; key_id: string; value: string } } | null;
   events: number;
 };
 
@@ -34,38 +69,45 @@ export function initialRunView(): RunView | null {
   return null;
 }
 
+const updateRound = (view: RunView, n: number, f: (r: Round) => Round): Round[] => view.rounds.map((r) => (r.round === n ? f(r) : r));
+
 export function evolve(view: RunView | null, event: RunEvent): RunView | null {
+  if (event.type === 'DecisionRequested') {
+    const d = event.data;
+    return {
+      decision_id: d.decision_id,
+      tenant_id: d.tenant_id,
+      agent_id: d.request.agent.id,
+      requested_by: d.requested_by,
+      request_digest: d.request_digest,
+      args_digest: d.args_digest,
+      action: { tool: d.request.action.tool, operation: d.request.action.operation, topic: d.request.action.topic, capability: d.request.action.capability },
+      status: 'requested',
+      decision: null,
+      reason: '',
+      matched_rule: null,
+      matched_rules: [],
+      constraints: {},
+      snapshot_hash: null,
+      policies: [],
+      evaluation: null,
+      finalized_via: null,
+      rounds: [],
+      overrides: [],
+      notifications: 0,
+      outcome: null,
+      receipt: null,
+      events: 1,
+    };
+  }
+  if (!view) return view;
+  const v: RunView = { ...view, events: view.events + 1 };
   switch (event.type) {
-    case 'DecisionRequested': {
-      const d = event.data;
-      return {
-        decision_id: d.decision_id,
-        tenant_id: d.tenant_id,
-        agent_id: d.request.agent.id,
-        requested_by: d.requested_by,
-        request_digest: d.request_digest,
-        args_digest: d.args_digest,
-        receipt: null,
-        action: { tool: d.request.action.tool, operation: d.request.action.operation, topic: d.request.action.topic, capability: d.request.action.capability },
-        status: 'requested',
-        decision: null,
-        reason: '',
-        matched_rule: null,
-        matched_rules: [],
-        constraints: {},
-        snapshot_hash: null,
-        policies: [],
-        evaluation: null,
-        finalized_via: null,
-        events: 1,
-      };
-    }
     case 'PolicyEvaluated': {
-      if (!view) return view;
       const e = event.data.evaluation;
       return {
-        ...view,
-        status: e.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : view.status,
+        ...v,
+        status: e.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : v.status,
         decision: e.decision,
         reason: e.reason,
         matched_rule: e.matched_rule,
@@ -74,17 +116,62 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
         snapshot_hash: e.snapshot_hash,
         policies: event.data.policies,
         evaluation: e,
-        events: view.events + 1,
       };
     }
     case 'DecisionFinalized': {
-      if (!view) return view;
       const d = event.data;
-      return { ...view, status: 'final', decision: d.decision, reason: d.reason, matched_rule: d.matched_rule, constraints: d.constraints, finalized_via: d.via, events: view.events + 1 };
+      return { ...v, status: 'final', decision: d.decision, reason: d.reason, matched_rule: d.matched_rule, constraints: d.constraints, finalized_via: d.via };
     }
+    case 'ApprovalRequested': {
+      const d = event.data;
+      const round: Round = {
+        round: d.round, kind: d.kind, groups: d.groups, quorum: d.quorum, deadline: d.deadline, level: 0, escalate_to: d.escalate_to,
+        level_timeout_sec: d.level_timeout_sec, on_timeout: d.on_timeout, requested_by: d.requested_by, args_digest: d.args_digest,
+        snapshot_hash: d.snapshot_hash, justification: d.justification, approvals: [], rejections: [], status: 'open',
+      };
+      return { ...v, rounds: [...v.rounds, round] };
+    }
+    case 'ApprovalGranted': {
+      const d = event.data;
+      return {
+        ...v,
+        rounds: updateRound(v, d.round, (r) => {
+          const approvals = [...r.approvals, { approver_id: d.approver_id, channel: d.channel, comment: d.comment, at: d.at }];
+          return { ...r, approvals, status: approvals.length >= r.quorum ? 'approved' : r.status };
+        }),
+      };
+    }
+    case 'ApprovalRejected': {
+      const d = event.data;
+      return { ...v, rounds: updateRound(v, d.round, (r) => ({ ...r, rejections: [...r.rejections, { approver_id: d.approver_id, channel: d.channel, comment: d.comment, at: d.at }], status: 'rejected' })) };
+    }
+    case 'ApprovalEscalated': {
+      const d = event.data;
+      return { ...v, rounds: updateRound(v, d.round, (r) => ({ ...r, level: d.level, groups: d.groups, deadline: d.deadline })) };
+    }
+    case 'ApprovalExpired':
+      return { ...v, rounds: updateRound(v, event.data.round, (r) => ({ ...r, status: 'expired' })) };
+    case 'NotificationSent':
+    case 'NotificationFailed':
+      return { ...v, notifications: v.notifications + 1 };
+    case 'OverrideRequested': {
+      const d = event.data;
+      return { ...v, overrides: [...v.overrides, { round: d.round, requested_by: d.requested_by, justification: d.justification, requested_at: d.at, outcome: 'pending' }] };
+    }
+    case 'OverrideGranted':
+    case 'OverrideDenied': {
+      const d = event.data;
+      const outcome = event.type === 'OverrideGranted' ? 'granted' : 'denied';
+      return { ...v, overrides: v.overrides.map((o) => (o.round === d.round ? { ...o, outcome, decided_at: d.at, reason: d.reason } : o)) };
+    }
+    case 'OutcomeReported': {
+      const d = event.data;
+      return { ...v, outcome: { status: d.status, output_digest: d.output_digest, reported_by: d.reported_by, at: d.at, violations: [] } };
+    }
+    case 'OutputViolation':
+      return v.outcome ? { ...v, outcome: { ...v.outcome, violations: [...v.outcome.violations, event.data] } } : v;
     case 'ReceiptIssued':
-      if (!view) return view;
-      return { ...view, receipt: { digest: event.data.receipt_digest, head_version: event.data.head_version, signature: event.data.signature }, events: view.events + 1 };
+      return { ...v, receipt: { digest: event.data.receipt_digest, head_version: event.data.head_version, signature: event.data.signature } };
     case 'PolicyActivated':
       return view;
     default: {
@@ -98,4 +185,39 @@ export function foldRun(events: Iterable<RunEvent>): RunView | null {
   let view = initialRunView();
   for (const e of events) view = evolve(view, e);
   return view;
+}
+
+export const openRound = (view: RunView | null): Round | undefined => view?.rounds.find((r) => r.status === 'open');
+
+/** An approver's answer, as the API vouches for it (identity resolved from the approver's key). */
+export type AnswerCommand = {
+  round: number;
+  verdict: 'approve' | 'reject';
+  approver_id: string;
+  approver_roles: string[];
+  approver_groups: string[];
+  tenant_id: string;
+  args_digest: string | null;
+  snapshot_hash: string;
+};
+
+/**
+ * Whether an answer may count (invariant 6): an authorised approver of this tenant and of a group of the
+ * round, once, before the deadline, never the requester, and only for the exact arguments and snapshot the
+ * round is bound to. Returns the precise reason when it may not.
+ */
+export function checkAnswer(view: RunView | null, a: AnswerCommand, now: Date): { ok: true; round: Round } | { ok: false; reason: string } {
+  if (!view) return { ok: false, reason: 'the run has not been recorded yet' };
+  if (a.tenant_id !== view.tenant_id) return { ok: false, reason: 'the approver belongs to another tenant' };
+  const round = view.rounds.find((r) => r.round === a.round);
+  if (!round) return { ok: false, reason: `round ${a.round} does not exist` };
+  if (round.status !== 'open') return { ok: false, reason: `round ${a.round} is already ${round.status}` };
+  if (now.getTime() > Date.parse(round.deadline)) return { ok: false, reason: `round ${a.round} closed at its deadline ${round.deadline}` };
+  if (a.approver_id === round.requested_by || a.approver_id === view.requested_by) return { ok: false, reason: 'the requester cannot answer its own request' };
+  if (!a.approver_roles.includes('approver')) return { ok: false, reason: 'the principal does not hold the approver role' };
+  if (!a.approver_groups.some((g) => round.groups.includes(g))) return { ok: false, reason: `the approver is in none of the round's groups (${round.groups.join(', ')})` };
+  if ([...round.approvals, ...round.rejections].some((x) => x.approver_id === a.approver_id)) return { ok: false, reason: `the approver already answered round ${a.round}` };
+  if (a.args_digest !== round.args_digest) return { ok: false, reason: 'the answer is for other arguments than the round is bound to' };
+  if (a.snapshot_hash !== round.snapshot_hash) return { ok: false, reason: 'the answer is for another policy snapshot than the round is bound to' };
+  return { ok: true, round };
 }
