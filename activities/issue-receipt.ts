@@ -1,4 +1,4 @@
-import type { Db } from '../services/events/db.ts';
+import { withTenant, type Db } from '../services/events/db.ts';
 import { appendToStream } from '../services/events/append-to-stream.ts';
 import { readStream } from '../services/events/read-events.ts';
 import { runEventId, runStreamId } from '../services/decisions/ids.ts';
@@ -14,7 +14,7 @@ import type { IssueReceiptInput } from './types.ts';
  */
 export function makeIssueReceipt(db: Db, keyring: () => Promise<Keyring>) {
   return async function issueReceipt(input: IssueReceiptInput): Promise<{ streamVersion: number }> {
-    const events = (await readStream(db, runStreamId(input.decisionId))).filter((e) => e.stream_version <= input.headVersion);
+    const events = (await withTenant(db, input.tenantId, (c) => readStream(c, runStreamId(input.decisionId)))).filter((e) => e.stream_version <= input.headVersion);
     const receipt = buildReceipt(events);
     if (!receipt) throw new Error(`run ${input.decisionId} has no receipt to issue at version ${input.headVersion}`);
     const signed = signReceipt(receipt, await keyring());

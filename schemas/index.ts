@@ -1,3 +1,5 @@
 export * from './decision.ts';
 export * from './events.ts';
 export * from './receipt.ts';
+export * from './identity.ts';
+export * from './api.ts';

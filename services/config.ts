@@ -24,6 +24,8 @@ const ConfigSchema = z.object({
   COUNTERSIGN_PUBLISH_IDLE_MS: z.coerce.number().int().min(1).max(60_000).default(50).describe('Publisher poll interval when idle, ms.'),
   COUNTERSIGN_WORKFLOW_BUNDLE: z.string().optional().describe('Prebuilt workflow bundle (services/worker/bundle.ts); without it the worker bundles at start-up.'),
   COUNTERSIGN_CRASH_AT: z.enum(['after-append-commit']).optional().describe('Test only: kill the worker at this point to prove retries write nothing twice.'),
+  COUNTERSIGN_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(600).describe('Requests per API key (per client IP without a key) per rate window; more get 429 with Retry-After. Counted in the memory of each API process.'),
+  COUNTERSIGN_RATE_WINDOW_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('Length of the rate window, ms.'),
   COUNTERSIGN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level of the API, worker and publisher.'),
 });
 

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import rateLimit from '@fastify/rate-limit';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
@@ -8,12 +9,19 @@ import type { Config } from '../config.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
 import { isConnectionError } from '../events/db.ts';
+import { parseApiKey } from '../identity/api-keys.ts';
 import { authenticate, type Principal, type Role } from '../identity/principals.ts';
 import type { ActivePolicies } from '../decisions/active-policies.ts';
 import { checkJsonBounds } from './json-bounds.ts';
 import { toProblem } from './problem.ts';
 import { registerDecisionRoutes } from './routes/decisions.ts';
 import { registerHealthRoutes } from './routes/health.ts';
+import { registerReceiptRoutes } from './routes/receipts.ts';
+import { registerApiKeyRoutes } from './routes/api-keys.ts';
+import { registerDecisionListRoute } from './routes/decision-list.ts';
+import { registerPrincipalRoutes } from './routes/principals.ts';
+import { registerTenantRoutes } from './routes/tenants.ts';
+import { registerMetrics } from './metrics.ts';
 
 export type ApiDeps = { config: Config; db: Db; temporal: Client; policies: ActivePolicies };
 export type Api = FastifyInstance;
@@ -36,7 +44,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     logger: {
       level: deps.config.COUNTERSIGN_LOG_LEVEL,
       // Never log keys or tokens; the default serializers log method and url only, not bodies or headers.
-      redact: ['req.headers.authorization', 'req.headers.cookie'],
+      redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
     },
     ajv: undefined,
   }).withTypeProvider<ZodTypeProvider>();
@@ -50,9 +58,28 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     if (length > BODY_LIMIT_BYTES) throw new CountersignError('payload_too_large', `body is ${length} bytes; the limit is ${BODY_LIMIT_BYTES}`);
   });
 
+  // Per API key (the public prefix of the presented key; the client IP without one), in this process's
+  // memory: with several API processes each counts on its own. Runs after the size check, before auth.
+  await app.register(rateLimit, {
+    global: false,
+    max: deps.config.COUNTERSIGN_RATE_LIMIT,
+    timeWindow: deps.config.COUNTERSIGN_RATE_WINDOW_MS,
+    keyGenerator: (req) => rateKey(req),
+    errorResponseBuilder: (_req, ctx) => new CountersignError('rate_limited', `more than ${ctx.max} requests in ${Math.round(ctx.ttl / 1000) || 1} s; retry after ${ctx.after}`, { extra: { retry_after_seconds: Math.ceil(ctx.ttl / 1000) } }),
+  });
+
+  // A global hook (not the plugin's per-route one, which would run after authentication): a flood is
+  // refused before it costs a key lookup. Routes opt out with config.rateLimit = false (health, metrics).
+  const limiter = app.rateLimit();
+  app.addHook('onRequest', async function (req, reply) {
+    if ((req.routeOptions.config as { rateLimit?: unknown }).rateLimit === false) return;
+    await limiter.call(this, req, reply);
+  });
+
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
+  registerMetrics(app);
 
   // Bound the parsed body before validation walks it.
   app.addHook('preValidation', async (req) => {
@@ -83,6 +110,11 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
 
   registerHealthRoutes(app, deps);
   registerDecisionRoutes(app, deps);
+  registerReceiptRoutes(app, deps);
+  registerDecisionListRoute(app, deps);
+  registerTenantRoutes(app, deps);
+  registerPrincipalRoutes(app, deps);
+  registerApiKeyRoutes(app, deps);
   return app;
 }
 
@@ -94,6 +126,21 @@ export function authenticated(deps: ApiDeps, roles: Role[]) {
   return async (req: FastifyRequest): Promise<void> => {
     await requirePrincipal(deps, req, roles);
   };
+}
+
+/** Route hook: a platform admin's key (to create and list tenants). */
+export function platformAdmin(deps: ApiDeps) {
+  return async (req: FastifyRequest): Promise<void> => {
+    const principal = await requirePrincipal(deps, req, []);
+    if (!principal.platform_admin) throw new CountersignError('forbidden', 'requires a platform admin');
+  };
+}
+
+/** The rate-limit bucket of a request: the public prefix of its key, or its address without one. */
+export function rateKey(req: FastifyRequest): string {
+  const header = req.headers.authorization;
+  const parsed = typeof header === 'string' && header.startsWith('Bearer ') ? parseApiKey(header.slice(7).trim()) : null;
+  return parsed ? `key:${parsed.prefix}` : `ip:${req.ip}`;
 }
 
 /** The principal an `authenticated` hook put on the request. */
@@ -117,5 +164,7 @@ export async function requirePrincipal(deps: ApiDeps, req: FastifyRequest, roles
     throw new CountersignError('forbidden', `requires one of the roles: ${roles.join(', ')}`);
   }
   req.principal = principal;
+  // Who asked, in every later log line of this request: ids and the public key prefix, never the key.
+  req.log = req.log.child({ principal_id: principal.id, tenant_id: principal.tenant_id, key_prefix: principal.key_prefix });
   return principal;
 }

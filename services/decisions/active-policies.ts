@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Decision } from '../../schemas/decision.ts';
-import type { Db } from '../events/db.ts';
+import { withTenant, type Db } from '../events/db.ts';
 import type { LogFn } from '../logger.ts';
 import { compile, type PolicySource, type Snapshot } from '../policy/index.ts';
 
@@ -69,10 +69,10 @@ export class ActivePolicies {
 
   /** Latest active version of every policy that applies to this agent of this tenant. */
   async activePolicies(tenantId: string, agentId: string | null): Promise<ActivePolicy[]> {
-    const res = await this.db.query<{ tenant_id: string; data: ActivePolicy & { deprecated?: boolean } }>(
+    const res = await withTenant(this.db, tenantId, (c) => c.query<{ tenant_id: string; data: ActivePolicy & { deprecated?: boolean } }>(
       `SELECT tenant_id, data FROM events WHERE tenant_id = ANY($1::text[]) AND type = 'PolicyActivated' ORDER BY position`,
       [[tenantId, PLATFORM_TENANT]],
-    );
+    ));
     const latest = new Map<string, ActivePolicy>();
     for (const { tenant_id, data } of res.rows) {
       const level = data.scope['level'];
@@ -86,7 +86,7 @@ export class ActivePolicies {
   private async load(tenantId: string, agentId: string): Promise<EffectiveSet> {
     const [policies, tenant] = await Promise.all([
       this.activePolicies(tenantId, agentId),
-      this.db.query<{ default_decision: Decision }>('SELECT default_decision FROM tenants WHERE id = $1', [tenantId]),
+      withTenant(this.db, tenantId, (c) => c.query<{ default_decision: Decision }>('SELECT default_decision FROM tenants WHERE id = $1', [tenantId])),
     ]);
     const defaultDecision = tenant.rows[0]?.default_decision ?? 'DENY';
     const sources: PolicySource[] = policies.map((p) => ({ document: p.document, version: p.version, source: `${p.policy_id}@v${p.version}` }));

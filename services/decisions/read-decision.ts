@@ -4,13 +4,14 @@ import type { DecisionResult } from '../../schemas/decision.ts';
 import { isKnownEventType, type StoredEvent } from '../../schemas/events.ts';
 import { statusQuery, toResult } from '../../workflows/decision-workflow.ts';
 import { CountersignError } from '../errors.ts';
-import type { Db } from '../events/db.ts';
-import { isConnectionError } from '../events/db.ts';
+import type { Db, Queryable } from '../events/db.ts';
+import { isConnectionError, withTenant } from '../events/db.ts';
 import { readStream } from '../events/read-events.ts';
 import { runStreamId, workflowIdFor } from './ids.ts';
 import { foldRun, type RunEvent, type RunView } from './run-view.ts';
 
-export async function loadRunView(db: Db, decisionId: string): Promise<{ view: RunView | null; events: StoredEvent[] }> {
+/** Reads within the caller's scope: pass a client from withTenant. */
+export async function loadRunView(db: Queryable, decisionId: string): Promise<{ view: RunView | null; events: StoredEvent[] }> {
   let events: StoredEvent[];
   try {
     events = await readStream(db, runStreamId(decisionId));
@@ -26,7 +27,7 @@ export async function loadRunView(db: Db, decisionId: string): Promise<{ view: R
  * so ids of other tenants cannot be probed.
  */
 export async function readDecision(deps: { db: Db; temporal: Client }, tenantId: string, decisionId: string): Promise<DecisionResult> {
-  const { view } = await loadRunView(deps.db, decisionId);
+  const { view } = await withTenant(deps.db, tenantId, (c) => loadRunView(c, decisionId));
   if (view) {
     if (view.tenant_id !== tenantId) throw notFound(decisionId);
     return toResult(view);

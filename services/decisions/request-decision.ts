@@ -4,7 +4,7 @@ import type { DecisionRequest, DecisionResult } from '../../schemas/decision.ts'
 import { decisionWorkflow, statusQuery } from '../../workflows/decision-workflow.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
-import { isConnectionError } from '../events/db.ts';
+import { isConnectionError, withTenant } from '../events/db.ts';
 import { evaluate } from '../policy/index.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import type { Principal } from '../identity/principals.ts';
@@ -71,7 +71,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
 async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: string, key: string, digest: string, started = false): Promise<DecisionResult | null> {
   let row;
   try {
-    row = (await deps.db.query<{ request_digest: string }>('SELECT request_digest FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2', [tenantId, key])).rows[0];
+    row = (await withTenant(deps.db, tenantId, (c) => c.query<{ request_digest: string }>('SELECT request_digest FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2', [tenantId, key]))).rows[0];
   } catch (err) {
     throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
   }

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { CURRENT_SCHEMA_VERSION, EVENT_DATA, type NewEvent } from '../../schemas/events.ts';
 import { CountersignError, fieldErrors } from '../errors.ts';
-import { inTransaction, type Db } from './db.ts';
+import { withTenant, type Db } from './db.ts';
 import { eventHash } from './hash-chain.ts';
 
 /** `number`: the stream must be at exactly this version (0 = must not exist). `any`: append at the head. */
@@ -40,7 +40,7 @@ export async function appendToStream(db: Db, req: AppendRequest): Promise<Append
     }
   }
   try {
-    return await inTransaction(db, async (client) => {
+    return await withTenant(db, req.tenantId, async (client) => {
       await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [req.streamId]);
       const head = await client.query<{ stream_version: number; hash: string }>(
         'SELECT stream_version, hash FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1',
@@ -93,13 +93,8 @@ export async function appendToStream(db: Db, req: AppendRequest): Promise<Append
     // Another writer committed the same event ids between our head read and insert (only possible for
     // ids that reach the log through another stream lock, i.e. a bug) or the idempotency row collided.
     if ((err as { code?: string }).code === UNIQUE_VIOLATION) {
-      const client = await db.connect();
-      try {
-        const dup = await findDuplicate(client, req);
-        if (dup) return dup;
-      } finally {
-        client.release();
-      }
+      const dup = await withTenant(db, req.tenantId, (client) => findDuplicate(client, req));
+      if (dup) return dup;
       throw new CountersignError('conflict', `append to ${req.streamId} collided with an existing event`, { cause: err });
     }
     throw err;

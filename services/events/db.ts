@@ -44,3 +44,54 @@ export async function inTransaction<T>(db: Db, fn: (client: pg.PoolClient) => Pr
     client.release();
   }
 }
+
+/** Anything that runs a query: the pool, or a client inside a scope. */
+export type Queryable = Pick<pg.PoolClient, 'query'>;
+
+/**
+ * The named reasons a code path may read or write across tenants (migration 0002). Adding one is a design
+ * decision: each is a place where the database no longer checks the tenant for us.
+ */
+export const SYSTEM_SCOPES = {
+  authenticate: 'finding an API key by its public prefix, before the tenant is known',
+  publisher: 'publishing every committed event to Kafka',
+  audit: 'replaying every tenant’s log',
+  'platform-admin': 'a platform admin creating or listing tenants',
+  channels: 'mapping a Slack user id or email address to its person, before the tenant is known',
+  inspection: 'tests and operator tools that inspect the whole database',
+} as const;
+export type SystemScope = keyof typeof SYSTEM_SCOPES;
+
+/**
+ * Runs fn in a transaction scoped to one tenant: row-level security (migration 0002) shows and accepts only
+ * that tenant's rows, whatever the queries say. The setting is transaction-local (SET LOCAL), so it ends
+ * with the transaction and never leaks to the next user of the pooled connection.
+ */
+export async function withTenant<T>(db: Db, tenantId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  if (!tenantId) throw new Error('withTenant needs a tenant id');
+  return inTransaction(db, async (client) => {
+    await client.query(`SELECT set_config('countersign.tenant_id', $1, true)`, [tenantId]);
+    return fn(client);
+  });
+}
+
+/** Runs fn in a transaction that may cross tenants, for one of the named SYSTEM_SCOPES only. */
+export async function withSystem<T>(db: Db, scope: SystemScope, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  if (!(scope in SYSTEM_SCOPES)) throw new Error(`unknown system scope ${String(scope)}`);
+  return inTransaction(db, async (client) => {
+    await client.query(`SELECT set_config('countersign.system', $1, true)`, [scope]);
+    return fn(client);
+  });
+}
+
+/**
+ * A pool whose every connection is in the `inspection` system scope for its whole session. Only for tests
+ * and operator tools that must see every tenant's rows; services use withTenant/withSystem per transaction.
+ */
+export function createInspectionPool(url: string, max = 4): Db {
+  const pool = createPool(url, max);
+  pool.on('connect', (client) => {
+    client.query(`SELECT set_config('countersign.system', 'inspection', false)`).catch(() => {});
+  });
+  return pool;
+}

@@ -9,8 +9,8 @@ const APP_GRANTS: Array<[string, string]> = [
   ['events', 'SELECT, INSERT'],
   ['idempotency_keys', 'SELECT, INSERT'],
   ['publisher_checkpoints', 'SELECT, INSERT, UPDATE'],
-  ['tenants', 'SELECT, INSERT'],
-  ['principals', 'SELECT, INSERT'],
+  ['tenants', 'SELECT, INSERT, UPDATE'],
+  ['principals', 'SELECT, INSERT, UPDATE'],
   ['api_keys', 'SELECT, INSERT, UPDATE'],
 ];
 

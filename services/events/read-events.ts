@@ -1,8 +1,9 @@
 import type { StoredEvent } from '../../schemas/events.ts';
-import type { Db } from './db.ts';
+import type { Db, Queryable } from './db.ts';
 import { EVENT_COLUMNS, rowToEvent, type EventRow } from './stored-event.ts';
 
-export async function readStream(db: Db, streamId: string): Promise<StoredEvent[]> {
+/** Reads within the caller's scope: pass a client from withTenant (row-level security hides other tenants). */
+export async function readStream(db: Queryable, streamId: string): Promise<StoredEvent[]> {
   const res = await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version`, [streamId]);
   return res.rows.map(rowToEvent);
 }

@@ -1,7 +1,7 @@
 import type { EventData } from '../../schemas/events.ts';
 import { CountersignError } from '../errors.ts';
 import { appendToStream } from '../events/append-to-stream.ts';
-import type { Db } from '../events/db.ts';
+import { withTenant, type Db } from '../events/db.ts';
 import { readStream } from '../events/read-events.ts';
 import { compilePolicyVersion, activationSigned } from './policy-version.ts';
 import type { Keyring } from '../receipts/keyring.ts';
@@ -23,7 +23,7 @@ export async function activatePolicy(
   const probe = compilePolicyVersion(opts.document, 1);
   if (!probe.ok) throw new CountersignError('validation_failed', 'policy does not compile', { errors: probe.errors });
   const streamId = policyStreamId(opts.tenantId, probe.policy.policy_id);
-  const history = await readStream(db, streamId);
+  const history = await withTenant(db, opts.tenantId, (c) => readStream(c, streamId));
   const activations = history.filter((e) => e.type === 'PolicyActivated').map((e) => e.data as EventData<'PolicyActivated'>);
   const last = activations[activations.length - 1];
   // Canonical form: jsonb does not keep key order, so a plain JSON.stringify comparison would always differ.

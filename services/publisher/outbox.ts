@@ -1,5 +1,5 @@
 import type { StoredEvent } from '../../schemas/events.ts';
-import type { Db } from '../events/db.ts';
+import { withSystem, type Db } from '../events/db.ts';
 import { EVENT_COLUMNS, rowToEvent, type EventRow } from '../events/stored-event.ts';
 import type { EventSink } from './event-sink.ts';
 
@@ -14,14 +14,14 @@ export type Checkpoint = { txId: string; position: string };
  * still appear later has a larger tx_id than everything returned here, so the checkpoint never passes it.
  */
 export async function readSafeBatch(db: Db, after: Checkpoint, limit: number): Promise<{ events: StoredEvent[]; next: Checkpoint }> {
-  const res = await db.query<EventRow & { tx_id: string }>(
+  const res = await withSystem(db, 'publisher', (c) => c.query<EventRow & { tx_id: string }>(
     `SELECT ${EVENT_COLUMNS}, tx_id::text AS tx_id FROM events
       WHERE (tx_id, position) > ($1::xid8, $2::bigint)
         AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
       ORDER BY tx_id, position
       LIMIT $3`,
     [after.txId, after.position, limit],
-  );
+  ));
   const last = res.rows[res.rows.length - 1];
   return { events: res.rows.map(rowToEvent), next: last ? { txId: last.tx_id, position: last.position } : after };
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { migrate } from '../../services/events/migrate.ts';
-import { createPool, type Db } from '../../services/events/db.ts';
+import { createInspectionPool, type Db } from '../../services/events/db.ts';
 import { ensureBootstrap } from '../../services/identity/bootstrap.ts';
 import { activatePolicy } from '../../services/lifecycle/activate-policy.ts';
 import { parsePolicyText } from '../../services/policy/index.ts';
@@ -143,7 +143,8 @@ export async function startTestStack(): Promise<TestStack> {
     COUNTERSIGN_LOG_LEVEL: 'warn',
     COUNTERSIGN_WORKFLOW_BUNDLE: process.env['COUNTERSIGN_WORKFLOW_BUNDLE'] ?? '',
   };
-  const db = createPool(database.url, 4);
+  // Tests inspect every tenant's rows: an inspection-scoped pool (row-level security, migration 0002).
+  const db = createInspectionPool(database.url, 4);
   const { token } = await ensureBootstrap(db, { tenantId: 'default', keyFile: env['COUNTERSIGN_BOOTSTRAP_KEY_FILE']! });
   const file = path.join(ROOT, 'services/stack/example-policy.yaml');
   const parsed = parsePolicyText(readFileSync(file, 'utf8'), file);

@@ -11,10 +11,10 @@ async function within<T>(ms: number, p: Promise<T>): Promise<T> {
 }
 
 export function registerHealthRoutes(app: FastifyInstance, deps: ApiDeps): void {
-  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/healthz', { schema: { hide: true }, config: { rateLimit: false } }, async () => ({ status: 'ok' }));
 
   /** Ready when the dependencies a decision needs answer: Postgres and Temporal. Kafka is not one of them. */
-  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+  app.get('/readyz', { schema: { hide: true }, config: { rateLimit: false } }, async (_req, reply) => {
     const checks = await Promise.all([
       within(2_000, deps.db.query('SELECT 1')).then(() => ['postgres', 'up'] as const, (e: Error) => ['postgres', `down: ${e.message}`] as const),
       within(2_000, deps.temporal.connection.workflowService.getSystemInfo({})).then(() => ['temporal', 'up'] as const, (e: Error) => ['temporal', `down: ${e.message}`] as const),

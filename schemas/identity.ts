@@ -1,0 +1,137 @@
+import { z } from 'zod';
+import { Decision } from './decision-kind.ts';
+
+/**
+ * Tenants, principals (people and agents) and API keys as the HTTP API and the SDK see them. Keys appear in
+ * full exactly once, in the answer that created them; every later view shows the public prefix only.
+ */
+
+export const ROLES = ['agent', 'approver', 'author', 'admin', 'auditor'] as const;
+export const Role = z.enum(ROLES).describe('agent: ask for decisions, report outcomes, request overrides of its own runs; approver: answer approvals of its groups; author: draft and validate policies; admin: activate, bind, manage keys and members; auditor: read everything of the tenant, replay.');
+export type Role = z.infer<typeof Role>;
+
+/** The pseudo-tenant that owns platform-scope policies; no tenant may take its id. */
+export const RESERVED_TENANT_IDS = ['platform', 'system'] as const;
+
+export const TenantId = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'tenant ids are 1-63 of a-z 0-9 _ - and start with a letter or digit')
+  .refine((id) => !(RESERVED_TENANT_IDS as readonly string[]).includes(id), 'this tenant id is reserved')
+  .describe('Tenant id, e.g. acme.');
+
+const Name = z.string().trim().min(1).max(200);
+export const GroupName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'group names are 1-64 of letters, digits . _ -').describe('Approver group of this tenant, e.g. sre.');
+export const Email = z.email().max(320).describe('Email address of a person (approvals by email).');
+export const SlackUserId = z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'Slack user ids look like U012AB3CD').describe('Slack user id of a person (approvals in Slack).');
+export const PrincipalIdParam = z.string().regex(/^prn_[A-Za-z0-9_]{1,80}$/, 'principal ids look like prn_<id>');
+export const ApiKeyIdParam = z.string().regex(/^key_[0-9a-f]{16}$/, 'API key ids look like key_<16 hex>');
+export const Expiry = z.iso.datetime({ offset: true }).describe('When the key stops working (ISO-8601). Default: never.');
+
+export const TenantSettings = z
+  .strictObject({
+    approval_timeout: z.string().regex(/^\d+[smhd]$/, 'a duration like 30m or 1h').optional().describe('Default approval timeout when a rule names none.'),
+  })
+  .describe('Tenant-wide settings.');
+
+export const CreateTenantBody = z.strictObject({
+  id: TenantId,
+  name: Name.describe('Display name.'),
+  default_decision: Decision.default('DENY').describe('Decision when no rule matches. Default: DENY.'),
+  settings: TenantSettings.default({}),
+  admin: z
+    .strictObject({ name: Name, email: Email.optional(), slack_user_id: SlackUserId.optional() })
+    .optional()
+    .describe('The first admin of the tenant (a person). Default: a person named "admin".'),
+});
+export type CreateTenantBody = z.infer<typeof CreateTenantBody>;
+
+export const CreateTenantResponse = z.strictObject({
+  id: z.string(),
+  admin_principal_id: z.string(),
+  admin_api_key: z.string().describe('Shown once; stored only as a hash.'),
+});
+
+export const Tenant = z.strictObject({
+  id: z.string(),
+  name: z.string(),
+  default_decision: Decision,
+  settings: TenantSettings,
+  created_at: z.string(),
+});
+export type Tenant = z.infer<typeof Tenant>;
+
+export const UpdateTenantBody = z
+  .strictObject({ name: Name.optional(), default_decision: Decision.optional(), settings: TenantSettings.optional() })
+  .refine((b) => Object.keys(b).length > 0, 'nothing to change');
+export type UpdateTenantBody = z.infer<typeof UpdateTenantBody>;
+
+const Roles = z.array(Role).max(ROLES.length).refine((r) => new Set(r).size === r.length, 'roles must not repeat');
+const Groups = z.array(GroupName).max(64).refine((g) => new Set(g).size === g.length, 'groups must not repeat');
+
+export const CreatePrincipalBody = z
+  .strictObject({
+    name: Name,
+    kind: z.enum(['person', 'agent']),
+    roles: Roles.min(1),
+    groups: Groups.default([]),
+    email: Email.optional(),
+    slack_user_id: SlackUserId.optional(),
+    key_name: z.string().max(200).default('').describe('Label of the first API key.'),
+    expires_at: Expiry.optional(),
+  })
+  .refine((b) => b.kind === 'person' || (b.email === undefined && b.slack_user_id === undefined), { message: 'only people have an email or Slack user id', path: ['kind'] });
+export type CreatePrincipalBody = z.infer<typeof CreatePrincipalBody>;
+
+export const CreatePrincipalResponse = z.strictObject({
+  id: z.string(),
+  api_key: z.string().describe('Shown once; stored only as a hash.'),
+  key_id: z.string(),
+});
+
+export const PrincipalView = z.strictObject({
+  id: z.string(),
+  tenant_id: z.string(),
+  name: z.string(),
+  kind: z.enum(['person', 'agent']),
+  roles: z.array(Role),
+  groups: z.array(z.string()),
+  email: z.string().nullable(),
+  slack_user_id: z.string().nullable(),
+  platform_admin: z.boolean(),
+  disabled: z.boolean(),
+  created_at: z.string(),
+});
+export type PrincipalView = z.infer<typeof PrincipalView>;
+
+export const UpdatePrincipalBody = z
+  .strictObject({
+    name: Name.optional(),
+    roles: Roles.min(1).optional(),
+    groups: Groups.optional(),
+    email: Email.nullable().optional(),
+    slack_user_id: SlackUserId.nullable().optional(),
+    disabled: z.boolean().optional().describe('A disabled member cannot authenticate; members are never deleted (events name them).'),
+  })
+  .refine((b) => Object.keys(b).length > 0, 'nothing to change');
+export type UpdatePrincipalBody = z.infer<typeof UpdatePrincipalBody>;
+
+export const CreateApiKeyBody = z.strictObject({
+  principal_id: PrincipalIdParam.optional().describe('Whose key. Default: the caller. Only admins create keys for others.'),
+  name: z.string().max(200).default(''),
+  expires_at: Expiry.optional(),
+});
+export type CreateApiKeyBody = z.infer<typeof CreateApiKeyBody>;
+
+export const ApiKeyView = z.strictObject({
+  id: z.string(),
+  prefix: z.string().describe('Public part of the key (cs_<prefix>_…), safe to show and log.'),
+  name: z.string(),
+  principal_id: z.string(),
+  created_at: z.string(),
+  expires_at: z.string().nullable(),
+  revoked_at: z.string().nullable(),
+  status: z.enum(['active', 'expired', 'revoked']),
+});
+export type ApiKeyView = z.infer<typeof ApiKeyView>;
+
+export const CreateApiKeyResponse = ApiKeyView.extend({ api_key: z.string().describe('Shown once; stored only as a hash.') });
