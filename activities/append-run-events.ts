@@ -14,7 +14,8 @@ export function makeAppendRunEvents(db: Db, crashAt?: string) {
       streamId: runStreamId(input.decisionId),
       tenantId: input.tenantId,
       expectedVersion: input.expectedVersion,
-      events: input.events.map((e) => ({ ...e, metadata: { ...e.metadata, workflow_id: input.workflowId } })),
+      // Metadata (issue 4): correlation = the decision the run belongs to; causation = the workflow that wrote it.
+      events: input.events.map((e) => ({ ...e, metadata: { causation_id: input.workflowId, correlation_id: input.decisionId, ...e.metadata, workflow_id: input.workflowId } })),
       recordedAt: new Date(),
       alsoInTransaction: input.idempotency
         ? async (client) => {

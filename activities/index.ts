@@ -1,15 +1,32 @@
 import type { Db } from '../services/events/db.ts';
+import { loadAttestationSecret } from '../services/decisions/attestation.ts';
 import { loadOrCreateKeyring, type Keyring } from '../services/receipts/keyring.ts';
 import { makeAppendRunEvents } from './append-run-events.ts';
+import { makeAuthorize } from './authorize.ts';
+import { makeDeliverCallback } from './deliver-callback.ts';
 import { makeIssueReceipt } from './issue-receipt.ts';
+import { makeNotifyApprovers } from './notify-approvers.ts';
 import type { Activities } from './types.ts';
 
-export function createActivities(deps: { db: Db; keysDir: string; crashAt?: string | undefined }): Activities {
+export type ActivityDeps = {
+  db: Db;
+  keysDir: string;
+  attestationSecret?: string | undefined;
+  callbackAllowPrivate?: boolean;
+  crashAt?: string | undefined;
+};
+
+export function createActivities(deps: ActivityDeps): Activities {
   // Loaded on first use and kept: a rotation takes effect for a worker at its next start.
   let keyring: Promise<Keyring> | null = null;
   const getKeyring = () => (keyring ??= loadOrCreateKeyring(deps.keysDir).catch((err: unknown) => { keyring = null; throw err; }));
+  let secret: Buffer | null = null;
+  const getSecret = () => (secret ??= loadAttestationSecret(deps.keysDir, deps.attestationSecret));
   return {
     appendRunEvents: makeAppendRunEvents(deps.db, deps.crashAt),
     issueReceipt: makeIssueReceipt(deps.db, getKeyring),
+    authorize: makeAuthorize(deps.db, getSecret),
+    notifyApprovers: makeNotifyApprovers(deps.db),
+    deliverCallback: makeDeliverCallback(getKeyring, deps.callbackAllowPrivate ?? false),
   };
 }

@@ -44,6 +44,11 @@ export const DecisionRequest = z.strictObject({
     .max(64)
     .default([])
     .describe('Per-call rules in the policy rule shape; they can tighten the decision, never loosen it.'),
+  callback_url: z
+    .url({ protocol: /^https?$/, error: 'callback_url must be an http(s) URL' })
+    .max(2000)
+    .optional()
+    .describe('Called (POST, signed with the receipt key) when the decision becomes final.'),
   idempotency_key: z
     .string()
     .min(1)

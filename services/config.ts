@@ -1,5 +1,9 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { durationSeconds } from '../schemas/duration.ts';
+
+const durationSetting = (def: string) =>
+  z.string().default(def).refine((v) => durationSeconds(v) !== undefined, 'expected a duration such as 90s, 30m, 24h, 7d').transform((v) => durationSeconds(v)!);
 
 /**
  * The one typed configuration (style item 11). Parsed once at start-up; nothing else reads process.env.
@@ -22,8 +26,14 @@ const ConfigSchema = z.object({
   COUNTERSIGN_BOOTSTRAP_KEY_FILE: z.string().optional().describe('Where the bootstrap admin key is written once. Default: DATA_DIR/bootstrap-key.'),
   COUNTERSIGN_PUBLISH_BATCH: z.coerce.number().int().min(1).max(10_000).default(500).describe('Events per publisher batch.'),
   COUNTERSIGN_PUBLISH_IDLE_MS: z.coerce.number().int().min(1).max(60_000).default(50).describe('Publisher poll interval when idle, ms.'),
+  COUNTERSIGN_ATTESTATION_SECRET: z.string().min(32).optional().describe('Secret the API and worker share to vouch for approvals sent into workflows. Default: generated once into KEYS_DIR/attestation.secret.'),
+  COUNTERSIGN_OVERRIDE_WINDOW: durationSetting('24h').describe('How long after a DENY the agent may ask for an override.'),
+  COUNTERSIGN_OVERRIDE_GROUPS: z.string().default('admins').describe('Comma-separated approver groups that decide override requests.'),
+  COUNTERSIGN_OVERRIDE_TIMEOUT: durationSetting('24h').describe('How long an override request waits for an answer before it is denied.'),
+  COUNTERSIGN_OUTCOME_WINDOW: durationSetting('24h').describe('How long after a final decision the agent may report the outcome.'),
+  COUNTERSIGN_CALLBACK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('Allow callback URLs that resolve to private or loopback addresses (development only).'),
   COUNTERSIGN_WORKFLOW_BUNDLE: z.string().optional().describe('Prebuilt workflow bundle (services/worker/bundle.ts); without it the worker bundles at start-up.'),
-  COUNTERSIGN_CRASH_AT: z.enum(['after-append-commit']).optional().describe('Test only: kill the worker at this point to prove retries write nothing twice.'),
+  COUNTERSIGN_CRASH_AT: z.enum(['after-append-commit', 'after-workflow-start']).optional().describe('Test only: kill the worker at this point to prove retries write nothing twice.'),
   COUNTERSIGN_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(600).describe('Requests per API key (per client IP without a key) per rate window; more get 429 with Retry-After. Counted in the memory of each API process.'),
   COUNTERSIGN_RATE_WINDOW_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('Length of the rate window, ms.'),
   COUNTERSIGN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level of the API, worker and publisher.'),

@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   conflict: { status: 409, title: 'Conflict with the current state' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },
+  answer_refused: { status: 409, title: 'The answer was not counted' },
   idempotency_mismatch: { status: 422, title: 'Idempotency key reused with a different request' },
   unprocessable: { status: 422, title: 'The request cannot be processed' },
   rate_limited: { status: 429, title: 'Too many requests' },

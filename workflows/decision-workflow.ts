@@ -1,9 +1,20 @@
-import { condition, defineQuery, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Decision, DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
-import type { NewEvent } from '../schemas/events.ts';
+import type { EventData, NewEvent } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
+import { AnswerInput, OutcomeInput, OverrideInput, parseMessage } from './decision-messages.ts';
+
+export { AnswerInput, OutcomeInput, OverrideInput };
 import { runEventId } from '../services/decisions/ids.ts';
-import { evolve, type RunView } from '../services/decisions/run-view.ts';
+import { checkAnswer, evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
+
+/** How long a run stays open after it is final, and who may lift a DENY. Set per tenant by the API. */
+export type RunWindows = {
+  override_sec: number;
+  outcome_sec: number;
+  override_groups: string[];
+  override_timeout_sec: number;
+};
 
 export type DecisionWorkflowInput = {
   decisionId: string;
@@ -16,16 +27,33 @@ export type DecisionWorkflowInput = {
   evaluation: Evaluation;
   policies: Array<{ policy_id: string; version: number; hash: string }>;
   defaultDecision: Decision;
+  windows: RunWindows;
+  callbackUrl?: string | undefined;
 };
 
 export type DecisionStatus = { result: DecisionResult; requestDigest: string };
 
+export type AnswerResult = { counted: true; round: number; round_status: string; decision_status: 'final' | 'pending_approval' };
+
+export type OverrideResult = { round: number; groups: string[]; deadline: string };
+
+export type OutcomeResult = { violations: number };
+
 /** Defined once; the API and tests import these same objects (style item 2). */
 export const statusQuery = defineQuery<DecisionStatus | null>('status');
+export const answerUpdate = defineUpdate<AnswerResult, [AnswerInput]>('answer');
+export const overrideUpdate = defineUpdate<OverrideResult, [OverrideInput]>('override');
+export const outcomeUpdate = defineUpdate<OutcomeResult, [OutcomeInput]>('outcome');
 
-const { appendRunEvents, issueReceipt } = proxyActivities<Activities>({
+export const MAX_OVERRIDES_PER_RUN = 3;
+
+const { appendRunEvents, issueReceipt, authorize, notifyApprovers } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['CountersignError'] },
+});
+const { deliverCallback } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 12 },
 });
 
 export function toResult(view: RunView): DecisionResult {
@@ -41,76 +69,265 @@ export function toResult(view: RunView): DecisionResult {
   };
 }
 
+const refuse = (reason: string) => ApplicationFailure.create({ type: 'AnswerRefused', message: reason, nonRetryable: true });
+const iso = (ms: number) => new Date(ms).toISOString();
+
 /**
  * One decision, durably. Deterministic code only: the decision was evaluated (purely) by the API before the
- * start, and arrives as input together with the snapshot hash; this records it and, for final decisions,
- * finalizes at once. The clock, ids and I/O come from Temporal and activities.
+ * start and arrives as input with its snapshot hash (a run keeps the snapshot it started with). I/O happens
+ * in activities; the clock is Temporal's. Every step is an event, folded with the shared `evolve`.
  */
 export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<DecisionResult> {
+  const wfId = workflowInfo().workflowId;
   let view: RunView | null = null;
-  let version = 0;
-  const pending: NewEvent[] = [];
-  const record = (e: Omit<NewEvent, 'eventId'>) => {
-    const event = { ...e, eventId: runEventId(input.decisionId, version + pending.length + 1) } as NewEvent;
+  let recorded = 0; // versions assigned so far (committed or queued)
+  let committed = 0; // versions known to be in the log
+  let pending: NewEvent[] = [];
+  let chain: Promise<void> = Promise.resolve();
+  let receiptAt = 0; // the version the last receipt covers
+  const finalizedRounds = new Set<number>();
+
+  const record = <T extends RunEvent['type']>(type: T, data: EventData<T>) => {
+    recorded += 1;
+    const event = { type, data, eventId: runEventId(input.decisionId, recorded) } as NewEvent;
     pending.push(event);
     view = evolve(view, event);
   };
-  const flush = async (first = false) => {
-    const events = pending.splice(0);
-    const res = await appendRunEvents({
-      decisionId: input.decisionId,
-      tenantId: input.tenantId,
-      expectedVersion: version,
-      events,
-      workflowId: workflowInfo().workflowId,
-      ...(first && input.idempotencyKey ? { idempotency: { key: input.idempotencyKey, requestDigest: input.requestDigest } } : {}),
+  // Appends are serialised: each batch expects the version the previous one left, so concurrent handlers
+  // cannot interleave, and a retried activity finds its events by their derived ids.
+  const flush = (first = false): Promise<void> => {
+    chain = chain.then(async () => {
+      if (pending.length === 0) return;
+      const events = pending;
+      pending = [];
+      const res = await appendRunEvents({
+        decisionId: input.decisionId,
+        tenantId: input.tenantId,
+        expectedVersion: committed,
+        events,
+        workflowId: wfId,
+        ...(first && input.idempotencyKey ? { idempotency: { key: input.idempotencyKey, requestDigest: input.requestDigest } } : {}),
+      });
+      committed = res.streamVersion;
     });
-    version = res.streamVersion;
+    return chain;
+  };
+  const issue = async () => {
+    await flush();
+    if (committed === receiptAt) return;
+    const res = await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: committed, workflowId: wfId });
+    // The receipt event goes through the same version counter as every other event.
+    recorded = Math.max(recorded, res.streamVersion);
+    committed = res.streamVersion;
+    receiptAt = committed;
   };
 
-  // Answered from the input as soon as the workflow runs, before any event is written: a retry of the same
-  // idempotency key can read the decision even while the first append is still in flight.
-  const initial: DecisionStatus = {
-    requestDigest: input.requestDigest,
-    result: {
-      decision_id: input.decisionId,
-      decision: input.evaluation.decision,
-      status: input.evaluation.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final',
-      reason: input.evaluation.reason,
-      matched_rule: input.evaluation.matched_rule,
-      matched_rules: input.evaluation.matched_rules,
-      constraints: input.evaluation.constraints,
-      snapshot_hash: input.evaluation.snapshot_hash,
-    },
+  const notify = async (round: number, purpose: 'request' | 'escalation', groups: string[]) => {
+    try {
+      const deliveries = await notifyApprovers({ decisionId: input.decisionId, tenantId: input.tenantId, round, purpose, groups, requestedBy: input.requestedBy });
+      for (const d of deliveries) {
+        if (d.error) record('NotificationFailed', { round, channel: d.channel, recipient: d.recipient, purpose, error: d.error });
+        else record('NotificationSent', { round, channel: d.channel, recipient: d.recipient, purpose });
+      }
+    } catch (err) {
+      // A failure to notify never changes a decision: the round stays open and answerable from the API.
+      log.warn('notification failed', { round, error: String(err) });
+      record('NotificationFailed', { round, channel: 'dashboard', recipient: '*', purpose, error: err instanceof Error ? err.message : String(err) });
+    }
+    await flush();
   };
-  setHandler(statusQuery, () => (view && view.decision ? { requestDigest: input.requestDigest, result: toResult(view) } : initial));
 
-  record({
-    type: 'DecisionRequested',
-    data: {
-      decision_id: input.decisionId,
-      tenant_id: input.tenantId,
-      request: input.request,
-      request_digest: input.requestDigest,
-      args_digest: input.argsDigest,
-      idempotency_key: input.idempotencyKey,
-      requested_by: input.requestedBy,
-    },
-  });
-  record({ type: 'PolicyEvaluated', data: { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision } });
-
-  if (input.evaluation.decision !== 'REQUIRE_APPROVAL') {
+  /** Records how a closed round ends the run (once per round). */
+  const finalizeRound = (n: number) => {
+    const r = view!.rounds.find((x) => x.round === n)!;
+    if (r.status === 'open' || finalizedRounds.has(n)) return;
+    finalizedRounds.add(n);
     const e = input.evaluation;
-    record({ type: 'DecisionFinalized', data: { decision: e.decision, reason: e.reason, matched_rule: e.matched_rule, constraints: e.constraints, via: 'policy' } });
-    await flush(true);
-    await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: version, workflowId: workflowInfo().workflowId });
-    return toResult(view!);
-  }
+    const at = iso(Date.now());
+    if (r.kind === 'approval') {
+      if (r.status === 'approved') {
+        const decision = Object.keys(e.constraints).length > 0 ? 'ALLOW_WITH_CONSTRAINTS' : 'ALLOW';
+        record('DecisionFinalized', { decision, reason: `approved: ${e.reason}`, matched_rule: e.matched_rule, constraints: e.constraints, via: 'approval' });
+      } else if (r.status === 'rejected') {
+        const by = r.rejections[0];
+        record('DecisionFinalized', { decision: 'DENY', reason: `rejected by ${by?.approver_id}${by?.comment ? `: ${by.comment}` : ''}`, matched_rule: e.matched_rule, constraints: {}, via: 'rejection' });
+      } else {
+        record('DecisionFinalized', { decision: r.on_timeout, reason: `no answer before ${r.deadline}: fallback ${r.on_timeout}`, matched_rule: e.matched_rule, constraints: r.on_timeout === 'DENY' ? {} : e.constraints, via: 'expiry' });
+      }
+    } else if (r.status === 'approved') {
+      record('OverrideGranted', { round: n, reason: `approved by ${r.approvals.map((a) => a.approver_id).join(', ')}`, at });
+      record('DecisionFinalized', { decision: 'ALLOW', reason: `override granted: ${r.justification ?? ''}`, matched_rule: e.matched_rule, constraints: e.constraints, via: 'override' });
+    } else {
+      const why = r.status === 'rejected' ? `rejected by ${r.rejections[0]?.approver_id}` : `no answer before ${r.deadline}`;
+      record('OverrideDenied', { round: n, reason: why, at });
+    }
+  };
 
-  await flush(true);
-  // Approval rounds arrive with the decision-workflow issue; until then a pending run waits durably.
-  await condition(() => view?.status === 'final');
-  await flush();
-  await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: version, workflowId: workflowInfo().workflowId });
+  /** Waits out one round on durable timers: answers arrive through answerUpdate; escalate once, then expire. */
+  const runRound = async (n: number) => {
+    for (;;) {
+      const r = view!.rounds.find((x) => x.round === n)!;
+      if (r.status !== 'open') break;
+      const left = Date.parse(r.deadline) - Date.now();
+      if (left > 0 && (await condition(() => view!.rounds.find((x) => x.round === n)!.status !== 'open', left))) break;
+      const now = Date.now();
+      if (r.level === 0 && r.escalate_to.length > 0) {
+        const groups = [...new Set([...r.groups, ...r.escalate_to])];
+        record('ApprovalEscalated', { round: n, level: 1, groups, deadline: iso(now + r.level_timeout_sec * 1000) });
+        await notify(n, 'escalation', r.escalate_to);
+      } else {
+        record('ApprovalExpired', { round: n, fallback: r.on_timeout, at: iso(now) });
+      }
+    }
+    finalizeRound(n);
+    await flush();
+  };
+
+  // --- messages: registered before the first await so early updates are never lost -----------------
+  setHandler(statusQuery, () => ({
+    requestDigest: input.requestDigest,
+    result: view?.decision
+      ? toResult(view)
+      : {
+          decision_id: input.decisionId,
+          decision: input.evaluation.decision,
+          status: input.evaluation.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final',
+          reason: input.evaluation.reason,
+          matched_rule: input.evaluation.matched_rule,
+          matched_rules: input.evaluation.matched_rules,
+          constraints: input.evaluation.constraints,
+          snapshot_hash: input.evaluation.snapshot_hash,
+        },
+  }));
+
+  setHandler(
+    answerUpdate,
+    async (a) => {
+      // The API's attestation and the approver's current roles and groups, from the database.
+      const who = await authorize(a);
+      if (!who.ok) throw refuse(who.reason);
+      const check = checkAnswer(view, { ...a, approver_roles: who.roles, approver_groups: who.groups }, new Date(Date.now()));
+      if (!check.ok) throw refuse(check.reason);
+      const answer = { round: a.round, approver_id: a.approver_id, channel: a.channel, at: iso(Date.now()), ...(a.comment ? { comment: a.comment } : {}) };
+      record(a.verdict === 'approve' ? 'ApprovalGranted' : 'ApprovalRejected', answer);
+      finalizeRound(a.round);
+      await flush();
+      const r = view!.rounds.find((x) => x.round === a.round)!;
+      return { counted: true, round: a.round, round_status: r.status, decision_status: view!.status === 'final' ? 'final' : 'pending_approval' };
+    },
+    {
+      // Cheap checks on the claimed identity before anything reaches history; the handler re-checks with
+      // the identity the database confirms.
+      validator: (raw: unknown) => {
+        const a = parseMessage(AnswerInput, raw);
+        const check = checkAnswer(view, { ...a, approver_roles: ['approver'], approver_groups: view?.rounds.find((r) => r.round === a.round)?.groups ?? [] }, new Date(Date.now()));
+        if (!check.ok) throw new Error(check.reason);
+      },
+    },
+  );
+
+  let finalAt = 0;
+  setHandler(
+    overrideUpdate,
+    async (o) => {
+      const who = await authorize(o);
+      if (!who.ok) throw refuse(who.reason);
+      if (view!.decision !== 'DENY' || view!.status !== 'final' || openRound(view)) throw refuse('no denied decision to override');
+      const round = view!.rounds.length + 1;
+      const now = Date.now();
+      const groups = input.windows.override_groups;
+      record('OverrideRequested', { round, requested_by: o.requested_by, justification: o.justification, at: iso(now) });
+      record('ApprovalRequested', {
+        round, kind: 'override', groups, quorum: 1, deadline: iso(now + input.windows.override_timeout_sec * 1000), escalate_to: [],
+        level_timeout_sec: input.windows.override_timeout_sec, on_timeout: 'DENY', requested_by: o.requested_by,
+        args_digest: input.argsDigest, snapshot_hash: input.evaluation.snapshot_hash, justification: o.justification,
+      });
+      await flush();
+      return { round, groups, deadline: iso(now + input.windows.override_timeout_sec * 1000) };
+    },
+    {
+      validator: (raw: unknown) => {
+        const o = parseMessage(OverrideInput, raw);
+        if (!view || view.status !== 'final' || view.decision !== 'DENY') throw new Error('only a final DENY can be overridden');
+        if (openRound(view)) throw new Error('an override request is already waiting for approval');
+        if (view.overrides.length >= MAX_OVERRIDES_PER_RUN) throw new Error(`at most ${MAX_OVERRIDES_PER_RUN} override requests per decision`);
+        if (Date.now() > finalAt + input.windows.override_sec * 1000) throw new Error('the override window has closed');
+        if (o.requested_by !== view.requested_by && !o.requester_roles.includes('admin')) throw new Error('only the requesting agent or an admin may ask for an override');
+      },
+    },
+  );
+
+  setHandler(
+    outcomeUpdate,
+    async (o) => {
+      const who = await authorize(o);
+      if (!who.ok) throw refuse(who.reason);
+      if (view!.outcome) throw refuse('the outcome was already reported');
+      record('OutcomeReported', { status: o.status, output_digest: o.output_digest, reported_by: o.reported_by, at: iso(Date.now()) });
+      for (const v of o.violations) record('OutputViolation', v);
+      await flush();
+      return { violations: o.violations.length };
+    },
+    {
+      validator: (raw: unknown) => {
+        const o = parseMessage(OutcomeInput, raw);
+        if (!view || view.status !== 'final') throw new Error('the decision is not final yet');
+        if (view.outcome) throw new Error('the outcome was already reported');
+        if (o.reported_by !== view.requested_by) throw new Error('only the requesting agent reports the outcome');
+      },
+    },
+  );
+
+  // --- the run -------------------------------------------------------------------------------------
+  record('DecisionRequested', {
+    decision_id: input.decisionId,
+    tenant_id: input.tenantId,
+    request: input.request,
+    request_digest: input.requestDigest,
+    args_digest: input.argsDigest,
+    idempotency_key: input.idempotencyKey,
+    requested_by: input.requestedBy,
+  });
+  record('PolicyEvaluated', { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision });
+
+  const e = input.evaluation;
+  if (e.decision === 'REQUIRE_APPROVAL') {
+    const a = e.approval as { approvers?: string[]; quorum?: number; timeout_sec?: number; escalate_to?: string[]; escalate_after_sec?: number; on_timeout?: 'DENY' | 'ALLOW' } | undefined;
+    const timeout = a?.timeout_sec ?? 3600;
+    const first = a?.escalate_after_sec ?? timeout;
+    record('ApprovalRequested', {
+      round: 1, kind: 'approval', groups: a?.approvers?.length ? a.approvers : ['approvers'], quorum: a?.quorum ?? 1,
+      deadline: iso(Date.now() + first * 1000), escalate_to: a?.escalate_to ?? [], level_timeout_sec: timeout,
+      on_timeout: a?.on_timeout ?? 'DENY', requested_by: input.requestedBy, args_digest: input.argsDigest,
+      snapshot_hash: e.snapshot_hash,
+    });
+    await flush(true);
+    await notify(1, 'request', view!.rounds[0]!.groups);
+    await runRound(1);
+  } else {
+    record('DecisionFinalized', { decision: e.decision, reason: e.reason, matched_rule: e.matched_rule, constraints: e.constraints, via: 'policy' });
+    await flush(true);
+  }
+  finalAt = Date.now();
+  await issue();
+  const callback = input.callbackUrl
+    ? deliverCallback({ url: input.callbackUrl, tenantId: input.tenantId, decisionId: input.decisionId, result: toResult(view!) }).catch((err: unknown) => log.warn('callback failed', { error: String(err) }))
+    : Promise.resolve();
+
+  // Open after final: overrides (of a DENY) and the outcome report, until their windows close.
+  const closeAt = finalAt + Math.max(view!.decision === 'DENY' ? input.windows.override_sec : 0, input.windows.outcome_sec) * 1000;
+  for (;;) {
+    const left = closeAt - Date.now();
+    const woke = left > 0 && (await condition(() => !!openRound(view) || (committed > receiptAt && pending.length === 0 && !openRound(view)), left));
+    const round = openRound(view);
+    if (round) {
+      await notify(round.round, 'request', round.groups);
+      await runRound(round.round);
+    }
+    await issue();
+    if (!woke && !openRound(view)) break;
+  }
+  await callback;
+  await condition(allHandlersFinished);
   return toResult(view!);
 }

@@ -8,6 +8,7 @@ import type { Db, Queryable } from '../events/db.ts';
 import { isConnectionError, withTenant } from '../events/db.ts';
 import { readStream } from '../events/read-events.ts';
 import { runStreamId, workflowIdFor } from './ids.ts';
+import type { RunWatcher } from './run-watcher.ts';
 import { foldRun, type RunEvent, type RunView } from './run-view.ts';
 
 /** Reads within the caller's scope: pass a client from withTenant. */
@@ -44,18 +45,22 @@ export async function readDecision(deps: { db: Db; temporal: Client }, tenantId:
 
 export const notFound = (decisionId: string) => new CountersignError('not_found', `decision ${decisionId} not found`);
 
-/** Long-poll: resolves when the run is final or the wait ends, whichever first. */
-export async function waitForDecision(deps: { db: Db; temporal: Client }, tenantId: string, decisionId: string, waitSeconds: number): Promise<DecisionResult> {
-  const first = await readDecision(deps, tenantId, decisionId);
-  if (first.status === 'final' || waitSeconds <= 0) return first;
-  const handle = deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId));
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<null>((resolve) => { timer = setTimeout(() => resolve(null), waitSeconds * 1000); });
+/** Long-poll: resolves when the run is final or the wait ends, whichever first (woken by RunWatcher). */
+export async function waitForDecision(deps: { db: Db; temporal: Client; watcher: RunWatcher }, tenantId: string, decisionId: string, waitSeconds: number): Promise<DecisionResult> {
+  const sub = deps.watcher.subscribe(runStreamId(decisionId));
   try {
-    const done = await Promise.race([handle.result().then(() => true, () => true), timeout]);
-    if (done) return await readDecision(deps, tenantId, decisionId);
-    return first;
+    const first = await readDecision(deps, tenantId, decisionId);
+    if (first.status === 'final' || waitSeconds <= 0) return first;
+    const deadline = Date.now() + waitSeconds * 1000;
+    // Re-read at least every few seconds: a notification lost while the listener reconnects only delays.
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) return first;
+      await sub.wait(Math.min(left, 5_000));
+      const now = await readDecision(deps, tenantId, decisionId);
+      if (now.status === 'final') return now;
+    }
   } finally {
-    clearTimeout(timer);
+    sub.cancel();
   }
 }

@@ -1,7 +1,7 @@
 import { WorkflowIdReusePolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { isGrpcServiceError, type Client } from '@temporalio/client';
 import type { DecisionRequest, DecisionResult } from '../../schemas/decision.ts';
-import { decisionWorkflow, statusQuery } from '../../workflows/decision-workflow.ts';
+import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/decision-workflow.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
 import { isConnectionError, withTenant } from '../events/db.ts';
@@ -15,7 +15,16 @@ import { readDecision } from './read-decision.ts';
 
 const START_DEADLINE_MS = 5_000;
 
-export type DecideDeps = { db: Db; temporal: Client; taskQueue: string; policies: ActivePolicies; now?: () => Date };
+export type DecideDeps = {
+  db: Db;
+  temporal: Client;
+  taskQueue: string;
+  policies: ActivePolicies;
+  windows: RunWindows;
+  now?: () => Date;
+  /** Test only: die right after Temporal acknowledged the start, before answering (config COUNTERSIGN_CRASH_AT). */
+  crashAfterStart?: boolean;
+};
 
 /**
  * Ask for a decision: evaluate purely against the tenant's compiled snapshot, start the run's workflow with an
@@ -47,7 +56,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
       // Refuse a second run for the same id even after the first closed (within retention); past
       // retention the idempotency_keys row answers above.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest: request.action.args ? sha256Digest(request.action.args) : null, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision }],
+      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest: request.action.args ? sha256Digest(request.action.args) : null, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows: deps.windows, callbackUrl: request.callback_url }],
     }));
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError && key !== undefined) {
@@ -56,6 +65,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
     }
     throw asTemporalError(err);
   }
+  if (deps.crashAfterStart) process.kill(process.pid, 'SIGKILL');
   return {
     decision_id: decisionId,
     decision: evaluation.decision,

@@ -54,6 +54,8 @@ export type RunView = {
   snapshot_hash: string | null;
   policies: Array<{ policy_id: string; version: number; hash: string }>;
   evaluation: Evaluation | null;
+  /** The tenant's decision when no rule matches, as it stood when the run was evaluated. */
+  default_decision: Decision;
   finalized_via: string | null;
   rounds: Round[];
   overrides: OverrideRecord[];
@@ -91,6 +93,7 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       snapshot_hash: null,
       policies: [],
       evaluation: null,
+      default_decision: 'DENY',
       finalized_via: null,
       rounds: [],
       overrides: [],
@@ -116,6 +119,7 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
         snapshot_hash: e.snapshot_hash,
         policies: event.data.policies,
         evaluation: e,
+        default_decision: event.data.default_decision ?? 'DENY',
       };
     }
     case 'DecisionFinalized': {

@@ -14,7 +14,13 @@ const worker = await Worker.create({
   namespace: config.TEMPORAL_NAMESPACE,
   taskQueue: config.COUNTERSIGN_TASK_QUEUE,
   ...workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE),
-  activities: createActivities({ db, keysDir: config.keysDir, crashAt: config.COUNTERSIGN_CRASH_AT }),
+  activities: createActivities({
+    db,
+    keysDir: config.keysDir,
+    attestationSecret: config.COUNTERSIGN_ATTESTATION_SECRET,
+    callbackAllowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE,
+    crashAt: config.COUNTERSIGN_CRASH_AT,
+  }),
 });
 log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS });
 await worker.run(); // resolves after SIGINT/SIGTERM, which the SDK handles by shutting down gracefully

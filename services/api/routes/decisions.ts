@@ -2,15 +2,56 @@ import { z } from 'zod';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { DecisionRequest, DecisionResult } from '../../../schemas/decision.ts';
+import { loadAttestationSecret } from '../../decisions/attestation.ts';
 import { requestDecision } from '../../decisions/request-decision.ts';
 import { waitForDecision } from '../../decisions/read-decision.ts';
+import { answerApproval, pendingApprovals, reportOutcome, requestOverride } from '../../decisions/run-messages.ts';
+import { RunWatcher } from '../../decisions/run-watcher.ts';
+import { createLogger } from '../../logger.ts';
+import { Outcome } from '../../policy/index.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
 const Problem = z.looseObject({ type: z.string(), title: z.string(), status: z.number(), code: z.string(), detail: z.string() });
 const DecisionIdParams = z.strictObject({ id: z.string().regex(/^dec_[0-9a-f]{32}$/, 'decision ids look like dec_<32 hex>') });
+const Sha = z.string().regex(/^sha256:[0-9a-f]{64}$/);
+
+export const AnswerBody = z.strictObject({
+  verdict: z.enum(['approve', 'reject']),
+  comment: z.string().max(4000).optional(),
+  round: z.number().int().positive().optional().describe('Defaults to the open round.'),
+  args_digest: Sha.nullable().optional().describe('When given, the answer counts only if the round is bound to exactly these arguments.'),
+});
+const AnswerResultSchema = z.strictObject({ counted: z.literal(true), round: z.number(), round_status: z.string(), decision_status: z.enum(['final', 'pending_approval']) });
+const OverrideBody = z.strictObject({ justification: z.string().trim().min(1).max(4000) });
+const OverrideResultSchema = z.strictObject({ round: z.number(), groups: z.array(z.string()), deadline: z.string() });
+const OutcomeResultSchema = z.strictObject({ violations: z.number(), output_digest: z.string(), violations_found: z.array(z.strictObject({ policy_id: z.string(), rule: z.string(), reason: z.string() })) });
+const PendingApprovalSchema = z.strictObject({
+  decision_id: z.string(), round: z.number(), kind: z.enum(['approval', 'override']), agent_id: z.string(), tool: z.string(), operation: z.string().nullable(),
+  reason: z.string(), matched_rule: z.string().nullable(), groups: z.array(z.string()), quorum: z.number(), approvals: z.number(), deadline: z.string(),
+  args_digest: z.string().nullable(), snapshot_hash: z.string(), justification: z.string().nullable(),
+});
 
 export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
+  const config = deps.config;
+  const watcher = new RunWatcher(config.DATABASE_URL, createLogger('api', config.COUNTERSIGN_LOG_LEVEL));
+  app.addHook('onReady', () => watcher.start());
+  app.addHook('onClose', () => watcher.stop());
+  let secret: Buffer | null = null;
+  const messages = { db: deps.db, temporal: deps.temporal, secret: () => (secret ??= loadAttestationSecret(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET)) };
+  const decide = {
+    db: deps.db,
+    temporal: deps.temporal,
+    taskQueue: config.COUNTERSIGN_TASK_QUEUE,
+    policies: deps.policies,
+    windows: {
+      override_sec: config.COUNTERSIGN_OVERRIDE_WINDOW,
+      outcome_sec: config.COUNTERSIGN_OUTCOME_WINDOW,
+      override_groups: config.COUNTERSIGN_OVERRIDE_GROUPS.split(',').map((g) => g.trim()).filter(Boolean),
+      override_timeout_sec: config.COUNTERSIGN_OVERRIDE_TIMEOUT,
+    },
+    crashAfterStart: config.COUNTERSIGN_CRASH_AT === 'after-workflow-start',
+  };
 
   r.post('/v1/decisions', {
     onRequest: authenticated(deps, ['agent']),
@@ -20,10 +61,7 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
       body: DecisionRequest,
       response: { 200: DecisionResult, 400: Problem, 401: Problem, 403: Problem, 422: Problem, 503: Problem },
     },
-  }, async (req) => {
-    const principal = principalOf(req);
-    return requestDecision({ db: deps.db, temporal: deps.temporal, taskQueue: deps.config.COUNTERSIGN_TASK_QUEUE, policies: deps.policies }, principal, req.body);
-  });
+  }, async (req) => requestDecision(decide, principalOf(req), req.body));
 
   r.get('/v1/decisions/:id', {
     onRequest: authenticated(deps, []),
@@ -34,8 +72,51 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
       querystring: z.strictObject({ wait: z.coerce.number().int().min(0).max(120).default(0) }),
       response: { 200: DecisionResult, 401: Problem, 404: Problem, 503: Problem },
     },
-  }, async (req) => {
-    const principal = principalOf(req);
-    return waitForDecision(deps, principal.tenant_id, req.params.id, req.query.wait);
+  }, async (req) => waitForDecision({ db: deps.db, temporal: deps.temporal, watcher }, principalOf(req).tenant_id, req.params.id, req.query.wait));
+
+  r.post('/v1/decisions/:id/approvals', {
+    onRequest: authenticated(deps, ['approver']),
+    schema: {
+      tags: ['approvals'],
+      summary: 'Approve or reject a decision waiting for approval; answers at once whether the answer counted',
+      params: DecisionIdParams,
+      body: AnswerBody,
+      response: { 200: AnswerResultSchema, 401: Problem, 403: Problem, 404: Problem, 409: Problem, 503: Problem },
+    },
+  }, async (req) => answerApproval(messages, principalOf(req), req.params.id, req.body, 'api'));
+
+  r.post('/v1/decisions/:id/override', {
+    onRequest: authenticated(deps, ['agent', 'admin']),
+    schema: {
+      tags: ['decisions'],
+      summary: 'Ask to lift a DENY: opens an approval round for the override approvers',
+      params: DecisionIdParams,
+      body: OverrideBody,
+      response: { 202: OverrideResultSchema, 401: Problem, 403: Problem, 404: Problem, 409: Problem, 503: Problem },
+    },
+  }, async (req, reply) => {
+    const res = await requestOverride(messages, principalOf(req), req.params.id, req.body.justification);
+    return reply.status(202).send(res);
   });
+
+  r.post('/v1/decisions/:id/outcome', {
+    onRequest: authenticated(deps, ['agent']),
+    schema: {
+      tags: ['decisions'],
+      summary: "Report what the tool did; the run's output rules are checked against it",
+      params: DecisionIdParams,
+      body: Outcome,
+      response: { 200: OutcomeResultSchema, 401: Problem, 403: Problem, 404: Problem, 409: Problem, 503: Problem },
+    },
+  }, async (req) => reportOutcome(messages, principalOf(req), req.params.id, req.body));
+
+  r.get('/v1/approvals', {
+    onRequest: authenticated(deps, ['approver']),
+    schema: {
+      tags: ['approvals'],
+      summary: "Approval rounds waiting for the caller's answer",
+      querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) }),
+      response: { 200: z.strictObject({ items: z.array(PendingApprovalSchema) }), 401: Problem, 403: Problem },
+    },
+  }, async (req) => ({ items: await pendingApprovals(messages, principalOf(req), req.query.limit) }));
 }

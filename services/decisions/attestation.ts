@@ -1,0 +1,44 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Attestation, Attested } from '../../activities/types.ts';
+import { canonicalJson } from '../receipts/canonical.ts';
+
+/** How old an attestation may be when the worker checks it: an answer is checked within seconds. */
+export const ATTESTATION_MAX_AGE_MS = 5 * 60_000;
+
+/**
+ * The secret the API and the worker share to vouch for messages sent into workflows. From configuration, or
+ * generated once into the keys directory (exclusive create, so two processes starting together agree).
+ */
+export function loadAttestationSecret(keysDir: string, configured?: string): Buffer {
+  if (configured) return Buffer.from(configured, 'utf8');
+  const file = path.join(keysDir, 'attestation.secret');
+  mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+  try {
+    writeFileSync(file, randomBytes(32).toString('base64url'), { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  return Buffer.from(readFileSync(file, 'utf8').trim(), 'utf8');
+}
+
+function mac(secret: Buffer, body: unknown, issuedAt: string): string {
+  return createHmac('sha256', secret).update(canonicalJson({ body, issued_at: issuedAt })).digest('base64url');
+}
+
+export function attest<T extends object>(secret: Buffer, body: T, now: Date): Attested<T> {
+  const issued_at = now.toISOString();
+  return { ...body, attestation: { issued_at, mac: mac(secret, body, issued_at) } };
+}
+
+export function verifyAttestation(secret: Buffer, message: Attested<Record<string, unknown>>, now: Date): { ok: true } | { ok: false; reason: string } {
+  const { attestation, ...body } = message as Record<string, unknown> & { attestation?: Attestation };
+  if (!attestation || typeof attestation.mac !== 'string' || typeof attestation.issued_at !== 'string') return { ok: false, reason: 'the answer did not come through Countersign (no attestation)' };
+  const expected = Buffer.from(mac(secret, body, attestation.issued_at));
+  const given = Buffer.from(attestation.mac);
+  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { ok: false, reason: 'the answer did not come through Countersign (bad attestation)' };
+  const age = now.getTime() - Date.parse(attestation.issued_at);
+  if (!(age >= -60_000 && age <= ATTESTATION_MAX_AGE_MS)) return { ok: false, reason: 'the attestation is stale' };
+  return { ok: true };
+}

@@ -1,0 +1,160 @@
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import type { DecisionResult } from '../../schemas/decision.ts';
+import {
+  answerUpdate, outcomeUpdate, overrideUpdate,
+  type AnswerInput, type AnswerResult, type OutcomeInput, type OutcomeResult, type OverrideInput, type OverrideResult,
+} from '../../workflows/decision-workflow.ts';
+import { CountersignError } from '../errors.ts';
+import { withTenant, type Db } from '../events/db.ts';
+import type { Principal } from '../identity/principals.ts';
+import { evaluateOutcome, type Outcome } from '../policy/index.ts';
+import { sha256Digest } from '../receipts/canonical.ts';
+import { attest } from './attestation.ts';
+import { workflowIdFor } from './ids.ts';
+import { loadRunView, notFound } from './read-decision.ts';
+import { asTemporalError } from './request-decision.ts';
+import { openRound, type RunView } from './run-view.ts';
+import { snapshotForRun } from './run-snapshot.ts';
+
+export type MessageDeps = { db: Db; temporal: Client; secret: () => Buffer };
+
+/** Long enough to ride out a worker restart; an answer is counted when this returns, or it was not. */
+const UPDATE_DEADLINE_MS = 60_000;
+
+async function runOf(deps: MessageDeps, principal: Principal, decisionId: string): Promise<RunView> {
+  const { view } = await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, decisionId));
+  if (!view || view.tenant_id !== principal.tenant_id) throw notFound(decisionId);
+  return view;
+}
+
+async function send<R>(deps: MessageDeps, tenantId: string, decisionId: string, fn: (h: ReturnType<Client['workflow']['getHandle']>) => Promise<R>, refusedCode: 'answer_refused' | 'conflict'): Promise<R> {
+  const handle = deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId));
+  try {
+    return await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => fn(handle));
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) {
+      const reason = (err.cause)?.message ?? err.message;
+      throw new CountersignError(refusedCode, reason, { extra: { counted: false } });
+    }
+    if (/workflow execution already completed|not found/i.test(String((err as Error)?.message))) {
+      throw new CountersignError('conflict', 'the decision is closed: its override and outcome windows have passed');
+    }
+    throw asTemporalError(err);
+  }
+}
+
+/** An approver's answer (POST /v1/decisions/{id}/approvals). Counted when this returns; refused with the reason otherwise. */
+export async function answerApproval(
+  deps: MessageDeps,
+  principal: Principal,
+  decisionId: string,
+  body: { verdict: 'approve' | 'reject'; comment?: string | undefined; round?: number | undefined; args_digest?: string | null | undefined },
+  channel: AnswerInput['channel'],
+): Promise<AnswerResult> {
+  const view = await runOf(deps, principal, decisionId);
+  const round = body.round !== undefined ? view.rounds.find((r) => r.round === body.round) : openRound(view) ?? view.rounds[view.rounds.length - 1];
+  if (!round) throw new CountersignError('answer_refused', 'the decision has no approval round', { extra: { counted: false } });
+  if (body.args_digest !== undefined && body.args_digest !== round.args_digest) {
+    throw new CountersignError('answer_refused', 'the answer is for other arguments than the round is bound to', { extra: { counted: false } });
+  }
+  const message: AnswerInput = attest(deps.secret(), {
+    kind: 'answer' as const,
+    round: round.round,
+    verdict: body.verdict,
+    ...(body.comment ? { comment: body.comment } : {}),
+    channel,
+    approver_id: principal.id,
+    tenant_id: principal.tenant_id,
+    args_digest: round.args_digest,
+    snapshot_hash: round.snapshot_hash,
+  }, new Date());
+  return send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(answerUpdate, { args: [message] }), 'answer_refused');
+}
+
+/** An agent asks to lift a DENY (POST /v1/decisions/{id}/override): a new round for the override approvers. */
+export async function requestOverride(deps: MessageDeps, principal: Principal, decisionId: string, justification: string): Promise<OverrideResult> {
+  await runOf(deps, principal, decisionId);
+  const message: OverrideInput = attest(deps.secret(), {
+    kind: 'override' as const,
+    requested_by: principal.id,
+    requester_roles: principal.roles,
+    tenant_id: principal.tenant_id,
+    justification,
+  }, new Date());
+  return send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(overrideUpdate, { args: [message] }), 'conflict');
+}
+
+/** What the tool did (POST /v1/decisions/{id}/outcome), checked against the run's own output rules. */
+export async function reportOutcome(deps: MessageDeps, principal: Principal, decisionId: string, outcome: Outcome): Promise<OutcomeResult & { output_digest: string; violations_found: Array<{ policy_id: string; rule: string; reason: string }> }> {
+  const view = await runOf(deps, principal, decisionId);
+  const { snapshot, request } = await withTenant(deps.db, principal.tenant_id, async (c) => {
+    const snap = await snapshotForRun(c, view);
+    const req = await c.query<{ data: { request: Parameters<typeof evaluateOutcome>[1] } }>(
+      `SELECT data FROM events WHERE stream_id = $1 AND type = 'DecisionRequested'`, [`run-${decisionId}`],
+    );
+    return { snapshot: snap, request: req.rows[0]!.data.request };
+  });
+  const checked = evaluateOutcome(snapshot, request, outcome, new Date());
+  const violations = checked.violations.map((v) => ({ policy_id: v.policy_id, rule: v.rule, reason: v.reason }));
+  const output_digest = sha256Digest(outcome.output ?? null);
+  const message: OutcomeInput = attest(deps.secret(), {
+    kind: 'outcome' as const,
+    reported_by: principal.id,
+    tenant_id: principal.tenant_id,
+    status: outcome.status,
+    output_digest,
+    violations,
+  }, new Date());
+  const res = await send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(outcomeUpdate, { args: [message] }), 'conflict');
+  return { ...res, output_digest, violations_found: violations };
+}
+
+export type PendingApproval = {
+  decision_id: string;
+  round: number;
+  kind: 'approval' | 'override';
+  agent_id: string;
+  tool: string;
+  operation: string | null;
+  reason: string;
+  matched_rule: string | null;
+  groups: string[];
+  quorum: number;
+  approvals: number;
+  deadline: string;
+  args_digest: string | null;
+  snapshot_hash: string;
+  justification: string | null;
+};
+
+/**
+ * Rounds waiting for this approver: open, in one of their groups, not their own request. Folded from the
+ * runs that have an ApprovalRequested and no later DecisionFinalized/Override decision.
+ */
+export async function pendingApprovals(deps: MessageDeps, principal: Principal, limit = 100): Promise<PendingApproval[]> {
+  const rows = await withTenant(deps.db, principal.tenant_id, (c) =>
+    c.query<{ stream_id: string }>(
+      `SELECT DISTINCT stream_id FROM events r WHERE r.tenant_id = $1 AND r.type = 'ApprovalRequested'
+         AND NOT EXISTS (SELECT 1 FROM events f WHERE f.stream_id = r.stream_id AND f.stream_version > r.stream_version
+                         AND f.type IN ('DecisionFinalized', 'OverrideGranted', 'OverrideDenied', 'ApprovalExpired'))
+       LIMIT $2`,
+      [principal.tenant_id, limit],
+    ),
+  );
+  const out: PendingApproval[] = [];
+  for (const { stream_id } of rows.rows) {
+    const { view } = await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, stream_id.slice('run-'.length)));
+    const r = openRound(view);
+    if (!view || !r) continue;
+    if (!principal.groups.some((g) => r.groups.includes(g)) || view.requested_by === principal.id) continue;
+    if ([...r.approvals, ...r.rejections].some((a) => a.approver_id === principal.id)) continue;
+    out.push({
+      decision_id: view.decision_id, round: r.round, kind: r.kind, agent_id: view.agent_id, tool: view.action.tool, operation: view.action.operation ?? null,
+      reason: view.reason, matched_rule: view.matched_rule, groups: r.groups, quorum: r.quorum, approvals: r.approvals.length, deadline: r.deadline,
+      args_digest: r.args_digest, snapshot_hash: r.snapshot_hash, justification: r.justification ?? null,
+    });
+  }
+  return out.sort((a, b) => a.deadline.localeCompare(b.deadline));
+}
+
+export type { DecisionResult };
