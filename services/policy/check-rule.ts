@@ -10,14 +10,25 @@ const NO: RuleCheck = { applies: false };
 const YES: RuleCheck = { applies: true };
 
 /**
- * Match, then condition, then limit. `vars` is built lazily by the caller, once per evaluation, and only
- * if some rule has a condition: most requests never pay for it.
+ * The CEL variables of one evaluation, built on first use only: most requests never reach a condition.
+ * A plain object rather than a closure: closures allocated per evaluation showed up in profiles.
  */
-export function checkRule(p: PreparedRule, request: DecisionRequest, now: Date, facts: Facts, vars: () => Record<string, unknown>): RuleCheck {
+export type LazyVars = { request: DecisionRequest; now: Date; extra: Record<string, unknown> | undefined; vars: Record<string, unknown> | undefined };
+
+export function lazyVars(request: DecisionRequest, now: Date, extra?: Record<string, unknown>): LazyVars {
+  return { request, now, extra, vars: undefined };
+}
+
+function varsOf(box: LazyVars): Record<string, unknown> {
+  return (box.vars ??= celVariables(box.request, box.now, box.extra));
+}
+
+/** Match, then condition, then limit. */
+export function checkRule(p: PreparedRule, request: DecisionRequest, now: Date, facts: Facts, vars: LazyVars): RuleCheck {
   if (!p.test(request, now)) return NO;
   if (p.programError !== undefined) return { applies: 'error', error: p.programError };
   if (p.program !== undefined) {
-    const r = runCel(p.program, vars());
+    const r = runCel(p.program, varsOf(vars));
     if (!r.ok) return { applies: 'error', error: r.error };
     if (!r.value) return NO;
   }
@@ -36,13 +47,13 @@ export function checkRule(p: PreparedRule, request: DecisionRequest, now: Date, 
 /** CEL variables: context fields at top level, then the reserved names (which win over context fields). */
 export function celVariables(request: DecisionRequest, now: Date, extra?: Record<string, unknown>): Record<string, unknown> {
   const context = (request.context ?? {}) as Record<string, unknown>;
-  return {
-    ...context,
-    context,
-    action: request.action,
-    agent: request.agent,
-    model: request.model ?? {},
-    now,
-    ...extra,
-  };
+  // Object.assign rather than spread: measurably cheaper on the hot path, same result for plain JSON objects.
+  const vars: Record<string, unknown> = Object.assign({}, context);
+  vars['context'] = context;
+  vars['action'] = request.action;
+  vars['agent'] = request.agent;
+  vars['model'] = request.model ?? {};
+  vars['now'] = now;
+  if (extra !== undefined) Object.assign(vars, extra);
+  return vars;
 }

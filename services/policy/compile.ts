@@ -26,9 +26,11 @@ export type CompileResult = { ok: true; snapshot: Snapshot } | { ok: false; erro
 const LEVEL_ORDER: Record<PolicyLevel, number> = { platform: 0, tenant: 1, agent: 2, builtin: 3 };
 const MAX_POLICIES = 1000;
 
-/** Most restrictive first, as the combiner ranks them. */
+const RANK = Object.fromEntries(DECISIONS.map((d, i) => [d, i])) as Record<Decision, number>;
+
+/** Most restrictive first, as the combiner ranks them (0 is DENY). */
 export function restrictiveness(d: Decision): number {
-  return DECISIONS.indexOf(d);
+  return RANK[d];
 }
 
 /** Orders policies so the hash does not depend on the order the caller listed them in. */

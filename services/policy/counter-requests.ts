@@ -1,6 +1,5 @@
 import type { DecisionRequest } from '../../schemas/decision.ts';
-import { checkRule } from './check-rule.ts';
-import { celVariables } from './check-rule.ts';
+import { checkRule, lazyVars } from './check-rule.ts';
 import { counterSpec, requestAmount, type CounterSpec } from './counters.ts';
 import { preparePerCallRule } from './per-call-rules.ts';
 import { loadSnapshot, policyApplies, type PreparedRule } from './runtime.ts';
@@ -40,8 +39,7 @@ export type CounterIncrement = CounterSpec & { amount: number };
  */
 export function counterIncrements(snapshot: Snapshot, request: DecisionRequest, now: Date): CounterIncrement[] {
   const out: CounterIncrement[] = [];
-  let vars: Record<string, unknown> | undefined;
-  const lazy = () => (vars ??= celVariables(request, now));
+  const lazy = lazyVars(request, now);
   for (const p of limitRules(snapshot, request)) {
     // Check match and condition only: strip the limit so the facts are not needed.
     const check = checkRule({ ...p, rule: { ...p.rule, limit: undefined } }, request, now, {}, lazy);

@@ -1,16 +1,16 @@
 import type { Decision } from '../../schemas/decision-kind.ts';
 import type { DecisionRequest, Evaluation, MatchedRule } from '../../schemas/decision.ts';
 import type { Constraints } from '../../schemas/constraints.ts';
-import { checkRule, celVariables } from './check-rule.ts';
+import { checkRule, lazyVars } from './check-rule.ts';
 import { restrictiveness } from './compile.ts';
 import type { Facts } from './counters.ts';
 import { mergeConstraints } from './merge-constraints.ts';
-import { preparePerCallRule } from './per-call-rules.ts';
+import { PER_CALL_POLICY, preparePerCallRule } from './per-call-rules.ts';
 import { candidateRules, loadSnapshot, policyApplies, type PreparedLists, type PreparedRule, type Runtime } from './runtime.ts';
 import type { CompiledApproval, CompiledPolicy, Snapshot } from './snapshot.ts';
 
-/** One rule (or list) that matched, in evaluation order. */
-type Hit = {
+/** One rule (or list) that matched, in evaluation order. Never mutated: rules share theirs across evaluations. */
+export type Hit = {
   policy: CompiledPolicy;
   rule: string;
   decision: Decision;
@@ -23,9 +23,28 @@ type Hit = {
 
 const EPOCH_ISO = new Date(0).toISOString();
 
+// Date#toISOString is a measurable share of an evaluation; many evaluations share a millisecond.
+let lastMs = Number.NaN;
+let lastIso = EPOCH_ISO;
+function isoOf(now: Date): string {
+  const ms = now.getTime();
+  if (ms !== lastMs) {
+    lastIso = now.toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
+}
+
+const hits = new WeakMap<PreparedRule, Hit>();
+
+/** The hit of a matched rule; built once per prepared rule, since it depends on nothing else. */
 function hitFromRule(p: PreparedRule): Hit {
-  const h: Hit = { policy: p.policy, rule: p.rule.name, decision: p.rule.decision, reason: p.rule.reason, constraints: p.rule.constraints, namesTool: p.namesTool, builtin: p.builtin };
-  if (p.rule.approval !== undefined) h.approval = p.rule.approval;
+  let h = hits.get(p);
+  if (h === undefined) {
+    h = { policy: p.policy, rule: p.rule.name, decision: p.rule.decision, reason: p.rule.reason, constraints: p.rule.constraints, namesTool: p.namesTool, builtin: p.builtin };
+    if (p.rule.approval !== undefined) h.approval = p.rule.approval;
+    hits.set(p, h);
+  }
   return h;
 }
 
@@ -83,8 +102,14 @@ function denyAll(snapshot: Snapshot, facts: Facts, nowIso: string, reason: strin
   };
 }
 
+function isEmpty(o: object): boolean {
+  for (const _ in o) return false;
+  return true;
+}
+
+/** A JSON-safe copy of the facts as recorded in the evaluation (replay reads them back from JSON). */
 function plainFacts(facts: Facts): Record<string, unknown> {
-  if (facts === null || typeof facts !== 'object') return {};
+  if (facts === null || typeof facts !== 'object' || isEmpty(facts)) return {};
   try {
     return JSON.parse(JSON.stringify(facts)) as Record<string, unknown>;
   } catch {
@@ -97,71 +122,84 @@ function describeAction(request: DecisionRequest): string {
   return op === undefined ? request.action.tool : `${request.action.tool}/${op}`;
 }
 
+function mostRestrictive(hits: Hit[], from: Decision): Decision {
+  let d = from;
+  for (const h of hits) if (restrictiveness(h.decision) < restrictiveness(d)) d = h.decision;
+  return d;
+}
+
+// The hot path below uses plain loops and no closures: under tsx every arrow function allocated per
+// evaluation is also renamed (keepNames), which cost more than the matching itself.
 function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, nowIso: string): Evaluation {
   const snapshot = rt.snapshot;
   if (rt.defect !== undefined) return denyAll(snapshot, facts, nowIso, `${rt.defect}; failing closed`);
   const agentId = request.agent.id;
-  let vars: Record<string, unknown> | undefined;
-  const lazyVars = () => (vars ??= celVariables(request, now));
+  const vars = lazyVars(request, now);
 
   const stored: Hit[] = [];
   const pack: Hit[] = [];
-  // Lists come before a policy's rules; all stored policies come before the pack (snapshot order).
+  // Lists come before their policy's rules; stored policies come before the pack (snapshot order).
   const candidates = candidateRules(rt, request.action.tool, request.action.operation);
+  const lists = rt.lists;
   let li = 0;
-  const flushLists = (beforeSeq: number) => {
-    while (li < rt.lists.length && rt.lists[li]!.seq < beforeSeq) {
-      const l = rt.lists[li++]!;
+  for (const p of candidates) {
+    while (li < lists.length && lists[li]!.seq < p.seq) {
+      const l = lists[li++]!;
       if (policyApplies(l.policy, agentId)) checkLists(l, request, stored);
     }
-  };
-  for (const p of candidates) {
-    flushLists(p.seq);
     if (!policyApplies(p.policy, agentId)) continue;
-    const c = checkRule(p, request, now, facts, lazyVars);
+    const c = checkRule(p, request, now, facts, vars);
     if (c.applies === false) continue;
     const hit = c.applies === true ? hitFromRule(p) : failClosedHit(p.policy, p.rule.name, c.error, p.builtin);
     (p.builtin ? pack : stored).push(hit);
   }
-  flushLists(Number.POSITIVE_INFINITY);
+  while (li < lists.length) {
+    const l = lists[li++]!;
+    if (policyApplies(l.policy, agentId)) checkLists(l, request, stored);
+  }
 
   // Precedence: a stored rule that names this tool (and matched) sets the circuit breakers aside. A pack hit
   // that failed closed still counts, because an error never loosens a decision.
-  const breakersSetAside = stored.some((h) => h.namesTool);
-  const counted = breakersSetAside ? [...stored, ...pack.filter((h) => h.decision === 'DENY')] : [...stored, ...pack];
-  const base: Decision = counted.length > 0 ? counted.reduce<Decision>((d, h) => (restrictiveness(h.decision) < restrictiveness(d) ? h.decision : d), 'ALLOW') : snapshot.default_decision;
+  let breakersSetAside = false;
+  for (const h of stored) if (h.namesTool) breakersSetAside = true;
+  const all: Hit[] = stored;
+  for (const h of pack) if (!breakersSetAside || h.decision === 'DENY') all.push(h);
+  const base: Decision = all.length > 0 ? mostRestrictive(all, 'ALLOW') : snapshot.default_decision;
 
   // Per-call rules: added for this call only; they can only tighten what the stored set decided.
-  const perCall: Hit[] = [];
   const rules: unknown[] = Array.isArray(request.policy_rules) ? request.policy_rules : [];
-  rules.forEach((raw, i) => {
-    const prepared = preparePerCallRule(raw, i);
-    if (!prepared.ok) {
-      perCall.push(failClosedHit({ policy_id: 'request', version: 0, level: 'agent', rules: [] }, prepared.name, prepared.error));
-      return;
+  for (let i = 0; i < rules.length; i++) {
+    const prepared = preparePerCallRule(rules[i], i);
+    let hit: Hit | undefined;
+    if (!prepared.ok) hit = failClosedHit(PER_CALL_POLICY, prepared.name, prepared.error);
+    else if (prepared.rule.rule.on === 'request') {
+      const p = prepared.rule;
+      const c = checkRule(p, request, now, facts, vars);
+      if (c.applies !== false) hit = c.applies === true ? hitFromRule(p) : failClosedHit(p.policy, p.rule.name, c.error);
     }
-    const p = prepared.rule;
-    if (p.rule.on !== 'request') return;
-    const c = checkRule(p, request, now, facts, lazyVars);
-    if (c.applies === false) return;
-    perCall.push(c.applies === true ? hitFromRule(p) : failClosedHit(p.policy, p.rule.name, c.error));
-  });
-  const tightening = perCall.filter((h) => restrictiveness(h.decision) <= restrictiveness(base));
-  const all = [...counted, ...tightening];
-  let decision = base;
-  for (const h of tightening) if (restrictiveness(h.decision) < restrictiveness(decision)) decision = h.decision;
+    if (hit !== undefined && restrictiveness(hit.decision) <= restrictiveness(base)) all.push(hit);
+  }
+  const decision = mostRestrictive(all, base);
 
   // The deciding rule is the first (in snapshot order, per-call rules last) with the final decision;
   // none when the tenant default decided.
-  const deciding = all.find((h) => h.decision === decision);
+  let deciding: Hit | undefined;
+  for (const h of all) {
+    if (h.decision === decision) {
+      deciding = h;
+      break;
+    }
+  }
   const constraints: Record<string, unknown> = {};
   if (decision !== 'DENY') for (const h of all) mergeConstraints(constraints, h.constraints);
+  const matched: MatchedRule[] = [];
+  for (const h of all) matched.push({ policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, decision: h.decision });
   const evaluation: Evaluation = {
     decision,
     reason: deciding?.reason ?? `no rule matched ${describeAction(request)} for agent ${agentId}; the tenant default decision is ${decision}`,
     matched_rule: deciding?.rule ?? null,
-    matched_rules: all.map((h): MatchedRule => ({ policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, decision: h.decision })),
-    constraints: constraints,
+    matched_rules: matched,
+    constraints: constraints as Constraints,
     snapshot_hash: snapshot.hash,
     facts: plainFacts(facts),
     now: nowIso,
@@ -177,7 +215,7 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
  */
 export function evaluate(snapshot: Snapshot, request: DecisionRequest, facts: Facts, now: Date): Evaluation {
   const validNow = now instanceof Date && !Number.isNaN(now.getTime());
-  const nowIso = validNow ? now.toISOString() : EPOCH_ISO;
+  const nowIso = validNow ? isoOf(now) : EPOCH_ISO;
   try {
     if (!validNow) return denyAll(snapshot, facts, nowIso, 'the evaluation clock (now) is not a valid date; failing closed');
     if (typeof request !== 'object' || request === null || typeof request.action?.tool !== 'string' || typeof request.agent?.id !== 'string')

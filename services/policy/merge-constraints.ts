@@ -6,7 +6,8 @@ import type { Constraints } from '../../schemas/constraints.ts';
  * decides, so keys added later merge correctly without code changes (schemas/constraints.ts).
  */
 export function mergeConstraints(into: Record<string, unknown>, add: Constraints): void {
-  for (const [key, value] of Object.entries(add)) {
+  for (const key in add) {
+    const value: unknown = add[key];
     if (value === undefined) continue;
     const have = into[key];
     if (have === undefined) {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Decision } from '../../schemas/decision-kind.ts';
 import type { DecisionRequest } from '../../schemas/decision.ts';
-import { checkRule, celVariables } from './check-rule.ts';
+import { checkRule, lazyVars } from './check-rule.ts';
 import { restrictiveness } from './compile.ts';
 import { preparePerCallRule } from './per-call-rules.ts';
 import { loadSnapshot, policyApplies, type PreparedRule } from './runtime.ts';
@@ -33,8 +33,7 @@ export function evaluateOutcome(snapshot: Snapshot, request: DecisionRequest, ou
     if (rt.defect !== undefined) {
       violations.push({ policy_id: '', version: 0, rule: '', decision: 'DENY', reason: `${rt.defect}; failing closed` });
     } else {
-      let vars: Record<string, unknown> | undefined;
-      const lazy = () => (vars ??= celVariables(request, now, { output: outcome.output ?? null, status: outcome.status }));
+      const lazy = lazyVars(request, now, { output: outcome.output ?? null, status: outcome.status });
       const perCall: PreparedRule[] = [];
       (Array.isArray(request.policy_rules) ? request.policy_rules : []).forEach((raw, i) => {
         const p = preparePerCallRule(raw, i);

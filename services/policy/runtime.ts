@@ -197,6 +197,7 @@ export function candidateRules(rt: Runtime, tool: string, operation: string | un
 
 /** Does the policy apply to this agent? Agent-scoped policies govern their agent; bound ones their bound agents. */
 export function policyApplies(policy: CompiledPolicy, agentId: string): boolean {
+  if (policy.level !== 'agent' && policy.bound_agents === undefined) return true;
   if (policy.level === 'agent' && policy.agent !== agentId) return false;
   if (policy.bound_agents !== undefined && !policy.bound_agents.includes(agentId)) return false;
   return true;
