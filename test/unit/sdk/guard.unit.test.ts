@@ -5,7 +5,7 @@ import { ConstraintExceeded, Countersign, CountersignApiError, DecisionDenied } 
 function fakeApi(routes: Record<string, (body: unknown) => { status: number; body: unknown }>) {
   const calls: Array<{ method: string; path: string; body: unknown }> = [];
   const fetchFn: typeof fetch = async (input, init) => {
-    const url = new URL(input as string);
+    const url = new URL(input);
     const key = `${init?.method ?? 'GET'} ${url.pathname}`;
     const body = init?.body ? JSON.parse(init.body as string) : undefined;
     calls.push({ method: init?.method ?? 'GET', path: url.pathname + url.search, body });
