@@ -199,7 +199,7 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
     reason: deciding?.reason ?? `no rule matched ${describeAction(request)} for agent ${agentId}; the tenant default decision is ${decision}`,
     matched_rule: deciding?.rule ?? null,
     matched_rules: matched,
-    constraints: constraints as Constraints,
+    constraints: constraints,
     snapshot_hash: snapshot.hash,
     facts: plainFacts(facts),
     now: nowIso,
