@@ -17,11 +17,12 @@ export const RuleName = z
 
 /** A glob: `*` matches any run of characters; nothing else is special, so matching is linear and never backtracks. */
 export const Glob = z.string().min(1).max(200).describe('A value or a glob where * matches any run of characters.');
-const GlobOrList = z.union([Glob, z.array(Glob).min(1).max(100)]);
-const ValueOrList = z.union([Name, z.array(Name).min(1).max(100)]);
+const GlobOrList = z.union([Glob, z.array(Glob).min(1).max(100)], { error: 'expected a string or a non-empty list of strings (at most 100, each at most 200 characters)' });
+const ValueOrList = z.union([Name, z.array(Name).min(1).max(100)], { error: 'expected a string or a non-empty list of strings (at most 100, each at most 200 characters)' });
 
 export const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const;
 export const Weekday = z.enum(WEEKDAYS);
+export type Weekday = z.infer<typeof Weekday>;
 const ClockTime = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected a 24-hour time HH:MM, e.g. 17:00');
 
 /** True when the runtime knows the IANA zone. Intl is pure here: it reads the bundled tz database, not the clock. */
