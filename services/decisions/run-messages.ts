@@ -21,8 +21,21 @@ export type MessageDeps = { db: Db; temporal: Client; secret: () => Buffer };
 /** Long enough to ride out a worker restart; an answer is counted when this returns, or it was not. */
 const UPDATE_DEADLINE_MS = 60_000;
 
+/** How long a message waits for a run Temporal has started but whose first events are not written yet. */
+const FIRST_EVENTS_WAIT_MS = 5_000;
+
 async function runOf(deps: MessageDeps, principal: Principal, decisionId: string): Promise<RunView> {
-  const { view } = await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, decisionId));
+  const load = async () => (await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, decisionId))).view;
+  let view = await load();
+  if (!view) {
+    // Answered before the workflow wrote its first events: only a run this tenant started is worth waiting for.
+    const started = await deps.temporal.workflow.getHandle(workflowIdFor(principal.tenant_id, decisionId)).describe().then(() => true, () => false);
+    const deadline = Date.now() + FIRST_EVENTS_WAIT_MS;
+    while (started && !view && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      view = await load();
+    }
+  }
   if (!view || view.tenant_id !== principal.tenant_id) throw notFound(decisionId);
   return view;
 }

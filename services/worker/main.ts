@@ -13,7 +13,7 @@ const worker = await Worker.create({
   connection,
   namespace: config.TEMPORAL_NAMESPACE,
   taskQueue: config.COUNTERSIGN_TASK_QUEUE,
-  ...workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE),
+  ...workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE, (msg) => log('warn', msg)),
   activities: createActivities({
     db,
     keysDir: config.keysDir,

@@ -1,13 +1,30 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
+/** What the workflow bundle is built from: workflow code and the pure modules it imports. */
+const SOURCES = ['workflows', 'schemas', 'services/decisions/ids.ts', 'services/decisions/run-view.ts'];
+
+function newestSource(): number {
+  let newest = 0;
+  const visit = (p: string) => {
+    const s = statSync(p);
+    if (s.isDirectory()) for (const f of readdirSync(p)) visit(path.join(p, f));
+    else if (p.endsWith('.ts')) newest = Math.max(newest, s.mtimeMs);
+  };
+  for (const s of SOURCES) visit(path.join(ROOT, s));
+  return newest;
+}
 
 /**
- * A prebuilt bundle (`.data/workflow-bundle.js`, made by `npx tsx services/worker/bundle.ts`) starts the worker
- * in well under a second; without one the SDK bundles the workflow sources with webpack at start-up.
+ * A prebuilt bundle (`services/worker/bundle.ts`, made by `make up` and `make test`) starts the worker in well
+ * under a second; without one the SDK bundles the workflow sources with webpack at start-up. A bundle older
+ * than the sources is ignored: running stale workflow code would be a silent, dangerous mismatch.
  */
-export function workflowsPath(bundle: string | undefined): { workflowsPath: string } | { workflowBundle: { codePath: string } } {
-  if (bundle && existsSync(bundle)) return { workflowBundle: { codePath: bundle } };
+export function workflowsPath(bundle: string | undefined, warn: (msg: string) => void = () => {}): { workflowsPath: string } | { workflowBundle: { codePath: string } } {
+  if (bundle && existsSync(bundle)) {
+    if (statSync(bundle).mtimeMs >= newestSource()) return { workflowBundle: { codePath: bundle } };
+    warn(`workflow bundle ${bundle} is older than the workflow sources; bundling at start-up instead`);
+  }
   return { workflowsPath: path.join(ROOT, 'workflows', 'index.ts') };
 }

@@ -79,16 +79,16 @@ export async function startProcess(name: string, entry: string, env: Record<stri
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${name} not ready within ${timeoutMs} ms:\n${out.slice(-3000)}`)), timeoutMs);
     const check = () => {
       if (readyLine.test(out)) { clearTimeout(t); resolve(); }
     };
-    child.stdout!.on('data', check);
-    child.stderr!.on('data', check);
+    child.stdout.on('data', check);
+    child.stderr.on('data', check);
     child.once('exit', (code) => { clearTimeout(t); reject(new Error(`${name} exited (${code}) before ready:\n${out.slice(-3000)}`)); });
   });
   return {
@@ -124,7 +124,7 @@ export type TestStack = {
  * A whole Countersign (API, worker, publisher) on its own database, topic and task queue, against the shared
  * real Temporal, Kafka and Postgres, with the bootstrap key and the example policy loaded.
  */
-export async function startTestStack(): Promise<TestStack> {
+export async function startTestStack(extraEnv: Record<string, string> = {}): Promise<TestStack> {
   const base = stackEnv();
   const database = await createTestDatabase();
   const suffix = randomBytes(4).toString('hex');
@@ -142,6 +142,7 @@ export async function startTestStack(): Promise<TestStack> {
     COUNTERSIGN_BOOTSTRAP_KEY_FILE: path.join(base.COUNTERSIGN_DATA_DIR, `test-key-${suffix}`),
     COUNTERSIGN_LOG_LEVEL: 'warn',
     COUNTERSIGN_WORKFLOW_BUNDLE: process.env['COUNTERSIGN_WORKFLOW_BUNDLE'] ?? '',
+    ...extraEnv,
   };
   // Tests inspect every tenant's rows: an inspection-scoped pool (row-level security, migration 0002).
   const db = createInspectionPool(database.url, 4);
@@ -149,7 +150,7 @@ export async function startTestStack(): Promise<TestStack> {
   const file = path.join(ROOT, 'services/stack/example-policy.yaml');
   const parsed = parsePolicyText(readFileSync(file, 'utf8'), file);
   if (!parsed.ok) throw new Error('example policy is invalid');
-  await activatePolicy(db, await loadOrCreateKeyring(env['COUNTERSIGN_KEYS_DIR']!), { tenantId: 'default', document: parsed.document as Record<string, unknown>, actor: 'test' });
+  await activatePolicy(db, await loadOrCreateKeyring(env['COUNTERSIGN_KEYS_DIR']!), { tenantId: 'default', document: parsed.document, actor: 'test' });
 
   const startWorker = (extra: Record<string, string> = {}) => startProcess('worker', 'services/worker/main.ts', { ...env, COUNTERSIGN_LOG_LEVEL: 'info', ...extra }, /worker started/);
   const [worker, publisher, api] = await Promise.all([
@@ -201,7 +202,21 @@ export async function eventually<T>(fn: () => Promise<T | undefined>, timeoutMs 
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** A principal of the stack's default tenant, created through the API; answers its id and key. */
+export async function addPrincipal(stack: TestStack, body: { name: string; kind?: 'person' | 'agent'; roles: string[]; groups?: string[]; email?: string; slack_user_id?: string }): Promise<{ id: string; key: string }> {
+  const res = await api(stack, 'POST', '/v1/principals', { kind: 'person', groups: [], ...body });
+  if (res.status !== 201 && res.status !== 200) throw new Error(`creating principal failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return { id: res.body.id, key: res.body.api_key };
+}
+
+/** Activates a policy (YAML text) in the stack's default tenant, as the next version of its id. */
+export async function activateYaml(stack: TestStack, yaml: string): Promise<{ policy_id: string; version: number }> {
+  const parsed = parsePolicyText(yaml, 'test-policy.yaml');
+  if (!parsed.ok) throw new Error(`test policy is invalid: ${parsed.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
+  return activatePolicy(stack.db, await loadOrCreateKeyring(stack.env['COUNTERSIGN_KEYS_DIR']!), { tenantId: 'default', document: parsed.document, actor: 'test' });
 }
