@@ -95,7 +95,7 @@ describe('compiler fuzz', () => {
     );
     // The generator must reach the evaluator, or the second half of the property proves nothing.
     expect(compiled).toBeGreaterThan(20);
-  });
+  }, 60_000);
 
   it('parses arbitrary text without throwing or hanging', () => {
     const tokens = fc.constantFrom('apiVersion: countersign/v1\n', 'kind: Policy\n', 'rules:\n', '  - ', '{', '}', '[', ']', ': ', '"', "'", '&a ', '*a', '\n', '    ', '- text: Deny shell_exec in prod\n', 'condition: "amount >"\n', '#', '!!binary ', '---\n', '? ');
@@ -108,5 +108,5 @@ describe('compiler fuzz', () => {
       }),
       { seed: SEED, numRuns: 500 },
     );
-  });
+  }, 60_000);
 });
