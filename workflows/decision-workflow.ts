@@ -47,8 +47,10 @@ export const outcomeUpdate = defineUpdate<OutcomeResult, [OutcomeInput]>('outcom
 
 export const MAX_OVERRIDES_PER_RUN = 3;
 
+// Short start-to-close: an append takes milliseconds, and a worker that died mid-activity is only noticed
+// when this runs out, so it bounds how long a crash delays a run.
 const { appendRunEvents, issueReceipt, authorize, notifyApprovers } = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
+  startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['CountersignError'] },
 });
 const { deliverCallback } = proxyActivities<Activities>({

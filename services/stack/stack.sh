@@ -301,6 +301,7 @@ print_env() {
     echo "export DATABASE_SUPER_URL='postgres://postgres:$PG_SUPER_PASSWORD@127.0.0.1:$PG_PORT/postgres'"
   fi
   echo "export TEMPORAL_ADDRESS='${TEMPORAL_ADDRESS:-$TEMPORAL_HOST:$TEMPORAL_PORT}'"
+  echo "export TEMPORAL_CLI='$(temporal_bin)'"
   echo "export KAFKA_BROKERS='${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}'"
   echo "export COUNTERSIGN_DATA_DIR='$DATA'"
 }
