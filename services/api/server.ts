@@ -30,6 +30,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
   }
+  interface FastifyInstance {
+    /** Every route as registered (method, URL pattern), HEAD excepted: the bad-input matrix covers each. */
+    routeTable: Array<{ method: string; url: string }>;
+  }
 }
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -51,6 +55,11 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('principal', null);
+  const routeTable: Array<{ method: string; url: string }> = [];
+  app.decorate('routeTable', routeTable);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routeTable.push({ method, url: route.url });
+  });
 
   // Oversized bodies are refused first, before authentication or parsing does any work.
   app.addHook('onRequest', async (req) => {

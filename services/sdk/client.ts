@@ -51,7 +51,7 @@ export class Countersign {
 
   /** Report what the tool did; output rules of the policy are checked against it. */
   async reportOutcome(id: string, outcome: Outcome): Promise<Acknowledgement> {
-    return this.tolerateMissingRoute(() => this.transport.request('POST', `/v1/decisions/${encodeURIComponent(id)}/outcome`, outcome));
+    return this.tolerateMissingRoute(() => this.transport.request('POST', `/v1/decisions/${encodeURIComponent(id)}/outcome`, { status: outcome.status, output: outcome.output ?? null }));
   }
 
   /** Evaluate without starting anything (against the active policies, or a given draft). */

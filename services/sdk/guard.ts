@@ -41,7 +41,7 @@ export function guard<A extends unknown[], R>(client: Countersign, tool: (...arg
       throw err;
     }
     const output = opts.outcomeOutput?.(result);
-    await client.reportOutcome(decision.decision_id, { status: 'succeeded', ...(output !== undefined ? { output } : {}) }).catch(() => undefined);
+    await client.reportOutcome(decision.decision_id, { status: 'succeeded', output: output ?? null }).catch(() => undefined);
     return result;
   };
 }
