@@ -78,7 +78,7 @@ const B_NAME = 'Bravo Confidential Holdings';
 async function routeTable(): Promise<string[]> {
   const config = loadConfig({ ...stack.env });
   const temporal = new Client({ connection: Connection.lazy({ address: config.TEMPORAL_ADDRESS }) });
-  const app = await buildServer({ config, db: stack.db, temporal, policies: new ActivePolicies(stack.db, config.DATABASE_URL, () => {}) } as Parameters<typeof buildServer>[0]);
+  const app = await buildServer({ config, db: stack.db, temporal, policies: new ActivePolicies(stack.db, config.DATABASE_URL, () => {}) });
   await app.ready();
   const table = [...new Set(app.routeTable.map((r) => `${r.method} ${r.url}`))];
   await app.close();
