@@ -1,13 +1,15 @@
-import { isKnownEventType, parseEventData, StoredEvent, type EventData } from '../../schemas/events.ts';
+import { CURRENT_SCHEMA_VERSION, EVENT_DATA, isKnownEventType, StoredEvent, type EventData } from '../../schemas/events.ts';
 import type { PublicKeySet, SignedReceipt } from '../../schemas/receipt.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
 import { verifyChain } from '../events/hash-chain.ts';
-import { compile, evaluate } from '../policy/index.ts';
+import { upcast, UPCASTERS, type UpcasterRegistry } from '../events/upcast.ts';
+import { compile, evaluate, type Snapshot } from '../policy/index.ts';
 import { buildReceipt } from '../receipts/build-receipt.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import { verifyDocument } from '../receipts/verify.ts';
 import { activationSigned, compilePolicyVersion } from '../lifecycle/policy-version.ts';
 
+/** `position` is the event's global position (or, for a record that is not an event, where it sat). */
 export type Divergence = { stream_id: string | null; position: string | null; problem: string };
 export type PolicyVersion = { policy_id: string; tenant_id: string; version: number; hash: string; signing_key_id: string | null; position: string };
 export type ReplayReport = {
@@ -26,11 +28,49 @@ export type ReplayReport = {
 /** One raw record from a source; `where` says where it sat (a Kafka offset, a Postgres position). */
 export type RawRecord = { value: string | null; where: string };
 
+export type ReplayOptions = {
+  /** Public keys for receipt and policy signatures; null skips signature checks (reported by the CLI). */
+  keys: PublicKeySet | null;
+  tenantId?: string | undefined;
+  /** Only runs that started at or after this time are rebuilt (chains are still checked everywhere). */
+  since?: Date | undefined;
+  upcasters?: UpcasterRegistry;
+  /** The schema version upcasters lift to. Default: CURRENT_SCHEMA_VERSION (tests of upcasters set it). */
+  schemaVersion?: number;
+  /** The auditor's clock, for the receipt-coverage rule below. Default: the wall clock at finish(). */
+  now?: Date;
+  /**
+   * A final run must be covered by a receipt once this long has passed since its last event (default 10 min):
+   * the worker signs within seconds, so an older final run without one was truncated, or an event was forged
+   * after its receipt. Younger runs are reported as unsigned (in flight), not as divergences.
+   */
+  receiptGraceMs?: number;
+  /** Receipts handed out earlier (e.g. `--anchor receipts.jsonl`): each must be rebuilt from the log, identical. */
+  anchors?: readonly SignedReceipt[];
+};
+
+export const DEFAULT_RECEIPT_GRACE_MS = 10 * 60_000;
+
+type Batch = { index: number; size: number };
+
+/** The append batch an event was written in (append-to-stream stamps it), when recorded. */
+function batchOf(e: StoredEvent): Batch | null {
+  const b = e.metadata['batch'];
+  if (typeof b !== 'object' || b === null) return null;
+  const { index, size } = b as Record<string, unknown>;
+  return typeof index === 'number' && typeof size === 'number' ? { index, size } : null;
+}
+
 /**
  * The auditor's replay, from one source alone (the Kafka topic, or the Postgres log). Pure over its input:
- * parse and deduplicate records by event id, check each stream's hash chain, rebuild each run's receipt with
- * the same fold the worker used and check the recorded signature against it, and re-derive each decision
- * from the recorded policy snapshot and facts. Every divergence names the first bad position.
+ * parse and deduplicate records by event id, check each stream's hash chain on the events as stored, upcast,
+ * rebuild each run's receipt with the same fold the worker used and check the recorded signature against it,
+ * check each policy's version chain and signatures, and re-derive each decision from the recorded policy
+ * snapshot and facts. Every divergence names the first bad position; nothing in a record can make it throw.
+ *
+ * What a hash chain cannot show (see services/events/README.md): someone who can rewrite the database may
+ * recompute every hash. Signatures (receipts, policy activations) and the rules below are what catch them;
+ * deleting whole appends at a stream's tail is caught only where something else refers to them.
  */
 export class Replay {
   private readonly byId = new Map<string, StoredEvent>();
@@ -38,8 +78,9 @@ export class Replay {
   private records = 0;
   private duplicates = 0;
   private readonly divergences: Divergence[] = [];
+  private readonly compiled = new Map<string, Snapshot | null>();
 
-  constructor(private readonly opts: { keys: PublicKeySet | null; tenantId?: string | undefined; since?: Date | undefined }) {}
+  constructor(private readonly opts: ReplayOptions) {}
 
   add(record: RawRecord): void {
     this.records += 1;
@@ -61,68 +102,57 @@ export class Replay {
     const seen = this.byId.get(e.event_id);
     if (seen) {
       // Transport duplicates are allowed; two different events with one id are not.
-      if (seen.hash !== e.hash) this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `event id ${e.event_id} appears twice with different content` });
-      else this.duplicates += 1;
+      if (seen.hash !== e.hash || seen.position !== e.position) {
+        this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `event id ${e.event_id} appears twice with different content` });
+      } else this.duplicates += 1;
       return;
     }
     this.byId.set(e.event_id, e);
-    const list = this.streams.get(e.stream_id) ?? [];
-    list.push(e);
-    this.streams.set(e.stream_id, list);
+    const list = this.streams.get(e.stream_id);
+    if (list) list.push(e);
+    else this.streams.set(e.stream_id, [e]);
   }
 
   finish(): ReplayReport {
     const policyEvents = new Map<string, EventData<'PolicyActivated'>>(); // `${tenant}/${policy}@${version}`
     const policies: Record<string, PolicyVersion[]> = {};
     const runs: StoredEvent[][] = [];
-    for (const [streamId, events] of this.streams) {
-      events.sort((a, b) => a.stream_version - b.stream_version);
-      const broken = verifyChain(events);
-      if (broken) {
-        this.divergences.push({ stream_id: streamId, position: broken.position, problem: `hash chain broken at version ${broken.stream_version}: ${broken.problem}` });
-        continue;
-      }
+    for (const [streamId, raw] of this.streams) {
+      raw.sort((a, b) => a.stream_version - b.stream_version);
+      const events = this.checkStream(streamId, raw);
+      if (!events) continue;
+      let lastPolicyVersion = 0;
       for (const e of events) {
-        if (!isKnownEventType(e.type)) {
-          this.divergences.push({ stream_id: streamId, position: e.position, problem: `unknown event type ${e.type}` });
-          continue;
+        if (e.type !== 'PolicyActivated') continue;
+        const d = e.data as EventData<'PolicyActivated'>;
+        if (d.version !== lastPolicyVersion + 1) {
+          this.divergences.push({ stream_id: streamId, position: e.position, problem: `policy ${d.policy_id} activates version ${d.version} after version ${lastPolicyVersion}` });
         }
-        const data = parseEventData(e.type, e.data);
-        if (e.type === 'PolicyActivated') {
-          const d = data as EventData<'PolicyActivated'>;
-          policyEvents.set(`${e.tenant_id}/${d.policy_id}@${d.version}`, d);
-          (policies[`${e.tenant_id}/${d.policy_id}`] ??= []).push({ policy_id: d.policy_id, tenant_id: e.tenant_id, version: d.version, hash: d.hash, signing_key_id: d.signing_key_id ?? null, position: e.position });
-          this.checkPolicyVersion(e, d);
-        }
+        lastPolicyVersion = d.version;
+        policyEvents.set(`${e.tenant_id}/${d.policy_id}@${d.version}`, d);
+        (policies[`${e.tenant_id}/${d.policy_id}`] ??= []).push({ policy_id: d.policy_id, tenant_id: e.tenant_id, version: d.version, hash: d.hash, signing_key_id: d.signing_key_id ?? null, position: e.position });
+        this.checkPolicyVersion(e, d);
       }
       if (streamId.startsWith('run-')) runs.push(events);
     }
     const receipts: SignedReceipt[] = [];
     const unsigned: string[] = [];
     let reEvaluated = 0;
+    const now = (this.opts.now ?? new Date()).getTime();
+    const grace = this.opts.receiptGraceMs ?? DEFAULT_RECEIPT_GRACE_MS;
     for (const events of runs) {
       const head = events[0]!;
       if (this.opts.since && new Date(head.recorded_at) < this.opts.since) continue;
-      const issued = events.find((e) => e.type === 'ReceiptIssued');
-      const receipt = buildReceipt(events);
-      if (!receipt) {
-        this.divergences.push({ stream_id: head.stream_id, position: head.position, problem: 'run has no evaluated decision' });
-        continue;
+      const before = this.divergences.length;
+      const issued = events.filter((e) => e.type === 'ReceiptIssued');
+      for (const r of issued) {
+        const signed = this.checkReceipt(events, r);
+        if (signed) receipts.push(signed);
       }
-      if (!issued) {
-        unsigned.push(head.stream_id);
-      } else {
-        const d = issued.data as EventData<'ReceiptIssued'>;
-        if (d.receipt_digest !== sha256Digest(receipt)) {
-          this.divergences.push({ stream_id: head.stream_id, position: issued.position, problem: 'rebuilt receipt differs from the one that was signed' });
-        } else if (this.opts.keys) {
-          const v = verifyDocument(receipt, d.signature, this.opts.keys);
-          if (!v.ok) this.divergences.push({ stream_id: head.stream_id, position: issued.position, problem: `receipt signature: ${v.reason}: ${v.detail}` });
-        }
-        receipts.push({ receipt, signature: d.signature as SignedReceipt['signature'] });
-      }
+      if (this.divergences.length === before) this.checkCoverage(events, issued[issued.length - 1], now, grace, unsigned);
       if (this.reEvaluate(events, policyEvents)) reEvaluated += 1;
     }
+    this.checkAnchors(receipts);
     return {
       records: this.records,
       events: this.byId.size,
@@ -137,6 +167,111 @@ export class Replay {
     };
   }
 
+  /**
+   * Chain first (on the stored form: hashes cover it), then upcast and validate every event's data. Returns
+   * the stream's events in the current shape, or null after reporting its first bad position.
+   */
+  private checkStream(streamId: string, raw: StoredEvent[]): StoredEvent[] | null {
+    const broken = verifyChain(raw);
+    if (broken) {
+      this.divergences.push({ stream_id: streamId, position: broken.position, problem: `hash chain broken at version ${broken.stream_version}: ${broken.problem}` });
+      return null;
+    }
+    const out: StoredEvent[] = [];
+    for (const e of raw) {
+      if (!isKnownEventType(e.type)) {
+        this.divergences.push({ stream_id: streamId, position: e.position, problem: `unknown event type ${e.type}` });
+        return null;
+      }
+      let current: StoredEvent;
+      try {
+        current = upcast(e, this.opts.upcasters ?? UPCASTERS, this.opts.schemaVersion ?? CURRENT_SCHEMA_VERSION);
+      } catch (err) {
+        this.divergences.push({ stream_id: streamId, position: e.position, problem: err instanceof Error ? err.message : String(err) });
+        return null;
+      }
+      const data = EVENT_DATA[e.type].safeParse(current.data);
+      if (!data.success) {
+        const i = data.error.issues[0]!;
+        this.divergences.push({ stream_id: streamId, position: e.position, problem: `${e.type} data invalid at ${i.path.join('.') || '(root)'}: ${i.message}` });
+        return null;
+      }
+      out.push({ ...current, data: data.data });
+    }
+    // Appends are atomic: a stream that ends inside one lost its tail after it was written.
+    const last = raw[raw.length - 1]!;
+    const batch = batchOf(last);
+    if (batch && batch.index !== batch.size) {
+      this.divergences.push({ stream_id: streamId, position: last.position, problem: `stream ends inside an atomic append (event ${batch.index} of ${batch.size}): its tail was removed after version ${last.stream_version}` });
+      return null;
+    }
+    return out;
+  }
+
+  /** One ReceiptIssued: rebuilt exactly as the worker built it (issue-receipt.ts), digest and signature. */
+  private checkReceipt(events: StoredEvent[], issued: StoredEvent): SignedReceipt | null {
+    const d = issued.data as EventData<'ReceiptIssued'>;
+    if (d.head_version !== issued.stream_version - 1) {
+      this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: `receipt covers version ${d.head_version} but was recorded at version ${issued.stream_version}` });
+      return null;
+    }
+    const receipt = buildReceipt(events.filter((e) => e.stream_version <= d.head_version));
+    if (!receipt) {
+      this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: 'receipt issued for a run with no evaluated decision' });
+      return null;
+    }
+    if (d.receipt_digest !== sha256Digest(receipt)) {
+      this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: 'rebuilt receipt differs from the one that was signed' });
+      return null;
+    }
+    if (this.opts.keys) {
+      const v = verifyDocument(receipt, d.signature, this.opts.keys);
+      if (!v.ok) {
+        this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: `receipt signature: ${v.reason}: ${v.detail}` });
+        return null;
+      }
+    }
+    return { receipt, signature: d.signature };
+  }
+
+  /**
+   * A final run's events must all be covered by a signed receipt once the grace has passed. Catches a tail
+   * truncated at an append boundary (ReceiptIssued removed) and events forged after the receipt.
+   */
+  private checkCoverage(events: StoredEvent[], lastReceipt: StoredEvent | undefined, now: number, grace: number, unsigned: string[]): void {
+    const covered = lastReceipt ? lastReceipt.stream_version : 0;
+    const uncovered = events.filter((e) => e.stream_version > covered);
+    if (uncovered.length === 0) return;
+    const final = events.some((e) => e.type === 'DecisionFinalized');
+    const newest = Math.max(...uncovered.map((e) => new Date(e.recorded_at).getTime()));
+    if (final && now - newest > grace) {
+      const first = uncovered[0]!;
+      this.divergences.push({
+        stream_id: first.stream_id,
+        position: first.position,
+        problem: lastReceipt
+          ? `${uncovered.length} event(s) after the receipt at version ${covered} are covered by no signature`
+          : 'run is final but has no receipt: its tail was removed, or its receipt never issued',
+      });
+      return;
+    }
+    if (!lastReceipt) unsigned.push(events[0]!.stream_id);
+  }
+
+  private checkAnchors(receipts: SignedReceipt[]): void {
+    if (!this.opts.anchors?.length) return;
+    for (const a of this.opts.anchors) {
+      if (this.opts.tenantId && a.receipt.tenant_id !== this.opts.tenantId) continue;
+      const mine = receipts.filter((x) => x.receipt.decision_id === a.receipt.decision_id);
+      const digest = sha256Digest(a.receipt);
+      if (mine.length === 0) {
+        this.divergences.push({ stream_id: a.receipt.stream_id, position: null, problem: `anchored receipt of ${a.receipt.decision_id} (version ${a.receipt.head_version}) is not in the log: the run was deleted or truncated` });
+      } else if (!mine.some((x) => sha256Digest(x.receipt) === digest)) {
+        this.divergences.push({ stream_id: a.receipt.stream_id, position: null, problem: `anchored receipt of ${a.receipt.decision_id} differs from the one rebuilt from the log` });
+      }
+    }
+  }
+
   private checkPolicyVersion(e: StoredEvent, d: EventData<'PolicyActivated'>): void {
     const compiled = compilePolicyVersion(d.document, d.version);
     if (!compiled.ok) {
@@ -147,44 +282,62 @@ export class Replay {
       this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version}: recorded snapshot or hash does not match its document` });
       return;
     }
-    if (d.signature && this.opts.keys && d.signing_key_id) {
-      const v = verifyDocument(activationSigned(d), { alg: 'Ed25519', key_id: d.signing_key_id, value: d.signature }, this.opts.keys);
-      if (!v.ok) this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy signature: ${v.reason}: ${v.detail}` });
+    if (!this.opts.keys) return;
+    if (!d.signature || !d.signing_key_id) {
+      this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version} is not signed` });
+      return;
     }
+    const v = verifyDocument(activationSigned(d), { alg: 'Ed25519', key_id: d.signing_key_id, value: d.signature }, this.opts.keys);
+    if (!v.ok) this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy signature: ${v.reason}: ${v.detail}` });
+  }
+
+  /** The effective set a run was evaluated with, compiled once per distinct set (replay of 100k events). */
+  private snapshotFor(tenantId: string, ev: EventData<'PolicyEvaluated'>, policyEvents: Map<string, EventData<'PolicyActivated'>>, at: StoredEvent): Snapshot | null {
+    const key = `${tenantId}\u0000${ev.default_decision ?? 'DENY'}\u0000${ev.policies.map((p) => `${p.policy_id}@${p.version}:${p.hash}`).join(',')}`;
+    const hit = this.compiled.get(key);
+    if (hit !== undefined) return hit;
+    const sources = [];
+    let problem: string | null = null;
+    for (const p of ev.policies) {
+      const d = policyEvents.get(`${tenantId}/${p.policy_id}@${p.version}`) ?? policyEvents.get(`platform/${p.policy_id}@${p.version}`);
+      if (!d) { problem = `policy ${p.policy_id} v${p.version} is not in the log`; break; }
+      if (d.hash !== p.hash) { problem = `policy ${p.policy_id} v${p.version} hash differs from the activated one`; break; }
+      sources.push({ document: d.document, version: d.version });
+    }
+    let snapshot: Snapshot | null = null;
+    if (!problem) {
+      const compiled = compile(sources, { defaultDecision: ev.default_decision ?? 'DENY' });
+      if (compiled.ok) snapshot = compiled.snapshot;
+      else problem = 'recorded policies no longer compile';
+    }
+    if (problem) {
+      // Not cached: each run that depends on a missing or altered policy is reported at its own position.
+      this.divergences.push({ stream_id: at.stream_id, position: at.position, problem });
+      return null;
+    }
+    this.compiled.set(key, snapshot);
+    return snapshot;
   }
 
   /** Re-derives the decision from the recorded policy versions, request, facts and clock. */
   private reEvaluate(events: StoredEvent[], policyEvents: Map<string, EventData<'PolicyActivated'>>): boolean {
-    const view = foldRun(events.filter((e) => isKnownEventType(e.type)).map((e) => ({ type: e.type, data: e.data }) as RunEvent));
+    const view = foldRun(events.map((e) => ({ type: e.type, data: e.data }) as RunEvent));
     const requested = events.find((e) => e.type === 'DecisionRequested');
     const evaluated = events.find((e) => e.type === 'PolicyEvaluated');
-    if (!view || !requested || !evaluated) return false;
+    if (!view || !requested || !evaluated) {
+      this.divergences.push({ stream_id: events[0]!.stream_id, position: events[0]!.position, problem: 'run has no request or no evaluation' });
+      return false;
+    }
     const req = requested.data as EventData<'DecisionRequested'>;
     const ev = evaluated.data as EventData<'PolicyEvaluated'>;
-    const sources = [];
-    for (const p of ev.policies) {
-      const d = policyEvents.get(`${view.tenant_id}/${p.policy_id}@${p.version}`) ?? policyEvents.get(`platform/${p.policy_id}@${p.version}`);
-      if (!d) {
-        this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `policy ${p.policy_id} v${p.version} is not in the log` });
-        return false;
-      }
-      if (d.hash !== p.hash) {
-        this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `policy ${p.policy_id} v${p.version} hash differs from the activated one` });
-        return false;
-      }
-      sources.push({ document: d.document, version: d.version });
-    }
-    const compiled = compile(sources, { defaultDecision: ev.default_decision ?? 'DENY' });
-    if (!compiled.ok) {
-      this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: 'recorded policies no longer compile' });
-      return false;
-    }
+    const snapshot = this.snapshotFor(view.tenant_id, ev, policyEvents, evaluated);
+    if (!snapshot) return false;
     const recorded = ev.evaluation;
-    if (compiled.snapshot.hash !== recorded.snapshot_hash) {
-      this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `snapshot hash ${compiled.snapshot.hash} differs from the recorded ${recorded.snapshot_hash}` });
+    if (snapshot.hash !== recorded.snapshot_hash) {
+      this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `snapshot hash ${snapshot.hash} differs from the recorded ${recorded.snapshot_hash}` });
       return false;
     }
-    const again = evaluate(compiled.snapshot, req.request, recorded.facts, new Date(recorded.now));
+    const again = evaluate(snapshot, req.request, recorded.facts, new Date(recorded.now));
     if (again.decision !== recorded.decision || again.matched_rule !== recorded.matched_rule) {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `re-evaluation gives ${again.decision} (${again.matched_rule}), recorded ${recorded.decision} (${recorded.matched_rule})` });
       return false;

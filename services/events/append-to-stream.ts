@@ -15,6 +15,11 @@ export type AppendRequest = {
   recordedAt: Date;
   /** Extra writes in the same transaction (e.g. the idempotency row), run after the stream lock is held. */
   alsoInTransaction?: (client: pg.PoolClient) => Promise<void>;
+  /**
+   * Runs after the rows are inserted, before COMMIT, holding the transaction open. Tests use it to make
+   * transactions commit out of position order (the publisher must still miss nothing).
+   */
+  beforeCommit?: (client: pg.PoolClient) => Promise<void>;
 };
 
 export type AppendResult = { streamVersion: number; lastHash: string; duplicate: boolean };
@@ -28,6 +33,8 @@ const UNIQUE_VIOLATION = '23505';
  * - Chains must not fork: the stream's advisory lock is the transaction's first statement, so appends to one
  *   stream are serial, and (because a transaction gets its id at its first write, after the lock) their
  *   transaction ids increase in stream order, which the publisher relies on.
+ * - Truncation shows: each event's metadata carries `batch: { index, size }` of the append it was written in,
+ *   so a stream that ends inside an append lost its tail after the commit (services/audit/replay.ts).
  * - Retries write nothing new: event ids are derived from their cause; when the first event's id already
  *   stands in this stream, the append is reported as a duplicate instead of a version conflict.
  */
@@ -61,7 +68,7 @@ export async function appendToStream(db: Db, req: AppendRequest): Promise<Append
       const values: unknown[] = [];
       const tuples: string[] = [];
       let version = current;
-      for (const e of req.events) {
+      for (const [i, e] of req.events.entries()) {
         version += 1;
         const fields = {
           stream_id: req.streamId,
@@ -71,7 +78,7 @@ export async function appendToStream(db: Db, req: AppendRequest): Promise<Append
           schema_version: CURRENT_SCHEMA_VERSION,
           tenant_id: req.tenantId,
           data: e.data as Record<string, unknown>,
-          metadata: (e.metadata ?? {}) as Record<string, unknown>,
+          metadata: { ...e.metadata, batch: { index: i + 1, size: req.events.length } } as Record<string, unknown>,
           recorded_at: recordedAt,
           prev_hash: prevHash as `sha256:${string}` | null,
         };
@@ -87,6 +94,7 @@ export async function appendToStream(db: Db, req: AppendRequest): Promise<Append
          VALUES ${tuples.join(', ')}`,
         values,
       );
+      if (req.beforeCommit) await req.beforeCommit(client);
       return { streamVersion: version, lastHash: prevHash!, duplicate: false };
     });
   } catch (err) {

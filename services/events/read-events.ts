@@ -1,22 +1,35 @@
 import type { StoredEvent } from '../../schemas/events.ts';
-import type { Db, Queryable } from './db.ts';
+import type { Queryable } from './db.ts';
 import { EVENT_COLUMNS, rowToEvent, type EventRow } from './stored-event.ts';
+import { upcast, UPCASTERS, type UpcasterRegistry } from './upcast.ts';
+
+/**
+ * `raw`: the events exactly as stored (schema_version and data untouched), for the auditor who verifies hashes.
+ * Otherwise old schemaVersions are upcast to the current shape (services/events/upcast.ts).
+ */
+export type ReadOptions = { raw?: boolean; upcasters?: UpcasterRegistry };
+
+const reader = (opts: ReadOptions) => (opts.raw ? (e: StoredEvent) => e : (e: StoredEvent) => upcast(e, opts.upcasters ?? UPCASTERS));
 
 /** Reads within the caller's scope: pass a client from withTenant (row-level security hides other tenants). */
-export async function readStream(db: Queryable, streamId: string): Promise<StoredEvent[]> {
+export async function readStream(db: Queryable, streamId: string, opts: ReadOptions = {}): Promise<StoredEvent[]> {
   const res = await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version`, [streamId]);
-  return res.rows.map(rowToEvent);
+  return res.rows.map(rowToEvent).map(reader(opts));
 }
 
-/** Every event in global position order, page by page (for the auditor's replay from Postgres). */
-export async function* readAll(db: Db, opts: { tenantId?: string; pageSize?: number } = {}): AsyncGenerator<StoredEvent> {
+/**
+ * Every event in global position order, page by page (for the auditor's replay from Postgres). Row-level
+ * security (migration 0002) applies: pass a client in the `audit` system scope to see every tenant.
+ */
+export async function* readAll(db: Queryable, opts: ReadOptions & { tenantId?: string | undefined; pageSize?: number } = {}): AsyncGenerator<StoredEvent> {
   const pageSize = opts.pageSize ?? 2000;
+  const read = reader(opts);
   let after = '0';
   for (;;) {
     const res = opts.tenantId
       ? await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE position > $1 AND tenant_id = $2 ORDER BY position LIMIT $3`, [after, opts.tenantId, pageSize])
       : await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2`, [after, pageSize]);
-    for (const r of res.rows) yield rowToEvent(r);
+    for (const r of res.rows) yield read(rowToEvent(r));
     if (res.rows.length < pageSize) return;
     after = res.rows[res.rows.length - 1]!.position;
   }

@@ -30,7 +30,7 @@ export function rowToEvent(r: EventRow): StoredEvent {
     data: r.data,
     metadata: r.metadata,
     recorded_at: r.recorded_at.toISOString(),
-    prev_hash: r.prev_hash as StoredEvent['prev_hash'],
-    hash: r.hash as StoredEvent['hash'],
+    prev_hash: r.prev_hash,
+    hash: r.hash,
   };
 }

@@ -12,13 +12,17 @@ export type Checkpoint = { txId: string; position: string };
  * commit, so "everything after the last position I published" skips a slow transaction's rows. Rows whose
  * transaction id is below the snapshot's xmin belong to transactions that have all ended; any row that can
  * still appear later has a larger tx_id than everything returned here, so the checkpoint never passes it.
+ *
+ * Hazard: ORDER BY must name the table's columns (events.tx_id), not the `tx_id` text alias of the select list,
+ * which Postgres would prefer: ordering xids as text ("10000" < "9999") moved the checkpoint past rows it had
+ * not sent, and defeated the (tx_id, position) index (a full sort per batch).
  */
 export async function readSafeBatch(db: Db, after: Checkpoint, limit: number): Promise<{ events: StoredEvent[]; next: Checkpoint }> {
   const res = await withSystem(db, 'publisher', (c) => c.query<EventRow & { tx_id: string }>(
     `SELECT ${EVENT_COLUMNS}, tx_id::text AS tx_id FROM events
       WHERE (tx_id, position) > ($1::xid8, $2::bigint)
         AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-      ORDER BY tx_id, position
+      ORDER BY events.tx_id, events.position
       LIMIT $3`,
     [after.txId, after.position, limit],
   ));
