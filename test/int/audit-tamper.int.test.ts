@@ -44,7 +44,7 @@ const at = async (c: pg.Client, stream: string, version: number) => (await rows(
 async function rechain(c: pg.Client, stream: string): Promise<void> {
   let prev: string | null = null;
   for (const e of await rows(c, stream)) {
-    const hash = eventHash({ ...e, prev_hash: prev as StoredEvent['prev_hash'] });
+    const hash = eventHash({ ...e, prev_hash: prev });
     await c.query('UPDATE events SET prev_hash = $2, hash = $3 WHERE position = $1', [e.position, prev, hash]);
     prev = hash;
   }
