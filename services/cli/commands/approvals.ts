@@ -1,0 +1,34 @@
+import type { Command } from 'commander';
+import { print, record, run, transport } from './remote.ts';
+
+type AnswerOptions = { comment?: string; round?: string; json?: boolean };
+
+/** `countersign approvals …`: what waits for you as an approver, and your answer. */
+export function registerApprovalCommands(program: Command): void {
+  const approvals = program.command('approvals').description('Approval requests of your approver groups.');
+
+  approvals
+    .command('list')
+    .description('List the approval and override requests waiting for your groups.')
+    .option('--limit <n>', 'at most this many', '100')
+    .option('--json', 'print JSON')
+    .action((opts: { limit: string; json?: boolean }) => run(async () => {
+      const res = await transport().request<{ items: Array<Record<string, unknown>> } | Array<Record<string, unknown>>>('GET', '/v1/approvals', undefined, { query: { limit: opts.limit } });
+      const items = Array.isArray(res) ? res : res.items;
+      print(opts.json, res, items, ['decision_id', 'kind', 'round', 'agent_id', 'tool', 'operation', 'groups', 'approvals', 'quorum', 'deadline', 'reason']);
+    }));
+
+  for (const verdict of ['approve', 'reject'] as const) {
+    approvals
+      .command(`${verdict} <decision-id>`)
+      .description(`${verdict === 'approve' ? 'Approve' : 'Reject'} a request waiting for your group.`)
+      .option('--comment <text>', 'why (kept in the record)')
+      .option('--round <n>', 'the round to answer (default: the open one)')
+      .option('--json', 'print JSON')
+      .action((id: string, opts: AnswerOptions) => run(async () => {
+        const body = { verdict, ...(opts.comment ? { comment: opts.comment } : {}), ...(opts.round ? { round: Number(opts.round) } : {}) };
+        // Not retried: an answer is not idempotent on our side of the wire; the workflow refuses a second one.
+        record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/decisions/${encodeURIComponent(id)}/approvals`, body, { retry: false }));
+      }));
+  }
+}
