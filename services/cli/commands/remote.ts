@@ -84,7 +84,7 @@ export function print(json: boolean | undefined, value: unknown, rows?: Array<Re
 }
 
 export function table(rows: Array<Record<string, unknown>>, columns: string[]): string {
-  const cell = (v: unknown): string => (v === null || v === undefined ? '-' : Array.isArray(v) ? v.map(cell).join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const cell = (v: unknown): string => (v === null || v === undefined ? '-' : Array.isArray(v) ? v.map(cell).join(',') : typeof v === 'string' ? v : JSON.stringify(v));
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (vals: string[]) => vals.map((v, i) => (i === vals.length - 1 ? v : v.padEnd(widths[i]!))).join('  ').trimEnd();
   const out = [line(columns.map((c) => c.toUpperCase())), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))];
