@@ -89,9 +89,8 @@ export async function withSystem<T>(db: Db, scope: SystemScope, fn: (client: pg.
  * and operator tools that must see every tenant's rows; services use withTenant/withSystem per transaction.
  */
 export function createInspectionPool(url: string, max = 4): Db {
-  const pool = createPool(url, max);
-  pool.on('connect', (client) => {
-    client.query(`SELECT set_config('countersign.system', 'inspection', false)`).catch(() => {});
-  });
+  // A startup option, so the setting is in place before the first query (no racing query on connect).
+  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000, options: '-c countersign.system=inspection' });
+  pool.on('error', () => {});
   return pool;
 }
