@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
@@ -58,7 +59,9 @@ class PrivateBroker {
   }
 }
 
-const refund = (amount: number, key: string) => ({ agent: { id: 'support-bot' }, action: { tool: 'payment_tool', operation: 'Refund', args: { order: key } }, context: { amount }, idempotency_key: key });
+// Keys are unique per run: workflow ids derive from (tenant, key), and the Temporal server outlives test databases.
+const RUN = randomBytes(4).toString('hex');
+const refund = (amount: number, key: string) => ({ agent: { id: 'support-bot' }, action: { tool: 'payment_tool', operation: 'Refund', args: { order: key } }, context: { amount }, idempotency_key: `${key}-${RUN}` });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('a Kafka outage never blocks decisions or appends; the publisher drains the backlog when the broker returns', () => {
