@@ -1,0 +1,96 @@
+// The explicit update command for the replay tier's golden histories (style items 8 and 9):
+//   eval "$(services/stack/stack.sh env)"; npx tsx test/histories/record-histories.ts
+// Runs one decision down every branch of the workflow against the real stack, then writes each completed
+// history to test/fixtures/histories/<branch>.json. Review the diff before committing: a changed history
+// means the workflow's commands changed, which breaks runs already in flight.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { execFileSync } from 'node:child_process';
+import { workflowIdFor } from '../../services/decisions/ids.ts';
+import { activateYaml, addPrincipal, api, eventually, startTestStack } from '../int/harness.ts';
+
+const OUT = path.join(import.meta.dirname, '..', 'fixtures', 'histories');
+const POLICY = `
+apiVersion: countersign/v1
+kind: Policy
+metadata: { id: branches, name: One rule per branch }
+scope: { level: tenant }
+tools: { denied: [shell_exec] }
+rules:
+  - { name: allow, match: { tool: read_tool }, decision: ALLOW }
+  - { name: constraints, match: { tool: bounded_tool }, decision: ALLOW_WITH_CONSTRAINTS, constraints: { max_runtime_sec: 60 } }
+  - name: approve
+    match: { tool: change_tool }
+    decision: REQUIRE_APPROVAL
+    approval: { approvers: [ops], quorum: 1, timeout: 1h }
+  - name: quorum
+    match: { tool: drop_tool }
+    decision: REQUIRE_APPROVAL
+    approval: { approvers: [ops], quorum: 2, timeout: 1h }
+  - name: escalate
+    match: { tool: deploy_tool }
+    decision: REQUIRE_APPROVAL
+    approval: { approvers: [ops], quorum: 1, timeout: 2s, escalate_to: [leads], on_timeout: DENY }
+  - name: expire
+    match: { tool: timer_tool }
+    decision: REQUIRE_APPROVAL
+    approval: { approvers: [ops], quorum: 1, timeout: 2s, on_timeout: DENY }
+`;
+
+const stack = await startTestStack({ COUNTERSIGN_OVERRIDE_WINDOW: '20s', COUNTERSIGN_OUTCOME_WINDOW: '3s', COUNTERSIGN_OVERRIDE_TIMEOUT: '2s' });
+const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
+try {
+  await activateYaml(stack, POLICY);
+  const agent = await addPrincipal(stack, { name: 'bot', kind: 'agent', roles: ['agent'] });
+  const ops1 = await addPrincipal(stack, { name: 'o1', roles: ['approver'], groups: ['ops'] });
+  const ops2 = await addPrincipal(stack, { name: 'o2', roles: ['approver'], groups: ['ops'] });
+  const lead = await addPrincipal(stack, { name: 'l1', roles: ['approver'], groups: ['leads'] });
+  const admin = await addPrincipal(stack, { name: 'a1', roles: ['approver', 'admin'], groups: ['admins'] });
+  const as = (who: { key: string }) => ({ url: stack.url, key: who.key });
+  const ask = async (tool: string) => (await api(as(agent), 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool, args: { x: 1 } } })).body.decision_id as string;
+  const answer = (who: { key: string }, id: string, verdict: string) => api(as(who), 'POST', `/v1/decisions/${id}/approvals`, { verdict });
+  const hasEvent = (id: string, type: string) => eventually(async () => ((await stack.db.query('SELECT 1 FROM events WHERE stream_id = $1 AND type = $2', [`run-${id}`, type])).rowCount ? true : undefined), 60_000, `${type} of ${id}`);
+
+  const branches: Record<string, string> = {};
+  branches['allow'] = await ask('read_tool');
+  branches['deny'] = await ask('shell_exec');
+  branches['constraints'] = await ask('bounded_tool');
+  branches['approve'] = await ask('change_tool');
+  branches['reject'] = await ask('change_tool');
+  branches['quorum'] = await ask('drop_tool');
+  branches['escalate'] = await ask('deploy_tool');
+  branches['expire'] = await ask('timer_tool');
+  branches['override-granted'] = await ask('shell_exec');
+  branches['override-denied'] = await ask('shell_exec');
+  branches['outcome'] = await ask('read_tool');
+
+  for (const id of Object.values(branches)) await hasEvent(id, 'PolicyEvaluated');
+  await answer(ops1, branches['approve']!, 'approve');
+  await answer(ops1, branches['reject']!, 'reject');
+  await answer(ops1, branches['quorum']!, 'approve');
+  await answer(ops2, branches['quorum']!, 'approve');
+  await hasEvent(branches['escalate']!, 'ApprovalEscalated');
+  await answer(lead, branches['escalate']!, 'approve');
+  for (const b of ['override-granted', 'override-denied']) {
+    await hasEvent(branches[b]!, 'ReceiptIssued');
+    await api(as(agent), 'POST', `/v1/decisions/${branches[b]}/override`, { justification: `recording ${b}` });
+  }
+  await answer(admin, branches['override-granted']!, 'approve');
+  await hasEvent(branches['outcome']!, 'ReceiptIssued');
+  await api(as(agent), 'POST', `/v1/decisions/${branches['outcome']}/outcome`, { status: 'succeeded', output: { rows: 3 } });
+
+  const client = new Client({ connection });
+  for (const [name, id] of Object.entries(branches)) {
+    const handle = client.workflow.getHandle(workflowIdFor('default', id));
+    await handle.result();
+    // The CLI writes the proto3 JSON form that historyFromJSON reads (the SDK's own writer trips over two
+    // copies of protobufjs in the dependency tree).
+    const json = execFileSync(process.env['TEMPORAL_CLI'] ?? 'temporal', ['workflow', 'show', '--address', stack.env['TEMPORAL_ADDRESS']!, '--workflow-id', handle.workflowId, '--output', 'json'], { encoding: 'utf8' });
+    writeFileSync(path.join(OUT, `${name}.json`), json.endsWith('\n') ? json : `${json}\n`);
+    process.stdout.write(`recorded ${name} (${(JSON.parse(json) as { events: unknown[] }).events.length} events)\n`);
+  }
+} finally {
+  await connection.close();
+  await stack.stop();
+}
