@@ -66,18 +66,18 @@ try {
   branches['outcome'] = await ask('read_tool');
 
   for (const id of Object.values(branches)) await hasEvent(id, 'PolicyEvaluated');
-  await answer(ops1, branches['approve']!, 'approve');
-  await answer(ops1, branches['reject']!, 'reject');
-  await answer(ops1, branches['quorum']!, 'approve');
-  await answer(ops2, branches['quorum']!, 'approve');
-  await hasEvent(branches['escalate']!, 'ApprovalEscalated');
-  await answer(lead, branches['escalate']!, 'approve');
+  await answer(ops1, branches['approve'], 'approve');
+  await answer(ops1, branches['reject'], 'reject');
+  await answer(ops1, branches['quorum'], 'approve');
+  await answer(ops2, branches['quorum'], 'approve');
+  await hasEvent(branches['escalate'], 'ApprovalEscalated');
+  await answer(lead, branches['escalate'], 'approve');
   for (const b of ['override-granted', 'override-denied']) {
     await hasEvent(branches[b]!, 'ReceiptIssued');
     await api(as(agent), 'POST', `/v1/decisions/${branches[b]}/override`, { justification: `recording ${b}` });
   }
-  await answer(admin, branches['override-granted']!, 'approve');
-  await hasEvent(branches['outcome']!, 'ReceiptIssued');
+  await answer(admin, branches['override-granted'], 'approve');
+  await hasEvent(branches['outcome'], 'ReceiptIssued');
   await api(as(agent), 'POST', `/v1/decisions/${branches['outcome']}/outcome`, { status: 'succeeded', output: { rows: 3 } });
 
   const client = new Client({ connection });
