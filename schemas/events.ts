@@ -126,6 +126,43 @@ export const PolicyActivatedData = z.strictObject({
   activated_by: z.string(),
 });
 
+// --- policy lifecycle (issue 7): drafts, validation, deprecation, rollback, import, bindings ------------
+const Doc = z.record(z.string(), z.unknown());
+export const PolicyDraftedData = z.strictObject({
+  policy_id: z.string(),
+  version: z.number().int().positive().describe('The version this draft becomes when activated.'),
+  document: Doc,
+  drafted_by: z.string(),
+  cloned_from: z.number().int().positive().optional().describe('Lineage: the active version this draft was cloned from.'),
+});
+export const PolicyEditedData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), document: Doc, edited_by: z.string() });
+export const PolicyValidatedData = z.strictObject({
+  policy_id: z.string(),
+  version: z.number().int().positive(),
+  document_hash: Sha256.describe('sha256 of the canonical draft document that was validated.'),
+  report: z.record(z.string(), z.unknown()),
+  validated_by: z.string(),
+});
+export const PolicyDeprecatedData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), deprecated_by: z.string() });
+export const PolicyRolledBackData = z.strictObject({
+  policy_id: z.string(),
+  from_version: z.number().int().positive().nullable(),
+  to_version: z.number().int().positive(),
+  new_version: z.number().int().positive().describe('The version the re-activated snapshot is recorded as (the chain only moves forward).'),
+  rolled_back_by: z.string(),
+});
+export const PolicyImportedData = z.strictObject({
+  policy_id: z.string(),
+  version: z.number().int().positive(),
+  document: Doc,
+  source: z.record(z.string(), z.unknown()).describe('What the export claimed: its policy version, hash, signature and key id.'),
+  signature_verified: z.boolean(),
+  imported_by: z.string(),
+});
+export const PolicyBindingData = z.strictObject({ agent_id: z.string(), policy_id: z.string(), by: z.string() });
+export const PolicyDeletedData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), deleted_by: z.string() });
+export const AgentManifestForcedData = z.strictObject({ agent_id: z.string(), manifest: z.record(z.string(), z.unknown()), by: z.string() });
+
 export const EVENT_DATA = {
   DecisionRequested: DecisionRequestedData,
   PolicyEvaluated: PolicyEvaluatedData,
@@ -144,6 +181,16 @@ export const EVENT_DATA = {
   OutcomeReported: OutcomeReportedData,
   OutputViolation: OutputViolationData,
   PolicyActivated: PolicyActivatedData,
+  PolicyDrafted: PolicyDraftedData,
+  PolicyEdited: PolicyEditedData,
+  PolicyValidated: PolicyValidatedData,
+  PolicyDeprecated: PolicyDeprecatedData,
+  PolicyRolledBack: PolicyRolledBackData,
+  PolicyImported: PolicyImportedData,
+  PolicyBound: PolicyBindingData,
+  PolicyUnbound: PolicyBindingData,
+  PolicyDeleted: PolicyDeletedData,
+  AgentManifestForced: AgentManifestForcedData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;
 export const EVENT_TYPES = Object.keys(EVENT_DATA) as EventType[];

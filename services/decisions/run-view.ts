@@ -177,6 +177,16 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     case 'ReceiptIssued':
       return { ...v, receipt: { digest: event.data.receipt_digest, head_version: event.data.head_version, signature: event.data.signature } };
     case 'PolicyActivated':
+    case 'PolicyDrafted':
+    case 'PolicyEdited':
+    case 'PolicyValidated':
+    case 'PolicyDeprecated':
+    case 'PolicyRolledBack':
+    case 'PolicyImported':
+    case 'PolicyBound':
+    case 'PolicyUnbound':
+    case 'PolicyDeleted':
+    case 'AgentManifestForced':
       return view;
     default: {
       const never: never = event;
