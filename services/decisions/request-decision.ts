@@ -98,7 +98,12 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
     return status.result;
   } catch (err) {
     if (err instanceof CountersignError) throw err;
-    throw asTemporalError(err);
+    // The run exists in Temporal but cannot say what it decided (no worker answers its queries, or its
+    // history is gone): never a 500, and never a second evaluation under the same key.
+    throw new CountersignError('dependency_unavailable', `the run for idempotency_key ${JSON.stringify(key)} exists but its decision cannot be read now; retry later`, {
+      extra: { dependency: 'temporal' },
+      cause: err,
+    });
   }
 }
 

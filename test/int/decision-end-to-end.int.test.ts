@@ -6,15 +6,28 @@ import { loadPublicKeys } from '../../services/receipts/keyring.ts';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
 import { api, eventually, startProcess, startTestStack, stackEnv, freePort, type TestStack } from './harness.ts';
 
+// Keys are unique per run: decision and workflow ids derive from them, and Temporal outlives test databases.
+const RUN = Date.now().toString(36);
 const refund = (amount: number, key?: string) => ({
   agent: { id: 'support-bot' },
   action: { tool: 'payment_tool', operation: 'Refund', args: { order: 'A-17' } },
   context: { amount },
-  ...(key ? { idempotency_key: key } : {}),
+  ...(key ? { idempotency_key: `${key}-${RUN}` } : {}),
 });
 
 async function countEvents(stack: TestStack): Promise<number> {
   return Number((await stack.db.query<{ n: string }>('SELECT count(*)::text AS n FROM events')).rows[0]!.n);
+}
+
+/** The event count once earlier runs have finished writing (their receipts land after the API answers). */
+async function settledCount(stack: TestStack): Promise<number> {
+  let last = -1;
+  for (;;) {
+    const n = await countEvents(stack);
+    if (n === last) return n;
+    last = n;
+    await new Promise((r) => setTimeout(r, 700));
+  }
 }
 
 async function replayFromKafka(stack: TestStack) {
@@ -87,8 +100,8 @@ describe('one decision, end to end, through the real Temporal, Postgres and Kafk
 
   it('refuses a reused idempotency key with a different request (422), writing nothing', async () => {
     await api(stack, 'POST', '/v1/decisions', refund(10, 'e2e-idem-2'));
-    await eventually(async () => ((await stack.db.query('SELECT 1 FROM idempotency_keys WHERE idempotency_key = $1', ['e2e-idem-2'])).rowCount ? true : undefined));
-    const before = await countEvents(stack);
+    await eventually(async () => ((await stack.db.query('SELECT 1 FROM idempotency_keys WHERE idempotency_key = $1', [`e2e-idem-2-${RUN}`])).rowCount ? true : undefined));
+    const before = await settledCount(stack);
     const res = await api(stack, 'POST', '/v1/decisions', refund(11, 'e2e-idem-2'));
     expect(res.status).toBe(422);
     expect(res.body).toMatchObject({ code: 'idempotency_mismatch', errors: [{ path: 'idempotency_key' }] });
@@ -102,7 +115,7 @@ describe('one decision, end to end, through the real Temporal, Postgres and Kafk
     ['a missing required field', { agent: { id: 'a' } }, 400, 'validation_failed', 'body.action'],
     ['a wrong type', { ...refund(1), agent: { id: 7 } }, 400, 'validation_failed', 'body.agent.id'],
   ])('refuses %s with problem+json naming the field, and writes nothing', async (_name, body, status, code, field) => {
-    const before = await countEvents(stack);
+    const before = await settledCount(stack);
     const res = await api(stack, 'POST', '/v1/decisions', body);
     expect(res.status).toBe(status);
     expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
@@ -123,7 +136,7 @@ describe('one decision, end to end, through the real Temporal, Postgres and Kafk
     const port = String(await freePort());
     const noTemporal = await startProcess('api-no-temporal', 'services/api/main.ts', { ...stack.env, COUNTERSIGN_PORT: port, TEMPORAL_ADDRESS: `127.0.0.1:${deadPort}`, COUNTERSIGN_LOG_LEVEL: 'info' }, /api listening/);
     try {
-      const before = await countEvents(stack);
+      const before = await settledCount(stack);
       const res = await api({ url: `http://127.0.0.1:${port}`, key: stack.key }, 'POST', '/v1/decisions', refund(5));
       expect(res.status).toBe(503);
       expect(res.body).toMatchObject({ code: 'dependency_unavailable', dependency: 'temporal' });
