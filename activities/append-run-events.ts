@@ -17,15 +17,23 @@ export function makeAppendRunEvents(db: Db, crashAt?: string) {
       // Metadata (issue 4): correlation = the decision the run belongs to; causation = the workflow that wrote it.
       events: input.events.map((e) => ({ ...e, metadata: { causation_id: input.workflowId, correlation_id: input.decisionId, ...e.metadata, workflow_id: input.workflowId } })),
       recordedAt: new Date(),
-      alsoInTransaction: input.idempotency
-        ? async (client) => {
-            await client.query(
-              `INSERT INTO idempotency_keys (tenant_id, idempotency_key, decision_id, request_digest) VALUES ($1, $2, $3, $4)
-               ON CONFLICT (tenant_id, idempotency_key) DO NOTHING`,
-              [input.tenantId, input.idempotency!.key, input.decisionId, input.idempotency!.requestDigest],
-            );
-          }
-        : undefined,
+      alsoInTransaction: async (client) => {
+        if (input.idempotency) {
+          await client.query(
+            `INSERT INTO idempotency_keys (tenant_id, idempotency_key, decision_id, request_digest) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING`,
+            [input.tenantId, input.idempotency.key, input.decisionId, input.idempotency.requestDigest],
+          );
+        }
+        if (input.counters?.entries.length) {
+          await client.query(
+            `INSERT INTO counter_entries (tenant_id, key, decision_id, at, amount)
+             SELECT $1, k, $2, $3::timestamptz, a FROM unnest($4::text[], $5::float8[]) AS t(k, a)
+             ON CONFLICT (decision_id, key) DO NOTHING`,
+            [input.tenantId, input.decisionId, input.counters.at, input.counters.entries.map((e) => e.key), input.counters.entries.map((e) => e.amount)],
+          );
+        }
+      },
     });
     if (crashAt === 'after-append-commit') crash();
     return { streamVersion: res.streamVersion, duplicate: res.duplicate };

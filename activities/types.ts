@@ -9,6 +9,8 @@ export type AppendRunEventsInput = {
   events: NewEvent[];
   /** Written in the same transaction as the run's first events, so the key outlives Temporal's retention. */
   idempotency?: { key: string; requestDigest: string };
+  /** Counter entries written in the same transaction (the action went ahead). */
+  counters?: { at: string; entries: Array<{ key: string; amount: number }> };
   workflowId: string;
 };
 export type AppendRunEventsResult = { streamVersion: number; duplicate: boolean };

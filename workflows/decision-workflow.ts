@@ -29,6 +29,8 @@ export type DecisionWorkflowInput = {
   defaultDecision: Decision;
   windows: RunWindows;
   callbackUrl?: string | undefined;
+  /** Counter amounts to record when the action goes ahead (rate and cost limits). */
+  counterIncrements?: Array<{ key: string; amount: number }>;
 };
 
 export type DecisionStatus = { result: DecisionResult; requestDigest: string };
@@ -85,6 +87,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   let recorded = 0; // versions assigned so far (committed or queued)
   let committed = 0; // versions known to be in the log
   let pending: NewEvent[] = [];
+  let countersCounted = false;
+  let countersDue: { at: string; entries: Array<{ key: string; amount: number }> } | null = null;
   let chain: Promise<void> = Promise.resolve();
   let receiptAt = 0; // the version the last receipt covers
   const finalizedRounds = new Set<number>();
@@ -102,12 +106,15 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       if (pending.length === 0) return;
       const events = pending;
       pending = [];
+      const counters = countersDue;
+      countersDue = null;
       const res = await appendRunEvents({
         decisionId: input.decisionId,
         tenantId: input.tenantId,
         expectedVersion: committed,
         events,
         workflowId: wfId,
+        ...(counters ? { counters } : {}),
         ...(first && input.idempotencyKey ? { idempotency: { key: input.idempotencyKey, requestDigest: input.requestDigest } } : {}),
       });
       committed = res.streamVersion;

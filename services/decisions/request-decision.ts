@@ -5,7 +5,8 @@ import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
 import { isConnectionError, withTenant } from '../events/db.ts';
-import { evaluate } from '../policy/index.ts';
+import { counterIncrements, evaluate, requiredCounters } from '../policy/index.ts';
+import { readCounters } from './counters.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import type { Principal } from '../identity/principals.ts';
 import type { ActivePolicies } from './active-policies.ts';
@@ -46,7 +47,12 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
   const set = await deps.policies.effective(tenantId, request.agent.id).catch((err: unknown) => {
     throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
   });
-  const evaluation = evaluate(set.snapshot, request, {}, (deps.now ?? (() => new Date()))());
+  const now = (deps.now ?? (() => new Date()))();
+  // Limit rules need counter values: read them first, so the evaluation stays pure and replayable.
+  const specs = requiredCounters(set.snapshot, request);
+  const facts = specs.length ? { counters: await readCounters(deps.db, tenantId, specs, now) } : {};
+  const evaluation = evaluate(set.snapshot, request, facts, now);
+  const increments = evaluation.decision === 'DENY' ? [] : counterIncrements(set.snapshot, request, now).map((i) => ({ key: i.key, amount: i.amount }));
 
   try {
     // Bounded: with Temporal down the client would retry for ~20 s; the agent deserves a prompt 503.
@@ -56,7 +62,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
       // Refuse a second run for the same id even after the first closed (within retention); past
       // retention the idempotency_keys row answers above.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest: request.action.args ? sha256Digest(request.action.args) : null, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows: deps.windows, callbackUrl: request.callback_url }],
+      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest: request.action.args ? sha256Digest(request.action.args) : null, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows: deps.windows, callbackUrl: request.callback_url, counterIncrements: increments }],
     }));
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError && key !== undefined) {

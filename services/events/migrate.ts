@@ -8,10 +8,14 @@ const MIGRATIONS_DIR = path.join(import.meta.dirname, 'migrations');
 const APP_GRANTS: Array<[string, string]> = [
   ['events', 'SELECT, INSERT'],
   ['idempotency_keys', 'SELECT, INSERT'],
+  ['counter_entries', 'SELECT, INSERT'],
   ['publisher_checkpoints', 'SELECT, INSERT, UPDATE'],
   ['tenants', 'SELECT, INSERT, UPDATE'],
   ['principals', 'SELECT, INSERT, UPDATE'],
   ['api_keys', 'SELECT, INSERT, UPDATE'],
+  ['channel_email_tokens', 'SELECT, INSERT, UPDATE'],
+  ['channel_slack_messages', 'SELECT, INSERT, UPDATE'],
+  ['channel_slack_interactions', 'SELECT, INSERT'],
 ];
 
 /**
