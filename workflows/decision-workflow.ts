@@ -98,6 +98,11 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     const event = { type, data, eventId: runEventId(input.decisionId, recorded) } as NewEvent;
     pending.push(event);
     view = evolve(view, event);
+    // The action goes ahead: its counters are written in the same transaction as this event.
+    if (type === 'DecisionFinalized' && (data as EventData<'DecisionFinalized'>).decision !== 'DENY' && input.counterIncrements?.length && !countersCounted) {
+      countersCounted = true;
+      countersDue = { at: input.evaluation.now, entries: input.counterIncrements };
+    }
   };
   // Appends are serialised: each batch expects the version the previous one left, so concurrent handlers
   // cannot interleave, and a retried activity finds its events by their derived ids.
