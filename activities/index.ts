@@ -5,7 +5,7 @@ import { makeAppendRunEvents } from './append-run-events.ts';
 import { makeAuthorize } from './authorize.ts';
 import { makeDeliverCallback } from './deliver-callback.ts';
 import { makeIssueReceipt } from './issue-receipt.ts';
-import { makeNotifyApprovers } from './notify-approvers.ts';
+import { makeNotifyApprovers, type ChannelDeps } from './notify-approvers.ts';
 import type { Activities } from './types.ts';
 
 export type ActivityDeps = {
@@ -14,6 +14,7 @@ export type ActivityDeps = {
   attestationSecret?: string | undefined;
   callbackAllowPrivate?: boolean;
   crashAt?: string | undefined;
+  channels?: ChannelDeps;
 };
 
 export function createActivities(deps: ActivityDeps): Activities {
@@ -26,7 +27,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     appendRunEvents: makeAppendRunEvents(deps.db, deps.crashAt),
     issueReceipt: makeIssueReceipt(deps.db, getKeyring),
     authorize: makeAuthorize(deps.db, getSecret),
-    notifyApprovers: makeNotifyApprovers(deps.db),
+    notifyApprovers: makeNotifyApprovers(deps.db, deps.channels),
     deliverCallback: makeDeliverCallback(getKeyring, deps.callbackAllowPrivate ?? false),
   };
 }

@@ -36,6 +36,11 @@ const ConfigSchema = z.object({
   COUNTERSIGN_CRASH_AT: z.enum(['after-append-commit', 'after-workflow-start']).optional().describe('Test only: kill the worker at this point to prove retries write nothing twice.'),
   COUNTERSIGN_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(600).describe('Requests per API key (per client IP without a key) per rate window; more get 429 with Retry-After. Counted in the memory of each API process.'),
   COUNTERSIGN_RATE_WINDOW_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('Length of the rate window, ms.'),
+  COUNTERSIGN_SLACK_SIGNING_SECRET: z.string().min(1).optional().describe('Signing secret of the Slack app: verifies every request to /v1/slack/interactions. Without it that route refuses everything.'),
+  COUNTERSIGN_SLACK_BOT_TOKEN: z.string().min(1).optional().describe('Bot token (xoxb-…) the worker posts approval messages with and the API updates them with. Without it nothing is sent to Slack.'),
+  COUNTERSIGN_SLACK_API_URL: z.string().url().default('https://slack.com/api/').describe("Base URL of Slack's Web API (a local stand-in in tests)."),
+  COUNTERSIGN_SMTP_URL: z.string().url().optional().describe('SMTP server the worker sends approval emails through (smtp:// or smtps://, credentials in the URL). Without it no email is sent.'),
+  COUNTERSIGN_MAIL_FROM: z.string().default('Countersign <countersign@localhost>').describe('From address of approval emails.'),
   COUNTERSIGN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level of the API, worker and publisher.'),
 });
 

@@ -1,5 +1,7 @@
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.ts';
+import { smtpMailer } from '../channels/email.ts';
+import { slackClient } from '../channels/slack.ts';
 import { loadConfig } from '../config.ts';
 import { createPool } from '../events/db.ts';
 import { createLogger } from '../logger.ts';
@@ -20,6 +22,11 @@ const worker = await Worker.create({
     attestationSecret: config.COUNTERSIGN_ATTESTATION_SECRET,
     callbackAllowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE,
     crashAt: config.COUNTERSIGN_CRASH_AT,
+    channels: {
+      slack: config.COUNTERSIGN_SLACK_BOT_TOKEN ? slackClient({ botToken: config.COUNTERSIGN_SLACK_BOT_TOKEN, apiUrl: config.COUNTERSIGN_SLACK_API_URL }) : undefined,
+      mailer: config.COUNTERSIGN_SMTP_URL ? smtpMailer(config.COUNTERSIGN_SMTP_URL, config.COUNTERSIGN_MAIL_FROM) : undefined,
+      publicUrl: config.publicUrl,
+    },
   }),
 });
 log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS });

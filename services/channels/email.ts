@@ -1,0 +1,99 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import nodemailer from 'nodemailer';
+import type { RoundFacts } from './facts.ts';
+import { cleanText, escapeHtml, keyArguments } from './untrusted-text.ts';
+
+/** A single-use link token: 32 random bytes; only its SHA-256 is stored. */
+export function newEmailToken(): { token: string; hash: string } {
+  const token = randomBytes(32).toString('base64url');
+  return { token, hash: hashEmailToken(token) };
+}
+export const hashEmailToken = (token: string) => createHash('sha256').update(token).digest('hex');
+export const isEmailTokenShape = (token: string) => /^[A-Za-z0-9_-]{43}$/.test(token);
+
+/** The confirmation page's CSRF token: an HMAC of the link's hash, so only a page we served has it. */
+export function csrfFor(secret: Buffer, tokenHash: string): string {
+  return createHmac('sha256', secret).update(`countersign-email-csrf:${tokenHash}`).digest('base64url');
+}
+export function csrfMatches(secret: Buffer, tokenHash: string, given: unknown): boolean {
+  if (typeof given !== 'string') return false;
+  const a = Buffer.from(csrfFor(secret, tokenHash));
+  const b = Buffer.from(given);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function factLines(f: RoundFacts): Array<[string, string]> {
+  return [
+    ['Decision', `${f.decision_id} (round ${f.round}${f.kind === 'override' ? ', override' : ''})`],
+    ['Rule', f.matched_rule ?? 'none'],
+    ['Reason', f.untrusted.reason],
+    ['Policy version', f.policies.map((p) => `${p.policy_id} v${p.version}`).join(', ') || 'none'],
+    ['Agent', f.agent_id],
+    ['Deadline', f.deadline],
+  ];
+}
+function agentLines(f: RoundFacts): Array<[string, string]> {
+  const rows: Array<[string, string]> = [
+    ['tool', f.untrusted.tool],
+    ...(f.untrusted.operation ? [['operation', f.untrusted.operation] as [string, string]] : []),
+    ...keyArguments(f.untrusted.args).map(([k, v]) => [`argument ${k}`, v] as [string, string]),
+    ...(f.untrusted.justification ? [['justification', f.untrusted.justification] as [string, string]] : []),
+  ];
+  return rows.map(([k, v]): [string, string] => [cleanText(k, 80), cleanText(v, 300)]);
+}
+
+const table = (rows: Array<[string, string]>) => rows.map(([k, v]) => `<tr><th align="left">${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('');
+
+/** Facts and agent text as HTML: every value escaped; the agent's part boxed and labelled. */
+export function factsHtml(f: RoundFacts): string {
+  return `<h2>Countersign approval</h2><table>${table(factLines(f))}</table>
+<p><strong>Written by the agent (unverified, shown as text):</strong></p>
+<pre style="border:1px solid #999;padding:8px;white-space:pre-wrap">${agentLines(f).map(([k, v]) => `${escapeHtml(k)}: ${escapeHtml(v)}`).join('\n')}</pre>`;
+}
+
+export function approvalEmail(f: RoundFacts, link: string): { subject: string; text: string; html: string } {
+  const subject = cleanText(`Approval needed: decision ${f.decision_id} (round ${f.round})`, 200);
+  const text = [
+    'Countersign needs your answer.',
+    '',
+    ...factLines(f).map(([k, v]) => `${k}: ${cleanText(v, 300)}`),
+    '',
+    '--- Written by the agent (unverified) ---',
+    ...agentLines(f).map(([k, v]) => `${k}: ${v.replace(/:\/\//g, '[:]//')}`),
+    '--- end of agent text ---',
+    '',
+    `Open this link to review and answer (it works once, for you only, until ${f.deadline}):`,
+    link,
+  ].join('\n');
+  const html = `<!doctype html><html><body>${factsHtml(f)}<p><a href="${escapeHtml(link)}">Review and answer</a> (works once, for you only, until ${escapeHtml(f.deadline)}).</p></body></html>`;
+  return { subject, text, html };
+}
+
+export type Mailer = { send(to: string, mail: { subject: string; text: string; html: string }): Promise<void> };
+
+export function smtpMailer(smtpUrl: string, from: string): Mailer {
+  const transport = nodemailer.createTransport(smtpUrl);
+  return {
+    async send(to, mail) {
+      await transport.sendMail({ from, to, subject: mail.subject, text: mail.text, html: mail.html });
+    },
+  };
+}
+
+/** The confirmation page (GET/HEAD): facts, two buttons, the CSRF token. Showing it answers nothing. */
+export function confirmationPage(f: RoundFacts, action: string, csrf: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer"><title>Countersign approval</title></head><body>
+${factsHtml(f)}
+<form method="post" action="${escapeHtml(action)}">
+<input type="hidden" name="csrf" value="${escapeHtml(csrf)}">
+<input type="hidden" name="decision_id" value="${escapeHtml(f.decision_id)}">
+<input type="hidden" name="round" value="${f.round}">
+<p><label>Comment (optional) <input type="text" name="comment" maxlength="500"></label></p>
+<button type="submit" name="verdict" value="approve">Approve</button>
+<button type="submit" name="verdict" value="reject">Reject</button>
+</form></body></html>`;
+}
+
+export function messagePage(title: string, message: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><h2>${escapeHtml(title)}</h2><p>${escapeHtml(message)}</p></body></html>`;
+}

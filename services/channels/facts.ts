@@ -1,0 +1,42 @@
+import { withTenant, type Db } from '../events/db.ts';
+import { loadRunView } from '../decisions/read-decision.ts';
+import type { Round } from '../decisions/run-view.ts';
+
+/** What an approver is shown about one round. `facts` come from Countersign; `untrusted` from the agent. */
+export type RoundFacts = {
+  decision_id: string;
+  tenant_id: string;
+  round: number;
+  kind: Round['kind'];
+  status: Round['status'];
+  deadline: string;
+  args_digest: string | null;
+  matched_rule: string | null;
+  policies: Array<{ policy_id: string; version: number }>;
+  agent_id: string;
+  /** Agent-supplied: shown escaped and apart. */
+  untrusted: { tool: string; operation: string | null; args: unknown; reason: string; justification: string | null };
+};
+
+export async function loadRoundFacts(db: Db, tenantId: string, decisionId: string, round: number): Promise<RoundFacts | null> {
+  return withTenant(db, tenantId, async (c) => {
+    const { view, events } = await loadRunView(c, decisionId);
+    const r = view?.rounds.find((x) => x.round === round);
+    if (!view || !r || view.tenant_id !== tenantId) return null;
+    const requested = events.find((e) => e.type === 'DecisionRequested');
+    const args = (requested?.data as { request?: { action?: { args?: unknown } } } | undefined)?.request?.action?.args;
+    return {
+      decision_id: view.decision_id,
+      tenant_id: view.tenant_id,
+      round: r.round,
+      kind: r.kind,
+      status: r.status,
+      deadline: r.deadline,
+      args_digest: r.args_digest,
+      matched_rule: view.matched_rule,
+      policies: view.policies.map((p) => ({ policy_id: p.policy_id, version: p.version })),
+      agent_id: view.agent_id,
+      untrusted: { tool: view.action.tool, operation: view.action.operation ?? null, args, reason: view.reason, justification: r.justification ?? null },
+    };
+  });
+}
