@@ -21,6 +21,7 @@ import { registerApiKeyRoutes } from './routes/api-keys.ts';
 import { registerDecisionListRoute } from './routes/decision-list.ts';
 import { registerPrincipalRoutes } from './routes/principals.ts';
 import { registerTenantRoutes } from './routes/tenants.ts';
+import { registerPolicyRoutes } from './routes/policies.ts';
 import { registerChannelRoutes } from './routes/channels.ts';
 import { registerMetrics } from './metrics.ts';
 
@@ -125,6 +126,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   registerTenantRoutes(app, deps);
   registerPrincipalRoutes(app, deps);
   registerApiKeyRoutes(app, deps);
+  registerPolicyRoutes(app, deps);
   registerChannelRoutes(app, deps);
   return app;
 }

@@ -67,20 +67,42 @@ export class ActivePolicies {
     return loading;
   }
 
-  /** Latest active version of every policy that applies to this agent of this tenant. */
+  /**
+   * Latest active version of every policy that applies to this agent of this tenant. A deprecated policy
+   * (PolicyDeprecated after its last PolicyActivated) is out. A tenant policy bound to agents
+   * (POST /v1/agents/{id}/binding) applies only to the agents bound to it; with agentId null, all are listed.
+   * (The binding filters membership instead of passing PolicySource.agents: runs record only policy id and
+   * version, and snapshotForRun/audit replay rebuild the snapshot hash from those alone.)
+   */
   async activePolicies(tenantId: string, agentId: string | null): Promise<ActivePolicy[]> {
-    const res = await withTenant(this.db, tenantId, (c) => c.query<{ tenant_id: string; data: ActivePolicy & { deprecated?: boolean } }>(
-      `SELECT tenant_id, data FROM events WHERE tenant_id = ANY($1::text[]) AND type = 'PolicyActivated' ORDER BY position`,
+    const res = await withTenant(this.db, tenantId, (c) => c.query<{ tenant_id: string; type: string; data: ActivePolicy & { agent_id?: string } }>(
+      `SELECT tenant_id, type, data FROM events WHERE tenant_id = ANY($1::text[])
+         AND type IN ('PolicyActivated', 'PolicyDeprecated', 'PolicyBound', 'PolicyUnbound') ORDER BY position`,
       [[tenantId, PLATFORM_TENANT]],
     ));
     const latest = new Map<string, ActivePolicy>();
-    for (const { tenant_id, data } of res.rows) {
+    const bound = new Map<string, string>(); // agent -> policy id (this tenant's bindings only)
+    for (const { tenant_id, type, data } of res.rows) {
+      if (type === 'PolicyBound' || type === 'PolicyUnbound') {
+        if (tenant_id !== tenantId || !data.agent_id) continue;
+        if (type === 'PolicyBound') bound.set(data.agent_id, data.policy_id);
+        else bound.delete(data.agent_id);
+        continue;
+      }
+      if (type === 'PolicyDeprecated') {
+        latest.delete(`${tenant_id}/${data.policy_id}`);
+        continue;
+      }
       const level = data.scope['level'];
       if (tenant_id === PLATFORM_TENANT && level !== 'platform') continue;
       if (level === 'agent' && (agentId === null || data.scope['agent'] !== agentId)) continue;
       latest.set(`${tenant_id}/${data.policy_id}`, data);
     }
-    return [...latest.values()];
+    const boundPolicies = new Set(bound.values());
+    const mine = agentId === null ? undefined : bound.get(agentId);
+    return [...latest.entries()]
+      .filter(([key, p]) => agentId === null || !key.startsWith(`${tenantId}/`) || p.scope['level'] === 'agent' || !boundPolicies.has(p.policy_id) || p.policy_id === mine)
+      .map(([, p]) => p);
   }
 
   private async load(tenantId: string, agentId: string): Promise<EffectiveSet> {

@@ -31,12 +31,25 @@ export async function activatePolicy(
     return { policy_id: last.policy_id, version: last.version, hash: last.hash, signature: last.signature ?? '', signing_key_id: last.signing_key_id ?? '', unchanged: true };
   }
   const version = (last?.version ?? 0) + 1;
-  const compiled = compilePolicyVersion(opts.document, version);
+  const data = signedActivation(keyring, { document: opts.document, version, actor: opts.actor });
+  await appendToStream(db, {
+    streamId,
+    tenantId: opts.tenantId,
+    expectedVersion: history.length,
+    recordedAt: opts.now ?? new Date(),
+    events: [{ type: 'PolicyActivated', eventId: `${streamId}/${history.length + 1}`, data }],
+  });
+  return { policy_id: data.policy_id, version, hash: data.hash, signature: data.signature ?? '', signing_key_id: data.signing_key_id ?? '', unchanged: false };
+}
+
+/** A document compiled as `version`, hashed and signed: the data of its PolicyActivated event. */
+export function signedActivation(keyring: Keyring, opts: { document: Record<string, unknown>; version: number; actor: string }): EventData<'PolicyActivated'> {
+  const compiled = compilePolicyVersion(opts.document, opts.version);
   if (!compiled.ok) throw new CountersignError('validation_failed', 'policy does not compile', { errors: compiled.errors });
   const scope = (opts.document['scope'] as Record<string, unknown> | undefined) ?? { level: 'tenant' };
   const unsigned = {
     policy_id: compiled.policy.policy_id,
-    version,
+    version: opts.version,
     scope,
     document: opts.document,
     snapshot: compiled.policy as unknown as Record<string, unknown>,
@@ -44,12 +57,5 @@ export async function activatePolicy(
     activated_by: opts.actor,
   };
   const sig = signDocument(activationSigned(unsigned), keyring);
-  await appendToStream(db, {
-    streamId,
-    tenantId: opts.tenantId,
-    expectedVersion: history.length,
-    recordedAt: opts.now ?? new Date(),
-    events: [{ type: 'PolicyActivated', eventId: `${streamId}/${history.length + 1}`, data: { ...unsigned, signature: sig.value, signing_key_id: sig.key_id } }],
-  });
-  return { policy_id: unsigned.policy_id, version, hash: compiled.hash, signature: sig.value, signing_key_id: sig.key_id, unchanged: false };
+  return { ...unsigned, signature: sig.value, signing_key_id: sig.key_id };
 }

@@ -1,0 +1,200 @@
+import { z } from 'zod';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { ProblemSchema } from '../../../schemas/api.ts';
+import { CountersignError } from '../../errors.ts';
+import { simulate } from '../../policy/index.ts';
+import { parseDataText } from '../../policy/parse-text.ts';
+import { loadKeyring, type Keyring } from '../../receipts/keyring.ts';
+import {
+  activateDraft, bindAgent, clonePolicy, createDraft, currentBinding, deleteDraft, deprecatePolicy, listPolicies, loadPolicy,
+  replaceDraft, rollbackPolicy, unbindAgent, validateDraft, type Actor,
+} from '../../lifecycle/policy-lifecycle.ts';
+import { diffDocuments, policySummary, versionSummary, type PolicyState } from '../../lifecycle/policy-store.ts';
+import { authenticated, principalOf, type ApiDeps } from '../server.ts';
+
+const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 429: ProblemSchema, 503: ProblemSchema };
+const IdParams = z.strictObject({ id: z.string().min(1).max(128) });
+const Doc = z.record(z.string(), z.unknown());
+const Answer = z.record(z.string(), z.unknown());
+const WRITERS = ['author', 'admin'] as const;
+
+const actor = (req: FastifyRequest): Actor => {
+  const p = principalOf(req);
+  return { tenantId: p.tenant_id, principalId: p.id };
+};
+
+function notFound(id: string): CountersignError {
+  return new CountersignError('not_found', `policy ${id} not found`);
+}
+
+function draftAnswer(s: PolicyState, interpreted: unknown[]): Record<string, unknown> {
+  return { ...policySummary(s), version: s.draft?.version ?? s.active_version, status: s.status, document: s.draft?.document ?? null, interpreted };
+}
+
+async function keyring(deps: ApiDeps): Promise<Keyring> {
+  try {
+    return await loadKeyring(deps.config.keysDir);
+  } catch (err) {
+    throw new CountersignError('dependency_unavailable', 'the signing keyring cannot be read', { extra: { dependency: 'keyring' }, cause: err });
+  }
+}
+
+/**
+ * The policy lifecycle over HTTP (issue 7): drafts (JSON or YAML), activation (signed, immutable),
+ * deprecation, clone, rollback, versions, diff, validation against recent runs, agent bindings, simulation.
+ */
+export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  // YAML bodies for drafts: parsed here with positions, so an error names LINE:COL.
+  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (_req, body, done) => {
+    const parsed = parseDataText(String(body), 'body');
+    if (!parsed.ok) {
+      done(new CountersignError('validation_failed', 'the YAML body does not parse', { errors: parsed.errors.map((e) => ({ path: e.path, message: e.message })) }), undefined);
+      return;
+    }
+    done(null, parsed.value);
+  });
+
+  r.post('/v1/policies', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: { tags: ['policies'], summary: 'Create a policy draft (JSON, or YAML with content-type application/yaml)', body: Doc, response: { 201: Answer, ...problems } },
+  }, async (req, reply) => {
+    const { state, interpreted } = await createDraft(deps.db, actor(req), req.body);
+    void reply.status(201);
+    return draftAnswer(state, interpreted);
+  });
+
+  r.get('/v1/policies', {
+    onRequest: authenticated(deps, []),
+    schema: { tags: ['policies'], summary: "The tenant's policies and their status", querystring: z.strictObject({}), response: { 200: z.strictObject({ items: z.array(Answer) }), ...problems } },
+  }, async (req) => ({ items: (await listPolicies(deps.db, principalOf(req).tenant_id)).map(policySummary) }));
+
+  r.get('/v1/policies/:id', {
+    onRequest: authenticated(deps, []),
+    schema: { tags: ['policies'], summary: 'A policy: status, draft, and the active version with its document', params: IdParams, querystring: z.strictObject({}), response: { 200: Answer, ...problems } },
+  }, async (req) => {
+    const s = await loadPolicy(deps.db, principalOf(req).tenant_id, req.params.id);
+    if (!s || s.deleted) throw notFound(req.params.id);
+    const active = s.versions.find((v) => v.version === s.active_version);
+    return { ...policySummary(s), draft_document: s.draft?.document ?? null, active: active ? { ...versionSummary(active, s.active_version), document: active.document } : null };
+  });
+
+  r.put('/v1/policies/:id', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: { tags: ['policies'], summary: "Replace a policy's draft (409 when it has none: active versions are immutable)", params: IdParams, body: Doc, response: { 200: Answer, ...problems } },
+  }, async (req) => {
+    const { state, interpreted } = await replaceDraft(deps.db, actor(req), req.params.id, req.body);
+    return draftAnswer(state, interpreted);
+  });
+
+  r.delete('/v1/policies/:id', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: { tags: ['policies'], summary: 'Delete a draft (409 for anything but a draft)', params: IdParams, response: { 200: Answer, ...problems } },
+  }, async (req) => policySummary(await deleteDraft(deps.db, actor(req), req.params.id)));
+
+  r.get('/v1/policies/:id/versions', {
+    onRequest: authenticated(deps, []),
+    schema: { tags: ['policies'], summary: 'Every activated version, oldest first', params: IdParams, querystring: z.strictObject({}), response: { 200: Answer, ...problems } },
+  }, async (req) => {
+    const s = await loadPolicy(deps.db, principalOf(req).tenant_id, req.params.id);
+    if (!s || s.deleted) throw notFound(req.params.id);
+    return { id: s.policy_id, active_version: s.active_version, items: s.versions.map((v) => versionSummary(v, s.active_version)) };
+  });
+
+  r.get('/v1/policies/:id/diff', {
+    onRequest: authenticated(deps, []),
+    schema: {
+      tags: ['policies'], summary: 'Rule-by-rule difference between two versions (`draft` names the draft)', params: IdParams,
+      querystring: z.strictObject({ from: z.string().regex(/^(\d+|draft)$/), to: z.string().regex(/^(\d+|draft)$/) }), response: { 200: Answer, ...problems },
+    },
+  }, async (req) => {
+    const s = await loadPolicy(deps.db, principalOf(req).tenant_id, req.params.id);
+    if (!s || s.deleted) throw notFound(req.params.id);
+    const doc = (v: string) => {
+      const d = v === 'draft' ? s.draft?.document : s.versions.find((x) => x.version === Number(v))?.document;
+      if (!d) throw new CountersignError('not_found', `policy ${s.policy_id} has no version ${v}`);
+      return d;
+    };
+    return { id: s.policy_id, from: req.query.from, to: req.query.to, ...diffDocuments(doc(req.query.from), doc(req.query.to)) };
+  });
+
+  r.post('/v1/policies/:id/activate', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: { tags: ['policies'], summary: "Activate the draft as the next version: compiled, hashed, signed, immutable", params: IdParams, response: { 200: Answer, ...problems } },
+  }, async (req) => {
+    const a = actor(req);
+    if (!(await loadPolicy(deps.db, a.tenantId, req.params.id))) throw notFound(req.params.id);
+    return activateDraft(deps.db, await keyring(deps), a, req.params.id);
+  });
+
+  r.post('/v1/policies/:id/deprecate', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: { tags: ['policies'], summary: 'Deprecate the active version: it stops applying', params: IdParams, response: { 200: Answer, ...problems } },
+  }, async (req) => policySummary(await deprecatePolicy(deps.db, actor(req), req.params.id)));
+
+  r.post('/v1/policies/:id/clone', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: { tags: ['policies'], summary: "Make the next version's draft from the active version (lineage recorded)", params: IdParams, response: { 201: Answer, ...problems } },
+  }, async (req, reply) => {
+    const s = await clonePolicy(deps.db, actor(req), req.params.id, undefined);
+    void reply.status(201);
+    return draftAnswer(s, []);
+  });
+
+  r.post('/v1/policies/:id/rollback', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: { tags: ['policies'], summary: "Re-activate an earlier version's document as the next version", params: IdParams, body: z.strictObject({ to_version: z.number().int().positive() }), response: { 200: Answer, ...problems } },
+  }, async (req) => {
+    const a = actor(req);
+    if (!(await loadPolicy(deps.db, a.tenantId, req.params.id))) throw notFound(req.params.id);
+    return rollbackPolicy(deps.db, await keyring(deps), a, req.params.id, req.body.to_version);
+  });
+
+  r.post('/v1/policies/:id/validate', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: { tags: ['policies'], summary: "Replay the draft against the last 7 days of runs (at most 1000): which decisions would change", params: IdParams, response: { 200: Answer, ...problems } },
+  }, async (req) => {
+    const a = actor(req);
+    return validateDraft(deps.db, a, req.params.id, async (agentId) => deps.policies.effective(a.tenantId, agentId));
+  });
+
+  const AgentParams = z.strictObject({ id: z.string().min(1).max(200) });
+  r.get('/v1/agents/:id/binding', {
+    onRequest: authenticated(deps, []),
+    schema: { tags: ['policies'], summary: "The policy bound to an agent (and its active version's document)", params: AgentParams, querystring: z.strictObject({}), response: { 200: Answer, ...problems } },
+  }, async (req) => {
+    const tenantId = principalOf(req).tenant_id;
+    const b = await currentBinding(deps.db, tenantId, req.params.id);
+    const s = b.policy_id ? await loadPolicy(deps.db, tenantId, b.policy_id) : null;
+    const active = s?.versions.find((v) => v.version === s.active_version);
+    return { agent_id: req.params.id, policy_id: b.policy_id, version: active?.version ?? null, hash: active?.hash ?? null, document: active?.document ?? null };
+  });
+
+  r.post('/v1/agents/:id/binding', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: { tags: ['policies'], summary: 'Bind a policy to an agent (at most one per agent: 409 while another is bound)', params: AgentParams, body: z.strictObject({ policy_id: z.string().min(1).max(128) }), response: { 200: Answer, ...problems } },
+  }, async (req) => bindAgent(deps.db, actor(req), req.params.id, req.body.policy_id));
+
+  r.delete('/v1/agents/:id/binding', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: { tags: ['policies'], summary: "Unbind an agent's policy", params: AgentParams, response: { 200: Answer, ...problems } },
+  }, async (req) => unbindAgent(deps.db, actor(req), req.params.id));
+
+  for (const url of ['/v1/policy/simulate', '/api/v1/policy/simulate']) {
+    r.post(url, {
+      onRequest: authenticated(deps, []),
+      schema: { tags: ['policies'], summary: 'The decision a request would get (against the active set, or with a draft policy), without starting anything', body: Doc, response: { 200: Answer, ...problems } },
+    }, async (req) => {
+      const tenantId = principalOf(req).tenant_id;
+      const body = req.body as { request?: { agent?: { id?: unknown } }; job?: { agent?: unknown } };
+      const agentRaw = body.request?.agent?.id ?? body.job?.agent;
+      const agentId = typeof agentRaw === 'string' && agentRaw ? agentRaw : 'simulation';
+      const active = await deps.policies.effective(tenantId, agentId);
+      const out = simulate({ body: req.body, active: active.snapshot, now: new Date(), defaultDecision: active.defaultDecision });
+      if (!out.ok) throw new CountersignError('validation_failed', 'the simulation request is invalid', { errors: out.errors.map((e) => ({ path: e.path, message: e.message })) });
+      return { ...out.result, policies: active.policies };
+    });
+  }
+}

@@ -1,0 +1,250 @@
+import { randomUUID } from 'node:crypto';
+import type { NewEvent } from '../../schemas/events.ts';
+import type { DecisionRequest, Evaluation } from '../../schemas/decision.ts';
+import { CountersignError } from '../errors.ts';
+import { appendToStream } from '../events/append-to-stream.ts';
+import { withTenant, type Db } from '../events/db.ts';
+import { compileDocument, evaluate, interpretations, withDrafts, type Snapshot } from '../policy/index.ts';
+import type { Keyring } from '../receipts/keyring.ts';
+import { canonicalJson, sha256Digest } from '../receipts/canonical.ts';
+import { policyStreamId, signedActivation } from './activate-policy.ts';
+import { compilePolicyVersion } from './policy-version.ts';
+import { agentStreamId, foldPolicy, type PolicyEvent, type PolicyState } from './policy-store.ts';
+
+/**
+ * The policy lifecycle (issue 7): Draft -> Validated -> Active (immutable, signed) -> Deprecated, folded
+ * from the events of `policy-<tenant>-<policy id>`. Every transition is one append with the stream version
+ * it was decided on, so two racing transitions cannot both land; every refusal writes nothing.
+ */
+
+export type Actor = { tenantId: string; principalId: string };
+
+const POLICY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+const scopeOf = (doc: Record<string, unknown>) => (doc['scope'] as Record<string, unknown> | undefined) ?? { level: 'tenant' };
+
+/** Checks a document compiles; answers its policy id and the interpretations of its natural-language rules. */
+export function checkDocument(doc: unknown): { policyId: string; document: Record<string, unknown>; interpreted: unknown[] } {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new CountersignError('validation_failed', 'a policy document is an object', { errors: [{ path: '', message: 'expected an object' }] });
+  const c = compileDocument(doc, 1);
+  if (!c.ok) throw new CountersignError('validation_failed', 'policy does not compile', { errors: c.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })) });
+  const policyId = c.policy.policy_id;
+  if (!POLICY_ID.test(policyId)) throw new CountersignError('validation_failed', 'metadata.id must be letters, digits, dots, dashes or underscores', { errors: [{ path: 'metadata.id', message: 'invalid policy id' }] });
+  return { policyId, document: doc as Record<string, unknown>, interpreted: interpretations(c.policy) };
+}
+
+export async function loadPolicy(db: Db, tenantId: string, policyId: string): Promise<PolicyState | null> {
+  const res = await withTenant(db, tenantId, (c) => c.query<PolicyEvent>(
+    `SELECT type, data, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS recorded_at, stream_version
+       FROM events WHERE stream_id = $1 AND tenant_id = $2 ORDER BY stream_version`,
+    [policyStreamId(tenantId, policyId), tenantId],
+  ));
+  return foldPolicy(policyId, res.rows);
+}
+
+export async function listPolicies(db: Db, tenantId: string): Promise<PolicyState[]> {
+  const prefix = `policy-${tenantId}-`;
+  const res = await withTenant(db, tenantId, (c) => c.query<PolicyEvent & { stream_id: string }>(
+    `SELECT stream_id, type, data, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS recorded_at, stream_version
+       FROM events WHERE tenant_id = $1 AND left(stream_id, length($2)) = $2 ORDER BY stream_id, stream_version`,
+    [tenantId, prefix],
+  ));
+  const byStream = new Map<string, PolicyEvent[]>();
+  for (const r of res.rows) (byStream.get(r.stream_id) ?? byStream.set(r.stream_id, []).get(r.stream_id)!).push(r);
+  const out: PolicyState[] = [];
+  for (const [stream, events] of byStream) {
+    const s = foldPolicy(stream.slice(prefix.length), events);
+    if (s && !s.deleted) out.push(s);
+  }
+  return out.sort((a, b) => a.policy_id.localeCompare(b.policy_id));
+}
+
+async function mustLoad(db: Db, tenantId: string, policyId: string): Promise<PolicyState> {
+  const s = await loadPolicy(db, tenantId, policyId);
+  if (!s || s.deleted) throw new CountersignError('not_found', `policy ${policyId} not found`);
+  return s;
+}
+
+async function append(db: Db, tenantId: string, policyId: string, expected: number, events: NewEvent[], now: Date): Promise<void> {
+  await appendToStream(db, { streamId: policyStreamId(tenantId, policyId), tenantId, expectedVersion: expected, events, recordedAt: now });
+}
+
+const eid = (tenantId: string, policyId: string, type: string) => `${policyStreamId(tenantId, policyId)}/${type}/${randomUUID()}`;
+
+function checkScope(s: PolicyState, doc: Record<string, unknown>): void {
+  if (s.scope && canonicalJson(s.scope) !== canonicalJson(scopeOf(doc))) {
+    throw new CountersignError('conflict', `the scope of policy ${s.policy_id} is fixed after its first activation`, { extra: { scope: s.scope } });
+  }
+}
+
+export async function createDraft(db: Db, a: Actor, doc: unknown, now = new Date()): Promise<{ state: PolicyState; interpreted: unknown[] }> {
+  const checked = checkDocument(doc);
+  const s = await loadPolicy(db, a.tenantId, checked.policyId);
+  if (s && !s.deleted) {
+    if (s.draft) throw new CountersignError('conflict', `policy ${checked.policyId} already has a draft: replace it with PUT /v1/policies/${checked.policyId}`);
+    throw new CountersignError('conflict', `policy ${checked.policyId} exists: clone it to make the next version's draft`);
+  }
+  await append(db, a.tenantId, checked.policyId, s?.stream_version ?? 0, [{ type: 'PolicyDrafted', eventId: eid(a.tenantId, checked.policyId, 'drafted'), data: { policy_id: checked.policyId, version: 1, document: checked.document, drafted_by: a.principalId } }], now);
+  return { state: (await loadPolicy(db, a.tenantId, checked.policyId))!, interpreted: checked.interpreted };
+}
+
+export async function replaceDraft(db: Db, a: Actor, policyId: string, doc: unknown, now = new Date()): Promise<{ state: PolicyState; interpreted: unknown[] }> {
+  const checked = checkDocument(doc);
+  if (checked.policyId !== policyId) throw new CountersignError('validation_failed', `metadata.id is ${checked.policyId}, not ${policyId}`, { errors: [{ path: 'metadata.id', message: `must be ${policyId}` }] });
+  const s = await mustLoad(db, a.tenantId, policyId);
+  if (!s.draft) throw new CountersignError('conflict', `policy ${policyId} has no draft; an active version is immutable: clone it`);
+  checkScope(s, checked.document);
+  await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyEdited', eventId: eid(a.tenantId, policyId, 'edited'), data: { policy_id: policyId, version: s.draft.version, document: checked.document, edited_by: a.principalId } }], now);
+  return { state: (await loadPolicy(db, a.tenantId, policyId))!, interpreted: checked.interpreted };
+}
+
+export async function deleteDraft(db: Db, a: Actor, policyId: string, now = new Date()): Promise<PolicyState> {
+  const s = await mustLoad(db, a.tenantId, policyId);
+  if (!s.draft) throw new CountersignError('conflict', `policy ${policyId} has no draft; only drafts can be deleted (deprecate an active policy)`);
+  await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyDeleted', eventId: eid(a.tenantId, policyId, 'deleted'), data: { policy_id: policyId, version: s.draft.version, deleted_by: a.principalId } }], now);
+  return (await loadPolicy(db, a.tenantId, policyId))!;
+}
+
+export type ActivationAnswer = { id: string; version: number; hash: string; signature: string; signing_key_id: string; status: 'active'; unchanged: boolean };
+
+export async function activateDraft(db: Db, keyring: Keyring, a: Actor, policyId: string, now = new Date()): Promise<ActivationAnswer> {
+  const s = await mustLoad(db, a.tenantId, policyId);
+  if (!s.draft) {
+    const active = s.versions.find((v) => v.version === s.active_version);
+    if (active) return { id: policyId, version: active.version, hash: active.hash, signature: active.signature ?? '', signing_key_id: active.signing_key_id ?? '', status: 'active', unchanged: true };
+    throw new CountersignError('conflict', `policy ${policyId} has no draft to activate`);
+  }
+  checkScope(s, s.draft.document);
+  const data = signedActivation(keyring, { document: s.draft.document, version: s.draft.version, actor: a.principalId });
+  await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyActivated', eventId: eid(a.tenantId, policyId, `activated-v${data.version}`), data }], now);
+  return { id: policyId, version: data.version, hash: data.hash, signature: data.signature ?? '', signing_key_id: data.signing_key_id ?? '', status: 'active', unchanged: false };
+}
+
+export async function deprecatePolicy(db: Db, a: Actor, policyId: string, now = new Date()): Promise<PolicyState> {
+  const s = await mustLoad(db, a.tenantId, policyId);
+  if (s.active_version === null) throw new CountersignError('conflict', `policy ${policyId} has no active version to deprecate`);
+  await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyDeprecated', eventId: eid(a.tenantId, policyId, 'deprecated'), data: { policy_id: policyId, version: s.active_version, deprecated_by: a.principalId } }], now);
+  return (await loadPolicy(db, a.tenantId, policyId))!;
+}
+
+export async function clonePolicy(db: Db, a: Actor, policyId: string, fromVersion: number | undefined, now = new Date()): Promise<PolicyState> {
+  const s = await mustLoad(db, a.tenantId, policyId);
+  if (s.draft) throw new CountersignError('conflict', `policy ${policyId} already has a draft (version ${s.draft.version})`);
+  const want = fromVersion ?? s.active_version ?? s.versions.at(-1)?.version;
+  const source = s.versions.find((v) => v.version === want);
+  if (!source) throw new CountersignError('not_found', `policy ${policyId} has no version ${want ?? '(none activated)'}`);
+  await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyDrafted', eventId: eid(a.tenantId, policyId, 'cloned'), data: { policy_id: policyId, version: (s.versions.at(-1)?.version ?? 0) + 1, document: source.document, drafted_by: a.principalId, cloned_from: source.version } }], now);
+  return (await loadPolicy(db, a.tenantId, policyId))!;
+}
+
+/** Re-activates version n's document as the next version (the chain only moves forward; the rules are n's exactly). */
+export async function rollbackPolicy(db: Db, keyring: Keyring, a: Actor, policyId: string, toVersion: number, now = new Date()): Promise<ActivationAnswer & { rolled_back_to: number }> {
+  const s = await mustLoad(db, a.tenantId, policyId);
+  const target = s.versions.find((v) => v.version === toVersion);
+  if (!target) throw new CountersignError('not_found', `policy ${policyId} has no version ${toVersion}`);
+  const version = (s.versions.at(-1)?.version ?? 0) + 1;
+  const data = signedActivation(keyring, { document: target.document, version, actor: a.principalId });
+  await append(db, a.tenantId, policyId, s.stream_version, [
+    { type: 'PolicyRolledBack', eventId: eid(a.tenantId, policyId, 'rolledback'), data: { policy_id: policyId, from_version: s.active_version, to_version: toVersion, new_version: version, rolled_back_by: a.principalId } },
+    { type: 'PolicyActivated', eventId: eid(a.tenantId, policyId, `activated-v${version}`), data },
+  ], now);
+  return { id: policyId, version, hash: data.hash, signature: data.signature ?? '', signing_key_id: data.signing_key_id ?? '', status: 'active', unchanged: false, rolled_back_to: toVersion };
+}
+
+// --- validation: replay the draft against recent runs ---------------------------------------------
+
+const RANK: Record<string, number> = { ALLOW: 0, ALLOW_WITH_CONSTRAINTS: 1, REQUIRE_APPROVAL: 2, DENY: 3 };
+
+export type ValidationReport = {
+  runs: number;
+  window_days: number;
+  changed: number;
+  stricter: number;
+  looser: number;
+  unchanged: number;
+  by_rule: Record<string, { stricter: number; looser: number; unchanged: number; changed: number }>;
+  examples: Array<{ decision_id: string; before: string; after: string; rule: string | null }>;
+};
+
+export async function validateDraft(
+  db: Db,
+  a: Actor,
+  policyId: string,
+  activeSnapshot: (agentId: string) => Promise<{ snapshot: Snapshot; defaultDecision: string }>,
+  now = new Date(),
+): Promise<ValidationReport & { version: number; document_hash: string }> {
+  const s = await mustLoad(db, a.tenantId, policyId);
+  if (!s.draft) throw new CountersignError('conflict', `policy ${policyId} has no draft to validate`);
+  const compiled = compileDocument(s.draft.document, s.draft.version);
+  if (!compiled.ok) throw new CountersignError('validation_failed', 'the draft does not compile', { errors: compiled.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })) });
+  const since = new Date(now.getTime() - 7 * 24 * 3600 * 1000);
+  const rows = await withTenant(db, a.tenantId, (c) => c.query<{ decision_id: string; request: DecisionRequest; evaluation: Evaluation }>(
+    `SELECT r.data->>'decision_id' AS decision_id, r.data->'request' AS request, p.data->'evaluation' AS evaluation
+       FROM events r JOIN events p ON p.stream_id = r.stream_id AND p.type = 'PolicyEvaluated' AND p.tenant_id = r.tenant_id
+      WHERE r.tenant_id = $1 AND r.type = 'DecisionRequested' AND r.recorded_at >= $2
+      ORDER BY r.position DESC LIMIT 1000`,
+    [a.tenantId, since.toISOString()],
+  ));
+  const report: ValidationReport = { runs: rows.rows.length, window_days: 7, changed: 0, stricter: 0, looser: 0, unchanged: 0, by_rule: {}, examples: [] };
+  const snapshots = new Map<string, Promise<Snapshot>>();
+  for (const row of rows.rows) {
+    const agentId = row.request.agent.id;
+    let snap = snapshots.get(agentId);
+    if (!snap) {
+      snap = activeSnapshot(agentId).then((e) => withDrafts(e.snapshot, [compiled.policy], e.snapshot.default_decision));
+      snapshots.set(agentId, snap);
+    }
+    const after = evaluate(await snap, row.request, row.evaluation.facts, new Date(row.evaluation.now));
+    const before = row.evaluation.decision;
+    const diff = (RANK[after.decision] ?? 0) - (RANK[before] ?? 0);
+    const kind = diff > 0 ? 'stricter' : diff < 0 ? 'looser' : 'unchanged';
+    const rule = after.matched_rule ?? row.evaluation.matched_rule ?? '(default)';
+    const bucket = (report.by_rule[rule] ??= { stricter: 0, looser: 0, unchanged: 0, changed: 0 });
+    bucket[kind] += 1;
+    report[kind] += 1;
+    const changed = after.decision !== before || after.matched_rule !== row.evaluation.matched_rule;
+    if (changed) {
+      bucket.changed += 1;
+      report.changed += 1;
+      if (report.examples.length < 20) report.examples.push({ decision_id: row.decision_id, before, after: after.decision, rule: after.matched_rule });
+    }
+  }
+  const documentHash = sha256Digest(s.draft.document);
+  await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyValidated', eventId: eid(a.tenantId, policyId, 'validated'), data: { policy_id: policyId, version: s.draft.version, document_hash: documentHash, report: report, validated_by: a.principalId } }], now);
+  return { ...report, version: s.draft.version, document_hash: documentHash };
+}
+
+// --- bindings -------------------------------------------------------------------------------------
+
+export async function currentBinding(db: Db, tenantId: string, agentId: string): Promise<{ policy_id: string | null; stream_version: number }> {
+  const res = await withTenant(db, tenantId, (c) => c.query<{ type: string; data: { policy_id: string }; stream_version: number }>(
+    `SELECT type, data, stream_version FROM events WHERE stream_id = $1 AND tenant_id = $2 ORDER BY stream_version`, [agentStreamId(tenantId, agentId), tenantId],
+  ));
+  let policy: string | null = null;
+  for (const r of res.rows) {
+    if (r.type === 'PolicyBound') policy = r.data.policy_id;
+    else if (r.type === 'PolicyUnbound') policy = null;
+  }
+  return { policy_id: policy, stream_version: res.rows.at(-1)?.stream_version ?? 0 };
+}
+
+export async function bindAgent(db: Db, a: Actor, agentId: string, policyId: string, now = new Date()): Promise<{ agent_id: string; policy_id: string; unchanged: boolean }> {
+  const s = await mustLoad(db, a.tenantId, policyId);
+  const level = (s.scope ?? scopeOf(s.draft?.document ?? {}))['level'];
+  if (level === 'agent') throw new CountersignError('conflict', `policy ${policyId} is agent-scoped already; bind a tenant policy`);
+  const b = await currentBinding(db, a.tenantId, agentId);
+  if (b.policy_id === policyId) return { agent_id: agentId, policy_id: policyId, unchanged: true };
+  if (b.policy_id !== null) throw new CountersignError('conflict', `agent ${agentId} is bound to policy ${b.policy_id}; unbind it first`, { extra: { policy_id: b.policy_id } });
+  await appendToStream(db, { streamId: agentStreamId(a.tenantId, agentId), tenantId: a.tenantId, expectedVersion: b.stream_version, recordedAt: now, events: [{ type: 'PolicyBound', eventId: `${agentStreamId(a.tenantId, agentId)}/bound/${randomUUID()}`, data: { agent_id: agentId, policy_id: policyId, by: a.principalId } }] });
+  return { agent_id: agentId, policy_id: policyId, unchanged: false };
+}
+
+export async function unbindAgent(db: Db, a: Actor, agentId: string, now = new Date()): Promise<{ agent_id: string; policy_id: null }> {
+  const b = await currentBinding(db, a.tenantId, agentId);
+  if (b.policy_id === null) throw new CountersignError('not_found', `agent ${agentId} has no bound policy`);
+  await appendToStream(db, { streamId: agentStreamId(a.tenantId, agentId), tenantId: a.tenantId, expectedVersion: b.stream_version, recordedAt: now, events: [{ type: 'PolicyUnbound', eventId: `${agentStreamId(a.tenantId, agentId)}/unbound/${randomUUID()}`, data: { agent_id: agentId, policy_id: b.policy_id, by: a.principalId } }] });
+  return { agent_id: agentId, policy_id: null };
+}
+
+/** Verifies a document compiles as version `version` (for import checks). */
+export const compilesAs = compilePolicyVersion;
