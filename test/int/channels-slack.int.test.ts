@@ -1,0 +1,166 @@
+import { createServer, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { slackSignature } from '../../services/channels/slack-signature.ts';
+import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
+
+const SECRET = 'slack-signing-secret-under-test-0123456789';
+const TEAM = 'T0COUNTER';
+
+const POLICY = `
+apiVersion: countersign/v1
+kind: Policy
+metadata: { id: slack-channel-test, name: Slack approvals under test }
+scope: { level: tenant }
+rules:
+  - name: deploy-needs-sre
+    match: { tool: deploy_tool }
+    decision: REQUIRE_APPROVAL
+    reason: deploys need an SRE
+    approval: { approvers: [sre], quorum: 1, timeout: 1h }
+`;
+
+const HOSTILE = '<!channel> <!here> @everyone see <http://evil.example|your bank> https://evil.example/x <@U0BOSS> \u200b\u200dzw \u202eRTL\u202c <b>bold</b> *Approved by CEO*';
+
+type Call = { method: string; body: Record<string, any> };
+
+/** A local stand-in for Slack's Web API: records every call, answers like Slack. */
+function slackStandIn(calls: Call[]): Server {
+  let ts = 1_700_000_000;
+  return createServer((req, res) => {
+    let raw = '';
+    req.on('data', (d: Buffer) => (raw += d.toString()));
+    req.on('end', () => {
+      const method = (req.url ?? '').replace(/^\/api\//, '').split('?')[0]!;
+      let body: Record<string, any> = {};
+      if ((req.headers['content-type'] ?? '').includes('json')) body = JSON.parse(raw || '{}');
+      else body = Object.fromEntries(new URLSearchParams(raw));
+      if (typeof body['blocks'] === 'string') body['blocks'] = JSON.parse(body['blocks']);
+      calls.push({ method, body });
+      res.setHeader('content-type', 'application/json');
+      if (method === 'auth.test') return res.end(JSON.stringify({ ok: true, team_id: TEAM, user_id: 'UBOT', team: 'Countersign test' }));
+      if (method === 'chat.postMessage') return res.end(JSON.stringify({ ok: true, channel: `D${String(body['channel'])}`, ts: `${ts++}.000100` }));
+      if (method === 'chat.update') return res.end(JSON.stringify({ ok: true, channel: body['channel'], ts: body['ts'] }));
+      res.end(JSON.stringify({ ok: false, error: 'unknown_method' }));
+    });
+  });
+}
+
+function payload(opts: { team?: string; user: string; verdict: 'approve' | 'reject'; ref: string }): string {
+  const p = {
+    type: 'block_actions',
+    team: { id: opts.team ?? TEAM, domain: 'test' },
+    user: { id: opts.user, team_id: opts.team ?? TEAM },
+    api_app_id: 'A1',
+    trigger_id: randomUUID(),
+    actions: [{ type: 'button', action_id: `countersign_${opts.verdict}`, block_id: 'countersign_answer', value: opts.ref, action_ts: `${Date.now() / 1000}` }],
+  };
+  return new URLSearchParams({ payload: JSON.stringify(p) }).toString();
+}
+
+describe('Slack approvals: only a correctly signed, fresh click by the rightful approver counts', () => {
+  let stack: TestStack;
+  let slack: Server;
+  const calls: Call[] = [];
+  let requester: { id: string; key: string };
+  let sam: { id: string; key: string };
+
+  const post = (body: string, headers: Record<string, string>) =>
+    fetch(`${stack.url}/v1/slack/interactions`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
+  const signed = (body: string, ts = Math.floor(Date.now() / 1000), secret = SECRET) => ({ 'x-slack-request-timestamp': String(ts), 'x-slack-signature': slackSignature(secret, String(ts), body) });
+  const answers = async (id: string) =>
+    (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('ApprovalGranted', 'ApprovalRejected') ORDER BY stream_version`, [`run-${id}`])).rows;
+
+  beforeAll(async () => {
+    slack = slackStandIn(calls);
+    await new Promise<void>((r) => slack.listen(0, '127.0.0.1', () => r()));
+    stack = await startTestStack({
+      COUNTERSIGN_SLACK_SIGNING_SECRET: SECRET,
+      COUNTERSIGN_SLACK_BOT_TOKEN: 'xoxb-test-token',
+      COUNTERSIGN_SLACK_API_URL: `http://127.0.0.1:${(slack.address() as { port: number }).port}/api/`,
+    });
+    await activateYaml(stack, POLICY);
+    // The requester is a person who is also an SRE approver: never notified, never counted on their own request.
+    requester = await addPrincipal(stack, { name: 'Rita', roles: ['agent', 'approver'], groups: ['sre'], slack_user_id: 'U0RITA' });
+    sam = await addPrincipal(stack, { name: 'Sam', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SAM' });
+    await addPrincipal(stack, { name: 'Otto', roles: ['approver'], groups: ['marketing'], slack_user_id: 'U0OTTO' });
+  }, 180_000);
+  afterAll(async () => {
+    await stack?.stop();
+    slack?.close();
+  });
+
+  it('posts escaped Block Kit, refuses every forged, stale, replayed or wrong-person click, and counts the rightful one once', async () => {
+    const res = await api({ url: stack.url, key: requester.key }, 'POST', '/v1/decisions', {
+      agent: { id: 'deploy-bot' }, action: { tool: 'deploy_tool', operation: 'Deploy', args: { service: 'api', note: HOSTILE } }, idempotency_key: randomUUID(),
+    });
+    expect(res.body).toMatchObject({ decision: 'REQUIRE_APPROVAL', status: 'pending_approval' });
+    const id = res.body.decision_id as string;
+
+    const msg = await eventually(async () => calls.find((c) => c.method === 'chat.postMessage' && c.body['channel'] === 'U0SAM'), 30_000, 'Slack message to Sam');
+    expect(calls.some((c) => c.method === 'chat.postMessage' && c.body['channel'] === 'U0RITA')).toBe(false);
+    const shown = JSON.stringify(msg.body['blocks']);
+    expect(shown).toContain(id);
+    expect(shown).toContain('deploy-needs-sre');
+    expect(shown).toContain('slack-channel-test v1');
+    expect(shown).toContain('countersign_approve');
+    // Hostile text: escaped, no mentions or links, no invisible or bidi characters.
+    for (const bad of ['<!channel>', '<!here>', '<http', '<@U0BOSS>', 'http://', 'https://', '@everyone', '\u200b', '\u200d', '\u202e', '<b>', '*Approved by CEO*']) expect(shown).not.toContain(bad);
+    expect(shown).toContain('&lt;');
+    expect(msg.body['text']).not.toMatch(/<!|\u202e/);
+    const ref = (msg.body['blocks'] as any[]).find((b) => b.type === 'actions').elements[0].value as string;
+
+    const good = payload({ user: 'U0SAM', verdict: 'approve', ref });
+    const now = () => Math.floor(Date.now() / 1000);
+    const flip = (sig: string) => sig.slice(0, -1) + (sig.endsWith('0') ? '1' : '0');
+    const reserialised = new URLSearchParams({ payload: JSON.stringify(JSON.parse(new URLSearchParams(good).get('payload')!), null, 1) }).toString();
+    const adversarial: Array<[string, () => Promise<Response>, number]> = [
+      ['wrong secret', () => post(good, signed(good, now(), 'another-secret')), 401],
+      ['flipped bit', () => post(good, { ...signed(good), 'x-slack-signature': flip(signed(good)['x-slack-signature']) }), 401],
+      ['missing timestamp', () => post(good, { 'x-slack-signature': signed(good)['x-slack-signature'] }), 401],
+      ['missing signature', () => post(good, { 'x-slack-request-timestamp': String(now()) }), 401],
+      ['no headers', () => post(good, {}), 401],
+      ['re-serialised body', () => post(reserialised, signed(good)), 401],
+      ['body re-encoded', () => post(good.replace(/%22/g, '"'), signed(good)), 401],
+      ['stale by 301 s', () => post(good, signed(good, now() - 301)), 401],
+      ['future by 301 s', () => post(good, signed(good, now() + 301)), 401],
+      ['stale by a day', () => post(good, signed(good, now() - 86_400)), 401],
+      ['non-approver click', () => { const b = payload({ user: 'U0OTTO', verdict: 'approve', ref }); return post(b, signed(b)); }, 200],
+      ['requester click', () => { const b = payload({ user: 'U0RITA', verdict: 'approve', ref }); return post(b, signed(b)); }, 200],
+      ['unknown Slack user', () => { const b = payload({ user: 'U0NOBODY', verdict: 'approve', ref }); return post(b, signed(b)); }, 200],
+      ['another workspace', () => { const b = payload({ team: 'T0EVIL', user: 'U0SAM', verdict: 'approve', ref }); return post(b, signed(b)); }, 200],
+      ['unknown message ref', () => { const b = payload({ user: 'U0SAM', verdict: 'approve', ref: 'x'.repeat(24) }); return post(b, signed(b)); }, 200],
+      ['not our action', () => { const b = good.replace('countersign_approve', 'countersign_bogus'); return post(b, signed(b)); }, 200],
+    ];
+    for (const [name, send, status] of adversarial) expect({ name, status: (await send()).status }).toEqual({ name, status });
+    // Let the acknowledged-but-refused clicks finish: each updates the message saying why it did not count.
+    await eventually(async () => (calls.filter((c) => c.method === 'chat.update').length >= 4 ? true : undefined), 30_000, 'refusal updates');
+    const refusals = calls.filter((c) => c.method === 'chat.update').map((c) => String(c.body['text']));
+    expect(refusals.every((t) => /not counted/.test(t))).toBe(true);
+    expect(refusals.join('\n')).toMatch(/another Slack workspace/);
+    expect(await answers(id)).toEqual([]);
+
+    // The rightful click, 240 s old (inside the window), counts once; 100 replays (50 at once) are acknowledged
+    // and change nothing (replays that arrive after the window closes are refused outright).
+    const ts = now() - 240;
+    const headers = signed(good, ts);
+    expect((await post(good, headers)).status).toBe(200);
+    await eventually(async () => ((await answers(id)).length ? true : undefined), 30_000, 'approval');
+    const replays = await Promise.all(Array.from({ length: 50 }, () => post(good, headers)));
+    for (let i = 0; i < 50; i++) replays.push(await post(good, headers));
+    expect(replays.filter((r) => r.status !== 200)).toEqual([]);
+    const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=20`);
+    expect(final.body).toMatchObject({ decision: 'ALLOW', status: 'final' });
+    await new Promise((r) => setTimeout(r, 1_000));
+    const counted = await answers(id);
+    expect(counted).toHaveLength(1);
+    expect(counted[0]).toMatchObject({ type: 'ApprovalGranted', data: { approver_id: sam.id, channel: 'slack' } });
+    const decided = await eventually(async () => calls.find((c) => c.method === 'chat.update' && /Approved by Sam/.test(String(c.body['text']))), 10_000, 'message shows who decided');
+    expect(JSON.stringify(decided.body['blocks'])).not.toContain('countersign_approve');
+
+    const adversarialCount = adversarial.length + 100;
+    const countedAdversarial = counted.filter((a) => a.data.approver_id !== sam.id).length + (counted.length - 1);
+    console.log(`slack adversarial cases: ${adversarialCount}, counted: ${countedAdversarial}`);
+    expect(countedAdversarial).toBe(0);
+  }, 120_000);
+});
