@@ -12,7 +12,7 @@ import { api, eventually, startTestStack, type TestStack } from './harness.ts';
  * documented status, problem+json naming the problem, nothing written, nothing of tenant B leaked, no 5xx.
  */
 
-type Ids = { tenant: string; principal: string; apiKey: string; decision: string };
+type Ids = { tenant: string; principal: string; apiKey: string; decision: string; policy: string };
 type Row = {
   /** Who may call it: public (no key), any (any valid key), or the roles/platform admin it needs. */
   auth: 'public' | 'any' | 'roles' | 'platform-admin';
@@ -32,6 +32,7 @@ type Row = {
 };
 
 const agentRequest = { agent: { id: 'matrix-bot' }, action: { tool: 'search_tool' } };
+const matrixPolicy = (id: string) => ({ apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: id }, rules: [{ name: 'deny-shell', match: { tool: 'shell_exec' }, decision: 'DENY' }] });
 
 const ROWS: Record<string, Row> = {
   'GET /healthz': { auth: 'public', path: () => '/healthz', noIds: true },
@@ -65,6 +66,23 @@ const ROWS: Record<string, Row> = {
   'POST /v1/api-keys': { auth: 'any', path: () => '/v1/api-keys', body: (i) => ({ principal_id: i.principal, name: 'k' }), wrongType: [{ name: 7 }, 'name'] },
   'GET /v1/api-keys': { auth: 'any', path: () => '/v1/api-keys', strictQuery: true, noIds: true },
   'DELETE /v1/api-keys/:id': { auth: 'any', path: (i) => `/v1/api-keys/${i.apiKey}` },
+  'POST /v1/policies': { auth: 'roles', path: () => '/v1/policies', body: () => matrixPolicy('matrix-new-policy'), wrongType: [{ ...matrixPolicy('matrix-new-policy'), rules: 'x' }, 'rules'], noIds: true },
+  'GET /v1/policies': { auth: 'any', path: () => '/v1/policies', strictQuery: true, noIds: true },
+  'GET /v1/policies/:id': { auth: 'any', path: (i) => `/v1/policies/${i.policy}`, strictQuery: true },
+  'PUT /v1/policies/:id': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}`, body: (i) => matrixPolicy(i.policy), wrongType: [{ ...matrixPolicy('example'), rules: 'x' }, 'rules'] },
+  'DELETE /v1/policies/:id': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}` },
+  'GET /v1/policies/:id/versions': { auth: 'any', path: (i) => `/v1/policies/${i.policy}/versions`, strictQuery: true },
+  'GET /v1/policies/:id/diff': { auth: 'any', path: (i) => `/v1/policies/${i.policy}/diff?from=1&to=1` },
+  'POST /v1/policies/:id/activate': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}/activate` },
+  'POST /v1/policies/:id/deprecate': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}/deprecate` },
+  'POST /v1/policies/:id/clone': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}/clone` },
+  'POST /v1/policies/:id/rollback': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}/rollback`, body: () => ({ to_version: 1 }), wrongType: [{ to_version: 'one' }, 'to_version'] },
+  'POST /v1/policies/:id/validate': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}/validate` },
+  'GET /v1/agents/:id/binding': { auth: 'any', path: () => '/v1/agents/matrix-bot/binding', strictQuery: true, noIds: true },
+  'POST /v1/agents/:id/binding': { auth: 'roles', path: () => '/v1/agents/matrix-bot/binding', body: (i) => ({ policy_id: i.policy }), wrongType: [{ policy_id: 5 }, 'policy_id'] },
+  'DELETE /v1/agents/:id/binding': { auth: 'roles', path: () => '/v1/agents/matrix-bot/binding', noIds: true },
+  'POST /v1/policy/simulate': { auth: 'any', path: () => '/v1/policy/simulate', body: () => ({ request: agentRequest }), wrongType: [{ request: agentRequest, at: 5 }, 'at'], noIds: true },
+  'POST /api/v1/policy/simulate': { auth: 'any', path: () => '/api/v1/policy/simulate', body: () => ({ request: agentRequest }), wrongType: [{ request: agentRequest, at: 5 }, 'at'], noIds: true },
   // Channels (issue 8): public, authenticated by Slack's signature or the link and page token instead; their
   // own bad-input cases are in test/int/channels-*.int.test.ts.
   'POST /v1/slack/interactions': { auth: 'public', path: () => '/v1/slack/interactions', noIds: true },
@@ -123,13 +141,14 @@ beforeAll(async () => {
   keys.expired = expiring.body.api_key;
   await stack.db.query(`UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1`, [expiring.body.id]);
   const decA = await api(boot, 'POST', '/v1/decisions', agentRequest);
-  idsA = { tenant: 'default', principal: victim.body.id, apiKey: expiring.body.id, decision: decA.body.decision_id };
+  idsA = { tenant: 'default', principal: victim.body.id, apiKey: expiring.body.id, decision: decA.body.decision_id, policy: 'example' };
 
   const bAgent = await api(as(keys.adminB), 'POST', '/v1/principals', { name: `${B_NAME} agent`, kind: 'agent', roles: ['agent'] });
   const bKey = await api(as(keys.adminB), 'POST', '/v1/api-keys', { principal_id: bAgent.body.id, name: 'b key' });
   const decB = await api(as(bAgent.body.api_key), 'POST', '/v1/decisions', { agent: { id: 'b-bot' }, action: { tool: 'b_tool' } });
   expect(decB.status).toBe(200);
-  idsB = { tenant: 'tenant-b', principal: bAgent.body.id, apiKey: bKey.body.id, decision: decB.body.decision_id };
+  expect((await api(as(keys.adminB), 'POST', '/v1/policies', matrixPolicy('b-only-policy'))).status).toBe(201);
+  idsB = { tenant: 'tenant-b', principal: bAgent.body.id, apiKey: bKey.body.id, decision: decB.body.decision_id, policy: 'b-only-policy' };
   SECRETS.push(keys.adminB, bAgent.body.api_key, bKey.body.api_key, keys.bootstrap, keys.adminA);
   // Both runs have receipts, so the receipt route answers 200 for the owner (and must still 404 for others).
   for (const id of [idsA.decision, idsB.decision]) {
