@@ -18,7 +18,7 @@ export function buildReceipt(events: readonly StoredEvent[]): Receipt | null {
   const view = foldRun(prefix.filter((e) => isKnownEventType(e.type)).map((e) => ({ type: e.type, data: e.data }) as RunEvent));
   const head = prefix[prefix.length - 1];
   if (!view || !head || !view.evaluation || view.decision === null) return null;
-  const action: Receipt['action'] = { tool: view.action.tool, args_digest: view.args_digest as Receipt['action']['args_digest'] };
+  const action: Receipt['action'] = { tool: view.action.tool, args_digest: view.args_digest };
   if (view.action.operation !== undefined) action.operation = view.action.operation;
   if (view.action.topic !== undefined) action.topic = view.action.topic;
   if (view.action.capability !== undefined) action.capability = view.action.capability;
@@ -39,22 +39,22 @@ export function buildReceipt(events: readonly StoredEvent[]): Receipt | null {
     decision_id: view.decision_id,
     tenant_id: view.tenant_id,
     agent_id: view.agent_id,
-    request_digest: view.request_digest as Receipt['request_digest'],
+    request_digest: view.request_digest,
     action,
     decision: view.decision,
     status: view.status === 'final' ? 'final' : 'pending_approval',
     reason: view.reason,
     matched_rule: view.matched_rule,
     matched_rules: view.matched_rules,
-    policies: view.policies as Receipt['policies'],
-    snapshot_hash: view.evaluation.snapshot_hash as Receipt['snapshot_hash'],
+    policies: view.policies,
+    snapshot_hash: view.evaluation.snapshot_hash,
     facts: view.evaluation.facts,
     evaluated_at: view.evaluation.now,
     constraints: view.constraints,
     approvals,
     overrides,
     outcome: view.outcome
-      ? { status: view.outcome.status, reported_at: view.outcome.at, output_digest: view.outcome.output_digest as `sha256:${string}`, violations: view.outcome.violations }
+      ? { status: view.outcome.status, reported_at: view.outcome.at, output_digest: view.outcome.output_digest, violations: view.outcome.violations }
       : null,
     stream_id: head.stream_id,
     head_hash: head.hash,
