@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import { SMTPServer } from 'smtp-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
+
+const POLICY = `
+apiVersion: countersign/v1
+kind: Policy
+metadata: { id: email-channel-test, name: Email approvals under test }
+scope: { level: tenant }
+rules:
+  - name: drop-needs-two
+    match: { tool: db_tool, operation: Drop }
+    decision: REQUIRE_APPROVAL
+    reason: dropping a table needs two DBAs
+    approval: { approvers: [dba], quorum: 2, timeout: 1h }
+`;
+
+const HOSTILE = '<script>alert(1)</script><a href="http://evil.example">click</a> \u200bzw\u202eRTL\u202c "quoted" & <!channel>';
+
+type Mail = { to: string[]; raw: string };
+
+/** Decodes quoted-printable enough to read links and text back out of a message. */
+const unqp = (s: string) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+
+describe('email approvals: single-use links, a confirmation page, CSRF; GET never answers', () => {
+  let stack: TestStack;
+  let smtp: SMTPServer;
+  const mails: Mail[] = [];
+  let agent: { id: string; key: string };
+  let dee: { id: string; key: string };
+
+  const linkFor = async (to: string, decisionId: string) => eventually(async () => {
+    const m = mails.find((x) => x.to.includes(to) && unqp(x.raw).includes(decisionId));
+    const link = m && /https?:\/\/[^\s"<>]+\/v1\/email-approvals\/[A-Za-z0-9_-]{43}/.exec(unqp(m.raw))?.[0];
+    return link ? { link, mail: unqp(m.raw) } : undefined;
+  }, 30_000, `mail to ${to}`);
+  const pageOf = async (link: string) => {
+    const res = await fetch(link);
+    const body = await res.text();
+    return { status: res.status, body, csrf: /name="csrf" value="([^"]+)"/.exec(body)?.[1] ?? '' };
+  };
+  const postForm = (link: string, form: Record<string, string>, headers: Record<string, string> = {}) =>
+    fetch(link, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(form).toString() });
+  const answers = async (id: string) =>
+    (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('ApprovalGranted', 'ApprovalRejected') ORDER BY stream_version`, [`run-${id}`])).rows;
+  const ask = async () => {
+    const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', {
+      agent: { id: 'db-bot' }, action: { tool: 'db_tool', operation: 'Drop', args: { table: 'users', note: HOSTILE } }, idempotency_key: randomUUID(),
+    });
+    expect(res.body).toMatchObject({ decision: 'REQUIRE_APPROVAL' });
+    return res.body.decision_id as string;
+  };
+
+  beforeAll(async () => {
+    smtp = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['STARTTLS'],
+      onData(stream, session, done) {
+        let raw = '';
+        stream.on('data', (d: Buffer) => (raw += d.toString()));
+        stream.on('end', () => { mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw }); done(); });
+      },
+    });
+    await new Promise<void>((r) => smtp.listen(0, '127.0.0.1', () => r()));
+    const port = (smtp.server.address() as { port: number }).port;
+    stack = await startTestStack({ COUNTERSIGN_SMTP_URL: `smtp://127.0.0.1:${port}`, COUNTERSIGN_MAIL_FROM: 'Countersign <noreply@countersign.test>' });
+    await activateYaml(stack, POLICY);
+    agent = await addPrincipal(stack, { name: 'db bot', kind: 'agent', roles: ['agent'] });
+    dee = await addPrincipal(stack, { name: 'Dee', roles: ['approver'], groups: ['dba'], email: 'dee@example.test' });
+    await addPrincipal(stack, { name: 'Dan', roles: ['approver'], groups: ['dba'], email: 'dan@example.test' });
+    await addPrincipal(stack, { name: 'Dora', roles: ['approver'], groups: ['dba'], email: 'dora@example.test' });
+  }, 180_000);
+  afterAll(async () => {
+    await stack?.stop();
+    await new Promise<void>((r) => smtp?.close(() => r()));
+  });
+
+  it('counts only a POST from the confirmation page, once, before expiry, for its own decision', async () => {
+    const id = await ask();
+    const other = await ask();
+    const { link: deeLink, mail } = await linkFor('dee@example.test', id);
+    const { link: danLink } = await linkFor('dan@example.test', id);
+    const { link: doraLink } = await linkFor('dora@example.test', id);
+    const { link: deeOtherLink } = await linkFor('dee@example.test', other);
+
+    // The mail: plain text and HTML, facts, the agent's text escaped and without invisible characters.
+    expect(mail).toMatch(/Content-Type: text\/plain/i);
+    expect(mail).toMatch(/Content-Type: text\/html/i);
+    expect(mail).toContain('drop-needs-two');
+    // The HTML part shows the agent's markup as text; the plain-text part is not HTML (and its URLs are defanged).
+    const htmlPart = mail.split(/Content-Type: text\/html/i)[1]!;
+    const textPart = mail.split(/Content-Type: text\/html/i)[0]!;
+    expect(htmlPart).toContain('&lt;script&gt;');
+    expect(htmlPart).not.toContain('<script>');
+    expect(htmlPart).not.toContain('<a href="http://evil');
+    expect(textPart).not.toContain('http://evil');
+    expect(mail).not.toMatch(/\u200b|\u202e/);
+    // Only the hash is stored.
+    const token = deeLink.split('/').pop()!;
+    expect((await stack.db.query(`SELECT 1 FROM channel_email_tokens WHERE token_hash = $1 OR token_hash = $2`, [token, token.toLowerCase()])).rowCount).toBe(0);
+
+    const adversarial: Array<[string, () => Promise<Response>, number]> = [];
+    // GET and HEAD (link scanners, previews) only show the page, any number of times.
+    for (let i = 0; i < 5; i++) {
+      adversarial.push([`GET #${i}`, () => fetch(deeLink), 200]);
+      adversarial.push([`HEAD #${i}`, () => fetch(deeLink, { method: 'HEAD' }), 200]);
+    }
+    const page = await pageOf(deeLink);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('&lt;script&gt;');
+    expect(page.body).not.toContain('<script>');
+    expect(page.body).not.toMatch(/\u200b|\u202e/);
+    expect(page.csrf).not.toBe('');
+    const form = { csrf: page.csrf, decision_id: id, round: '1', verdict: 'approve' };
+    const otherPage = await pageOf(deeOtherLink);
+    adversarial.push(
+      ['POST without CSRF', () => postForm(deeLink, { ...form, csrf: '' }), 403],
+      ['POST with a forged CSRF', () => postForm(deeLink, { ...form, csrf: 'A'.repeat(43) }), 403],
+      ['POST with another link’s CSRF', () => postForm(deeLink, { ...form, csrf: otherPage.csrf }), 403],
+      ['POST as JSON', () => fetch(deeLink, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(form) }), 415],
+      ['POST from another site', () => postForm(deeLink, form, { origin: 'https://evil.example' }), 403],
+      ['POST naming another decision', () => postForm(deeLink, { ...form, decision_id: other }), 409],
+      ['POST naming another round', () => postForm(deeLink, { ...form, round: '2' }), 409],
+      ['POST with no verdict', () => postForm(deeLink, { ...form, verdict: 'maybe' }), 400],
+      ['unknown token', () => postForm(deeLink.replace(/[A-Za-z0-9_-]{43}$/, 'B'.repeat(43)), form), 404],
+      ['malformed token', () => postForm(deeLink.replace(/[A-Za-z0-9_-]{43}$/, 'short'), form), 404],
+      ['another decision’s link with this page', () => postForm(deeOtherLink, form), 403],
+    );
+    for (const [name, send, status] of adversarial) {
+      const res = await send();
+      expect({ name, status: res.status }).toEqual({ name, status });
+      expect(res.headers.get('content-type') ?? '').toMatch(/text\/html/);
+    }
+    expect(await answers(id)).toEqual([]);
+    expect(await answers(other)).toEqual([]);
+
+    // Expired: the link stops working at its expiry (never later than the round's deadline).
+    const expiry = await stack.db.query<{ ok: boolean }>(`SELECT bool_and(t.expires_at <= (SELECT (data->>'deadline')::timestamptz FROM events e WHERE e.stream_id = 'run-' || t.decision_id AND e.type = 'ApprovalRequested' LIMIT 1)) AS ok FROM channel_email_tokens t`);
+    expect(expiry.rows[0]!.ok).toBe(true);
+    const danPage = await pageOf(danLink);
+    await stack.db.query(`UPDATE channel_email_tokens SET expires_at = now() - interval '1 second' WHERE email = 'dan@example.test'`);
+    const expired = await postForm(danLink, { csrf: danPage.csrf, decision_id: id, round: '1', verdict: 'approve' });
+    expect(expired.status).toBe(404);
+    expect(await expired.text()).toMatch(/expired/);
+
+    // The rightful answer counts once; the same link again does not.
+    const ok = await postForm(deeLink, form);
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toMatch(/Approved by Dee/);
+    const again = await Promise.all([postForm(deeLink, form), postForm(deeLink, { ...form, verdict: 'reject' }), fetch(deeLink)]);
+    expect(again.map((r) => r.status)).toEqual([404, 404, 404]);
+    const counted = await answers(id);
+    expect(counted).toHaveLength(1);
+    expect(counted[0]).toMatchObject({ type: 'ApprovalGranted', data: { approver_id: dee.id, channel: 'email' } });
+
+    // Dora rejects: the round closes; Dan's (expired) link never counted.
+    const doraPage = await pageOf(doraLink);
+    expect((await postForm(doraLink, { csrf: doraPage.csrf, decision_id: id, round: '1', verdict: 'reject' })).status).toBe(200);
+    const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=20`);
+    expect(final.body).toMatchObject({ status: 'final', decision: 'DENY' });
+
+    const adversarialCount = adversarial.length + 1 + 3;
+    const countedAdversarial = (await answers(id)).filter((a) => a.data.approver_id !== dee.id && a.type !== 'ApprovalRejected').length
+      + (await answers(id)).filter((a) => a.data.approver_id === dee.id).length - 1
+      + (await answers(other)).length;
+    console.log(`email adversarial cases: ${adversarialCount}, counted: ${countedAdversarial}`);
+    expect(countedAdversarial).toBe(0);
+  }, 120_000);
+});
