@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerPolicyLifecycleCommands } from './policy-lifecycle.ts';
 import { DECISIONS, type Decision } from '../../../schemas/decision-kind.ts';
 import { circuitBreakerPack } from '../../policy/builtin-pack.ts';
 import { assembleSnapshot } from '../../policy/compile.ts';
@@ -124,6 +125,7 @@ function testCommand(files: string[]): number {
 
 export function registerPolicyCommands(program: Command): void {
   const policy = program.command('policy').description('Write, check and simulate policies.');
+  registerPolicyLifecycleCommands(policy);
   policy
     .command('validate')
     .description('Check a policy file (YAML or JSON); prints every error as FILE:LINE:COL message and exits 1.')
