@@ -1,0 +1,177 @@
+// Decision benchmark (issue 6), on a whole test stack (API, worker, publisher as child processes; own database,
+// topic and task queue) against the shared Temporal, each part compared with bare Temporal on the same server,
+// driven by a no-op worker in this process (bench/noop-workflow.ts, its own task queue):
+//   (a) ALLOW round trip, POST /v1/decisions vs client.workflow.start of a no-op workflow, sequential and
+//       interleaved, N=200: p50/p99 ratios (goals p50 <= 1.3x, p99 <= 1.5x);
+//   (b) sustained throughput at concurrency 8, ~10 s each (two interleaved halves): decisions/s vs no-op
+//       starts/s (goal >= 0.8x);
+//   (c) approve -> a waiting long-poll (GET /v1/decisions/{id}?wait=30, issued before the approve) answers,
+//       vs a bare Temporal update round trip (no-op workflow with an update handler): p50 ratio (goal <= 1.5x);
+//   (d) worker start with the prebuilt bundle: spawn services/worker/main.ts to its "worker started" line
+//       (goal < 3 s).
+//   eval "$(services/stack/stack.sh env)"; npx tsx bench/decision.ts [N] [approval rounds]
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { activateYaml, addPrincipal, api, ROOT, startProcess, startTestStack } from '../test/int/harness.ts';
+import { noop, poke, waitsForPoke } from './noop-workflow.ts';
+
+const N = Number(process.argv[2] ?? 200);
+const approvalRounds = Number(process.argv[3] ?? 20);
+const run = randomBytes(4).toString('hex');
+const bundle = path.join(process.env['COUNTERSIGN_DATA_DIR'] ?? path.join(ROOT, '.data'), 'workflow-bundle.js');
+
+const POLICY = `
+apiVersion: countersign/v1
+kind: Policy
+metadata: { id: bench-decisions, name: Decision benchmark }
+scope: { level: tenant }
+rules:
+  - name: reports
+    match: { tool: report_tool }
+    decision: ALLOW
+    reason: reports are fine
+  - name: deploys
+    match: { tool: deploy_tool, operation: Deploy }
+    decision: REQUIRE_APPROVAL
+    reason: deploys need an SRE
+    approval: { approvers: [sre], quorum: 1, timeout: 1h, on_timeout: DENY }
+`;
+
+// A fresh bundle, so the worker (and part d) never falls back to webpack at start-up.
+execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/worker/bundle.ts')], {
+  cwd: ROOT, env: { ...process.env, COUNTERSIGN_WORKFLOW_BUNDLE: bundle }, stdio: ['ignore', 'ignore', 'inherit'],
+});
+Runtime.install({ logger: new DefaultLogger('WARN') });
+const stack = await startTestStack({ COUNTERSIGN_WORKFLOW_BUNDLE: bundle, COUNTERSIGN_LOG_LEVEL: 'warn' });
+try {
+  await activateYaml(stack, POLICY);
+  const agent = await addPrincipal(stack, { name: 'bench bot', kind: 'agent', roles: ['agent'] });
+  const approver = await addPrincipal(stack, { name: 'Sam', roles: ['approver'], groups: ['sre'] });
+  const asAgent = { url: stack.url, key: agent.key };
+  const asApprover = { url: stack.url, key: approver.key };
+
+  const temporalAddress = stack.env['TEMPORAL_ADDRESS']!;
+  const noopQueue = `bench-noop-${run}`;
+  const nativeConnection = await NativeConnection.connect({ address: temporalAddress });
+  const worker = await Worker.create({ connection: nativeConnection, taskQueue: noopQueue, workflowsPath: path.join(import.meta.dirname, 'noop-workflow.ts') });
+  const workerRun = worker.run();
+  const connection = await Connection.connect({ address: temporalAddress });
+  const client = new Client({ connection });
+
+  let seq = 0;
+  const allow = async () => {
+    const res = await api(asAgent, 'POST', '/v1/decisions', { agent: { id: 'bench-bot' }, action: { tool: 'report_tool', operation: 'Read', args: { n: (seq += 1) } } });
+    if (res.status !== 200 || res.body.decision !== 'ALLOW') throw new Error(`unexpected decision answer ${res.status} ${JSON.stringify(res.body)}`);
+  };
+  const start = async () => {
+    await client.workflow.start(noop, { taskQueue: noopQueue, workflowId: `bench-noop-${run}-${(seq += 1)}` });
+  };
+  const timed = async (fn: () => Promise<void>) => {
+    const t = performance.now();
+    await fn();
+    return performance.now() - t;
+  };
+  const pct = (xs: number[], p: number) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+  };
+  const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
+
+  // Warm-up: connections, JIT, the no-op worker's first tasks.
+  for (let i = 0; i < 20; i++) { await allow(); await start(); }
+
+  // (a) sequential, interleaved (alternating which goes first).
+  const dec: number[] = [];
+  const bare: number[] = [];
+  for (let i = 0; i < N; i++) {
+    if (i % 2 === 0) { dec.push(await timed(allow)); bare.push(await timed(start)); } else { bare.push(await timed(start)); dec.push(await timed(allow)); }
+  }
+  console.log(`(a) ALLOW round trip  N=${N}: p50 ${fmt(pct(dec, 50))}, p99 ${fmt(pct(dec, 99))}`);
+  console.log(`    no-op start       N=${N}: p50 ${fmt(pct(bare, 50))}, p99 ${fmt(pct(bare, 99))}`);
+  console.log(`    ratio p50 ${(pct(dec, 50) / pct(bare, 50)).toFixed(2)}x (goal <= 1.3x), p99 ${(pct(dec, 99) / pct(bare, 99)).toFixed(2)}x (goal <= 1.5x)`);
+
+  // (b) sustained, concurrency 8: two halves each, interleaved.
+  const sustained = async (fn: () => Promise<void>, ms: number) => {
+    const end = performance.now() + ms;
+    const t = performance.now();
+    let n = 0;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (performance.now() < end) { await fn(); n += 1; }
+    }));
+    return { n, s: (performance.now() - t) / 1000 };
+  };
+  const d = { n: 0, s: 0 };
+  const b = { n: 0, s: 0 };
+  for (const which of ['bare', 'dec', 'dec', 'bare'] as const) {
+    const m = await sustained(which === 'dec' ? allow : start, 5_000);
+    const acc = which === 'dec' ? d : b;
+    acc.n += m.n;
+    acc.s += m.s;
+  }
+  console.log(`(b) sustained c=8: decisions ${Math.round(d.n / d.s)}/s (${d.n} in ${d.s.toFixed(1)} s), no-op starts ${Math.round(b.n / b.s)}/s (${b.n} in ${b.s.toFixed(1)} s), ratio ${((d.n / d.s) / (b.n / b.s)).toFixed(2)}x (goal >= 0.8x)`);
+
+  // (c) approve -> waiting long-poll vs a bare update round trip.
+  const approveLat: number[] = [];
+  const updateLat: number[] = [];
+  const approvalRound = async () => {
+    const res = await api(asAgent, 'POST', '/v1/decisions', { agent: { id: 'bench-bot' }, action: { tool: 'deploy_tool', operation: 'Deploy', args: { n: (seq += 1) } } });
+    if (res.body?.status !== 'pending_approval') throw new Error(`expected a pending decision: ${res.status} ${JSON.stringify(res.body)}`);
+    const id: string = res.body.decision_id;
+    // The round must be open before the approve is timed.
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const list = await api(asApprover, 'GET', '/v1/approvals');
+      if (list.body.items?.some((x: { decision_id: string }) => x.decision_id === id)) break;
+      if (Date.now() > deadline) throw new Error(`approval round of ${id} never opened`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    let answered = 0;
+    const poll = api(stack, 'GET', `/v1/decisions/${id}?wait=30`).then((r) => { answered = performance.now(); return r; });
+    await new Promise((r) => setTimeout(r, 100)); // let the long-poll reach its wait
+    const t = performance.now();
+    const ok = await api(asApprover, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
+    if (ok.status !== 200) throw new Error(`approve failed: ${ok.status} ${JSON.stringify(ok.body)}`);
+    const final = await poll;
+    if (final.body?.status !== 'final' || final.body?.decision !== 'ALLOW') throw new Error(`long-poll answered ${JSON.stringify(final.body)}`);
+    approveLat.push(answered - t);
+  };
+  const updateRound = async () => {
+    const handle = await client.workflow.start(waitsForPoke, { taskQueue: noopQueue, workflowId: `bench-poke-${run}-${(seq += 1)}` });
+    await handle.query('__stack_trace').catch(() => undefined); // first workflow task done: the handler is set
+    const t = performance.now();
+    await handle.executeUpdate(poke);
+    updateLat.push(performance.now() - t);
+    await handle.result();
+  };
+  await approvalRound();
+  await updateRound();
+  approveLat.length = 0;
+  updateLat.length = 0;
+  for (let i = 0; i < approvalRounds; i++) {
+    if (i % 2 === 0) { await approvalRound(); await updateRound(); } else { await updateRound(); await approvalRound(); }
+  }
+  console.log(`(c) approve -> long-poll answer n=${approvalRounds}: p50 ${fmt(pct(approveLat, 50))}, p99 ${fmt(pct(approveLat, 99))}`);
+  console.log(`    bare update round trip      n=${approvalRounds}: p50 ${fmt(pct(updateLat, 50))}, p99 ${fmt(pct(updateLat, 99))}`);
+  console.log(`    ratio p50 ${(pct(approveLat, 50) / pct(updateLat, 50)).toFixed(2)}x (goal <= 1.5x)`);
+
+  worker.shutdown();
+  await workerRun;
+  await nativeConnection.close();
+  await connection.close();
+
+  // (d) worker start with the prebuilt bundle (an extra worker on the stack's task queue, stopped at once).
+  const starts: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    const w = await startProcess('worker', 'services/worker/main.ts', { ...stack.env, COUNTERSIGN_WORKFLOW_BUNDLE: bundle, COUNTERSIGN_LOG_LEVEL: 'info' }, /worker started/);
+    starts.push(performance.now() - t);
+    if (/bundling at start-up/.test(w.output())) throw new Error('the worker ignored the bundle (stale?)');
+    await w.stop();
+  }
+  console.log(`(d) worker start (spawn -> "worker started"), 3 runs: ${starts.map((s) => `${(s / 1000).toFixed(2)} s`).join(', ')}; median ${(pct(starts, 50) / 1000).toFixed(2)} s (goal < 3 s)`);
+} finally {
+  await stack.stop();
+}
