@@ -206,7 +206,7 @@ describe('bad-input matrix over every route', () => {
 
   it('each row works for its rightful caller (the rows are right, so the refusals below mean something)', async () => {
     for (const [route, row] of Object.entries(ROWS)) {
-      if (route.startsWith('POST /v1/tenants') || route.startsWith('POST') || route.startsWith('PATCH') || route.startsWith('DELETE')) continue;
+      if (route.startsWith('POST /v1/tenants') || route.startsWith('POST') || route.startsWith('PATCH') || route.startsWith('PUT') || route.startsWith('DELETE')) continue;
       const res = await send(route.split(' ')[0]!, row.path(idsA), row.auth === 'public' ? null : keys.bootstrap);
       expect({ route, status: res.status < 400 || (route === 'GET /readyz' && res.status === 503) || (route === 'GET /v1/email-approvals/:token' && res.status === 404) }).toEqual({ route, status: true });
     }
