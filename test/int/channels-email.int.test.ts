@@ -56,6 +56,9 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     smtp = new SMTPServer({
       authOptional: true,
       disabledCommands: ['STARTTLS'],
+      onRcptTo(address, _session, done) {
+        done(address.address === 'bounce@example.test' ? Object.assign(new Error('550 no such mailbox'), { responseCode: 550 }) : undefined);
+      },
       onData(stream, session, done) {
         let raw = '';
         stream.on('data', (d: Buffer) => (raw += d.toString()));
@@ -69,6 +72,7 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     agent = await addPrincipal(stack, { name: 'db bot', kind: 'agent', roles: ['agent'] });
     dee = await addPrincipal(stack, { name: 'Dee', roles: ['approver'], groups: ['dba'], email: 'dee@example.test' });
     await addPrincipal(stack, { name: 'Dan', roles: ['approver'], groups: ['dba'], email: 'dan@example.test' });
+    await addPrincipal(stack, { name: 'Bo', roles: ['approver'], groups: ['dba'], email: 'bounce@example.test' });
     await addPrincipal(stack, { name: 'Dora', roles: ['approver'], groups: ['dba'], email: 'dora@example.test' });
   }, 180_000);
   afterAll(async () => {
@@ -83,6 +87,9 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     const { link: danLink } = await linkFor('dan@example.test', id);
     const { link: doraLink } = await linkFor('dora@example.test', id);
     const { link: deeOtherLink } = await linkFor('dee@example.test', other);
+
+    const failed = await eventually(async () => (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'NotificationFailed' AND data->>'channel' = 'email'`, [`run-${id}`])).rows[0], 30_000, 'failed email delivery');
+    expect(failed.data.error).toMatch(/550|mailbox/);
 
     // The mail: plain text and HTML, facts, the agent's text escaped and without invisible characters.
     expect(mail).toMatch(/Content-Type: text\/plain/i);

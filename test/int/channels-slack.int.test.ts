@@ -39,6 +39,7 @@ function slackStandIn(calls: Call[]): Server {
       calls.push({ method, body });
       res.setHeader('content-type', 'application/json');
       if (method === 'auth.test') return res.end(JSON.stringify({ ok: true, team_id: TEAM, user_id: 'UBOT', team: 'Countersign test' }));
+      if (method === 'chat.postMessage' && body['channel'] === 'U0GONE') return res.end(JSON.stringify({ ok: false, error: 'channel_not_found' }));
       if (method === 'chat.postMessage') return res.end(JSON.stringify({ ok: true, channel: `D${String(body['channel'])}`, ts: `${ts++}.000100` }));
       if (method === 'chat.update') return res.end(JSON.stringify({ ok: true, channel: body['channel'], ts: body['ts'] }));
       res.end(JSON.stringify({ ok: false, error: 'unknown_method' }));
@@ -64,6 +65,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
   const calls: Call[] = [];
   let requester: { id: string; key: string };
   let sam: { id: string; key: string };
+  let gus: { id: string; key: string };
 
   const post = (body: string, headers: Record<string, string>) =>
     fetch(`${stack.url}/v1/slack/interactions`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
@@ -83,6 +85,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     // The requester is a person who is also an SRE approver: never notified, never counted on their own request.
     requester = await addPrincipal(stack, { name: 'Rita', roles: ['agent', 'approver'], groups: ['sre'], slack_user_id: 'U0RITA' });
     sam = await addPrincipal(stack, { name: 'Sam', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SAM' });
+    gus = await addPrincipal(stack, { name: 'Gus', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0GONE' });
     await addPrincipal(stack, { name: 'Otto', roles: ['approver'], groups: ['marketing'], slack_user_id: 'U0OTTO' });
   }, 180_000);
   afterAll(async () => {
@@ -108,6 +111,15 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     for (const bad of ['<!channel>', '<!here>', '<http', '<@U0BOSS>', 'http://', 'https://', '@everyone', '\u200b', '\u200d', '\u202e', '<b>', '*Approved by CEO*']) expect(shown).not.toContain(bad);
     expect(shown).toContain('&lt;');
     expect(msg.body['text']).not.toMatch(/<!|\u202e/);
+    // Each delivery is recorded; a channel that fails is a NotificationFailed, never a failed run.
+    const notes = await eventually(async () => {
+      const rows = (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('NotificationSent', 'NotificationFailed') AND data->>'channel' = 'slack'`, [`run-${id}`])).rows;
+      return rows.length >= 2 ? rows : undefined;
+    }, 30_000, 'slack notification events');
+    expect(notes).toEqual(expect.arrayContaining([
+      expect.objectContaining({ type: 'NotificationSent', data: expect.objectContaining({ recipient: sam.id }) }),
+      expect.objectContaining({ type: 'NotificationFailed', data: expect.objectContaining({ recipient: gus.id, error: expect.stringMatching(/channel_not_found/) }) }),
+    ]));
     const ref = (msg.body['blocks'] as any[]).find((b) => b.type === 'actions').elements[0].value as string;
 
     const good = payload({ user: 'U0SAM', verdict: 'approve', ref });
