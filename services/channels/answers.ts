@@ -87,8 +87,20 @@ export async function answerSlackClick(db: Db, messages: MessageDeps, slack: Web
     // A click that did not count leaves the buttons for the rightful approver.
     const blocks = outcome.counted ? resultBlocks(facts, message.ref, text) : [...(facts ? resultBlocks(facts, message.ref, text) : [])];
     await slack.chat.update({ channel: message.channel, ts: message.ts, text, blocks: blocks as never }).catch(() => undefined);
+    // The round closed with this answer: the other approvers' messages lose their buttons too.
+    if (outcome.counted && facts && facts.status !== 'open') await closeOtherMessages(db, slack, message, facts, `Round ${facts.round} is ${facts.status}: ${text}`);
   }
   return outcome;
+}
+
+async function closeOtherMessages(db: Db, slack: WebClient, message: SlackMessageRow, facts: NonNullable<Awaited<ReturnType<typeof loadRoundFacts>>>, text: string): Promise<void> {
+  const others = await withTenant(db, message.tenant_id, (c) => c.query<{ ref: string; channel: string; ts: string }>(
+    `SELECT ref, channel, ts FROM channel_slack_messages WHERE tenant_id = $1 AND decision_id = $2 AND round = $3 AND ref <> $4 AND ts IS NOT NULL`,
+    [message.tenant_id, message.decision_id, message.round, message.ref],
+  ));
+  for (const o of others.rows) {
+    await slack.chat.update({ channel: o.channel, ts: o.ts, text, blocks: resultBlocks(facts, o.ref, text) as never }).catch(() => undefined);
+  }
 }
 
 // ---- Email ----

@@ -85,6 +85,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     // The requester is a person who is also an SRE approver: never notified, never counted on their own request.
     requester = await addPrincipal(stack, { name: 'Rita', roles: ['agent', 'approver'], groups: ['sre'], slack_user_id: 'U0RITA' });
     sam = await addPrincipal(stack, { name: 'Sam', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SAM' });
+    await addPrincipal(stack, { name: 'Sue', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SUE' });
     gus = await addPrincipal(stack, { name: 'Gus', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0GONE' });
     await addPrincipal(stack, { name: 'Otto', roles: ['approver'], groups: ['marketing'], slack_user_id: 'U0OTTO' });
   }, 180_000);
@@ -169,6 +170,10 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     expect(counted[0]).toMatchObject({ type: 'ApprovalGranted', data: { approver_id: sam.id, channel: 'slack' } });
     const decided = await eventually(async () => calls.find((c) => c.method === 'chat.update' && /Approved by Sam/.test(String(c.body['text']))), 10_000, 'message shows who decided');
     expect(JSON.stringify(decided.body['blocks'])).not.toContain('countersign_approve');
+    // Sue's message for the same round shows it is closed, and loses its buttons.
+    const sueUpdate = await eventually(async () => calls.find((c) => c.method === 'chat.update' && c.body['channel'] === 'DU0SUE'), 10_000, "Sue's message closed");
+    expect(String(sueUpdate.body['text'])).toMatch(/Round 1 is approved: Approved by Sam/);
+    expect(JSON.stringify(sueUpdate.body['blocks'])).not.toContain('countersign_approve');
 
     const adversarialCount = adversarial.length + 100;
     const countedAdversarial = counted.filter((a) => a.data.approver_id !== sam.id).length + (counted.length - 1);
