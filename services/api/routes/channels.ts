@@ -34,7 +34,7 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
     // The signature covers the raw body: keep it as the exact string received.
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_LIMIT_BYTES }, (_req, body, done) => done(null, body));
 
-    scope.post('/v1/slack/interactions', { schema: { hide: true } }, async (req, reply) => {
+    scope.post('/v1/slack/interactions', { schema: { tags: ['channels'], summary: "Slack's interactivity URL: verified by Slack's request signature, not an API key", security: [] } }, async (req, reply) => {
       const raw = typeof req.body === 'string' ? req.body : '';
       const check = verifySlackSignature(config.COUNTERSIGN_SLACK_SIGNING_SECRET, { timestamp: req.headers['x-slack-request-timestamp'], signature: req.headers['x-slack-signature'] }, raw);
       if (!check.ok) throw new CountersignError('unauthorized', `Slack request refused: ${check.reason}`);
@@ -58,9 +58,9 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
     };
 
     // GET (and the HEAD Fastify derives from it) only shows the page: link scanners and previews answer nothing.
-    scope.get<{ Params: { token: string } }>('/v1/email-approvals/:token', { schema: { hide: true } }, async (req, reply) => page(req.params.token, reply));
+    scope.get<{ Params: { token: string } }>('/v1/email-approvals/:token', { schema: { tags: ['channels'], summary: 'The confirmation page of an emailed approval link (GET and HEAD never answer)', security: [] } }, async (req, reply) => page(req.params.token, reply));
 
-    scope.post<{ Params: { token: string } }>('/v1/email-approvals/:token', { schema: { hide: true } }, async (req, reply) => {
+    scope.post<{ Params: { token: string } }>('/v1/email-approvals/:token', { schema: { tags: ['channels'], summary: 'Answer from the confirmation page (form POST with its CSRF token)', security: [] } }, async (req, reply) => {
       if (typeof req.body !== 'string') return html(reply, 415, messagePage('Not answered', 'answer from the confirmation page'));
       const form = new URLSearchParams(req.body);
       const found = await readEmailToken(deps.db, req.params.token);
