@@ -49,16 +49,16 @@ export const notFound = (decisionId: string) => new CountersignError('not_found'
 export async function waitForDecision(deps: { db: Db; temporal: Client; watcher: RunWatcher }, tenantId: string, decisionId: string, waitSeconds: number): Promise<DecisionResult> {
   const sub = deps.watcher.subscribe(runStreamId(decisionId));
   try {
-    const first = await readDecision(deps, tenantId, decisionId);
-    if (first.status === 'final' || waitSeconds <= 0) return first;
+    let latest = await readDecision(deps, tenantId, decisionId);
+    if (latest.status === 'final' || waitSeconds <= 0) return latest;
     const deadline = Date.now() + waitSeconds * 1000;
     // Re-read at least every few seconds: a notification lost while the listener reconnects only delays.
     for (;;) {
       const left = deadline - Date.now();
-      if (left <= 0) return first;
+      if (left <= 0) return latest;
       await sub.wait(Math.min(left, 5_000));
-      const now = await readDecision(deps, tenantId, decisionId);
-      if (now.status === 'final') return now;
+      latest = await readDecision(deps, tenantId, decisionId);
+      if (latest.status === 'final') return latest;
     }
   } finally {
     sub.cancel();

@@ -1,5 +1,4 @@
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import type { DecisionResult } from '../../schemas/decision.ts';
 import {
   answerUpdate, outcomeUpdate, overrideUpdate,
   type AnswerInput, type AnswerResult, type OutcomeInput, type OutcomeResult, type OverrideInput, type OverrideResult,
@@ -170,4 +169,3 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));
 }
 
-export type { DecisionResult };

@@ -9,9 +9,9 @@ import { parsePolicyText } from '../policy/index.ts';
 import { loadOrCreateKeyring } from '../receipts/keyring.ts';
 
 const config = loadConfig();
-const db = createPool(config.adminDatabaseUrl === config.DATABASE_URL ? config.DATABASE_URL : config.DATABASE_URL, 2);
+const db = createPool(config.DATABASE_URL, 2);
 try {
-  const { token, created } = await ensureBootstrap(db, { tenantId: config.COUNTERSIGN_DEFAULT_TENANT, keyFile: config.bootstrapKeyFile });
+  const { created } = await ensureBootstrap(db, { tenantId: config.COUNTERSIGN_DEFAULT_TENANT, keyFile: config.bootstrapKeyFile });
   const file = path.join(import.meta.dirname, 'example-policy.yaml');
   const parsed = parsePolicyText(readFileSync(file, 'utf8'), file);
   if (!parsed.ok) throw new Error(`example policy is invalid: ${parsed.errors.map((e) => e.message).join('; ')}`);
@@ -22,7 +22,6 @@ try {
     actor: `prn_bootstrap_${config.COUNTERSIGN_DEFAULT_TENANT}`,
   });
   process.stdout.write(`${JSON.stringify({ bootstrap_key_file: config.bootstrapKeyFile, key_created: created, policy: activated.policy_id, version: activated.version })}\n`);
-  void token;
 } finally {
   await db.end();
 }
