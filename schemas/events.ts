@@ -124,6 +124,8 @@ export const PolicyActivatedData = z.strictObject({
   signature: z.string().optional(),
   signing_key_id: z.string().optional(),
   activated_by: z.string(),
+  approved_by: z.string().optional().describe('Four-eyes activation: the second admin who approved it.'),
+  review_id: z.string().optional().describe('Four-eyes activation: the review (workflow id) that approved it.'),
 });
 
 // --- policy lifecycle (issue 7): drafts, validation, deprecation, rollback, import, bindings ------------
@@ -161,7 +163,32 @@ export const PolicyImportedData = z.strictObject({
 });
 export const PolicyBindingData = z.strictObject({ agent_id: z.string(), policy_id: z.string(), by: z.string() });
 export const PolicyDeletedData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), deleted_by: z.string() });
-export const AgentManifestForcedData = z.strictObject({ agent_id: z.string(), manifest: z.record(z.string(), z.unknown()), by: z.string() });
+export const AgentManifestForcedData = z.strictObject({
+  agent_id: z.string(),
+  manifest: z.record(z.string(), z.unknown()),
+  by: z.string(),
+  violations: z.array(z.record(z.string(), z.unknown())).optional().describe('What the check found, as it was overridden.'),
+});
+// Four-eyes activation (issue 7): an approval round on the policy stream, run by workflows/policy-activation-workflow.ts.
+export const PolicyActivationRequestedData = z.strictObject({
+  policy_id: z.string(),
+  version: z.number().int().positive(),
+  review_id: z.string().describe('The review workflow id.'),
+  document_hash: Sha256.describe('The exact draft document the approval is bound to.'),
+  requested_by: z.string(),
+  authors: z.array(z.string()).describe('Who wrote the change (drafted, edited, imported, asked to activate): none of them may approve it.'),
+  deadline: z.iso.datetime({ offset: true }),
+  expected_loosening: z.array(z.string()).optional().describe('Rules whose loosening the requester declared expected.'),
+});
+export const PolicyActivationAnswerData = z.strictObject({
+  policy_id: z.string(),
+  version: z.number().int().positive(),
+  review_id: z.string(),
+  by: z.string(),
+  comment: z.string().max(4000).optional(),
+  at: z.iso.datetime({ offset: true }),
+});
+export const PolicyActivationExpiredData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), review_id: z.string(), at: z.iso.datetime({ offset: true }) });
 
 export const EVENT_DATA = {
   DecisionRequested: DecisionRequestedData,
@@ -191,6 +218,10 @@ export const EVENT_DATA = {
   PolicyUnbound: PolicyBindingData,
   PolicyDeleted: PolicyDeletedData,
   AgentManifestForced: AgentManifestForcedData,
+  PolicyActivationRequested: PolicyActivationRequestedData,
+  PolicyActivationApproved: PolicyActivationAnswerData,
+  PolicyActivationRejected: PolicyActivationAnswerData,
+  PolicyActivationExpired: PolicyActivationExpiredData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;
 export const EVENT_TYPES = Object.keys(EVENT_DATA) as EventType[];

@@ -30,6 +30,10 @@ export const Expiry = z.iso.datetime({ offset: true }).describe('When the key st
 export const TenantSettings = z
   .strictObject({
     approval_timeout: z.string().regex(/^\d+[smhd]$/, 'a duration like 30m or 1h').optional().describe('Default approval timeout when a rule names none.'),
+    policy_four_eyes: z.boolean().optional().describe('Policy activation needs a second admin: it becomes an approval round; the author cannot approve it. Default false.'),
+    policy_require_validation: z.boolean().optional().describe('Activation is refused unless the exact draft was validated against recent runs. Default false.'),
+    policy_refuse_loosening: z.boolean().optional().describe('Activation is refused while the draft\'s validation shows loosening by rules the activation does not declare in expected_loosening (implies validation). Default false.'),
+    policy_activation_timeout: z.string().regex(/^\d+[smhd]$/, 'a duration like 30m or 1h').optional().describe('How long a four-eyes activation waits for the second admin. Default 72h.'),
   })
   .describe('Tenant-wide settings.');
 

@@ -187,6 +187,10 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     case 'PolicyUnbound':
     case 'PolicyDeleted':
     case 'AgentManifestForced':
+    case 'PolicyActivationRequested':
+    case 'PolicyActivationApproved':
+    case 'PolicyActivationRejected':
+    case 'PolicyActivationExpired':
       return view;
     default: {
       const never: never = event;
