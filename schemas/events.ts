@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DecisionRequest, Evaluation, Decision, Constraints } from './decision.ts';
+import { ToolCatalogRegisteredData, ToolCatalogRemovedData } from './tool-catalog.ts';
 
 /**
  * The event catalogue. Every event is `{ type, schemaVersion, data }` plus an envelope assigned on append.
@@ -222,6 +223,9 @@ export const EVENT_DATA = {
   PolicyActivationApproved: PolicyActivationAnswerData,
   PolicyActivationRejected: PolicyActivationAnswerData,
   PolicyActivationExpired: PolicyActivationExpiredData,
+  // tool catalog streams: `catalog-<tenant>` (schemas/tool-catalog.ts)
+  ToolCatalogRegistered: ToolCatalogRegisteredData,
+  ToolCatalogRemoved: ToolCatalogRemovedData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;
 export const EVENT_TYPES = Object.keys(EVENT_DATA) as EventType[];

@@ -5,3 +5,4 @@ export * from './identity.ts';
 export * from './api.ts';
 export * from './policy.ts';
 export * from './duration.ts';
+export * from './tool-catalog.ts';

@@ -191,6 +191,8 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     case 'PolicyActivationApproved':
     case 'PolicyActivationRejected':
     case 'PolicyActivationExpired':
+    case 'ToolCatalogRegistered':
+    case 'ToolCatalogRemoved':
       return view;
     default: {
       const never: never = event;
