@@ -15,6 +15,8 @@ const APP_GRANTS: Array<[string, string]> = [
   ['api_keys', 'SELECT, INSERT, UPDATE'],
   ['channel_email_tokens', 'SELECT, INSERT, UPDATE'],
   ['channel_slack_messages', 'SELECT, INSERT, UPDATE'],
+  ['tool_catalog_sources', 'SELECT, INSERT, UPDATE, DELETE'],
+  ['tool_catalog_heads', 'SELECT, INSERT, UPDATE'],
   ['channel_slack_interactions', 'SELECT, INSERT'],
 ];
 
