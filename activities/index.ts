@@ -1,11 +1,13 @@
 import type { Db } from '../services/events/db.ts';
 import { loadAttestationSecret } from '../services/decisions/attestation.ts';
 import { loadOrCreateKeyring, type Keyring } from '../services/receipts/keyring.ts';
+import { makeAnnounceRoundClosed } from './announce-round-closed.ts';
 import { makeAppendRunEvents } from './append-run-events.ts';
 import { makeAuthorize } from './authorize.ts';
 import { makeDeliverCallback } from './deliver-callback.ts';
 import { makeIssueReceipt } from './issue-receipt.ts';
 import { makeNotifyApprovers, type ChannelDeps } from './notify-approvers.ts';
+import { makePolicyReviewActivities } from './policy-review.ts';
 import type { Activities } from './types.ts';
 
 export type ActivityDeps = {
@@ -28,6 +30,8 @@ export function createActivities(deps: ActivityDeps): Activities {
     issueReceipt: makeIssueReceipt(deps.db, getKeyring),
     authorize: makeAuthorize(deps.db, getSecret),
     notifyApprovers: makeNotifyApprovers(deps.db, deps.channels),
+    announceRoundClosed: makeAnnounceRoundClosed(deps.db, deps.channels?.slack),
     deliverCallback: makeDeliverCallback(getKeyring, deps.callbackAllowPrivate ?? false),
+    ...makePolicyReviewActivities(deps.db, getKeyring, getSecret),
   };
 }

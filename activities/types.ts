@@ -26,15 +26,35 @@ export type Attested<T> = T & { attestation: Attestation };
 export type AuthorizeInput = Attested<{ kind: string; tenant_id: string } & Record<string, unknown>>;
 export type AuthorizeResult = { ok: true; principal_id: string; roles: string[]; groups: string[] } | { ok: false; reason: string };
 
-export type NotifyInput = { decisionId: string; tenantId: string; round: number; purpose: 'request' | 'escalation'; groups: string[]; requestedBy: string };
-export type Delivery = { channel: 'api' | 'cli' | 'dashboard' | 'slack' | 'email'; recipient: string; error?: string };
+export type NotifyInput = { decisionId: string; tenantId: string; round: number; purpose: 'request' | 'escalation' | 'reminder'; groups: string[]; requestedBy: string };
+/** One delivery: sent, failed (`error`), or held back by the per-approver cap for the approver's digest (`queued`). */
+export type Delivery = { channel: 'api' | 'cli' | 'dashboard' | 'slack' | 'email'; recipient: string; error?: string; queued?: boolean };
+export type RoundClosedInput = { decisionId: string; tenantId: string; round: number };
+export type RoundClosedResult = { updated: number; errors: string[] };
 
 export type CallbackInput = { url: string; tenantId: string; decisionId: string; result: DecisionResult };
+
+/** Four-eyes policy activation (issue 7): the review workflow's steps, each one idempotent append to the policy stream. */
+export type OpenPolicyReviewInput = {
+  tenantId: string; policyId: string; reviewId: string; expectedStreamVersion: number; requestedBy: string;
+  documentHash: string; deadline: string; expectedLoosening: string[];
+};
+export type OpenPolicyReviewResult = { ok: true; version: number; authors: string[] } | { ok: false; reason: string };
+export type CompletePolicyReviewInput = { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined };
+export type CompletePolicyReviewResult = { ok: true; version: number; hash: string } | { ok: false; reason: string };
+export type ClosePolicyReviewInput = { tenantId: string; policyId: string; reviewId: string; outcome: 'rejected' | 'expired'; by?: string; comment?: string | undefined };
+export type AuthorizeReviewerInput = Attested<{ kind: 'policy_review'; tenant_id: string; by: string } & Record<string, unknown>>;
 
 export interface Activities {
   appendRunEvents(input: AppendRunEventsInput): Promise<AppendRunEventsResult>;
   issueReceipt(input: IssueReceiptInput): Promise<{ streamVersion: number }>;
   authorize(input: AuthorizeInput): Promise<AuthorizeResult>;
   notifyApprovers(input: NotifyInput): Promise<Delivery[]>;
+  /** Shows a closed round's final state on every Slack message that carried its buttons. */
+  announceRoundClosed(input: RoundClosedInput): Promise<RoundClosedResult>;
   deliverCallback(input: CallbackInput): Promise<{ status: number }>;
+  openPolicyReview(input: OpenPolicyReviewInput): Promise<OpenPolicyReviewResult>;
+  completePolicyReview(input: CompletePolicyReviewInput): Promise<CompletePolicyReviewResult>;
+  closePolicyReview(input: ClosePolicyReviewInput): Promise<{ ok: true } | { ok: false; reason: string }>;
+  authorizePolicyReviewer(input: AuthorizeReviewerInput): Promise<AuthorizeResult>;
 }

@@ -9,7 +9,9 @@ import type { Keyring } from '../receipts/keyring.ts';
 import { canonicalJson, sha256Digest } from '../receipts/canonical.ts';
 import { policyStreamId, signedActivation } from './activate-policy.ts';
 import { compilePolicyVersion } from './policy-version.ts';
-import { agentStreamId, foldPolicy, type PolicyEvent, type PolicyState } from './policy-store.ts';
+import { agentStreamId, foldPolicy, openReview, type PolicyEvent, type PolicyState } from './policy-store.ts';
+import { durationSeconds } from '../../schemas/duration.ts';
+import { TenantSettings } from '../../schemas/identity.ts';
 
 /**
  * The policy lifecycle (issue 7): Draft -> Validated -> Active (immutable, signed) -> Deprecated, folded
@@ -93,6 +95,7 @@ export async function replaceDraft(db: Db, a: Actor, policyId: string, doc: unkn
   if (checked.policyId !== policyId) throw new CountersignError('validation_failed', `metadata.id is ${checked.policyId}, not ${policyId}`, { errors: [{ path: 'metadata.id', message: `must be ${policyId}` }] });
   const s = await mustLoad(db, a.tenantId, policyId);
   if (!s.draft) throw new CountersignError('conflict', `policy ${policyId} has no draft; an active version is immutable: clone it`);
+  notUnderReview(s, 'edited');
   checkScope(s, checked.document);
   await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyEdited', eventId: eid(a.tenantId, policyId, 'edited'), data: { policy_id: policyId, version: s.draft.version, document: checked.document, edited_by: a.principalId } }], now);
   return { state: (await loadPolicy(db, a.tenantId, policyId))!, interpreted: checked.interpreted };
@@ -101,23 +104,159 @@ export async function replaceDraft(db: Db, a: Actor, policyId: string, doc: unkn
 export async function deleteDraft(db: Db, a: Actor, policyId: string, now = new Date()): Promise<PolicyState> {
   const s = await mustLoad(db, a.tenantId, policyId);
   if (!s.draft) throw new CountersignError('conflict', `policy ${policyId} has no draft; only drafts can be deleted (deprecate an active policy)`);
+  notUnderReview(s, 'deleted');
   await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyDeleted', eventId: eid(a.tenantId, policyId, 'deleted'), data: { policy_id: policyId, version: s.draft.version, deleted_by: a.principalId } }], now);
   return (await loadPolicy(db, a.tenantId, policyId))!;
 }
 
 export type ActivationAnswer = { id: string; version: number; hash: string; signature: string; signing_key_id: string; status: 'active'; unchanged: boolean };
 
-export async function activateDraft(db: Db, keyring: Keyring, a: Actor, policyId: string, now = new Date()): Promise<ActivationAnswer> {
+/** The tenant's policy settings (issue 7), as the tenants row has them. */
+export type PolicySettings = { fourEyes: boolean; requireValidation: boolean; refuseLoosening: boolean; reviewTimeoutSec: number };
+
+export const DEFAULT_REVIEW_TIMEOUT_SEC = 72 * 3600;
+
+export async function policySettings(db: Db, tenantId: string): Promise<PolicySettings> {
+  const res = await withTenant(db, tenantId, (c) => c.query<{ settings: unknown }>('SELECT settings FROM tenants WHERE id = $1', [tenantId]));
+  const parsed = TenantSettings.safeParse(res.rows[0]?.settings ?? {});
+  const t = parsed.success ? parsed.data : {};
+  return {
+    fourEyes: t.policy_four_eyes === true,
+    requireValidation: t.policy_require_validation === true || t.policy_refuse_loosening === true,
+    refuseLoosening: t.policy_refuse_loosening === true,
+    reviewTimeoutSec: (t.policy_activation_timeout ? durationSeconds(t.policy_activation_timeout) : undefined) ?? DEFAULT_REVIEW_TIMEOUT_SEC,
+  };
+}
+
+function notUnderReview(s: PolicyState, what: string): void {
+  const r = openReview(s);
+  if (r) {
+    throw new CountersignError('conflict', `policy ${s.policy_id}'s draft v${r.version} is waiting for a second admin to approve its activation (review ${r.review_id}, asked by ${r.requested_by}); it cannot be ${what} until the review ends`, { extra: { review_id: r.review_id } });
+  }
+}
+
+export type ActivationOptions = { expected_loosening?: string[] | undefined };
+
+/** What an activation may go ahead with: the draft, its document hash, and whether it needs a second admin. */
+export type ActivationPlan = { state: PolicyState; documentHash: `sha256:${string}`; settings: PolicySettings; expectedLoosening: string[] };
+
+/**
+ * Every check an activation must pass before anything is written, in the order a caller fixes them: a draft
+ * that exists, compiles and keeps its scope; no review already waiting; when the tenant requires it, a
+ * validation of exactly this document; when the tenant refuses loosening, no looser decision by a rule the
+ * caller did not declare in `expected_loosening`. Refusals are 409 (or 400 for a draft that does not compile).
+ */
+export async function planActivation(db: Db, a: Actor, policyId: string, opts: ActivationOptions = {}): Promise<ActivationPlan | { unchanged: ActivationAnswer }> {
   const s = await mustLoad(db, a.tenantId, policyId);
+  notUnderReview(s, 'activated again');
   if (!s.draft) {
     const active = s.versions.find((v) => v.version === s.active_version);
-    if (active) return { id: policyId, version: active.version, hash: active.hash, signature: active.signature ?? '', signing_key_id: active.signing_key_id ?? '', status: 'active', unchanged: true };
+    if (active) return { unchanged: { id: policyId, version: active.version, hash: active.hash, signature: active.signature ?? '', signing_key_id: active.signing_key_id ?? '', status: 'active', unchanged: true } };
     throw new CountersignError('conflict', `policy ${policyId} has no draft to activate`);
   }
   checkScope(s, s.draft.document);
-  const data = signedActivation(keyring, { document: s.draft.document, version: s.draft.version, actor: a.principalId });
+  const compiled = compilePolicyVersion(s.draft.document, s.draft.version);
+  if (!compiled.ok) throw new CountersignError('validation_failed', `the draft of policy ${policyId} does not compile`, { errors: compiled.errors });
+  const settings = await policySettings(db, a.tenantId);
+  const documentHash = sha256Digest(s.draft.document);
+  const validation = s.draft.validation as (ValidationReport & { document_hash?: string }) | undefined;
+  const validated = validation !== undefined && validation.document_hash === documentHash;
+  if (settings.requireValidation && !validated) {
+    throw new CountersignError('conflict', `policy ${policyId}'s draft v${s.draft.version} has not been validated, and this tenant requires validation before activation: POST /v1/policies/${policyId}/validate first`, { extra: { reason: 'not_validated' } });
+  }
+  const expected = [...new Set(opts.expected_loosening ?? [])].sort();
+  if (settings.refuseLoosening && validated) {
+    const unexpected = Object.entries(validation.by_rule ?? {}).filter(([rule, b]) => b.looser > 0 && !expected.includes(rule)).map(([rule, b]) => ({ rule, looser: b.looser }));
+    if (unexpected.length > 0) {
+      throw new CountersignError('conflict', `the validation of policy ${policyId}'s draft v${s.draft.version} shows looser decisions by ${unexpected.map((u) => `${u.rule} (${u.looser})`).join(', ')}, and this tenant refuses unexpected loosening: name the rules in expected_loosening if it is intended`, { extra: { reason: 'unexpected_loosening', looser: unexpected } });
+    }
+  }
+  return { state: s, documentHash, settings, expectedLoosening: expected };
+}
+
+
+/** Activates the draft at once (tenants without four-eyes). Four-eyes tenants go through services/lifecycle/activation-reviews.ts. */
+export async function activateDraft(db: Db, keyring: Keyring, a: Actor, policyId: string, opts: ActivationOptions = {}, now = new Date()): Promise<ActivationAnswer> {
+  const plan = await planActivation(db, a, policyId, opts);
+  if ('unchanged' in plan) return plan.unchanged;
+  if (plan.settings.fourEyes) throw new CountersignError('conflict', `this tenant requires a second admin to approve activations: policy ${policyId}'s activation must go through a review`);
+  const s = plan.state;
+  const data = signedActivation(keyring, { document: s.draft!.document, version: s.draft!.version, actor: a.principalId });
   await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyActivated', eventId: eid(a.tenantId, policyId, `activated-v${data.version}`), data }], now);
   return { id: policyId, version: data.version, hash: data.hash, signature: data.signature ?? '', signing_key_id: data.signing_key_id ?? '', status: 'active', unchanged: false };
+}
+
+/**
+ * The end of an approved review (called by the review workflow's activity): appends PolicyActivationApproved
+ * and the signed PolicyActivated in one append, with the version the review was read at, so nothing can
+ * slip between them. Idempotent: a retry after the commit finds the review approved and answers the same.
+ */
+export async function completeReviewedActivation(
+  db: Db, keyring: Keyring,
+  opts: { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined; now?: Date },
+): Promise<{ ok: true; version: number; hash: string } | { ok: false; reason: string }> {
+  const s = await loadPolicy(db, opts.tenantId, opts.policyId);
+  const r = s?.review;
+  if (!s || !r || r.review_id !== opts.reviewId) return { ok: false, reason: 'the review is not in the policy\'s log' };
+  if (r.status === 'approved') {
+    const v = s.versions.at(-1)!;
+    return { ok: true, version: v.version, hash: v.hash };
+  }
+  if (r.status !== 'open') return { ok: false, reason: `the review is already ${r.status}` };
+  if (!s.draft || sha256Digest(s.draft.document) !== r.document_hash) return { ok: false, reason: 'the draft is no longer the document the review is bound to' };
+  const now = opts.now ?? new Date();
+  const data = { ...signedActivation(keyring, { document: s.draft.document, version: s.draft.version, actor: r.requested_by }), approved_by: opts.approvedBy, review_id: r.review_id };
+  const stream = policyStreamId(opts.tenantId, opts.policyId);
+  await append(db, opts.tenantId, opts.policyId, s.stream_version, [
+    { type: 'PolicyActivationApproved', eventId: `${stream}/review/${r.review_id}/approved`, data: { policy_id: opts.policyId, version: s.draft.version, review_id: r.review_id, by: opts.approvedBy, ...(opts.comment ? { comment: opts.comment } : {}), at: now.toISOString() } },
+    { type: 'PolicyActivated', eventId: `${stream}/review/${r.review_id}/activated`, data },
+  ], now);
+  return { ok: true, version: data.version, hash: data.hash };
+}
+
+/** A review that ends without activation (rejected or expired); idempotent like the above. */
+export async function closeReview(
+  db: Db,
+  opts: { tenantId: string; policyId: string; reviewId: string; outcome: 'rejected' | 'expired'; by?: string; comment?: string | undefined; now?: Date },
+): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const s = await loadPolicy(db, opts.tenantId, opts.policyId);
+  const r = s?.review;
+  if (!s || !r || r.review_id !== opts.reviewId) return { ok: false, reason: 'the review is not in the policy\'s log' };
+  if (r.status === opts.outcome) return { ok: true };
+  if (r.status !== 'open') return { ok: false, reason: `the review is already ${r.status}` };
+  const now = opts.now ?? new Date();
+  const stream = policyStreamId(opts.tenantId, opts.policyId);
+  const event: NewEvent = opts.outcome === 'rejected'
+    ? { type: 'PolicyActivationRejected', eventId: `${stream}/review/${r.review_id}/rejected`, data: { policy_id: opts.policyId, version: r.version, review_id: r.review_id, by: opts.by ?? '', ...(opts.comment ? { comment: opts.comment } : {}), at: now.toISOString() } }
+    : { type: 'PolicyActivationExpired', eventId: `${stream}/review/${r.review_id}/expired`, data: { policy_id: opts.policyId, version: r.version, review_id: r.review_id, at: now.toISOString() } };
+  await append(db, opts.tenantId, opts.policyId, s.stream_version, [event], now);
+  return { ok: true };
+}
+
+/** Opens a review (the review workflow's first step): refused when the draft changed since the plan was made. */
+export async function openActivationReview(
+  db: Db,
+  opts: { tenantId: string; policyId: string; reviewId: string; expectedStreamVersion: number; requestedBy: string; documentHash: string; deadline: string; expectedLoosening: string[]; now?: Date },
+): Promise<{ ok: true; version: number; authors: string[] } | { ok: false; reason: string }> {
+  const s = await loadPolicy(db, opts.tenantId, opts.policyId);
+  if (s?.review?.review_id === opts.reviewId) return { ok: true, version: s.review.version, authors: s.review.authors };
+  if (!s || !s.draft) return { ok: false, reason: `policy ${opts.policyId} has no draft to activate` };
+  if (s.stream_version !== opts.expectedStreamVersion || sha256Digest(s.draft.document) !== opts.documentHash) {
+    return { ok: false, reason: `policy ${opts.policyId} changed while its activation was being requested; ask again` };
+  }
+  if (openReview(s)) return { ok: false, reason: `policy ${opts.policyId} already has an activation review waiting` };
+  const authors = [...new Set([...s.draft.authors, opts.requestedBy])];
+  const stream = policyStreamId(opts.tenantId, opts.policyId);
+  try {
+    await append(db, opts.tenantId, opts.policyId, s.stream_version, [{
+      type: 'PolicyActivationRequested', eventId: `${stream}/review/${opts.reviewId}/requested`,
+      data: { policy_id: opts.policyId, version: s.draft.version, review_id: opts.reviewId, document_hash: opts.documentHash, requested_by: opts.requestedBy, authors, deadline: opts.deadline, ...(opts.expectedLoosening.length ? { expected_loosening: opts.expectedLoosening } : {}) },
+    }], opts.now ?? new Date());
+  } catch (err) {
+    if (err instanceof CountersignError && err.code === 'conflict') return { ok: false, reason: `policy ${opts.policyId} changed while its activation was being requested; ask again` };
+    throw err;
+  }
+  return { ok: true, version: s.draft.version, authors };
 }
 
 export async function deprecatePolicy(db: Db, a: Actor, policyId: string, now = new Date()): Promise<PolicyState> {
@@ -175,6 +314,7 @@ export async function validateDraft(
 ): Promise<ValidationReport & { version: number; document_hash: string }> {
   const s = await mustLoad(db, a.tenantId, policyId);
   if (!s.draft) throw new CountersignError('conflict', `policy ${policyId} has no draft to validate`);
+  notUnderReview(s, 'validated again');
   const compiled = compileDocument(s.draft.document, s.draft.version);
   if (!compiled.ok) throw new CountersignError('validation_failed', 'the draft does not compile', { errors: compiled.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })) });
   const since = new Date(now.getTime() - 7 * 24 * 3600 * 1000);

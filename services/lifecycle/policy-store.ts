@@ -1,5 +1,6 @@
 import type { EventData, EventType } from '../../schemas/events.ts';
 import { canonicalJson } from '../receipts/canonical.ts';
+import { evolveReview, isReviewEvent, type ActivationReview } from './activation-review.ts';
 
 /** The stream of one policy of one tenant; the stream of one agent's binding. */
 export const agentStreamId = (tenantId: string, agentId: string) => `agent-${tenantId}-${agentId}`;
@@ -19,6 +20,9 @@ export type ActivatedVersion = {
   /** Set when this version re-activates an earlier one (rollback). */
   rolled_back_to?: number;
   cloned_from?: number;
+  /** Four-eyes activation: the second admin who approved it. */
+  approved_by?: string;
+  imported?: boolean;
 };
 
 export type DraftState = {
@@ -29,6 +33,8 @@ export type DraftState = {
   updated_at: string;
   cloned_from?: number;
   imported?: boolean;
+  /** Everyone who wrote this draft (drafted, edited, imported): none of them may approve its activation. */
+  authors: string[];
   /** The last validation of exactly this document, if any. */
   validation?: Record<string, unknown>;
 };
@@ -47,12 +53,17 @@ export type PolicyState = {
   /** Fixed by the first activation; null before. */
   scope: Record<string, unknown> | null;
   status: PolicyStatus;
+  /** The latest four-eyes activation review (open, or how it ended). */
+  review: ActivationReview | null;
 };
+
+/** The review waiting for a second admin, if any. */
+export const openReview = (s: PolicyState): ActivationReview | null => (s.review?.status === 'open' ? s.review : null);
 
 /** Folds one policy stream into its lifecycle state (pure). */
 export function foldPolicy(policyId: string, events: PolicyEvent[]): PolicyState | null {
   if (events.length === 0) return null;
-  const s: PolicyState = { policy_id: policyId, stream_version: 0, versions: [], active_version: null, deprecated: false, draft: null, deleted: false, scope: null, status: 'draft' };
+  const s: PolicyState = { policy_id: policyId, stream_version: 0, versions: [], active_version: null, deprecated: false, draft: null, deleted: false, scope: null, status: 'draft', review: null };
   let pendingRollback: number | undefined;
   const nextVersion = () => (s.versions.at(-1)?.version ?? 0) + 1;
   for (const e of events) {
@@ -61,13 +72,13 @@ export function foldPolicy(policyId: string, events: PolicyEvent[]): PolicyState
     switch (type) {
       case 'PolicyDrafted': {
         const d = e.data as EventData<'PolicyDrafted'>;
-        s.draft = { version: nextVersion(), document: d.document, drafted_by: d.drafted_by, updated_at: e.recorded_at, ...(d.cloned_from !== undefined ? { cloned_from: d.cloned_from } : {}) };
+        s.draft = { version: nextVersion(), document: d.document, drafted_by: d.drafted_by, updated_at: e.recorded_at, authors: [d.drafted_by], ...(d.cloned_from !== undefined ? { cloned_from: d.cloned_from } : {}) };
         s.deleted = false;
         break;
       }
       case 'PolicyImported': {
         const d = e.data as EventData<'PolicyImported'>;
-        s.draft = { version: nextVersion(), document: d.document, drafted_by: d.imported_by, updated_at: e.recorded_at, imported: true };
+        s.draft = { version: nextVersion(), document: d.document, drafted_by: d.imported_by, updated_at: e.recorded_at, imported: true, authors: [d.imported_by] };
         s.deleted = false;
         break;
       }
@@ -76,6 +87,7 @@ export function foldPolicy(policyId: string, events: PolicyEvent[]): PolicyState
         if (s.draft) {
           s.draft.document = d.document;
           s.draft.updated_at = e.recorded_at;
+          if (!s.draft.authors.includes(d.edited_by)) s.draft.authors.push(d.edited_by);
           delete s.draft.validation;
         }
         break;
@@ -100,6 +112,8 @@ export function foldPolicy(policyId: string, events: PolicyEvent[]): PolicyState
         };
         if (pendingRollback !== undefined) v.rolled_back_to = pendingRollback;
         else if (s.draft?.cloned_from !== undefined) v.cloned_from = s.draft.cloned_from;
+        if (pendingRollback === undefined && s.draft?.imported) v.imported = true;
+        if (d.approved_by !== undefined) v.approved_by = d.approved_by;
         pendingRollback = undefined;
         s.versions.push(v);
         s.scope ??= d.scope;
@@ -114,6 +128,14 @@ export function foldPolicy(policyId: string, events: PolicyEvent[]): PolicyState
         s.deprecated = true;
         s.active_version = null;
         break;
+      case 'PolicyActivationRequested':
+      case 'PolicyActivationApproved':
+      case 'PolicyActivationRejected':
+      case 'PolicyActivationExpired': {
+        const ev = { type: e.type, data: e.data } as { type: string };
+        if (isReviewEvent(ev)) s.review = evolveReview(s.review, ev);
+        break;
+      }
       default:
         break;
     }
@@ -133,7 +155,15 @@ export function policySummary(s: PolicyState): Record<string, unknown> {
     active_version: s.active_version,
     latest_version: latest?.version ?? null,
     scope: s.scope ?? (s.draft?.document['scope']) ?? { level: 'tenant' },
-    draft: s.draft ? { version: s.draft.version, updated_at: s.draft.updated_at, cloned_from: s.draft.cloned_from ?? null, imported: s.draft.imported ?? false, validation: s.draft.validation ?? null } : null,
+    draft: s.draft ? { version: s.draft.version, updated_at: s.draft.updated_at, cloned_from: s.draft.cloned_from ?? null, imported: s.draft.imported ?? false, authors: s.draft.authors, validation: s.draft.validation ?? null } : null,
+    activation_review: s.review ? reviewSummary(s.review) : null,
+  };
+}
+
+export function reviewSummary(r: ActivationReview): Record<string, unknown> {
+  return {
+    review_id: r.review_id, version: r.version, status: r.status, requested_by: r.requested_by, authors: r.authors, deadline: r.deadline,
+    document_hash: r.document_hash, expected_loosening: r.expected_loosening, approved_by: r.approvals[0]?.by ?? null, rejected_by: r.rejections[0]?.by ?? null,
   };
 }
 
@@ -141,7 +171,7 @@ export function versionSummary(v: ActivatedVersion, active: number | null): Reco
   return {
     version: v.version, hash: v.hash, signature: v.signature, signing_key_id: v.signing_key_id, scope: v.scope,
     activated_by: v.activated_by, activated_at: v.activated_at, active: v.version === active,
-    rolled_back_to: v.rolled_back_to ?? null, cloned_from: v.cloned_from ?? null,
+    rolled_back_to: v.rolled_back_to ?? null, cloned_from: v.cloned_from ?? null, approved_by: v.approved_by ?? null, imported: v.imported ?? false,
   };
 }
 

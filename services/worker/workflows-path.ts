@@ -3,7 +3,7 @@ import path from 'node:path';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 /** What the workflow bundle is built from: workflow code and the pure modules it imports. */
-const SOURCES = ['workflows', 'schemas', 'services/decisions/ids.ts', 'services/decisions/run-view.ts'];
+const SOURCES = ['workflows', 'schemas', 'services/decisions/ids.ts', 'services/decisions/run-view.ts', 'services/lifecycle/activation-review.ts'];
 
 function newestSource(): number {
   let newest = 0;
