@@ -23,9 +23,12 @@ import { registerPrincipalRoutes } from './routes/principals.ts';
 import { registerTenantRoutes } from './routes/tenants.ts';
 import { registerPolicyRoutes } from './routes/policies.ts';
 import { registerChannelRoutes } from './routes/channels.ts';
+import { registerToolCatalogRoutes } from './routes/tool-catalog.ts';
+import { ToolCatalogs } from '../catalog/catalog-cache.ts';
+import { createLogger } from '../logger.ts';
 import { registerMetrics } from './metrics.ts';
 
-export type ApiDeps = { config: Config; db: Db; temporal: Client; policies: ActivePolicies };
+export type ApiDeps = { config: Config; db: Db; temporal: Client; policies: ActivePolicies; catalogs?: ToolCatalogs };
 export type Api = FastifyInstance;
 
 declare module 'fastify' {
@@ -119,6 +122,14 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
+  // The tenants' tool catalogs, cached for the decision path: made here unless the caller brings one.
+  const catalogs = deps.catalogs ?? new ToolCatalogs(deps.db, deps.config.DATABASE_URL, createLogger('api', deps.config.COUNTERSIGN_LOG_LEVEL));
+  if (!deps.catalogs) {
+    app.addHook('onReady', () => catalogs.start());
+    app.addHook('onClose', () => catalogs.stop());
+  }
+  deps = { ...deps, catalogs };
+
   registerHealthRoutes(app, deps);
   registerDecisionRoutes(app, deps);
   registerReceiptRoutes(app, deps);
@@ -128,6 +139,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   registerApiKeyRoutes(app, deps);
   registerPolicyRoutes(app, deps);
   registerChannelRoutes(app, deps);
+  registerToolCatalogRoutes(app, { ...deps, catalogs });
   return app;
 }
 

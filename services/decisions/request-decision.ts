@@ -5,7 +5,9 @@ import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
 import { isConnectionError, withTenant } from '../events/db.ts';
-import { counterIncrements, evaluate, requiredCounters } from '../policy/index.ts';
+import { catalogFact, catalogOf, counterIncrements, enrichRequest, evaluate, requiredCounters, type Facts } from '../policy/index.ts';
+import { loadCatalog } from '../catalog/catalog-store.ts';
+import type { CatalogReader } from '../catalog/catalog-cache.ts';
 import { readCounters } from './counters.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import type { Principal } from '../identity/principals.ts';
@@ -21,6 +23,8 @@ export type DecideDeps = {
   temporal: Client;
   taskQueue: string;
   policies: ActivePolicies;
+  /** The tenants' tool catalogs (cached); without it each decision reads the catalog from Postgres. */
+  catalogs?: CatalogReader;
   windows: RunWindows;
   now?: () => Date;
   /** Test only: die right after Temporal acknowledged the start, before answering (config COUNTERSIGN_CRASH_AT). */
@@ -48,11 +52,17 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
     throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
   });
   const now = (deps.now ?? (() => new Date()))();
+  // The tenant's tool catalog tags requests for the tools it knows (only ever adding to the agent's tags).
+  // The tags and the catalog version are recorded as a fact, and evaluate() applies them, so DecisionRequested
+  // keeps what the agent sent and replay re-derives the decision (and checks the tags) from the log alone.
+  const catalog = await (deps.catalogs ?? { current: (t: string) => loadCatalog(deps.db, t) }).current(tenantId);
+  const catalogFacts: Facts = catalog.version > 0 ? { tool_catalog: catalogFact(catalog, request) } : {};
+  const enriched = catalog.version > 0 ? enrichRequest(catalogOf(catalog.sources), request) : request;
   // Limit rules need counter values: read them first, so the evaluation stays pure and replayable.
-  const specs = requiredCounters(set.snapshot, request);
-  const facts = specs.length ? { counters: await readCounters(deps.db, tenantId, specs, now) } : {};
+  const specs = requiredCounters(set.snapshot, enriched);
+  const facts: Facts = specs.length ? { counters: await readCounters(deps.db, tenantId, specs, now), ...catalogFacts } : catalogFacts;
   const evaluation = evaluate(set.snapshot, request, facts, now);
-  const increments = evaluation.decision === 'DENY' ? [] : counterIncrements(set.snapshot, request, now).map((i) => ({ key: i.key, amount: i.amount }));
+  const increments = evaluation.decision === 'DENY' ? [] : counterIncrements(set.snapshot, enriched, now).map((i) => ({ key: i.key, amount: i.amount }));
 
   try {
     // Bounded: with Temporal down the client would retry for ~20 s; the agent deserves a prompt 503.

@@ -10,6 +10,8 @@ import type { CompiledLimit, CompiledPolicy, CompiledRule } from './snapshot.ts'
 export type Facts = {
   /** Counter values by key: the number of counted requests (rate) or the sum of the field (cost) in the window ending now. */
   counters?: Record<string, number>;
+  /** The tenant's tool catalog as consulted: its version, hash and the risk tags it gave this request (schemas/tool-catalog.ts). */
+  tool_catalog?: { version: number; hash: string; risk_tags: string[] };
   [fact: string]: unknown;
 };
 

@@ -8,6 +8,7 @@ import { mergeConstraints } from './merge-constraints.ts';
 import { PER_CALL_POLICY, preparePerCallRule } from './per-call-rules.ts';
 import { candidateRules, loadSnapshot, policyApplies, type PreparedLists, type PreparedRule, type Runtime } from './runtime.ts';
 import type { CompiledApproval, CompiledPolicy, Snapshot } from './snapshot.ts';
+import { factRiskTags, withRiskTags } from './tool-catalog.ts';
 
 /** One rule (or list) that matched, in evaluation order. Never mutated: rules share theirs across evaluations. */
 export type Hit = {
@@ -209,7 +210,8 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
 }
 
 /**
- * Evaluates a request against a compiled snapshot. Pure: the clock is `now`, counters come in `facts`.
+ * Evaluates a request against a compiled snapshot. Pure: the clock is `now`, counters come in `facts`,
+ * and so do the tool catalog's risk tags (`facts.tool_catalog.risk_tags`, added to the request's own).
  * Total: any error (a CEL runtime error, a missing variable or fact, a damaged snapshot) becomes a DENY
  * whose reason names the rule and the error; it never throws and never allows by accident.
  */
@@ -220,7 +222,16 @@ export function evaluate(snapshot: Snapshot, request: DecisionRequest, facts: Fa
     if (!validNow) return denyAll(snapshot, facts, nowIso, 'the evaluation clock (now) is not a valid date; failing closed');
     if (typeof request !== 'object' || request === null || typeof request.action?.tool !== 'string' || typeof request.agent?.id !== 'string')
       return denyAll(snapshot, facts, nowIso, 'the request has no action.tool or agent.id; failing closed');
-    return run(loadSnapshot(snapshot), request, facts ?? {}, now, nowIso);
+    // The tenant's tool catalog is a fact like the counters: the tags it derived are recorded, and added
+    // here (never removing the agent's own), so replay re-derives the decision from the record alone.
+    let effective = request;
+    const catalog = facts?.['tool_catalog'];
+    if (catalog !== undefined) {
+      const tags = factRiskTags(catalog);
+      if (!tags.ok) return denyAll(snapshot, facts, nowIso, `${tags.error}; failing closed`);
+      effective = withRiskTags(request, tags.tags);
+    }
+    return run(loadSnapshot(snapshot), effective, facts ?? {}, now, nowIso);
   } catch (err) {
     return denyAll(snapshot, facts, nowIso, `evaluation failed (${err instanceof Error ? err.message : String(err)}); failing closed`);
   }

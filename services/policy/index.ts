@@ -20,5 +20,8 @@ export { requiredCounters, counterIncrements, type CounterIncrement } from './co
 export { simulate, SimulateBody, requestFromJob, withDrafts, type SimulationResult, type SimulateOutcome } from './simulate.ts';
 export { compileSentence, type InterpretedRule } from './natural-language.ts';
 export { interpretations, type Interpretation } from './interpret.ts';
-export { catalogFromOpenApi, catalogFromMcp, mergeCatalogs, enrichRequest, type ToolCatalog, type CatalogEntry } from './tool-catalog.ts';
+export {
+  catalogFromOpenApi, catalogFromMcp, mergeCatalogs, enrichRequest, catalogRiskTags, withRiskTags, sourceFromRegistration, catalogHash,
+  applyCatalogChange, catalogOf, catalogFact, EMPTY_CATALOG, type ToolCatalog, type CatalogEntry, type CatalogSource, type CatalogState, type CatalogError,
+} from './tool-catalog.ts';
 export { circuitBreakerPack, CIRCUIT_BREAKERS_ID, CIRCUIT_BREAKER_OPERATIONS } from './builtin-pack.ts';

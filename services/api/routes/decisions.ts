@@ -44,6 +44,7 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
     temporal: deps.temporal,
     taskQueue: config.COUNTERSIGN_TASK_QUEUE,
     policies: deps.policies,
+    ...(deps.catalogs ? { catalogs: deps.catalogs } : {}),
     windows: {
       override_sec: config.COUNTERSIGN_OVERRIDE_WINDOW,
       outcome_sec: config.COUNTERSIGN_OUTCOME_WINDOW,
