@@ -1,4 +1,4 @@
-import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, log, patched, proxyActivities, proxyLocalActivities, setHandler, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { Decision, DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
 import type { EventData, NewEvent } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
@@ -51,10 +51,19 @@ export const MAX_OVERRIDES_PER_RUN = 3;
 
 // Short start-to-close: an append takes milliseconds, and a worker that died mid-activity is only noticed
 // when this runs out, so it bounds how long a crash delays a run.
-const { appendRunEvents, issueReceipt, authorize, notifyApprovers } = proxyActivities<Activities>({
+const storeOptions: ActivityOptions = {
   startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['CountersignError'] },
-});
+};
+const remote = proxyActivities<Activities>(storeOptions);
+const { notifyApprovers, issueReceipt } = remote;
+// Appends and the approver check are short Postgres calls: as local activities they run inside the workflow
+// task instead of costing a server round trip each (an approve is counted and recorded in one task, not
+// three). They stay idempotent (derived event ids), so a local retry after a crash writes nothing new.
+// Receipts stay regular activities: a pending local activity holds the task, and with it the approver's answer.
+const local = proxyLocalActivities<Activities>(storeOptions);
+/** Runs started before local activities keep scheduling regular ones, so their histories still replay. */
+export const LOCAL_STORE_PATCH = 'local-store-activities';
 const { deliverCallback } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 12 },
@@ -83,6 +92,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
  */
 export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<DecisionResult> {
   const wfId = workflowInfo().workflowId;
+  const { appendRunEvents, authorize } = patched(LOCAL_STORE_PATCH) ? local : remote;
   let view: RunView | null = null;
   let recorded = 0; // versions assigned so far (committed or queued)
   let committed = 0; // versions known to be in the log
