@@ -12,6 +12,8 @@ import { compilePolicyVersion } from './policy-version.ts';
 import { agentStreamId, foldPolicy, openReview, type PolicyEvent, type PolicyState } from './policy-store.ts';
 import { durationSeconds } from '../../schemas/duration.ts';
 import { TenantSettings } from '../../schemas/identity.ts';
+import type { PublicKeySet } from '../../schemas/receipt.ts';
+import { verifyExport } from './policy-export.ts';
 
 /**
  * The policy lifecycle (issue 7): Draft -> Validated -> Active (immutable, signed) -> Deprecated, folded
@@ -388,3 +390,36 @@ export async function unbindAgent(db: Db, a: Actor, agentId: string, now = new D
 
 /** Verifies a document compiles as version `version` (for import checks). */
 export const compilesAs = compilePolicyVersion;
+
+// --- import -----------------------------------------------------------------------------------------
+
+/**
+ * Lands a signed export as the draft of its policy (a new policy, or the next version's draft of an existing
+ * one). Refused, writing nothing: a file that is not an export (400), one whose hash or signature does not
+ * hold or whose key this deployment does not know (422, with the reason), a policy that already has a draft or
+ * a review waiting, or a scope other than the one fixed by the first activation (409).
+ */
+export async function importPolicy(db: Db, keys: PublicKeySet, a: Actor, raw: unknown, now = new Date()): Promise<PolicyState> {
+  const checked = verifyExport(raw, keys);
+  if (!checked.ok) {
+    if (checked.reason === 'malformed') throw new CountersignError('validation_failed', checked.detail, { errors: checked.errors });
+    throw new CountersignError('unprocessable', `the export is refused: ${checked.detail}`, { extra: { reason: checked.reason }, ...(checked.errors ? { errors: checked.errors } : {}) });
+  }
+  const e = checked.export;
+  checkDocument(e.document);
+  const s = await loadPolicy(db, a.tenantId, e.policy_id);
+  if (s && !s.deleted) {
+    if (s.draft) throw new CountersignError('conflict', `policy ${e.policy_id} already has a draft (version ${s.draft.version}); delete or activate it before importing`);
+    notUnderReview(s, 'imported');
+    checkScope(s, e.document);
+  }
+  const version = (s?.versions.at(-1)?.version ?? 0) + 1;
+  await append(db, a.tenantId, e.policy_id, s?.stream_version ?? 0, [{
+    type: 'PolicyImported', eventId: eid(a.tenantId, e.policy_id, 'imported'),
+    data: {
+      policy_id: e.policy_id, version, document: e.document, signature_verified: true, imported_by: a.principalId,
+      source: { policy_id: e.policy_id, version: e.version, hash: e.hash, signature: e.signature, signing_key_id: e.signing_key_id, exported_at: e.exported_at },
+    },
+  }], now);
+  return (await loadPolicy(db, a.tenantId, e.policy_id))!;
+}

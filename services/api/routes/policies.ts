@@ -7,10 +7,14 @@ import { simulate } from '../../policy/index.ts';
 import { parseDataText } from '../../policy/parse-text.ts';
 import { loadKeyring, type Keyring } from '../../receipts/keyring.ts';
 import {
-  activateDraft, bindAgent, clonePolicy, createDraft, currentBinding, deleteDraft, deprecatePolicy, listPolicies, loadPolicy,
-  replaceDraft, rollbackPolicy, unbindAgent, validateDraft, type Actor,
+  activateDraft, bindAgent, clonePolicy, createDraft, currentBinding, deleteDraft, deprecatePolicy, importPolicy, listPolicies, loadPolicy,
+  policySettings, replaceDraft, rollbackPolicy, unbindAgent, validateDraft, type Actor,
 } from '../../lifecycle/policy-lifecycle.ts';
 import { diffDocuments, policySummary, versionSummary, type PolicyState } from '../../lifecycle/policy-store.ts';
+import { answerActivationReview, requestActivationReview, type ReviewDeps } from '../../lifecycle/activation-reviews.ts';
+import { exportVersion, PolicyExport } from '../../lifecycle/policy-export.ts';
+import { AgentManifest, pushManifest } from '../../lifecycle/agent-manifest.ts';
+import { loadAttestationSecret } from '../../decisions/attestation.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
 const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 429: ProblemSchema, 503: ProblemSchema };
@@ -46,6 +50,11 @@ async function keyring(deps: ApiDeps): Promise<Keyring> {
  */
 export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
+  let secret: Buffer | null = null;
+  const reviews: ReviewDeps = {
+    db: deps.db, temporal: deps.temporal, taskQueue: deps.config.COUNTERSIGN_TASK_QUEUE,
+    secret: () => (secret ??= loadAttestationSecret(deps.config.keysDir, deps.config.COUNTERSIGN_ATTESTATION_SECRET)),
+  };
 
   // YAML bodies for drafts: parsed here with positions, so an error names LINE:COL.
   app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (_req, body, done) => {
@@ -120,13 +129,62 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     return { id: s.policy_id, from: req.query.from, to: req.query.to, ...diffDocuments(doc(req.query.from), doc(req.query.to)) };
   });
 
+  const ActivateBody = z.strictObject({
+    expected_loosening: z.array(z.string().min(1).max(200)).max(200).optional().describe('Rules whose looser decisions in the validation are intended (tenants with policy_refuse_loosening).'),
+  }).optional();
   r.post('/v1/policies/:id/activate', {
     onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: "Activate the draft as the next version: compiled, hashed, signed, immutable", params: IdParams, response: { 200: Answer, ...problems } },
-  }, async (req) => {
+    schema: {
+      tags: ['policies'], params: IdParams, body: ActivateBody, response: { 200: Answer, 202: Answer, ...problems },
+      summary: 'Activate the draft as the next version: compiled, hashed, signed, immutable. With four-eyes (tenant setting) it opens a review instead (202) that a second admin answers',
+    },
+  }, async (req, reply) => {
     const a = actor(req);
     if (!(await loadPolicy(deps.db, a.tenantId, req.params.id))) throw notFound(req.params.id);
-    return activateDraft(deps.db, await keyring(deps), a, req.params.id);
+    const opts = { expected_loosening: req.body?.expected_loosening };
+    if ((await policySettings(deps.db, a.tenantId)).fourEyes) {
+      const res = await requestActivationReview(reviews, a, req.params.id, opts);
+      if (res.status === 'pending_approval') void reply.status(202);
+      return res;
+    }
+    return activateDraft(deps.db, await keyring(deps), a, req.params.id, opts);
+  });
+
+  r.post('/v1/policies/:id/activation/approvals', {
+    onRequest: authenticated(deps, ['admin']),
+    schema: {
+      tags: ['policies'], params: IdParams,
+      summary: "A second admin's answer to the activation review waiting on a policy (four-eyes): 200 when it counted, 409 with the reason when not",
+      body: z.strictObject({ verdict: z.enum(['approve', 'reject']), comment: z.string().max(4000).optional(), review_id: z.string().min(1).max(300).optional() }),
+      response: { 200: Answer, ...problems },
+    },
+  }, async (req) => answerActivationReview(reviews, principalOf(req), req.params.id, req.body));
+
+  r.get('/v1/policies/:id/export', {
+    onRequest: authenticated(deps, []),
+    schema: {
+      tags: ['policies'], params: IdParams, summary: 'One activated version as signed JSON (hash, signature, signing_key_id); default the active version',
+      querystring: z.strictObject({ version: z.coerce.number().int().positive().optional() }), response: { 200: PolicyExport, ...problems },
+    },
+  }, async (req) => {
+    const s = await loadPolicy(deps.db, principalOf(req).tenant_id, req.params.id);
+    if (!s || s.deleted) throw notFound(req.params.id);
+    const want = req.query.version ?? s.active_version ?? s.versions.at(-1)?.version;
+    const v = s.versions.find((x) => x.version === want);
+    if (!v) throw new CountersignError('not_found', `policy ${s.policy_id} has no version ${want ?? '(none activated)'}`);
+    return exportVersion(await keyring(deps), s.policy_id, v, new Date());
+  });
+
+  r.post('/v1/policies/import', {
+    onRequest: authenticated(deps, [...WRITERS]),
+    schema: {
+      tags: ['policies'], summary: 'Import a signed export as a draft; a tampered file or an unknown key is refused (422) with the reason', body: z.record(z.string(), z.unknown()),
+      response: { 201: Answer, ...problems, 422: ProblemSchema },
+    },
+  }, async (req, reply) => {
+    const s = await importPolicy(deps.db, (await keyring(deps)).publicKeys(), actor(req), req.body);
+    void reply.status(201);
+    return draftAnswer(s, []);
   });
 
   r.post('/v1/policies/:id/deprecate', {
@@ -136,9 +194,12 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
 
   r.post('/v1/policies/:id/clone', {
     onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: "Make the next version's draft from the active version (lineage recorded)", params: IdParams, response: { 201: Answer, ...problems } },
+    schema: {
+      tags: ['policies'], summary: "Make the next version's draft from the active version, or from `from_version` (lineage recorded)", params: IdParams,
+      body: z.strictObject({ from_version: z.number().int().positive().optional() }).optional(), response: { 201: Answer, ...problems },
+    },
   }, async (req, reply) => {
-    const s = await clonePolicy(deps.db, actor(req), req.params.id, undefined);
+    const s = await clonePolicy(deps.db, actor(req), req.params.id, req.body?.from_version);
     void reply.status(201);
     return draftAnswer(s, []);
   });
@@ -181,6 +242,19 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     onRequest: authenticated(deps, [...WRITERS]),
     schema: { tags: ['policies'], summary: "Unbind an agent's policy", params: AgentParams, response: { 200: Answer, ...problems } },
   }, async (req) => unbindAgent(deps.db, actor(req), req.params.id));
+
+  r.post('/v1/agents/:id/manifest', {
+    onRequest: authenticated(deps, ['agent', 'author', 'admin']),
+    schema: {
+      tags: ['policies'], params: AgentParams, body: AgentManifest,
+      querystring: z.strictObject({ force: z.enum(['true', 'false']).optional().describe('Accept despite violations (admins and authors; recorded as AgentManifestForced)') }),
+      summary: "Check an agent's declared providers, models and tools against the active policies: 409 listing each violation unless force",
+      response: { 200: Answer, ...problems },
+    },
+  }, async (req) => {
+    const p = principalOf(req);
+    return pushManifest(deps.db, { tenantId: p.tenant_id, principalId: p.id, roles: p.roles }, req.params.id, req.body, req.query.force === 'true', (agentId) => deps.policies.effective(p.tenant_id, agentId));
+  });
 
   for (const url of ['/v1/policy/simulate', '/api/v1/policy/simulate']) {
     r.post(url, {

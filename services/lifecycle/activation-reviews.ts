@@ -1,0 +1,86 @@
+import { randomUUID } from 'node:crypto';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import {
+  policyActivationWorkflow, reviewAnswerUpdate, reviewOpenedUpdate,
+  type ReviewAnswerInput, type ReviewAnswerResult,
+} from '../../workflows/policy-activation-workflow.ts';
+import { attest } from '../decisions/attestation.ts';
+import { asTemporalError } from '../decisions/request-decision.ts';
+import { CountersignError } from '../errors.ts';
+import type { Db } from '../events/db.ts';
+import type { Principal } from '../identity/principals.ts';
+import { loadPolicy, planActivation, type ActivationAnswer, type ActivationOptions, type Actor } from './policy-lifecycle.ts';
+import { openReview } from './policy-store.ts';
+
+/**
+ * The API's half of four-eyes activation: start the review workflow and wait until it has recorded the
+ * request (or refused it), and send admins' answers in as attested, validated Temporal updates.
+ */
+export type ReviewDeps = { db: Db; temporal: Client; taskQueue: string; secret: () => Buffer };
+
+/** Long enough to ride out a worker restart; an answer is counted when this returns, or it was not. */
+const UPDATE_DEADLINE_MS = 60_000;
+
+export type ReviewRequested = { id: string; version: number; status: 'pending_approval'; review_id: string; deadline: string; authors: string[]; requested_by: string };
+
+function refusal(err: unknown, code: 'answer_refused' | 'conflict'): unknown {
+  if (err instanceof WorkflowUpdateFailedError) {
+    return new CountersignError(code, (err.cause)?.message ?? err.message, { extra: { counted: false } });
+  }
+  return asTemporalError(err);
+}
+
+export async function requestActivationReview(deps: ReviewDeps, a: Actor, policyId: string, opts: ActivationOptions): Promise<ReviewRequested | ActivationAnswer> {
+  const plan = await planActivation(deps.db, a, policyId, opts);
+  if ('unchanged' in plan) return plan.unchanged;
+  const s = plan.state;
+  // Random, not derived: Temporal outlives databases, and two racing requests are settled by the append's
+  // expected version (the loser's workflow ends refused).
+  const reviewId = `policy-review-${a.tenantId}-${policyId}-v${s.draft!.version}-${randomUUID()}`;
+  try {
+    const handle = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => deps.temporal.workflow.start(policyActivationWorkflow, {
+      taskQueue: deps.taskQueue,
+      workflowId: reviewId,
+      args: [{
+        reviewId, tenantId: a.tenantId, policyId, documentHash: plan.documentHash, requestedBy: a.principalId,
+        expectedStreamVersion: s.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: plan.expectedLoosening,
+      }],
+    }));
+    const opened = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => handle.executeUpdate(reviewOpenedUpdate, { args: [] }));
+    return { id: policyId, version: opened.version, status: 'pending_approval', review_id: opened.review_id, deadline: opened.deadline, authors: opened.authors, requested_by: a.principalId };
+  } catch (err) {
+    throw refusal(err, 'conflict');
+  }
+}
+
+/** An admin's answer to the review waiting on a policy: counted when this returns, refused with the reason otherwise. */
+export async function answerActivationReview(
+  deps: ReviewDeps, principal: Principal, policyId: string, body: { verdict: 'approve' | 'reject'; comment?: string | undefined; review_id?: string | undefined },
+): Promise<ReviewAnswerResult & { id: string; review_id: string }> {
+  const s = await loadPolicy(deps.db, principal.tenant_id, policyId);
+  if (!s || s.deleted) throw new CountersignError('not_found', `policy ${policyId} not found`);
+  const review = openReview(s);
+  if (!review) {
+    const last = s.review;
+    throw new CountersignError('answer_refused', last ? `the activation review of ${policyId} v${last.version} is already ${last.status}` : `policy ${policyId} has no activation review waiting`, { extra: { counted: false } });
+  }
+  if (body.review_id !== undefined && body.review_id !== review.review_id) {
+    throw new CountersignError('answer_refused', `the answer is for review ${body.review_id}, but the review waiting is ${review.review_id}`, { extra: { counted: false } });
+  }
+  const message: ReviewAnswerInput = attest(deps.secret(), {
+    kind: 'policy_review' as const,
+    review_id: review.review_id,
+    verdict: body.verdict,
+    ...(body.comment ? { comment: body.comment } : {}),
+    by: principal.id,
+    roles: principal.roles,
+    tenant_id: principal.tenant_id,
+    document_hash: review.document_hash,
+  }, new Date());
+  try {
+    const res = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => deps.temporal.workflow.getHandle(review.review_id).executeUpdate(reviewAnswerUpdate, { args: [message] }));
+    return { ...res, id: policyId, review_id: review.review_id };
+  } catch (err) {
+    throw refusal(err, 'answer_refused');
+  }
+}

@@ -1,0 +1,67 @@
+import { z } from 'zod';
+import { Sha256 } from '../../schemas/events.ts';
+import type { PublicKeySet } from '../../schemas/receipt.ts';
+import { fieldErrors, type FieldError } from '../errors.ts';
+import type { Keyring } from '../receipts/keyring.ts';
+import { signDocument } from '../receipts/sign.ts';
+import { verifyDocument, type VerifyFailureReason } from '../receipts/verify.ts';
+import type { ActivatedVersion } from './policy-store.ts';
+import { compilePolicyVersion } from './policy-version.ts';
+
+/**
+ * Signed policy export/import (issue 7). An export is one activated version as JSON: its document, scope and
+ * compiled hash, signed with Ed25519 by the keyring's active key over the canonical JSON of everything but
+ * the signature itself. Checking one needs only the file and the public keys (GET /v1/keys): the schema, the
+ * hash recomputed from the document, then the signature. The API, the CLI (`policy validate --file`) and the
+ * import all use `verifyExport`, so they cannot disagree about what is intact.
+ */
+export const EXPORT_FORMAT = 'countersign.policy-export/v1';
+
+export const PolicyExport = z.strictObject({
+  format: z.literal(EXPORT_FORMAT),
+  policy_id: z.string().min(1).max(128),
+  version: z.number().int().positive(),
+  scope: z.record(z.string(), z.unknown()),
+  document: z.record(z.string(), z.unknown()),
+  hash: Sha256.describe('sha256 over the canonical JSON of the compiled version, as PolicyActivated records it.'),
+  exported_at: z.iso.datetime({ offset: true }),
+  signing_key_id: z.string().min(1),
+  signature: z.string().min(1).describe('Ed25519 (base64url) over the canonical JSON of every other field.'),
+});
+export type PolicyExport = z.infer<typeof PolicyExport>;
+
+/** What the signature covers: the export without its signature. */
+export function exportSigned(e: Omit<PolicyExport, 'signature'>): Record<string, unknown> {
+  return { format: e.format, policy_id: e.policy_id, version: e.version, scope: e.scope, document: e.document, hash: e.hash, exported_at: e.exported_at, signing_key_id: e.signing_key_id };
+}
+
+export function exportVersion(keyring: Keyring, policyId: string, v: ActivatedVersion, now: Date): PolicyExport {
+  const unsigned = {
+    format: EXPORT_FORMAT, policy_id: policyId, version: v.version, scope: v.scope, document: v.document, hash: v.hash as `sha256:${string}`,
+    exported_at: now.toISOString(), signing_key_id: keyring.activeKeyId,
+  } as const;
+  const sig = signDocument(exportSigned(unsigned), keyring);
+  return { ...unsigned, signature: sig.value };
+}
+
+export type ExportProblem =
+  | { ok: false; reason: 'malformed'; detail: string; errors: FieldError[] }
+  | { ok: false; reason: 'hash_mismatch' | 'does_not_compile' | VerifyFailureReason; detail: string; errors?: FieldError[] };
+
+/** Schema, then the hash recomputed from the document, then the signature against `keys`. Never throws. */
+export function verifyExport(raw: unknown, keys: PublicKeySet): { ok: true; export: PolicyExport; key_id: string } | ExportProblem {
+  const parsed = PolicyExport.safeParse(raw);
+  if (!parsed.success) {
+    const errors = fieldErrors(parsed.error.issues);
+    return { ok: false, reason: 'malformed', detail: `not a policy export: ${errors[0]?.path}: ${errors[0]?.message}`, errors };
+  }
+  const e = parsed.data;
+  const compiled = compilePolicyVersion(e.document, e.version);
+  if (!compiled.ok) return { ok: false, reason: 'does_not_compile', detail: `the exported document does not compile: ${compiled.errors[0]?.path}: ${compiled.errors[0]?.message}`, errors: compiled.errors.map((x) => ({ path: `document.${x.path}`, message: x.message })) };
+  if (compiled.policy.policy_id !== e.policy_id) return { ok: false, reason: 'hash_mismatch', detail: `policy_id is ${e.policy_id} but the document's metadata.id is ${compiled.policy.policy_id}: the file was altered` };
+  if (compiled.hash !== e.hash) return { ok: false, reason: 'hash_mismatch', detail: `the document hashes to ${compiled.hash}, not the recorded ${e.hash}: the file was altered` };
+  const { signature, ...rest } = e;
+  const v = verifyDocument(exportSigned(rest), { alg: 'Ed25519', key_id: e.signing_key_id, value: signature }, keys);
+  if (!v.ok) return { ok: false, reason: v.reason, detail: v.reason === 'unknown_key' ? `signed by ${e.signing_key_id}, which is not one of this deployment's keys` : v.detail };
+  return { ok: true, export: e, key_id: v.key_id };
+}
