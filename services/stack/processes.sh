@@ -16,9 +16,13 @@ provision() {
 migrate() { node --import tsx "$ROOT/services/events/migrate-main.ts"; }
 bundle() { node --import tsx "$ROOT/services/worker/bundle.ts"; }
 
-start_app() { # name entry
+start_app() { # name entry (a TypeScript source under ROOT, run through tsx, or a prebuilt .mjs path)
   local name=$1 entry=$2
-  node --import tsx "$ROOT/$entry" >>"$COUNTERSIGN_DATA_DIR/logs/$name.log" 2>&1 &
+  if [[ $entry == *.mjs ]]; then
+    node "$entry" >>"$COUNTERSIGN_DATA_DIR/logs/$name.log" 2>&1 &
+  else
+    node --import tsx "$ROOT/$entry" >>"$COUNTERSIGN_DATA_DIR/logs/$name.log" 2>&1 &
+  fi
   APP_PIDS+=($!)
 }
 

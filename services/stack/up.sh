@@ -15,7 +15,8 @@ trap 'exit 130' INT TERM
 provision
 migrate
 bundle
-start_app worker services/worker/main.ts
+# Prebuilt by `bundle` beside the workflow bundle: starts without tsx.
+start_app worker "$(dirname "$COUNTERSIGN_WORKFLOW_BUNDLE")/worker.mjs"
 start_app publisher services/publisher/main.ts
 start_app api services/api/main.ts
 node --import tsx "$ROOT/services/stack/seed.ts" >/dev/null

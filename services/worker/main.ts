@@ -5,10 +5,16 @@ import { slackClient } from '../channels/slack.ts';
 import { loadConfig } from '../config.ts';
 import { createPool } from '../events/db.ts';
 import { createLogger } from '../logger.ts';
+import { staleBuildSource } from './stale-build.ts';
 import { workflowsPath } from './workflows-path.ts';
 
 const config = loadConfig();
 const log = createLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
+const stale = staleBuildSource();
+if (stale) {
+  log('error', 'this prebuilt worker is older than its sources; rebuild it (npx tsx services/worker/bundle.ts) or run services/worker/main.ts', { source: stale });
+  process.exit(1);
+}
 const db = createPool(config.DATABASE_URL, 10);
 const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
 const worker = await Worker.create({
@@ -29,7 +35,8 @@ const worker = await Worker.create({
     },
   }),
 });
-log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS });
+const cpu = process.cpuUsage();
+log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS, start_ms: Math.round(performance.now()), start_cpu_ms: Math.round((cpu.user + cpu.system) / 1000) });
 await worker.run(); // resolves after SIGINT/SIGTERM, which the SDK handles by shutting down gracefully
 await connection.close();
 await db.end();

@@ -73,7 +73,9 @@ export type AppProcess = { name: string; child: ChildProcess; output: () => stri
 
 /** Starts one of our processes (`services/<x>/main.ts`) with an environment, and waits for its ready line. */
 export async function startProcess(name: string, entry: string, env: Record<string, string>, readyLine: RegExp, timeoutMs = 60_000): Promise<AppProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {
+  // A TypeScript source under ROOT runs through tsx; a prebuilt .mjs (services/worker/build-entry.ts) with plain node.
+  const args = entry.endsWith('.mjs') ? [entry] : ['--import', 'tsx', path.join(ROOT, entry)];
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
