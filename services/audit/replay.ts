@@ -3,7 +3,9 @@ import type { PublicKeySet, SignedReceipt } from '../../schemas/receipt.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
 import { verifyChain } from '../events/hash-chain.ts';
 import { upcast, UPCASTERS, type UpcasterRegistry } from '../events/upcast.ts';
-import { compile, evaluate, type Snapshot } from '../policy/index.ts';
+import { applyCatalogChange, catalogOf, catalogRiskTags, compile, EMPTY_CATALOG, evaluate, type CatalogState, type Snapshot } from '../policy/index.ts';
+import { ToolCatalogFact } from '../../schemas/tool-catalog.ts';
+import type { DecisionRequest } from '../../schemas/decision.ts';
 import { buildReceipt } from '../receipts/build-receipt.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import { verifyDocument } from '../receipts/verify.ts';
@@ -82,6 +84,8 @@ export class Replay {
   private duplicates = 0;
   private readonly divergences: Divergence[] = [];
   private readonly compiled = new Map<string, Snapshot | null>();
+  /** Each tenant's tool catalog at every version its stream verifies to (index = version; 0 = empty). */
+  private readonly catalogs = new Map<string, CatalogState[]>();
 
   constructor(private readonly opts: ReplayOptions) {}
 
@@ -137,6 +141,7 @@ export class Replay {
         (policies[`${e.tenant_id}/${d.policy_id}`] ??= []).push({ policy_id: d.policy_id, tenant_id: e.tenant_id, version: d.version, hash: d.hash, signing_key_id: d.signing_key_id ?? null, position: e.position });
         this.checkPolicyVersion(e, d);
       }
+      if (streamId.startsWith('catalog-')) this.foldCatalog(streamId, events);
       if (streamId.startsWith('run-')) runs.push(events);
       if (streamId.startsWith('policy-') && events.length > 0) {
         const head = events[0]!;
@@ -331,6 +336,52 @@ export class Replay {
     return snapshot;
   }
 
+  /**
+   * A tenant's tool catalog stream, folded with the engine's own applyCatalogChange: each event must sit at
+   * the version it names and record the hash of the catalog it makes. Folding stops at the first bad event,
+   * so a decision that cites a later version is reported too.
+   */
+  private foldCatalog(streamId: string, events: StoredEvent[]): void {
+    const tenant = events[0]!.tenant_id;
+    const states: CatalogState[] = [EMPTY_CATALOG];
+    this.catalogs.set(tenant, states);
+    let state = EMPTY_CATALOG;
+    for (const e of events) {
+      const problem = (p: string): void => void this.divergences.push({ stream_id: streamId, position: e.position, problem: p });
+      if (streamId !== `catalog-${e.tenant_id}`) return problem(`catalog stream ${streamId} holds an event of tenant ${e.tenant_id}`);
+      if (e.type === 'ToolCatalogRegistered') {
+        const { catalog_version: _v, catalog_hash: _h, registered_by: _by, ...source } = e.data as EventData<'ToolCatalogRegistered'>;
+        state = applyCatalogChange(state, { kind: 'registered', source });
+      } else if (e.type === 'ToolCatalogRemoved') {
+        const d = e.data as EventData<'ToolCatalogRemoved'>;
+        if (!state.sources.some((x) => x.source_id === d.source_id)) return problem(`catalog removes source ${d.source_id}, which is not registered`);
+        state = applyCatalogChange(state, { kind: 'removed', source_id: d.source_id });
+      } else {
+        return problem(`unexpected ${e.type} in a tool catalog stream`);
+      }
+      const d = e.data as { catalog_version: number; catalog_hash: string };
+      if (d.catalog_version !== e.stream_version || state.version !== e.stream_version) return problem(`catalog event names version ${d.catalog_version} at stream version ${e.stream_version}`);
+      if (d.catalog_hash !== state.hash) return problem(`catalog version ${state.version}: recorded hash ${d.catalog_hash} differs from the catalog rebuilt from its events (${state.hash})`);
+      states.push(state);
+    }
+  }
+
+  /** A decision's facts.tool_catalog must be what that catalog version, rebuilt from the log, gives its request. */
+  private checkCatalogFact(tenantId: string, request: DecisionRequest, raw: unknown, at: StoredEvent): boolean {
+    const problem = (p: string) => {
+      this.divergences.push({ stream_id: at.stream_id, position: at.position, problem: p });
+      return false;
+    };
+    const fact = ToolCatalogFact.safeParse(raw);
+    if (!fact.success) return problem(`facts.tool_catalog is malformed: ${fact.error.issues[0]?.path.join('.')}: ${fact.error.issues[0]?.message}`);
+    const state = this.catalogs.get(tenantId)?.[fact.data.version];
+    if (!state) return problem(`tool catalog version ${fact.data.version} of tenant ${tenantId} is not in the log (or not verifiable)`);
+    if (state.hash !== fact.data.hash) return problem(`tool catalog version ${fact.data.version}: recorded hash ${fact.data.hash} differs from the log's ${state.hash}`);
+    const derived = catalogRiskTags(catalogOf(state.sources), request);
+    if (derived.join(',') !== fact.data.risk_tags.join(',')) return problem(`tool catalog version ${fact.data.version} gives [${derived.join(', ')}] for this request, the decision recorded [${fact.data.risk_tags.join(', ')}]`);
+    return true;
+  }
+
   /** Re-derives the decision from the recorded policy versions, request, facts and clock. */
   private reEvaluate(events: StoredEvent[], policyEvents: Map<string, EventData<'PolicyActivated'>>): boolean {
     const view = foldRun(events.map((e) => ({ type: e.type, data: e.data }) as RunEvent));
@@ -349,6 +400,9 @@ export class Replay {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `snapshot hash ${snapshot.hash} differs from the recorded ${recorded.snapshot_hash}` });
       return false;
     }
+    const catalogFact = recorded.facts['tool_catalog'];
+    if (catalogFact !== undefined && !this.checkCatalogFact(view.tenant_id, req.request, catalogFact, evaluated)) return false;
+    // evaluate() adds the recorded catalog tags to the request, as it did when the decision was made.
     const again = evaluate(snapshot, req.request, recorded.facts, new Date(recorded.now));
     if (again.decision !== recorded.decision || again.matched_rule !== recorded.matched_rule) {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `re-evaluation gives ${again.decision} (${again.matched_rule}), recorded ${recorded.decision} (${recorded.matched_rule})` });
