@@ -33,7 +33,7 @@ const ConfigSchema = z.object({
   COUNTERSIGN_OUTCOME_WINDOW: durationSetting('24h').describe('How long after a final decision the agent may report the outcome.'),
   COUNTERSIGN_CALLBACK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('Allow callback URLs that resolve to private or loopback addresses (development only).'),
   COUNTERSIGN_WORKFLOW_BUNDLE: z.string().optional().describe('Prebuilt workflow bundle (services/worker/bundle.ts); without it the worker bundles at start-up.'),
-  COUNTERSIGN_CRASH_AT: z.enum(['after-append-commit', 'after-workflow-start']).optional().describe('Test only: kill the worker at this point to prove retries write nothing twice.'),
+  COUNTERSIGN_CRASH_AT: z.enum(['after-append-commit', 'after-workflow-start', 'after-slack-ack']).optional().describe('Test only: kill the worker at this point to prove retries write nothing twice.'),
   COUNTERSIGN_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(600).describe('Requests per API key (per client IP without a key) per rate window; more get 429 with Retry-After. Counted in the memory of each API process.'),
   COUNTERSIGN_RATE_WINDOW_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('Length of the rate window, ms.'),
   COUNTERSIGN_SLACK_SIGNING_SECRET: z.string().min(1).optional().describe('Signing secret of the Slack app: verifies every request to /v1/slack/interactions. Without it that route refuses everything.'),
@@ -41,6 +41,10 @@ const ConfigSchema = z.object({
   COUNTERSIGN_SLACK_API_URL: z.string().url().default('https://slack.com/api/').describe("Base URL of Slack's Web API (a local stand-in in tests)."),
   COUNTERSIGN_SMTP_URL: z.string().url().optional().describe('SMTP server the worker sends approval emails through (smtp:// or smtps://, credentials in the URL). Without it no email is sent.'),
   COUNTERSIGN_MAIL_FROM: z.string().default('Countersign <countersign@localhost>').describe('From address of approval emails.'),
+  COUNTERSIGN_REMIND_BEFORE: z.string().default('25%').refine((v) => v === 'off' || /^(?:[1-9]|[1-9]\d)%$/.test(v) || durationSeconds(v) !== undefined, 'expected off, a percentage such as 25%, or a duration such as 15m')
+    .describe('When approvers who have not answered get a reminder, on the channels they were notified on: this long before each deadline of a round (a duration such as 15m, or a percentage of the time the round or its escalation level was given, such as 25%), or off.'),
+  COUNTERSIGN_NOTIFY_CAP: z.coerce.number().int().min(1).max(10_000).default(10).describe('Most Slack messages (and, separately, emails) one approver gets per cap window; the ones over it are held back and sent together as one digest when the window allows.'),
+  COUNTERSIGN_NOTIFY_CAP_WINDOW: durationSetting('1h').describe('The window of COUNTERSIGN_NOTIFY_CAP (a sliding window, counted in Postgres).'),
   COUNTERSIGN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level of the API, worker and publisher.'),
 });
 

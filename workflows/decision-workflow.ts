@@ -7,6 +7,7 @@ import { AnswerInput, OutcomeInput, OverrideInput, parseMessage } from './decisi
 export { AnswerInput, OutcomeInput, OverrideInput };
 import { runEventId } from '../services/decisions/ids.ts';
 import { checkAnswer, evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
+import { reminderAt, type RemindBefore } from './decision-reminders.ts';
 
 /** How long a run stays open after it is final, and who may lift a DENY. Set per tenant by the API. */
 export type RunWindows = {
@@ -14,6 +15,8 @@ export type RunWindows = {
   outcome_sec: number;
   override_groups: string[];
   override_timeout_sec: number;
+  /** When to remind approvers before a deadline (issue 8); absent in runs started before reminders. */
+  remind_before?: RemindBefore | null | undefined;
 };
 
 export type DecisionWorkflowInput = {
@@ -64,6 +67,11 @@ const { notifyApprovers, issueReceipt } = remote;
 const local = proxyLocalActivities<Activities>(storeOptions);
 /** Runs started before local activities keep scheduling regular ones, so their histories still replay. */
 export const LOCAL_STORE_PATCH = 'local-store-activities';
+// Issue 8, approval channels: closing notices on Slack are bounded (the activity never throws) and never
+// hold a run. Both changes to the commands a run issues are behind patches, so recorded histories replay.
+const { announceRoundClosed } = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 3 } });
+export const REMINDERS_PATCH = 'reminders';
+export const ROUND_CLOSED_NOTICE_PATCH = 'round-closed-notices';
 const { deliverCallback } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 12 },
@@ -146,12 +154,12 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     receiptAt = committed;
   };
 
-  const notify = async (round: number, purpose: 'request' | 'escalation', groups: string[]) => {
+  const notify = async (round: number, purpose: 'request' | 'escalation' | 'reminder', groups: string[]) => {
     try {
       const deliveries = await notifyApprovers({ decisionId: input.decisionId, tenantId: input.tenantId, round, purpose, groups, requestedBy: input.requestedBy });
       for (const d of deliveries) {
         if (d.error) record('NotificationFailed', { round, channel: d.channel, recipient: d.recipient, purpose, error: d.error });
-        else record('NotificationSent', { round, channel: d.channel, recipient: d.recipient, purpose });
+        else record('NotificationSent', { round, channel: d.channel, recipient: d.recipient, purpose: d.queued ? 'digest' : purpose });
       }
     } catch (err) {
       // A failure to notify never changes a decision: the round stays open and answerable from the API.
@@ -193,7 +201,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       const r = view!.rounds.find((x) => x.round === n)!;
       if (r.status !== 'open') break;
       const left = Date.parse(r.deadline) - Date.now();
-      if (left > 0 && (await condition(() => view!.rounds.find((x) => x.round === n)!.status !== 'open', left))) break;
+      if (left > 0 && (await waitForAnswers(n, left))) break;
       const now = Date.now();
       if (r.level === 0 && r.escalate_to.length > 0) {
         const groups = [...new Set([...r.groups, ...r.escalate_to])];
@@ -205,6 +213,42 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     }
     finalizeRound(n);
     await flush();
+    await announceClosed(n);
+  };
+
+  // --- issue 8: reminders and closing notices (helpers kept apart; each behind its patch) -------------
+  const remindedLevels = new Set<string>();
+  /**
+   * Waits up to `left` ms for round n to close, as the original single timer did; with the 'reminders'
+   * patch, first until the reminder moment of the current level, reminding those who have not answered.
+   * True when the round closed.
+   */
+  const waitForAnswers = async (n: number, left: number): Promise<boolean> => {
+    const closed = () => view!.rounds.find((x) => x.round === n)!.status !== 'open';
+    const r = view!.rounds.find((x) => x.round === n)!;
+    const key = `${n}:${r.level}`;
+    if (!remindedLevels.has(key) && patched(REMINDERS_PATCH)) {
+      remindedLevels.add(key);
+      const now = Date.now();
+      const at = reminderAt(input.windows.remind_before, now, Date.parse(r.deadline));
+      if (at !== null) {
+        if (await condition(closed, at - now)) return true;
+        await notify(n, 'reminder', r.groups);
+        const rest = Date.parse(r.deadline) - Date.now();
+        return rest > 0 ? condition(closed, rest) : false;
+      }
+    }
+    return condition(closed, left);
+  };
+  /** With the 'round-closed-notices' patch: the closed round's Slack messages show how it ended. */
+  const announceClosed = async (n: number) => {
+    if (!patched(ROUND_CLOSED_NOTICE_PATCH)) return;
+    try {
+      const res = await announceRoundClosed({ decisionId: input.decisionId, tenantId: input.tenantId, round: n });
+      if (res.errors.length) log.warn('closing notices failed', { round: n, errors: res.errors });
+    } catch (err) {
+      log.warn('closing notices failed', { round: n, error: String(err) });
+    }
   };
 
   // --- messages: registered before the first await so early updates are never lost -----------------

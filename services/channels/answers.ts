@@ -2,14 +2,17 @@ import { createHash } from 'node:crypto';
 import type { WebClient } from '@slack/web-api';
 import { CountersignError } from '../errors.ts';
 import { withSystem, withTenant, type Db } from '../events/db.ts';
+import type pg from 'pg';
 import { answerApproval, type MessageDeps } from '../decisions/run-messages.ts';
 import { findPerson } from '../identity/people.ts';
 import type { Principal } from '../identity/principals.ts';
 import type { PrincipalView } from '../../schemas/identity.ts';
 import { hashEmailToken, isEmailTokenShape } from './email.ts';
 import { loadRoundFacts } from './facts.ts';
-import { resultBlocks } from './slack.ts';
+import { closeRoundMessages, principalNames, rerenderDigest, roundStateText } from './round-messages.ts';
+import { approvalBlocks, resultBlocks } from './slack.ts';
 import { cleanText } from './untrusted-text.ts';
+import { boundSlackTeam } from './slack-workspaces.ts';
 
 export type Verdict = 'approve' | 'reject';
 export type AnswerOutcome = { counted: true; approver: string } | { counted: false; reason: string };
@@ -26,6 +29,31 @@ async function count(messages: MessageDeps, person: PrincipalView, decisionId: s
     if (err instanceof CountersignError && err.status < 500) return { counted: false, reason: err.message };
     throw err;
   }
+}
+
+// ---- the answer log ----
+
+export type AnswerLogEntry = {
+  tenantId: string | null;
+  channel: 'slack' | 'email';
+  decisionId?: string | null | undefined;
+  round?: number | null | undefined;
+  actor?: string | null | undefined;
+  verdict?: string | null | undefined;
+  counted: boolean;
+  reason: string;
+};
+
+/**
+ * Records every answer a channel saw, counted or refused, with the reason. A request that cannot be tied to
+ * a tenant (a bad signature, an unknown link) is recorded without one, visible to system scopes only.
+ */
+export async function logAnswer(db: Db, e: AnswerLogEntry): Promise<void> {
+  const insert = (c: pg.PoolClient) => c.query(
+    `INSERT INTO channel_answer_log (tenant_id, channel, decision_id, round, actor, verdict, counted, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [e.tenantId, e.channel, e.decisionId ?? null, e.round ?? null, e.actor ? cleanText(e.actor, 200) : null, e.verdict ? cleanText(e.verdict, 20) : null, e.counted, cleanText(e.reason, 500)],
+  );
+  await (e.tenantId ? withTenant(db, e.tenantId, insert) : withSystem(db, 'channels', insert));
 }
 
 // ---- Slack ----
@@ -51,56 +79,116 @@ export function parseSlackInteraction(rawBody: string): SlackAction | null {
   return { teamId, userId: o.user.id, verdict, ref: a.value };
 }
 
-type SlackMessageRow = { ref: string; tenant_id: string; decision_id: string; round: number; approver_id: string; slack_user_id: string; team_id: string; channel: string | null; ts: string | null };
+export type SlackMessageRow = { ref: string; tenant_id: string; decision_id: string; round: number; purpose: string; approver_id: string; slack_user_id: string; team_id: string; channel: string | null; ts: string | null };
+const MESSAGE_COLUMNS = 'ref, tenant_id, decision_id, round, purpose, approver_id, slack_user_id, team_id, channel, ts';
 
 /**
- * Records a verified interaction once (by the digest of its raw body). Returns the message it is about and
- * whether it is the first time; a replay (or an unknown message) is acknowledged and does nothing.
+ * The Slack inbox. A verified click is stored (by the digest of its raw body) before Slack is acknowledged,
+ * leased to this process for the work that follows; an API that dies after the acknowledgement leaves it
+ * unprocessed for `processSlackInbox` at the next start. A replay of a stored body is acknowledged and does
+ * nothing. Returns the message the click is about, the inbox key and whether this is the first copy.
  */
-export async function claimSlackInteraction(db: Db, rawBody: string, action: SlackAction): Promise<{ message: SlackMessageRow; first: boolean } | null> {
+export async function claimSlackInteraction(db: Db, rawBody: string, action: SlackAction): Promise<{ message: SlackMessageRow; bodyHash: string; first: boolean } | null> {
   const message = (await withSystem(db, 'channels', (c) => c.query<SlackMessageRow>(
-    `SELECT ref, tenant_id, decision_id, round, approver_id, slack_user_id, team_id, channel, ts FROM channel_slack_messages WHERE ref = $1`, [action.ref],
+    `SELECT ${MESSAGE_COLUMNS} FROM channel_slack_messages WHERE ref = $1`, [action.ref],
   ))).rows[0];
   if (!message) return null;
   const bodyHash = createHash('sha256').update(rawBody).digest('hex');
   const ins = await withTenant(db, message.tenant_id, (c) => c.query(
-    `INSERT INTO channel_slack_interactions (body_hash, tenant_id, ref, slack_user_id) VALUES ($1, $2, $3, $4) ON CONFLICT (body_hash) DO NOTHING`,
-    [bodyHash, message.tenant_id, message.ref, action.userId],
+    `INSERT INTO channel_slack_interactions (body_hash, tenant_id, ref, slack_user_id, team_id, verdict, attempt_at) VALUES ($1, $2, $3, $4, $5, $6, now())
+     ON CONFLICT (body_hash) DO NOTHING`,
+    [bodyHash, message.tenant_id, message.ref, action.userId, action.teamId, action.verdict],
   ));
-  return { message, first: ins.rowCount === 1 };
+  return { message, bodyHash, first: ins.rowCount === 1 };
 }
 
-/** Counts a click through the API's own path, then shows on the message who decided or why it did not count. */
-export async function answerSlackClick(db: Db, messages: MessageDeps, slack: WebClient | undefined, message: SlackMessageRow, action: SlackAction): Promise<AnswerOutcome> {
-  let outcome: AnswerOutcome;
+/** Marks a stored click done, with what came of it (a replayed copy never reaches here). */
+async function markProcessed(db: Db, tenantId: string, bodyHash: string, outcome: AnswerOutcome): Promise<void> {
+  await withTenant(db, tenantId, (c) => c.query(
+    `UPDATE channel_slack_interactions SET processed_at = now(), outcome = $3 WHERE tenant_id = $1 AND body_hash = $2 AND processed_at IS NULL`,
+    [tenantId, bodyHash, outcome.counted ? `counted: ${outcome.approver}` : `refused: ${outcome.reason}`.slice(0, 500)],
+  ));
+}
+
+/** Why a click may not count, before the workflow is asked: workspace, person, addressee. */
+async function refusalOf(db: Db, message: SlackMessageRow, action: SlackAction, person: PrincipalView | null): Promise<string | null> {
+  if (action.teamId !== message.team_id) return 'the click came from another Slack workspace';
+  const bound = await boundSlackTeam(db, message.tenant_id);
+  if (bound && bound !== action.teamId) return "the click came from a Slack workspace other than the tenant's";
+  if (!person) return 'this Slack user is not a member of the tenant';
+  if (person.id !== message.approver_id) return 'this message was sent to another approver';
+  return null;
+}
+
+/**
+ * Counts a stored click through the API's own path, records it, then shows on the message who decided or
+ * why it did not count; when the answer closed the round, every other message of the round shows it too.
+ * Idempotent: processing the same stored click again (after a crash) finds the approver's answer already in
+ * the round and reports it as counted, never a second answer.
+ */
+export async function answerSlackClick(db: Db, messages: MessageDeps, slack: WebClient | undefined, message: SlackMessageRow, action: SlackAction, bodyHash: string): Promise<AnswerOutcome> {
   const person = await findPerson(db, message.tenant_id, { slack_user_id: action.userId });
-  if (action.teamId !== message.team_id) outcome = { counted: false, reason: 'the click came from another Slack workspace' };
-  else if (!person) outcome = { counted: false, reason: 'this Slack user is not a member of the tenant' };
-  else if (person.id !== message.approver_id) outcome = { counted: false, reason: 'this message was sent to another approver' };
-  else outcome = await count(messages, person, message.decision_id, message.round, action.verdict, 'slack');
+  const refusal = await refusalOf(db, message, action, person);
+  let outcome: AnswerOutcome;
+  if (refusal || !person) outcome = { counted: false, reason: refusal ?? 'this Slack user is not a member of the tenant' };
+  else {
+    const before = await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null);
+    const earlier = before?.answers.find((a) => a.approver_id === person.id && a.channel === 'slack' && a.verdict === action.verdict);
+    outcome = earlier ? { counted: true, approver: person.name } : await count(messages, person, message.decision_id, message.round, action.verdict, 'slack');
+  }
+  await logAnswer(db, { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor: `slack:${action.teamId}/${action.userId}`, verdict: action.verdict, counted: outcome.counted, reason: outcome.counted ? `counted (${person?.id})` : outcome.reason });
+  await markProcessed(db, message.tenant_id, bodyHash, outcome);
 
   if (slack && message.channel && message.ts) {
     const facts = await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null);
     const text = outcome.counted
       ? `${action.verdict === 'approve' ? 'Approved' : 'Rejected'} by ${cleanText(outcome.approver, 100)} (counted).`
       : `A ${action.verdict} click by Slack user ${cleanText(action.userId, 40)} was not counted: ${cleanText(outcome.reason, 300)}`;
-    // A click that did not count leaves the buttons for the rightful approver.
-    const blocks = outcome.counted ? resultBlocks(facts, message.ref, text) : [...(facts ? resultBlocks(facts, message.ref, text) : [])];
-    await slack.chat.update({ channel: message.channel, ts: message.ts, text, blocks: blocks as never }).catch(() => undefined);
+    if (message.purpose === 'digest') {
+      await rerenderDigest(db, slack, message.tenant_id, message.channel, message.ts).catch(() => undefined);
+    } else if (outcome.counted) {
+      const names = facts ? await principalNames(db, message.tenant_id, facts.answers.map((a) => a.approver_id)) : new Map<string, string>();
+      const state = facts && facts.status !== 'open' ? ` ${roundStateText(facts, names)}` : '';
+      await slack.chat.update({ channel: message.channel, ts: message.ts, text: `${text}${state}`, blocks: resultBlocks(facts, message.ref, `${text}${state}`) as never }).catch(() => undefined);
+    } else if (facts) {
+      // A click that did not count says why; the rightful approver keeps the buttons while the round is open.
+      const blocks = facts.status === 'open'
+        ? [...approvalBlocks(facts, message.ref, message.purpose === 'escalation' || message.purpose === 'reminder' ? message.purpose : 'request'), { type: 'context', elements: [{ type: 'mrkdwn', text: text.replace(/[<>&]/g, ''), verbatim: true }] }]
+        : resultBlocks(facts, message.ref, text);
+      await slack.chat.update({ channel: message.channel, ts: message.ts, text, blocks: blocks as never }).catch(() => undefined);
+    }
     // The round closed with this answer: the other approvers' messages lose their buttons too.
-    if (outcome.counted && facts && facts.status !== 'open') await closeOtherMessages(db, slack, message, facts, `Round ${facts.round} is ${facts.status}: ${text}`);
+    if (outcome.counted && facts && facts.status !== 'open') await closeRoundMessages(db, slack, message.tenant_id, message.decision_id, message.round).catch(() => undefined);
   }
   return outcome;
 }
 
-async function closeOtherMessages(db: Db, slack: WebClient, message: SlackMessageRow, facts: NonNullable<Awaited<ReturnType<typeof loadRoundFacts>>>, text: string): Promise<void> {
-  const others = await withTenant(db, message.tenant_id, (c) => c.query<{ ref: string; channel: string; ts: string }>(
-    `SELECT ref, channel, ts FROM channel_slack_messages WHERE tenant_id = $1 AND decision_id = $2 AND round = $3 AND ref <> $4 AND ts IS NOT NULL`,
-    [message.tenant_id, message.decision_id, message.round, message.ref],
-  ));
-  for (const o of others.rows) {
-    await slack.chat.update({ channel: o.channel, ts: o.ts, text, blocks: resultBlocks(facts, o.ref, text) as never }).catch(() => undefined);
+/** How long a click stays leased to the process that stored it before another may take it over. */
+export const SLACK_INBOX_LEASE_SECONDS = 10;
+
+/**
+ * Works through stored clicks nobody finished (an API that died after acknowledging them), oldest first.
+ * Each is leased before it is worked on, so concurrent API processes never take the same one.
+ */
+export async function processSlackInbox(db: Db, messages: MessageDeps, slack: WebClient | undefined, limit = 50): Promise<number> {
+  const due = (await withSystem(db, 'channels', (c) => c.query<{ body_hash: string; tenant_id: string; slack_user_id: string; team_id: string | null; verdict: Verdict | null } & { message: SlackMessageRow }>(
+    `UPDATE channel_slack_interactions i SET attempt_at = now()
+      WHERE body_hash IN (SELECT body_hash FROM channel_slack_interactions WHERE processed_at IS NULL
+                            AND (attempt_at IS NULL OR attempt_at < now() - make_interval(secs => $1)) ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+      RETURNING body_hash, tenant_id, slack_user_id, team_id, verdict,
+        (SELECT row_to_json(m) FROM (SELECT ${MESSAGE_COLUMNS} FROM channel_slack_messages WHERE ref = i.ref) m) AS message`,
+    [SLACK_INBOX_LEASE_SECONDS, limit],
+  ))).rows;
+  let done = 0;
+  for (const row of due) {
+    if (!row.verdict || !row.team_id) {
+      await markProcessed(db, row.tenant_id, row.body_hash, { counted: false, reason: 'stored without a verdict' });
+      continue;
+    }
+    await answerSlackClick(db, messages, slack, row.message, { teamId: row.team_id, userId: row.slack_user_id, verdict: row.verdict, ref: row.message.ref }, row.body_hash);
+    done++;
   }
+  return done;
 }
 
 // ---- Email ----
@@ -108,25 +196,42 @@ async function closeOtherMessages(db: Db, slack: WebClient, message: SlackMessag
 export type EmailTokenRow = { token_hash: string; tenant_id: string; decision_id: string; round: number; approver_id: string; email: string; expires_at: Date; used_at: Date | null };
 
 /** The live link behind a token, or why there is none. Reading never consumes it. */
-export async function readEmailToken(db: Db, token: string): Promise<{ row: EmailTokenRow } | { refused: string }> {
+export async function readEmailToken(db: Db, token: string): Promise<{ row: EmailTokenRow } | { refused: string; row?: EmailTokenRow }> {
   if (!isEmailTokenShape(token)) return { refused: 'this link is not valid' };
   const row = (await withSystem(db, 'channels', (c) => c.query<EmailTokenRow>(
     `SELECT token_hash, tenant_id, decision_id, round, approver_id, email, expires_at, used_at FROM channel_email_tokens WHERE token_hash = $1`, [hashEmailToken(token)],
   ))).rows[0];
   if (!row) return { refused: 'this link is not valid' };
-  if (row.used_at) return { refused: 'this link has already been used' };
-  if (row.expires_at.getTime() <= Date.now()) return { refused: 'this link has expired' };
+  if (row.used_at) return { refused: 'this link has already been used', row };
+  if (row.expires_at.getTime() <= Date.now()) return { refused: 'this link has expired', row };
   return { row };
 }
 
-/** Consumes the link (once, before it expires) and counts the answer through the API's own path. */
-export async function answerEmail(db: Db, messages: MessageDeps, row: EmailTokenRow, verdict: Verdict, comment: string | undefined): Promise<AnswerOutcome> {
-  const consumed = await withTenant(db, row.tenant_id, (c) => c.query(
+/**
+ * Spends a link: its one use is taken whatever becomes of the answer (single-use means single-use). False
+ * when it was already spent or has expired.
+ */
+export async function spendEmailLink(db: Db, row: EmailTokenRow, verdict: string | null): Promise<boolean> {
+  const spent = await withTenant(db, row.tenant_id, (c) => c.query(
     `UPDATE channel_email_tokens SET used_at = now(), used_verdict = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()`,
-    [row.token_hash, verdict],
+    [row.token_hash, verdict === 'approve' || verdict === 'reject' ? verdict : null],
   ));
-  if (consumed.rowCount !== 1) return { counted: false, reason: 'this link has already been used or has expired' };
+  return spent.rowCount === 1;
+}
+
+/** Gives a spent link back: only when counting failed for a reason on our side (503), never after a refusal. */
+async function unspendEmailLink(db: Db, row: EmailTokenRow): Promise<void> {
+  await withTenant(db, row.tenant_id, (c) => c.query(`UPDATE channel_email_tokens SET used_at = NULL, used_verdict = NULL WHERE token_hash = $1`, [row.token_hash]));
+}
+
+/** Counts the answer of a link already spent by `spendEmailLink`, through the API's own path. */
+export async function answerEmail(db: Db, messages: MessageDeps, row: EmailTokenRow, verdict: Verdict, comment: string | undefined): Promise<AnswerOutcome> {
   const person = await findPerson(db, row.tenant_id, { email: row.email });
   if (!person || person.id !== row.approver_id) return { counted: false, reason: 'the approver this link was sent to is no longer a member with this address' };
-  return count(messages, person, row.decision_id, row.round, verdict, 'email', comment);
+  try {
+    return await count(messages, person, row.decision_id, row.round, verdict, 'email', comment);
+  } catch (err) {
+    await unspendEmailLink(db, row);
+    throw err;
+  }
 }

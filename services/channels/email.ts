@@ -51,10 +51,11 @@ export function factsHtml(f: RoundFacts): string {
 <pre style="border:1px solid #999;padding:8px;white-space:pre-wrap">${agentLines(f).map(([k, v]) => `${escapeHtml(k)}: ${escapeHtml(v)}`).join('\n')}</pre>`;
 }
 
-export function approvalEmail(f: RoundFacts, link: string): { subject: string; text: string; html: string } {
-  const subject = cleanText(`Approval needed: decision ${f.decision_id} (round ${f.round})`, 200);
+export function approvalEmail(f: RoundFacts, link: string, purpose: 'request' | 'escalation' | 'reminder' = 'request'): { subject: string; text: string; html: string } {
+  const prefix = purpose === 'reminder' ? `Reminder (deadline ${f.deadline}): ` : purpose === 'escalation' ? 'Escalated to you: ' : '';
+  const subject = cleanText(`${prefix}Approval needed: decision ${f.decision_id} (round ${f.round})`, 200);
   const text = [
-    'Countersign needs your answer.',
+    purpose === 'reminder' ? `Countersign is still waiting for your answer; the round closes at ${f.deadline}.` : 'Countersign needs your answer.',
     '',
     ...factLines(f).map(([k, v]) => `${k}: ${cleanText(v, 300)}`),
     '',
@@ -66,6 +67,29 @@ export function approvalEmail(f: RoundFacts, link: string): { subject: string; t
     link,
   ].join('\n');
   const html = `<!doctype html><html><body>${factsHtml(f)}<p><a href="${escapeHtml(link)}">Review and answer</a> (works once, for you only, until ${escapeHtml(f.deadline)}).</p></body></html>`;
+  return { subject, text, html };
+}
+
+/**
+ * A digest: the rounds held back by the per-approver cap, in one mail, each with its own single-use link.
+ * Facts and agent text as in a single approval mail (escaped, apart, plain text and HTML).
+ */
+export function digestEmail(items: Array<{ facts: RoundFacts; link: string }>): { subject: string; text: string; html: string } {
+  const subject = `Countersign: ${items.length} approval request${items.length === 1 ? '' : 's'} waiting for you (digest)`;
+  const intro = 'You reached the hourly notification limit; these requests were held back and are grouped here. Each link works once, for you only, until its deadline.';
+  const text = [
+    intro,
+    ...items.flatMap(({ facts: f, link }) => [
+      '',
+      '========',
+      ...factLines(f).map(([k, v]) => `${k}: ${cleanText(v, 300)}`),
+      '--- Written by the agent (unverified) ---',
+      ...agentLines(f).map(([k, v]) => `${k}: ${v.replace(/:\/\//g, '[:]//')}`),
+      '--- end of agent text ---',
+      `Review and answer: ${link}`,
+    ]),
+  ].join('\n');
+  const html = `<!doctype html><html><body><p>${escapeHtml(intro)}</p>${items.map(({ facts: f, link }) => `<hr>${factsHtml(f)}<p><a href="${escapeHtml(link)}">Review and answer</a></p>`).join('')}</body></html>`;
   return { subject, text, html };
 }
 

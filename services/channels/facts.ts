@@ -14,6 +14,8 @@ export type RoundFacts = {
   matched_rule: string | null;
   policies: Array<{ policy_id: string; version: number }>;
   agent_id: string;
+  /** Answers already counted in this round, in order. */
+  answers: Array<{ approver_id: string; verdict: 'approve' | 'reject'; channel: string }>;
   /** Agent-supplied: shown escaped and apart. */
   untrusted: { tool: string; operation: string | null; args: unknown; reason: string; justification: string | null };
 };
@@ -36,6 +38,10 @@ export async function loadRoundFacts(db: Db, tenantId: string, decisionId: strin
       matched_rule: view.matched_rule,
       policies: view.policies.map((p) => ({ policy_id: p.policy_id, version: p.version })),
       agent_id: view.agent_id,
+      answers: [
+        ...r.approvals.map((a) => ({ approver_id: a.approver_id, verdict: 'approve' as const, channel: a.channel, at: a.at })),
+        ...r.rejections.map((a) => ({ approver_id: a.approver_id, verdict: 'reject' as const, channel: a.channel, at: a.at })),
+      ].sort((a, b) => a.at.localeCompare(b.at)).map(({ approver_id, verdict, channel }) => ({ approver_id, verdict, channel })),
       untrusted: { tool: view.action.tool, operation: view.action.operation ?? null, args, reason: view.reason, justification: r.justification ?? null },
     };
   });

@@ -25,8 +25,9 @@ type Block = Record<string, unknown>;
 const field = (label: string, value: string) => ({ type: 'mrkdwn', text: `*${label}*\n${value}`, verbatim: true });
 
 /** The approval message: Countersign's facts, the agent's text apart in a quote, and the two buttons. */
-export function approvalBlocks(f: RoundFacts, ref: string, purpose: 'request' | 'escalation'): Block[] {
-  const title = f.kind === 'override' ? 'Override requested' : purpose === 'escalation' ? 'Approval escalated to you' : 'Approval requested';
+export function approvalBlocks(f: RoundFacts, ref: string, purpose: 'request' | 'escalation' | 'reminder'): Block[] {
+  const what = f.kind === 'override' ? 'Override requested' : purpose === 'escalation' ? 'Approval escalated to you' : 'Approval requested';
+  const title = purpose === 'reminder' ? `Reminder: ${what.toLowerCase()}, deadline ${f.deadline}` : what;
   const policies = f.policies.map((p) => `${p.policy_id} v${p.version}`).join(', ') || 'none';
   const args = keyArguments(f.untrusted.args).map(([k, v]) => `${slackUntrusted(k, 60)}: ${slackUntrusted(v, 200)}`).join('\n');
   const agentText = [
@@ -69,4 +70,46 @@ export function resultBlocks(f: RoundFacts | null, ref: string, outcome: string)
 
 export function fallbackText(f: RoundFacts): string {
   return `Countersign: approval requested for ${slackUntrusted(f.untrusted.tool, 80)} (decision ${slackFact(f.decision_id, 80)}, round ${f.round}), deadline ${f.deadline}`;
+}
+
+/** Most rounds one digest message shows (Slack allows 50 blocks a message; each round takes three). */
+export const DIGEST_MAX_ROUNDS = 15;
+
+/**
+ * A digest: the rounds held back by the per-approver cap, in one message. Each open round keeps its own
+ * buttons (its own ref); a closed one shows how it ended. Agent text stays escaped and labelled.
+ */
+export function digestBlocks(items: Array<{ facts: RoundFacts; ref: string; state: string | null }>): Block[] {
+  const shown = items.slice(0, DIGEST_MAX_ROUNDS);
+  const blocks: Block[] = [
+    { type: 'header', text: { type: 'plain_text', text: `Countersign: ${items.length} approval request${items.length === 1 ? '' : 's'} (digest)`, emoji: false } },
+    { type: 'context', elements: [{ type: 'mrkdwn', text: 'You reached the hourly notification limit; these requests were held back and are grouped here.', verbatim: true }] },
+  ];
+  shown.forEach(({ facts: f, ref, state }, i) => {
+    const policies = f.policies.map((p) => `${p.policy_id} v${p.version}`).join(', ') || 'none';
+    blocks.push({
+      type: 'section',
+      text: {
+        type: 'mrkdwn',
+        verbatim: true,
+        text: `*Decision* \`${slackFact(f.decision_id, 80)}\` (round ${f.round}) · *Rule* ${slackFact(f.matched_rule ?? 'none', 120)} · *Policy* ${slackFact(policies, 200)} · *Deadline* ${slackFact(f.deadline, 40)}\n`
+          + `Written by the agent (unverified): \`\`\`tool: ${slackUntrusted(f.untrusted.tool, 120)}${f.untrusted.operation ? `, operation: ${slackUntrusted(f.untrusted.operation, 120)}` : ''}\`\`\``,
+      },
+    });
+    blocks.push(state === null
+      ? {
+          type: 'actions',
+          block_id: `countersign_answer_${i}`,
+          elements: [
+            { type: 'button', action_id: 'countersign_approve', style: 'primary', text: { type: 'plain_text', text: 'Approve' }, value: ref },
+            { type: 'button', action_id: 'countersign_reject', style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value: ref },
+          ],
+        }
+      : { type: 'context', elements: [{ type: 'mrkdwn', text: slackFact(state, 500), verbatim: true }] });
+    blocks.push({ type: 'divider' });
+  });
+  if (items.length > shown.length) {
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `${items.length - shown.length} more waiting: see \`countersign approvals list\` or GET /v1/approvals.`, verbatim: true }] });
+  }
+  return blocks;
 }

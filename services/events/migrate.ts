@@ -17,7 +17,11 @@ const APP_GRANTS: Array<[string, string]> = [
   ['channel_slack_messages', 'SELECT, INSERT, UPDATE'],
   ['tool_catalog_sources', 'SELECT, INSERT, UPDATE, DELETE'],
   ['tool_catalog_heads', 'SELECT, INSERT, UPDATE'],
-  ['channel_slack_interactions', 'SELECT, INSERT'],
+  ['channel_slack_interactions', 'SELECT, INSERT, UPDATE'],
+  ['channel_answer_log', 'SELECT, INSERT'],
+  ['channel_notification_sends', 'SELECT, INSERT, UPDATE'],
+  ['channel_digest_items', 'SELECT, INSERT, UPDATE'],
+  ['channel_slack_workspaces', 'SELECT, INSERT, UPDATE'],
 ];
 
 /**

@@ -1,5 +1,7 @@
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.ts';
+import { slackTeamOf } from '../../activities/notify-approvers.ts';
+import { startDigestSweeper } from '../channels/digest.ts';
 import { smtpMailer } from '../channels/email.ts';
 import { slackClient } from '../channels/slack.ts';
 import { loadConfig } from '../config.ts';
@@ -16,6 +18,12 @@ if (stale) {
   process.exit(1);
 }
 const db = createPool(config.DATABASE_URL, 10);
+const channels = {
+  slack: config.COUNTERSIGN_SLACK_BOT_TOKEN ? slackClient({ botToken: config.COUNTERSIGN_SLACK_BOT_TOKEN, apiUrl: config.COUNTERSIGN_SLACK_API_URL }) : undefined,
+  mailer: config.COUNTERSIGN_SMTP_URL ? smtpMailer(config.COUNTERSIGN_SMTP_URL, config.COUNTERSIGN_MAIL_FROM) : undefined,
+  publicUrl: config.publicUrl,
+  cap: { max: config.COUNTERSIGN_NOTIFY_CAP, windowSec: config.COUNTERSIGN_NOTIFY_CAP_WINDOW },
+};
 const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
 const worker = await Worker.create({
   connection,
@@ -28,16 +36,15 @@ const worker = await Worker.create({
     attestationSecret: config.COUNTERSIGN_ATTESTATION_SECRET,
     callbackAllowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE,
     crashAt: config.COUNTERSIGN_CRASH_AT,
-    channels: {
-      slack: config.COUNTERSIGN_SLACK_BOT_TOKEN ? slackClient({ botToken: config.COUNTERSIGN_SLACK_BOT_TOKEN, apiUrl: config.COUNTERSIGN_SLACK_API_URL }) : undefined,
-      mailer: config.COUNTERSIGN_SMTP_URL ? smtpMailer(config.COUNTERSIGN_SMTP_URL, config.COUNTERSIGN_MAIL_FROM) : undefined,
-      publicUrl: config.publicUrl,
-    },
+    channels,
   }),
 });
 const cpu = process.cpuUsage();
 log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS, start_ms: Math.round(performance.now()), start_cpu_ms: Math.round((cpu.user + cpu.system) / 1000) });
+// Digests of notifications held back by the per-approver cap, sent when each approver's window allows.
+const digests = startDigestSweeper({ db, ...channels, slackTeam: slackTeamOf(), log: (level, msg, data) => log(level, msg, data) });
 await worker.run(); // resolves after SIGINT/SIGTERM, which the SDK handles by shutting down gracefully
+await digests.stop();
 await connection.close();
 await db.end();
 log('info', 'worker stopped');

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { slackSignature } from '../../services/channels/slack-signature.ts';
-import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
+import { activateYaml, addPrincipal, api, eventually, startProcess, startTestStack, type TestStack } from './harness.ts';
 
 const SECRET = 'slack-signing-secret-under-test-0123456789';
 const TEAM = 'T0COUNTER';
@@ -18,6 +18,11 @@ rules:
     decision: REQUIRE_APPROVAL
     reason: deploys need an SRE
     approval: { approvers: [sre], quorum: 1, timeout: 1h }
+  - name: restart-needs-two
+    match: { tool: restart_tool }
+    decision: REQUIRE_APPROVAL
+    reason: restarts need two SREs, quickly
+    approval: { approvers: [sre], quorum: 2, timeout: 8s }
 `;
 
 const HOSTILE = '<!channel> <!here> @everyone see <http://evil.example|your bank> https://evil.example/x <@U0BOSS> \u200b\u200dzw \u202eRTL\u202c <b>bold</b> *Approved by CEO*';
@@ -66,6 +71,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
   let requester: { id: string; key: string };
   let sam: { id: string; key: string };
   let gus: { id: string; key: string };
+  let sue: { id: string; key: string };
 
   const post = (body: string, headers: Record<string, string>) =>
     fetch(`${stack.url}/v1/slack/interactions`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
@@ -85,7 +91,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     // The requester is a person who is also an SRE approver: never notified, never counted on their own request.
     requester = await addPrincipal(stack, { name: 'Rita', roles: ['agent', 'approver'], groups: ['sre'], slack_user_id: 'U0RITA' });
     sam = await addPrincipal(stack, { name: 'Sam', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SAM' });
-    await addPrincipal(stack, { name: 'Sue', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SUE' });
+    sue = await addPrincipal(stack, { name: 'Sue', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SUE' });
     gus = await addPrincipal(stack, { name: 'Gus', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0GONE' });
     await addPrincipal(stack, { name: 'Otto', roles: ['approver'], groups: ['marketing'], slack_user_id: 'U0OTTO' });
   }, 180_000);
@@ -172,12 +178,145 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     expect(JSON.stringify(decided.body['blocks'])).not.toContain('countersign_approve');
     // Sue's message for the same round shows it is closed, and loses its buttons.
     const sueUpdate = await eventually(async () => calls.find((c) => c.method === 'chat.update' && c.body['channel'] === 'DU0SUE'), 10_000, "Sue's message closed");
-    expect(String(sueUpdate.body['text'])).toMatch(/Round 1 is approved: Approved by Sam/);
+    expect(String(sueUpdate.body['text'])).toMatch(/Round 1 is approved: approved by Sam \(slack\)/);
     expect(JSON.stringify(sueUpdate.body['blocks'])).not.toContain('countersign_approve');
 
     const adversarialCount = adversarial.length + 100;
     const countedAdversarial = counted.filter((a) => a.data.approver_id !== sam.id).length + (counted.length - 1);
-    console.log(`slack adversarial cases: ${adversarialCount}, counted: ${countedAdversarial}`);
+    // Each case is recorded as refused: the forged ones without a tenant, the rest against the decision.
+    const log = await eventually(async () => {
+      const rows = (await stack.db.query<{ counted: boolean; reason: string; decision_id: string | null }>(`SELECT counted, reason, decision_id FROM channel_answer_log WHERE channel = 'slack'`)).rows;
+      return rows.length >= adversarialCount + 1 ? rows : undefined;
+    }, 20_000, 'answer log');
+    expect(log.filter((r) => r.counted)).toHaveLength(1);
+    expect(log.filter((r) => !r.counted)).toHaveLength(adversarialCount);
+    expect(log.filter((r) => /replayed payload/.test(r.reason))).toHaveLength(100);
+    expect(log.filter((r) => /signature refused/.test(r.reason))).toHaveLength(10);
+    console.log(`slack adversarial cases: ${adversarialCount}, counted: ${countedAdversarial}, recorded as refused: ${log.filter((r) => !r.counted).length}`);
     expect(countedAdversarial).toBe(0);
+  }, 120_000);
+  const ask = async (tool: string) => {
+    const res = await api({ url: stack.url, key: requester.key }, 'POST', '/v1/decisions', { agent: { id: 'deploy-bot' }, action: { tool, operation: 'Run', args: { service: 'api' } }, idempotency_key: randomUUID() });
+    expect(res.body).toMatchObject({ decision: 'REQUIRE_APPROVAL' });
+    return res.body.decision_id as string;
+  };
+  const messageTo = (user: string, id: string, purpose = /Approval requested/) => eventually(async () => calls.find((c) => c.method === 'chat.postMessage' && c.body['channel'] === user
+    && JSON.stringify(c.body['blocks']).includes(id) && purpose.test(JSON.stringify(c.body['blocks']))), 30_000, `message to ${user} about ${id}`);
+  const refOf = (m: Call) => (m.body['blocks'] as any[]).find((b) => b.type === 'actions').elements[0].value as string;
+  const updatesOf = (id: string) => calls.filter((c) => c.method === 'chat.update' && JSON.stringify(c.body['blocks'] ?? '').includes(id));
+  const events = async (id: string, type: string) => (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = $2 ORDER BY stream_version`, [`run-${id}`, type])).rows.map((r) => r.data);
+
+  it('a round closed by an answer from the API, or by expiry, shows its final state on every Slack message; reminders reach only those who have not answered', async () => {
+    // Closed from the API: both approvers' messages show who decided and on which channel, without buttons.
+    const a = await ask('deploy_tool');
+    await messageTo('U0SAM', a);
+    await messageTo('U0SUE', a);
+    expect((await api({ url: stack.url, key: sam.key }, 'POST', `/v1/decisions/${a}/approvals`, { verdict: 'approve' })).status).toBe(200);
+    const closedA = await eventually(async () => {
+      const u = updatesOf(a);
+      return ['DU0SAM', 'DU0SUE'].every((ch) => u.some((c) => c.body['channel'] === ch)) ? u : undefined;
+    }, 30_000, 'closing notices for an API answer');
+    for (const u of closedA) {
+      expect(String(u.body['text'])).toMatch(/Round 1 is approved: approved by Sam \(api\)/);
+      expect(JSON.stringify(u.body['blocks'])).not.toContain('countersign_approve');
+    }
+
+    // Quorum 2 in 8 s: Sam answers at once; the reminder (25% before the deadline) goes to Sue only (and
+    // fails for Gus, recorded); at the deadline the round expires and every message of it says so.
+    const b = await ask('restart_tool');
+    await messageTo('U0SAM', b);
+    expect((await api({ url: stack.url, key: sam.key }, 'POST', `/v1/decisions/${b}/approvals`, { verdict: 'approve' })).status).toBe(200);
+    const reminder = await messageTo('U0SUE', b, /Reminder/);
+    expect(JSON.stringify(reminder.body['blocks'])).toContain('countersign_approve');
+    const reminders = await eventually(async () => {
+      const rows = (await events(b, 'NotificationSent')).concat(await events(b, 'NotificationFailed')).filter((d) => d.purpose === 'reminder');
+      return rows.length >= 2 ? rows : undefined;
+    }, 30_000, 'reminder events');
+    expect(reminders.map((d) => d.recipient).sort()).toEqual([gus.id, sue.id].sort());
+    expect(calls.some((c) => c.method === 'chat.postMessage' && c.body['channel'] === 'U0SAM' && /Reminder/.test(JSON.stringify(c.body['blocks'])))).toBe(false);
+    const final = await api(stack, 'GET', `/v1/decisions/${b}?wait=30`);
+    expect(final.body).toMatchObject({ status: 'final', decision: 'DENY' });
+    const closedB = await eventually(async () => {
+      const u = updatesOf(b);
+      // Sam's request, Sue's request and Sue's reminder.
+      return u.length >= 3 ? u : undefined;
+    }, 30_000, 'closing notices for an expired round');
+    for (const u of closedB) {
+      expect(String(u.body['text'])).toMatch(/Round 1 expired/);
+      expect(JSON.stringify(u.body['blocks'])).not.toContain('countersign_approve');
+    }
+    // A click on the expired round's reminder does not count.
+    const late = payload({ user: 'U0SUE', verdict: 'approve', ref: refOf(reminder) });
+    expect((await post(late, signed(late))).status).toBe(200);
+    await eventually(async () => ((await stack.db.query(`SELECT 1 FROM channel_answer_log WHERE decision_id = $1 AND actor LIKE '%U0SUE' AND NOT counted`, [b])).rowCount ? true : undefined), 20_000, 'late click refused');
+    expect((await events(b, 'ApprovalGranted')).map((d) => d.approver_id)).toEqual([sam.id]);
+  }, 120_000);
+
+  it('a click acknowledged just before the API dies is counted once after it restarts (the inbox)', async () => {
+    const c = await ask('deploy_tool');
+    const ref = refOf(await messageTo('U0SAM', c));
+    await stack.api.stop();
+    const crashing = await startProcess('api', 'services/api/main.ts', { ...stack.env, COUNTERSIGN_LOG_LEVEL: 'info', COUNTERSIGN_CRASH_AT: 'after-slack-ack' }, /api listening/);
+    const exited = new Promise<void>((r) => crashing.child.once('exit', () => r()));
+    const click = payload({ user: 'U0SAM', verdict: 'approve', ref });
+    const headers = signed(click);
+    const ack = await post(click, headers);
+    expect(ack.status).toBe(200);
+    await exited;
+    expect(crashing.child.signalCode).toBe('SIGKILL');
+    // Acknowledged, stored, not yet worked on.
+    expect(await answers(c)).toEqual([]);
+    const stored = await stack.db.query<{ processed_at: Date | null }>(`SELECT processed_at FROM channel_slack_interactions WHERE ref = $1`, [ref]);
+    expect(stored.rows).toEqual([{ processed_at: null }]);
+
+    stack.api = await startProcess('api', 'services/api/main.ts', { ...stack.env, COUNTERSIGN_LOG_LEVEL: 'info' }, /api listening/);
+    await eventually(async () => ((await answers(c)).length ? true : undefined), 60_000, 'the stored click counted after the restart');
+    // Replays after the restart change nothing.
+    for (let i = 0; i < 5; i++) expect((await post(click, headers)).status).toBe(200);
+    const processed = await eventually(async () => (await stack.db.query<{ outcome: string }>(`SELECT outcome FROM channel_slack_interactions WHERE ref = $1 AND processed_at IS NOT NULL`, [ref])).rows[0], 20_000, 'inbox row processed');
+    expect(processed.outcome).toMatch(/^counted/);
+    expect(await answers(c)).toEqual([expect.objectContaining({ type: 'ApprovalGranted', data: expect.objectContaining({ approver_id: sam.id, channel: 'slack' }) })]);
+    await eventually(async () => updatesOf(c).find((u) => u.body['channel'] === 'DU0SAM' && /Approved by Sam/.test(String(u.body['text']))), 20_000, 'message updated after the restart');
+  }, 120_000);
+
+  it('a tenant bound to a Slack workspace refuses clicks from any other, and a workspace belongs to one tenant', async () => {
+    const d = await ask('deploy_tool');
+    const ref = refOf(await messageTo('U0SAM', d));
+    expect((await api(stack, 'GET', '/v1/slack/workspace')).body).toEqual({ team_id: null });
+    expect((await api({ url: stack.url, key: sam.key }, 'PUT', '/v1/slack/workspace', { team_id: TEAM })).status).toBe(403);
+    expect((await api(stack, 'PUT', '/v1/slack/workspace', { team_id: 'bad id' })).status).toBe(400);
+    const bound = await api(stack, 'PUT', '/v1/slack/workspace', { team_id: 'T0ELSEWHERE' });
+    expect(bound.status).toBe(200);
+    expect(Object.keys(bound.body).sort()).toEqual(['bound_at', 'team_id']);
+
+    // The message was posted from T0COUNTER; the tenant is now bound to T0ELSEWHERE: neither team may answer.
+    const fromBot = payload({ user: 'U0SAM', verdict: 'approve', ref });
+    const fromBound = payload({ team: 'T0ELSEWHERE', user: 'U0SAM', verdict: 'approve', ref });
+    expect((await post(fromBot, signed(fromBot))).status).toBe(200);
+    expect((await post(fromBound, signed(fromBound))).status).toBe(200);
+    const refused = await eventually(async () => {
+      const rows = (await stack.db.query<{ reason: string }>(`SELECT reason FROM channel_answer_log WHERE decision_id = $1 AND NOT counted`, [d])).rows;
+      return rows.length >= 2 ? rows.map((r) => r.reason).sort() : undefined;
+    }, 20_000, 'workspace refusals');
+    expect(refused).toEqual(["the click came from a Slack workspace other than the tenant's", 'the click came from another Slack workspace']);
+    // Nothing is posted for this tenant from the bot's other workspace: a recorded failure.
+    const e = await ask('deploy_tool');
+    const failed = await eventually(async () => (await events(e, 'NotificationFailed')).find((x) => x.channel === 'slack' && x.recipient === sam.id), 30_000, 'failed delivery');
+    expect(failed.error).toMatch(/bound to T0ELSEWHERE/);
+
+    // Another tenant cannot take a bound workspace, and sees none of ours.
+    const other = await api(stack, 'POST', '/v1/tenants', { id: `slack-other-${randomUUID().slice(0, 8)}`, name: 'Other' });
+    expect(other.status).toBe(201);
+    const otherAdmin = { url: stack.url, key: other.body.admin_api_key as string };
+    expect((await api(otherAdmin, 'GET', '/v1/slack/workspace')).body).toEqual({ team_id: null });
+    expect((await api(otherAdmin, 'PUT', '/v1/slack/workspace', { team_id: 'T0ELSEWHERE' })).status).toBe(409);
+
+    // Bound back to the bot's workspace, the rightful click counts.
+    expect((await api(stack, 'PUT', '/v1/slack/workspace', { team_id: TEAM })).status).toBe(200);
+    const again = payload({ user: 'U0SAM', verdict: 'approve', ref });
+    expect((await post(again, signed(again))).status).toBe(200);
+    await eventually(async () => ((await answers(d)).length ? true : undefined), 30_000, 'approval after rebinding');
+    expect(await answers(d)).toHaveLength(1);
+    console.log('slack workspace cases: 2 refused clicks (bot workspace while bound elsewhere, the bound workspace on a message from another), counted: 0');
   }, 120_000);
 });

@@ -1,14 +1,21 @@
+import { z } from 'zod';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { ProblemSchema } from '../../../schemas/api.ts';
 import { loadAttestationSecret } from '../../decisions/attestation.ts';
-import { answerEmail, answerSlackClick, claimSlackInteraction, parseSlackInteraction, readEmailToken } from '../../channels/answers.ts';
+import { answerEmail, answerSlackClick, claimSlackInteraction, logAnswer, parseSlackInteraction, processSlackInbox, readEmailToken, SLACK_INBOX_LEASE_SECONDS, spendEmailLink } from '../../channels/answers.ts';
+import { bindSlackTeam, boundSlackTeam } from '../../channels/slack-workspaces.ts';
 import { confirmationPage, csrfMatches, csrfFor, messagePage } from '../../channels/email.ts';
 import { loadRoundFacts } from '../../channels/facts.ts';
 import { slackClient } from '../../channels/slack.ts';
 import { verifySlackSignature } from '../../channels/slack-signature.ts';
 import { CountersignError } from '../../errors.ts';
-import type { ApiDeps } from '../server.ts';
+import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
 const FORM_LIMIT_BYTES = 64 * 1024;
+const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 429: ProblemSchema, 503: ProblemSchema };
+export const SlackWorkspaceBody = z.strictObject({ team_id: z.string().regex(/^T[A-Z0-9]{1,31}$/, 'a Slack team id, such as T0123ABCD') });
+const SlackWorkspace = z.strictObject({ team_id: z.string().nullable(), bound_at: z.string().nullable().optional() });
 
 function html(reply: FastifyReply, status: number, body: string): string {
   void reply.status(status)
@@ -37,14 +44,33 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
     scope.post('/v1/slack/interactions', { schema: { tags: ['channels'], summary: "Slack's interactivity URL: verified by Slack's request signature, not an API key", security: [] } }, async (req, reply) => {
       const raw = typeof req.body === 'string' ? req.body : '';
       const check = verifySlackSignature(config.COUNTERSIGN_SLACK_SIGNING_SECRET, { timestamp: req.headers['x-slack-request-timestamp'], signature: req.headers['x-slack-signature'] }, raw);
-      if (!check.ok) throw new CountersignError('unauthorized', `Slack request refused: ${check.reason}`);
+      if (!check.ok) {
+        await logAnswer(deps.db, { tenantId: null, channel: 'slack', counted: false, reason: `signature refused: ${check.reason}` });
+        throw new CountersignError('unauthorized', `Slack request refused: ${check.reason}`);
+      }
       const action = parseSlackInteraction(raw);
-      if (!action) return reply.status(200).send({ ok: true, handled: false });
+      if (!action) {
+        await logAnswer(deps.db, { tenantId: null, channel: 'slack', counted: false, reason: 'not a click on a Countersign button' });
+        return reply.status(200).send({ ok: true, handled: false });
+      }
       const claimed = await claimSlackInteraction(deps.db, raw, action);
-      if (!claimed) return reply.status(200).send({ ok: true, handled: false });
-      if (!claimed.first) return reply.status(200).send({ ok: true, handled: false, replay: true });
-      // Acknowledge at once (Slack wants an answer within 3 s); the answer and the message update follow.
-      void answerSlackClick(deps.db, messages, slack, claimed.message, action).catch((err: unknown) => req.log.error({ err }, 'slack answer failed'));
+      if (!claimed) {
+        await logAnswer(deps.db, { tenantId: null, channel: 'slack', actor: `slack:${action.teamId}/${action.userId}`, verdict: action.verdict, counted: false, reason: 'unknown message' });
+        return reply.status(200).send({ ok: true, handled: false });
+      }
+      const { message } = claimed;
+      if (!claimed.first) {
+        await logAnswer(deps.db, { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor: `slack:${action.teamId}/${action.userId}`, verdict: action.verdict, counted: false, reason: 'replayed payload' });
+        return reply.status(200).send({ ok: true, handled: false, replay: true });
+      }
+      // The click is stored (the inbox) before Slack is acknowledged, within its 3 s; the answer and the message
+      // update follow. If this process dies in between, processSlackInbox picks the click up at the next start.
+      if (config.COUNTERSIGN_CRASH_AT === 'after-slack-ack') {
+        // Test only: die right after Slack has its acknowledgement, before any of the work.
+        reply.raw.once('finish', () => process.kill(process.pid, 'SIGKILL'));
+        return reply.status(200).send({ ok: true, handled: true });
+      }
+      void answerSlackClick(deps.db, messages, slack, message, action, claimed.bodyHash).catch((err: unknown) => req.log.error({ err }, 'slack answer failed; the inbox retries it'));
       return reply.status(200).send({ ok: true, handled: true });
     });
 
@@ -64,18 +90,59 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
       if (typeof req.body !== 'string') return html(reply, 415, messagePage('Not answered', 'answer from the confirmation page'));
       const form = new URLSearchParams(req.body);
       const found = await readEmailToken(deps.db, req.params.token);
-      if ('refused' in found) return html(reply, 404, messagePage('Not answered', found.refused));
-      const { row } = found;
-      if (!csrfMatches(messages.secret(), row.token_hash, form.get('csrf'))) return html(reply, 403, messagePage('Not answered', 'the form is missing its CSRF token: open the link and answer from that page'));
-      const origin = req.headers.origin;
-      if (origin && origin !== 'null' && origin !== new URL(config.publicUrl).origin) return html(reply, 403, messagePage('Not answered', 'the answer came from another site'));
-      if (form.get('decision_id') !== row.decision_id || form.get('round') !== String(row.round)) return html(reply, 409, messagePage('Not answered', 'this link is for another decision or round'));
       const verdict = form.get('verdict');
-      if (verdict !== 'approve' && verdict !== 'reject') return html(reply, 400, messagePage('Not answered', 'choose Approve or Reject'));
+      const refuse = async (status: number, title: string, reason: string, row = found.row) => {
+        await logAnswer(deps.db, { tenantId: row?.tenant_id ?? null, channel: 'email', decisionId: row?.decision_id, round: row?.round, actor: row ? `email:${row.approver_id}` : null, verdict, counted: false, reason });
+        return html(reply, status, messagePage(title, reason));
+      };
+      if ('refused' in found) return refuse(404, 'Not answered', found.refused);
+      const { row } = found;
+      // Without the page's CSRF token, or from another site, it is not an answer from our page: refused, and the
+      // link stays usable (a scanner or a forged form must not be able to burn it).
+      if (!csrfMatches(messages.secret(), row.token_hash, form.get('csrf'))) return refuse(403, 'Not answered', 'the form is missing its CSRF token: open the link and answer from that page');
+      const origin = req.headers.origin;
+      if (origin && origin !== 'null' && origin !== new URL(config.publicUrl).origin) return refuse(403, 'Not answered', 'the answer came from another site');
+      // From here on this is the link's one use, whatever becomes of the answer.
+      if (!(await spendEmailLink(deps.db, row, verdict))) return refuse(404, 'Not answered', 'this link has already been used or has expired');
+      if (form.get('decision_id') !== row.decision_id || form.get('round') !== String(row.round)) return refuse(409, 'Not answered', 'this link is for another decision or round (the link is now used)');
+      if (verdict !== 'approve' && verdict !== 'reject') return refuse(400, 'Not answered', 'choose Approve or Reject (the link is now used)');
       const comment = (form.get('comment') ?? '').slice(0, 500) || undefined;
       const outcome = await answerEmail(deps.db, messages, row, verdict, comment);
-      if (!outcome.counted) return html(reply, 409, messagePage('Not counted', outcome.reason));
+      if (!outcome.counted) return refuse(409, 'Not counted', outcome.reason);
+      await logAnswer(deps.db, { tenantId: row.tenant_id, channel: 'email', decisionId: row.decision_id, round: row.round, actor: `email:${row.approver_id}`, verdict, counted: true, reason: 'counted' });
       return html(reply, 200, messagePage('Answer counted', `${verdict === 'approve' ? 'Approved' : 'Rejected'} by ${outcome.approver}.`));
     });
+  });
+
+  // Clicks stored but never finished (an API that died after acknowledging them): at start, then regularly.
+  let inbox: ReturnType<typeof setInterval> | null = null;
+  let sweeping: Promise<unknown> = Promise.resolve();
+  const sweep = () => {
+    sweeping = sweeping.then(() => processSlackInbox(deps.db, messages, slack)).catch((err: unknown) => app.log.error({ err }, 'slack inbox sweep failed'));
+  };
+  app.addHook('onReady', async () => {
+    sweep();
+    inbox = setInterval(sweep, SLACK_INBOX_LEASE_SECONDS * 1000);
+    inbox.unref();
+  });
+  app.addHook('onClose', async () => {
+    if (inbox) clearInterval(inbox);
+    await sweeping;
+  });
+
+  // The Slack workspace this tenant's approvers answer from (team id only: no secret is stored or returned).
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.get('/v1/slack/workspace', {
+    onRequest: authenticated(deps, ['admin']),
+    schema: { tags: ['channels'], summary: "The Slack workspace (team id) bound to the caller's tenant, or null", response: { 200: SlackWorkspace, ...problems } },
+  }, async (req) => ({ team_id: await boundSlackTeam(deps.db, principalOf(req).tenant_id) }));
+  r.put('/v1/slack/workspace', {
+    onRequest: authenticated(deps, ['admin']),
+    schema: { tags: ['channels'], summary: "Bind the caller's tenant to a Slack workspace: clicks from any other workspace are refused", body: SlackWorkspaceBody, response: { 200: SlackWorkspace, ...problems } },
+  }, async (req) => {
+    const p = principalOf(req);
+    const res = await bindSlackTeam(deps.db, p.tenant_id, req.body.team_id, p.id);
+    if (!res.ok) throw new CountersignError('conflict', 'that Slack workspace is bound to another tenant');
+    return { team_id: res.team_id, bound_at: res.bound_at };
   });
 }

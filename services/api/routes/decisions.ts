@@ -9,6 +9,8 @@ import { answerApproval, pendingApprovals, reportOutcome, requestOverride } from
 import { RunWatcher } from '../../decisions/run-watcher.ts';
 import { createLogger } from '../../logger.ts';
 import { Outcome } from '../../policy/index.ts';
+import { durationSeconds } from '../../../schemas/duration.ts';
+import { remindBeforeSetting } from '../../../workflows/decision-reminders.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
 const Problem = z.looseObject({ type: z.string(), title: z.string(), status: z.number(), code: z.string(), detail: z.string() });
@@ -50,6 +52,7 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
       outcome_sec: config.COUNTERSIGN_OUTCOME_WINDOW,
       override_groups: config.COUNTERSIGN_OVERRIDE_GROUPS.split(',').map((g) => g.trim()).filter(Boolean),
       override_timeout_sec: config.COUNTERSIGN_OVERRIDE_TIMEOUT,
+      remind_before: remindBeforeSetting(config.COUNTERSIGN_REMIND_BEFORE, durationSeconds),
     },
     crashAfterStart: config.COUNTERSIGN_CRASH_AT === 'after-workflow-start',
   };
