@@ -45,8 +45,10 @@ const Operation = z.looseObject({ operationId: z.string().min(1, 'operationId is
 const OpenApiDocument = z.looseObject({
   openapi: z.string().regex(/^3\.\d+(\.\d+)?/, 'openapi must name a 3.x version').optional(),
   swagger: z.literal('2.0', 'swagger must be "2.0"').optional(),
-  paths: z.record(z.string().regex(/^\//, 'a path starts with /'), z.unknown(), 'an OpenAPI document needs a paths object'),
-});
+  paths: z.record(z.string().regex(/^\//), z.unknown(), {
+    error: (iss) => (iss.code === 'invalid_type' ? 'an OpenAPI document needs a paths object' : iss.code === 'invalid_key' ? 'a path starts with /' : undefined),
+  }),
+}, 'an OpenAPI document must be an object');
 
 /**
  * Registers every operation of an OpenAPI document under `tool`: the operation name is the operationId
@@ -116,7 +118,7 @@ const McpTool = z.looseObject({
 const McpToolsList = z.looseObject({
   tools: z.array(McpTool, 'an MCP tools/list result needs a tools array').min(1, 'the tools array is empty').max(MAX_ENTRIES_PER_SOURCE, `more than ${MAX_ENTRIES_PER_SOURCE} tools; split them into several registrations`),
   nextCursor: z.string().optional(),
-});
+}, 'a tools/list result must be an object with a tools array');
 
 /**
  * Registers the tools of an MCP `tools/list` result (or the JSON-RPC response carrying it). With `server`,
