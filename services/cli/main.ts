@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerPolicyCommands } from './commands/policy.ts';
+import { registerAgentCommands } from './commands/agent.ts';
 import { registerAuditCommands } from './commands/audit.ts';
 import { registerApprovalCommands } from './commands/approvals.ts';
 import { registerDecisionCommands } from './commands/decisions.ts';
@@ -14,7 +15,7 @@ export { EXIT };
 
 /** Subcommands are grouped in --help by who uses them. */
 const GROUPS: Array<[string, Array<(p: Command) => void>]> = [
-  ['Policy authors:', [registerPolicyCommands]],
+  ['Policy authors:', [registerPolicyCommands, registerAgentCommands]],
   ['Agents, approvers and operators:', [registerDecisionCommands, registerApprovalCommands]],
   ['Auditors:', [registerAuditCommands]],
   ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands]],

@@ -1,11 +1,95 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CountersignApiError } from '../../sdk/errors.ts';
 import { parsePolicyText } from '../../policy/index.ts';
-import { record, run, transport, UsageError } from './remote.ts';
+import { list, record, run, transport, UsageError } from './remote.ts';
 
-/** Remote policy lifecycle commands (issue 7): push, rollback, pull, diff. */
+const enc = encodeURIComponent;
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${file}: cannot read (${err instanceof Error ? err.message : String(err)})`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new UsageError(`${file}: not JSON (${err instanceof Error ? err.message : String(err)})`);
+  }
+}
+
+/** Remote policy lifecycle commands (issue 7): push, activate, approve/reject, clone, rollback, deprecate, pull, diff, export, import. */
 export function registerPolicyLifecycleCommands(policy: Command): void {
+  policy
+    .command('activate')
+    .description("Activate policy ID's draft as its next version; with four-eyes (a tenant setting) this opens a review a second admin answers")
+    .argument('<id>')
+    .option('--expect-loosening <rules>', "comma-separated rules whose looser decisions in the draft's validation are intended")
+    .option('--json', 'print JSON')
+    .action((id: string, opts: { expectLoosening?: string; json?: boolean }) => run(async () => {
+      const body = opts.expectLoosening ? { expected_loosening: list(opts.expectLoosening) } : undefined;
+      record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/policies/${enc(id)}/activate`, body, { retry: false }));
+    }));
+
+  for (const verdict of ['approve', 'reject'] as const) {
+    policy
+      .command(verdict)
+      .description(`${verdict === 'approve' ? 'Approve' : 'Reject'} the activation review waiting on policy ID (a second admin; never its author)`)
+      .argument('<id>')
+      .option('--comment <text>', 'why')
+      .option('--json', 'print JSON')
+      .action((id: string, opts: { comment?: string; json?: boolean }) => run(async () => {
+        record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/policies/${enc(id)}/activation/approvals`, { verdict, ...(opts.comment ? { comment: opts.comment } : {}) }, { retry: false }));
+      }));
+  }
+
+  policy
+    .command('clone')
+    .description("Make the next version's draft of policy ID from its active version, or from --from N")
+    .argument('<id>')
+    .option('--from <n>', 'the version to clone')
+    .option('--json', 'print JSON')
+    .action((id: string, opts: { from?: string; json?: boolean }) => run(async () => {
+      const n = opts.from === undefined ? undefined : Number(opts.from);
+      if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new UsageError('--from takes a version number');
+      record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/policies/${enc(id)}/clone`, n === undefined ? undefined : { from_version: n }, { retry: false }));
+    }));
+
+  policy
+    .command('deprecate')
+    .description('Deprecate the active version of policy ID: bound agents stop using it')
+    .argument('<id>')
+    .option('--json', 'print JSON')
+    .action((id: string, opts: { json?: boolean }) => run(async () => {
+      record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/policies/${enc(id)}/deprecate`, undefined, { retry: false }));
+    }));
+
+  policy
+    .command('export')
+    .description('Write a version of policy ID (default the active one) as signed JSON')
+    .argument('<id>')
+    .option('--version <n>', 'the version to export')
+    .option('--out <file>', 'write to FILE (default stdout)')
+    .action((id: string, opts: { version?: string; out?: string }) => run(async () => {
+      const e = await transport().request<Record<string, unknown>>('GET', `/v1/policies/${enc(id)}/export`, undefined, { query: { version: opts.version } });
+      const text = `${JSON.stringify(e, null, 2)}\n`;
+      if (opts.out) {
+        writeFileSync(opts.out, text);
+        process.stderr.write(`wrote ${opts.out}: ${String(e['policy_id'])} v${String(e['version'])} signed by ${String(e['signing_key_id'])}\n`);
+      } else process.stdout.write(text);
+    }));
+
+  policy
+    .command('import')
+    .description('Import a signed export as a draft (a tampered file or an unknown key is refused)')
+    .argument('<file>')
+    .option('--json', 'print JSON')
+    .action((file: string, opts: { json?: boolean }) => run(async () => {
+      record(opts.json, await transport().request<Record<string, unknown>>('POST', '/v1/policies/import', readJson(file), { retry: false }));
+    }));
+
   policy
     .command('push')
     .description('Push FILE as the draft of its policy (clones the active version first when there is one); --activate activates it')

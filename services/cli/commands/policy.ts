@@ -10,6 +10,7 @@ import { simulate, type SimulationResult } from '../../policy/simulate.ts';
 import { runCase } from '../../policy/test-suite.ts';
 import type { CompiledPolicy } from '../../policy/snapshot.ts';
 import { loadDataFile, loadPolicyFile, loadSuiteFile, readText } from './policy-files.ts';
+import { isExportFile, validateDraftRemote, validateExportFile } from './policy-export-check.ts';
 
 /** `countersign policy …`: owned by the policy engine (services/policy). Exit codes follow EXIT in main.ts. */
 const FAILED = 1;
@@ -128,10 +129,24 @@ export function registerPolicyCommands(program: Command): void {
   registerPolicyLifecycleCommands(policy);
   policy
     .command('validate')
-    .description('Check a policy file (YAML or JSON); prints every error as FILE:LINE:COL message and exits 1.')
-    .argument('<file>')
-    .action((file: string) => {
-      process.exitCode = validate(file);
+    .description('Check a policy file (YAML or JSON; every error as FILE:LINE:COL message, exit 1), a signed export (schema, hash and signature), or with --draft ID validate a draft against recent runs.')
+    .argument('[file]')
+    .option('--file <file>', 'the file to check (same as the argument)')
+    .option('--keys <url|file|dir>', 'public keys for a signed export: a URL (…/v1/keys), a JWKS file or a keyring directory; default: the API you are logged in to, else the local keyring')
+    .option('--draft <id>', "validate policy ID's draft against the tenant's recent runs (remote)")
+    .option('--json', 'print JSON (exports and --draft)')
+    .action(async (file: string | undefined, opts: { file?: string; keys?: string; draft?: string; json?: boolean }) => {
+      if (opts.draft !== undefined) {
+        await validateDraftRemote(opts.draft, opts.json);
+        return;
+      }
+      const target = opts.file ?? file;
+      if (target === undefined) {
+        err('countersign: policy validate needs FILE, --file FILE or --draft ID');
+        process.exitCode = USAGE;
+        return;
+      }
+      process.exitCode = isExportFile(target) ? await validateExportFile(target, opts) : validate(target);
     });
   policy
     .command('simulate')
