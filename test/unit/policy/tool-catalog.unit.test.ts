@@ -175,7 +175,7 @@ describe('enrichment on the decision path: facts.tool_catalog', () => {
     for (const agentTags of [[], ['read'], ['destructive'], ['pii', 'read', 'external'], ['write', 'write']]) {
       for (const operation of ['deleteInvoice', 'listInvoices', 'nope']) {
         const r = req({ action: { tool: 'billing', operation }, context: agentTags.length ? { risk_tags: agentTags } : {} });
-        const tags = enrichRequest(catalogOf(state.sources), r).context['risk_tags'] as string[] | undefined;
+        const tags = enrichRequest(catalogOf(state.sources), r).context['risk_tags'];
         for (const t of agentTags) expect(tags).toContain(t);
         for (const t of catalogFact(state, r).risk_tags) expect(tags).toContain(t);
       }
