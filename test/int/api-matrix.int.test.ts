@@ -86,6 +86,8 @@ const ROWS: Record<string, Row> = {
   // Channels (issue 8): public, authenticated by Slack's signature or the link and page token instead; their
   // own bad-input cases are in test/int/channels-*.int.test.ts.
   'POST /v1/slack/interactions': { auth: 'public', path: () => '/v1/slack/interactions', noIds: true },
+  'GET /v1/slack/workspace': { auth: 'roles', path: () => '/v1/slack/workspace', noIds: true },
+  'PUT /v1/slack/workspace': { auth: 'roles', path: () => '/v1/slack/workspace', body: () => ({ team_id: 'T0MATRIX' }), wrongType: [{ team_id: 5 }, 'team_id'], noIds: true },
   'GET /v1/email-approvals/:token': { auth: 'public', path: () => `/v1/email-approvals/${'A'.repeat(43)}`, noIds: true },
   'POST /v1/email-approvals/:token': { auth: 'public', path: () => `/v1/email-approvals/${'A'.repeat(43)}`, noIds: true },
 };
