@@ -8,6 +8,7 @@ import { registerKeyCommands } from './commands/keys.ts';
 import { registerLoginCommands } from './commands/login.ts';
 import { registerPrincipalCommands } from './commands/principals.ts';
 import { registerTenantCommands } from './commands/tenants.ts';
+import { registerToolCommands } from './commands/tools.ts';
 
 import { EXIT } from './exit-codes.ts';
 
@@ -18,7 +19,7 @@ const GROUPS: Array<[string, Array<(p: Command) => void>]> = [
   ['Policy authors:', [registerPolicyCommands, registerAgentCommands]],
   ['Agents, approvers and operators:', [registerDecisionCommands, registerApprovalCommands]],
   ['Auditors:', [registerAuditCommands]],
-  ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands]],
+  ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands, registerToolCommands]],
   ['Connection:', [registerLoginCommands]],
 ];
 

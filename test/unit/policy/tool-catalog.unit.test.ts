@@ -183,7 +183,7 @@ describe('enrichment on the decision path: facts.tool_catalog', () => {
   });
   it('a malformed fact fails closed, naming the fact', () => {
     for (const bad of [null, 'x', { risk_tags: 'destructive' }, { risk_tags: ['nuclear'] }, { risk_tags: [1] }]) {
-      expect(evaluate(s, plain, { tool_catalog: bad }, NOW)).toMatchObject({ decision: 'DENY', matched_rule: null, reason: expect.stringMatching(/tool_catalog.*failing closed/) });
+      expect(evaluate(s, plain, { tool_catalog: bad as never }, NOW)).toMatchObject({ decision: 'DENY', matched_rule: null, reason: expect.stringMatching(/tool_catalog.*failing closed/) });
     }
   });
 });
