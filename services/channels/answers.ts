@@ -58,9 +58,16 @@ export async function logAnswer(db: Db, e: AnswerLogEntry): Promise<void> {
 
 // ---- Slack ----
 
-export type SlackAction = { teamId: string; userId: string; verdict: Verdict; ref: string };
+/**
+ * What a verified Slack request asks for: a click on Approve (counted), a click on Reject (opens the modal
+ * that asks for a reason: `triggerId`), or the submitted reason (a reject with its `comment`).
+ */
+export type SlackAction = { teamId: string; userId: string; verdict: Verdict; ref: string; comment?: string | undefined; triggerId?: string | undefined };
 
-/** The one kind of interaction we act on: a click on one of our two buttons. Anything else is null. */
+export const REJECT_REASON_CALLBACK = 'countersign_reject_reason';
+const REF = /^[A-Za-z0-9_-]{16,64}$/;
+
+/** The kinds of interaction we act on: a click on one of our two buttons, or the reject-reason modal. Anything else is null. */
 export function parseSlackInteraction(rawBody: string): SlackAction | null {
   let payload: unknown;
   try {
@@ -70,12 +77,25 @@ export function parseSlackInteraction(rawBody: string): SlackAction | null {
   } catch {
     return null;
   }
-  const o = payload as { type?: unknown; team?: { id?: unknown }; user?: { id?: unknown; team_id?: unknown }; actions?: Array<{ action_id?: unknown; value?: unknown }> };
-  if (!o || o.type !== 'block_actions' || !Array.isArray(o.actions) || o.actions.length !== 1) return null;
-  const a = o.actions[0]!;
+  const o = payload as {
+    type?: unknown; team?: { id?: unknown }; user?: { id?: unknown; team_id?: unknown }; trigger_id?: unknown;
+    actions?: Array<{ action_id?: unknown; value?: unknown }>;
+    view?: { callback_id?: unknown; private_metadata?: unknown; state?: { values?: { reason?: { reason?: { value?: unknown } } } } };
+  };
+  if (!o || typeof o !== 'object') return null;
   const teamId = o.team?.id ?? o.user?.team_id;
+  if (typeof teamId !== 'string' || typeof o.user?.id !== 'string') return null;
+  if (o.type === 'view_submission') {
+    const v = o.view;
+    const reason = v?.state?.values?.reason?.reason?.value;
+    if (v?.callback_id !== REJECT_REASON_CALLBACK || typeof v.private_metadata !== 'string' || !REF.test(v.private_metadata) || typeof reason !== 'string' || !reason.trim()) return null;
+    return { teamId, userId: o.user.id, verdict: 'reject', ref: v.private_metadata, comment: reason.trim().slice(0, 2000) };
+  }
+  if (o.type !== 'block_actions' || !Array.isArray(o.actions) || o.actions.length !== 1) return null;
+  const a = o.actions[0]!;
   const verdict = a.action_id === 'countersign_approve' ? 'approve' : a.action_id === 'countersign_reject' ? 'reject' : null;
-  if (typeof teamId !== 'string' || typeof o.user?.id !== 'string' || !verdict || typeof a.value !== 'string' || !/^[A-Za-z0-9_-]{16,64}$/.test(a.value)) return null;
+  if (!verdict || typeof a.value !== 'string' || !REF.test(a.value)) return null;
+  if (verdict === 'reject') return typeof o.trigger_id === 'string' && o.trigger_id.length <= 255 ? { teamId, userId: o.user.id, verdict, ref: a.value, triggerId: o.trigger_id } : null;
   return { teamId, userId: o.user.id, verdict, ref: a.value };
 }
 
@@ -95,11 +115,48 @@ export async function claimSlackInteraction(db: Db, rawBody: string, action: Sla
   if (!message) return null;
   const bodyHash = createHash('sha256').update(rawBody).digest('hex');
   const ins = await withTenant(db, message.tenant_id, (c) => c.query(
-    `INSERT INTO channel_slack_interactions (body_hash, tenant_id, ref, slack_user_id, team_id, verdict, attempt_at) VALUES ($1, $2, $3, $4, $5, $6, now())
+    `INSERT INTO channel_slack_interactions (body_hash, tenant_id, ref, slack_user_id, team_id, verdict, comment, attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now())
      ON CONFLICT (body_hash) DO NOTHING`,
-    [bodyHash, message.tenant_id, message.ref, action.userId, action.teamId, action.verdict],
+    [bodyHash, message.tenant_id, message.ref, action.userId, action.teamId, action.verdict, action.comment ?? null],
   ));
   return { message, bodyHash, first: ins.rowCount === 1 };
+}
+
+/** The message a click is about (by the ref its button carries), before the tenant is known. */
+export async function findSlackMessage(db: Db, ref: string): Promise<SlackMessageRow | null> {
+  return (await withSystem(db, 'channels', (c) => c.query<SlackMessageRow>(`SELECT ${MESSAGE_COLUMNS} FROM channel_slack_messages WHERE ref = $1`, [ref]))).rows[0] ?? null;
+}
+
+/**
+ * A click on Reject: when it could count, Slack is asked to open the modal that asks for the reason (the
+ * answer is its submission); when it could not, the refusal is recorded and shown like any other.
+ */
+export async function openRejectReason(db: Db, slack: WebClient | undefined, message: SlackMessageRow, action: SlackAction): Promise<AnswerOutcome | null> {
+  const person = await findPerson(db, message.tenant_id, { slack_user_id: action.userId });
+  const refusal = await refusalOf(db, message, action, person);
+  if (refusal || !person) {
+    const outcome: AnswerOutcome = { counted: false, reason: refusal ?? 'this Slack user is not a member of the tenant' };
+    await logAnswer(db, { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor: `slack:${action.teamId}/${action.userId}`, verdict: 'reject', counted: false, reason: outcome.reason });
+    await showOutcome(db, slack, message, action, outcome);
+    return outcome;
+  }
+  if (!slack || !action.triggerId) return null;
+  await slack.views.open({
+    trigger_id: action.triggerId,
+    view: {
+      type: 'modal',
+      callback_id: REJECT_REASON_CALLBACK,
+      private_metadata: message.ref,
+      title: { type: 'plain_text', text: 'Reject' },
+      submit: { type: 'plain_text', text: 'Reject' },
+      close: { type: 'plain_text', text: 'Cancel' },
+      blocks: [
+        { type: 'section', text: { type: 'mrkdwn', verbatim: true, text: `Decision \`${message.decision_id}\`, round ${message.round}: why do you reject it?` } },
+        { type: 'input', block_id: 'reason', label: { type: 'plain_text', text: 'Reason' }, element: { type: 'plain_text_input', action_id: 'reason', multiline: true, max_length: 2000 } },
+      ],
+    } as never,
+  });
+  return null;
 }
 
 /** Marks a stored click done, with what came of it (a replayed copy never reaches here). */
@@ -134,11 +191,17 @@ export async function answerSlackClick(db: Db, messages: MessageDeps, slack: Web
   else {
     const before = await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null);
     const earlier = before?.answers.find((a) => a.approver_id === person.id && a.channel === 'slack' && a.verdict === action.verdict);
-    outcome = earlier ? { counted: true, approver: person.name } : await count(messages, person, message.decision_id, message.round, action.verdict, 'slack');
+    outcome = earlier ? { counted: true, approver: person.name } : await count(messages, person, message.decision_id, message.round, action.verdict, 'slack', action.comment);
   }
   await logAnswer(db, { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor: `slack:${action.teamId}/${action.userId}`, verdict: action.verdict, counted: outcome.counted, reason: outcome.counted ? `counted (${person?.id})` : outcome.reason });
   await markProcessed(db, message.tenant_id, bodyHash, outcome);
 
+  await showOutcome(db, slack, message, action, outcome);
+  return outcome;
+}
+
+/** Shows on the message who decided, or why a click did not count; a closed round closes its other messages too. */
+async function showOutcome(db: Db, slack: WebClient | undefined, message: SlackMessageRow, action: SlackAction, outcome: AnswerOutcome): Promise<void> {
   if (slack && message.channel && message.ts) {
     const facts = await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null);
     const text = outcome.counted
@@ -160,7 +223,6 @@ export async function answerSlackClick(db: Db, messages: MessageDeps, slack: Web
     // The round closed with this answer: the other approvers' messages lose their buttons too.
     if (outcome.counted && facts && facts.status !== 'open') await closeRoundMessages(db, slack, message.tenant_id, message.decision_id, message.round).catch(() => undefined);
   }
-  return outcome;
 }
 
 /** How long a click stays leased to the process that stored it before another may take it over. */
@@ -171,11 +233,11 @@ export const SLACK_INBOX_LEASE_SECONDS = 10;
  * Each is leased before it is worked on, so concurrent API processes never take the same one.
  */
 export async function processSlackInbox(db: Db, messages: MessageDeps, slack: WebClient | undefined, limit = 50): Promise<number> {
-  const due = (await withSystem(db, 'channels', (c) => c.query<{ body_hash: string; tenant_id: string; slack_user_id: string; team_id: string | null; verdict: Verdict | null } & { message: SlackMessageRow }>(
+  const due = (await withSystem(db, 'channels', (c) => c.query<{ body_hash: string; tenant_id: string; slack_user_id: string; team_id: string | null; verdict: Verdict | null; comment: string | null } & { message: SlackMessageRow }>(
     `UPDATE channel_slack_interactions i SET attempt_at = now()
       WHERE body_hash IN (SELECT body_hash FROM channel_slack_interactions WHERE processed_at IS NULL
                             AND (attempt_at IS NULL OR attempt_at < now() - make_interval(secs => $1)) ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-      RETURNING body_hash, tenant_id, slack_user_id, team_id, verdict,
+      RETURNING body_hash, tenant_id, slack_user_id, team_id, verdict, comment,
         (SELECT row_to_json(m) FROM (SELECT ${MESSAGE_COLUMNS} FROM channel_slack_messages WHERE ref = i.ref) m) AS message`,
     [SLACK_INBOX_LEASE_SECONDS, limit],
   ))).rows;
@@ -185,7 +247,7 @@ export async function processSlackInbox(db: Db, messages: MessageDeps, slack: We
       await markProcessed(db, row.tenant_id, row.body_hash, { counted: false, reason: 'stored without a verdict' });
       continue;
     }
-    await answerSlackClick(db, messages, slack, row.message, { teamId: row.team_id, userId: row.slack_user_id, verdict: row.verdict, ref: row.message.ref }, row.body_hash);
+    await answerSlackClick(db, messages, slack, row.message, { teamId: row.team_id, userId: row.slack_user_id, verdict: row.verdict, ref: row.message.ref, comment: row.comment ?? undefined }, row.body_hash);
     done++;
   }
   return done;

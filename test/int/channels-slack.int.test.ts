@@ -46,6 +46,7 @@ function slackStandIn(calls: Call[]): Server {
       if (method === 'auth.test') return res.end(JSON.stringify({ ok: true, team_id: TEAM, user_id: 'UBOT', team: 'Countersign test' }));
       if (method === 'chat.postMessage' && body['channel'] === 'U0GONE') return res.end(JSON.stringify({ ok: false, error: 'channel_not_found' }));
       if (method === 'chat.postMessage') return res.end(JSON.stringify({ ok: true, channel: `D${String(body['channel'])}`, ts: `${ts++}.000100` }));
+      if (method === 'views.open') return res.end(JSON.stringify({ ok: true, view: { id: 'V1' } }));
       if (method === 'chat.update') return res.end(JSON.stringify({ ok: true, channel: body['channel'], ts: body['ts'] }));
       res.end(JSON.stringify({ ok: false, error: 'unknown_method' }));
     });
@@ -60,6 +61,18 @@ function payload(opts: { team?: string; user: string; verdict: 'approve' | 'reje
     api_app_id: 'A1',
     trigger_id: randomUUID(),
     actions: [{ type: 'button', action_id: `countersign_${opts.verdict}`, block_id: 'countersign_answer', value: opts.ref, action_ts: `${Date.now() / 1000}` }],
+  };
+  return new URLSearchParams({ payload: JSON.stringify(p) }).toString();
+}
+
+/** The submission of the modal the Reject button opens: the reason is the answer's comment. */
+function reasonPayload(opts: { team?: string; user: string; ref: string; reason: string }): string {
+  const p = {
+    type: 'view_submission',
+    team: { id: opts.team ?? TEAM, domain: 'test' },
+    user: { id: opts.user, team_id: opts.team ?? TEAM },
+    api_app_id: 'A1',
+    view: { id: 'V1', type: 'modal', callback_id: 'countersign_reject_reason', private_metadata: opts.ref, state: { values: { reason: { reason: { type: 'plain_text_input', value: opts.reason } } } } },
   };
   return new URLSearchParams({ payload: JSON.stringify(p) }).toString();
 }
@@ -318,5 +331,44 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     await eventually(async () => ((await answers(d)).length ? true : undefined), 30_000, 'approval after rebinding');
     expect(await answers(d)).toHaveLength(1);
     console.log('slack workspace cases: 2 refused clicks (bot workspace while bound elsewhere, the bound workspace on a message from another), counted: 0');
+  }, 120_000);
+  it('Reject asks for a reason in a modal; the submitted reason is the answer, counted once, and only from the addressee', async () => {
+    const f = await ask('deploy_tool');
+    const ref = refOf(await messageTo('U0SUE', f));
+    const samRef = refOf(await messageTo('U0SAM', f));
+    const click = payload({ user: 'U0SUE', verdict: 'reject', ref });
+    expect((await post(click, signed(click))).status).toBe(200);
+    const opened = await eventually(async () => calls.find((c) => c.method === 'views.open' && JSON.stringify(c.body).includes(ref)), 20_000, 'reason modal');
+    const view = typeof opened.body['view'] === 'string' ? JSON.parse(opened.body['view']) : opened.body['view'];
+    expect(view).toMatchObject({ type: 'modal', callback_id: 'countersign_reject_reason', private_metadata: ref });
+    expect(opened.body['trigger_id']).toBe(JSON.parse(new URLSearchParams(click).get('payload')!).trigger_id);
+    // The click alone answered nothing.
+    expect(await answers(f)).toEqual([]);
+
+    // Sue's reason submitted on Sam's message (a forged private_metadata), and from another workspace: refused.
+    const forged = reasonPayload({ user: 'U0SUE', ref: samRef, reason: 'not mine to answer' });
+    const elsewhere = reasonPayload({ team: 'T0EVIL', user: 'U0SUE', ref, reason: 'from elsewhere' });
+    for (const b of [forged, elsewhere]) {
+      const res = await post(b, signed(b));
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe(''); // an empty 200 closes the modal
+    }
+    const submit = reasonPayload({ user: 'U0SUE', ref, reason: 'not during the <!channel> freeze' });
+    const headers = signed(submit);
+    expect((await post(submit, headers)).status).toBe(200);
+    await eventually(async () => ((await answers(f)).length ? true : undefined), 30_000, 'rejection');
+    for (let i = 0; i < 10; i++) await post(submit, headers);
+    expect((await api(stack, 'GET', `/v1/decisions/${f}?wait=20`)).body).toMatchObject({ status: 'final', decision: 'DENY' });
+    const counted = await answers(f);
+    expect(counted).toEqual([expect.objectContaining({ type: 'ApprovalRejected', data: expect.objectContaining({ approver_id: sue.id, channel: 'slack', comment: 'not during the <!channel> freeze' }) })]);
+    const refusedHere = (await stack.db.query(`SELECT reason FROM channel_answer_log WHERE decision_id = $1 AND NOT counted`, [f])).rows.map((r: any) => r.reason as string);
+    expect(refusedHere.sort()).toEqual(['replayed payload', 'replayed payload', 'replayed payload', 'replayed payload', 'replayed payload', 'replayed payload', 'replayed payload', 'replayed payload', 'replayed payload', 'replayed payload', 'the click came from another Slack workspace', 'this message was sent to another approver']);
+    // Sam's message first said why the forged submission on it did not count (buttons kept), then closed.
+    const onSam = () => updatesOf(f).filter((u) => u.body['channel'] === 'DU0SAM');
+    const shown = await eventually(async () => onSam().find((u) => /rejected by Sue \(slack\)/.test(String(u.body['text']))), 20_000, "Sam's message closed");
+    expect(JSON.stringify(shown.body['blocks'])).not.toContain('countersign_approve');
+    expect(String(onSam()[0]!.body['text'])).toMatch(/not counted: this message was sent to another approver/);
+    expect(JSON.stringify(onSam()[0]!.body['blocks'])).toContain('countersign_approve');
+    console.log('slack reject-reason cases: 12 (forged modal ref, other workspace, 10 replays), counted: 0');
   }, 120_000);
 });

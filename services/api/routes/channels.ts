@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
 import { loadAttestationSecret } from '../../decisions/attestation.ts';
-import { answerEmail, answerSlackClick, claimSlackInteraction, logAnswer, parseSlackInteraction, processSlackInbox, readEmailToken, SLACK_INBOX_LEASE_SECONDS, spendEmailLink } from '../../channels/answers.ts';
+import { answerEmail, answerSlackClick, claimSlackInteraction, findSlackMessage, logAnswer, openRejectReason, parseSlackInteraction, processSlackInbox, readEmailToken, SLACK_INBOX_LEASE_SECONDS, spendEmailLink } from '../../channels/answers.ts';
 import { bindSlackTeam, boundSlackTeam } from '../../channels/slack-workspaces.ts';
 import { confirmationPage, csrfMatches, csrfFor, messagePage } from '../../channels/email.ts';
 import { loadRoundFacts } from '../../channels/facts.ts';
@@ -53,25 +53,37 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
         await logAnswer(deps.db, { tenantId: null, channel: 'slack', counted: false, reason: 'not a click on a Countersign button' });
         return reply.status(200).send({ ok: true, handled: false });
       }
+      // Slack closes a submitted modal on an empty 200; clicks get a small JSON acknowledgement.
+      const ack = (body: Record<string, unknown>) => (action.comment !== undefined ? reply.status(200).send() : reply.status(200).send(body));
+      if (action.triggerId) {
+        // Reject asks for a reason first: the modal opens (Slack's trigger lives 3 s), its submission is the answer.
+        const message = await findSlackMessage(deps.db, action.ref);
+        if (!message) {
+          await logAnswer(deps.db, { tenantId: null, channel: 'slack', actor: `slack:${action.teamId}/${action.userId}`, verdict: action.verdict, counted: false, reason: 'unknown message' });
+          return ack({ ok: true, handled: false });
+        }
+        void openRejectReason(deps.db, slack, message, action).catch((err: unknown) => req.log.error({ err }, 'slack reject modal failed'));
+        return ack({ ok: true, handled: true, asks: 'reason' });
+      }
       const claimed = await claimSlackInteraction(deps.db, raw, action);
       if (!claimed) {
         await logAnswer(deps.db, { tenantId: null, channel: 'slack', actor: `slack:${action.teamId}/${action.userId}`, verdict: action.verdict, counted: false, reason: 'unknown message' });
-        return reply.status(200).send({ ok: true, handled: false });
+        return ack({ ok: true, handled: false });
       }
       const { message } = claimed;
       if (!claimed.first) {
         await logAnswer(deps.db, { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor: `slack:${action.teamId}/${action.userId}`, verdict: action.verdict, counted: false, reason: 'replayed payload' });
-        return reply.status(200).send({ ok: true, handled: false, replay: true });
+        return ack({ ok: true, handled: false, replay: true });
       }
       // The click is stored (the inbox) before Slack is acknowledged, within its 3 s; the answer and the message
       // update follow. If this process dies in between, processSlackInbox picks the click up at the next start.
       if (config.COUNTERSIGN_CRASH_AT === 'after-slack-ack') {
         // Test only: die right after Slack has its acknowledgement, before any of the work.
         reply.raw.once('finish', () => process.kill(process.pid, 'SIGKILL'));
-        return reply.status(200).send({ ok: true, handled: true });
+        return ack({ ok: true, handled: true });
       }
       void answerSlackClick(deps.db, messages, slack, message, action, claimed.bodyHash).catch((err: unknown) => req.log.error({ err }, 'slack answer failed; the inbox retries it'));
-      return reply.status(200).send({ ok: true, handled: true });
+      return ack({ ok: true, handled: true });
     });
 
     const page = async (token: string, reply: FastifyReply) => {

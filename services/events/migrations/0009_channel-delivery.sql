@@ -19,6 +19,8 @@ UPDATE channel_email_tokens SET sent_at = created_at;
 -- API processes never work on the same click at once.
 ALTER TABLE channel_slack_interactions ADD COLUMN team_id text;
 ALTER TABLE channel_slack_interactions ADD COLUMN verdict text CHECK (verdict IN ('approve', 'reject'));
+-- The reason a Reject gives (from the modal the Reject button opens).
+ALTER TABLE channel_slack_interactions ADD COLUMN comment text CHECK (length(comment) <= 2000);
 ALTER TABLE channel_slack_interactions ADD COLUMN attempt_at timestamptz;
 ALTER TABLE channel_slack_interactions ADD COLUMN processed_at timestamptz;
 ALTER TABLE channel_slack_interactions ADD COLUMN outcome text;
@@ -112,7 +114,7 @@ DROP TABLE channel_digest_items;
 DROP TABLE channel_notification_sends;
 DROP TABLE channel_answer_log;
 DROP INDEX channel_slack_interactions_unprocessed;
-ALTER TABLE channel_slack_interactions DROP COLUMN outcome, DROP COLUMN processed_at, DROP COLUMN attempt_at, DROP COLUMN verdict, DROP COLUMN team_id;
+ALTER TABLE channel_slack_interactions DROP COLUMN outcome, DROP COLUMN processed_at, DROP COLUMN attempt_at, DROP COLUMN comment, DROP COLUMN verdict, DROP COLUMN team_id;
 ALTER TABLE channel_email_tokens DROP COLUMN sent_at;
 ALTER TABLE channel_slack_messages DROP CONSTRAINT channel_slack_messages_purpose_check;
 ALTER TABLE channel_slack_messages ADD CONSTRAINT channel_slack_messages_purpose_check CHECK (purpose IN ('request', 'escalation'));

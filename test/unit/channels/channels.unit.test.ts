@@ -42,6 +42,20 @@ describe('Slack v0 signature', () => {
 describe('Slack interaction payloads', () => {
   it('reads only a single click on one of our buttons', () => {
     expect(parseSlackInteraction(body)).toEqual({ teamId: 'T1', userId: 'U1', verdict: 'approve', ref: 'r'.repeat(24) });
+    // Reject opens the reason modal (it needs Slack's trigger id); the modal's submission carries the reason.
+    const reject = (extra: Record<string, unknown>) => new URLSearchParams({ payload: JSON.stringify({ type: 'block_actions', team: { id: 'T1' }, user: { id: 'U1' }, actions: [{ action_id: 'countersign_reject', value: 'r'.repeat(24) }], ...extra }) }).toString();
+    expect(parseSlackInteraction(reject({ trigger_id: 'tr1' }))).toEqual({ teamId: 'T1', userId: 'U1', verdict: 'reject', ref: 'r'.repeat(24), triggerId: 'tr1' });
+    expect(parseSlackInteraction(reject({}))).toBeNull();
+    const submission = (view: Record<string, unknown>) => new URLSearchParams({ payload: JSON.stringify({ type: 'view_submission', team: { id: 'T1' }, user: { id: 'U1' }, view }) }).toString();
+    const values = (v: unknown) => ({ values: { reason: { reason: { value: v } } } });
+    expect(parseSlackInteraction(submission({ callback_id: 'countersign_reject_reason', private_metadata: 'r'.repeat(24), state: values('  too risky ') })))
+      .toEqual({ teamId: 'T1', userId: 'U1', verdict: 'reject', ref: 'r'.repeat(24), comment: 'too risky' });
+    for (const view of [
+      { callback_id: 'other', private_metadata: 'r'.repeat(24), state: values('x') },
+      { callback_id: 'countersign_reject_reason', private_metadata: 'bad ref', state: values('x') },
+      { callback_id: 'countersign_reject_reason', private_metadata: 'r'.repeat(24), state: values('   ') },
+      { callback_id: 'countersign_reject_reason', private_metadata: 'r'.repeat(24), state: values(5) },
+    ]) expect(parseSlackInteraction(submission(view))).toBeNull();
     for (const bad of ['', 'payload=', 'payload=%7B', 'payload=' + encodeURIComponent(JSON.stringify({ type: 'view_submission' })), body.replace('countersign_approve', 'other'), body.replace('rrrrrrrr', 'r<>r!rrr')]) {
       expect(parseSlackInteraction(bad)).toBeNull();
     }
