@@ -131,7 +131,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
 
   const ActivateBody = z.strictObject({
     expected_loosening: z.array(z.string().min(1).max(200)).max(200).optional().describe('Rules whose looser decisions in the validation are intended (tenants with policy_refuse_loosening).'),
-  }).optional();
+  }).nullish(); // an empty POST arrives as null
   r.post('/v1/policies/:id/activate', {
     onRequest: authenticated(deps, [...WRITERS]),
     schema: {
@@ -196,7 +196,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     onRequest: authenticated(deps, [...WRITERS]),
     schema: {
       tags: ['policies'], summary: "Make the next version's draft from the active version, or from `from_version` (lineage recorded)", params: IdParams,
-      body: z.strictObject({ from_version: z.number().int().positive().optional() }).optional(), response: { 201: Answer, ...problems },
+      body: z.strictObject({ from_version: z.number().int().positive().optional() }).nullish(), response: { 201: Answer, ...problems },
     },
   }, async (req, reply) => {
     const s = await clonePolicy(deps.db, actor(req), req.params.id, req.body?.from_version);
