@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
@@ -20,6 +22,14 @@ const HOSTILE = '<script>alert(1)</script><a href="http://evil.example">click</a
 
 type Mail = { to: string[]; raw: string };
 
+/** A headless browser, when the machine has one (Debian: apt-get install chromium). */
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
+/** Loads a page the way a link preview or a security scanner with a real browser does: renders it, runs it, clicks nothing. */
+const browserLoad = (url: string) => new Promise<string>((resolve, reject) => {
+  execFile(CHROMIUM!, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=/tmp/cs-chromium-${randomUUID()}`, '--virtual-time-budget=3000', '--dump-dom', url],
+    { timeout: 60_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+});
+
 /** Decodes quoted-printable enough to read links and text back out of a message. */
 const unqp = (s: string) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
@@ -29,6 +39,7 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
   const mails: Mail[] = [];
   let agent: { id: string; key: string };
   let dee: { id: string; key: string };
+  let dag: { id: string; key: string };
 
   const linkFor = async (to: string, decisionId: string) => eventually(async () => {
     const m = mails.find((x) => x.to.includes(to) && unqp(x.raw).includes(decisionId));
@@ -74,6 +85,9 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     await addPrincipal(stack, { name: 'Dan', roles: ['approver'], groups: ['dba'], email: 'dan@example.test' });
     await addPrincipal(stack, { name: 'Bo', roles: ['approver'], groups: ['dba'], email: 'bounce@example.test' });
     await addPrincipal(stack, { name: 'Dora', roles: ['approver'], groups: ['dba'], email: 'dora@example.test' });
+    // One link each for the answers that spend their link without counting.
+    for (const n of ['del', 'dot', 'dax', 'dov']) await addPrincipal(stack, { name: n, roles: ['approver'], groups: ['dba'], email: `${n}@example.test` });
+    dag = await addPrincipal(stack, { name: 'Dag', roles: ['approver'], groups: ['dba'], email: 'dag@example.test' });
   }, 180_000);
   afterAll(async () => {
     await stack?.stop();
@@ -127,13 +141,22 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
       ['POST with another link’s CSRF', () => postForm(deeLink, { ...form, csrf: otherPage.csrf }), 403],
       ['POST as JSON', () => fetch(deeLink, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(form) }), 415],
       ['POST from another site', () => postForm(deeLink, form, { origin: 'https://evil.example' }), 403],
-      ['POST naming another decision', () => postForm(deeLink, { ...form, decision_id: other }), 409],
-      ['POST naming another round', () => postForm(deeLink, { ...form, round: '2' }), 409],
-      ['POST with no verdict', () => postForm(deeLink, { ...form, verdict: 'maybe' }), 400],
       ['unknown token', () => postForm(deeLink.replace(/[A-Za-z0-9_-]{43}$/, 'B'.repeat(43)), form), 404],
       ['malformed token', () => postForm(deeLink.replace(/[A-Za-z0-9_-]{43}$/, 'short'), form), 404],
       ['another decision’s link with this page', () => postForm(deeOtherLink, form), 403],
     );
+    // A headless browser that loads (renders, runs) the page and clicks nothing: a scanner or preview.
+    if (CHROMIUM) {
+      for (let i = 0; i < 2; i++) {
+        adversarial.push([`headless Chromium load #${i}`, async () => {
+          const dom = await browserLoad(deeLink);
+          expect(dom).toContain('Approve');
+          return new Response(null, { status: 200, headers: { 'content-type': 'text/html' } });
+        }, 200]);
+      }
+    } else {
+      console.warn('no Chromium on this machine: the headless-browser cases are not run');
+    }
     for (const [name, send, status] of adversarial) {
       const res = await send();
       expect({ name, status: res.status }).toEqual({ name, status });
@@ -141,6 +164,26 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     }
     expect(await answers(id)).toEqual([]);
     expect(await answers(other)).toEqual([]);
+
+    // An answer from the page spends the link even when it is refused (single-use means single-use): another
+    // decision or round named in the form, no verdict, an approver whose address changed (another person now).
+    const spent: Array<[string, string, Record<string, string>, number]> = [];
+    for (const [who, change, status] of [['del', { decision_id: other }, 409], ['dot', { round: '2' }, 409], ['dax', { verdict: 'maybe' }, 400]] as const) {
+      const { link } = await linkFor(`${who}@example.test`, id);
+      const p = await pageOf(link);
+      spent.push([`${who}: ${JSON.stringify(change)}`, link, { csrf: p.csrf, decision_id: id, round: '1', verdict: 'approve', ...change }, status]);
+    }
+    const { link: dagLink } = await linkFor('dag@example.test', id);
+    const dagPage = await pageOf(dagLink);
+    expect((await api(stack, 'PATCH', `/v1/principals/${dag.id}`, { email: 'someone-else@example.test' })).status).toBe(200);
+    spent.push(['dag: the address now belongs to no approver', dagLink, { csrf: dagPage.csrf, decision_id: id, round: '1', verdict: 'approve' }, 409]);
+    for (const [name, link, f, status] of spent) {
+      const res = await postForm(link, f);
+      expect({ name, status: res.status }).toEqual({ name, status });
+      const again = await postForm(link, { ...f, decision_id: id, round: '1', verdict: 'approve' });
+      expect({ name, again: again.status, page: (await fetch(link)).status }).toEqual({ name, again: 404, page: 404 });
+    }
+    expect(await answers(id)).toEqual([]);
 
     // Expired: the link stops working at its expiry (never later than the round's deadline).
     const expiry = await stack.db.query<{ ok: boolean }>(`SELECT bool_and(t.expires_at <= (SELECT (data->>'deadline')::timestamptz FROM events e WHERE e.stream_id = 'run-' || t.decision_id AND e.type = 'ApprovalRequested' LIMIT 1)) AS ok FROM channel_email_tokens t`);
@@ -162,12 +205,26 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     expect(counted[0]).toMatchObject({ type: 'ApprovalGranted', data: { approver_id: dee.id, channel: 'email' } });
 
     // Dora rejects: the round closes; Dan's (expired) link never counted.
+    const { link: dovLink } = await linkFor('dov@example.test', id);
+    const dovPage = await pageOf(dovLink);
     const doraPage = await pageOf(doraLink);
     expect((await postForm(doraLink, { csrf: doraPage.csrf, decision_id: id, round: '1', verdict: 'reject' })).status).toBe(200);
     const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=20`);
     expect(final.body).toMatchObject({ status: 'final', decision: 'DENY' });
+    // A page opened while the round was open, answered after it closed: refused by the workflow, link spent.
+    const late = await postForm(dovLink, { csrf: dovPage.csrf, decision_id: id, round: '1', verdict: 'approve' });
+    expect(late.status).toBe(409);
+    expect(await late.text()).toMatch(/already rejected/);
+    expect((await postForm(dovLink, { csrf: dovPage.csrf, decision_id: id, round: '1', verdict: 'approve' })).status).toBe(404);
 
-    const adversarialCount = adversarial.length + 1 + 3;
+    // Every answer that reached the route and did not count is recorded as refused, with its reason.
+    const log = (await stack.db.query<{ counted: boolean; reason: string; decision_id: string | null }>(`SELECT counted, reason, decision_id FROM channel_answer_log WHERE channel = 'email'`)).rows;
+    expect(log.filter((r) => r.counted)).toHaveLength(2);
+    // the POSTs: the adversarial ones, the expired link, Dee's link twice more, each spent link twice, Dov's twice.
+    const postCases = adversarial.filter(([n]) => !/^(GET|HEAD|headless)/.test(n)).length + 1 + 2 + spent.length * 2 + 2;
+    expect(log.filter((r) => !r.counted)).toHaveLength(postCases);
+
+    const adversarialCount = adversarial.length + 1 + 3 + spent.length * 2 + 2;
     const countedAdversarial = (await answers(id)).filter((a) => a.data.approver_id !== dee.id && a.type !== 'ApprovalRejected').length
       + (await answers(id)).filter((a) => a.data.approver_id === dee.id).length - 1
       + (await answers(other)).length;

@@ -99,14 +99,14 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
     scope.get<{ Params: { token: string } }>('/v1/email-approvals/:token', { schema: { tags: ['channels'], summary: 'The confirmation page of an emailed approval link (GET and HEAD never answer)', security: [] } }, async (req, reply) => page(req.params.token, reply));
 
     scope.post<{ Params: { token: string } }>('/v1/email-approvals/:token', { schema: { tags: ['channels'], summary: 'Answer from the confirmation page (form POST with its CSRF token)', security: [] } }, async (req, reply) => {
-      if (typeof req.body !== 'string') return html(reply, 415, messagePage('Not answered', 'answer from the confirmation page'));
-      const form = new URLSearchParams(req.body);
+      const form = new URLSearchParams(typeof req.body === 'string' ? req.body : '');
       const found = await readEmailToken(deps.db, req.params.token);
       const verdict = form.get('verdict');
       const refuse = async (status: number, title: string, reason: string, row = found.row) => {
         await logAnswer(deps.db, { tenantId: row?.tenant_id ?? null, channel: 'email', decisionId: row?.decision_id, round: row?.round, actor: row ? `email:${row.approver_id}` : null, verdict, counted: false, reason });
         return html(reply, status, messagePage(title, reason));
       };
+      if (typeof req.body !== 'string') return refuse(415, 'Not answered', 'answer from the confirmation page (a form POST)');
       if ('refused' in found) return refuse(404, 'Not answered', found.refused);
       const { row } = found;
       // Without the page's CSRF token, or from another site, it is not an answer from our page: refused, and the
