@@ -27,7 +27,7 @@ const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/go
 /** Loads a page the way a link preview or a security scanner with a real browser does: renders it, runs it, clicks nothing. */
 const browserLoad = (url: string) => new Promise<string>((resolve, reject) => {
   execFile(CHROMIUM!, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=/tmp/cs-chromium-${randomUUID()}`, '--virtual-time-budget=3000', '--dump-dom', url],
-    { timeout: 60_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    { timeout: 60_000 }, (err, stdout) => (err ? reject(new Error(`chromium failed: ${err.message}`)) : resolve(stdout)));
 });
 
 /** Decodes quoted-printable enough to read links and text back out of a message. */
