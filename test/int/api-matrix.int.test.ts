@@ -34,6 +34,10 @@ type Row = {
 const agentRequest = { agent: { id: 'matrix-bot' }, action: { tool: 'search_tool' } };
 const matrixPolicy = (id: string) => ({ apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: id }, rules: [{ name: 'deny-shell', match: { tool: 'shell_exec' }, decision: 'DENY' }] });
 
+const matrixExport = {
+  format: 'countersign.policy-export/v1', policy_id: 'matrix-import', version: 1, scope: { level: 'tenant' }, document: matrixPolicy('matrix-import'),
+  hash: `sha256:${'0'.repeat(64)}`, exported_at: '2026-01-01T00:00:00.000Z', signing_key_id: 'ed25519:0000000000000000', signature: 'AAAA',
+};
 const ROWS: Record<string, Row> = {
   'GET /healthz': { auth: 'public', path: () => '/healthz', noIds: true },
   'GET /readyz': { auth: 'public', path: () => '/readyz', noIds: true },
@@ -78,6 +82,10 @@ const ROWS: Record<string, Row> = {
   'POST /v1/policies/:id/clone': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}/clone` },
   'POST /v1/policies/:id/rollback': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}/rollback`, body: () => ({ to_version: 1 }), wrongType: [{ to_version: 'one' }, 'to_version'] },
   'POST /v1/policies/:id/validate': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}/validate` },
+  'POST /v1/policies/:id/activation/approvals': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}/activation/approvals`, body: () => ({ verdict: 'approve' }), wrongType: [{ verdict: 1 }, 'verdict'] },
+  'GET /v1/policies/:id/export': { auth: 'any', path: (i) => `/v1/policies/${i.policy}/export`, strictQuery: true },
+  'POST /v1/policies/import': { auth: 'roles', path: () => '/v1/policies/import', body: () => matrixExport, wrongType: [{ ...matrixExport, version: 'one' }, 'version'], noIds: true },
+  'POST /v1/agents/:id/manifest': { auth: 'roles', path: () => '/v1/agents/matrix-bot/manifest', body: () => ({ agent: { id: 'matrix-bot' }, tools: ['search_tool'] }), wrongType: [{ agent: { id: 'matrix-bot' }, tools: 5 }, 'tools'], noIds: true },
   'GET /v1/agents/:id/binding': { auth: 'any', path: () => '/v1/agents/matrix-bot/binding', strictQuery: true, noIds: true },
   'POST /v1/agents/:id/binding': { auth: 'roles', path: () => '/v1/agents/matrix-bot/binding', body: (i) => ({ policy_id: i.policy }), wrongType: [{ policy_id: 5 }, 'policy_id'] },
   'DELETE /v1/agents/:id/binding': { auth: 'roles', path: () => '/v1/agents/matrix-bot/binding', noIds: true },
