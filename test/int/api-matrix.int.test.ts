@@ -12,7 +12,7 @@ import { api, eventually, startTestStack, type TestStack } from './harness.ts';
  * documented status, problem+json naming the problem, nothing written, nothing of tenant B leaked, no 5xx.
  */
 
-type Ids = { tenant: string; principal: string; apiKey: string; decision: string; policy: string };
+type Ids = { tenant: string; principal: string; apiKey: string; decision: string; policy: string; catalogSource: string };
 type Row = {
   /** Who may call it: public (no key), any (any valid key), or the roles/platform admin it needs. */
   auth: 'public' | 'any' | 'roles' | 'platform-admin';
@@ -91,6 +91,11 @@ const ROWS: Record<string, Row> = {
   'DELETE /v1/agents/:id/binding': { auth: 'roles', path: () => '/v1/agents/matrix-bot/binding', noIds: true },
   'POST /v1/policy/simulate': { auth: 'any', path: () => '/v1/policy/simulate', body: () => ({ request: agentRequest }), wrongType: [{ request: agentRequest, at: 5 }, 'at'], noIds: true },
   'POST /api/v1/policy/simulate': { auth: 'any', path: () => '/api/v1/policy/simulate', body: () => ({ request: agentRequest }), wrongType: [{ request: agentRequest, at: 5 }, 'at'], noIds: true },
+  'POST /v1/tools/catalog': { auth: 'roles', path: () => '/v1/tools/catalog', body: () => ({ format: 'mcp', source: 'matrix-new', document: { tools: [{ name: 'matrix_tool' }] } }), wrongType: [{ format: 'mcp', source: 'matrix-new', document: 'x' }, 'document'], noIds: true },
+  'GET /v1/tools/catalog': { auth: 'any', path: () => '/v1/tools/catalog', strictQuery: true, noIds: true },
+  'GET /v1/tools/catalog/lookup': { auth: 'any', path: () => '/v1/tools/catalog/lookup?tool=matrix_tool', noIds: true },
+  'GET /v1/tools/catalog/:source': { auth: 'any', path: (i) => `/v1/tools/catalog/${i.catalogSource}`, strictQuery: true },
+  'DELETE /v1/tools/catalog/:source': { auth: 'roles', path: (i) => `/v1/tools/catalog/${i.catalogSource}` },
   // Channels (issue 8): public, authenticated by Slack's signature or the link and page token instead; their
   // own bad-input cases are in test/int/channels-*.int.test.ts.
   'POST /v1/slack/interactions': { auth: 'public', path: () => '/v1/slack/interactions', noIds: true },
@@ -151,14 +156,16 @@ beforeAll(async () => {
   keys.expired = expiring.body.api_key;
   await stack.db.query(`UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1`, [expiring.body.id]);
   const decA = await api(boot, 'POST', '/v1/decisions', agentRequest);
-  idsA = { tenant: 'default', principal: victim.body.id, apiKey: expiring.body.id, decision: decA.body.decision_id, policy: 'example' };
+  expect((await api(boot, 'POST', '/v1/tools/catalog', { format: 'mcp', source: 'matrix-a', document: { tools: [{ name: 'a_tool' }] } })).status).toBe(201);
+  idsA = { tenant: 'default', principal: victim.body.id, apiKey: expiring.body.id, decision: decA.body.decision_id, policy: 'example', catalogSource: 'matrix-a' };
 
   const bAgent = await api(as(keys.adminB), 'POST', '/v1/principals', { name: `${B_NAME} agent`, kind: 'agent', roles: ['agent'] });
   const bKey = await api(as(keys.adminB), 'POST', '/v1/api-keys', { principal_id: bAgent.body.id, name: 'b key' });
   const decB = await api(as(bAgent.body.api_key), 'POST', '/v1/decisions', { agent: { id: 'b-bot' }, action: { tool: 'b_tool' } });
   expect(decB.status).toBe(200);
   expect((await api(as(keys.adminB), 'POST', '/v1/policies', matrixPolicy('b-only-policy'))).status).toBe(201);
-  idsB = { tenant: 'tenant-b', principal: bAgent.body.id, apiKey: bKey.body.id, decision: decB.body.decision_id, policy: 'b-only-policy' };
+  expect((await api(as(keys.adminB), 'POST', '/v1/tools/catalog', { format: 'mcp', source: 'b-only-source', document: { tools: [{ name: 'b_tool' }] } })).status).toBe(201);
+  idsB = { tenant: 'tenant-b', principal: bAgent.body.id, apiKey: bKey.body.id, decision: decB.body.decision_id, policy: 'b-only-policy', catalogSource: 'b-only-source' };
   SECRETS.push(keys.adminB, bAgent.body.api_key, bKey.body.api_key, keys.bootstrap, keys.adminA);
   // Both runs have receipts, so the receipt route answers 200 for the owner (and must still 404 for others).
   for (const id of [idsA.decision, idsB.decision]) {
@@ -265,11 +272,11 @@ describe('bad-input matrix over every route', () => {
   });
 
   it("another tenant's rows never appear in lists", async () => {
-    const lists = ['/v1/decisions', '/v1/principals', '/v1/api-keys'];
+    const lists = ['/v1/decisions', '/v1/principals', '/v1/api-keys', '/v1/tools/catalog'];
     for (const path of lists) {
       const res = await api(as(keys.adminA), 'GET', path);
       expect(res.status).toBe(200);
-      expect(JSON.stringify(res.body)).not.toMatch(new RegExp(`${idsB.decision}|${idsB.principal}|${idsB.apiKey}|tenant-b`));
+      expect(JSON.stringify(res.body)).not.toMatch(new RegExp(`${idsB.decision}|${idsB.principal}|${idsB.apiKey}|tenant-b|${idsB.catalogSource}|b_tool`));
     }
   });
 });
