@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createInMemoryKeyring } from '../../services/receipts/keyring.ts';
 import { signDocument } from '../../services/receipts/sign.ts';
 import { exportSigned } from '../../services/lifecycle/policy-export.ts';
+import { appendToStream } from '../../services/events/append-to-stream.ts';
+import { createPool } from '../../services/events/db.ts';
 import { addPrincipal, api, eventually, ROOT, startTestStack, type TestStack } from './harness.ts';
 
 /**
@@ -178,6 +180,54 @@ describe('clone from a chosen version; refusals of the bad-input list', () => {
     expect((await api(stack, 'POST', `/v1/agents/${agentId}/binding`, { policy_id: id })).status).toBe(200);
     await refused(key, 'POST', `/v1/agents/${agentId}/binding`, { policy_id: other }, 409, 'conflict', new RegExp(`is bound to policy ${id}; unbind it first`));
   }, 90_000);
+});
+
+describe('a run keeps the snapshot it started with', () => {
+  it('a policy changed while a decision waits for approval: the receipt names the snapshot the run started with', async () => {
+    const id = `inflight-${RUN}`;
+    const tool = `inflight_tool_${RUN}`;
+    const approver = await addPrincipal(stack, { name: `inflight-approver-${RUN}`, roles: ['approver'], groups: [`grp-${RUN}`] });
+    const doc = (decision: string) => ({
+      apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: id },
+      rules: [{ name: 'waits', match: { tool }, decision, ...(decision === 'REQUIRE_APPROVAL' ? { approval: { approvers: [`grp-${RUN}`], quorum: 1, timeout: '1h' } } : {}) }],
+    });
+    expect((await api(stack, 'POST', '/v1/policies', doc('REQUIRE_APPROVAL'))).status).toBe(201);
+    const v1 = await api(stack, 'POST', `/v1/policies/${id}/activate`);
+    const ask = () => api(stack, 'POST', '/v1/decisions', { agent: { id: 'inflight-bot' }, action: { tool }, idempotency_key: randomUUID() });
+    const started = await eventually(async () => { const r = await ask(); return r.body.status === 'pending_approval' ? r : undefined; });
+    const startedWith = started.body.snapshot_hash;
+    expect(started.body.matched_rules).toEqual(expect.arrayContaining([expect.objectContaining({ policy_id: id, version: 1 })]));
+
+    expect((await api(stack, 'POST', `/v1/policies/${id}/clone`)).status).toBe(201);
+    expect((await api(stack, 'PUT', `/v1/policies/${id}`, doc('DENY'))).status).toBe(200);
+    expect((await api(stack, 'POST', `/v1/policies/${id}/activate`)).body.version).toBe(2);
+    const now = await eventually(async () => { const r = await ask(); return r.body.decision === 'DENY' ? r : undefined; });
+    expect(now.body.snapshot_hash).not.toBe(startedWith);
+
+    const ok = await api(as(approver.key), 'POST', `/v1/decisions/${started.body.decision_id}/approvals`, { verdict: 'approve' });
+    expect(ok.status).toBe(200);
+    const receipt = await eventually(async () => {
+      const r = await api(stack, 'GET', `/v1/decisions/${started.body.decision_id}/receipt`);
+      return r.status === 200 && r.body.receipt.status === 'final' ? r.body.receipt : undefined;
+    });
+    expect(receipt).toMatchObject({ decision: 'ALLOW', snapshot_hash: startedWith });
+    expect(receipt.policies).toEqual(expect.arrayContaining([expect.objectContaining({ policy_id: id, version: 1, hash: v1.body.hash })]));
+  }, 90_000);
+
+  it('refuses to activate a draft that does not compile (recorded by an older compiler), writing nothing', async () => {
+    const id = `broken-${RUN}`;
+    const writer = createPool(stack.dbUrl, 1);
+    try {
+      await appendToStream(writer, {
+        streamId: `policy-default-${id}`, tenantId: 'default', expectedVersion: 0, recordedAt: new Date(),
+        events: [{ type: 'PolicyDrafted', eventId: `policy-default-${id}/drafted/${RUN}`, data: { policy_id: id, version: 1, document: { ...policyDoc(id, 'MAYBE') }, drafted_by: 'prn_test' } }],
+      });
+    } finally {
+      await writer.end();
+    }
+    const p = await refused(stack.key, 'POST', `/v1/policies/${id}/activate`, undefined, 400, 'validation_failed', /does not compile/);
+    expect(p.errors).toEqual(expect.arrayContaining([expect.objectContaining({ path: expect.stringMatching(/rules/) })]));
+  }, 30_000);
 });
 
 describe('signed export and import', () => {
