@@ -1,6 +1,7 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DecisionRequest } from '../../../schemas/decision.ts';
-import { RegisterCatalogBody, ToolCatalogFact } from '../../../schemas/tool-catalog.ts';
+import { CatalogEntry, RegisterCatalogBody, ToolCatalogFact } from '../../../schemas/tool-catalog.ts';
 import {
   applyCatalogChange, catalogFact, catalogFromMcp, catalogFromOpenApi, catalogHash, catalogOf, catalogRiskTags, compile, EMPTY_CATALOG,
   enrichRequest, evaluate, sourceFromRegistration, type CatalogSource, type Snapshot,
@@ -185,5 +186,52 @@ describe('enrichment on the decision path: facts.tool_catalog', () => {
     for (const bad of [null, 'x', { risk_tags: 'destructive' }, { risk_tags: ['nuclear'] }, { risk_tags: [1] }]) {
       expect(evaluate(s, plain, { tool_catalog: bad as never }, NOW)).toMatchObject({ decision: 'DENY', matched_rule: null, reason: expect.stringMatching(/tool_catalog.*failing closed/) });
     }
+  });
+});
+
+describe('catalog fuzz (seeded): arbitrary documents never throw; what is accepted is well-formed; tags only ever added', () => {
+  const SEED = 20250109;
+  const junk = fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.string({ maxLength: 3 }), { maxLength: 2 }), fc.dictionary(fc.string({ maxLength: 4 }), fc.string({ maxLength: 4 }), { maxKeys: 2 }));
+  const maybe = <T>(a: fc.Arbitrary<T>) => fc.option(fc.oneof({ weight: 20, arbitrary: a }, { weight: 1, arbitrary: junk }), { nil: undefined });
+  const operation = fc.record({ operationId: maybe(fc.constantFrom('listA', 'deleteA', 'x', '', 'a b')), responses: maybe(junk) }, { requiredKeys: [] });
+  const pathItem = fc.dictionary(fc.constantFrom('get', 'post', 'put', 'patch', 'delete', 'head', 'options', 'trace', 'parameters', '$ref', 'summary', 'GET'), fc.oneof({ weight: 5, arbitrary: operation }, { weight: 1, arbitrary: junk }), { maxKeys: 4 });
+  const openapi = fc.record({
+    openapi: maybe(fc.constantFrom('3.0.3', '3.1.0', '2.0', 'x')),
+    swagger: maybe(fc.constantFrom('2.0', '1.2')),
+    paths: maybe(fc.dictionary(fc.constantFrom('/a', '/b/{id}', 'c', '/'), fc.oneof({ weight: 5, arbitrary: pathItem }, { weight: 1, arbitrary: junk }), { maxKeys: 3 })),
+  }, { requiredKeys: [] });
+  const mcpTool = fc.record({
+    name: maybe(fc.constantFrom('read_file', 'rm', 'send', 'a b', '')),
+    annotations: maybe(fc.record({ readOnlyHint: maybe(fc.boolean()), destructiveHint: maybe(fc.boolean()), openWorldHint: maybe(fc.boolean()) }, { requiredKeys: [] })),
+  }, { requiredKeys: [] });
+  const mcp = fc.oneof(
+    fc.record({ tools: maybe(fc.array(fc.oneof({ weight: 5, arbitrary: mcpTool }, { weight: 1, arbitrary: junk }), { maxLength: 4 })), nextCursor: maybe(fc.constantFrom('', 'p2')) }, { requiredKeys: [] }),
+    fc.record({ jsonrpc: fc.constant('2.0'), id: fc.integer(), result: maybe(fc.record({ tools: fc.array(mcpTool, { maxLength: 3 }) })) }, { requiredKeys: ['jsonrpc', 'id'] }),
+    junk,
+  );
+  const check = (r: ReturnType<typeof catalogFromMcp>) => {
+    if (r.ok) {
+      for (const e of r.catalog.entries) {
+        expect(CatalogEntry.safeParse(e).success).toBe(true);
+        if (e.risk_tags.includes('destructive')) expect(e.risk_tags).toContain('write');
+      }
+    } else {
+      expect(r.errors.length).toBeGreaterThan(0);
+      for (const e of r.errors) expect(e.path.length > 0 && e.message.length > 0).toBe(true);
+    }
+    return r;
+  };
+  it('OpenAPI', () => {
+    fc.assert(fc.property(fc.oneof(openapi, junk), (doc) => void check(catalogFromOpenApi('tool', doc))), { seed: SEED, numRuns: 2000 });
+  });
+  it('MCP, and enrichment from whatever was accepted keeps every agent tag', () => {
+    fc.assert(fc.property(mcp, fc.option(fc.constantFrom('srv'), { nil: undefined }), fc.array(fc.constantFrom('read', 'pii', 'destructive', 'x'), { maxLength: 3 }), fc.constantFrom('rm', 'read_file', 'srv'), (doc, server, agentTags, tool) => {
+      const r = check(catalogFromMcp(doc, server === undefined ? {} : { server }));
+      if (!r.ok) return;
+      const request = req({ action: { tool, operation: 'rm' }, context: { risk_tags: agentTags } });
+      const tags = enrichRequest(r.catalog, request).context['risk_tags'] as string[];
+      for (const t of agentTags) expect(tags).toContain(t);
+      for (const t of catalogRiskTags(r.catalog, request)) expect(tags).toContain(t);
+    }), { seed: SEED, numRuns: 2000 });
   });
 });
