@@ -106,7 +106,8 @@ export async function reportOutcome(deps: MessageDeps, principal: Principal, dec
     );
     return { snapshot: snap, request: req.rows[0]!.data.request };
   });
-  const checked = evaluateOutcome(snapshot, request, outcome, new Date());
+  // The recorded facts carry the tool catalog's tags (facts.tool_catalog): output rules see them too.
+  const checked = evaluateOutcome(snapshot, request, outcome, new Date(), view.evaluation?.facts ?? {});
   const violations = checked.violations.map((v) => ({ policy_id: v.policy_id, rule: v.rule, reason: v.reason }));
   const output_digest = sha256Digest(outcome.output ?? null);
   const message: OutcomeInput = attest(deps.secret(), {

@@ -6,6 +6,7 @@ import { restrictiveness } from './compile.ts';
 import { preparePerCallRule } from './per-call-rules.ts';
 import { loadSnapshot, policyApplies, type PreparedRule } from './runtime.ts';
 import type { Snapshot } from './snapshot.ts';
+import { factRiskTags, withRiskTags } from './tool-catalog.ts';
 
 /** What an agent reports the tool returned (POST /v1/decisions/{id}/outcome). */
 export const Outcome = z.strictObject({ status: z.enum(['succeeded', 'failed']), output: z.unknown() });
@@ -24,11 +25,19 @@ export type OutcomeEvaluation = {
 /**
  * Output rules (`on: outcome`) checked against a reported outcome. Pure like evaluate: the CEL variables
  * are the request's plus `output` and `status`. An error in a rule is a DENY violation naming the rule.
+ * `facts` are the run's recorded evaluation facts: their `tool_catalog` tags are added to the request.
  */
-export function evaluateOutcome(snapshot: Snapshot, request: DecisionRequest, outcome: Outcome, now: Date): OutcomeEvaluation {
+export function evaluateOutcome(snapshot: Snapshot, recorded: DecisionRequest, outcome: Outcome, now: Date, facts: { tool_catalog?: unknown } = {}): OutcomeEvaluation {
   const nowIso = now instanceof Date && !Number.isNaN(now.getTime()) ? now.toISOString() : new Date(0).toISOString();
   const violations: OutputViolation[] = [];
+  let request = recorded;
   try {
+    // The run's evaluation facts: output rules see the tool catalog's tags, as the request rules did.
+    if (facts?.tool_catalog !== undefined) {
+      const tags = factRiskTags(facts.tool_catalog);
+      if (!tags.ok) throw new Error(tags.error);
+      request = withRiskTags(recorded, tags.tags);
+    }
     const rt = loadSnapshot(snapshot);
     if (rt.defect !== undefined) {
       violations.push({ policy_id: '', version: 0, rule: '', decision: 'DENY', reason: `${rt.defect}; failing closed` });

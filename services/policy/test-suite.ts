@@ -87,7 +87,7 @@ export function runCase(snapshot: Snapshot, suite: TestSuite, tc: TestCase): Cas
   const now = new Date(at);
   const want = tc.expect;
   if (tc.outcome !== undefined) {
-    const o = evaluateOutcome(snapshot, request, tc.outcome, now);
+    const o = evaluateOutcome(snapshot, request, tc.outcome, now, tc.facts ?? {});
     if (o.decision !== want.decision) diffs.push(`decision:\n  - expected ${want.decision}\n  + actual   ${o.decision}`);
     if (want.violations !== undefined && show(o.violations.map((v) => v.rule)) !== show(want.violations))
       diffs.push(`violations:\n  - expected ${show(want.violations)}\n  + actual   ${show(o.violations.map((v) => v.rule))}`);
