@@ -33,6 +33,12 @@ rules:
     match: { tool: billing }
     decision: ALLOW
     reason: billing calls are fine
+  - name: big-writes-reported
+    on: outcome
+    match: { risk_tags: [write] }
+    condition: 'has(output.rows) && output.rows > 10'
+    decision: REQUIRE_APPROVAL
+    reason: a write touched more than 10 rows
 `;
 
 const OPENAPI = {
@@ -151,6 +157,13 @@ describe('tool catalog: registered documents tag requests, decisions record the 
     // An agent that calls its delete a read cannot shed the catalog's tags.
     const liar = await ask({ action: { tool: 'billing', operation: 'deleteInvoice' }, context: { risk_tags: ['read'] }, idempotency_key: key('liar') });
     expect(liar.body).toMatchObject({ decision: 'DENY', matched_rule: 'no-destructive' });
+    // Output rules see the catalog's tags too: a create is a write, and its outcome is checked as one.
+    const create = await ask({ action: { tool: 'billing', operation: 'createInvoice' }, idempotency_key: key('create') });
+    expect(create.body).toMatchObject({ decision: 'ALLOW', matched_rule: 'billing-ok' });
+    await runEvent(create.body.decision_id, 'DecisionFinalized');
+    const reported = await api({ url: stack.url, key: agent.key }, 'POST', `/v1/decisions/${create.body.decision_id}/outcome`, { status: 'succeeded', output: { rows: 50 } });
+    expect(reported.status, JSON.stringify(reported.body)).toBe(200);
+    expect(reported.body.violations_found).toEqual([{ policy_id: 'catalog-test', rule: 'big-writes-reported', reason: 'a write touched more than 10 rows' }]);
     const lookup = await api(stack, 'GET', '/v1/tools/catalog/lookup?tool=billing&operation=deleteInvoice');
     expect(lookup.body).toEqual({ tool: 'billing', operation: 'deleteInvoice', risk_tags: ['write', 'destructive'], version: 1, hash: catalogHash });
   });
@@ -164,7 +177,7 @@ describe('tool catalog: registered documents tag requests, decisions record the 
     }, 60_000, 'replay');
     expect(out.report.divergences).toEqual([]);
     expect(out.r.code, out.r.stderr).toBe(0);
-    expect(out.report.re_evaluated).toBeGreaterThanOrEqual(4);
+    expect(out.report.re_evaluated).toBeGreaterThanOrEqual(5);
     const replayed = out.report.receipts.find((x: { receipt: { decision_id: string } }) => x.receipt.decision_id === denied);
     expect(replayed.receipt).toEqual((await receiptOf(denied)).receipt);
 
