@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { catalogFact, type CatalogState } from './tool-catalog.ts';
+import type { Facts } from './counters.ts';
 import type { Decision } from '../../schemas/decision-kind.ts';
 import { DecisionRequest, type Evaluation } from '../../schemas/decision.ts';
 import { circuitBreakerPack } from './builtin-pack.ts';
@@ -72,7 +74,12 @@ export function withDrafts(active: Snapshot | undefined, drafts: CompiledPolicy[
   return assembleSnapshot([...base.filter((p) => !ids.has(p.policy_id)), ...drafts], active?.default_decision ?? defaultDecision);
 }
 
-export function simulate(input: { body: unknown; active?: Snapshot; now: Date; defaultDecision?: Decision }): SimulateOutcome {
+/**
+ * The decision a request would get, without starting anything. With `catalog` (the tenant's tool catalog, as
+ * the decision path consults it) the request gets the catalog's risk tags, unless the body's facts already
+ * say what the catalog gave (`facts.tool_catalog`).
+ */
+export function simulate(input: { body: unknown; active?: Snapshot; now: Date; defaultDecision?: Decision; catalog?: CatalogState }): SimulateOutcome {
   const parsed = SimulateBody.safeParse(input.body, { reportInput: true });
   if (!parsed.success) return { ok: false, errors: zodIssues(parsed.error.issues).map((i) => ({ path: formatPath(i.path), message: i.message })) };
   const body = parsed.data;
@@ -106,7 +113,9 @@ export function simulate(input: { body: unknown; active?: Snapshot; now: Date; d
     snapshot = c.snapshot;
   }
   const now = body.at !== undefined ? new Date(body.at) : input.now;
-  const evaluation = evaluate(snapshot, request, (body.facts ?? {}), now);
+  const facts: Facts = { ...(body.facts ?? {}) };
+  if (input.catalog !== undefined && input.catalog.version > 0 && facts.tool_catalog === undefined) facts.tool_catalog = catalogFact(input.catalog, request);
+  const evaluation = evaluate(snapshot, request, facts, now);
   const result: SimulationResult = { ...evaluation, status: evaluation.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final' };
   if (interpreted.length > 0) result.interpreted = interpreted;
   return { ok: true, result, snapshot };

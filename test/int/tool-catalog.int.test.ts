@@ -166,6 +166,9 @@ describe('tool catalog: registered documents tag requests, decisions record the 
     expect(reported.body.violations_found).toEqual([{ policy_id: 'catalog-test', rule: 'big-writes-reported', reason: 'a write touched more than 10 rows' }]);
     const lookup = await api(stack, 'GET', '/v1/tools/catalog/lookup?tool=billing&operation=deleteInvoice');
     expect(lookup.body).toEqual({ tool: 'billing', operation: 'deleteInvoice', risk_tags: ['write', 'destructive'], version: 1, hash: catalogHash });
+    // Simulation answers as the decision path does: with the catalog's tags.
+    const sim = await api(stack, 'POST', '/v1/policy/simulate', { request: { agent: { id: 'billing-bot' }, action: { tool: 'billing', operation: 'deleteInvoice' } } });
+    expect(sim.body).toMatchObject({ decision: 'DENY', matched_rule: 'no-destructive', facts: { tool_catalog: { version: 1, hash: catalogHash, risk_tags: ['write', 'destructive'] } } });
   });
 
   it('audit replay re-derives every decision, catalog tags included, and agrees with the receipts; a forged fact is caught', async () => {

@@ -266,7 +266,9 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
       const agentRaw = body.request?.agent?.id ?? body.job?.agent;
       const agentId = typeof agentRaw === 'string' && agentRaw ? agentRaw : 'simulation';
       const active = await deps.policies.effective(tenantId, agentId);
-      const out = simulate({ body: req.body, active: active.snapshot, now: new Date(), defaultDecision: active.defaultDecision });
+      // As the decision path does: the tenant's tool catalog tags the request (facts.tool_catalog in the answer).
+      const catalog = deps.catalogs ? await deps.catalogs.current(tenantId) : undefined;
+      const out = simulate({ body: req.body, active: active.snapshot, now: new Date(), defaultDecision: active.defaultDecision, ...(catalog ? { catalog } : {}) });
       if (!out.ok) throw new CountersignError('validation_failed', 'the simulation request is invalid', { errors: out.errors.map((e) => ({ path: e.path, message: e.message })) });
       return { ...out.result, policies: active.policies };
     });

@@ -4,7 +4,7 @@ import { DecisionRequest } from '../../../schemas/decision.ts';
 import { CatalogEntry, RegisterCatalogBody, ToolCatalogFact } from '../../../schemas/tool-catalog.ts';
 import {
   applyCatalogChange, catalogFact, catalogFromMcp, catalogFromOpenApi, catalogHash, catalogOf, catalogRiskTags, compile, EMPTY_CATALOG,
-  enrichRequest, evaluate, sourceFromRegistration, type CatalogSource, type Snapshot,
+  enrichRequest, evaluate, simulate, sourceFromRegistration, type CatalogSource, type Snapshot,
 } from '../../../services/policy/index.ts';
 
 const NOW = new Date('2025-01-08T12:00:00Z');
@@ -181,6 +181,13 @@ describe('enrichment on the decision path: facts.tool_catalog', () => {
         for (const t of catalogFact(state, r).risk_tags) expect(tags).toContain(t);
       }
     }
+  });
+  it('simulate applies the tenant catalog as the decision path does, unless the body gives the fact', () => {
+    const body = { request: { agent: { id: 'bot' }, action: { tool: 'billing', operation: 'deleteInvoice' } } };
+    expect(simulate({ body, active: s, now: NOW, catalog: state })).toMatchObject({ ok: true, result: { decision: 'REQUIRE_APPROVAL', facts: { tool_catalog: { version: 1, risk_tags: ['write', 'destructive'] } } } });
+    expect(simulate({ body, active: s, now: NOW })).toMatchObject({ ok: true, result: { decision: 'ALLOW', facts: {} } });
+    const given = { ...body, facts: { tool_catalog: { version: 1, hash: state.hash, risk_tags: [] } } };
+    expect(simulate({ body: given, active: s, now: NOW, catalog: state })).toMatchObject({ ok: true, result: { decision: 'ALLOW' } });
   });
   it('a malformed fact fails closed, naming the fact', () => {
     for (const bad of [null, 'x', { risk_tags: 'destructive' }, { risk_tags: ['nuclear'] }, { risk_tags: [1] }]) {
