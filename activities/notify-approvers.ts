@@ -55,9 +55,11 @@ export function makeNotifyApprovers(db: Db, channels: ChannelDeps = {}) {
     const reminder = input.purpose === 'reminder';
     let facts: RoundFacts | null = null;
     const wantsChannel = res.rows.some((r) => (r.slack_user_id && channels.slack) || (r.email && channels.mailer));
-    if (wantsChannel || reminder) {
+    if (wantsChannel || reminder || (input.purpose === 'escalation' && channels.mailer)) {
       facts = await loadRoundFacts(db, input.tenantId, input.decisionId, input.round).catch(() => null);
     }
+    // An escalation moves the round's deadline: the links already out stay usable until the new one.
+    if (input.purpose === 'escalation' && facts) await extendLinks(db, facts);
     // A reminder for a round that has closed meanwhile, or to someone who already answered, is not sent.
     if (reminder && (!facts || facts.status !== 'open')) return [];
     const recipients = reminder ? res.rows.filter((r) => !facts!.answers.some((a) => a.approver_id === r.id)) : res.rows;
@@ -84,6 +86,16 @@ export function makeNotifyApprovers(db: Db, channels: ChannelDeps = {}) {
   };
 }
 
+async function extendLinks(db: Db, f: RoundFacts): Promise<void> {
+  await withTenant(db, f.tenant_id, (c) => c.query(
+    `UPDATE channel_email_tokens SET expires_at = $4 WHERE tenant_id = $1 AND decision_id = $2 AND round = $3 AND used_at IS NULL AND expires_at < $4`,
+    [f.tenant_id, f.decision_id, f.round, f.final_deadline],
+  ));
+}
+
+/** Links and messages are one per approver, round, purpose and, for reminders, escalation level. */
+const levelOf = (input: NotifyInput, f: RoundFacts) => (input.purpose === 'reminder' ? f.level : 0);
+
 async function deliver(channel: 'slack' | 'email', recipient: string, fn: () => Promise<'sent' | 'queued'>): Promise<Delivery> {
   try {
     return (await fn()) === 'queued' ? { channel, recipient, queued: true } : { channel, recipient };
@@ -108,8 +120,8 @@ async function inSlot(db: Db, cap: NotificationCap, n: Parameters<typeof reserve
 async function postSlack(db: Db, slack: WebClient, team: string, cap: NotificationCap, f: RoundFacts, input: NotifyInput, approverId: string, slackUserId: string): Promise<'sent' | 'queued'> {
   // One message per approver, round and notification: a retried activity does not post twice.
   const existing = await withTenant(db, input.tenantId, (c) => c.query<{ ref: string; ts: string | null }>(
-    `SELECT ref, ts FROM channel_slack_messages WHERE tenant_id = $1 AND decision_id = $2 AND round = $3 AND purpose = $4 AND approver_id = $5`,
-    [input.tenantId, input.decisionId, input.round, input.purpose, approverId],
+    `SELECT ref, ts FROM channel_slack_messages WHERE tenant_id = $1 AND decision_id = $2 AND round = $3 AND purpose = $4 AND approver_id = $5 AND level = $6`,
+    [input.tenantId, input.decisionId, input.round, input.purpose, approverId, levelOf(input, f)],
   ));
   if (existing.rows[0]?.ts) return 'sent';
   const bound = await boundSlackTeam(db, input.tenantId);
@@ -118,8 +130,8 @@ async function postSlack(db: Db, slack: WebClient, team: string, cap: Notificati
     const ref = existing.rows[0]?.ref ?? newSlackRef();
     if (!existing.rows[0]) {
       await withTenant(db, input.tenantId, (c) => c.query(
-        `INSERT INTO channel_slack_messages (ref, tenant_id, decision_id, round, purpose, approver_id, slack_user_id, team_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [ref, input.tenantId, input.decisionId, input.round, input.purpose, approverId, slackUserId, team],
+        `INSERT INTO channel_slack_messages (ref, tenant_id, decision_id, round, purpose, approver_id, slack_user_id, team_id, level) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [ref, input.tenantId, input.decisionId, input.round, input.purpose, approverId, slackUserId, team, levelOf(input, f)],
       ));
     }
     const posted = await slack.chat.postMessage({ channel: slackUserId, text: fallbackText(f), blocks: approvalBlocks(f, ref, input.purpose) as never, unfurl_links: false, unfurl_media: false });
@@ -132,13 +144,13 @@ async function postSlack(db: Db, slack: WebClient, team: string, cap: Notificati
 
 async function sendEmail(db: Db, mailer: Mailer, publicUrl: string, cap: NotificationCap, f: RoundFacts, input: NotifyInput, approverId: string, email: string): Promise<'sent' | 'queued'> {
   const existing = (await withTenant(db, input.tenantId, (c) => c.query<{ token_hash: string; sent_at: Date | null }>(
-    `SELECT token_hash, sent_at FROM channel_email_tokens WHERE tenant_id = $1 AND decision_id = $2 AND round = $3 AND purpose = $4 AND approver_id = $5`,
-    [input.tenantId, input.decisionId, input.round, input.purpose, approverId],
+    `SELECT token_hash, sent_at FROM channel_email_tokens WHERE tenant_id = $1 AND decision_id = $2 AND round = $3 AND purpose = $4 AND approver_id = $5 AND level = $6`,
+    [input.tenantId, input.decisionId, input.round, input.purpose, approverId, levelOf(input, f)],
   ))).rows[0];
   // Already mailed by an earlier attempt of this activity: its link is the only live one.
   if (existing?.sent_at) return 'sent';
   return inSlot(db, cap, { tenantId: input.tenantId, approverId, channel: 'email', decisionId: input.decisionId, round: input.round, purpose: input.purpose }, async () => {
-    await mailLink(db, mailer, publicUrl, { tenantId: input.tenantId, decisionId: input.decisionId, round: input.round, purpose: input.purpose, approverId, email, expiresAt: f.deadline }, (link) => approvalEmail(f, link, input.purpose));
+    await mailLink(db, mailer, publicUrl, { tenantId: input.tenantId, decisionId: input.decisionId, round: input.round, purpose: input.purpose, level: levelOf(input, f), approverId, email, expiresAt: f.final_deadline }, (link) => approvalEmail(f, link, input.purpose));
   });
 }
 

@@ -72,6 +72,7 @@ export const LOCAL_STORE_PATCH = 'local-store-activities';
 const { announceRoundClosed } = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 3 } });
 export const REMINDERS_PATCH = 'reminders';
 export const ROUND_CLOSED_NOTICE_PATCH = 'round-closed-notices';
+export const FLUSH_BEFORE_NOTIFY_PATCH = 'flush-before-notify';
 const { deliverCallback } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 12 },
@@ -155,6 +156,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   };
 
   const notify = async (round: number, purpose: 'request' | 'escalation' | 'reminder', groups: string[]) => {
+    await flushBeforeNotify();
     try {
       const deliveries = await notifyApprovers({ decisionId: input.decisionId, tenantId: input.tenantId, round, purpose, groups, requestedBy: input.requestedBy });
       for (const d of deliveries) {
@@ -217,7 +219,16 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   };
 
   // --- issue 8: reminders and closing notices (helpers kept apart; each behind its patch) -------------
+  /**
+   * With the 'flush-before-notify' patch: what the notice is about (an escalation's new groups and deadline)
+   * is in the log before the notify activity reads it. Runs without the patch notified from the previous state.
+   */
+  async function flushBeforeNotify(): Promise<void> {
+    if (pending.length > 0 && patched(FLUSH_BEFORE_NOTIFY_PATCH)) await flush();
+  }
   const remindedLevels = new Set<string>();
+  // Reminders run beside the deadline's timer, so a slow delivery never pushes the escalation or expiry back.
+  const reminders: Array<Promise<void>> = [];
   /**
    * Waits up to `left` ms for round n to close, as the original single timer did; with the 'reminders'
    * patch, first until the reminder moment of the current level, reminding those who have not answered.
@@ -233,7 +244,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       const at = reminderAt(input.windows.remind_before, now, Date.parse(r.deadline));
       if (at !== null) {
         if (await condition(closed, at - now)) return true;
-        await notify(n, 'reminder', r.groups);
+        reminders.push(notify(n, 'reminder', r.groups));
         const rest = Date.parse(r.deadline) - Date.now();
         return rest > 0 ? condition(closed, rest) : false;
       }
@@ -242,6 +253,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   };
   /** With the 'round-closed-notices' patch: the closed round's Slack messages show how it ended. */
   const announceClosed = async (n: number) => {
+    await Promise.all(reminders.splice(0));
     if (!patched(ROUND_CLOSED_NOTICE_PATCH)) return;
     try {
       const res = await announceRoundClosed({ decisionId: input.decisionId, tenantId: input.tenantId, round: n });

@@ -64,7 +64,7 @@ async function sendDigest(deps: DigestDeps, a: Approver, claim: DigestClaim): Pr
   }
   if (a.channel === 'email') {
     const minted = await mintLinks(deps.db, deps.publicUrl, open.map((f) => ({
-      tenantId: a.tenant_id, decisionId: f.decision_id, round: f.round, purpose: 'digest', approverId: a.approver_id, email: address, expiresAt: f.deadline,
+      tenantId: a.tenant_id, decisionId: f.decision_id, round: f.round, purpose: 'digest', approverId: a.approver_id, email: address, expiresAt: f.final_deadline,
     })));
     const items = open.flatMap((facts, i) => (minted[i] ? [{ facts, link: minted[i].link }] : []));
     await withRetries(() => deps.mailer!.send(address, digestEmail(items)));
@@ -78,7 +78,7 @@ async function sendDigest(deps: DigestDeps, a: Approver, claim: DigestClaim): Pr
       // One ref per round and approver for digests: a round in a second digest keeps its ref (and button).
       const res = await withTenant(deps.db, a.tenant_id, (c) => c.query<{ ref: string }>(
         `INSERT INTO channel_slack_messages (ref, tenant_id, decision_id, round, purpose, approver_id, slack_user_id, team_id) VALUES ($1, $2, $3, $4, 'digest', $5, $6, $7)
-         ON CONFLICT (tenant_id, decision_id, round, purpose, approver_id) DO UPDATE SET slack_user_id = excluded.slack_user_id RETURNING ref`,
+         ON CONFLICT (tenant_id, decision_id, round, purpose, approver_id, level) DO UPDATE SET slack_user_id = excluded.slack_user_id RETURNING ref`,
         [newSlackRef(), a.tenant_id, f.decision_id, f.round, a.approver_id, address, team],
       ));
       refs.push(res.rows[0]!.ref);

@@ -55,7 +55,7 @@ export function approvalEmail(f: RoundFacts, link: string, purpose: 'request' | 
   const prefix = purpose === 'reminder' ? `Reminder (deadline ${f.deadline}): ` : purpose === 'escalation' ? 'Escalated to you: ' : '';
   const subject = cleanText(`${prefix}Approval needed: decision ${f.decision_id} (round ${f.round})`, 200);
   const text = [
-    purpose === 'reminder' ? `Countersign is still waiting for your answer; the round closes at ${f.deadline}.` : 'Countersign needs your answer.',
+    purpose === 'reminder' ? `Countersign is still waiting for your answer; the next deadline is ${f.deadline}.` : 'Countersign needs your answer.',
     '',
     ...factLines(f).map(([k, v]) => `${k}: ${cleanText(v, 300)}`),
     '',
@@ -63,10 +63,10 @@ export function approvalEmail(f: RoundFacts, link: string, purpose: 'request' | 
     ...agentLines(f).map(([k, v]) => `${k}: ${v.replace(/:\/\//g, '[:]//')}`),
     '--- end of agent text ---',
     '',
-    `Open this link to review and answer (it works once, for you only, until ${f.deadline}):`,
+    `Open this link to review and answer (it works once, for you only, until ${f.final_deadline}):`,
     link,
   ].join('\n');
-  const html = `<!doctype html><html><body>${factsHtml(f)}<p><a href="${escapeHtml(link)}">Review and answer</a> (works once, for you only, until ${escapeHtml(f.deadline)}).</p></body></html>`;
+  const html = `<!doctype html><html><body>${factsHtml(f)}<p><a href="${escapeHtml(link)}">Review and answer</a> (works once, for you only, until ${escapeHtml(f.final_deadline)}).</p></body></html>`;
   return { subject, text, html };
 }
 

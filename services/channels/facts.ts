@@ -10,6 +10,10 @@ export type RoundFacts = {
   kind: Round['kind'];
   status: Round['status'];
   deadline: string;
+  /** The latest the round can close: its deadline, or, before an escalation still to come, the escalated one. */
+  final_deadline: string;
+  /** The escalation level the round is at (0 before any escalation). */
+  level: number;
   args_digest: string | null;
   matched_rule: string | null;
   policies: Array<{ policy_id: string; version: number }>;
@@ -34,6 +38,8 @@ export async function loadRoundFacts(db: Db, tenantId: string, decisionId: strin
       kind: r.kind,
       status: r.status,
       deadline: r.deadline,
+      level: r.level,
+      final_deadline: r.level === 0 && r.escalate_to.length > 0 ? new Date(Date.parse(r.deadline) + r.level_timeout_sec * 1000).toISOString() : r.deadline,
       args_digest: r.args_digest,
       matched_rule: view.matched_rule,
       policies: view.policies.map((p) => ({ policy_id: p.policy_id, version: p.version })),

@@ -27,7 +27,7 @@ export async function reserveOrQueue(db: Db, cap: NotificationCap, n: Notificati
   return withTenant(db, n.tenantId, async (c) => {
     await c.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [lockKey(n.tenantId, n.approverId, n.channel)]);
     const waiting = await c.query(
-      `SELECT 1 FROM channel_digest_items WHERE tenant_id = $1 AND approver_id = $2 AND channel = $3 AND decision_id = $4 AND round = $5 AND purpose = $6`,
+      `SELECT 1 FROM channel_digest_items WHERE tenant_id = $1 AND approver_id = $2 AND channel = $3 AND decision_id = $4 AND round = $5 AND purpose = $6 AND digested_at IS NULL`,
       [n.tenantId, n.approverId, n.channel, n.decisionId, n.round, n.purpose],
     );
     if (waiting.rowCount) return { kind: 'queued' };
@@ -40,7 +40,8 @@ export async function reserveOrQueue(db: Db, cap: NotificationCap, n: Notificati
       return { kind: 'send', id: ins.rows[0]!.id };
     }
     await c.query(
-      `INSERT INTO channel_digest_items (tenant_id, approver_id, channel, decision_id, round, purpose) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+      `INSERT INTO channel_digest_items (tenant_id, approver_id, channel, decision_id, round, purpose) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (tenant_id, approver_id, channel, decision_id, round, purpose) DO UPDATE SET digested_at = NULL, queued_at = now()`,
       [n.tenantId, n.approverId, n.channel, n.decisionId, n.round, n.purpose],
     );
     return { kind: 'queued' };

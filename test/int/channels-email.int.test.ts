@@ -16,6 +16,11 @@ rules:
     decision: REQUIRE_APPROVAL
     reason: dropping a table needs two DBAs
     approval: { approvers: [dba], quorum: 2, timeout: 1h }
+  - name: truncate-escalates
+    match: { tool: db_tool, operation: Truncate }
+    decision: REQUIRE_APPROVAL
+    reason: truncating escalates to the leads fast
+    approval: { approvers: [dba], quorum: 1, escalate_after: 4s, timeout: 8s, escalate_to: [leads] }
 `;
 
 const HOSTILE = '<script>alert(1)</script><a href="http://evil.example">click</a> \u200bzw\u202eRTL\u202c "quoted" & <!channel>';
@@ -87,6 +92,7 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     await addPrincipal(stack, { name: 'Dora', roles: ['approver'], groups: ['dba'], email: 'dora@example.test' });
     // One link each for the answers that spend their link without counting.
     for (const n of ['del', 'dot', 'dax', 'dov']) await addPrincipal(stack, { name: n, roles: ['approver'], groups: ['dba'], email: `${n}@example.test` });
+    await addPrincipal(stack, { name: 'Lou', roles: ['approver'], groups: ['leads'], email: 'lou@example.test' });
     dag = await addPrincipal(stack, { name: 'Dag', roles: ['approver'], groups: ['dba'], email: 'dag@example.test' });
   }, 180_000);
   afterAll(async () => {
@@ -168,7 +174,8 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     // An answer from the page spends the link even when it is refused (single-use means single-use): another
     // decision or round named in the form, no verdict, an approver whose address changed (another person now).
     const spent: Array<[string, string, Record<string, string>, number]> = [];
-    for (const [who, change, status] of [['del', { decision_id: other }, 409], ['dot', { round: '2' }, 409], ['dax', { verdict: 'maybe' }, 400]] as const) {
+    const changes: Array<[string, Record<string, string>, number]> = [['del', { decision_id: other }, 409], ['dot', { round: '2' }, 409], ['dax', { verdict: 'maybe' }, 400]];
+    for (const [who, change, status] of changes) {
       const { link } = await linkFor(`${who}@example.test`, id);
       const p = await pageOf(link);
       spent.push([`${who}: ${JSON.stringify(change)}`, link, { csrf: p.csrf, decision_id: id, round: '1', verdict: 'approve', ...change }, status]);
@@ -230,5 +237,32 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
       + (await answers(other)).length;
     console.log(`email adversarial cases: ${adversarialCount}, counted: ${countedAdversarial}`);
     expect(countedAdversarial).toBe(0);
+  }, 120_000);
+  it('reminds those who have not answered before each deadline and announces the escalation, by email, each with its own link', async () => {
+    const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'db-bot' }, action: { tool: 'db_tool', operation: 'Truncate', args: { table: 'logs' } }, idempotency_key: randomUUID() });
+    expect(res.body).toMatchObject({ decision: 'REQUIRE_APPROVAL' });
+    const id = res.body.decision_id as string;
+    const subject = (m: Mail) => /^Subject: (.*(?:\r?\n[ \t].*)*)/m.exec(unqp(m.raw))?.[1]?.replace(/\r?\n[ \t]+/g, ' ') ?? '';
+    const mailsTo = (to: string) => mails.filter((m) => m.to.includes(to) && unqp(m.raw).includes(id));
+    // Dee: the request, a reminder before the first deadline, another before the escalated one. Lou: the escalation, then its reminder.
+    const deeMails = await eventually(async () => (mailsTo('dee@example.test').length >= 3 ? mailsTo('dee@example.test') : undefined), 60_000, "Dee's reminders");
+    const louMails = await eventually(async () => (mailsTo('lou@example.test').length >= 2 ? mailsTo('lou@example.test') : undefined), 60_000, "Lou's escalation and reminder");
+    expect(deeMails.map(subject)).toEqual([expect.stringMatching(/^Approval needed/), expect.stringMatching(/^Reminder/), expect.stringMatching(/^Reminder/)]);
+    expect(louMails.map(subject)).toEqual([expect.stringMatching(/^Escalated to you/), expect.stringMatching(/^Reminder/)]);
+    const links = deeMails.map((m) => /https?:\/\/[^\s"<>]+\/v1\/email-approvals\/[A-Za-z0-9_-]{43}/.exec(unqp(m.raw))![0]);
+    expect(new Set(links).size).toBe(3);
+    const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=30`);
+    expect(final.body).toMatchObject({ status: 'final', decision: 'DENY' });
+    // Every link of the round (request and reminders) lived until the round's final deadline, and no longer.
+    const expiries = await stack.db.query<{ expires_at: Date }>(`SELECT DISTINCT expires_at FROM channel_email_tokens WHERE decision_id = $1`, [id]);
+    const escalated = await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'ApprovalEscalated'`, [`run-${id}`]);
+    expect(expiries.rows.map((r) => r.expires_at.toISOString())).toEqual([new Date(escalated.rows[0]!.data.deadline).toISOString()]);
+    for (const link of links) {
+      const page = await fetch(link);
+      expect({ status: page.status, text: /expired/.test(await page.text()) }).toEqual({ status: 404, text: true });
+    }
+    const notes = (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'NotificationSent' AND data->>'channel' = 'email'`, [`run-${id}`])).rows.map((r) => r.data);
+    expect(notes.filter((n) => n.recipient === dee.id && n.purpose === 'reminder')).toHaveLength(2);
+    expect(notes.filter((n) => n.purpose === 'escalation').map((n) => n.recipient)).toHaveLength(1);
   }, 120_000);
 });

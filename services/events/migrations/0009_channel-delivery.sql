@@ -9,6 +9,20 @@ ALTER TABLE channel_email_tokens DROP CONSTRAINT channel_email_tokens_purpose_ch
 ALTER TABLE channel_email_tokens ADD CONSTRAINT channel_email_tokens_purpose_check CHECK (purpose IN ('request', 'escalation', 'reminder', 'digest'));
 ALTER TABLE channel_slack_messages DROP CONSTRAINT channel_slack_messages_purpose_check;
 ALTER TABLE channel_slack_messages ADD CONSTRAINT channel_slack_messages_purpose_check CHECK (purpose IN ('request', 'escalation', 'reminder', 'digest'));
+-- A reminder is sent once per escalation level of a round: the level joins the key of links and messages.
+ALTER TABLE channel_email_tokens ADD COLUMN level integer NOT NULL DEFAULT 0 CHECK (level >= 0);
+ALTER TABLE channel_slack_messages ADD COLUMN level integer NOT NULL DEFAULT 0 CHECK (level >= 0);
+DO $$
+DECLARE n text;
+BEGIN
+  SELECT conname INTO n FROM pg_constraint WHERE conrelid = 'channel_email_tokens'::regclass AND contype = 'u';
+  EXECUTE format('ALTER TABLE channel_email_tokens DROP CONSTRAINT %I', n);
+  SELECT conname INTO n FROM pg_constraint WHERE conrelid = 'channel_slack_messages'::regclass AND contype = 'u';
+  EXECUTE format('ALTER TABLE channel_slack_messages DROP CONSTRAINT %I', n);
+END $$;
+ALTER TABLE channel_email_tokens ADD CONSTRAINT channel_email_tokens_one_per_notice UNIQUE (tenant_id, decision_id, round, purpose, approver_id, level);
+ALTER TABLE channel_slack_messages ADD CONSTRAINT channel_slack_messages_one_per_notice UNIQUE (tenant_id, decision_id, round, purpose, approver_id, level);
+
 -- When the mail carrying the link was accepted by the SMTP server. A row without it was never (knowingly)
 -- delivered: a retried notification replaces its token instead of assuming the mail went out.
 ALTER TABLE channel_email_tokens ADD COLUMN sent_at timestamptz;
@@ -116,6 +130,12 @@ DROP TABLE channel_answer_log;
 DROP INDEX channel_slack_interactions_unprocessed;
 ALTER TABLE channel_slack_interactions DROP COLUMN outcome, DROP COLUMN processed_at, DROP COLUMN attempt_at, DROP COLUMN comment, DROP COLUMN verdict, DROP COLUMN team_id;
 ALTER TABLE channel_email_tokens DROP COLUMN sent_at;
+ALTER TABLE channel_email_tokens DROP CONSTRAINT channel_email_tokens_one_per_notice;
+ALTER TABLE channel_slack_messages DROP CONSTRAINT channel_slack_messages_one_per_notice;
+ALTER TABLE channel_email_tokens DROP COLUMN level;
+ALTER TABLE channel_slack_messages DROP COLUMN level;
+ALTER TABLE channel_email_tokens ADD UNIQUE (tenant_id, decision_id, round, purpose, approver_id);
+ALTER TABLE channel_slack_messages ADD UNIQUE (tenant_id, decision_id, round, purpose, approver_id);
 ALTER TABLE channel_slack_messages DROP CONSTRAINT channel_slack_messages_purpose_check;
 ALTER TABLE channel_slack_messages ADD CONSTRAINT channel_slack_messages_purpose_check CHECK (purpose IN ('request', 'escalation'));
 ALTER TABLE channel_email_tokens DROP CONSTRAINT channel_email_tokens_purpose_check;
