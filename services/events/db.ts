@@ -57,7 +57,7 @@ export const SYSTEM_SCOPES = {
   publisher: 'publishing every committed event to Kafka',
   audit: 'replaying every tenant’s log',
   'platform-admin': 'a platform admin creating or listing tenants',
-  channels: 'mapping a Slack user id or email address to its person, before the tenant is known',
+  channels: 'tying a Slack click or an email link to its tenant before the tenant is known; the Slack inbox sweep; recording refusals that name no tenant',
   inspection: 'tests and operator tools that inspect the whole database',
 } as const;
 export type SystemScope = keyof typeof SYSTEM_SCOPES;
