@@ -27,7 +27,8 @@ export const CatalogOperationName = z
 
 export const CatalogSourceId = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a source id is 1-128 letters, digits, . _ - (starting with a letter or digit)');
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a source id is 1-128 letters, digits, . _ - (starting with a letter or digit)')
+  .refine((v) => v !== 'lookup', 'lookup is reserved (GET /v1/tools/catalog/lookup); choose another source id');
 
 export const CatalogFormat = z.enum(['openapi', 'mcp']);
 export type CatalogFormat = z.infer<typeof CatalogFormat>;

@@ -120,6 +120,11 @@ describe('registrations', () => {
     const r = sourceFromRegistration(RegisterCatalogBody.parse({ format: 'openapi', tool: 'api/v2', document: OPENAPI }));
     expect(errorsOf(r)[0]).toMatch(/^tool: cannot be the source id .*give source$/);
   });
+  it('the source id "lookup" is reserved (it names a route)', () => {
+    const r = sourceFromRegistration(RegisterCatalogBody.parse({ format: 'mcp', tool: 'lookup', document: { tools: [{ name: 'a' }] } }));
+    expect(errorsOf(r)[0]).toMatch(/^tool: cannot be the source id \(lookup is reserved/);
+    expect(RegisterCatalogBody.safeParse({ format: 'mcp', source: 'lookup', document: {} }).success).toBe(false);
+  });
   it('the body schema needs a tool for OpenAPI and a source or tool always', () => {
     const a = RegisterCatalogBody.safeParse({ format: 'openapi', source: 's', document: OPENAPI });
     expect(a.success || a.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual(['tool: an OpenAPI registration needs the tool name agents call it by']);
