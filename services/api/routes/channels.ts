@@ -13,6 +13,11 @@ import { CountersignError } from '../../errors.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
 const FORM_LIMIT_BYTES = 64 * 1024;
+/**
+ * Only the message of an error is logged: a Slack client error can carry the request it failed on, and with
+ * it the bot token in its headers.
+ */
+const errorMessage = (err: unknown) => (err instanceof Error ? err.message : String(err)).slice(0, 500);
 const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 429: ProblemSchema, 503: ProblemSchema };
 export const SlackWorkspaceBody = z.strictObject({ team_id: z.string().regex(/^T[A-Z0-9]{1,31}$/, 'a Slack team id, such as T0123ABCD') });
 const SlackWorkspace = z.strictObject({ team_id: z.string().nullable(), bound_at: z.string().nullable().optional() });
@@ -62,7 +67,7 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
           await logAnswer(deps.db, { tenantId: null, channel: 'slack', actor: `slack:${action.teamId}/${action.userId}`, verdict: action.verdict, counted: false, reason: 'unknown message' });
           return ack({ ok: true, handled: false });
         }
-        void openRejectReason(deps.db, slack, message, action).catch((err: unknown) => req.log.error({ err }, 'slack reject modal failed'));
+        void openRejectReason(deps.db, slack, message, action).catch((err: unknown) => req.log.error({ error: errorMessage(err) }, 'slack reject modal failed'));
         return ack({ ok: true, handled: true, asks: 'reason' });
       }
       const claimed = await claimSlackInteraction(deps.db, raw, action);
@@ -82,7 +87,7 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
         reply.raw.once('finish', () => process.kill(process.pid, 'SIGKILL'));
         return ack({ ok: true, handled: true });
       }
-      void answerSlackClick(deps.db, messages, slack, message, action, claimed.bodyHash).catch((err: unknown) => req.log.error({ err }, 'slack answer failed; the inbox retries it'));
+      void answerSlackClick(deps.db, messages, slack, message, action, claimed.bodyHash).catch((err: unknown) => req.log.error({ error: errorMessage(err) }, 'slack answer failed; the inbox retries it'));
       return ack({ ok: true, handled: true });
     });
 
@@ -130,7 +135,7 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
   let inbox: ReturnType<typeof setInterval> | null = null;
   let sweeping: Promise<unknown> = Promise.resolve();
   const sweep = () => {
-    sweeping = sweeping.then(() => processSlackInbox(deps.db, messages, slack)).catch((err: unknown) => app.log.error({ err }, 'slack inbox sweep failed'));
+    sweeping = sweeping.then(() => processSlackInbox(deps.db, messages, slack)).catch((err: unknown) => app.log.error({ error: errorMessage(err) }, 'slack inbox sweep failed'));
   };
   app.addHook('onReady', async () => {
     sweep();
