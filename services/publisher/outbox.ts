@@ -1,9 +1,11 @@
 import type { StoredEvent } from '../../schemas/events.ts';
-import { withSystem, type Db } from '../events/db.ts';
-import { EVENT_COLUMNS, rowToEvent, type EventRow } from '../events/stored-event.ts';
+import type { Db } from '../events/db.ts';
+import { rowToEvent, type EventRow } from '../events/stored-event.ts';
 import type { EventSink } from './event-sink.ts';
 
 export type Checkpoint = { txId: string; position: string };
+
+export type SafeBatch = { events: StoredEvent[]; next: Checkpoint };
 
 /**
  * Reads the next batch of committed events that is safe to publish.
@@ -17,15 +19,17 @@ export type Checkpoint = { txId: string; position: string };
  * which Postgres would prefer: ordering xids as text ("10000" < "9999") moved the checkpoint past rows it had
  * not sent, and defeated the (tx_id, position) index (a full sort per batch).
  */
-export async function readSafeBatch(db: Db, after: Checkpoint, limit: number): Promise<{ events: StoredEvent[]; next: Checkpoint }> {
-  const res = await withSystem(db, 'publisher', (c) => c.query<EventRow & { tx_id: string }>(
-    `SELECT ${EVENT_COLUMNS}, tx_id::text AS tx_id FROM events
-      WHERE (tx_id, position) > ($1::xid8, $2::bigint)
-        AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-      ORDER BY events.tx_id, events.position
-      LIMIT $3`,
-    [after.txId, after.position, limit],
-  ));
+export async function readSafeBatch(db: Db, after: Checkpoint, limit: number, ack?: { name: string; checkpoint: Checkpoint }): Promise<SafeBatch> {
+  // One round trip (migration 0011: the same SELECT in the publisher's system scope, plus the acknowledged
+  // checkpoint's write when `ack` is given).
+  const res = await db.query<EventRow & { tx_id: string }>({
+    name: 'countersign_outbox_read',
+    text: `SELECT r_position AS position, r_stream_id AS stream_id, r_stream_version AS stream_version, r_event_id AS event_id, r_type AS type,
+                  r_schema_version AS schema_version, r_tenant_id AS tenant_id, r_data AS data, r_metadata AS metadata,
+                  r_recorded_at AS recorded_at, r_prev_hash AS prev_hash, r_hash AS hash, r_tx_id AS tx_id
+             FROM countersign_outbox_read($1::xid8, $2::bigint, $3, $4, $5::xid8, $6::bigint)`,
+    values: [after.txId, after.position, limit, ack?.name ?? null, ack?.checkpoint.txId ?? null, ack?.checkpoint.position ?? null],
+  });
   const last = res.rows[res.rows.length - 1];
   return { events: res.rows.map(rowToEvent), next: last ? { txId: last.tx_id, position: last.position } : after };
 }
@@ -65,32 +69,64 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener('abort', done, { once: true });
   });
 
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+/** Starts work now and keeps its outcome for later, so an early failure is never an unhandled rejection. */
+const settle = <T>(p: Promise<T>): Promise<Settled<T>> => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+const unwrap = <T>(s: Settled<T>): T => {
+  if (!s.ok) throw s.error;
+  return s.value;
+};
+
 /**
  * The publisher loop: read a safe batch, send it, wait for acks, then move the checkpoint. A crash between
  * send and checkpoint re-sends the batch (consumers deduplicate by event id); the log itself is never
  * touched, so a Kafka outage can delay publication but never blocks appends or loses an event.
+ *
+ * Pipelined (issue 4, performance): while batch k is on its way to Kafka, batch k+1 is read, and that same
+ * call (one round trip) writes batch k-1's checkpoint. What keeps it correct: one send in flight at a time, in
+ * order; a checkpoint is written only after its batch (and so every batch before it) was acknowledged; reads,
+ * and so checkpoint writes, follow each other in order; after any failure the batch read ahead is dropped
+ * and reading resumes from the last acknowledged batch (its checkpoint is written by the next read).
  */
 export async function runPublisher(opts: PublisherOptions): Promise<void> {
   let sink: EventSink | null = null;
   let cp = await loadCheckpoint(opts.db, opts.name);
+  /** Acknowledged by Kafka, not yet written as the checkpoint (the next read writes it). */
+  let unsaved: Checkpoint | null = null;
   let backoff = 250;
   let published = 0;
+  let prefetch: { read: Promise<Settled<SafeBatch>>; acked: Checkpoint | null } | null = null;
+  const read = (after: Checkpoint) => {
+    const acked = unsaved;
+    return { read: settle(readSafeBatch(opts.db, after, opts.batchSize, acked ? { name: opts.name, checkpoint: acked } : undefined)), acked };
+  };
+  const landed = async (p: { read: Promise<Settled<SafeBatch>>; acked: Checkpoint | null }): Promise<SafeBatch> => {
+    const batch = unwrap(await p.read);
+    if (p.acked && unsaved === p.acked) unsaved = null;
+    return batch;
+  };
   while (!opts.signal.aborted) {
     try {
-      const batch = await readSafeBatch(opts.db, cp, opts.batchSize);
+      const batch = await landed(prefetch ?? read(cp));
+      prefetch = null;
       if (batch.events.length === 0) {
         await sleep(opts.idleMs, opts.signal);
         continue;
       }
       sink ??= await opts.connectSink();
+      // A full batch says more are probably waiting: read them while this one is sent.
+      if (batch.events.length === opts.batchSize) prefetch = read(batch.next);
       await sink.send(batch.events);
-      await saveCheckpoint(opts.db, opts.name, batch.next);
       cp = batch.next;
+      unsaved = cp;
       published += batch.events.length;
       if (backoff > 250) opts.log('info', 'publishing again', { position: cp.position, published });
       backoff = 250;
     } catch (err) {
       opts.log('warn', 'publish failed; will retry', { error: err instanceof Error ? err.message : String(err), backoff_ms: backoff });
+      // Whatever was read ahead is dropped: reading resumes from the last acknowledged batch.
+      if (prefetch) await prefetch.read;
+      prefetch = null;
       // Recreate the producer: kafkajs does not always recover a producer whose broker went away.
       const old = sink;
       sink = null;
@@ -98,6 +134,11 @@ export async function runPublisher(opts: PublisherOptions): Promise<void> {
       await sleep(backoff, opts.signal);
       backoff = Math.min(backoff * 2, 5_000);
     }
+  }
+  if (prefetch) await landed(prefetch).catch(() => {});
+  if (unsaved) {
+    await saveCheckpoint(opts.db, opts.name, unsaved).catch((err: unknown) =>
+      opts.log('warn', 'last checkpoint write failed; its batch will be sent again', { error: err instanceof Error ? err.message : String(err) }));
   }
   await sink?.close().catch(() => {});
 }
