@@ -373,4 +373,14 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     expect(JSON.stringify(onSam()[0]!.body['blocks'])).toContain('countersign_approve');
     console.log('slack reject-reason cases: 12 (forged modal ref, other workspace, 10 replays), counted: 0');
   }, 120_000);
+  it('never writes the bot token or the signing secret to a log, an event or an answer', async () => {
+    const outputs = [stack.api.output(), stack.worker.output()].join('\n');
+    expect(outputs.length).toBeGreaterThan(0);
+    for (const secret of ['xoxb-test-token', SECRET]) {
+      expect(outputs).not.toContain(secret);
+      expect((await stack.db.query(`SELECT 1 FROM events WHERE data::text LIKE '%' || $1 || '%'`, [secret])).rowCount).toBe(0);
+      expect((await stack.db.query(`SELECT 1 FROM channel_answer_log WHERE reason LIKE '%' || $1 || '%' OR actor LIKE '%' || $1 || '%'`, [secret])).rowCount).toBe(0);
+      expect(JSON.stringify((await api(stack, 'GET', '/v1/slack/workspace')).body)).not.toContain(secret);
+    }
+  });
 });
