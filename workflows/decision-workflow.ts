@@ -251,16 +251,18 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     }
     return condition(closed, left);
   };
-  /** With the 'round-closed-notices' patch: the closed round's Slack messages show how it ended. */
+  /**
+   * With the 'round-closed-notices' patch: the closed round's Slack messages show how it ended. Started, not
+   * awaited: a slow Slack never holds the receipt or the callback; the run waits for it only at its very end.
+   */
+  const closingNotices: Array<Promise<void>> = [];
   const announceClosed = async (n: number) => {
     await Promise.all(reminders.splice(0));
     if (!patched(ROUND_CLOSED_NOTICE_PATCH)) return;
-    try {
-      const res = await announceRoundClosed({ decisionId: input.decisionId, tenantId: input.tenantId, round: n });
-      if (res.errors.length) log.warn('closing notices failed', { round: n, errors: res.errors });
-    } catch (err) {
-      log.warn('closing notices failed', { round: n, error: String(err) });
-    }
+    closingNotices.push(announceRoundClosed({ decisionId: input.decisionId, tenantId: input.tenantId, round: n }).then(
+      (res) => { if (res.errors.length) log.warn('closing notices failed', { round: n, errors: res.errors }); },
+      (err: unknown) => { log.warn('closing notices failed', { round: n, error: String(err) }); },
+    ));
   };
 
   // --- messages: registered before the first await so early updates are never lost -----------------
@@ -408,6 +410,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     if (!woke && !openRound(view)) break;
   }
   await callback;
+  await Promise.all(closingNotices);
   await condition(allHandlersFinished);
   return toResult(view!);
 }
