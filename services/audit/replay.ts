@@ -1,16 +1,17 @@
 import { CURRENT_SCHEMA_VERSION, EVENT_DATA, isKnownEventType, StoredEvent, type EventData } from '../../schemas/events.ts';
-import type { PublicKeySet, SignedReceipt } from '../../schemas/receipt.ts';
+import type { PublicKeySet, Receipt, SignedReceipt } from '../../schemas/receipt.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
-import { verifyChain } from '../events/hash-chain.ts';
+import { eventHash, verifyChain } from '../events/hash-chain.ts';
 import { upcast, UPCASTERS, type UpcasterRegistry } from '../events/upcast.ts';
 import { applyCatalogChange, catalogOf, catalogRiskTags, compile, EMPTY_CATALOG, evaluate, type CatalogState, type Snapshot } from '../policy/index.ts';
 import { ToolCatalogFact } from '../../schemas/tool-catalog.ts';
 import type { DecisionRequest } from '../../schemas/decision.ts';
 import { buildReceipt } from '../receipts/build-receipt.ts';
-import { sha256Digest } from '../receipts/canonical.ts';
-import { verifyDocument } from '../receipts/verify.ts';
+import { canonicalJson, sha256Digest, sha256OfCanonical } from '../receipts/canonical.ts';
+import { ed25519Verify, prepareDocumentSignature, verifyDocument, type PreparedSignature } from '../receipts/verify.ts';
 import { activationSigned, compilePolicyVersion } from '../lifecycle/policy-version.ts';
 import { checkPolicyChain, type PolicyChain } from '../lifecycle/policy-chain.ts';
+import { ReplayPool, type Ticket } from './replay-pool.ts';
 
 /** `position` is the event's global position (or, for a record that is not an event, where it sat). */
 export type Divergence = { stream_id: string | null; position: string | null; problem: string };
@@ -52,11 +53,24 @@ export type ReplayOptions = {
   receiptGraceMs?: number;
   /** Receipts handed out earlier (e.g. `--anchor receipts.jsonl`): each must be rebuilt from the log, identical. */
   anchors?: readonly SignedReceipt[];
+  /**
+   * Worker threads for event hashes and receipt signatures (replay-pool.ts), started once `after` records have
+   * arrived (a small log is quicker checked inline). Default: one per core, after 2000 records; `false`: none.
+   * The report is the same either way.
+   */
+  parallel?: { workers?: number; after?: number } | false;
 };
 
 export const DEFAULT_RECEIPT_GRACE_MS = 10 * 60_000;
 
 type Batch = { index: number; size: number };
+
+/** A ReceiptIssued checked as far as it can be before its signature's Ed25519 check, which may be under way on a worker. */
+type PreparedReceipt =
+  | { problem: string }
+  | { signed: SignedReceipt; canonical: string; check: Extract<PreparedSignature, { ok: true }> | null; ticket: Ticket | null };
+
+const DEFAULT_PARALLEL_AFTER = 2000;
 
 /** The append batch an event was written in (append-to-stream stamps it), when recorded. */
 function batchOf(e: StoredEvent): Batch | null {
@@ -86,8 +100,20 @@ export class Replay {
   private readonly compiled = new Map<string, Snapshot | null>();
   /** Each tenant's tool catalog at every version its stream verifies to (index = version; 0 = empty). */
   private readonly catalogs = new Map<string, CatalogState[]>();
+  private pool: ReplayPool | null = null;
+  private poolTried = false;
+  /** Hash checks under way on the pool, by event (the first copy of each event id). */
+  private readonly hashTickets = new Map<StoredEvent, Ticket>();
 
   constructor(private readonly opts: ReplayOptions) {}
+
+  private poolNow(): ReplayPool | null {
+    if (this.pool || this.poolTried || this.opts.parallel === false) return this.pool;
+    if (this.records < (this.opts.parallel?.after ?? DEFAULT_PARALLEL_AFTER)) return null;
+    this.poolTried = true;
+    this.pool = ReplayPool.create(this.opts.parallel?.workers);
+    return this.pool;
+  }
 
   add(record: RawRecord): void {
     this.records += 1;
@@ -115,12 +141,25 @@ export class Replay {
       return;
     }
     this.byId.set(e.event_id, e);
+    const pool = this.poolNow();
+    if (pool && record.value !== null) this.hashTickets.set(e, pool.hash(record.value));
     const list = this.streams.get(e.stream_id);
     if (list) list.push(e);
     else this.streams.set(e.stream_id, [e]);
   }
 
   finish(): ReplayReport {
+    try {
+      return this.finishAll();
+    } finally {
+      this.pool?.close();
+      this.pool = null;
+      this.hashTickets.clear();
+    }
+  }
+
+  private finishAll(): ReplayReport {
+    this.pool?.flush();
     const policyEvents = new Map<string, EventData<'PolicyActivated'>>(); // `${tenant}/${policy}@${version}`
     const policies: Record<string, PolicyVersion[]> = {};
     const chains: Record<string, PolicyChain> = {};
@@ -156,13 +195,20 @@ export class Replay {
     let reEvaluated = 0;
     const now = (this.opts.now ?? new Date()).getTime();
     const grace = this.opts.receiptGraceMs ?? DEFAULT_RECEIPT_GRACE_MS;
-    for (const events of runs) {
-      const head = events[0]!;
-      if (this.opts.since && new Date(head.recorded_at) < this.opts.since) continue;
+    const since = this.opts.since;
+    const inScope = since ? runs.filter((events) => new Date(events[0]!.recorded_at) >= since) : runs;
+    // Every receipt is rebuilt first and its signature check started (on the pool, when there is one), so the
+    // checks run while the loop below re-evaluates decisions.
+    const prepared = new Map<StoredEvent, PreparedReceipt>();
+    for (const events of inScope) {
+      for (const e of events) if (e.type === 'ReceiptIssued') prepared.set(e, this.prepareReceipt(events, e));
+    }
+    this.pool?.flush();
+    for (const events of inScope) {
       const before = this.divergences.length;
       const issued = events.filter((e) => e.type === 'ReceiptIssued');
       for (const r of issued) {
-        const signed = this.checkReceipt(events, r);
+        const signed = this.checkReceipt(r, prepared.get(r)!);
         if (signed) receipts.push(signed);
       }
       if (this.divergences.length === before) this.checkCoverage(events, issued[issued.length - 1], now, grace, unsigned);
@@ -189,7 +235,7 @@ export class Replay {
    * the stream's events in the current shape, or null after reporting its first bad position.
    */
   private checkStream(streamId: string, raw: StoredEvent[]): StoredEvent[] | null {
-    const broken = verifyChain(raw);
+    const broken = verifyChain(raw, (e) => this.hashMatches(e));
     if (broken) {
       this.divergences.push({ stream_id: streamId, position: broken.position, problem: `hash chain broken at version ${broken.stream_version}: ${broken.problem}` });
       return null;
@@ -225,30 +271,49 @@ export class Replay {
     return out;
   }
 
-  /** One ReceiptIssued: rebuilt exactly as the worker built it (issue-receipt.ts), digest and signature. */
-  private checkReceipt(events: StoredEvent[], issued: StoredEvent): SignedReceipt | null {
+  /** Recomputed here, or by the pool when it took the job (the same parse and hash over the same record). */
+  private hashMatches(e: StoredEvent): boolean {
+    const ticket = this.hashTickets.get(e);
+    const pooled = ticket === undefined || !this.pool ? null : this.pool.result(ticket);
+    return pooled ?? eventHash(e) === e.hash;
+  }
+
+  /**
+   * One ReceiptIssued: rebuilt exactly as the worker built it (issue-receipt.ts), digest compared, key and
+   * signature form checked; the Ed25519 check itself is started on the pool (or left to checkReceipt).
+   */
+  private prepareReceipt(events: StoredEvent[], issued: StoredEvent): PreparedReceipt {
     const d = issued.data as EventData<'ReceiptIssued'>;
     if (d.head_version !== issued.stream_version - 1) {
-      this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: `receipt covers version ${d.head_version} but was recorded at version ${issued.stream_version}` });
+      return { problem: `receipt covers version ${d.head_version} but was recorded at version ${issued.stream_version}` };
+    }
+    const receipt: Receipt | null = buildReceipt(events.filter((e) => e.stream_version <= d.head_version));
+    if (!receipt) return { problem: 'receipt issued for a run with no evaluated decision' };
+    // One canonical form for both the digest and the signature (they cover the same bytes).
+    const canonical = canonicalJson(receipt);
+    if (d.receipt_digest !== sha256OfCanonical(canonical)) return { problem: 'rebuilt receipt differs from the one that was signed' };
+    const signed = { receipt, signature: d.signature };
+    if (!this.opts.keys) return { signed, canonical, check: null, ticket: null };
+    const check = prepareDocumentSignature(d.signature, this.opts.keys);
+    if (!check.ok) return { problem: check.result.ok ? 'receipt signature: unchecked' : `receipt signature: ${check.result.reason}: ${check.result.detail}` };
+    return { signed, canonical, check, ticket: this.pool ? this.pool.verify(canonical, check.x, d.signature.value) : null };
+  }
+
+  /** A prepared receipt's outcome: its divergence, or the signed receipt once its signature is known good. */
+  private checkReceipt(issued: StoredEvent, p: PreparedReceipt): SignedReceipt | null {
+    if ('problem' in p) {
+      this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: p.problem });
       return null;
     }
-    const receipt = buildReceipt(events.filter((e) => e.stream_version <= d.head_version));
-    if (!receipt) {
-      this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: 'receipt issued for a run with no evaluated decision' });
-      return null;
-    }
-    if (d.receipt_digest !== sha256Digest(receipt)) {
-      this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: 'rebuilt receipt differs from the one that was signed' });
-      return null;
-    }
-    if (this.opts.keys) {
-      const v = verifyDocument(receipt, d.signature, this.opts.keys);
+    if (p.check) {
+      const pooled = p.ticket === null || !this.pool ? null : this.pool.result(p.ticket);
+      const v = (pooled ?? ed25519Verify(p.check.x, Buffer.from(p.canonical, 'utf8'), p.check.sig)) ? p.check.success : p.check.failure;
       if (!v.ok) {
         this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: `receipt signature: ${v.reason}: ${v.detail}` });
         return null;
       }
     }
-    return { receipt, signature: d.signature };
+    return p.signed;
   }
 
   /**

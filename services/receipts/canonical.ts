@@ -1,17 +1,86 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 
+/** Returned by the fast path when a value needs the reference implementation's handling. */
+const BAIL = Symbol('bail');
+/** Deeper than this, the fast path hands over (the reference implementation detects cycles). */
+const MAX_DEPTH = 500;
+/** String.prototype.isWellFormed (Node 20; the ES2023 lib in tsconfig does not declare it): no lone surrogates. */
+const wellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+
+/**
+ * The fast path of canonicalJson, for plain JSON data (what JSON.parse returns, what events and receipts are
+ * made of): recursive, no cycle bookkeeping. Anything else (toJSON, class instances, boxed primitives,
+ * undefined or functions, non-finite numbers, lone surrogates, bigint, very deep nesting) returns BAIL and the
+ * whole value goes to the reference implementation, so output and errors are always the reference's.
+ * Key order: Array.prototype.sort's default comparison is by UTF-16 code units, which is what RFC 8785 asks.
+ */
+function fast(value: unknown, depth: number): string | typeof BAIL {
+  switch (typeof value) {
+    case 'string':
+      return wellFormed(value) ? JSON.stringify(value) : BAIL;
+    case 'number':
+      return Number.isFinite(value) ? JSON.stringify(value) : BAIL;
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'object': {
+      if (value === null) return 'null';
+      if (depth > MAX_DEPTH) return BAIL;
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) {
+          if (!(i in value)) return BAIL;
+          const item = fast(value[i], depth + 1);
+          if (item === BAIL) return BAIL;
+          out += i === 0 ? item : `,${item}`;
+        }
+        return `${out}]`;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return BAIL;
+      const obj = value as Record<string, unknown>;
+      if (typeof obj['toJSON'] === 'function') return BAIL;
+      const keys = Object.keys(obj).sort();
+      let out = '{';
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i]!;
+        if (!wellFormed(k)) return BAIL;
+        const v = fast(obj[k], depth + 1);
+        if (v === BAIL) return BAIL;
+        out += `${i === 0 ? '' : ','}${JSON.stringify(k)}:${v}`;
+      }
+      return `${out}}`;
+    }
+    default:
+      return BAIL;
+  }
+}
+
 /**
  * RFC 8785 (JCS) canonical JSON. Every hash and signature in Countersign is taken over this form,
  * so two processes (or an auditor years later) serialise the same value to the same bytes.
+ * Plain JSON data takes a fast path (the auditor canonicalises every event of the log); anything else, and
+ * every error, is the `canonicalize` package's (test/unit/receipts/canonical.unit.test.ts compares the two).
  */
 export function canonicalJson(value: unknown): string {
+  const quick = fast(value, 0);
+  if (quick !== BAIL) return quick;
+  return referenceCanonicalJson(value);
+}
+
+/** The reference implementation (the `canonicalize` package), for tests and for values the fast path hands over. */
+export function referenceCanonicalJson(value: unknown): string {
   const out = canonicalize(value);
   if (out === undefined) throw new TypeError('value has no JSON form (undefined or a function)');
   return out;
 }
 
+/** `sha256:<hex>` over a canonical JSON text. */
+export function sha256OfCanonical(canonical: string): `sha256:${string}` {
+  return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
+}
+
 /** `sha256:<hex>` over the canonical JSON of a value. */
 export function sha256Digest(value: unknown): `sha256:${string}` {
-  return `sha256:${createHash('sha256').update(canonicalJson(value)).digest('hex')}`;
+  return sha256OfCanonical(canonicalJson(value));
 }

@@ -1,4 +1,4 @@
-import { createPublicKey, verify } from 'node:crypto';
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { z } from 'zod';
 import { PublicSigningKey, DocumentSignature, SignedReceipt } from '../../schemas/receipt.ts';
 import type { SigningKeyStatus, PublicKeySet } from '../../schemas/receipt.ts';
@@ -44,38 +44,93 @@ function foreignAlg(signature: unknown, prefix: string[]): VerifyResult | undefi
   return undefined;
 }
 
-function checkSignature(doc: unknown, signature: DocumentSignature, keys: PublicKeySet): VerifyResult {
+/**
+ * A signature checked as far as it can be without the signed bytes: the key found in the set (trusted only if
+ * its id derives from its bytes), not revoked, the value a well-formed 64-byte Ed25519 signature. What is
+ * left is the Ed25519 check itself (ed25519Verify), which the auditor's replay runs on worker threads.
+ */
+export type PreparedSignature =
+  | { ok: false; result: VerifyResult }
+  | { ok: true; x: string; sig: Buffer; success: VerifyResult; failure: VerifyResult };
+
+function prepareSignature(signature: DocumentSignature, keys: PublicKeySet): PreparedSignature {
   const entries = (Array.isArray(keys?.keys) ? keys.keys : []).filter((k: unknown) => isRecord(k) && k.kid === signature.key_id);
   if (entries.some((k) => isRecord(k) && k.status === 'revoked')) {
-    return { ok: false, reason: 'key_revoked', detail: `key ${signature.key_id} is revoked` };
+    return { ok: false, result: { ok: false, reason: 'key_revoked', detail: `key ${signature.key_id} is revoked` } };
   }
   // A key set may come from a URL; a key whose id does not derive from its bytes is not trusted.
   const key = entries
     .map((k) => PublicSigningKey.safeParse(k))
-    .find((p) => p.success && keyIdFor(Buffer.from(p.data.x, 'base64url')) === p.data.kid);
+    .find((p) => p.success && keyIdForX(p.data.x) === p.data.kid);
   if (!key?.success) {
     const why = entries.length > 0 ? ' (the entry is malformed or its id does not match its key)' : '';
-    return { ok: false, reason: 'unknown_key', detail: `no public key ${signature.key_id} in the key set${why}` };
+    return { ok: false, result: { ok: false, reason: 'unknown_key', detail: `no public key ${signature.key_id} in the key set${why}` } };
   }
   const status = key.data.status;
-  if (status === 'revoked') return { ok: false, reason: 'key_revoked', detail: `key ${signature.key_id} is revoked` };
+  if (status === 'revoked') return { ok: false, result: { ok: false, reason: 'key_revoked', detail: `key ${signature.key_id} is revoked` } };
 
   const sig = Buffer.from(signature.value, 'base64url');
   // Node's base64url decoder skips junk and ignores trailing bits; insist on the one encoding.
   if (sig.length !== 64 || sig.toString('base64url') !== signature.value) {
-    return { ok: false, reason: 'bad_signature', detail: 'signature.value is not a 64-byte Ed25519 signature in base64url', path: ['signature', 'value'] };
+    return { ok: false, result: { ok: false, reason: 'bad_signature', detail: 'signature.value is not a 64-byte Ed25519 signature in base64url', path: ['signature', 'value'] } };
   }
+  return {
+    ok: true,
+    x: key.data.x,
+    sig,
+    success: { ok: true, key_id: signature.key_id, key_status: status },
+    failure: { ok: false, reason: 'bad_signature', detail: `signature does not match the document under key ${signature.key_id}` },
+  };
+}
+
+/** Key ids and key objects are pure functions of the public key's bytes: computed once per key. */
+const keyIds = new Map<string, string | null>();
+function keyIdForX(x: string): string | null {
+  let id = keyIds.get(x);
+  if (id === undefined) {
+    try {
+      id = keyIdFor(Buffer.from(x, 'base64url'));
+    } catch {
+      id = null;
+    }
+    if (keyIds.size < 1000) keyIds.set(x, id);
+  }
+  return id;
+}
+const keyObjects = new Map<string, KeyObject>();
+
+/** The Ed25519 check of `bytes` against a raw public key (`x`, base64url). */
+export function ed25519Verify(x: string, bytes: Uint8Array, sig: Uint8Array): boolean {
+  let key = keyObjects.get(x);
+  if (!key) {
+    key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+    if (keyObjects.size < 1000) keyObjects.set(x, key);
+  }
+  return verify(null, bytes, key, sig);
+}
+
+function checkSignature(doc: unknown, signature: DocumentSignature, keys: PublicKeySet): VerifyResult {
+  const prepared = prepareSignature(signature, keys);
+  if (!prepared.ok) return prepared.result;
   let bytes: Buffer;
   try {
     bytes = Buffer.from(canonicalJson(doc), 'utf8');
   } catch (err) {
     return { ok: false, reason: 'malformed', detail: `document has no canonical JSON form: ${err instanceof Error ? err.message : String(err)}`, path: [] };
   }
-  const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: key.data.x }, format: 'jwk' });
-  if (!verify(null, bytes, publicKey, sig)) {
-    return { ok: false, reason: 'bad_signature', detail: `signature does not match the document under key ${signature.key_id}` };
-  }
-  return { ok: true, key_id: signature.key_id, key_status: status };
+  return ed25519Verify(prepared.x, bytes, prepared.sig) ? prepared.success : prepared.failure;
+}
+
+/**
+ * The first half of verifyDocument (everything but the Ed25519 check over the document's canonical bytes),
+ * for a caller that already holds those bytes and runs the check itself (services/audit/replay.ts).
+ */
+export function prepareDocumentSignature(signature: unknown, keys: PublicKeySet): PreparedSignature {
+  const alg = foreignAlg(signature, []);
+  if (alg) return { ok: false, result: alg };
+  const parsed = DocumentSignature.safeParse(signature);
+  if (!parsed.success) return { ok: false, result: malformed(parsed.error, []) };
+  return prepareSignature(parsed.data, keys);
 }
 
 /** Verify a signature made by signDocument over `doc` (policy activations, exports). */

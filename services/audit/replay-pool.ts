@@ -1,0 +1,123 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+
+/**
+ * Worker threads for the auditor's replay (issue 4, performance): the two checks that dominate its CPU time,
+ * each pure over plain data, run here while the main thread goes on with everything else:
+ * - an event's hash recomputed from the record's JSON text (canonical JSON + SHA-256), submitted as records
+ *   arrive, so it overlaps the reading of the topic;
+ * - a receipt's Ed25519 signature over the canonical bytes the main thread rebuilt.
+ *
+ * `Replay.finish()` stays synchronous: results come back through shared memory, and the main thread blocks on
+ * `Atomics.wait` only for a result it needs and is not there yet. If a worker fails or stalls, the pool is
+ * marked broken and the caller computes the result itself (a result is never guessed).
+ */
+
+export const DONE_OK = 1;
+export const DONE_BAD = 2;
+const SLOTS_PER_BUFFER = 8192;
+const BATCH = 256;
+/** A result this late means a worker died or hangs: give up on the pool, compute inline. */
+const STALL_MS = 15_000;
+
+export type HashJob = { kind: 'hash'; slot: number; value: string };
+export type VerifyJob = { kind: 'verify'; slot: number; canonical: string; x: string; sig: string };
+export type WorkerBatch = { results: SharedArrayBuffer; jobs: Array<HashJob | VerifyJob> };
+
+export type Ticket = number;
+
+export class ReplayPool {
+  private readonly workers: Worker[] = [];
+  private readonly shared: SharedArrayBuffer[] = [];
+  private readonly buffers: Int32Array[] = [];
+  private readonly pending = new Map<number, Array<HashJob | VerifyJob>>();
+  private next = 0;
+  private turn = 0;
+  private broken = false;
+
+  private constructor(workers: number) {
+    const entry = new URL('./replay-worker.mjs', import.meta.url);
+    for (let i = 0; i < workers; i++) {
+      const w = new Worker(entry, { execArgv: [] });
+      w.unref();
+      w.on('error', () => { this.broken = true; });
+      this.workers.push(w);
+    }
+  }
+
+  /** A pool of `workers` threads (default: one per core), or null when none can be started. */
+  static create(workers = Math.min(4, availableParallelism())): ReplayPool | null {
+    if (workers < 1) return null;
+    try {
+      return new ReplayPool(workers);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Queues the hash check of one record's JSON text (an event as stored: its `hash` field against the rest). */
+  hash(value: string): Ticket {
+    return this.submit((slot) => ({ kind: 'hash', slot, value }));
+  }
+
+  /** Queues the Ed25519 check of a signature (base64url) over canonical JSON text, under public key `x`. */
+  verify(canonical: string, x: string, sig: string): Ticket {
+    return this.submit((slot) => ({ kind: 'verify', slot, canonical, x, sig }));
+  }
+
+  /** Sends every queued job. */
+  flush(): void {
+    for (const [b, jobs] of this.pending) this.post(b, jobs);
+    this.pending.clear();
+  }
+
+  /** The job's answer, waiting for it if need be; null when the pool cannot give it (compute it yourself). */
+  result(ticket: Ticket): boolean | null {
+    const b = Math.floor(ticket / SLOTS_PER_BUFFER);
+    const slot = ticket % SLOTS_PER_BUFFER;
+    if (this.pending.has(b)) {
+      this.post(b, this.pending.get(b)!);
+      this.pending.delete(b);
+    }
+    const results = this.buffers[b]!;
+    let v = Atomics.load(results, slot);
+    while (v === 0 && !this.broken) {
+      if (Atomics.wait(results, slot, 0, STALL_MS) === 'timed-out') this.broken = true;
+      v = Atomics.load(results, slot);
+    }
+    return v === DONE_OK ? true : v === DONE_BAD ? false : null;
+  }
+
+  close(): void {
+    for (const w of this.workers) void w.terminate();
+    this.workers.length = 0;
+  }
+
+  private submit(make: (slot: number) => HashJob | VerifyJob): Ticket {
+    const ticket = this.next++;
+    const b = Math.floor(ticket / SLOTS_PER_BUFFER);
+    if (b === this.buffers.length) {
+      const sab = new SharedArrayBuffer(4 * SLOTS_PER_BUFFER);
+      this.shared.push(sab);
+      this.buffers.push(new Int32Array(sab));
+    }
+    let jobs = this.pending.get(b);
+    if (!jobs) this.pending.set(b, (jobs = []));
+    jobs.push(make(ticket % SLOTS_PER_BUFFER));
+    if (jobs.length >= BATCH) {
+      this.post(b, jobs);
+      this.pending.delete(b);
+    }
+    return ticket;
+  }
+
+  private post(b: number, jobs: Array<HashJob | VerifyJob>): void {
+    if (this.broken || this.workers.length === 0) return;
+    const w = this.workers[this.turn++ % this.workers.length]!;
+    try {
+      w.postMessage({ results: this.shared[b]!, jobs } satisfies WorkerBatch);
+    } catch {
+      this.broken = true;
+    }
+  }
+}

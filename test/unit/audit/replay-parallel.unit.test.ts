@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import type { StoredEvent } from '../../../schemas/events.ts';
+import { Replay, type ReplayOptions } from '../../../services/audit/replay.ts';
+import { syntheticLog } from '../../../services/audit/synthetic-runs.ts';
+import { createInMemoryKeyring } from '../../../services/receipts/keyring.ts';
+import { signReceipt } from '../../../services/receipts/sign.ts';
+import { buildReceipt } from '../../../services/receipts/build-receipt.ts';
+import { eventHash } from '../../../services/events/hash-chain.ts';
+
+const keyring = createInMemoryKeyring(new Date('2024-01-01T00:00:00Z'));
+const NOW = new Date('2024-05-01T12:00:00Z');
+const LATER = new Date(NOW.getTime() + 3_600_000);
+const base = () => syntheticLog(keyring, { tenantId: 'acme', runs: 30, tag: 'parallel', now: NOW }).map((e) => structuredClone(e));
+
+function replay(log: StoredEvent[], parallel: ReplayOptions['parallel']) {
+  const r = new Replay({ keys: keyring.publicKeys(), now: LATER, parallel });
+  for (const e of log) r.add({ value: JSON.stringify(e), where: `test:${e.position}` });
+  r.add({ value: 'not json', where: 'extra:0' });
+  return r.finish();
+}
+
+/** The worker threads (services/audit/replay-pool.ts) only move work: the report must not change. */
+const bothWays = (log: StoredEvent[]) => {
+  const inline = replay(log, false);
+  const pooled = replay(log, { workers: 2, after: 0 });
+  expect(pooled).toEqual(inline);
+  return inline;
+};
+
+/** Recomputes one stream's chain after an edit: the attacker who knows the hash function. */
+function rechain(log: StoredEvent[], streamId: string): void {
+  let prev: StoredEvent | null = null;
+  for (const e of log.filter((x) => x.stream_id === streamId).sort((a, b) => a.stream_version - b.stream_version)) {
+    e.prev_hash = prev?.hash ?? null;
+    e.hash = eventHash(e);
+    prev = e;
+  }
+}
+
+const runStream = (log: StoredEvent[], n: number) => [...new Set(log.filter((e) => e.stream_id.startsWith('run-')).map((e) => e.stream_id))][n]!;
+const at = (log: StoredEvent[], stream: string, version: number) => log.find((e) => e.stream_id === stream && e.stream_version === version)!;
+
+describe('Replay on worker threads gives the inline report', () => {
+  it('untouched log', () => {
+    const r = bothWays(base());
+    expect(r.divergences).toEqual([{ stream_id: null, position: 'extra:0', problem: 'record is not JSON' }]);
+    expect(r.receipts.length).toBeGreaterThan(20);
+  });
+
+  it('one changed byte (hash check on a worker)', () => {
+    const log = base();
+    const e = at(log, runStream(log, 5), 2);
+    (e.data as { default_decision: string }).default_decision = 'ALLOW';
+    expect(bothWays(log).divergences).toContainEqual({ stream_id: e.stream_id, position: e.position, problem: expect.stringMatching(/hash does not match/) });
+  });
+
+  it('a signature from another receipt (Ed25519 check on a worker)', () => {
+    const log = base();
+    const a = runStream(log, 1);
+    const b = runStream(log, 2);
+    const issuedA = at(log, a, 4);
+    (issuedA.data as { signature: unknown }).signature = (at(log, b, 4).data as { signature: unknown }).signature;
+    rechain(log, a); // only the signature is wrong
+    expect(bothWays(log).divergences).toContainEqual({ stream_id: a, position: issuedA.position, problem: expect.stringMatching(/^receipt signature: bad_signature/) });
+  });
+
+  it('a receipt signed by a key outside the set', () => {
+    const log = base();
+    const s = runStream(log, 3);
+    const issued = at(log, s, 4);
+    (issued.data as { signature: unknown }).signature = signReceipt(buildReceipt(log.filter((e) => e.stream_id === s && e.stream_version <= 3))!, createInMemoryKeyring()).signature;
+    rechain(log, s);
+    expect(bothWays(log).divergences).toContainEqual({ stream_id: s, position: issued.position, problem: expect.stringMatching(/^receipt signature: unknown_key/) });
+  });
+});
