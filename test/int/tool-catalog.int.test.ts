@@ -160,7 +160,7 @@ describe('tool catalog: registered documents tag requests, decisions record the 
     // Output rules see the catalog's tags too: a create is a write, and its outcome is checked as one.
     const create = await ask({ action: { tool: 'billing', operation: 'createInvoice' }, idempotency_key: key('create') });
     expect(create.body).toMatchObject({ decision: 'ALLOW', matched_rule: 'billing-ok' });
-    await runEvent(create.body.decision_id, 'DecisionFinalized');
+    await receiptOf(create.body.decision_id);
     const reported = await api({ url: stack.url, key: agent.key }, 'POST', `/v1/decisions/${create.body.decision_id}/outcome`, { status: 'succeeded', output: { rows: 50 } });
     expect(reported.status, JSON.stringify(reported.body)).toBe(200);
     expect(reported.body.violations_found).toEqual([{ policy_id: 'catalog-test', rule: 'big-writes-reported', reason: 'a write touched more than 10 rows' }]);
@@ -197,6 +197,16 @@ describe('tool catalog: registered documents tag requests, decisions record the 
     const replay2 = new Replay({ keys: null });
     forgeFact(all, denied, (f) => ({ ...f, version: 9 })).forEach((e, i) => replay2.add({ value: JSON.stringify(e), where: String(i) }));
     expect(replay2.finish().divergences.map((d) => d.problem)).toContain('tool catalog version 9 of tenant default is not in the log (or not verifiable)');
+    // A catalog event rewritten to call the delete a read (chain recomputed): its recorded hash no longer
+    // matches the catalog it makes, so the fold stops there and the decisions citing it are reported.
+    const replay3 = new Replay({ keys: null });
+    forgeStream(all, 'catalog-default', (e) => {
+      if (e.type !== 'ToolCatalogRegistered') return;
+      for (const entry of (e.data as { entries: Array<{ operation?: string; risk_tags: string[] }> }).entries) if (entry.operation === 'deleteInvoice') entry.risk_tags = ['read'];
+    }).forEach((e, i) => replay3.add({ value: JSON.stringify(e), where: String(i) }));
+    const problems3 = replay3.finish().divergences.map((d) => d.problem);
+    expect(problems3.some((p) => /^catalog version 1: recorded hash sha256:[0-9a-f]{64} differs from the catalog rebuilt from its events/.test(p)), problems3.join('\n')).toBe(true);
+    expect(problems3).toContain('tool catalog version 1 of tenant default is not in the log (or not verifiable)');
   });
 
   it("another tenant's catalog does not apply, and neither tenant sees the other's", async () => {
@@ -277,19 +287,24 @@ describe('tool catalog: registered documents tag requests, decisions record the 
   });
 });
 
-/** The log with one run's facts.tool_catalog rewritten and that run's hash chain recomputed. */
-function forgeFact(events: StoredEvent[], decisionId: string, change: (fact: Record<string, unknown>) => Record<string, unknown>): StoredEvent[] {
-  const stream = `run-${decisionId}`;
+/** The log with one stream's events changed and its hash chain recomputed (what a forger with the database can do). */
+function forgeStream(events: StoredEvent[], stream: string, change: (e: StoredEvent) => void): StoredEvent[] {
   const out = events.map((e) => JSON.parse(JSON.stringify(e)) as StoredEvent);
-  let prev: string | null = null;
+  let prev: StoredEvent['prev_hash'] = null;
   for (const e of out.filter((x) => x.stream_id === stream).sort((a, b) => a.stream_version - b.stream_version)) {
-    if (e.type === 'PolicyEvaluated') {
-      const ev = (e.data as { evaluation: { facts: Record<string, Record<string, unknown>> } }).evaluation;
-      ev.facts['tool_catalog'] = change(ev.facts['tool_catalog']!);
-    }
+    change(e);
     e.prev_hash = prev;
     e.hash = eventHash(e);
     prev = e.hash;
   }
   return out;
+}
+
+/** The log with one run's facts.tool_catalog rewritten. */
+function forgeFact(events: StoredEvent[], decisionId: string, change: (fact: Record<string, unknown>) => Record<string, unknown>): StoredEvent[] {
+  return forgeStream(events, `run-${decisionId}`, (e) => {
+    if (e.type !== 'PolicyEvaluated') return;
+    const ev = (e.data as { evaluation: { facts: Record<string, Record<string, unknown>> } }).evaluation;
+    ev.facts['tool_catalog'] = change(ev.facts['tool_catalog']!);
+  });
 }
