@@ -4,6 +4,7 @@ import { digestEmail, type Mailer } from './email.ts';
 import { loadRoundFacts, type RoundFacts } from './facts.ts';
 import { claimDigest, unclaimDigest, type DigestClaim, type NotificationCap } from './notification-cap.ts';
 import { DIGEST_MAX_ROUNDS, digestBlocks, newSlackRef } from './slack.ts';
+import { boundSlackTeam } from './slack-workspaces.ts';
 import { markMailed, mintLinks, withRetries } from './email-links.ts';
 
 export type DigestDeps = {
@@ -57,7 +58,11 @@ async function sendDigest(deps: DigestDeps, a: Approver, claim: DigestClaim): Pr
   }
   open.sort((x, y) => x.deadline.localeCompare(y.deadline));
   const address = a.channel === 'email' ? person?.email : person?.slack_user_id;
-  if (open.length === 0 || !address) {
+  // A tenant bound to another Slack workspace than the bot's gets nothing from it, digests included.
+  const team = a.channel === 'slack' ? await deps.slackTeam!(deps.slack!) : null;
+  const bound = team ? await boundSlackTeam(deps.db, a.tenant_id) : null;
+  if (bound && bound !== team) deps.log?.('warn', 'digest not sent: the tenant is bound to another Slack workspace', { approver: a.approver_id, bound, team });
+  if (open.length === 0 || !address || (bound && bound !== team)) {
     // Nothing left to answer (or nowhere to send it): the digest is settled without a message, and its slot is free.
     await withTenant(deps.db, a.tenant_id, (c) => c.query(`UPDATE channel_notification_sends SET failed_at = now() WHERE tenant_id = $1 AND id = $2`, [a.tenant_id, claim.slotId]));
     return false;
@@ -71,7 +76,6 @@ async function sendDigest(deps: DigestDeps, a: Approver, claim: DigestClaim): Pr
     await markMailed(deps.db, a.tenant_id, minted.flatMap((m) => (m ? [m.hash] : [])));
   } else {
     const slack = deps.slack!;
-    const team = await deps.slackTeam!(slack);
     const shown = open.slice(0, DIGEST_MAX_ROUNDS);
     const refs: string[] = [];
     for (const f of shown) {
@@ -79,7 +83,7 @@ async function sendDigest(deps: DigestDeps, a: Approver, claim: DigestClaim): Pr
       const res = await withTenant(deps.db, a.tenant_id, (c) => c.query<{ ref: string }>(
         `INSERT INTO channel_slack_messages (ref, tenant_id, decision_id, round, purpose, approver_id, slack_user_id, team_id) VALUES ($1, $2, $3, $4, 'digest', $5, $6, $7)
          ON CONFLICT (tenant_id, decision_id, round, purpose, approver_id, level) DO UPDATE SET slack_user_id = excluded.slack_user_id RETURNING ref`,
-        [newSlackRef(), a.tenant_id, f.decision_id, f.round, a.approver_id, address, team],
+        [newSlackRef(), a.tenant_id, f.decision_id, f.round, a.approver_id, address, team!],
       ));
       refs.push(res.rows[0]!.ref);
     }
