@@ -184,6 +184,21 @@ async function refusalOf(db: Db, message: SlackMessageRow, action: SlackAction, 
  * the round and reports it as counted, never a second answer.
  */
 export async function answerSlackClick(db: Db, messages: MessageDeps, slack: WebClient | undefined, message: SlackMessageRow, action: SlackAction, bodyHash: string): Promise<AnswerOutcome> {
+  // The lease is renewed while the work lasts (an answer may wait up to a minute for a worker), so a sweep
+  // of another API process never takes a click this one is still working on.
+  const renew = setInterval(() => {
+    void withTenant(db, message.tenant_id, (c) => c.query(
+      `UPDATE channel_slack_interactions SET attempt_at = now() WHERE tenant_id = $1 AND body_hash = $2 AND processed_at IS NULL`, [message.tenant_id, bodyHash],
+    )).catch(() => undefined);
+  }, (SLACK_INBOX_LEASE_SECONDS * 1000) / 3);
+  try {
+    return await answerStoredClick(db, messages, slack, message, action, bodyHash);
+  } finally {
+    clearInterval(renew);
+  }
+}
+
+async function answerStoredClick(db: Db, messages: MessageDeps, slack: WebClient | undefined, message: SlackMessageRow, action: SlackAction, bodyHash: string): Promise<AnswerOutcome> {
   const person = await findPerson(db, message.tenant_id, { slack_user_id: action.userId });
   const refusal = await refusalOf(db, message, action, person);
   let outcome: AnswerOutcome;
