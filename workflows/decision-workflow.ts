@@ -67,6 +67,8 @@ const { notifyApprovers, issueReceipt } = remote;
 const local = proxyLocalActivities<Activities>(storeOptions);
 /** Runs started before local activities keep scheduling regular ones, so their histories still replay. */
 export const LOCAL_STORE_PATCH = 'local-store-activities';
+/** Receipts appended in turn with the run's other appends (a receipt and an outcome once raced for a version). */
+export const SERIAL_RECEIPTS_PATCH = 'serial-receipts';
 // Issue 8, approval channels: closing notices on Slack are bounded (the activity never throws) and never
 // hold a run. Both changes to the commands a run issues are behind patches, so recorded histories replay.
 const { announceRoundClosed } = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 3 } });
@@ -146,6 +148,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     return chain;
   };
   const issue = async () => {
+    if (patched(SERIAL_RECEIPTS_PATCH)) return issueInTurn();
     await flush();
     if (committed === receiptAt) return;
     const res = await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: committed, workflowId: wfId });
@@ -153,6 +156,20 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     recorded = Math.max(recorded, res.streamVersion);
     committed = res.streamVersion;
     receiptAt = committed;
+  };
+  // The receipt takes its version when it is asked for, and is appended in the same serial chain as every
+  // batch: an outcome or override handled while it is being signed gets the next version, never the same one.
+  const issueInTurn = async () => {
+    if (recorded === receiptAt) return flush();
+    const head = recorded;
+    recorded += 1;
+    receiptAt = recorded;
+    await flush();
+    chain = chain.then(async () => {
+      const res = await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: head, workflowId: wfId });
+      committed = res.streamVersion;
+    });
+    await chain;
   };
 
   const notify = async (round: number, purpose: 'request' | 'escalation' | 'reminder', groups: string[]) => {

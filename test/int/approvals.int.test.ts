@@ -223,6 +223,27 @@ describe('approval rounds: durable, validated, escalated, overridable', () => {
     expect((await read(stack, id2)).body).toMatchObject({ decision: 'DENY', status: 'final' });
   });
 
+  it('an outcome reported while the first receipt is being issued is recorded once, and a receipt covers it', async () => {
+    // The race seen once in the tool-catalog test: the receipt and the outcome both took the version after the
+    // final decision, and the later append was refused (409 "partly overlaps"). Ask many times at once.
+    const ids = await Promise.all(Array.from({ length: 12 }, async (_, i) => {
+      const res = await ask(stack, agent, { agent: { id: 'deploy-bot' }, action: { tool: 'report_tool', args: { race: i } } });
+      expect(res.body.decision).toBe('ALLOW');
+      return res.body.decision_id as string;
+    }));
+    const outs = await Promise.all(ids.map((id) => api({ url: stack.url, key: agent.key }, 'POST', `/v1/decisions/${id}/outcome`, { status: 'succeeded', output: { rows: 1 } })));
+    expect(outs.map((o) => [o.status, o.body?.detail ?? ''])).toEqual(ids.map(() => [200, '']));
+    for (const id of ids) {
+      const receipt = await eventually(async () => {
+        const r = await api(stack, 'GET', `/v1/decisions/${id}/receipt`);
+        return r.body?.receipt?.outcome ? r.body.receipt : undefined;
+      });
+      expect(receipt.outcome).toMatchObject({ status: 'succeeded' });
+      const types = (await runEvents(stack, id)).map((e) => e.type);
+      expect(types.filter((t) => t === 'OutcomeReported')).toHaveLength(1);
+    }
+  });
+
   it('records the outcome and an output violation from the run’s own output rules', async () => {
     const res = await ask(stack, agent, { agent: { id: 'deploy-bot' }, action: { tool: 'report_tool', args: { q: 'all' } } });
     expect(res.body.decision).toBe('ALLOW');
