@@ -19,10 +19,16 @@ describe('docker-compose.yml describes the same stack as make up', () => {
 
   it('runs each app process with the same entry point as make up', () => {
     const up = readFileSync(path.join(ROOT, 'services/stack/up.sh'), 'utf8');
-    for (const [svc, entry] of [['api', 'services/api/main.ts'], ['worker', 'services/worker/main.ts'], ['publisher', 'services/publisher/main.ts']] as const) {
+    for (const [svc, entry] of [['api', 'services/api/main.ts'], ['publisher', 'services/publisher/main.ts']] as const) {
       expect(compose.services[svc]!.command).toContain(entry);
       expect(up).toContain(entry);
     }
+    // The worker runs prebuilt (services/worker/build-entry.ts), from beside the workflow bundle, built by the
+    // same bundle step that make up and the compose file's migrate service run.
+    expect(compose.services['worker']!.command).toEqual(['node', '/app/.data/worker.mjs']);
+    expect(compose.services['worker']!.environment?.['COUNTERSIGN_WORKFLOW_BUNDLE']).toBe('/app/.data/workflow-bundle.js');
+    expect(up).toContain('start_app worker "$(dirname "$COUNTERSIGN_WORKFLOW_BUNDLE")/worker.mjs"');
+    expect((compose.services['migrate']!.command ?? []).join(' ')).toContain('services/worker/bundle.ts');
   });
 
   it('gives the app processes only configuration variables that services/config.ts knows', () => {
