@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
  * each pure over plain data, run here while the main thread goes on with everything else:
  * - an event's hash recomputed from the record's JSON text (canonical JSON + SHA-256), submitted as records
  *   arrive, so it overlaps the reading of the topic;
- * - a receipt's Ed25519 signature over the canonical bytes the main thread rebuilt.
+ * - a rebuilt receipt's canonical JSON, its digest, and its Ed25519 signature over those bytes.
  *
  * `Replay.finish()` stays synchronous: results come back through shared memory, and the main thread blocks on
  * `Atomics.wait` only for a result it needs and is not there yet. If a worker fails or stalls, the pool is
@@ -15,14 +15,20 @@ import { Worker } from 'node:worker_threads';
 
 export const DONE_OK = 1;
 export const DONE_BAD = 2;
+/** A receipt job whose digest matched but whose signature did not. */
+export const DONE_BAD_SIGNATURE = 3;
+/** The worker cannot answer for sure (an input it does not handle exactly as the main thread): compute it there. */
+export const DONE_UNSURE = 4;
 const SLOTS_PER_BUFFER = 8192;
 const BATCH = 256;
 /** A result this late means a worker died or hangs: give up on the pool, compute inline. */
 const STALL_MS = 15_000;
 
 export type HashJob = { kind: 'hash'; slot: number; value: string };
-export type VerifyJob = { kind: 'verify'; slot: number; canonical: string; x: string; sig: string };
-export type WorkerBatch = { results: SharedArrayBuffer; jobs: Array<HashJob | VerifyJob> };
+/** `json`: the rebuilt receipt as JSON text; canonicalised on the worker, its digest compared, then its signature checked when `x` is given. */
+export type ReceiptJob = { kind: 'receipt'; slot: number; json: string; digest: string; x: string | null; sig: string | null };
+type Job = HashJob | ReceiptJob;
+export type WorkerBatch = { results: SharedArrayBuffer; jobs: Job[] };
 
 export type Ticket = number;
 
@@ -30,7 +36,7 @@ export class ReplayPool {
   private readonly workers: Worker[] = [];
   private readonly shared: SharedArrayBuffer[] = [];
   private readonly buffers: Int32Array[] = [];
-  private readonly pending = new Map<number, Array<HashJob | VerifyJob>>();
+  private readonly pending = new Map<number, Job[]>();
   private next = 0;
   private turn = 0;
   private broken = false;
@@ -60,9 +66,12 @@ export class ReplayPool {
     return this.submit((slot) => ({ kind: 'hash', slot, value }));
   }
 
-  /** Queues the Ed25519 check of a signature (base64url) over canonical JSON text, under public key `x`. */
-  verify(canonical: string, x: string, sig: string): Ticket {
-    return this.submit((slot) => ({ kind: 'verify', slot, canonical, x, sig }));
+  /**
+   * Queues a rebuilt receipt's checks: the sha256 of its canonical JSON against `digest` (DONE_BAD when it
+   * differs), then, with a key, the Ed25519 signature (base64url) over the same bytes (DONE_BAD_SIGNATURE).
+   */
+  receipt(json: string, digest: string, x: string | null, sig: string | null): Ticket {
+    return this.submit((slot) => ({ kind: 'receipt', slot, json, digest, x, sig }));
   }
 
   /** Sends every queued job. */
@@ -71,8 +80,8 @@ export class ReplayPool {
     this.pending.clear();
   }
 
-  /** The job's answer, waiting for it if need be; null when the pool cannot give it (compute it yourself). */
-  result(ticket: Ticket): boolean | null {
+  /** The job's answer (DONE_*), waiting for it if need be; null when the pool cannot give it (compute it yourself). */
+  result(ticket: Ticket): number | null {
     const b = Math.floor(ticket / SLOTS_PER_BUFFER);
     const slot = ticket % SLOTS_PER_BUFFER;
     if (this.pending.has(b)) {
@@ -85,7 +94,7 @@ export class ReplayPool {
       if (Atomics.wait(results, slot, 0, STALL_MS) === 'timed-out') this.broken = true;
       v = Atomics.load(results, slot);
     }
-    return v === DONE_OK ? true : v === DONE_BAD ? false : null;
+    return v === 0 || v === DONE_UNSURE ? null : v;
   }
 
   close(): void {
@@ -93,7 +102,7 @@ export class ReplayPool {
     this.workers.length = 0;
   }
 
-  private submit(make: (slot: number) => HashJob | VerifyJob): Ticket {
+  private submit(make: (slot: number) => Job): Ticket {
     const ticket = this.next++;
     const b = Math.floor(ticket / SLOTS_PER_BUFFER);
     if (b === this.buffers.length) {
@@ -111,7 +120,7 @@ export class ReplayPool {
     return ticket;
   }
 
-  private post(b: number, jobs: Array<HashJob | VerifyJob>): void {
+  private post(b: number, jobs: Job[]): void {
     if (this.broken || this.workers.length === 0) return;
     const w = this.workers[this.turn++ % this.workers.length]!;
     try {

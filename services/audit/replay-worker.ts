@@ -1,37 +1,43 @@
 import { parentPort } from 'node:worker_threads';
-import { StoredEvent } from '../../schemas/events.ts';
-import { eventHash } from '../events/hash-chain.ts';
+import { eventHash, type HashedFields } from '../events/hash-chain.ts';
+import { canonicalJson, sha256OfCanonical } from '../receipts/canonical.ts';
 import { ed25519Verify } from '../receipts/verify.ts';
-import { DONE_BAD, DONE_OK, type WorkerBatch } from './replay-pool.ts';
+import { DONE_BAD, DONE_BAD_SIGNATURE, DONE_OK, DONE_UNSURE, type ReceiptJob, type WorkerBatch } from './replay-pool.ts';
 
 /**
  * One replay worker: pure checks over plain data, answered through shared memory (replay-pool.ts).
  * Never throws on bad input: anything that cannot be checked is reported as not matching, and the main
  * thread (which validated the same record) decides what that means.
  */
-function hashMatches(value: string): boolean {
+function hashCheck(value: string): number {
   try {
-    // The same parse as Replay.add, so the hash is taken over exactly the event the main thread holds.
-    const e = StoredEvent.safeParse(JSON.parse(value));
-    return e.success && eventHash(e.data) === e.data.hash;
+    const e = JSON.parse(value) as HashedFields & { hash?: unknown };
+    // Replay.add validates the record with zod, whose records drop an own "__proto__" key of data or metadata
+    // (assigning it would replace the prototype): the main thread's event would differ from this parse.
+    if (Object.hasOwn(e.data ?? {}, '__proto__') || Object.hasOwn(e.metadata ?? {}, '__proto__')) return DONE_UNSURE;
+    return typeof e.hash === 'string' && eventHash(e) === e.hash ? DONE_OK : DONE_BAD;
   } catch {
-    return false;
+    // Not JSON, or no canonical form: the main thread decides (its validation reports what is wrong).
+    return DONE_UNSURE;
   }
 }
 
-function signatureMatches(canonical: string, x: string, sig: string): boolean {
+function receiptChecks(job: ReceiptJob): number {
   try {
-    return ed25519Verify(x, Buffer.from(canonical, 'utf8'), Buffer.from(sig, 'base64url'));
+    const canonical = canonicalJson(JSON.parse(job.json));
+    if (sha256OfCanonical(canonical) !== job.digest) return DONE_BAD;
+    if (job.x === null || job.sig === null) return DONE_OK;
+    return ed25519Verify(job.x, Buffer.from(canonical, 'utf8'), Buffer.from(job.sig, 'base64url')) ? DONE_OK : DONE_BAD_SIGNATURE;
   } catch {
-    return false;
+    return DONE_UNSURE;
   }
 }
 
 parentPort!.on('message', (batch: WorkerBatch) => {
   const results = new Int32Array(batch.results);
   for (const job of batch.jobs) {
-    const ok = job.kind === 'hash' ? hashMatches(job.value) : signatureMatches(job.canonical, job.x, job.sig);
-    Atomics.store(results, job.slot, ok ? DONE_OK : DONE_BAD);
+    const outcome = job.kind === 'hash' ? hashCheck(job.value) : receiptChecks(job);
+    Atomics.store(results, job.slot, outcome);
     Atomics.notify(results, job.slot);
   }
 });

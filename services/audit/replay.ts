@@ -8,10 +8,10 @@ import { ToolCatalogFact } from '../../schemas/tool-catalog.ts';
 import type { DecisionRequest } from '../../schemas/decision.ts';
 import { buildReceipt } from '../receipts/build-receipt.ts';
 import { canonicalJson, sha256Digest, sha256OfCanonical } from '../receipts/canonical.ts';
-import { ed25519Verify, prepareDocumentSignature, verifyDocument, type PreparedSignature } from '../receipts/verify.ts';
+import { ed25519Verify, prepareDocumentSignature, verifyDocument, type KeyResolution, type PreparedSignature } from '../receipts/verify.ts';
 import { activationSigned, compilePolicyVersion } from '../lifecycle/policy-version.ts';
 import { checkPolicyChain, type PolicyChain } from '../lifecycle/policy-chain.ts';
-import { ReplayPool, type Ticket } from './replay-pool.ts';
+import { DONE_BAD, DONE_BAD_SIGNATURE, ReplayPool, type Ticket } from './replay-pool.ts';
 
 /** `position` is the event's global position (or, for a record that is not an event, where it sat). */
 export type Divergence = { stream_id: string | null; position: string | null; problem: string };
@@ -65,10 +65,11 @@ export const DEFAULT_RECEIPT_GRACE_MS = 10 * 60_000;
 
 type Batch = { index: number; size: number };
 
-/** A ReceiptIssued checked as far as it can be before its signature's Ed25519 check, which may be under way on a worker. */
-type PreparedReceipt =
-  | { problem: string }
-  | { signed: SignedReceipt; canonical: string; check: Extract<PreparedSignature, { ok: true }> | null; ticket: Ticket | null };
+/**
+ * A ReceiptIssued, rebuilt, with its key looked up; its digest and signature checks are under way on a worker
+ * (`ticket`) or left to checkReceipt.
+ */
+type PreparedReceipt = { problem: string } | { signed: SignedReceipt; digest: string; check: PreparedSignature | null; ticket: Ticket | null };
 
 const DEFAULT_PARALLEL_AFTER = 2000;
 
@@ -104,6 +105,8 @@ export class Replay {
   private poolTried = false;
   /** Hash checks under way on the pool, by event (the first copy of each event id). */
   private readonly hashTickets = new Map<StoredEvent, Ticket>();
+  /** Key lookups during finish(), by key id (the key set does not change during a replay). */
+  private readonly keyCache = new Map<string, KeyResolution>();
 
   constructor(private readonly opts: ReplayOptions) {}
 
@@ -155,6 +158,7 @@ export class Replay {
       this.pool?.close();
       this.pool = null;
       this.hashTickets.clear();
+      this.keyCache.clear();
     }
   }
 
@@ -275,12 +279,17 @@ export class Replay {
   private hashMatches(e: StoredEvent): boolean {
     const ticket = this.hashTickets.get(e);
     const pooled = ticket === undefined || !this.pool ? null : this.pool.result(ticket);
-    return pooled ?? eventHash(e) === e.hash;
+    if (pooled !== null) return pooled !== DONE_BAD;
+    try {
+      return eventHash(e) === e.hash;
+    } catch {
+      return false; // content with no canonical form (a lone surrogate) matches no hash
+    }
   }
 
   /**
-   * One ReceiptIssued: rebuilt exactly as the worker built it (issue-receipt.ts), digest compared, key and
-   * signature form checked; the Ed25519 check itself is started on the pool (or left to checkReceipt).
+   * One ReceiptIssued: rebuilt exactly as the worker built it (issue-receipt.ts) and its key looked up; the
+   * digest and signature checks (canonical JSON, sha256, Ed25519) start on the pool when there is one.
    */
   private prepareReceipt(events: StoredEvent[], issued: StoredEvent): PreparedReceipt {
     const d = issued.data as EventData<'ReceiptIssued'>;
@@ -289,31 +298,32 @@ export class Replay {
     }
     const receipt: Receipt | null = buildReceipt(events.filter((e) => e.stream_version <= d.head_version));
     if (!receipt) return { problem: 'receipt issued for a run with no evaluated decision' };
-    // One canonical form for both the digest and the signature (they cover the same bytes).
-    const canonical = canonicalJson(receipt);
-    if (d.receipt_digest !== sha256OfCanonical(canonical)) return { problem: 'rebuilt receipt differs from the one that was signed' };
-    const signed = { receipt, signature: d.signature };
-    if (!this.opts.keys) return { signed, canonical, check: null, ticket: null };
-    const check = prepareDocumentSignature(d.signature, this.opts.keys);
-    if (!check.ok) return { problem: check.result.ok ? 'receipt signature: unchecked' : `receipt signature: ${check.result.reason}: ${check.result.detail}` };
-    return { signed, canonical, check, ticket: this.pool ? this.pool.verify(canonical, check.x, d.signature.value) : null };
+    const check = this.opts.keys ? prepareDocumentSignature(d.signature, this.opts.keys, this.keyCache) : null;
+    const key = check?.ok ? { x: check.x, sig: d.signature.value } : { x: null, sig: null };
+    // JSON text round-trips a receipt exactly (plain data), and JSON.stringify is far cheaper than canonicalising here.
+    const ticket = this.pool ? this.pool.receipt(JSON.stringify(receipt), d.receipt_digest, key.x, key.sig) : null;
+    return { signed: { receipt, signature: d.signature }, digest: d.receipt_digest, check, ticket };
   }
 
-  /** A prepared receipt's outcome: its divergence, or the signed receipt once its signature is known good. */
+  /** Digest first, then the key, then the signature: the receipt's first problem, or the signed receipt. */
   private checkReceipt(issued: StoredEvent, p: PreparedReceipt): SignedReceipt | null {
-    if ('problem' in p) {
-      this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: p.problem });
+    const problem = (text: string) => {
+      this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: text });
       return null;
+    };
+    if ('problem' in p) return problem(p.problem);
+    let outcome = p.ticket === null || !this.pool ? null : this.pool.result(p.ticket);
+    let canonical: string | null = null;
+    if (outcome === null) {
+      canonical = canonicalJson(p.signed.receipt);
+      outcome = sha256OfCanonical(canonical) === p.digest ? 0 : DONE_BAD;
     }
-    if (p.check) {
-      const pooled = p.ticket === null || !this.pool ? null : this.pool.result(p.ticket);
-      const v = (pooled ?? ed25519Verify(p.check.x, Buffer.from(p.canonical, 'utf8'), p.check.sig)) ? p.check.success : p.check.failure;
-      if (!v.ok) {
-        this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: `receipt signature: ${v.reason}: ${v.detail}` });
-        return null;
-      }
-    }
-    return p.signed;
+    if (outcome === DONE_BAD) return problem('rebuilt receipt differs from the one that was signed');
+    if (!p.check) return p.signed;
+    if (!p.check.ok) return problem(p.check.result.ok ? 'receipt signature: unchecked' : `receipt signature: ${p.check.result.reason}: ${p.check.result.detail}`);
+    const good = canonical !== null ? ed25519Verify(p.check.x, Buffer.from(canonical, 'utf8'), p.check.sig) : outcome !== DONE_BAD_SIGNATURE;
+    const v = good ? p.check.success : p.check.failure;
+    return v.ok ? p.signed : problem(`receipt signature: ${v.reason}: ${v.detail}`);
   }
 
   /**

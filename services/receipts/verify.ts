@@ -53,10 +53,13 @@ export type PreparedSignature =
   | { ok: false; result: VerifyResult }
   | { ok: true; x: string; sig: Buffer; success: VerifyResult; failure: VerifyResult };
 
-function prepareSignature(signature: DocumentSignature, keys: PublicKeySet): PreparedSignature {
-  const entries = (Array.isArray(keys?.keys) ? keys.keys : []).filter((k: unknown) => isRecord(k) && k.kid === signature.key_id);
+/** The trusted public key a key id names in a key set, or why there is none. */
+export type KeyResolution = { ok: false; result: VerifyResult } | { ok: true; x: string; status: Exclude<SigningKeyStatus, 'revoked'> };
+
+function resolveKey(keyId: string, keys: PublicKeySet): KeyResolution {
+  const entries = (Array.isArray(keys?.keys) ? keys.keys : []).filter((k: unknown) => isRecord(k) && k.kid === keyId);
   if (entries.some((k) => isRecord(k) && k.status === 'revoked')) {
-    return { ok: false, result: { ok: false, reason: 'key_revoked', detail: `key ${signature.key_id} is revoked` } };
+    return { ok: false, result: { ok: false, reason: 'key_revoked', detail: `key ${keyId} is revoked` } };
   }
   // A key set may come from a URL; a key whose id does not derive from its bytes is not trusted.
   const key = entries
@@ -64,10 +67,22 @@ function prepareSignature(signature: DocumentSignature, keys: PublicKeySet): Pre
     .find((p) => p.success && keyIdForX(p.data.x) === p.data.kid);
   if (!key?.success) {
     const why = entries.length > 0 ? ' (the entry is malformed or its id does not match its key)' : '';
-    return { ok: false, result: { ok: false, reason: 'unknown_key', detail: `no public key ${signature.key_id} in the key set${why}` } };
+    return { ok: false, result: { ok: false, reason: 'unknown_key', detail: `no public key ${keyId} in the key set${why}` } };
   }
   const status = key.data.status;
-  if (status === 'revoked') return { ok: false, result: { ok: false, reason: 'key_revoked', detail: `key ${signature.key_id} is revoked` } };
+  if (status === 'revoked') return { ok: false, result: { ok: false, reason: 'key_revoked', detail: `key ${keyId} is revoked` } };
+  return { ok: true, x: key.data.x, status };
+}
+
+/** `cache`: key resolutions by key id, for a caller that checks many signatures against one unchanging key set. */
+function prepareSignature(signature: DocumentSignature, keys: PublicKeySet, cache?: Map<string, KeyResolution>): PreparedSignature {
+  let key = cache?.get(signature.key_id);
+  if (!key) {
+    key = resolveKey(signature.key_id, keys);
+    cache?.set(signature.key_id, key);
+  }
+  if (!key.ok) return key;
+  const status = key.status;
 
   const sig = Buffer.from(signature.value, 'base64url');
   // Node's base64url decoder skips junk and ignores trailing bits; insist on the one encoding.
@@ -76,7 +91,7 @@ function prepareSignature(signature: DocumentSignature, keys: PublicKeySet): Pre
   }
   return {
     ok: true,
-    x: key.data.x,
+    x: key.x,
     sig,
     success: { ok: true, key_id: signature.key_id, key_status: status },
     failure: { ok: false, reason: 'bad_signature', detail: `signature does not match the document under key ${signature.key_id}` },
@@ -125,12 +140,12 @@ function checkSignature(doc: unknown, signature: DocumentSignature, keys: Public
  * The first half of verifyDocument (everything but the Ed25519 check over the document's canonical bytes),
  * for a caller that already holds those bytes and runs the check itself (services/audit/replay.ts).
  */
-export function prepareDocumentSignature(signature: unknown, keys: PublicKeySet): PreparedSignature {
+export function prepareDocumentSignature(signature: unknown, keys: PublicKeySet, cache?: Map<string, KeyResolution>): PreparedSignature {
   const alg = foreignAlg(signature, []);
   if (alg) return { ok: false, result: alg };
   const parsed = DocumentSignature.safeParse(signature);
   if (!parsed.success) return { ok: false, result: malformed(parsed.error, []) };
-  return prepareSignature(parsed.data, keys);
+  return prepareSignature(parsed.data, keys, cache);
 }
 
 /** Verify a signature made by signDocument over `doc` (policy activations, exports). */

@@ -64,6 +64,25 @@ describe('Replay on worker threads gives the inline report', () => {
     expect(bothWays(log).divergences).toContainEqual({ stream_id: a, position: issuedA.position, problem: expect.stringMatching(/^receipt signature: bad_signature/) });
   });
 
+  it('a forged "__proto__" key in an event\'s data (dropped by validation on the main thread)', () => {
+    const log = base();
+    const e = at(log, runStream(log, 6), 2);
+    const r = (values: string[], parallel: ReplayOptions['parallel']) => {
+      const replay = new Replay({ keys: keyring.publicKeys(), now: LATER, parallel });
+      values.forEach((v, i) => replay.add({ value: v, where: `test:${i}` }));
+      return replay.finish();
+    };
+    const values = log.map((x) => {
+      const json = JSON.stringify(x);
+      // JSON.parse keeps the escaped key as an own property; a hash over it would differ from the recorded one.
+      return x === e ? json.replace('"data":{', '"data":{"\\u005f_proto__":{"x":1},') : json;
+    });
+    const inline = r(values, false);
+    expect(r(values, { workers: 2, after: 0 })).toEqual(inline);
+    // Validation drops the key, so the main thread holds the event that was hashed: no divergence, both ways.
+    expect(inline.divergences.filter((d) => d.stream_id === e.stream_id)).toEqual([]);
+  });
+
   it('a receipt signed by a key outside the set', () => {
     const log = base();
     const s = runStream(log, 3);
