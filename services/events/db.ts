@@ -24,7 +24,7 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 /** Runs fn in a transaction; connection failures surface as a 503-class error naming postgres. */
-export async function inTransaction<T>(db: Db, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(db: Db, fn: (client: pg.PoolClient) => Promise<T>, scope?: { setting: string; value: string }): Promise<T> {
   let client: pg.PoolClient;
   try {
     client = await db.connect();
@@ -32,7 +32,9 @@ export async function inTransaction<T>(db: Db, fn: (client: pg.PoolClient) => Pr
     throw CountersignError.dependency('postgres', err);
   }
   try {
-    await client.query('BEGIN');
+    // The transaction and its scope in one round trip (a simple-protocol batch, so the value is a literal that
+    // pg escapes). SET LOCAL semantics: set_config(..., true) ends with the transaction.
+    await client.query(scope ? `BEGIN; SELECT set_config('${scope.setting}', ${client.escapeLiteral(scope.value)}, true)` : 'BEGIN');
     const out = await fn(client);
     await client.query('COMMIT');
     return out;
@@ -69,19 +71,13 @@ export type SystemScope = keyof typeof SYSTEM_SCOPES;
  */
 export async function withTenant<T>(db: Db, tenantId: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   if (!tenantId) throw new Error('withTenant needs a tenant id');
-  return inTransaction(db, async (client) => {
-    await client.query(`SELECT set_config('countersign.tenant_id', $1, true)`, [tenantId]);
-    return fn(client);
-  });
+  return inTransaction(db, fn, { setting: 'countersign.tenant_id', value: tenantId });
 }
 
 /** Runs fn in a transaction that may cross tenants, for one of the named SYSTEM_SCOPES only. */
 export async function withSystem<T>(db: Db, scope: SystemScope, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   if (!(scope in SYSTEM_SCOPES)) throw new Error(`unknown system scope ${String(scope)}`);
-  return inTransaction(db, async (client) => {
-    await client.query(`SELECT set_config('countersign.system', $1, true)`, [scope]);
-    return fn(client);
-  });
+  return inTransaction(db, fn, { setting: 'countersign.system', value: scope });
 }
 
 /**

@@ -73,6 +73,17 @@ describe('tenant isolation in the database', () => {
     }
   });
 
+  it('the scope is set as a literal: a tenant id that tries to break out of its quotes is only a strange id', async () => {
+    // The scope rides in the same round trip as BEGIN (a simple-protocol batch), escaped by pg.
+    const hostile = "tenant-a', true); SELECT set_config('countersign.system', 'inspection', true); --\\'";
+    const seen = await withTenant(db, hostile, async (c) => ({
+      tenant: (await c.query<{ t: string }>(`SELECT current_setting('countersign.tenant_id') AS t`)).rows[0]!.t,
+      system: (await c.query<{ s: string | null }>(`SELECT current_setting('countersign.system', true) AS s`)).rows[0]!.s,
+      rows: (await c.query<{ n: string }>('SELECT count(*)::text AS n FROM principals')).rows[0]!.n,
+    }));
+    expect(seen).toEqual({ tenant: hostile, system: expect.not.stringMatching(/inspection/), rows: '0' });
+  });
+
   it('the table owner is bound by the policies too (FORCE)', async () => {
     const owner = new pg.Client({ connectionString: database.adminUrl });
     await owner.connect();
