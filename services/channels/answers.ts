@@ -257,14 +257,21 @@ export async function processSlackInbox(db: Db, messages: MessageDeps, slack: We
     [SLACK_INBOX_LEASE_SECONDS, limit],
   ))).rows;
   let done = 0;
+  const failed: string[] = [];
   for (const row of due) {
     if (!row.verdict || !row.team_id) {
       await markProcessed(db, row.tenant_id, row.body_hash, { counted: false, reason: 'stored without a verdict' });
       continue;
     }
-    await answerSlackClick(db, messages, slack, row.message, { teamId: row.team_id, userId: row.slack_user_id, verdict: row.verdict, ref: row.message.ref, comment: row.comment ?? undefined }, row.body_hash);
-    done++;
+    try {
+      await answerSlackClick(db, messages, slack, row.message, { teamId: row.team_id, userId: row.slack_user_id, verdict: row.verdict, ref: row.message.ref, comment: row.comment ?? undefined }, row.body_hash);
+      done++;
+    } catch (err) {
+      // Left unprocessed (Temporal or Postgres unavailable): its lease runs out and a later sweep tries again.
+      failed.push(err instanceof Error ? err.message : String(err));
+    }
   }
+  if (failed.length) throw new Error(`${failed.length} stored Slack click(s) wait for a later sweep: ${failed[0]}`);
   return done;
 }
 
