@@ -1,9 +1,10 @@
 // Records the decision workflow's approval-channel branch (issue 8) for the replay tier:
-//   eval "$(services/stack/stack.sh env)"; npx tsx test/histories/record-channel-histories.ts
+//   eval "$(services/stack/stack.sh env)"; npx tsx test/histories/record-channel-histories.ts GENERATION
 // One run down the paths behind the patches 'reminders', 'flush-before-notify' and 'round-closed-notices':
 // a reminder before the first deadline, the escalation (its notice sent after the escalation is in the log),
 // a reminder before the escalated deadline, expiry, and the closing notice. Writes
-// test/fixtures/histories/channels-remind-escalate-expire.json, never over an existing file.
+// test/fixtures/histories/GENERATION/channels-remind-escalate-expire.json (record-histories.ts records the other
+// branches of a generation), never over an existing file.
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -11,7 +12,9 @@ import { Client, Connection } from '@temporalio/client';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
 import { activateYaml, addPrincipal, api, startTestStack } from '../int/harness.ts';
 
-const OUT = path.join(import.meta.dirname, '..', 'fixtures', 'histories', 'channels-remind-escalate-expire.json');
+const generation = process.argv[2];
+if (!generation || !/^[a-z0-9-]+$/.test(generation)) throw new Error('usage: record-channel-histories.ts GENERATION (the folder record-histories.ts wrote)');
+const OUT = path.join(import.meta.dirname, '..', 'fixtures', 'histories', generation, 'channels-remind-escalate-expire.json');
 if (existsSync(OUT)) throw new Error(`${OUT} exists: a recorded history is never overwritten`);
 
 const POLICY = `

@@ -1,16 +1,21 @@
 // The explicit update command for the replay tier's golden histories (style items 8 and 9):
-//   eval "$(services/stack/stack.sh env)"; npx tsx test/histories/record-histories.ts
+//   eval "$(services/stack/stack.sh env)"; npx tsx test/histories/record-histories.ts GENERATION
 // Runs one decision down every branch of the workflow against the real stack, then writes each completed
-// history to test/fixtures/histories/<branch>.json. Review the diff before committing: a changed history
-// means the workflow's commands changed, which breaks runs already in flight.
-import { writeFileSync } from 'node:fs';
+// history to test/fixtures/histories/GENERATION/<branch>.json. Histories of earlier generations stay: they are
+// the runs already in flight, and today's code must still replay them (changes go behind `patched`). Record a
+// new generation when a patch changes the commands; never overwrite an old one.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { execFileSync } from 'node:child_process';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
 import { activateYaml, addPrincipal, api, eventually, startTestStack } from '../int/harness.ts';
 
-const OUT = path.join(import.meta.dirname, '..', 'fixtures', 'histories');
+const generation = process.argv[2];
+if (!generation || !/^[a-z0-9-]+$/.test(generation)) throw new Error('usage: record-histories.ts GENERATION (a new folder name, e.g. local-store)');
+const OUT = path.join(import.meta.dirname, '..', 'fixtures', 'histories', generation);
+if (existsSync(OUT)) throw new Error(`${OUT} exists: a recorded generation is never overwritten`);
+mkdirSync(OUT, { recursive: true });
 const POLICY = `
 apiVersion: countersign/v1
 kind: Policy
@@ -80,9 +85,39 @@ try {
   await hasEvent(branches['outcome'], 'ReceiptIssued');
   await api(as(agent), 'POST', `/v1/decisions/${branches['outcome']}/outcome`, { status: 'succeeded', output: { rows: 3 } });
 
+  // Four-eyes policy activation (policyActivationWorkflow): approved, rejected, expired.
+  const doc = (id: string) => ({
+    apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: id }, scope: { level: 'tenant' },
+    rules: [{ name: 'r', match: { tool: 't' }, decision: 'DENY' }],
+  });
+  const tenant = `hist-${Date.now().toString(36)}`;
+  const made = await api(stack, 'POST', '/v1/tenants', { id: tenant, name: tenant, settings: { policy_four_eyes: true, policy_activation_timeout: '2s' } });
+  if (made.status !== 201) throw new Error(`tenant: ${made.status} ${JSON.stringify(made.body)}`);
+  const tenantAdmin = { url: stack.url, key: made.body.admin_api_key as string };
+  const second = await api(tenantAdmin, 'POST', '/v1/principals', { name: 'second admin', kind: 'person', roles: ['admin'] });
+  const asSecond = { url: stack.url, key: second.body.api_key as string };
+  const reviews: Record<string, string> = {};
+  for (const b of ['policy-activation-approved', 'policy-activation-rejected', 'policy-activation-expired']) {
+    const pid = `${b}-${tenant}`;
+    const draft = await api(tenantAdmin, 'POST', '/v1/policies', doc(pid));
+    if (draft.status !== 201) throw new Error(`draft: ${draft.status} ${JSON.stringify(draft.body)}`);
+    const asked = await api(tenantAdmin, 'POST', `/v1/policies/${pid}/activate`);
+    if (asked.status !== 202) throw new Error(`activate: ${asked.status} ${JSON.stringify(asked.body)}`);
+    reviews[b] = asked.body.review_id as string;
+    if (b !== 'policy-activation-expired') {
+      const verdict = b === 'policy-activation-approved' ? 'approve' : 'reject';
+      const res = await api(asSecond, 'POST', `/v1/policies/${pid}/activation/approvals`, { verdict });
+      if (res.status !== 200) throw new Error(`${verdict}: ${res.status} ${JSON.stringify(res.body)}`);
+    }
+  }
+
   const client = new Client({ connection });
-  for (const [name, id] of Object.entries(branches)) {
-    const handle = client.workflow.getHandle(workflowIdFor('default', id));
+  const workflowIds = [
+    ...Object.entries(branches).map(([name, id]) => [name, workflowIdFor('default', id)] as const),
+    ...Object.entries(reviews),
+  ];
+  for (const [name, workflowId] of workflowIds) {
+    const handle = client.workflow.getHandle(workflowId);
     await handle.result();
     // The CLI writes the proto3 JSON form that historyFromJSON reads (the SDK's own writer trips over two
     // copies of protobufjs in the dependency tree).

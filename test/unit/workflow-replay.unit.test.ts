@@ -1,31 +1,63 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
+import { FLUSH_BEFORE_NOTIFY_PATCH, LOCAL_STORE_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, SERIAL_RECEIPTS_PATCH } from '../../workflows/decision-workflow.ts';
 
 const DIR = path.resolve(import.meta.dirname, '..', 'fixtures', 'histories');
 const WORKFLOWS = path.resolve(import.meta.dirname, '..', '..', 'workflows', 'index.ts');
 const BRANCHES = ['allow', 'deny', 'constraints', 'approve', 'reject', 'quorum', 'escalate', 'expire', 'override-granted', 'override-denied', 'outcome'];
+// Recorded for the latest generation too: policyActivationWorkflow (four-eyes activation), and the approval
+// channels' reminder, escalation notice and closing notice (test/histories/record-channel-histories.ts).
+const LATEST_BRANCHES = [...BRANCHES, 'policy-activation-approved', 'policy-activation-rejected', 'policy-activation-expired', 'channels-remind-escalate-expire'];
 
-const load = (name: string) => historyFromJSON(JSON.parse(readFileSync(path.join(DIR, `${name}.json`), 'utf8')));
+const load = (name: string, generation = '') => historyFromJSON(JSON.parse(readFileSync(path.join(DIR, generation, `${name}.json`), 'utf8')));
+// The first generation sits at the top of the folder; later ones (recorded after a `patched` change) in folders.
+const GENERATIONS = ['', ...readdirSync(DIR).filter((f) => statSync(path.join(DIR, f)).isDirectory()).sort()];
 
-// Recorded histories of every branch replay against today's workflow code: a change to the workflow's
-// commands that would break runs already in flight fails here. Re-record with test/histories/record-histories.ts.
+// Recorded histories of every branch, of every generation of the workflow's code, replay against today's
+// code: a change to the workflow's commands that would break runs already in flight fails here. Record a new
+// generation with test/histories/record-histories.ts GENERATION.
 describe('replay tier: recorded workflow histories', () => {
-  it('has a recorded history for every branch', () => {
+  // Older generations keep what was recorded then; the first and the latest cover every branch of their code.
+  it('the first generation has a recorded history for every branch it had', () => {
     const present = readdirSync(DIR).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, ''));
     expect(present.sort()).toEqual(expect.arrayContaining(BRANCHES));
   });
 
-  it('replays every branch against today’s workflow code', async () => {
-    const histories = BRANCHES.map((b) => ({ workflowId: b, history: load(b) }));
+  it('the latest generation has a recorded history for every branch of today’s code', () => {
+    const latest = GENERATIONS[GENERATIONS.length - 1]!;
+    const present = readdirSync(path.join(DIR, latest)).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, ''));
+    expect(present.sort()).toEqual(expect.arrayContaining(LATEST_BRANCHES));
+  });
+
+  it('the latest generation went down every patched path of the decision workflow', () => {
+    const latest = GENERATIONS[GENERATIONS.length - 1]!;
+    const patches = new Set<string>();
+    for (const f of readdirSync(path.join(DIR, latest)).filter((x) => x.endsWith('.json'))) {
+      for (const e of load(f.replace(/\.json$/, ''), latest).events ?? []) {
+        const m = e.markerRecordedEventAttributes;
+        if (m?.markerName !== 'core_patch') continue;
+        for (const p of m.details?.['patch-data']?.payloads ?? []) patches.add((JSON.parse(Buffer.from(p.data!).toString('utf8')) as { id: string }).id);
+      }
+    }
+    expect([...patches].sort()).toEqual(expect.arrayContaining([LOCAL_STORE_PATCH, SERIAL_RECEIPTS_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, FLUSH_BEFORE_NOTIFY_PATCH]));
+  });
+
+  it('has more than one generation, so the patched paths are replayed too', () => {
+    expect(GENERATIONS.length).toBeGreaterThan(1);
+  });
+
+  it('replays every recorded history of every generation against today’s workflow code', async () => {
+    const histories = GENERATIONS.flatMap((g) =>
+      readdirSync(path.join(DIR, g)).filter((f) => f.endsWith('.json')).map((f) => ({ workflowId: `${g || 'first'}/${f}`, history: load(f.replace(/\.json$/, ''), g) })));
     const failures: string[] = [];
     for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS }, histories)) {
       if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);
     }
     expect(failures).toEqual([]);
-  }, 120_000);
+  }, 180_000);
 
   it('fails on a deliberately incompatible history (an activity the workflow never schedules)', async () => {
     const history = load('allow');
