@@ -5,7 +5,8 @@ import type { EventSink } from './event-sink.ts';
 
 export type Checkpoint = { txId: string; position: string };
 
-export type SafeBatch = { events: StoredEvent[]; next: Checkpoint };
+/** `ends[i]`: the checkpoint just after events[i] (so a batch can be sent, and checkpointed, in parts). */
+export type SafeBatch = { events: StoredEvent[]; ends: Checkpoint[]; next: Checkpoint };
 
 /**
  * Reads the next batch of committed events that is safe to publish.
@@ -30,8 +31,8 @@ export async function readSafeBatch(db: Db, after: Checkpoint, limit: number, ac
              FROM countersign_outbox_read($1::xid8, $2::bigint, $3, $4, $5::xid8, $6::bigint)`,
     values: [after.txId, after.position, limit, ack?.name ?? null, ack?.checkpoint.txId ?? null, ack?.checkpoint.position ?? null],
   });
-  const last = res.rows[res.rows.length - 1];
-  return { events: res.rows.map(rowToEvent), next: last ? { txId: last.tx_id, position: last.position } : after };
+  const ends = res.rows.map((r) => ({ txId: r.tx_id, position: r.position }));
+  return { events: res.rows.map(rowToEvent), ends, next: ends[ends.length - 1] ?? after };
 }
 
 export async function loadCheckpoint(db: Db, name: string): Promise<Checkpoint> {
@@ -52,7 +53,10 @@ export type PublisherOptions = {
   db: Db;
   name: string;
   connectSink: () => Promise<EventSink>;
+  /** Events per Kafka send (and so per checkpoint step). */
   batchSize: number;
+  /** Events per read from Postgres (default 4 x batchSize): fewer, larger reads, sent in batchSize parts. */
+  readSize?: number;
   idleMs: number;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   signal: AbortSignal;
@@ -82,11 +86,12 @@ const unwrap = <T>(s: Settled<T>): T => {
  * send and checkpoint re-sends the batch (consumers deduplicate by event id); the log itself is never
  * touched, so a Kafka outage can delay publication but never blocks appends or loses an event.
  *
- * Pipelined (issue 4, performance): while batch k is on its way to Kafka, batch k+1 is read, and that same
- * call (one round trip) writes batch k-1's checkpoint. What keeps it correct: one send in flight at a time, in
- * order; a checkpoint is written only after its batch (and so every batch before it) was acknowledged; reads,
- * and so checkpoint writes, follow each other in order; after any failure the batch read ahead is dropped
- * and reading resumes from the last acknowledged batch (its checkpoint is written by the next read).
+ * Pipelined (issue 4, performance): events are read `readSize` at a time and sent `batchSize` at a time;
+ * while one read's sends are on their way to Kafka, the next read runs, and that same call (one round trip)
+ * writes the checkpoint of the last acknowledged send. What keeps it correct: one send in flight at a time,
+ * in order; a checkpoint is written only after its send (and so every send before it) was acknowledged;
+ * reads, and so checkpoint writes, follow each other in order; after any failure the read ahead is dropped
+ * and reading resumes after the last acknowledged send (whose checkpoint the next read writes).
  */
 export async function runPublisher(opts: PublisherOptions): Promise<void> {
   let sink: EventSink | null = null;
@@ -95,10 +100,11 @@ export async function runPublisher(opts: PublisherOptions): Promise<void> {
   let unsaved: Checkpoint | null = null;
   let backoff = 250;
   let published = 0;
+  const readSize = Math.max(opts.readSize ?? opts.batchSize * 4, opts.batchSize);
   let prefetch: { read: Promise<Settled<SafeBatch>>; acked: Checkpoint | null } | null = null;
   const read = (after: Checkpoint) => {
     const acked = unsaved;
-    return { read: settle(readSafeBatch(opts.db, after, opts.batchSize, acked ? { name: opts.name, checkpoint: acked } : undefined)), acked };
+    return { read: settle(readSafeBatch(opts.db, after, readSize, acked ? { name: opts.name, checkpoint: acked } : undefined)), acked };
   };
   const landed = async (p: { read: Promise<Settled<SafeBatch>>; acked: Checkpoint | null }): Promise<SafeBatch> => {
     const batch = unwrap(await p.read);
@@ -114,12 +120,15 @@ export async function runPublisher(opts: PublisherOptions): Promise<void> {
         continue;
       }
       sink ??= await opts.connectSink();
-      // A full batch says more are probably waiting: read them while this one is sent.
-      if (batch.events.length === opts.batchSize) prefetch = read(batch.next);
-      await sink.send(batch.events);
-      cp = batch.next;
-      unsaved = cp;
-      published += batch.events.length;
+      // A full read says more are probably waiting: read them while this one is sent.
+      if (batch.events.length === readSize) prefetch = read(batch.next);
+      for (let i = 0; i < batch.events.length && !opts.signal.aborted; i += opts.batchSize) {
+        const part = batch.events.slice(i, i + opts.batchSize);
+        await sink.send(part);
+        cp = batch.ends[i + part.length - 1]!;
+        unsaved = cp;
+        published += part.length;
+      }
       if (backoff > 250) opts.log('info', 'publishing again', { position: cp.position, published });
       backoff = 250;
     } catch (err) {
