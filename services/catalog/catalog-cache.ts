@@ -1,5 +1,5 @@
-import pg from 'pg';
 import type { Db } from '../events/db.ts';
+import { PgListener } from '../events/listener.ts';
 import type { LogFn } from '../logger.ts';
 import { loadCatalog, type StoredCatalog } from './catalog-store.ts';
 
@@ -14,44 +14,23 @@ export type CatalogReader = { current(tenantId: string): Promise<StoredCatalog> 
  */
 export class ToolCatalogs implements CatalogReader {
   private readonly cache = new Map<string, Promise<StoredCatalog>>();
-  private listener: pg.Client | null = null;
-  private listening = false;
-  private stopped = false;
+  private readonly listener: PgListener;
 
-  constructor(private readonly db: Db, private readonly url: string, private readonly log: LogFn) {}
+  constructor(private readonly db: Db, url: string, log: LogFn) {
+    this.listener = new PgListener({
+      url, channel: 'tool_catalog_changed', log,
+      onNotify: (tenant) => this.invalidate(tenant),
+      onLost: () => this.cache.clear(),
+    });
+  }
 
-  async start(): Promise<void> {
-    this.stopped = false;
-    await this.listen().catch((err: unknown) => this.log('warn', 'tool catalog listener not connected', { error: String(err) }));
+  start(): Promise<void> {
+    return this.listener.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    const l = this.listener;
-    this.listener = null;
-    this.listening = false;
+    await this.listener.stop();
     this.cache.clear();
-    await l?.end().catch(() => {});
-  }
-
-  private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url });
-    client.on('error', () => this.reconnect(client));
-    client.on('end', () => this.reconnect(client));
-    client.on('notification', (msg) => this.invalidate(msg.payload ?? ''));
-    await client.connect();
-    await client.query('LISTEN tool_catalog_changed');
-    this.listener = client;
-    this.listening = true;
-  }
-
-  private reconnect(client: pg.Client): void {
-    if (this.listener !== client) return;
-    this.listener = null;
-    this.listening = false;
-    this.cache.clear();
-    if (this.stopped) return;
-    setTimeout(() => void this.listen().catch(() => this.reconnect(client)), 1_000).unref();
   }
 
   /** Drops a tenant's cached catalog (a notification, or a change this process just wrote). */
@@ -60,10 +39,10 @@ export class ToolCatalogs implements CatalogReader {
   }
 
   async current(tenantId: string): Promise<StoredCatalog> {
-    const hit = this.listening ? this.cache.get(tenantId) : undefined;
+    const hit = this.listener.listening ? this.cache.get(tenantId) : undefined;
     if (hit) return hit;
     const loading = loadCatalog(this.db, tenantId);
-    if (this.listening) {
+    if (this.listener.listening) {
       this.cache.set(tenantId, loading);
       loading.catch(() => this.cache.delete(tenantId));
     }

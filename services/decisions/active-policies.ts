@@ -1,6 +1,6 @@
-import pg from 'pg';
 import type { Decision } from '../../schemas/decision.ts';
 import { withTenant, type Db } from '../events/db.ts';
+import { PgListener } from '../events/listener.ts';
 import type { LogFn } from '../logger.ts';
 import { compile, type PolicySource, type Snapshot } from '../policy/index.ts';
 
@@ -17,50 +17,33 @@ export type EffectiveSet = { snapshot: Snapshot; policies: Array<{ policy_id: st
  */
 export class ActivePolicies {
   private readonly cache = new Map<string, Promise<EffectiveSet>>();
-  private listener: pg.Client | null = null;
-  private listening = false;
-  private stopped = false;
+  private readonly listener: PgListener;
 
-  constructor(private readonly db: Db, private readonly url: string, private readonly log: LogFn) {}
+  constructor(private readonly db: Db, url: string, log: LogFn) {
+    this.listener = new PgListener({
+      url, channel: 'policy_changed', log,
+      onNotify: (tenant) => {
+        for (const key of this.cache.keys()) if (tenant === PLATFORM_TENANT || key.startsWith(`${tenant}\u0000`)) this.cache.delete(key);
+      },
+      onLost: () => this.cache.clear(),
+    });
+  }
 
-  async start(): Promise<void> {
-    await this.listen().catch((err: unknown) => this.log('warn', 'policy listener not connected', { error: String(err) }));
+  start(): Promise<void> {
+    return this.listener.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    await this.listener?.end().catch(() => {});
-  }
-
-  private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url });
-    client.on('error', () => this.reconnect(client));
-    client.on('end', () => this.reconnect(client));
-    client.on('notification', (msg) => {
-      const tenant = msg.payload ?? '';
-      for (const key of this.cache.keys()) if (tenant === PLATFORM_TENANT || key.startsWith(`${tenant}\u0000`)) this.cache.delete(key);
-    });
-    await client.connect();
-    await client.query('LISTEN policy_changed');
-    this.listener = client;
-    this.listening = true;
-  }
-
-  private reconnect(client: pg.Client): void {
-    if (this.listener !== client) return;
-    this.listener = null;
-    this.listening = false;
+    await this.listener.stop();
     this.cache.clear();
-    if (this.stopped) return;
-    setTimeout(() => void this.listen().catch(() => this.reconnect(client)), 1_000).unref();
   }
 
   async effective(tenantId: string, agentId: string): Promise<EffectiveSet> {
     const key = `${tenantId}\u0000${agentId}`;
-    const hit = this.listening ? this.cache.get(key) : undefined;
+    const hit = this.listener.listening ? this.cache.get(key) : undefined;
     if (hit) return hit;
     const loading = this.load(tenantId, agentId);
-    if (this.listening) {
+    if (this.listener.listening) {
       this.cache.set(key, loading);
       loading.catch(() => this.cache.delete(key));
     }

@@ -1,4 +1,4 @@
-import pg from 'pg';
+import { PgListener } from '../events/listener.ts';
 import type { LogFn } from '../logger.ts';
 
 /**
@@ -8,40 +8,20 @@ import type { LogFn } from '../logger.ts';
  */
 export class RunWatcher {
   private readonly waiters = new Map<string, Set<() => void>>();
-  private client: pg.Client | null = null;
-  private stopped = false;
+  private readonly listener: PgListener;
 
-  constructor(private readonly url: string, private readonly log: LogFn) {}
-
-  async start(): Promise<void> {
-    await this.connect().catch((err: unknown) => {
-      this.log('warn', 'run watcher not connected', { error: String(err) });
-      this.retry();
+  constructor(url: string, log: LogFn) {
+    this.listener = new PgListener({
+      url, channel: 'run_final', log,
+      onNotify: (streamId) => {
+        const set = this.waiters.get(streamId);
+        if (set) for (const wake of set) wake();
+      },
     });
   }
 
-  private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url });
-    client.on('error', () => this.lost(client));
-    client.on('end', () => this.lost(client));
-    client.on('notification', (msg) => {
-      const set = msg.payload ? this.waiters.get(msg.payload) : undefined;
-      if (set) for (const wake of set) wake();
-    });
-    await client.connect();
-    await client.query('LISTEN run_final');
-    this.client = client;
-  }
-
-  private lost(client: pg.Client): void {
-    if (this.client !== client) return;
-    this.client = null;
-    this.retry();
-  }
-
-  private retry(): void {
-    if (this.stopped) return;
-    setTimeout(() => void this.connect().catch(() => this.retry()), 1_000).unref();
+  start(): Promise<void> {
+    return this.listener.start();
   }
 
   /** Resolves true when the stream's run becomes final, false when `ms` pass first. */
@@ -69,8 +49,7 @@ export class RunWatcher {
     };
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.client?.end().catch(() => {});
+  stop(): Promise<void> {
+    return this.listener.stop();
   }
 }

@@ -40,7 +40,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function withDatabase(url: string, db: string): string {
+export function withDatabase(url: string, db: string): string {
   const u = new URL(url);
   u.pathname = `/${db}`;
   return u.toString();
