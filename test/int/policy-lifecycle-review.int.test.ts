@@ -333,5 +333,14 @@ describe('audit replay from Kafka rebuilds every policy chain', () => {
     expect(report.rep.policy_chains[`default/ex-${RUN}`]).toMatchObject({ status: 'active', draft: { imported: true } });
     const fx = Object.entries(report.rep.policy_chains as Record<string, any>).find(([k]) => k.endsWith(`/fx-${RUN}`))?.[1];
     expect(fx).toMatchObject({ status: 'draft', reviews: [{ status: 'expired' }] });
+
+    // The same chains for a person reading the terminal: who activated and approved each version, and its lineage.
+    const human = await cli(['audit', 'replay', '--from', 'kafka']);
+    expect(human.code).toBe(0);
+    const feLine = human.stdout.split('\n').find((l) => l.startsWith('policy ') && l.includes(`/fe-${RUN} `));
+    expect(feLine).toMatch(new RegExp(`active v1 {2}versions v1 \\(by prn_\\w+, approved by ${report.chain.versions[0].approved_by}\\)`));
+    const clLine = human.stdout.split('\n').find((l) => l.startsWith(`policy  default/cl-${RUN} `));
+    expect(clLine).toMatch(/v2 \(by [^)]*cloned from v1\) -> v3 \(by [^)]*cloned from v1\)/);
+    expect(human.stdout.split('\n').find((l) => l.startsWith(`policy  default/ex-${RUN} `))).toMatch(/imported/);
   }, 90_000);
 });

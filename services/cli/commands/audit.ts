@@ -141,7 +141,24 @@ function humanReport(r: ReplayReport, from: string): string {
     lines.push(`receipt ${rc.decision_id}  ${rc.decision.padEnd(22)} ${rc.status.padEnd(16)} rule=${rc.matched_rule ?? '-'}  snapshot=${rc.snapshot_hash.slice(0, 19)}…  key=${s.signature.key_id}`);
   }
   for (const [id, versions] of Object.entries(r.policies)) {
-    lines.push(`policy  ${id}  versions ${versions.map((v) => `v${v.version}`).join(' -> ')}`);
+    const chain = r.policy_chains[id];
+    if (!chain) {
+      lines.push(`policy  ${id}  versions ${versions.map((v) => `v${v.version}`).join(' -> ')}`);
+      continue;
+    }
+    // The version chain with its lineage: who activated each version, who approved it, what it came from.
+    const version = (v: (typeof chain.versions)[number]) => {
+      const how = [`by ${v.activated_by}`];
+      if (v.approved_by) how.push(`approved by ${v.approved_by}`);
+      if (v.rolled_back_to !== null) how.push(`rollback to v${v.rolled_back_to}`);
+      if (v.cloned_from !== null) how.push(`cloned from v${v.cloned_from}`);
+      if (v.imported) how.push('imported');
+      return `v${v.version} (${how.join(', ')})`;
+    };
+    const open = chain.reviews.filter((x) => x.status === 'open').length;
+    const d = chain.draft;
+    const draft = d ? `  draft v${d.version}${d.imported ? ' (imported)' : ''}${d.cloned_from !== null ? ` (cloned from v${d.cloned_from})` : ''}` : '';
+    lines.push(`policy  ${id}  ${chain.status}, active ${chain.active_version === null ? '-' : `v${chain.active_version}`}  versions ${chain.versions.map(version).join(' -> ') || '-'}${draft}${open ? `  (${open} review open)` : ''}`);
   }
   lines.push(`replayed from ${from}: ${r.records} records, ${r.events} events (${r.duplicates} duplicates), ${r.streams} streams, ${r.runs} runs, ${r.receipts.length} receipts verified, ${r.re_evaluated} decisions re-derived`);
   if (r.unsigned_runs.length) lines.push(`${r.unsigned_runs.length} runs have no receipt yet (pending or in flight)`);
