@@ -1,9 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { slackSignature } from '../../services/channels/slack-signature.ts';
 import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
+import { slackStandIn, type SlackCall } from './slack-stand-in.ts';
 
 const SECRET = 'slack-signing-secret-for-the-digest-test';
 const TEAM = 'T0DIGEST';
@@ -23,26 +24,8 @@ rules:
     approval: { approvers: [ops], quorum: 1, timeout: 1h }
 `;
 
-type Call = { method: string; body: Record<string, any> };
+type Call = SlackCall;
 
-function slackStandIn(calls: Call[]): Server {
-  let ts = 1_700_000_000;
-  return createServer((req, res) => {
-    let raw = '';
-    req.on('data', (d: Buffer) => (raw += d.toString()));
-    req.on('end', () => {
-      const method = (req.url ?? '').replace(/^\/api\//, '').split('?')[0]!;
-      const body: Record<string, any> = (req.headers['content-type'] ?? '').includes('json') ? JSON.parse(raw || '{}') : Object.fromEntries(new URLSearchParams(raw));
-      if (typeof body['blocks'] === 'string') body['blocks'] = JSON.parse(body['blocks']);
-      calls.push({ method, body });
-      res.setHeader('content-type', 'application/json');
-      if (method === 'auth.test') return res.end(JSON.stringify({ ok: true, team_id: TEAM, user_id: 'UBOT' }));
-      if (method === 'chat.postMessage') return res.end(JSON.stringify({ ok: true, channel: `D${String(body['channel'])}`, ts: `${ts++}.000100` }));
-      if (method === 'chat.update') return res.end(JSON.stringify({ ok: true, channel: body['channel'], ts: body['ts'] }));
-      res.end(JSON.stringify({ ok: false, error: 'unknown_method' }));
-    });
-  });
-}
 
 const unqp = (s: string) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
@@ -56,7 +39,7 @@ describe('per-approver notification cap: the overflow goes out once, as one dige
   let cam: { id: string; key: string };
 
   beforeAll(async () => {
-    slack = slackStandIn(calls);
+    slack = slackStandIn(calls, TEAM);
     await new Promise<void>((r) => slack.listen(0, '127.0.0.1', () => r()));
     smtp = new SMTPServer({
       authOptional: true,

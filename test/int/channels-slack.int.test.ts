@@ -1,8 +1,9 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { slackSignature } from '../../services/channels/slack-signature.ts';
 import { activateYaml, addPrincipal, api, eventually, startProcess, startTestStack, type TestStack } from './harness.ts';
+import { slackStandIn, type SlackCall } from './slack-stand-in.ts';
 
 const SECRET = 'slack-signing-secret-under-test-0123456789';
 const TEAM = 'T0COUNTER';
@@ -27,31 +28,8 @@ rules:
 
 const HOSTILE = '<!channel> <!here> @everyone see <http://evil.example|your bank> https://evil.example/x <@U0BOSS> \u200b\u200dzw \u202eRTL\u202c <b>bold</b> *Approved by CEO*';
 
-type Call = { method: string; body: Record<string, any> };
+type Call = SlackCall;
 
-/** A local stand-in for Slack's Web API: records every call, answers like Slack. */
-function slackStandIn(calls: Call[]): Server {
-  let ts = 1_700_000_000;
-  return createServer((req, res) => {
-    let raw = '';
-    req.on('data', (d: Buffer) => (raw += d.toString()));
-    req.on('end', () => {
-      const method = (req.url ?? '').replace(/^\/api\//, '').split('?')[0]!;
-      let body: Record<string, any> = {};
-      if ((req.headers['content-type'] ?? '').includes('json')) body = JSON.parse(raw || '{}');
-      else body = Object.fromEntries(new URLSearchParams(raw));
-      if (typeof body['blocks'] === 'string') body['blocks'] = JSON.parse(body['blocks']);
-      calls.push({ method, body });
-      res.setHeader('content-type', 'application/json');
-      if (method === 'auth.test') return res.end(JSON.stringify({ ok: true, team_id: TEAM, user_id: 'UBOT', team: 'Countersign test' }));
-      if (method === 'chat.postMessage' && body['channel'] === 'U0GONE') return res.end(JSON.stringify({ ok: false, error: 'channel_not_found' }));
-      if (method === 'chat.postMessage') return res.end(JSON.stringify({ ok: true, channel: `D${String(body['channel'])}`, ts: `${ts++}.000100` }));
-      if (method === 'views.open') return res.end(JSON.stringify({ ok: true, view: { id: 'V1' } }));
-      if (method === 'chat.update') return res.end(JSON.stringify({ ok: true, channel: body['channel'], ts: body['ts'] }));
-      res.end(JSON.stringify({ ok: false, error: 'unknown_method' }));
-    });
-  });
-}
 
 function payload(opts: { team?: string; user: string; verdict: 'approve' | 'reject'; ref: string }): string {
   const p = {
@@ -93,7 +71,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('ApprovalGranted', 'ApprovalRejected') ORDER BY stream_version`, [`run-${id}`])).rows;
 
   beforeAll(async () => {
-    slack = slackStandIn(calls);
+    slack = slackStandIn(calls, TEAM);
     await new Promise<void>((r) => slack.listen(0, '127.0.0.1', () => r()));
     stack = await startTestStack({
       COUNTERSIGN_SLACK_SIGNING_SECRET: SECRET,
