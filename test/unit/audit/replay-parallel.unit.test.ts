@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { at, rechain, runStream } from './tamper.ts';
 import type { StoredEvent } from '../../../schemas/events.ts';
 import { Replay, type ReplayOptions } from '../../../services/audit/replay.ts';
 import { syntheticLog } from '../../../services/audit/synthetic-runs.ts';
 import { createInMemoryKeyring } from '../../../services/receipts/keyring.ts';
 import { signReceipt } from '../../../services/receipts/sign.ts';
 import { buildReceipt } from '../../../services/receipts/build-receipt.ts';
-import { eventHash } from '../../../services/events/hash-chain.ts';
 
 const keyring = createInMemoryKeyring(new Date('2024-01-01T00:00:00Z'));
 const NOW = new Date('2024-05-01T12:00:00Z');
@@ -27,18 +27,6 @@ const bothWays = (log: StoredEvent[]) => {
   return inline;
 };
 
-/** Recomputes one stream's chain after an edit: the attacker who knows the hash function. */
-function rechain(log: StoredEvent[], streamId: string): void {
-  let prev: StoredEvent | null = null;
-  for (const e of log.filter((x) => x.stream_id === streamId).sort((a, b) => a.stream_version - b.stream_version)) {
-    e.prev_hash = prev?.hash ?? null;
-    e.hash = eventHash(e);
-    prev = e;
-  }
-}
-
-const runStream = (log: StoredEvent[], n: number) => [...new Set(log.filter((e) => e.stream_id.startsWith('run-')).map((e) => e.stream_id))][n]!;
-const at = (log: StoredEvent[], stream: string, version: number) => log.find((e) => e.stream_id === stream && e.stream_version === version)!;
 
 describe('Replay on worker threads gives the inline report', () => {
   it('untouched log', () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { at, rechain, runStream } from './tamper.ts';
 import type { StoredEvent } from '../../../schemas/events.ts';
 import { Replay, type ReplayOptions } from '../../../services/audit/replay.ts';
 import { syntheticLog } from '../../../services/audit/synthetic-runs.ts';
-import { eventHash } from '../../../services/events/hash-chain.ts';
 import { upcasterKey } from '../../../services/events/upcast.ts';
 import { createInMemoryKeyring } from '../../../services/receipts/keyring.ts';
 import { signReceipt } from '../../../services/receipts/sign.ts';
@@ -21,18 +21,6 @@ function replay(log: StoredEvent[], opts: Partial<ReplayOptions> = {}, extra: Ar
   return r.finish();
 }
 
-/** Recomputes one stream's chain after an edit: the attacker who knows the hash function. */
-function rechain(log: StoredEvent[], streamId: string): void {
-  let prev: StoredEvent | null = null;
-  for (const e of log.filter((x) => x.stream_id === streamId).sort((a, b) => a.stream_version - b.stream_version)) {
-    e.prev_hash = prev?.hash ?? null;
-    e.hash = eventHash(e);
-    prev = e;
-  }
-}
-
-const runStream = (log: StoredEvent[], n: number) => [...new Set(log.filter((e) => e.stream_id.startsWith('run-')).map((e) => e.stream_id))][n]!;
-const at = (log: StoredEvent[], stream: string, version: number) => log.find((e) => e.stream_id === stream && e.stream_version === version)!;
 
 describe('Replay over a synthetic log', () => {
   it('finds nothing wrong with an untouched log, rebuilds every receipt and re-derives every decision', () => {
