@@ -1,5 +1,5 @@
 import type { Db } from '../events/db.ts';
-import { PgListener } from '../events/listener.ts';
+import { NotifiedCache } from '../events/listener.ts';
 import type { LogFn } from '../logger.ts';
 import { loadCatalog, type StoredCatalog } from './catalog-store.ts';
 
@@ -13,39 +13,26 @@ export type CatalogReader = { current(tenantId: string): Promise<StoredCatalog> 
  * listener is down nothing is cached, so a lost notification can never leave a stale catalog tagging.
  */
 export class ToolCatalogs implements CatalogReader {
-  private readonly cache = new Map<string, Promise<StoredCatalog>>();
-  private readonly listener: PgListener;
+  private readonly cache: NotifiedCache<StoredCatalog>;
 
   constructor(private readonly db: Db, url: string, log: LogFn) {
-    this.listener = new PgListener({
-      url, channel: 'tool_catalog_changed', log,
-      onNotify: (tenant) => this.invalidate(tenant),
-      onLost: () => this.cache.clear(),
-    });
+    this.cache = new NotifiedCache({ url, channel: 'tool_catalog_changed', log, drops: (tenant, key) => key === tenant });
   }
 
   start(): Promise<void> {
-    return this.listener.start();
+    return this.cache.start();
   }
 
-  async stop(): Promise<void> {
-    await this.listener.stop();
-    this.cache.clear();
+  stop(): Promise<void> {
+    return this.cache.stop();
   }
 
   /** Drops a tenant's cached catalog (a notification, or a change this process just wrote). */
   invalidate(tenantId: string): void {
-    this.cache.delete(tenantId);
+    this.cache.drop((key) => key === tenantId);
   }
 
-  async current(tenantId: string): Promise<StoredCatalog> {
-    const hit = this.listener.listening ? this.cache.get(tenantId) : undefined;
-    if (hit) return hit;
-    const loading = loadCatalog(this.db, tenantId);
-    if (this.listener.listening) {
-      this.cache.set(tenantId, loading);
-      loading.catch(() => this.cache.delete(tenantId));
-    }
-    return loading;
+  current(tenantId: string): Promise<StoredCatalog> {
+    return this.cache.get(tenantId, () => loadCatalog(this.db, tenantId));
   }
 }

@@ -1,6 +1,6 @@
 import type { Decision } from '../../schemas/decision.ts';
 import { withTenant, type Db } from '../events/db.ts';
-import { PgListener } from '../events/listener.ts';
+import { NotifiedCache } from '../events/listener.ts';
 import type { LogFn } from '../logger.ts';
 import { compile, type PolicySource, type Snapshot } from '../policy/index.ts';
 
@@ -16,38 +16,23 @@ export type EffectiveSet = { snapshot: Snapshot; policies: Array<{ policy_id: st
  * lost notification can never leave a stale snapshot deciding.
  */
 export class ActivePolicies {
-  private readonly cache = new Map<string, Promise<EffectiveSet>>();
-  private readonly listener: PgListener;
+  private readonly cache: NotifiedCache<EffectiveSet>;
 
   constructor(private readonly db: Db, url: string, log: LogFn) {
-    this.listener = new PgListener({
-      url, channel: 'policy_changed', log,
-      onNotify: (tenant) => {
-        for (const key of this.cache.keys()) if (tenant === PLATFORM_TENANT || key.startsWith(`${tenant}\u0000`)) this.cache.delete(key);
-      },
-      onLost: () => this.cache.clear(),
-    });
+    // A tenant's change drops its agents' sets; a platform change drops every set.
+    this.cache = new NotifiedCache({ url, channel: 'policy_changed', log, drops: (tenant, key) => tenant === PLATFORM_TENANT || key.startsWith(`${tenant}\u0000`) });
   }
 
   start(): Promise<void> {
-    return this.listener.start();
+    return this.cache.start();
   }
 
-  async stop(): Promise<void> {
-    await this.listener.stop();
-    this.cache.clear();
+  stop(): Promise<void> {
+    return this.cache.stop();
   }
 
-  async effective(tenantId: string, agentId: string): Promise<EffectiveSet> {
-    const key = `${tenantId}\u0000${agentId}`;
-    const hit = this.listener.listening ? this.cache.get(key) : undefined;
-    if (hit) return hit;
-    const loading = this.load(tenantId, agentId);
-    if (this.listener.listening) {
-      this.cache.set(key, loading);
-      loading.catch(() => this.cache.delete(key));
-    }
-    return loading;
+  effective(tenantId: string, agentId: string): Promise<EffectiveSet> {
+    return this.cache.get(`${tenantId}\u0000${agentId}`, () => this.load(tenantId, agentId));
   }
 
   /**

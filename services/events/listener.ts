@@ -73,3 +73,45 @@ export class PgListener {
     setTimeout(() => void this.connect().catch(() => this.retry()), 1_000).unref();
   }
 }
+
+/**
+ * A cache that holds entries only while its listener listens: a notification drops the entries it names
+ * (`drops(payload, key)`), a lost connection drops all, so a missed notification never leaves a stale entry.
+ */
+export class NotifiedCache<V> {
+  private readonly entries = new Map<string, Promise<V>>();
+  private readonly listener: PgListener;
+
+  constructor(opts: { url: string; channel: string; log: LogFn; drops: (payload: string, key: string) => boolean }) {
+    this.listener = new PgListener({
+      url: opts.url, channel: opts.channel, log: opts.log,
+      onNotify: (payload) => this.drop((key) => opts.drops(payload, key)),
+      onLost: () => this.entries.clear(),
+    });
+  }
+
+  start(): Promise<void> {
+    return this.listener.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.listener.stop();
+    this.entries.clear();
+  }
+
+  /** The cached value, or `load()` (cached while listening; a failed load is not kept). */
+  get(key: string, load: () => Promise<V>): Promise<V> {
+    const hit = this.listener.listening ? this.entries.get(key) : undefined;
+    if (hit) return hit;
+    const loading = load();
+    if (this.listener.listening) {
+      this.entries.set(key, loading);
+      loading.catch(() => this.entries.delete(key));
+    }
+    return loading;
+  }
+
+  drop(which: (key: string) => boolean): void {
+    for (const key of this.entries.keys()) if (which(key)) this.entries.delete(key);
+  }
+}

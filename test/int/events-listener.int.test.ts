@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PgListener } from '../../services/events/listener.ts';
+import { NotifiedCache, PgListener } from '../../services/events/listener.ts';
 import { eventually, stackEnv, withDatabase } from './harness.ts';
 
 // The LISTEN connection behind the policy cache, the tool-catalog cache and the long-poll wake-ups: it must
@@ -50,6 +50,29 @@ describe('PgListener', () => {
     await notify('second');
     await eventually(async () => (got.includes('second') ? true : undefined), 10_000, 'a notification after the reconnect');
     expect(lost).toBe(1);
+  });
+
+  it('NotifiedCache: loads once while listening, drops what a notification names, caches nothing while not listening', async () => {
+    let loads = 0;
+    const load = (v: string) => async () => { loads += 1; return v; };
+    const cache = new NotifiedCache<string>({ url: withDatabase(env.DATABASE_ADMIN_URL, name), channel: 'cs_cache_test', log: () => {}, drops: (payload, key) => key === payload });
+    const down = new NotifiedCache<string>({ url: withDatabase(env.DATABASE_ADMIN_URL, `${name}_missing`), channel: 'cs_cache_test', log: () => {}, drops: () => true });
+    try {
+      await cache.start();
+      await down.start();
+      expect(await cache.get('a', load('a1'))).toBe('a1');
+      expect(await cache.get('a', load('a2'))).toBe('a1');
+      expect(await cache.get('b', load('b1'))).toBe('b1');
+      expect(loads).toBe(2);
+      await admin((c) => c.query(`SELECT pg_notify('cs_cache_test', 'a')`), name);
+      await eventually(async () => ((await cache.get('a', load('a3'))) === 'a3' ? true : undefined), 10_000, 'a dropped by its notification');
+      expect(await cache.get('b', load('b2'))).toBe('b1');
+      expect(await down.get('x', load('x1'))).toBe('x1');
+      expect(await down.get('x', load('x2'))).toBe('x2');
+    } finally {
+      await cache.stop();
+      await down.stop();
+    }
   });
 
   it('refuses a channel name that would need quoting', () => {
