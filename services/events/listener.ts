@@ -9,6 +9,7 @@ import type { LogFn } from '../logger.ts';
 export class PgListener {
   private client: pg.Client | null = null;
   private stopped = false;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: {
     url: string;
@@ -37,6 +38,7 @@ export class PgListener {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.retryTimer);
     const c = this.client;
     this.client = null;
     await c?.end().catch(() => {});
@@ -70,7 +72,11 @@ export class PgListener {
 
   private retry(): void {
     if (this.stopped) return;
-    setTimeout(() => void this.connect().catch(() => this.retry()), 1_000).unref();
+    clearTimeout(this.retryTimer);
+    // Checked again when it fires: a stopped listener opens no connection.
+    this.retryTimer = setTimeout(() => {
+      if (!this.stopped) void this.connect().catch(() => this.retry());
+    }, 1_000).unref();
   }
 }
 

@@ -63,8 +63,21 @@ export async function createTestDatabase(): Promise<{ url: string; adminUrl: str
     drop: async () => {
       const c = new pg.Client({ connectionString: env.DATABASE_ADMIN_URL });
       await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
+      try {
+        // FORCE may only end the owner's own sessions; the app role's sessions of a process just killed end by
+        // themselves within moments, so a refusal (42501) is waited out.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+            break;
+          } catch (err) {
+            if ((err as { code?: string }).code !== '42501' || attempt >= 50) throw err;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      } finally {
+        await c.end();
+      }
     },
   };
 }
