@@ -1,14 +1,14 @@
 import type { Db } from '../services/events/db.ts';
 import { appendToStream } from '../services/events/append-to-stream.ts';
 import { runStreamId } from '../services/decisions/ids.ts';
-import type { AppendRunEventsInput, AppendRunEventsResult } from './types.ts';
+import type { AppendRunEventsInput, AppendRunEventsResult, IssueReceiptInput } from './types.ts';
 
 /**
  * Appends a run's events. Idempotent: the workflow passes the expected version and derived event ids, so an
  * activity retried after its commit (worker crash, lost response) finds its events recorded and writes
  * nothing new.
  */
-export function makeAppendRunEvents(db: Db, crashAt?: string) {
+export function makeAppendRunEvents(db: Db, crashAt?: string, issueReceipt?: (input: IssueReceiptInput) => Promise<{ streamVersion: number }>) {
   return async function appendRunEvents(input: AppendRunEventsInput): Promise<AppendRunEventsResult> {
     const res = await appendToStream(db, {
       streamId: runStreamId(input.decisionId),
@@ -36,6 +36,12 @@ export function makeAppendRunEvents(db: Db, crashAt?: string) {
       },
     });
     if (crashAt === 'after-append-commit') crash();
+    if (input.withReceipt) {
+      if (!issueReceipt) throw new Error('appendRunEvents: withReceipt needs the receipt issuer');
+      // The batch's own head, not the stream's: a retry finds the receipt already appended after it.
+      const receipt = await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: input.expectedVersion + input.events.length, workflowId: input.workflowId });
+      return { streamVersion: receipt.streamVersion, duplicate: res.duplicate };
+    }
     return { streamVersion: res.streamVersion, duplicate: res.duplicate };
   };
 }

@@ -11,6 +11,11 @@ export type AppendRunEventsInput = {
   idempotency?: { key: string; requestDigest: string };
   /** Counter entries written in the same transaction (the action went ahead). */
   counters?: { at: string; entries: Array<{ key: string; amount: number }> };
+  /**
+   * Also sign and append the receipt over these events (version expectedVersion + events + 1): a run that is
+   * final at its start records everything in one activity, so its first workflow task is its only one.
+   */
+  withReceipt?: boolean;
   workflowId: string;
 };
 export type AppendRunEventsResult = { streamVersion: number; duplicate: boolean };

@@ -3,13 +3,13 @@
 // driven by a no-op worker in this process (bench/noop-workflow.ts, its own task queue):
 //   (a) ALLOW round trip, POST /v1/decisions vs client.workflow.start of a no-op workflow, sequential and
 //       interleaved, N=200: p50/p99 ratios (goals p50 <= 1.3x, p99 <= 1.5x);
-//   (b) sustained throughput at concurrency 8, ~10 s each (two interleaved halves): decisions/s vs no-op
-//       starts/s (goal >= 0.8x);
+//   (b) sustained throughput at concurrency 8, rounds of 5 s phases (bare, dec, dec, bare): decisions/s vs no-op
+//       starts/s (goal >= 0.8x), also drained (each phase until its runs are done), and CPU per process;
 //   (c) approve -> a waiting long-poll (GET /v1/decisions/{id}?wait=30, issued before the approve) answers,
 //       vs a bare Temporal update round trip (no-op workflow with an update handler): p50 ratio (goal <= 1.5x);
 //   (d) worker start with the prebuilt bundle: spawn the prebuilt worker (.data/worker.mjs, as `make up` runs
 //       it) and, for comparison, services/worker/main.ts through tsx, to its "worker started" line (goal < 3 s).
-//   eval "$(services/stack/stack.sh env)"; npx tsx bench/decision.ts [N] [approval rounds] [parts, e.g. abcd or c]
+//   eval "$(services/stack/stack.sh env)"; npx tsx bench/decision.ts [N] [approval rounds] [parts, e.g. abcd or c] [(b) rounds]
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -17,10 +17,13 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { activateYaml, addPrincipal, api, ROOT, startProcess, startTestStack } from '../test/int/harness.ts';
 import { noop, poke, waitsForPoke } from './noop-workflow.ts';
+import { cpuBetween, sampleCpu } from './lib/cpu.ts';
 
 const N = Number(process.argv[2] ?? 200);
 const approvalRounds = Number(process.argv[3] ?? 20);
 const parts = process.argv[4] ?? 'abcd';
+/** (b) runs this many rounds of bare, dec, dec, bare (5 s each): more rounds, less noise. */
+const sustainedRounds = Number(process.argv[5] ?? 2);
 const run = randomBytes(4).toString('hex');
 const bundle = path.join(process.env['COUNTERSIGN_DATA_DIR'] ?? path.join(ROOT, '.data'), 'workflow-bundle.js');
 
@@ -46,7 +49,11 @@ execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/wor
   cwd: ROOT, env: { ...process.env, COUNTERSIGN_WORKFLOW_BUNDLE: bundle }, stdio: ['ignore', 'ignore', 'inherit'],
 });
 Runtime.install({ logger: new DefaultLogger('WARN') });
-const stack = await startTestStack({ COUNTERSIGN_WORKFLOW_BUNDLE: bundle, COUNTERSIGN_LOG_LEVEL: 'warn' });
+// tsx turns on Node's source maps, which every stack trace the SDK captures in workflow code (one per promise)
+// then pays for; the stack's worker runs prebuilt without them, and so does the no-op worker in this process.
+process.setSourceMapsEnabled(false);
+// The worker as `make up` and docker-compose run it: the prebuilt entry beside the bundle, with plain node.
+const stack = await startTestStack({ COUNTERSIGN_WORKFLOW_BUNDLE: bundle, COUNTERSIGN_LOG_LEVEL: 'warn', COUNTERSIGN_RATE_LIMIT: '1000000' }, { workerEntry: path.join(path.dirname(bundle), 'worker.mjs') });
 try {
   await activateYaml(stack, POLICY);
   const agent = await addPrincipal(stack, { name: 'bench bot', kind: 'agent', roles: ['agent'] });
@@ -67,8 +74,9 @@ try {
     const res = await api(asAgent, 'POST', '/v1/decisions', { agent: { id: 'bench-bot' }, action: { tool: 'report_tool', operation: 'Read', args: { n: (seq += 1) } } });
     if (res.status !== 200 || res.body.decision !== 'ALLOW') throw new Error(`unexpected decision answer ${res.status} ${JSON.stringify(res.body)}`);
   };
+  const startedNoops: Array<{ result(): Promise<unknown> }> = [];
   const start = async () => {
-    await client.workflow.start(noop, { taskQueue: noopQueue, workflowId: `bench-noop-${run}-${(seq += 1)}` });
+    startedNoops.push(await client.workflow.start(noop, { taskQueue: noopQueue, workflowId: `bench-noop-${run}-${(seq += 1)}` }));
   };
   const timed = async (fn: () => Promise<void>) => {
     const t = performance.now();
@@ -98,6 +106,10 @@ try {
 
   // (b) sustained, concurrency 8: two halves each, interleaved.
   if (parts.includes('b')) {
+  // Each phase also waits until its work is done: every no-op workflow completed, every decision's receipt
+  // written (the run's last step before it waits out its outcome window). Without this, a phase counts starts
+  // whose workflow tasks the next phase pays for, and a backlog that grows is not sustained throughput.
+  const receipts = async () => Number((await stack.db.query(`SELECT count(*) AS n FROM events WHERE type = 'ReceiptIssued'`)).rows[0].n);
   const sustained = async (fn: () => Promise<void>, ms: number) => {
     const end = performance.now() + ms;
     const t = performance.now();
@@ -107,15 +119,33 @@ try {
     }));
     return { n, s: (performance.now() - t) / 1000 };
   };
-  const d = { n: 0, s: 0 };
-  const b = { n: 0, s: 0 };
-  for (const which of ['bare', 'dec', 'dec', 'bare'] as const) {
+  const d = { n: 0, s: 0, drained: 0, cpu: {} as Record<string, number> };
+  const b = { n: 0, s: 0, drained: 0, cpu: {} as Record<string, number> };
+  const order = Array.from({ length: sustainedRounds }, () => ['bare', 'dec', 'dec', 'bare'] as const).flat();
+  for (const which of order) {
+    const before = sampleCpu();
+    const t = performance.now();
+    const receiptsBefore = await receipts();
+    startedNoops.length = 0;
     const m = await sustained(which === 'dec' ? allow : start, 5_000);
+    if (which === 'dec') {
+      while ((await receipts()) - receiptsBefore < m.n) await new Promise((r) => setTimeout(r, 20));
+    } else {
+      await Promise.all(startedNoops.map((h) => h.result()));
+    }
     const acc = which === 'dec' ? d : b;
     acc.n += m.n;
     acc.s += m.s;
+    acc.drained += (performance.now() - t) / 1000;
+    for (const [group, sec] of Object.entries(cpuBetween(before, sampleCpu()))) acc.cpu[group] = (acc.cpu[group] ?? 0) + sec;
   }
   console.log(`(b) sustained c=8: decisions ${Math.round(d.n / d.s)}/s (${d.n} in ${d.s.toFixed(1)} s), no-op starts ${Math.round(b.n / b.s)}/s (${b.n} in ${b.s.toFixed(1)} s), ratio ${((d.n / d.s) / (b.n / b.s)).toFixed(2)}x (goal >= 0.8x)`);
+  console.log(`    drained (each phase until its runs are done): decisions ${Math.round(d.n / d.drained)}/s (${d.drained.toFixed(1)} s), no-op workflows ${Math.round(b.n / b.drained)}/s (${b.drained.toFixed(1)} s), ratio ${((d.n / d.drained) / (b.n / b.drained)).toFixed(2)}x`);
+  // Where the cycles went: CPU ms per decision (or per no-op start) by process, over the same phases.
+  const perOp = (acc: typeof d) => Object.entries(acc.cpu).filter(([, s]) => s > 0).sort((x, y) => y[1] - x[1])
+    .map(([g, s]) => `${g} ${((s * 1000) / acc.n).toFixed(1)}`).join(', ');
+  console.log(`    CPU ms per decision: ${perOp(d)}; total ${((Object.values(d.cpu).reduce((x, y) => x + y, 0) * 1000) / d.n).toFixed(1)}`);
+  console.log(`    CPU ms per no-op start: ${perOp(b)}; total ${((Object.values(b.cpu).reduce((x, y) => x + y, 0) * 1000) / b.n).toFixed(1)}`);
   }
 
   // (c) approve -> waiting long-poll vs a bare update round trip.

@@ -3,44 +3,53 @@ import { z } from 'zod';
 /**
  * The messages a decision workflow accepts, as zod schemas: the validators parse with them (input may come
  * from anyone who can reach Temporal, not only the API), and the API builds its messages from the same types.
+ *
+ * Built on first use, not at import: the worker evaluates the workflow modules afresh for every run it starts
+ * (the SDK's isolation), and building these schemas cost about 5 ms of a run that is final at its start and
+ * never parses a message.
  */
-const Attestation = z.strictObject({ issued_at: z.string(), mac: z.string() });
-const Channel = z.enum(['api', 'cli', 'dashboard', 'slack', 'email']);
+function build() {
+  const Attestation = z.strictObject({ issued_at: z.string(), mac: z.string() });
+  const Channel = z.enum(['api', 'cli', 'dashboard', 'slack', 'email']);
+  return {
+    AnswerInput: z.strictObject({
+      kind: z.literal('answer'),
+      round: z.number().int().positive(),
+      verdict: z.enum(['approve', 'reject']),
+      comment: z.string().max(4000).optional(),
+      channel: Channel,
+      approver_id: z.string().min(1),
+      tenant_id: z.string().min(1),
+      args_digest: z.string().nullable(),
+      snapshot_hash: z.string(),
+      attestation: Attestation,
+    }),
+    OverrideInput: z.strictObject({
+      kind: z.literal('override'),
+      requested_by: z.string().min(1),
+      requester_roles: z.array(z.string()),
+      tenant_id: z.string().min(1),
+      justification: z.string().trim().min(1, 'an override needs a justification').max(4000),
+      attestation: Attestation,
+    }),
+    OutcomeInput: z.strictObject({
+      kind: z.literal('outcome'),
+      reported_by: z.string().min(1),
+      tenant_id: z.string().min(1),
+      status: z.enum(['succeeded', 'failed']),
+      output_digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+      violations: z.array(z.strictObject({ policy_id: z.string(), rule: z.string(), reason: z.string() })).max(100),
+      attestation: Attestation,
+    }),
+  };
+}
+type Schemas = ReturnType<typeof build>;
+let built: Schemas | undefined;
+export const messageSchemas = (): Schemas => (built ??= build());
 
-export const AnswerInput = z.strictObject({
-  kind: z.literal('answer'),
-  round: z.number().int().positive(),
-  verdict: z.enum(['approve', 'reject']),
-  comment: z.string().max(4000).optional(),
-  channel: Channel,
-  approver_id: z.string().min(1),
-  tenant_id: z.string().min(1),
-  args_digest: z.string().nullable(),
-  snapshot_hash: z.string(),
-  attestation: Attestation,
-});
-export type AnswerInput = z.infer<typeof AnswerInput>;
-
-export const OverrideInput = z.strictObject({
-  kind: z.literal('override'),
-  requested_by: z.string().min(1),
-  requester_roles: z.array(z.string()),
-  tenant_id: z.string().min(1),
-  justification: z.string().trim().min(1, 'an override needs a justification').max(4000),
-  attestation: Attestation,
-});
-export type OverrideInput = z.infer<typeof OverrideInput>;
-
-export const OutcomeInput = z.strictObject({
-  kind: z.literal('outcome'),
-  reported_by: z.string().min(1),
-  tenant_id: z.string().min(1),
-  status: z.enum(['succeeded', 'failed']),
-  output_digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
-  violations: z.array(z.strictObject({ policy_id: z.string(), rule: z.string(), reason: z.string() })).max(100),
-  attestation: Attestation,
-});
-export type OutcomeInput = z.infer<typeof OutcomeInput>;
+export type AnswerInput = z.infer<Schemas['AnswerInput']>;
+export type OverrideInput = z.infer<Schemas['OverrideInput']>;
+export type OutcomeInput = z.infer<Schemas['OutcomeInput']>;
 
 /** Parses or throws an Error whose message names the first bad field (what the caller sees). */
 export function parseMessage<T>(schema: z.ZodType<T>, value: unknown): T {

@@ -2,9 +2,9 @@ import { allHandlersFinished, ApplicationFailure, condition, defineQuery, define
 import type { Decision, DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
 import type { EventData, NewEvent } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
-import { AnswerInput, OutcomeInput, OverrideInput, parseMessage } from './decision-messages.ts';
+import { messageSchemas, parseMessage, type AnswerInput, type OutcomeInput, type OverrideInput } from './decision-messages.ts';
 
-export { AnswerInput, OutcomeInput, OverrideInput };
+export type { AnswerInput, OutcomeInput, OverrideInput };
 import { runEventId } from '../services/decisions/ids.ts';
 import { checkAnswer, evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
@@ -75,6 +75,8 @@ const { announceRoundClosed } = proxyActivities<Activities>({ startToCloseTimeou
 export const REMINDERS_PATCH = 'reminders';
 export const ROUND_CLOSED_NOTICE_PATCH = 'round-closed-notices';
 export const FLUSH_BEFORE_NOTIFY_PATCH = 'flush-before-notify';
+/** A run final at its start appends its events and receipt in one local activity (one workflow task). */
+export const FINAL_IN_ONE_TASK_PATCH = 'final-in-one-task';
 const { deliverCallback } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 12 },
@@ -113,6 +115,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   let chain: Promise<void> = Promise.resolve();
   let receiptAt = 0; // the version the last receipt covers
   const finalizedRounds = new Set<number>();
+  let oneTask = false;
 
   const record = <T extends RunEvent['type']>(type: T, data: EventData<T>) => {
     recorded += 1;
@@ -127,7 +130,12 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   };
   // Appends are serialised: each batch expects the version the previous one left, so concurrent handlers
   // cannot interleave, and a retried activity finds its events by their derived ids.
-  const flush = (first = false): Promise<void> => {
+  const flush = (first = false, withReceipt = false): Promise<void> => {
+    if (withReceipt) {
+      // The receipt takes the version after the batch (as in issueInTurn), appended by the same activity.
+      recorded += 1;
+      receiptAt = recorded;
+    }
     chain = chain.then(async () => {
       if (pending.length === 0) return;
       const events = pending;
@@ -142,6 +150,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         workflowId: wfId,
         ...(counters ? { counters } : {}),
         ...(first && input.idempotencyKey ? { idempotency: { key: input.idempotencyKey, requestDigest: input.requestDigest } } : {}),
+        ...(withReceipt ? { withReceipt: true } : {}),
       });
       committed = res.streamVersion;
     });
@@ -318,7 +327,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       // Cheap checks on the claimed identity before anything reaches history; the handler re-checks with
       // the identity the database confirms.
       validator: (raw: unknown) => {
-        const a = parseMessage(AnswerInput, raw);
+        const a = parseMessage(messageSchemas().AnswerInput, raw);
         const check = checkAnswer(view, { ...a, approver_roles: ['approver'], approver_groups: view?.rounds.find((r) => r.round === a.round)?.groups ?? [] }, new Date(Date.now()));
         if (!check.ok) throw new Error(check.reason);
       },
@@ -346,7 +355,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     },
     {
       validator: (raw: unknown) => {
-        const o = parseMessage(OverrideInput, raw);
+        const o = parseMessage(messageSchemas().OverrideInput, raw);
         if (!view || view.status !== 'final' || view.decision !== 'DENY') throw new Error('only a final DENY can be overridden');
         if (openRound(view)) throw new Error('an override request is already waiting for approval');
         if (view.overrides.length >= MAX_OVERRIDES_PER_RUN) throw new Error(`at most ${MAX_OVERRIDES_PER_RUN} override requests per decision`);
@@ -369,7 +378,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     },
     {
       validator: (raw: unknown) => {
-        const o = parseMessage(OutcomeInput, raw);
+        const o = parseMessage(messageSchemas().OutcomeInput, raw);
         if (!view || view.status !== 'final') throw new Error('the decision is not final yet');
         if (view.outcome) throw new Error('the outcome was already reported');
         if (o.reported_by !== view.requested_by) throw new Error('only the requesting agent reports the outcome');
@@ -405,10 +414,14 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     await runRound(1);
   } else {
     record('DecisionFinalized', { decision: e.decision, reason: e.reason, matched_rule: e.matched_rule, constraints: e.constraints, via: 'policy' });
-    await flush(true);
+    // A run final at its start (ALLOW, DENY, constraints) records its events and its receipt in one local
+    // activity, so its first workflow task is its only one until the outcome or override window: no activity
+    // task and no second workflow task, which is most of what a decision cost the server beyond its start.
+    oneTask = patched(FINAL_IN_ONE_TASK_PATCH);
+    await flush(true, oneTask);
   }
   finalAt = Date.now();
-  await issue();
+  if (!oneTask) await issue();
   const callback = input.callbackUrl
     ? deliverCallback({ url: input.callbackUrl, tenantId: input.tenantId, decisionId: input.decisionId, result: toResult(view!) }).catch((err: unknown) => log.warn('callback failed', { error: String(err) }))
     : Promise.resolve();

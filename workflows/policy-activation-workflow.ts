@@ -30,10 +30,9 @@ export type PolicyActivationResult =
   | { status: 'activated'; version: number; hash: string; approved_by: string }
   | { status: 'rejected' | 'expired' | 'refused'; reason: string };
 
-const Attestation = z.strictObject({ issued_at: z.string(), mac: z.string() });
-
-/** An admin's answer, as the API attests it (roles are the caller's claim; the handler re-reads them). */
-export const ReviewAnswerInput = z.strictObject({
+/** An admin's answer, as the API attests it (roles are the caller's claim; the handler re-reads them). Built on
+ * first use, like the decision messages: workflow modules are evaluated for every run the worker starts. */
+const buildReviewAnswerInput = () => z.strictObject({
   kind: z.literal('policy_review'),
   review_id: z.string().min(1),
   verdict: z.enum(['approve', 'reject']),
@@ -42,9 +41,11 @@ export const ReviewAnswerInput = z.strictObject({
   roles: z.array(z.string()),
   tenant_id: z.string().min(1),
   document_hash: z.string(),
-  attestation: Attestation,
+  attestation: z.strictObject({ issued_at: z.string(), mac: z.string() }),
 });
-export type ReviewAnswerInput = z.infer<typeof ReviewAnswerInput>;
+let reviewAnswerSchema: ReturnType<typeof buildReviewAnswerInput> | undefined;
+export const reviewAnswerInput = () => (reviewAnswerSchema ??= buildReviewAnswerInput());
+export type ReviewAnswerInput = z.infer<ReturnType<typeof buildReviewAnswerInput>>;
 
 export type ReviewOpened = { review_id: string; version: number; deadline: string; authors: string[] };
 export type ReviewAnswerResult = { counted: true; status: ActivationReview['status']; version: number; hash?: string };
@@ -109,7 +110,7 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
       // Cheap checks on the claimed identity before anything reaches history; the handler re-checks with the
       // roles the database confirms.
       validator: (raw: unknown) => {
-        const a = parseMessage(ReviewAnswerInput, raw);
+        const a = parseMessage(reviewAnswerInput(), raw);
         if (a.tenant_id !== input.tenantId) throw new Error('the admin belongs to another tenant');
         if (busy) throw new Error('another answer to this review is being recorded; read the review and try again');
         const check = checkReviewAnswer(review, claimed(a, a.roles.includes(REVIEWER_ROLE) ? a.roles : []), new Date(Date.now()));

@@ -88,6 +88,9 @@ export type AppProcess = { name: string; child: ChildProcess; output: () => stri
 export async function startProcess(name: string, entry: string, env: Record<string, string>, readyLine: RegExp, timeoutMs = 60_000): Promise<AppProcess> {
   // A TypeScript source under ROOT runs through tsx; a prebuilt .mjs (services/worker/build-entry.ts) with plain node.
   const args = entry.endsWith('.mjs') ? [entry] : ['--import', 'tsx', path.join(ROOT, entry)];
+  // CPU profiles of the stack's processes, written when each exits (bench diagnosis): COUNTERSIGN_CPU_PROF_DIR=/tmp/prof.
+  const profDir = process.env['COUNTERSIGN_CPU_PROF_DIR'];
+  if (profDir) args.unshift('--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -139,7 +142,7 @@ export type TestStack = {
  * A whole Countersign (API, worker, publisher) on its own database, topic and task queue, against the shared
  * real Temporal, Kafka and Postgres, with the bootstrap key and the example policy loaded.
  */
-export async function startTestStack(extraEnv: Record<string, string> = {}): Promise<TestStack> {
+export async function startTestStack(extraEnv: Record<string, string> = {}, options: { workerEntry?: string } = {}): Promise<TestStack> {
   const base = stackEnv();
   const database = await createTestDatabase();
   const suffix = randomBytes(4).toString('hex');
@@ -167,7 +170,7 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
   if (!parsed.ok) throw new Error('example policy is invalid');
   await activatePolicy(db, await loadOrCreateKeyring(env['COUNTERSIGN_KEYS_DIR']!), { tenantId: 'default', document: parsed.document, actor: 'test' });
 
-  const startWorker = (extra: Record<string, string> = {}) => startProcess('worker', 'services/worker/main.ts', { ...env, COUNTERSIGN_LOG_LEVEL: 'info', ...extra }, /worker started/);
+  const startWorker = (extra: Record<string, string> = {}) => startProcess('worker', options.workerEntry ?? 'services/worker/main.ts', { ...env, COUNTERSIGN_LOG_LEVEL: 'info', ...extra }, /worker started/);
   const [worker, publisher, api] = await Promise.all([
     startWorker(),
     startProcess('publisher', 'services/publisher/main.ts', { ...env, COUNTERSIGN_LOG_LEVEL: 'info' }, /publisher starting/),

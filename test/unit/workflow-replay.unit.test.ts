@@ -3,7 +3,8 @@ import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
-import { FLUSH_BEFORE_NOTIFY_PATCH, LOCAL_STORE_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, SERIAL_RECEIPTS_PATCH } from '../../workflows/decision-workflow.ts';
+import { BUNDLER_OPTIONS } from '../../services/worker/workflows-path.ts';
+import { FINAL_IN_ONE_TASK_PATCH, FLUSH_BEFORE_NOTIFY_PATCH, LOCAL_STORE_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, SERIAL_RECEIPTS_PATCH } from '../../workflows/decision-workflow.ts';
 
 const DIR = path.resolve(import.meta.dirname, '..', 'fixtures', 'histories');
 const WORKFLOWS = path.resolve(import.meta.dirname, '..', '..', 'workflows', 'index.ts');
@@ -42,7 +43,22 @@ describe('replay tier: recorded workflow histories', () => {
         for (const p of m.details?.['patch-data']?.payloads ?? []) patches.add((JSON.parse(Buffer.from(p.data!).toString('utf8')) as { id: string }).id);
       }
     }
-    expect([...patches].sort()).toEqual(expect.arrayContaining([LOCAL_STORE_PATCH, SERIAL_RECEIPTS_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, FLUSH_BEFORE_NOTIFY_PATCH]));
+    expect([...patches].sort()).toEqual(expect.arrayContaining([LOCAL_STORE_PATCH, SERIAL_RECEIPTS_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, FLUSH_BEFORE_NOTIFY_PATCH, FINAL_IN_ONE_TASK_PATCH]));
+  });
+
+  // Issue 6, sustained throughput: what a decision costs the server beyond its start is mostly its workflow
+  // tasks and activity tasks. A run final at its start now has one of each kind of nothing: a single workflow
+  // task (events and receipt in one local activity) before it waits out its outcome window.
+  it('a run final at its start (allow, deny, constraints) takes one workflow task and no activity task before its window', () => {
+    const latest = GENERATIONS[GENERATIONS.length - 1]!;
+    for (const branch of ['allow', 'deny', 'constraints']) {
+      const events = load(branch, latest).events ?? [];
+      const timer = events.findIndex((e) => e.timerStartedEventAttributes);
+      expect(timer, branch).toBeGreaterThan(0);
+      const before = events.slice(0, timer);
+      expect(before.filter((e) => e.workflowTaskCompletedEventAttributes).length, branch).toBe(1);
+      expect(before.filter((e) => e.activityTaskScheduledEventAttributes).length, branch).toBe(0);
+    }
   });
 
   it('has more than one generation, so the patched paths are replayed too', () => {
@@ -53,7 +69,7 @@ describe('replay tier: recorded workflow histories', () => {
     const histories = GENERATIONS.flatMap((g) =>
       readdirSync(path.join(DIR, g)).filter((f) => f.endsWith('.json')).map((f) => ({ workflowId: `${g || 'first'}/${f}`, history: load(f.replace(/\.json$/, ''), g) })));
     const failures: string[] = [];
-    for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS }, histories)) {
+    for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS }, histories)) {
       if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);
     }
     expect(failures).toEqual([]);
@@ -63,6 +79,6 @@ describe('replay tier: recorded workflow histories', () => {
     const history = load('allow');
     const scheduled = history.events!.find((e) => e.activityTaskScheduledEventAttributes)!;
     scheduled.activityTaskScheduledEventAttributes!.activityType = { name: 'sendFax' };
-    await expect(Worker.runReplayHistory({ workflowsPath: WORKFLOWS }, history, 'broken')).rejects.toThrow(/[Nn]ondeterminism|DeterminismViolation/);
+    await expect(Worker.runReplayHistory({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS }, history, 'broken')).rejects.toThrow(/[Nn]ondeterminism|DeterminismViolation/);
   }, 120_000);
 });
