@@ -27,7 +27,7 @@ export function createActivities(deps: ActivityDeps): Activities {
   const getSecret = () => (secret ??= loadAttestationSecret(deps.keysDir, deps.attestationSecret));
   const issueReceipt = makeIssueReceipt(deps.db, getKeyring);
   return {
-    appendRunEvents: makeAppendRunEvents(deps.db, deps.crashAt, issueReceipt),
+    appendRunEvents: makeAppendRunEvents(deps.db, deps.crashAt, { keyring: getKeyring, issueReceipt }),
     issueReceipt,
     authorize: makeAuthorize(deps.db, getSecret),
     notifyApprovers: makeNotifyApprovers(deps.db, deps.channels),

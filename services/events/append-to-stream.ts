@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { CURRENT_SCHEMA_VERSION, EVENT_DATA, type NewEvent } from '../../schemas/events.ts';
+import { CURRENT_SCHEMA_VERSION, EVENT_DATA, type NewEvent, type StoredEvent } from '../../schemas/events.ts';
 import { CountersignError, fieldErrors } from '../errors.ts';
 import { inTransaction, isConnectionError, withTenant, type Db, type Queryable } from './db.ts';
 import { eventHash } from './hash-chain.ts';
@@ -20,7 +20,16 @@ export type AppendRequest = {
    * transactions commit out of position order (the publisher must still miss nothing).
    */
   beforeCommit?: (client: pg.PoolClient) => Promise<void>;
+  /**
+   * An event computed from the stored form of the events before it (hashes included), appended after them in
+   * the same statement: a run's receipt over its first events, signed without reading them back. Computed
+   * again if the rows are rehashed onto another head.
+   */
+  seal?: (rows: readonly SealedRow[]) => NewEvent;
 };
+
+/** An event as it will be stored, less its global position (assigned by the database). */
+export type SealedRow = Pick<StoredEvent, 'stream_id' | 'stream_version' | 'event_id' | 'type' | 'data' | 'recorded_at' | 'prev_hash' | 'hash'>;
 
 export type AppendResult = { streamVersion: number; lastHash: string; duplicate: boolean };
 
@@ -73,12 +82,7 @@ const OPTIMISTIC_ATTEMPTS = 2;
  */
 export async function appendToStream(db: Db, req: AppendRequest): Promise<AppendResult> {
   if (req.events.length === 0) throw new CountersignError('bad_request', 'nothing to append');
-  for (const e of req.events) {
-    const parsed = EVENT_DATA[e.type].safeParse(e.data);
-    if (!parsed.success) {
-      throw new CountersignError('validation_failed', `event ${e.type} has invalid data`, { errors: fieldErrors(parsed.error.issues, 'data') });
-    }
-  }
+  for (const e of req.events) validate(e);
   const key = `${req.tenantId}\u0000${req.streamId}`;
   // Appends from this process to one stream take turns here rather than at the database lock: each then
   // starts from the head the previous one wrote (one round trip) instead of racing it and rehashing.
@@ -143,7 +147,8 @@ function rowsAfter(req: AppendRequest, head: Head): string {
   const recordedAt = req.recordedAt.toISOString();
   let prevHash = head.hash as `sha256:${string}` | null;
   let version = head.version;
-  const rows = req.events.map((e, i) => {
+  const size = req.events.length + (req.seal ? 1 : 0);
+  const row = (e: NewEvent, i: number) => {
     version += 1;
     const fields = {
       stream_id: req.streamId,
@@ -153,15 +158,28 @@ function rowsAfter(req: AppendRequest, head: Head): string {
       schema_version: CURRENT_SCHEMA_VERSION,
       tenant_id: req.tenantId,
       data: e.data as Record<string, unknown>,
-      metadata: { ...e.metadata, batch: { index: i + 1, size: req.events.length } } as Record<string, unknown>,
+      metadata: { ...e.metadata, batch: { index: i + 1, size } } as Record<string, unknown>,
       recorded_at: recordedAt,
       prev_hash: prevHash,
     };
     const hash = eventHash(fields);
     prevHash = hash;
     return { stream_version: version, event_id: e.eventId, type: e.type, schema_version: CURRENT_SCHEMA_VERSION, data: fields.data, metadata: fields.metadata, recorded_at: recordedAt, prev_hash: fields.prev_hash, hash };
-  });
+  };
+  const rows = req.events.map(row);
+  if (req.seal) {
+    const sealed = req.seal(rows.map((r) => ({ stream_id: req.streamId, stream_version: r.stream_version, event_id: r.event_id, type: r.type, data: r.data, recorded_at: r.recorded_at, prev_hash: r.prev_hash, hash: r.hash })));
+    validate(sealed);
+    rows.push(row(sealed, rows.length));
+  }
   return JSON.stringify(rows);
+}
+
+function validate(e: NewEvent): void {
+  const parsed = EVENT_DATA[e.type].safeParse(e.data);
+  if (!parsed.success) {
+    throw new CountersignError('validation_failed', `event ${e.type} has invalid data`, { errors: fieldErrors(parsed.error.issues, 'data') });
+  }
 }
 
 async function callAppend(q: Queryable, req: AppendRequest, head: Head): Promise<Outcome> {

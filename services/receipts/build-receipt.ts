@@ -2,6 +2,9 @@ import { RECEIPT_VERSION, type Receipt } from '../../schemas/receipt.ts';
 import { isKnownEventType, type StoredEvent } from '../../schemas/events.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
 
+/** What a receipt is built from: stored events, or the rows of an append about to be stored (their position aside). */
+export type ReceiptSource = Pick<StoredEvent, 'type' | 'data' | 'stream_id' | 'hash' | 'stream_version' | 'recorded_at'>;
+
 /**
  * Builds a run's receipt from a prefix of its stored events alone (no database, no clock), so the auditor's
  * replay from Kafka rebuilds the bytes the worker signed. A run may be receipted more than once (when it
@@ -9,7 +12,7 @@ import { foldRun, type RunEvent } from '../decisions/run-view.ts';
  * it, so callers pass that prefix (or the whole stream, for its latest receipt). The receipt's head is the
  * prefix's last event.
  */
-export function buildReceipt(events: readonly StoredEvent[]): Receipt | null {
+export function buildReceipt(events: readonly ReceiptSource[]): Receipt | null {
   // A receipt never covers the ReceiptIssued that records it: given a whole stream ending in one, this
   // rebuilds the receipt that event signed.
   let end = events.length;
