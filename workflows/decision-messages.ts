@@ -6,9 +6,7 @@ import { z } from 'zod';
  *
  * Built on first use, not at import: the worker evaluates the workflow modules afresh for every run it starts
  * (the SDK's isolation), and building these schemas cost about 5 ms of a run that is final at its start and
- * never parses a message. (zod itself is evaluated per run too. Sharing it through the bundle's
- * `preloadModules` was tried: the SDK freezes shared modules, and zod then failed every parse with "Cannot
- * add property localeError, object is not extensible", as test/int/approvals.int.test.ts showed.)
+ * never parses a message. (zod itself is loaded once per worker: workflows/preload.ts.)
  */
 function build() {
   const Attestation = z.strictObject({ issued_at: z.string(), mac: z.string() });

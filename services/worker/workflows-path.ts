@@ -17,14 +17,20 @@ function newestSource(): number {
 }
 
 /**
+ * How the workflow bundle is built, wherever it is built (prebuilt, at worker start-up, in the replay tier):
+ * zod is loaded once per worker and shared by every run (workflows/preload.ts says why and how).
+ */
+export const BUNDLER_OPTIONS = { preloadModules: [path.join(ROOT, 'workflows', 'preload.ts')] };
+
+/**
  * A prebuilt bundle (`services/worker/bundle.ts`, made by `make up` and `make test`) starts the worker in well
  * under a second; without one the SDK bundles the workflow sources with webpack at start-up. A bundle older
  * than the sources is ignored: running stale workflow code would be a silent, dangerous mismatch.
  */
-export function workflowsPath(bundle: string | undefined, warn: (msg: string) => void = () => {}): { workflowsPath: string } | { workflowBundle: { codePath: string } } {
+export function workflowsPath(bundle: string | undefined, warn: (msg: string) => void = () => {}): { workflowsPath: string; bundlerOptions: typeof BUNDLER_OPTIONS } | { workflowBundle: { codePath: string } } {
   if (bundle && existsSync(bundle)) {
     if (statSync(bundle).mtimeMs >= newestSource()) return { workflowBundle: { codePath: bundle } };
     warn(`workflow bundle ${bundle} is older than the workflow sources; bundling at start-up instead`);
   }
-  return { workflowsPath: path.join(ROOT, 'workflows', 'index.ts') };
+  return { workflowsPath: path.join(ROOT, 'workflows', 'index.ts'), bundlerOptions: BUNDLER_OPTIONS };
 }

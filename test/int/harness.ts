@@ -90,7 +90,8 @@ export async function startProcess(name: string, entry: string, env: Record<stri
   const args = entry.endsWith('.mjs') ? [entry] : ['--import', 'tsx', path.join(ROOT, entry)];
   // CPU profiles of the stack's processes, written when each exits (bench diagnosis): COUNTERSIGN_CPU_PROF_DIR=/tmp/prof.
   const profDir = process.env['COUNTERSIGN_CPU_PROF_DIR'];
-  if (profDir) args.unshift('--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
+  // One folder per process; Node names each thread's file (a loader or workflow thread has its own).
+  if (profDir) args.unshift('--cpu-prof', `--cpu-prof-dir=${path.join(profDir, `${name}-${Date.now()}`)}`);
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
+import { BUNDLER_OPTIONS } from '../../services/worker/workflows-path.ts';
 import { FINAL_IN_ONE_TASK_PATCH, FLUSH_BEFORE_NOTIFY_PATCH, LOCAL_STORE_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, SERIAL_RECEIPTS_PATCH } from '../../workflows/decision-workflow.ts';
 
 const DIR = path.resolve(import.meta.dirname, '..', 'fixtures', 'histories');
@@ -68,7 +69,7 @@ describe('replay tier: recorded workflow histories', () => {
     const histories = GENERATIONS.flatMap((g) =>
       readdirSync(path.join(DIR, g)).filter((f) => f.endsWith('.json')).map((f) => ({ workflowId: `${g || 'first'}/${f}`, history: load(f.replace(/\.json$/, ''), g) })));
     const failures: string[] = [];
-    for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS }, histories)) {
+    for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS }, histories)) {
       if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);
     }
     expect(failures).toEqual([]);
@@ -78,6 +79,6 @@ describe('replay tier: recorded workflow histories', () => {
     const history = load('allow');
     const scheduled = history.events!.find((e) => e.activityTaskScheduledEventAttributes)!;
     scheduled.activityTaskScheduledEventAttributes!.activityType = { name: 'sendFax' };
-    await expect(Worker.runReplayHistory({ workflowsPath: WORKFLOWS }, history, 'broken')).rejects.toThrow(/[Nn]ondeterminism|DeterminismViolation/);
+    await expect(Worker.runReplayHistory({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS }, history, 'broken')).rejects.toThrow(/[Nn]ondeterminism|DeterminismViolation/);
   }, 120_000);
 });

@@ -20,6 +20,7 @@ describe('the worker and a prebuilt workflow bundle', () => {
     const warnings: string[] = [];
     const chosen = workflowsPath(bundle, (m) => warnings.push(m));
     expect(chosen).toHaveProperty('workflowsPath');
+    expect(chosen).toHaveProperty('bundlerOptions.preloadModules', [expect.stringMatching(/workflows\/preload\.ts$/)]);
     expect(warnings[0]).toMatch(/older than the workflow sources/);
   });
 
