@@ -1,27 +1,26 @@
 import type { Db } from '../services/events/db.ts';
 import { appendToStream, type SealedRow } from '../services/events/append-to-stream.ts';
-import { runEventId, runStreamId } from '../services/decisions/ids.ts';
-import { buildReceipt } from '../services/receipts/build-receipt.ts';
-import { sha256Digest } from '../services/receipts/canonical.ts';
+import { runStreamId } from '../services/decisions/ids.ts';
 import type { Keyring } from '../services/receipts/keyring.ts';
-import { signReceipt } from '../services/receipts/sign.ts';
-import type { NewEvent } from '../schemas/events.ts';
-import type { AppendRunEventsInput, AppendRunEventsResult, IssueReceiptInput } from './types.ts';
+import { receiptEvent } from './issue-receipt.ts';
+import type { AppendRunEventsInput, AppendRunEventsResult } from './types.ts';
 
 /**
  * Appends a run's events. Idempotent: the workflow passes the expected version and derived event ids, so an
  * activity retried after its commit (worker crash, lost response) finds its events recorded and writes
  * nothing new.
  */
-export type ReceiptDeps = { keyring: () => Promise<Keyring>; issueReceipt: (input: IssueReceiptInput) => Promise<{ streamVersion: number }> };
-
-export function makeAppendRunEvents(db: Db, crashAt?: string, receipts?: ReceiptDeps) {
+export function makeAppendRunEvents(db: Db, crashAt?: string, keyring?: () => Promise<Keyring>) {
   return async function appendRunEvents(input: AppendRunEventsInput): Promise<AppendRunEventsResult> {
-    if (input.withReceipt && !receipts) throw new Error('appendRunEvents: withReceipt needs the receipt issuer');
     // A run's first events and their receipt go in one statement: the receipt is built from the rows as they
-    // will be stored and signed before they are sent. Later batches append, then issue the receipt after them.
-    const head = input.expectedVersion + input.events.length;
-    const seal = input.withReceipt && input.expectedVersion === 0 ? sealWith(input, await receipts!.keyring(), head) : undefined;
+    // will be stored and signed before they are sent.
+    let seal;
+    if (input.withReceipt) {
+      if (input.expectedVersion !== 0 || !keyring) throw new Error('appendRunEvents: withReceipt is for a run\'s first events, with the keyring');
+      const ring = await keyring();
+      const head = { decisionId: input.decisionId, tenantId: input.tenantId, headVersion: input.events.length, workflowId: input.workflowId };
+      seal = (rows: readonly SealedRow[]) => receiptEvent(head, rows, ring);
+    }
     const res = await appendToStream(db, {
       ...(seal ? { seal } : {}),
       streamId: runStreamId(input.decisionId),
@@ -49,27 +48,7 @@ export function makeAppendRunEvents(db: Db, crashAt?: string, receipts?: Receipt
       },
     });
     if (crashAt === 'after-append-commit') crash();
-    if (input.withReceipt && !seal) {
-      // The batch's own head, not the stream's: a retry finds the receipt already appended after it.
-      const receipt = await receipts!.issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: head, workflowId: input.workflowId });
-      return { streamVersion: receipt.streamVersion, duplicate: res.duplicate };
-    }
     return { streamVersion: res.streamVersion, duplicate: res.duplicate };
-  };
-}
-
-/** The ReceiptIssued event over a run's first rows, exactly as issueReceipt would sign it after reading them. */
-function sealWith(input: AppendRunEventsInput, keyring: Keyring, head: number) {
-  return (rows: readonly SealedRow[]): NewEvent => {
-    const receipt = buildReceipt(rows);
-    if (!receipt) throw new Error(`run ${input.decisionId} has no receipt to issue at version ${head}`);
-    const signed = signReceipt(receipt, keyring);
-    return {
-      type: 'ReceiptIssued',
-      eventId: runEventId(input.decisionId, head + 1),
-      data: { receipt_digest: sha256Digest(signed.receipt), head_version: head, signature: signed.signature },
-      metadata: { workflow_id: input.workflowId },
-    };
   };
 }
 

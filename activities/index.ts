@@ -25,10 +25,9 @@ export function createActivities(deps: ActivityDeps): Activities {
   const getKeyring = () => (keyring ??= loadOrCreateKeyring(deps.keysDir).catch((err: unknown) => { keyring = null; throw err; }));
   let secret: Buffer | null = null;
   const getSecret = () => (secret ??= loadAttestationSecret(deps.keysDir, deps.attestationSecret));
-  const issueReceipt = makeIssueReceipt(deps.db, getKeyring);
   return {
-    appendRunEvents: makeAppendRunEvents(deps.db, deps.crashAt, { keyring: getKeyring, issueReceipt }),
-    issueReceipt,
+    appendRunEvents: makeAppendRunEvents(deps.db, deps.crashAt, getKeyring),
+    issueReceipt: makeIssueReceipt(deps.db, getKeyring),
     authorize: makeAuthorize(deps.db, getSecret),
     notifyApprovers: makeNotifyApprovers(deps.db, deps.channels),
     announceRoundClosed: makeAnnounceRoundClosed(deps.db, deps.channels?.slack),

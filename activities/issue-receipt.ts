@@ -2,10 +2,11 @@ import { withTenant, type Db } from '../services/events/db.ts';
 import { appendToStream } from '../services/events/append-to-stream.ts';
 import { readStream } from '../services/events/read-events.ts';
 import { runEventId, runStreamId } from '../services/decisions/ids.ts';
-import { buildReceipt } from '../services/receipts/build-receipt.ts';
+import { buildReceipt, type ReceiptSource } from '../services/receipts/build-receipt.ts';
 import { sha256Digest } from '../services/receipts/canonical.ts';
 import type { Keyring } from '../services/receipts/keyring.ts';
 import { signReceipt } from '../services/receipts/sign.ts';
+import type { NewEvent } from '../schemas/events.ts';
 import type { IssueReceiptInput } from './types.ts';
 
 /**
@@ -15,22 +16,29 @@ import type { IssueReceiptInput } from './types.ts';
 export function makeIssueReceipt(db: Db, keyring: () => Promise<Keyring>) {
   return async function issueReceipt(input: IssueReceiptInput): Promise<{ streamVersion: number }> {
     const events = (await withTenant(db, input.tenantId, (c) => readStream(c, runStreamId(input.decisionId)))).filter((e) => e.stream_version <= input.headVersion);
-    const receipt = buildReceipt(events);
-    if (!receipt) throw new Error(`run ${input.decisionId} has no receipt to issue at version ${input.headVersion}`);
-    const signed = signReceipt(receipt, await keyring());
-    const version = input.headVersion + 1;
     const res = await appendToStream(db, {
       streamId: runStreamId(input.decisionId),
       tenantId: input.tenantId,
       expectedVersion: input.headVersion,
       recordedAt: new Date(),
-      events: [{
-        type: 'ReceiptIssued',
-        eventId: runEventId(input.decisionId, version),
-        data: { receipt_digest: sha256Digest(signed.receipt), head_version: input.headVersion, signature: signed.signature },
-        metadata: { workflow_id: input.workflowId },
-      }],
+      events: [receiptEvent(input, events, await keyring())],
     });
     return { streamVersion: res.streamVersion };
+  };
+}
+
+/**
+ * The ReceiptIssued event over a run's events up to `headVersion`: stored ones read back here, or the rows of
+ * the run's first append about to be stored (activities/append-run-events.ts), which sign the same bytes.
+ */
+export function receiptEvent(input: IssueReceiptInput, events: readonly ReceiptSource[], keyring: Keyring): NewEvent {
+  const receipt = buildReceipt(events);
+  if (!receipt) throw new Error(`run ${input.decisionId} has no receipt to issue at version ${input.headVersion}`);
+  const signed = signReceipt(receipt, keyring);
+  return {
+    type: 'ReceiptIssued',
+    eventId: runEventId(input.decisionId, input.headVersion + 1),
+    data: { receipt_digest: sha256Digest(signed.receipt), head_version: input.headVersion, signature: signed.signature },
+    metadata: { workflow_id: input.workflowId },
   };
 }

@@ -12,7 +12,7 @@ export type AppendRunEventsInput = {
   /** Counter entries written in the same transaction (the action went ahead). */
   counters?: { at: string; entries: Array<{ key: string; amount: number }> };
   /**
-   * Also sign and append the receipt over these events (version expectedVersion + events + 1): a run that is
+   * Also sign and append the receipt over these events, the run's first (expectedVersion 0): a run that is
    * final at its start records everything in one activity, so its first workflow task is its only one.
    */
   withReceipt?: boolean;

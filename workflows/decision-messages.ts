@@ -44,8 +44,13 @@ function build() {
   };
 }
 type Schemas = ReturnType<typeof build>;
-let built: Schemas | undefined;
-export const messageSchemas = (): Schemas => (built ??= build());
+
+/** A value built on its first use and kept (per run: each run evaluates this module afresh). */
+export function lazily<T>(make: () => T): () => T {
+  let value: T | undefined;
+  return () => (value ??= make());
+}
+export const messageSchemas = lazily(build);
 
 export type AnswerInput = z.infer<Schemas['AnswerInput']>;
 export type OverrideInput = z.infer<Schemas['OverrideInput']>;

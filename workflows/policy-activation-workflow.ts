@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { EventData } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
 import { checkReviewAnswer, evolveReview, REVIEWER_ROLE, type ActivationReview } from '../services/lifecycle/activation-review.ts';
-import { parseMessage } from './decision-messages.ts';
+import { lazily, parseMessage } from './decision-messages.ts';
 
 /**
  * Four-eyes policy activation (issue 7), in the same workflow engine as decisions: when a tenant sets
@@ -43,8 +43,7 @@ const buildReviewAnswerInput = () => z.strictObject({
   document_hash: z.string(),
   attestation: z.strictObject({ issued_at: z.string(), mac: z.string() }),
 });
-let reviewAnswerSchema: ReturnType<typeof buildReviewAnswerInput> | undefined;
-export const reviewAnswerInput = () => (reviewAnswerSchema ??= buildReviewAnswerInput());
+export const reviewAnswerInput = lazily(buildReviewAnswerInput);
 export type ReviewAnswerInput = z.infer<ReturnType<typeof buildReviewAnswerInput>>;
 
 export type ReviewOpened = { review_id: string; version: number; deadline: string; authors: string[] };
