@@ -77,6 +77,8 @@ export const ROUND_CLOSED_NOTICE_PATCH = 'round-closed-notices';
 export const FLUSH_BEFORE_NOTIFY_PATCH = 'flush-before-notify';
 /** A run final at its start appends its events and receipt in one local activity (one workflow task). */
 export const FINAL_IN_ONE_TASK_PATCH = 'final-in-one-task';
+/** No approval request is sent for a first round an answer closed before the request went out. */
+export const NO_REQUEST_FOR_CLOSED_ROUND_PATCH = 'no-request-for-closed-round';
 const { deliverCallback } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 12 },
@@ -116,6 +118,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   let receiptAt = 0; // the version the last receipt covers
   const finalizedRounds = new Set<number>();
   let oneTask = false;
+  let finalAt = 0; // when the run became final (0 while its first task is under way)
 
   const record = <T extends RunEvent['type']>(type: T, data: EventData<T>) => {
     recorded += 1;
@@ -291,7 +294,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     ));
   };
 
-  // --- messages: registered before the first await so early updates are never lost -----------------
+  // --- messages: the status query at once; the updates once the run's first events are in `view` -----
   setHandler(statusQuery, () => ({
     requestDigest: input.requestDigest,
     result: view?.decision
@@ -308,83 +311,85 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         },
   }));
 
-  setHandler(
-    answerUpdate,
-    async (a) => {
-      // The API's attestation and the approver's current roles and groups, from the database.
-      const who = await authorize(a);
-      if (!who.ok) throw refuse(who.reason);
-      const check = checkAnswer(view, { ...a, approver_roles: who.roles, approver_groups: who.groups }, new Date(Date.now()));
-      if (!check.ok) throw refuse(check.reason);
-      const answer = { round: a.round, approver_id: a.approver_id, channel: a.channel, at: iso(Date.now()), ...(a.comment ? { comment: a.comment } : {}) };
-      record(a.verdict === 'approve' ? 'ApprovalGranted' : 'ApprovalRejected', answer);
-      finalizeRound(a.round);
-      await flush();
-      const r = view!.rounds.find((x) => x.round === a.round)!;
-      return { counted: true, round: a.round, round_status: r.status, decision_status: view!.status === 'final' ? 'final' : 'pending_approval' };
-    },
-    {
-      // Cheap checks on the claimed identity before anything reaches history; the handler re-checks with
-      // the identity the database confirms.
-      validator: (raw: unknown) => {
-        const a = parseMessage(messageSchemas().AnswerInput, raw);
-        const check = checkAnswer(view, { ...a, approver_roles: ['approver'], approver_groups: view?.rounds.find((r) => r.round === a.round)?.groups ?? [] }, new Date(Date.now()));
-        if (!check.ok) throw new Error(check.reason);
+  function registerUpdates(): void {
+    setHandler(
+      answerUpdate,
+      async (a) => {
+        // The API's attestation and the approver's current roles and groups, from the database.
+        const who = await authorize(a);
+        if (!who.ok) throw refuse(who.reason);
+        const check = checkAnswer(view, { ...a, approver_roles: who.roles, approver_groups: who.groups }, new Date(Date.now()));
+        if (!check.ok) throw refuse(check.reason);
+        const answer = { round: a.round, approver_id: a.approver_id, channel: a.channel, at: iso(Date.now()), ...(a.comment ? { comment: a.comment } : {}) };
+        record(a.verdict === 'approve' ? 'ApprovalGranted' : 'ApprovalRejected', answer);
+        finalizeRound(a.round);
+        await flush();
+        const r = view!.rounds.find((x) => x.round === a.round)!;
+        return { counted: true, round: a.round, round_status: r.status, decision_status: view!.status === 'final' ? 'final' : 'pending_approval' };
       },
-    },
-  );
+      {
+        // Cheap checks on the claimed identity before anything reaches history; the handler re-checks with
+        // the identity the database confirms.
+        validator: (raw: unknown) => {
+          const a = parseMessage(messageSchemas().AnswerInput, raw);
+          const check = checkAnswer(view, { ...a, approver_roles: ['approver'], approver_groups: view?.rounds.find((r) => r.round === a.round)?.groups ?? [] }, new Date(Date.now()));
+          if (!check.ok) throw new Error(check.reason);
+        },
+      },
+    );
 
-  let finalAt = 0;
-  setHandler(
-    overrideUpdate,
-    async (o) => {
-      const who = await authorize(o);
-      if (!who.ok) throw refuse(who.reason);
-      if (view!.decision !== 'DENY' || view!.status !== 'final' || openRound(view)) throw refuse('no denied decision to override');
-      const round = view!.rounds.length + 1;
-      const now = Date.now();
-      const groups = input.windows.override_groups;
-      record('OverrideRequested', { round, requested_by: o.requested_by, justification: o.justification, at: iso(now) });
-      record('ApprovalRequested', {
-        round, kind: 'override', groups, quorum: 1, deadline: iso(now + input.windows.override_timeout_sec * 1000), escalate_to: [],
-        level_timeout_sec: input.windows.override_timeout_sec, on_timeout: 'DENY', requested_by: o.requested_by,
-        args_digest: input.argsDigest, snapshot_hash: input.evaluation.snapshot_hash, justification: o.justification,
-      });
-      await flush();
-      return { round, groups, deadline: iso(now + input.windows.override_timeout_sec * 1000) };
-    },
-    {
-      validator: (raw: unknown) => {
-        const o = parseMessage(messageSchemas().OverrideInput, raw);
-        if (!view || view.status !== 'final' || view.decision !== 'DENY') throw new Error('only a final DENY can be overridden');
-        if (openRound(view)) throw new Error('an override request is already waiting for approval');
-        if (view.overrides.length >= MAX_OVERRIDES_PER_RUN) throw new Error(`at most ${MAX_OVERRIDES_PER_RUN} override requests per decision`);
-        if (Date.now() > finalAt + input.windows.override_sec * 1000) throw new Error('the override window has closed');
-        if (o.requested_by !== view.requested_by && !o.requester_roles.includes('admin')) throw new Error('only the requesting agent or an admin may ask for an override');
+    setHandler(
+      overrideUpdate,
+      async (o) => {
+        const who = await authorize(o);
+        if (!who.ok) throw refuse(who.reason);
+        if (view!.decision !== 'DENY' || view!.status !== 'final' || openRound(view)) throw refuse('no denied decision to override');
+        const round = view!.rounds.length + 1;
+        const now = Date.now();
+        const groups = input.windows.override_groups;
+        record('OverrideRequested', { round, requested_by: o.requested_by, justification: o.justification, at: iso(now) });
+        record('ApprovalRequested', {
+          round, kind: 'override', groups, quorum: 1, deadline: iso(now + input.windows.override_timeout_sec * 1000), escalate_to: [],
+          level_timeout_sec: input.windows.override_timeout_sec, on_timeout: 'DENY', requested_by: o.requested_by,
+          args_digest: input.argsDigest, snapshot_hash: input.evaluation.snapshot_hash, justification: o.justification,
+        });
+        await flush();
+        return { round, groups, deadline: iso(now + input.windows.override_timeout_sec * 1000) };
       },
-    },
-  );
+      {
+        validator: (raw: unknown) => {
+          const o = parseMessage(messageSchemas().OverrideInput, raw);
+          if (!view || view.status !== 'final' || view.decision !== 'DENY') throw new Error('only a final DENY can be overridden');
+          if (openRound(view)) throw new Error('an override request is already waiting for approval');
+          if (view.overrides.length >= MAX_OVERRIDES_PER_RUN) throw new Error(`at most ${MAX_OVERRIDES_PER_RUN} override requests per decision`);
+          // finalAt is 0 while the run's first task is under way: it became final in this very task.
+          if (finalAt > 0 && Date.now() > finalAt + input.windows.override_sec * 1000) throw new Error('the override window has closed');
+          if (o.requested_by !== view.requested_by && !o.requester_roles.includes('admin')) throw new Error('only the requesting agent or an admin may ask for an override');
+        },
+      },
+    );
 
-  setHandler(
-    outcomeUpdate,
-    async (o) => {
-      const who = await authorize(o);
-      if (!who.ok) throw refuse(who.reason);
-      if (view!.outcome) throw refuse('the outcome was already reported');
-      record('OutcomeReported', { status: o.status, output_digest: o.output_digest, reported_by: o.reported_by, at: iso(Date.now()) });
-      for (const v of o.violations) record('OutputViolation', v);
-      await flush();
-      return { violations: o.violations.length };
-    },
-    {
-      validator: (raw: unknown) => {
-        const o = parseMessage(messageSchemas().OutcomeInput, raw);
-        if (!view || view.status !== 'final') throw new Error('the decision is not final yet');
-        if (view.outcome) throw new Error('the outcome was already reported');
-        if (o.reported_by !== view.requested_by) throw new Error('only the requesting agent reports the outcome');
+    setHandler(
+      outcomeUpdate,
+      async (o) => {
+        const who = await authorize(o);
+        if (!who.ok) throw refuse(who.reason);
+        if (view!.outcome) throw refuse('the outcome was already reported');
+        record('OutcomeReported', { status: o.status, output_digest: o.output_digest, reported_by: o.reported_by, at: iso(Date.now()) });
+        for (const v of o.violations) record('OutputViolation', v);
+        await flush();
+        return { violations: o.violations.length };
       },
-    },
-  );
+      {
+        validator: (raw: unknown) => {
+          const o = parseMessage(messageSchemas().OutcomeInput, raw);
+          if (!view || view.status !== 'final') throw new Error('the decision is not final yet');
+          if (view.outcome) throw new Error('the outcome was already reported');
+          if (o.reported_by !== view.requested_by) throw new Error('only the requesting agent reports the outcome');
+        },
+      },
+    );
+  }
 
   // --- the run -------------------------------------------------------------------------------------
   record('DecisionRequested', {
@@ -399,7 +404,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   record('PolicyEvaluated', { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision });
 
   const e = input.evaluation;
-  if (e.decision === 'REQUIRE_APPROVAL') {
+  const needsApproval = e.decision === 'REQUIRE_APPROVAL';
+  if (needsApproval) {
     const a = e.approval as { approvers?: string[]; quorum?: number; timeout_sec?: number; escalate_to?: string[]; escalate_after_sec?: number; on_timeout?: 'DENY' | 'ALLOW' } | undefined;
     const timeout = a?.timeout_sec ?? 3600;
     const first = a?.escalate_after_sec ?? timeout;
@@ -409,15 +415,25 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       on_timeout: a?.on_timeout ?? 'DENY', requested_by: input.requestedBy, args_digest: input.argsDigest,
       snapshot_hash: e.snapshot_hash,
     });
-    await flush(true);
-    await notify(1, 'request', view!.rounds[0]!.groups);
-    await runRound(1);
   } else {
     record('DecisionFinalized', { decision: e.decision, reason: e.reason, matched_rule: e.matched_rule, constraints: e.constraints, via: 'policy' });
     // A run final at its start (ALLOW, DENY, constraints) records its events and its receipt in one local
     // activity, so its first workflow task is its only one until the outcome or override window: no activity
     // task and no second workflow task, which is most of what a decision cost the server beyond its start.
     oneTask = patched(FINAL_IN_ONE_TASK_PATCH);
+  }
+  // Registered here, before the first await and after the run's first events are in `view`. An update that
+  // reaches a run in its first task (a worker that died before completing it, an answer sent while no worker
+  // ran) is delivered the moment its handler is set: registered earlier, its validator saw no run at all and
+  // refused the answer ("the run has not been recorded yet"). Refused updates leave no history, so no
+  // recorded run accepted one there and moving the registration changes no replay.
+  registerUpdates();
+  if (needsApproval) {
+    await flush(true);
+    // An answer delivered in the first task may already have closed the round: nobody is asked to approve it.
+    if (openRound(view)?.round === 1 || !patched(NO_REQUEST_FOR_CLOSED_ROUND_PATCH)) await notify(1, 'request', view!.rounds[0]!.groups);
+    await runRound(1);
+  } else {
     await flush(true, oneTask);
   }
   finalAt = Date.now();

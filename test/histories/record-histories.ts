@@ -8,7 +8,10 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { execFileSync } from 'node:child_process';
+import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
+import { sha256Digest } from '../../services/receipts/canonical.ts';
+import { answerUpdate } from '../../workflows/decision-workflow.ts';
 import { activateYaml, addPrincipal, api, eventually, startTestStack } from '../int/harness.ts';
 
 const generation = process.argv[2];
@@ -84,6 +87,22 @@ try {
   await answer(admin, branches['override-granted'], 'approve');
   await hasEvent(branches['outcome'], 'ReceiptIssued');
   await api(as(agent), 'POST', `/v1/decisions/${branches['outcome']}/outcome`, { status: 'succeeded', output: { rows: 3 } });
+
+  // An answer delivered in the run's first task (no worker ran when it was sent): attested as the API would,
+  // sent to the run itself, counted once a worker takes the task; the round closes before any request goes out.
+  await stack.worker.stop('SIGTERM');
+  const early = await api(as(agent), 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { x: 1 } } });
+  branches['early-answer'] = early.body.decision_id as string;
+  const earlyAnswer = new Client({ connection }).workflow.getHandle(workflowIdFor('default', branches['early-answer'])).executeUpdate(answerUpdate, {
+    args: [attest(loadAttestationSecret(stack.env['COUNTERSIGN_KEYS_DIR']!), {
+      kind: 'answer' as const, round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: ops1.id, tenant_id: 'default',
+      args_digest: sha256Digest({ x: 1 }), snapshot_hash: early.body.snapshot_hash as string,
+    }, new Date())],
+  });
+  await new Promise((r) => setTimeout(r, 1_000));
+  stack.worker = await stack.startWorker();
+  const counted = await earlyAnswer;
+  if (!counted.counted) throw new Error(`the early answer was not counted: ${JSON.stringify(counted)}`);
 
   // Four-eyes policy activation (policyActivationWorkflow): approved, rejected, expired.
   const doc = (id: string) => ({

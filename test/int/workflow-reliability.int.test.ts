@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
+import { sha256Digest } from '../../services/receipts/canonical.ts';
+import { answerUpdate } from '../../workflows/decision-workflow.ts';
 import { activateYaml, addPrincipal, api, eventually, freePort, startProcess, startTestStack, type TestStack } from './harness.ts';
 
 const POLICY = `
@@ -81,7 +84,7 @@ describe('decisions survive crashes of the worker, the API and the Temporal serv
     const answers = ids.map((id) => api({ url: stack.url, key: ops.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' }));
     await new Promise((r) => setTimeout(r, 2_000));
     stack.worker = await stack.startWorker();
-    for (const a of await Promise.all(answers)) expect(a.body).toMatchObject({ counted: true, decision_status: 'final' });
+    for (const a of await Promise.all(answers)) expect(a.body, JSON.stringify(a.body)).toMatchObject({ counted: true, decision_status: 'final' });
 
     for (const id of ids) {
       const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=30`);
@@ -91,6 +94,35 @@ describe('decisions survive crashes of the worker, the API and the Temporal serv
       expect(events.filter((e) => e.type === 'ApprovalGranted')).toHaveLength(1);
       expect(events.filter((e) => e.type === 'DecisionFinalized')).toHaveLength(1);
     }
+  });
+
+  it('an answer that reaches a run before its first task is done counts (it was refused: "the run has not been recorded yet")', async () => {
+    // No worker runs, so the run's first task waits; the answer is attested as the API would, and sent to the
+    // run itself, so it is delivered in that same first task once a worker starts.
+    await stack.worker.stop('SIGTERM');
+    const args = { n: 'early' };
+    const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args } });
+    expect(res.body.status).toBe('pending_approval');
+    const id = res.body.decision_id;
+    const message = attest(loadAttestationSecret(stack.env['COUNTERSIGN_KEYS_DIR']!), {
+      kind: 'answer' as const, round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: ops.id, tenant_id: 'default',
+      args_digest: sha256Digest(args), snapshot_hash: res.body.snapshot_hash,
+    }, new Date());
+    const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
+    try {
+      const handle = new Client({ connection }).workflow.getHandle(workflowIdFor('default', id));
+      const answered = handle.executeUpdate(answerUpdate, { args: [message] }).then((r) => r, (err: unknown) => err);
+      await new Promise((r) => setTimeout(r, 1_000));
+      stack.worker = await stack.startWorker();
+      const result = await answered;
+      expect(result, String((result as Error)?.cause ?? result)).toMatchObject({ counted: true, round: 1, decision_status: 'final' });
+    } finally {
+      await connection.close();
+    }
+    const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=30`);
+    expect(final.body).toMatchObject({ decision: 'ALLOW', status: 'final' });
+    const events = await expectCleanStream(stack, id);
+    expect(events.filter((e) => e.type === 'ApprovalGranted')).toHaveLength(1);
   });
 
   it('a worker killed after its append commits and before the activity returns: the retry writes nothing new', async () => {

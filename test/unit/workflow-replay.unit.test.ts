@@ -4,14 +4,14 @@ import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { BUNDLER_OPTIONS } from '../../services/worker/workflows-path.ts';
-import { FINAL_IN_ONE_TASK_PATCH, FLUSH_BEFORE_NOTIFY_PATCH, LOCAL_STORE_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, SERIAL_RECEIPTS_PATCH } from '../../workflows/decision-workflow.ts';
+import { FINAL_IN_ONE_TASK_PATCH, FLUSH_BEFORE_NOTIFY_PATCH, LOCAL_STORE_PATCH, NO_REQUEST_FOR_CLOSED_ROUND_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, SERIAL_RECEIPTS_PATCH } from '../../workflows/decision-workflow.ts';
 
 const DIR = path.resolve(import.meta.dirname, '..', 'fixtures', 'histories');
 const WORKFLOWS = path.resolve(import.meta.dirname, '..', '..', 'workflows', 'index.ts');
 const BRANCHES = ['allow', 'deny', 'constraints', 'approve', 'reject', 'quorum', 'escalate', 'expire', 'override-granted', 'override-denied', 'outcome'];
 // Recorded for the latest generation too: policyActivationWorkflow (four-eyes activation), and the approval
 // channels' reminder, escalation notice and closing notice (test/histories/record-channel-histories.ts).
-const LATEST_BRANCHES = [...BRANCHES, 'policy-activation-approved', 'policy-activation-rejected', 'policy-activation-expired', 'channels-remind-escalate-expire'];
+const LATEST_BRANCHES = [...BRANCHES, 'early-answer', 'policy-activation-approved', 'policy-activation-rejected', 'policy-activation-expired', 'channels-remind-escalate-expire'];
 
 const load = (name: string, generation = '') => historyFromJSON(JSON.parse(readFileSync(path.join(DIR, generation, `${name}.json`), 'utf8')));
 // The first generation sits at the top of the folder; later ones (recorded after a `patched` change) in folders.
@@ -43,7 +43,7 @@ describe('replay tier: recorded workflow histories', () => {
         for (const p of m.details?.['patch-data']?.payloads ?? []) patches.add((JSON.parse(Buffer.from(p.data!).toString('utf8')) as { id: string }).id);
       }
     }
-    expect([...patches].sort()).toEqual(expect.arrayContaining([LOCAL_STORE_PATCH, SERIAL_RECEIPTS_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, FLUSH_BEFORE_NOTIFY_PATCH, FINAL_IN_ONE_TASK_PATCH]));
+    expect([...patches].sort()).toEqual(expect.arrayContaining([LOCAL_STORE_PATCH, SERIAL_RECEIPTS_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, FLUSH_BEFORE_NOTIFY_PATCH, FINAL_IN_ONE_TASK_PATCH, NO_REQUEST_FOR_CLOSED_ROUND_PATCH]));
   });
 
   // Issue 6, sustained throughput: what a decision costs the server beyond its start is mostly its workflow
