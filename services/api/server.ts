@@ -24,11 +24,12 @@ import { registerTenantRoutes } from './routes/tenants.ts';
 import { registerPolicyRoutes } from './routes/policies.ts';
 import { registerChannelRoutes } from './routes/channels.ts';
 import { registerToolCatalogRoutes } from './routes/tool-catalog.ts';
+import { ApiKeyCache } from '../identity/key-cache.ts';
 import { ToolCatalogs } from '../catalog/catalog-cache.ts';
 import { createLogger } from '../logger.ts';
 import { registerMetrics } from './metrics.ts';
 
-export type ApiDeps = { config: Config; db: Db; temporal: Client; policies: ActivePolicies; catalogs?: ToolCatalogs };
+export type ApiDeps = { config: Config; db: Db; temporal: Client; policies: ActivePolicies; catalogs?: ToolCatalogs; keys?: ApiKeyCache };
 export type Api = FastifyInstance;
 
 declare module 'fastify' {
@@ -128,7 +129,13 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     app.addHook('onReady', () => catalogs.start());
     app.addHook('onClose', () => catalogs.stop());
   }
-  deps = { ...deps, catalogs };
+  // API keys, cached for every authenticated request (dropped on any key or principal change, migration 0012).
+  const keys = deps.keys ?? new ApiKeyCache(deps.config.DATABASE_URL, createLogger('api', deps.config.COUNTERSIGN_LOG_LEVEL));
+  if (!deps.keys) {
+    app.addHook('onReady', () => keys.start());
+    app.addHook('onClose', () => keys.stop());
+  }
+  deps = { ...deps, catalogs, keys };
 
   registerHealthRoutes(app, deps);
   registerDecisionRoutes(app, deps);
@@ -180,7 +187,7 @@ export async function requirePrincipal(deps: ApiDeps, req: FastifyRequest, roles
   if (!token) throw new CountersignError('unauthorized', 'missing Authorization: Bearer <api key>');
   let principal: Principal | null;
   try {
-    principal = await authenticate(deps.db, token, new Date());
+    principal = await authenticate(deps.db, token, new Date(), deps.keys?.lookup);
   } catch (err) {
     throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
   }

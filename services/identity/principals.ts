@@ -15,20 +15,34 @@ export type Principal = {
   key_prefix: string;
 };
 
+/** An API key's row with its principal: what authentication needs, read by the key's public prefix. */
+export type KeyRecord = Omit<Principal, 'key_prefix'> & { secret_hash: string; expires_at: Date | null; revoked_at: Date | null; disabled_at: Date | null };
+
+/** Reads where a key's record comes from: Postgres, or a cache in front of it (services/identity/key-cache.ts). */
+export type KeyLookup = (db: Db, prefix: string) => Promise<KeyRecord | null>;
+
 /**
- * Resolves a bearer token to its principal, or null for any bad, unknown, revoked or expired key, or a
- * disabled member. The tenant is not known until the key is found, so the lookup runs in the
- * `authenticate` system scope; it reads one row by the key's public prefix and nothing else.
+ * One key's record by its public prefix. The tenant is not known until the key is found, so the lookup runs
+ * in the `authenticate` system scope; it reads one row by the prefix and nothing else.
  */
-export async function authenticate(db: Db, token: string, now: Date): Promise<Principal | null> {
-  const parsed = parseApiKey(token);
-  if (!parsed) return null;
-  const res = await withSystem(db, 'authenticate', (c) => c.query<Omit<Principal, 'key_prefix'> & { secret_hash: string; expires_at: Date | null; revoked_at: Date | null; disabled_at: Date | null }>(
+export async function lookupKey(db: Db, prefix: string): Promise<KeyRecord | null> {
+  const res = await withSystem(db, 'authenticate', (c) => c.query<KeyRecord>(
     `SELECT p.id, p.tenant_id, p.name, p.kind, p.roles, p.groups, p.platform_admin, p.disabled_at, k.secret_hash, k.expires_at, k.revoked_at
        FROM api_keys k JOIN principals p ON p.id = k.principal_id AND p.tenant_id = k.tenant_id WHERE k.prefix = $1`,
-    [parsed.prefix],
+    [prefix],
   ));
-  const row = res.rows[0];
+  return res.rows[0] ?? null;
+}
+
+/**
+ * Resolves a bearer token to its principal, or null for any bad, unknown, revoked or expired key, or a
+ * disabled member. The secret, the expiry and the revocation are checked on every call, also when the record
+ * comes from a cache.
+ */
+export async function authenticate(db: Db, token: string, now: Date, lookup: KeyLookup = lookupKey): Promise<Principal | null> {
+  const parsed = parseApiKey(token);
+  if (!parsed) return null;
+  const row = await lookup(db, parsed.prefix);
   // Compare even when no row matched, so an unknown prefix takes as long as a wrong secret.
   const matches = secretMatches(parsed.secret, row?.secret_hash ?? '0'.repeat(64));
   if (!row || !matches) return null;

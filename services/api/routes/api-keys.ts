@@ -61,6 +61,8 @@ export function registerApiKeyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     const key = await getApiKey(deps.db, p.tenant_id, req.params.id, now);
     if (!key) throw new CountersignError('not_found', `API key ${req.params.id} not found`);
     if (key.principal_id !== p.id && !isAdmin(p)) throw new CountersignError('forbidden', "only admins revoke other members' keys");
-    return (await revokeApiKey(deps.db, p.tenant_id, req.params.id, now))!;
+    const revoked = (await revokeApiKey(deps.db, p.tenant_id, req.params.id, now))!;
+    deps.keys?.invalidate(); // this process refuses the key from the next request on, notification or not
+    return revoked;
   });
 }

@@ -66,6 +66,8 @@ export function registerPrincipalRoutes(app: FastifyInstance, deps: ApiDeps): vo
     if (req.params.id === p.id && (req.body.disabled === true || (req.body.roles && !req.body.roles.includes('admin')))) {
       throw new CountersignError('conflict', 'you cannot disable yourself or drop your own admin role; ask another admin', { errors: [{ path: req.body.disabled ? 'disabled' : 'roles', message: 'would lock you out' }] });
     }
-    return (await updatePrincipal(deps.db, p.tenant_id, req.params.id, req.body)) ?? Promise.reject(notFound(req.params.id));
+    const updated = await updatePrincipal(deps.db, p.tenant_id, req.params.id, req.body);
+    deps.keys?.invalidate(); // roles, groups and disabling count from the next request on, notification or not
+    return updated ?? Promise.reject(notFound(req.params.id));
   });
 }

@@ -1,0 +1,43 @@
+import type { Db } from '../events/db.ts';
+import { NotifiedCache } from '../events/listener.ts';
+import type { LogFn } from '../logger.ts';
+import { lookupKey, type KeyLookup, type KeyRecord } from './principals.ts';
+
+/** Every API key change and every principal change, from the triggers of migration 0012. */
+export const KEY_CHANNEL = 'api_key_changed';
+
+/**
+ * API key records by public prefix, so a request does not cost a Postgres transaction to authenticate.
+ * Kept only while the LISTEN connection is up (NotifiedCache): a key's change (`key:<prefix>`) drops that
+ * key, and a principal's change (`*`: roles, groups, disabling) drops every key, since those are rare. The
+ * API that writes a change also drops at once, so a key revoked through it fails on the very next request;
+ * another API process learns it when the notification lands (milliseconds after the commit).
+ * Unknown prefixes are never kept: the cache holds at most one entry per existing key.
+ */
+export class ApiKeyCache {
+  private readonly cache: NotifiedCache<KeyRecord | null>;
+
+  constructor(url: string, log: LogFn) {
+    this.cache = new NotifiedCache({ url, channel: KEY_CHANNEL, log, drops: (payload, prefix) => payload === '*' || payload === `key:${prefix}` });
+  }
+
+  start(): Promise<void> {
+    return this.cache.start();
+  }
+
+  stop(): Promise<void> {
+    return this.cache.stop();
+  }
+
+  /** Drops every cached key: called after this process changes a key or a principal. */
+  invalidate(): void {
+    this.cache.drop(() => true);
+  }
+
+  /** A KeyLookup for `authenticate`. */
+  readonly lookup: KeyLookup = async (db: Db, prefix: string) => {
+    const row = await this.cache.get(prefix, () => lookupKey(db, prefix));
+    if (!row) this.cache.drop((k) => k === prefix);
+    return row;
+  };
+}
