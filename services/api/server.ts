@@ -80,7 +80,8 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     max: deps.config.COUNTERSIGN_RATE_LIMIT,
     timeWindow: deps.config.COUNTERSIGN_RATE_WINDOW_MS,
     keyGenerator: (req) => rateKey(req),
-    errorResponseBuilder: (_req, ctx) => new CountersignError('rate_limited', `more than ${ctx.max} requests in ${Math.round(ctx.ttl / 1000) || 1} s; retry after ${ctx.after}`, { extra: { retry_after_seconds: Math.ceil(ctx.ttl / 1000) } }),
+    // The window's length from the configuration: ctx.ttl is the time left in the current window.
+    errorResponseBuilder: (_req, ctx) => new CountersignError('rate_limited', `more than ${ctx.max} requests in ${Math.round(deps.config.COUNTERSIGN_RATE_WINDOW_MS / 1000)} s; retry after ${ctx.after}`, { extra: { retry_after_seconds: Math.ceil(ctx.ttl / 1000) } }),
   });
 
   // A global hook (not the plugin's per-route one, which would run after authentication): a flood is
