@@ -1,5 +1,6 @@
 import { withTenant, type Db } from '../services/events/db.ts';
 import { verifyAttestation } from '../services/decisions/attestation.ts';
+import type { PrincipalCache } from '../services/identity/key-cache.ts';
 import type { AuthorizeInput, AuthorizeResult } from './types.ts';
 
 const PRINCIPAL_FIELD: Record<string, string> = { answer: 'approver_id', override: 'requested_by', outcome: 'reported_by' };
@@ -7,20 +8,23 @@ const PRINCIPAL_FIELD: Record<string, string> = { answer: 'approver_id', overrid
 /**
  * Vouches for a message sent into a decision workflow: it must carry the API's attestation, and the principal
  * it names must exist in that tenant now. Returns the principal's roles and groups as the database has them,
- * so a revoked membership stops counting at once. Read-only, so retries are harmless.
+ * so a revoked membership stops counting. With a cache (the worker's), read once and dropped on every
+ * principal change the moment its notification lands. Read-only, so retries are harmless.
  */
-export function makeAuthorize(db: Db, secret: () => Buffer) {
+export function makeAuthorize(db: Db, secret: () => Buffer, cache?: PrincipalCache) {
   return async function authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
     const att = verifyAttestation(secret(), input, new Date());
     if (!att.ok) return att;
     const field = PRINCIPAL_FIELD[input.kind];
     const principalId = field ? input[field] : undefined;
     if (typeof principalId !== 'string') return { ok: false, reason: `unknown message kind ${input.kind}` };
-    const res = await withTenant(db, input.tenant_id, (c) =>
-      c.query<{ roles: string[]; groups: string[] }>('SELECT roles, groups FROM principals WHERE id = $1 AND tenant_id = $2', [principalId, input.tenant_id]),
-    );
-    const row = res.rows[0];
+    const load = async () => (await withTenant(db, input.tenant_id, (c) =>
+      c.query<{ roles: string[]; groups: string[]; disabled: boolean }>('SELECT roles, groups, disabled_at IS NOT NULL AS disabled FROM principals WHERE id = $1 AND tenant_id = $2', [principalId, input.tenant_id]),
+    )).rows[0] ?? null;
+    const row = cache ? await cache.get(input.tenant_id, principalId, load) : await load();
     if (!row) return { ok: false, reason: 'the principal does not exist in this tenant' };
+    // Disabled after the API vouched for the message (a worker that was down, a slow queue): it no longer counts.
+    if (row.disabled) return { ok: false, reason: 'the principal is disabled' };
     return { ok: true, principal_id: principalId, roles: row.roles, groups: row.groups };
   };
 }

@@ -8,6 +8,7 @@ import { makeDeliverCallback } from './deliver-callback.ts';
 import { makeIssueReceipt } from './issue-receipt.ts';
 import { makeNotifyApprovers, type ChannelDeps } from './notify-approvers.ts';
 import { makePolicyReviewActivities } from './policy-review.ts';
+import type { PrincipalCache } from '../services/identity/key-cache.ts';
 import type { Activities } from './types.ts';
 
 export type ActivityDeps = {
@@ -17,6 +18,8 @@ export type ActivityDeps = {
   callbackAllowPrivate?: boolean;
   crashAt?: string | undefined;
   channels?: ChannelDeps;
+  /** The worker's cache of principals' roles and groups (answers are checked against it). */
+  principals?: PrincipalCache;
 };
 
 export function createActivities(deps: ActivityDeps): Activities {
@@ -28,7 +31,7 @@ export function createActivities(deps: ActivityDeps): Activities {
   return {
     appendRunEvents: makeAppendRunEvents(deps.db, deps.crashAt, getKeyring),
     issueReceipt: makeIssueReceipt(deps.db, getKeyring),
-    authorize: makeAuthorize(deps.db, getSecret),
+    authorize: makeAuthorize(deps.db, getSecret, deps.principals),
     notifyApprovers: makeNotifyApprovers(deps.db, deps.channels),
     announceRoundClosed: makeAnnounceRoundClosed(deps.db, deps.channels?.slack),
     deliverCallback: makeDeliverCallback(getKeyring, deps.callbackAllowPrivate ?? false),

@@ -41,3 +41,35 @@ export class ApiKeyCache {
     return row;
   };
 }
+
+/** A principal's roles and groups as the database has them (null: no such principal in that tenant). */
+export type PrincipalAccess = { roles: string[]; groups: string[]; disabled: boolean };
+
+/**
+ * Principals' roles and groups by (tenant, id), for the worker's check of every answer sent into a run
+ * (activities/authorize.ts): without it each answer costs a Postgres transaction inside the run's workflow
+ * task. Same channel and rules as ApiKeyCache: any principal change (`*`) drops everything, a lost LISTEN
+ * connection drops everything and caches nothing until it is back, an unknown principal is never kept.
+ */
+export class PrincipalCache {
+  private readonly cache: NotifiedCache<PrincipalAccess | null>;
+
+  constructor(url: string, log: LogFn) {
+    this.cache = new NotifiedCache({ url, channel: KEY_CHANNEL, log, drops: (payload) => payload === '*' });
+  }
+
+  start(): Promise<void> {
+    return this.cache.start();
+  }
+
+  stop(): Promise<void> {
+    return this.cache.stop();
+  }
+
+  async get(tenantId: string, principalId: string, load: () => Promise<PrincipalAccess | null>): Promise<PrincipalAccess | null> {
+    const key = `${tenantId}\u0000${principalId}`;
+    const found = await this.cache.get(key, load);
+    if (!found) this.cache.drop((k) => k === key);
+    return found;
+  }
+}

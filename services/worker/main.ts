@@ -6,6 +6,7 @@ import { smtpMailer } from '../channels/email.ts';
 import { slackClient } from '../channels/slack.ts';
 import { loadConfig } from '../config.ts';
 import { createPool } from '../events/db.ts';
+import { PrincipalCache } from '../identity/key-cache.ts';
 import { createLogger } from '../logger.ts';
 import { staleBuildSource } from './stale-build.ts';
 import { workflowsPath } from './workflows-path.ts';
@@ -24,6 +25,9 @@ const channels = {
   publicUrl: config.publicUrl,
   cap: { max: config.COUNTERSIGN_NOTIFY_CAP, windowSec: config.COUNTERSIGN_NOTIFY_CAP_WINDOW },
 };
+// Approvers' roles and groups, cached for the answer check; dropped on any principal change (migration 0012).
+const principals = new PrincipalCache(config.DATABASE_URL, log);
+await principals.start();
 const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
 const worker = await Worker.create({
   connection,
@@ -37,6 +41,7 @@ const worker = await Worker.create({
     callbackAllowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE,
     crashAt: config.COUNTERSIGN_CRASH_AT,
     channels,
+    principals,
   }),
 });
 const cpu = process.cpuUsage();
@@ -45,6 +50,7 @@ log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, tempo
 const digests = startDigestSweeper({ db, ...channels, slackTeam: slackTeamOf(), log: (level, msg, data) => log(level, msg, data) });
 await worker.run(); // resolves after SIGINT/SIGTERM, which the SDK handles by shutting down gracefully
 await digests.stop();
+await principals.stop();
 await connection.close();
 await db.end();
 log('info', 'worker stopped');

@@ -10,7 +10,9 @@ import { ActivePolicies } from '../../services/decisions/active-policies.ts';
 import { createInspectionPool, createPool, type Db } from '../../services/events/db.ts';
 import { parseApiKey } from '../../services/identity/api-keys.ts';
 import { ensureBootstrap } from '../../services/identity/bootstrap.ts';
-import { ApiKeyCache } from '../../services/identity/key-cache.ts';
+import { makeAuthorize } from '../../activities/authorize.ts';
+import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
+import { ApiKeyCache, PrincipalCache } from '../../services/identity/key-cache.ts';
 import { authenticate } from '../../services/identity/principals.ts';
 import { createTestDatabase, eventually, stackEnv } from './harness.ts';
 
@@ -125,5 +127,37 @@ describe('the API key cache', () => {
     await eventually(async () => ((await call('GET', '/v1/me', revoked.key)).status === 401 ? true : undefined), 10_000, 'the revoked key to be refused');
     await eventually(async () => ((await call('GET', '/v1/me', disabled.key)).status === 401 ? true : undefined), 10_000, 'the disabled member to be refused');
     await eventually(async () => ((await call('GET', '/v1/principals', demoted.key)).status === 403 ? true : undefined), 10_000, 'the demoted member to be refused');
+  });
+
+  it("the worker's answer check reads a principal once, and sees another writer's change of roles and groups", async () => {
+    const m = await member(['approver']);
+    await inspect.query(`UPDATE principals SET groups = '{ops}' WHERE id = $1`, [m.id]);
+    const secret = loadAttestationSecret(path.join(tmpdir(), `cs-keycache-secret-${randomBytes(4).toString('hex')}`));
+    const answer = (approver: string) => attest(secret, {
+      kind: 'answer' as const, round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: approver, tenant_id: 'default',
+      args_digest: null, snapshot_hash: `sha256:${'0'.repeat(64)}`,
+    }, new Date());
+    const cache = new PrincipalCache(database.url, () => {});
+    await cache.start();
+    try {
+      const { db: counted, opened } = counting(db);
+      const authorize = makeAuthorize(counted, () => secret, cache);
+      for (let i = 0; i < 3; i++) expect(await authorize(answer(m.id))).toEqual({ ok: true, principal_id: m.id, roles: ['approver'], groups: ['ops'] });
+      expect(opened()).toBe(1);
+      // Unknown principals are read every time, never kept.
+      expect(await authorize(answer('prn_nobody'))).toMatchObject({ ok: false });
+      expect(await authorize(answer('prn_nobody'))).toMatchObject({ ok: false });
+      expect(opened()).toBe(3);
+      await inspect.query(`UPDATE principals SET groups = '{}', roles = '{agent}' WHERE id = $1`, [m.id]);
+      await eventually(async () => {
+        const r = await authorize(answer(m.id));
+        return r.ok && r.groups.length === 0 && !r.roles.includes('approver') ? true : undefined;
+      }, 10_000, 'the changed roles and groups to be seen');
+      await inspect.query('UPDATE principals SET disabled_at = now() WHERE id = $1', [m.id]);
+      await eventually(async () => ((await authorize(answer(m.id))).ok === false ? true : undefined), 10_000, 'the disabled approver to be refused');
+      expect(await authorize(answer(m.id))).toEqual({ ok: false, reason: 'the principal is disabled' });
+    } finally {
+      await cache.stop();
+    }
   });
 });
