@@ -1,56 +1,60 @@
 import { z } from 'zod';
 
-/**
- * The messages a decision workflow accepts, as zod schemas: the validators parse with them (input may come
- * from anyone who can reach Temporal, not only the API), and the API builds its messages from the same types.
- *
- * Built on first use, not at import: the worker evaluates the workflow modules afresh for every run it starts
- * (the SDK's isolation), and building these schemas cost about 5 ms of a run that is final at its start and
- * never parses a message. (zod itself is loaded once per worker: workflows/preload.ts.)
- */
-function build() {
-  const Attestation = z.strictObject({ issued_at: z.string(), mac: z.string() });
-  const Channel = z.enum(['api', 'cli', 'dashboard', 'slack', 'email']);
-  return {
-    AnswerInput: z.strictObject({
-      kind: z.literal('answer'),
-      round: z.number().int().positive(),
-      verdict: z.enum(['approve', 'reject']),
-      comment: z.string().max(4000).optional(),
-      channel: Channel,
-      approver_id: z.string().min(1),
-      tenant_id: z.string().min(1),
-      args_digest: z.string().nullable(),
-      snapshot_hash: z.string(),
-      attestation: Attestation,
-    }),
-    OverrideInput: z.strictObject({
-      kind: z.literal('override'),
-      requested_by: z.string().min(1),
-      requester_roles: z.array(z.string()),
-      tenant_id: z.string().min(1),
-      justification: z.string().trim().min(1, 'an override needs a justification').max(4000),
-      attestation: Attestation,
-    }),
-    OutcomeInput: z.strictObject({
-      kind: z.literal('outcome'),
-      reported_by: z.string().min(1),
-      tenant_id: z.string().min(1),
-      status: z.enum(['succeeded', 'failed']),
-      output_digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
-      violations: z.array(z.strictObject({ policy_id: z.string(), rule: z.string(), reason: z.string() })).max(100),
-      attestation: Attestation,
-    }),
-  };
-}
-type Schemas = ReturnType<typeof build>;
-
 /** A value built on its first use and kept (per run: each run evaluates this module afresh). */
 export function lazily<T>(make: () => T): () => T {
   let value: T | undefined;
   return () => (value ??= make());
 }
-export const messageSchemas = lazily(build);
+
+/**
+ * The messages a decision workflow accepts, as zod schemas: the validators parse with them (input may come
+ * from anyone who can reach Temporal, not only the API), and the API builds its messages from the same types.
+ *
+ * Each built on its first use, not at import: the worker evaluates the workflow modules afresh for every run it
+ * starts (the SDK's isolation). Building all three cost about 5 ms of a run; most runs never parse a message,
+ * and a run answered by an approver parses only answers. (zod itself is loaded once per worker: workflows/preload.ts.)
+ */
+const shared = lazily(() => ({
+  Attestation: z.strictObject({ issued_at: z.string(), mac: z.string() }),
+  Channel: z.enum(['api', 'cli', 'dashboard', 'slack', 'email']),
+}));
+const answerInput = lazily(() => z.strictObject({
+  kind: z.literal('answer'),
+  round: z.number().int().positive(),
+  verdict: z.enum(['approve', 'reject']),
+  comment: z.string().max(4000).optional(),
+  channel: shared().Channel,
+  approver_id: z.string().min(1),
+  tenant_id: z.string().min(1),
+  args_digest: z.string().nullable(),
+  snapshot_hash: z.string(),
+  attestation: shared().Attestation,
+}));
+const overrideInput = lazily(() => z.strictObject({
+  kind: z.literal('override'),
+  requested_by: z.string().min(1),
+  requester_roles: z.array(z.string()),
+  tenant_id: z.string().min(1),
+  justification: z.string().trim().min(1, 'an override needs a justification').max(4000),
+  attestation: shared().Attestation,
+}));
+const outcomeInput = lazily(() => z.strictObject({
+  kind: z.literal('outcome'),
+  reported_by: z.string().min(1),
+  tenant_id: z.string().min(1),
+  status: z.enum(['succeeded', 'failed']),
+  output_digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  violations: z.array(z.strictObject({ policy_id: z.string(), rule: z.string(), reason: z.string() })).max(100),
+  attestation: shared().Attestation,
+}));
+type Schemas = { AnswerInput: ReturnType<typeof answerInput>; OverrideInput: ReturnType<typeof overrideInput>; OutcomeInput: ReturnType<typeof outcomeInput> };
+
+/** The message schemas; each is built when its property is first read. */
+export const messageSchemas = lazily((): Schemas => ({
+  get AnswerInput() { return answerInput(); },
+  get OverrideInput() { return overrideInput(); },
+  get OutcomeInput() { return outcomeInput(); },
+}));
 
 export type AnswerInput = z.infer<Schemas['AnswerInput']>;
 export type OverrideInput = z.infer<Schemas['OverrideInput']>;
@@ -58,7 +62,8 @@ export type OutcomeInput = z.infer<Schemas['OutcomeInput']>;
 
 /** Parses or throws an Error whose message names the first bad field (what the caller sees). */
 export function parseMessage<T>(schema: z.ZodType<T>, value: unknown): T {
-  const r = schema.safeParse(value);
+  // Without zod's compiled fast path: compiling it (new Function) costs a run more than its one or two parses.
+  const r = schema.safeParse(value, { jitless: true });
   if (!r.success) {
     const i = r.error.issues[0]!;
     throw new Error(`invalid message: ${i.path.join('.') || '(root)'}: ${i.message}`);
