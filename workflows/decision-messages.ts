@@ -14,21 +14,20 @@ export function lazily<T>(make: () => T): () => T {
  * starts (the SDK's isolation). Building all three cost about 5 ms of a run; most runs never parse a message,
  * and a run answered by an approver parses only answers. (zod itself is loaded once per worker: workflows/preload.ts.)
  */
-const shared = lazily(() => ({
-  Attestation: z.strictObject({ issued_at: z.string(), mac: z.string() }),
-  Channel: z.enum(['api', 'cli', 'dashboard', 'slack', 'email']),
-}));
+/** The API's attestation on every message sent into a workflow (services/decisions/attestation.ts). */
+export const attestationSchema = lazily(() => z.strictObject({ issued_at: z.string(), mac: z.string() }));
+const channelSchema = lazily(() => z.enum(['api', 'cli', 'dashboard', 'slack', 'email']));
 const answerInput = lazily(() => z.strictObject({
   kind: z.literal('answer'),
   round: z.number().int().positive(),
   verdict: z.enum(['approve', 'reject']),
   comment: z.string().max(4000).optional(),
-  channel: shared().Channel,
+  channel: channelSchema(),
   approver_id: z.string().min(1),
   tenant_id: z.string().min(1),
   args_digest: z.string().nullable(),
   snapshot_hash: z.string(),
-  attestation: shared().Attestation,
+  attestation: attestationSchema(),
 }));
 const overrideInput = lazily(() => z.strictObject({
   kind: z.literal('override'),
@@ -36,7 +35,7 @@ const overrideInput = lazily(() => z.strictObject({
   requester_roles: z.array(z.string()),
   tenant_id: z.string().min(1),
   justification: z.string().trim().min(1, 'an override needs a justification').max(4000),
-  attestation: shared().Attestation,
+  attestation: attestationSchema(),
 }));
 const outcomeInput = lazily(() => z.strictObject({
   kind: z.literal('outcome'),
@@ -45,7 +44,7 @@ const outcomeInput = lazily(() => z.strictObject({
   status: z.enum(['succeeded', 'failed']),
   output_digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   violations: z.array(z.strictObject({ policy_id: z.string(), rule: z.string(), reason: z.string() })).max(100),
-  attestation: shared().Attestation,
+  attestation: attestationSchema(),
 }));
 type Schemas = { AnswerInput: ReturnType<typeof answerInput>; OverrideInput: ReturnType<typeof overrideInput>; OutcomeInput: ReturnType<typeof outcomeInput> };
 

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { EventData } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
 import { checkReviewAnswer, evolveReview, REVIEWER_ROLE, type ActivationReview } from '../services/lifecycle/activation-review.ts';
-import { lazily, parseMessage } from './decision-messages.ts';
+import { attestationSchema, lazily, parseMessage } from './decision-messages.ts';
 
 /**
  * Four-eyes policy activation (issue 7), in the same workflow engine as decisions: when a tenant sets
@@ -41,7 +41,7 @@ const buildReviewAnswerInput = () => z.strictObject({
   roles: z.array(z.string()),
   tenant_id: z.string().min(1),
   document_hash: z.string(),
-  attestation: z.strictObject({ issued_at: z.string(), mac: z.string() }),
+  attestation: attestationSchema(),
 });
 export const reviewAnswerInput = lazily(buildReviewAnswerInput);
 export type ReviewAnswerInput = z.infer<ReturnType<typeof buildReviewAnswerInput>>;

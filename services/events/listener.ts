@@ -88,7 +88,11 @@ export class NotifiedCache<V> {
   private readonly entries = new Map<string, Promise<V>>();
   private readonly listener: PgListener;
 
-  constructor(opts: { url: string; channel: string; log: LogFn; drops: (payload: string, key: string) => boolean }) {
+  private readonly keeps: (value: V) => boolean;
+
+  /** `keeps`: which loaded values are worth keeping (e.g. not a miss, so guessed keys cannot fill the cache). */
+  constructor(opts: { url: string; channel: string; log: LogFn; drops: (payload: string, key: string) => boolean; keeps?: (value: V) => boolean }) {
+    this.keeps = opts.keeps ?? (() => true);
     this.listener = new PgListener({
       url: opts.url, channel: opts.channel, log: opts.log,
       onNotify: (payload) => this.drop((key) => opts.drops(payload, key)),
@@ -105,14 +109,15 @@ export class NotifiedCache<V> {
     this.entries.clear();
   }
 
-  /** The cached value, or `load()` (cached while listening; a failed load is not kept). */
+  /** The cached value, or `load()` (cached while listening; a failed load, or a value not `keeps`, is not kept). */
   get(key: string, load: () => Promise<V>): Promise<V> {
     const hit = this.listener.listening ? this.entries.get(key) : undefined;
     if (hit) return hit;
     const loading = load();
     if (this.listener.listening) {
       this.entries.set(key, loading);
-      loading.catch(() => this.entries.delete(key));
+      const forget = () => { if (this.entries.get(key) === loading) this.entries.delete(key); };
+      loading.then((v) => { if (!this.keeps(v)) forget(); }, forget);
     }
     return loading;
   }

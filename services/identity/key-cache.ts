@@ -18,7 +18,7 @@ export class ApiKeyCache {
   private readonly cache: NotifiedCache<KeyRecord | null>;
 
   constructor(url: string, log: LogFn) {
-    this.cache = new NotifiedCache({ url, channel: KEY_CHANNEL, log, drops: (payload, prefix) => payload === '*' || payload === `key:${prefix}` });
+    this.cache = new NotifiedCache({ url, channel: KEY_CHANNEL, log, drops: (payload, prefix) => payload === '*' || payload === `key:${prefix}`, keeps: (row) => row !== null });
   }
 
   start(): Promise<void> {
@@ -35,11 +35,7 @@ export class ApiKeyCache {
   }
 
   /** A KeyLookup for `authenticate`. */
-  readonly lookup: KeyLookup = async (db: Db, prefix: string) => {
-    const row = await this.cache.get(prefix, () => lookupKey(db, prefix));
-    if (!row) this.cache.drop((k) => k === prefix);
-    return row;
-  };
+  readonly lookup: KeyLookup = (db: Db, prefix: string) => this.cache.get(prefix, () => lookupKey(db, prefix));
 }
 
 /** A principal's roles and groups as the database has them (null: no such principal in that tenant). */
@@ -55,7 +51,7 @@ export class PrincipalCache {
   private readonly cache: NotifiedCache<PrincipalAccess | null>;
 
   constructor(url: string, log: LogFn) {
-    this.cache = new NotifiedCache({ url, channel: KEY_CHANNEL, log, drops: (payload) => payload === '*' });
+    this.cache = new NotifiedCache({ url, channel: KEY_CHANNEL, log, drops: (payload) => payload === '*', keeps: (found) => found !== null });
   }
 
   start(): Promise<void> {
@@ -66,10 +62,7 @@ export class PrincipalCache {
     return this.cache.stop();
   }
 
-  async get(tenantId: string, principalId: string, load: () => Promise<PrincipalAccess | null>): Promise<PrincipalAccess | null> {
-    const key = `${tenantId}\u0000${principalId}`;
-    const found = await this.cache.get(key, load);
-    if (!found) this.cache.drop((k) => k === key);
-    return found;
+  get(tenantId: string, principalId: string, load: () => Promise<PrincipalAccess | null>): Promise<PrincipalAccess | null> {
+    return this.cache.get(`${tenantId}\u0000${principalId}`, load);
   }
 }

@@ -8,11 +8,9 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { execFileSync } from 'node:child_process';
-import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
-import { sha256Digest } from '../../services/receipts/canonical.ts';
 import { answerUpdate } from '../../workflows/decision-workflow.ts';
-import { activateYaml, addPrincipal, api, eventually, startTestStack } from '../int/harness.ts';
+import { activateYaml, addPrincipal, api, attestedAnswer, eventually, startTestStack } from '../int/harness.ts';
 
 const generation = process.argv[2];
 if (!generation || !/^[a-z0-9-]+$/.test(generation)) throw new Error('usage: record-histories.ts GENERATION (a new folder name, e.g. local-store)');
@@ -94,10 +92,7 @@ try {
   const early = await api(as(agent), 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { x: 1 } } });
   branches['early-answer'] = early.body.decision_id as string;
   const earlyAnswer = new Client({ connection }).workflow.getHandle(workflowIdFor('default', branches['early-answer'])).executeUpdate(answerUpdate, {
-    args: [attest(loadAttestationSecret(stack.env['COUNTERSIGN_KEYS_DIR']!), {
-      kind: 'answer' as const, round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: ops1.id, tenant_id: 'default',
-      args_digest: sha256Digest({ x: 1 }), snapshot_hash: early.body.snapshot_hash as string,
-    }, new Date())],
+    args: [attestedAnswer(stack, { approverId: ops1.id, args: { x: 1 }, snapshotHash: early.body.snapshot_hash as string })],
   });
   await new Promise((r) => setTimeout(r, 1_000));
   stack.worker = await stack.startWorker();

@@ -1,49 +1,28 @@
-import { Client, Connection } from '@temporalio/client';
 import { compileErrors, validate } from '@readme/openapi-parser';
 import type { FastifyInstance } from 'fastify';
-import path from 'node:path';
-import { tmpdir } from 'node:os';
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../services/config.ts';
-import { ActivePolicies } from '../../services/decisions/active-policies.ts';
-import { createInspectionPool, createPool, type Db } from '../../services/events/db.ts';
-import { ensureBootstrap } from '../../services/identity/bootstrap.ts';
-import { buildServer } from '../../services/api/server.ts';
-import { createTestDatabase, eventually, stackEnv } from './harness.ts';
+import type { Db } from '../../services/events/db.ts';
+import { eventually } from './harness.ts';
+import { startInProcessApi, type InProcessApi } from './in-process-api.ts';
 
 /**
  * The API surface in process (Fastify inject) on its own database: OpenAPI, rate limits, metrics, and the
  * identity endpoints' own behaviour (keys shown once, revocation, expiry, disabled members, pagination).
  */
-let database: Awaited<ReturnType<typeof createTestDatabase>>;
-let db: Db;
+let api: InProcessApi;
 let inspect: Db;
 let app: FastifyInstance;
 let boot: string;
+let call: InProcessApi['call'];
 const RATE = 40;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  db = createPool(database.url, 4);
-  inspect = createInspectionPool(database.url, 2);
-  boot = (await ensureBootstrap(db, { tenantId: 'default', keyFile: path.join(tmpdir(), `cs-surface-${randomBytes(4).toString('hex')}`) })).token;
-  const config = loadConfig({ ...stackEnv(), DATABASE_URL: database.url, COUNTERSIGN_RATE_LIMIT: String(RATE), COUNTERSIGN_LOG_LEVEL: 'silent' });
-  const temporal = new Client({ connection: Connection.lazy({ address: config.TEMPORAL_ADDRESS }) });
-  app = await buildServer({ config, db, temporal, policies: new ActivePolicies(db, config.DATABASE_URL, () => {}) });
-  await app.ready();
+  api = await startInProcessApi({ COUNTERSIGN_RATE_LIMIT: String(RATE) });
+  ({ inspect, app, boot, call } = api);
 }, 60_000);
 afterAll(async () => {
-  await app?.close();
-  await db?.end();
-  await inspect?.end();
-  await database?.drop();
+  await api?.stop();
 });
-
-const call = async (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, key: string | null, body?: unknown) => {
-  const res = await app.inject({ method, url, headers: key ? { authorization: `Bearer ${key}` } : {}, ...(body !== undefined ? { payload: body as Record<string, unknown> } : {}) });
-  return { status: res.statusCode, headers: res.headers, body: res.headers['content-type']?.toString().includes('json') ? res.json() : res.body };
-};
 
 describe('API surface', () => {
   it('serves an OpenAPI 3.1 document that validates, with every /v1 route documented, and a reference page', async () => {

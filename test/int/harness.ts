@@ -4,12 +4,15 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
 import { migrate } from '../../services/events/migrate.ts';
 import { createInspectionPool, type Db } from '../../services/events/db.ts';
 import { ensureBootstrap } from '../../services/identity/bootstrap.ts';
 import { activatePolicy } from '../../services/lifecycle/activate-policy.ts';
 import { parsePolicyText } from '../../services/policy/index.ts';
+import { sha256Digest } from '../../services/receipts/canonical.ts';
 import { loadOrCreateKeyring } from '../../services/receipts/keyring.ts';
+import type { AnswerInput } from '../../workflows/decision-messages.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
@@ -238,4 +241,15 @@ export async function activateYaml(stack: TestStack, yaml: string): Promise<{ po
   const parsed = parsePolicyText(yaml, 'test-policy.yaml');
   if (!parsed.ok) throw new Error(`test policy is invalid: ${parsed.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
   return activatePolicy(stack.db, await loadOrCreateKeyring(stack.env['COUNTERSIGN_KEYS_DIR']!), { tenantId: 'default', document: parsed.document, actor: 'test' });
+}
+
+/**
+ * An approver's answer to round 1 of a run, attested as the API attests it, to send straight to the run through
+ * Temporal (the API refuses to answer a run whose first events are not written yet).
+ */
+export function attestedAnswer(stack: TestStack, answer: { approverId: string; args: unknown; snapshotHash: string }): AnswerInput {
+  return attest(loadAttestationSecret(stack.env['COUNTERSIGN_KEYS_DIR']!), {
+    kind: 'answer' as const, round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: answer.approverId, tenant_id: 'default',
+    args_digest: sha256Digest(answer.args), snapshot_hash: answer.snapshotHash,
+  }, new Date());
 }

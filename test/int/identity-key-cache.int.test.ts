@@ -1,53 +1,35 @@
-import { Client, Connection } from '@temporalio/client';
-import type { FastifyInstance } from 'fastify';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildServer } from '../../services/api/server.ts';
-import { loadConfig } from '../../services/config.ts';
-import { ActivePolicies } from '../../services/decisions/active-policies.ts';
-import { createInspectionPool, createPool, type Db } from '../../services/events/db.ts';
-import { parseApiKey } from '../../services/identity/api-keys.ts';
-import { ensureBootstrap } from '../../services/identity/bootstrap.ts';
 import { makeAuthorize } from '../../activities/authorize.ts';
 import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
+import type { Db } from '../../services/events/db.ts';
+import { parseApiKey } from '../../services/identity/api-keys.ts';
 import { ApiKeyCache, PrincipalCache } from '../../services/identity/key-cache.ts';
 import { authenticate } from '../../services/identity/principals.ts';
-import { createTestDatabase, eventually, stackEnv } from './harness.ts';
+import { eventually } from './harness.ts';
+import { startInProcessApi, type InProcessApi } from './in-process-api.ts';
 
 /**
  * The API caches API keys for the request path (services/identity/key-cache.ts). A cached key must never
  * outlive a change: revoked, expired, its member disabled or its roles changed, through this API (at once)
  * or by any other writer (when the notification of migration 0012 lands).
  */
-let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let api: InProcessApi;
 let db: Db;
 let inspect: Db;
-let app: FastifyInstance;
 let admin: string;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  db = createPool(database.url, 4);
-  inspect = createInspectionPool(database.url, 2);
-  admin = (await ensureBootstrap(db, { tenantId: 'default', keyFile: path.join(tmpdir(), `cs-keycache-${randomBytes(4).toString('hex')}`) })).token;
-  const config = loadConfig({ ...stackEnv(), DATABASE_URL: database.url, COUNTERSIGN_LOG_LEVEL: 'silent' });
-  const temporal = new Client({ connection: Connection.lazy({ address: config.TEMPORAL_ADDRESS }) });
-  app = await buildServer({ config, db, temporal, policies: new ActivePolicies(db, config.DATABASE_URL, () => {}) });
-  await app.ready();
+  api = await startInProcessApi();
+  ({ db, inspect, boot: admin } = api);
 }, 60_000);
 afterAll(async () => {
-  await app?.close();
-  await db?.end();
-  await inspect?.end();
-  await database?.drop();
+  await api?.stop();
 });
 
-const call = async (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, key: string, body?: unknown) => {
-  const res = await app.inject({ method, url, headers: { authorization: `Bearer ${key}` }, ...(body !== undefined ? { payload: body as Record<string, unknown> } : {}) });
-  return { status: res.statusCode, body: res.json() };
-};
+const call = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, key: string, body?: unknown) => api.call(method, url, key, body);
 
 const member = async (roles: string[]) => {
   const res = await call('POST', '/v1/principals', admin, { name: `m-${randomBytes(3).toString('hex')}`, kind: 'person', roles, groups: [] });
@@ -71,7 +53,7 @@ function counting(pool: Db): { db: Db; opened: () => number } {
 describe('the API key cache', () => {
   it('reads a key from Postgres once while it listens, never keeps an unknown prefix, and checks the secret every time', async () => {
     const m = await member(['agent']);
-    const cache = new ApiKeyCache(database.url, () => {});
+    const cache = new ApiKeyCache(api.url, () => {});
     await cache.start();
     try {
       const { db: counted, opened } = counting(db);
@@ -137,7 +119,7 @@ describe('the API key cache', () => {
       kind: 'answer' as const, round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: approver, tenant_id: 'default',
       args_digest: null, snapshot_hash: `sha256:${'0'.repeat(64)}`,
     }, new Date());
-    const cache = new PrincipalCache(database.url, () => {});
+    const cache = new PrincipalCache(api.url, () => {});
     await cache.start();
     try {
       const { db: counted, opened } = counting(db);

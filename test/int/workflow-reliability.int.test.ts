@@ -4,11 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
-import { sha256Digest } from '../../services/receipts/canonical.ts';
 import { answerUpdate } from '../../workflows/decision-workflow.ts';
-import { activateYaml, addPrincipal, api, eventually, freePort, startProcess, startTestStack, type TestStack } from './harness.ts';
+import { activateYaml, addPrincipal, api, attestedAnswer, eventually, freePort, startProcess, startTestStack, type TestStack } from './harness.ts';
 
 const POLICY = `
 apiVersion: countersign/v1
@@ -104,10 +102,7 @@ describe('decisions survive crashes of the worker, the API and the Temporal serv
     const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args } });
     expect(res.body.status).toBe('pending_approval');
     const id = res.body.decision_id;
-    const message = attest(loadAttestationSecret(stack.env['COUNTERSIGN_KEYS_DIR']!), {
-      kind: 'answer' as const, round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: ops.id, tenant_id: 'default',
-      args_digest: sha256Digest(args), snapshot_hash: res.body.snapshot_hash,
-    }, new Date());
+    const message = attestedAnswer(stack, { approverId: ops.id, args, snapshotHash: res.body.snapshot_hash });
     const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
     try {
       const handle = new Client({ connection }).workflow.getHandle(workflowIdFor('default', id));
