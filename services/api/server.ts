@@ -27,9 +27,14 @@ import { registerToolCatalogRoutes } from './routes/tool-catalog.ts';
 import { ApiKeyCache } from '../identity/key-cache.ts';
 import { ToolCatalogs } from '../catalog/catalog-cache.ts';
 import { createLogger } from '../logger.ts';
+import type { Resolver } from '../callbacks/callback-target.ts';
 import { registerMetrics } from './metrics.ts';
 
-export type ApiDeps = { config: Config; db: Db; temporal: Client; policies: ActivePolicies; catalogs?: ToolCatalogs; keys?: ApiKeyCache };
+export type ApiDeps = {
+  config: Config; db: Db; temporal: Client; policies: ActivePolicies; catalogs?: ToolCatalogs; keys?: ApiKeyCache;
+  /** Resolves callback hosts (the system resolver unless a test brings one). */
+  callbackResolver?: Resolver;
+};
 export type Api = FastifyInstance;
 
 declare module 'fastify' {

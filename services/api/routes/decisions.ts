@@ -4,6 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { DecisionRequest, DecisionResult } from '../../../schemas/decision.ts';
 import { loadAttestationSecret } from '../../decisions/attestation.ts';
 import { requestDecision } from '../../decisions/request-decision.ts';
+import { requireSafeCallbackUrl } from '../../callbacks/callback-target.ts';
 import { waitForDecision } from '../../decisions/read-decision.ts';
 import { answerApproval, pendingApprovals, reportOutcome, requestOverride } from '../../decisions/run-messages.ts';
 import { RunWatcher } from '../../decisions/run-watcher.ts';
@@ -65,7 +66,12 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
       body: DecisionRequest,
       response: { 200: DecisionResult, 400: Problem, 401: Problem, 403: Problem, 422: Problem, 503: Problem },
     },
-  }, async (req) => requestDecision(decide, principalOf(req), req.body));
+  }, async (req) => {
+    // Checked here, so the agent hears of a refused callback_url at once, and again at delivery (the name may
+    // resolve elsewhere by then).
+    if (req.body.callback_url !== undefined) await requireSafeCallbackUrl(req.body.callback_url, { allowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE, ...(deps.callbackResolver ? { resolve: deps.callbackResolver } : {}) });
+    return requestDecision(decide, principalOf(req), req.body);
+  });
 
   r.get('/v1/decisions/:id', {
     onRequest: authenticated(deps, []),
