@@ -91,7 +91,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   }
 
   // Then the rate limits: by client address before authentication looks anything up, by principal after.
-  registerRateLimits(app, { max: deps.config.COUNTERSIGN_RATE_LIMIT, windowMs: deps.config.COUNTERSIGN_RATE_WINDOW_MS, knowsKey: (prefix) => keys.knows(prefix) });
+  const limits = registerRateLimits(app, { max: deps.config.COUNTERSIGN_RATE_LIMIT, windowMs: deps.config.COUNTERSIGN_RATE_WINDOW_MS, knowsKey: (prefix) => keys.knows(prefix) });
 
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
@@ -103,7 +103,8 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     if (req.body !== undefined) checkJsonBounds(req.body);
   });
 
-  app.setErrorHandler((err, req, reply) => {
+  app.setErrorHandler((thrown, req, reply) => {
+    const err = limits.afterError(req, reply, thrown);
     const problem = toProblem(isConnectionError(err) ? CountersignError.dependency('postgres', err) : err, req.id);
     if (problem.status >= 500) req.log.error({ err, code: problem.code }, 'request failed');
     void reply.status(problem.status).type('application/problem+json').send(problem);
