@@ -166,7 +166,7 @@ export function platformAdmin(deps: ApiDeps) {
 }
 
 /** COUNTERSIGN_TRUST_PROXY as Fastify takes it: a number of hops as a function of the hop (what proxy-addr makes of a number). */
-function trustProxyOption(setting: boolean | number | string[]): boolean | string[] | ((address: string, hop: number) => boolean) {
+export function trustProxyOption(setting: boolean | number | string[]): boolean | string[] | ((address: string, hop: number) => boolean) {
   return typeof setting === 'number' ? (_address, hop) => hop < setting : setting;
 }
 

@@ -6,7 +6,16 @@ import { addressRefusal, canonicalAddress } from './callback-address.ts';
 /** Resolves a host name to every address it has (the system resolver by default; tests inject their own). */
 export type Resolver = (hostname: string) => Promise<Array<{ address: string }>>;
 
-export const systemResolver: Resolver = (hostname) => lookup(hostname, { all: true, verbatim: true });
+/** How long a name may take to resolve before the callback is refused as not resolving. */
+const RESOLVE_TIMEOUT_MS = 5_000;
+
+export const systemResolver: Resolver = (hostname) => {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`resolving ${hostname} took over ${RESOLVE_TIMEOUT_MS} ms`), { code: 'ETIMEOUT' })), RESOLVE_TIMEOUT_MS);
+  });
+  return Promise.race([lookup(hostname, { all: true, verbatim: true }), timeout]).finally(() => clearTimeout(timer));
+};
 
 /** Where a callback goes: the URL as given (its host names the TLS server and the Host header) and the one address it connects to. */
 export type CallbackTarget = { url: URL; address: string; family: 4 | 6 };

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import Fastify from 'fastify';
+import { trustProxyOption } from '../../../services/api/server.ts';
 import { redactUrl, scrubSecrets } from '../../../services/api/log-redaction.ts';
 import { clientAddressKey, RateBuckets } from '../../../services/api/rate-buckets.ts';
 import { trustProxySetting } from '../../../services/config.ts';
@@ -50,5 +52,21 @@ describe('log redaction', () => {
     expect(out).not.toContain(key);
     expect(out).not.toContain(token);
     expect(out).not.toContain('Zzz');
+  });
+});
+
+describe('the client address behind proxies', () => {
+  const ipSeen = async (setting: string, remoteAddress: string, forwarded?: string) => {
+    const app = Fastify({ trustProxy: trustProxyOption(trustProxySetting(setting)!) });
+    app.get('/', async (req) => req.ip);
+    const res = await app.inject({ url: '/', remoteAddress, headers: forwarded ? { 'x-forwarded-for': forwarded } : {} });
+    await app.close();
+    return res.body;
+  };
+  it('ignores X-Forwarded-For by default, and trusts only the hops or proxies configured', async () => {
+    expect(await ipSeen('false', '10.0.0.2', '203.0.113.5')).toBe('10.0.0.2');
+    expect(await ipSeen('1', '10.0.0.2', '198.51.100.1, 203.0.113.5')).toBe('203.0.113.5');
+    expect(await ipSeen('10.0.0.0/8', '10.0.0.2', '198.51.100.1, 203.0.113.5')).toBe('203.0.113.5');
+    expect(await ipSeen('10.0.0.0/8', '192.0.2.9', '203.0.113.5')).toBe('192.0.2.9');
   });
 });
