@@ -8,6 +8,7 @@ export type { AnswerInput, OutcomeInput, OverrideInput };
 import { runEventId } from '../services/decisions/ids.ts';
 import { checkAnswer, evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
+import type { StartAttestation } from '../services/decisions/start-attestation.ts';
 
 /** How long a run stays open after it is final, and who may lift a DENY. Set per tenant by the API. */
 export type RunWindows = {
@@ -34,6 +35,11 @@ export type DecisionWorkflowInput = {
   callbackUrl?: string | undefined;
   /** Counter amounts to record when the action goes ahead (rate and cost limits). */
   counterIncrements?: Array<{ key: string; amount: number }>;
+  /**
+   * The API's signature over all of the above (services/decisions/start-attestation.ts), recorded in
+   * DecisionRequested; the run's first append is refused without a valid one, so nothing is written.
+   */
+  attestation?: StartAttestation;
 };
 
 export type DecisionStatus = { result: DecisionResult; requestDigest: string };
@@ -400,6 +406,14 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     args_digest: input.argsDigest,
     idempotency_key: input.idempotencyKey,
     requested_by: input.requestedBy,
+    // Everything else the run acts on, with the API's signature over the whole start: checked before the
+    // first append, and by the auditor from the log. The workflow id is this run's own, never the input's.
+    ...(input.attestation ? {
+      start: {
+        workflow_id: wfId, counter_increments: input.counterIncrements ?? [], windows: input.windows, callback_url: input.callbackUrl ?? null,
+        issued_at: input.attestation.issued_at, signature: input.attestation.signature,
+      },
+    } : {}),
   });
   record('PolicyEvaluated', { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision });
 

@@ -12,6 +12,7 @@ import { ed25519Verify, prepareDocumentSignature, verifyDocument, type KeyResolu
 import { activationSigned, compilePolicyVersion } from '../lifecycle/policy-version.ts';
 import { checkPolicyChain, type PolicyChain } from '../lifecycle/policy-chain.ts';
 import { DONE_BAD, DONE_BAD_SIGNATURE, ReplayPool, type Ticket } from './replay-pool.ts';
+import { checkRunStart } from '../decisions/start-attestation.ts';
 
 /** `position` is the event's global position (or, for a record that is not an event, where it sat). */
 export type Divergence = { stream_id: string | null; position: string | null; problem: string };
@@ -216,6 +217,7 @@ export class Replay {
         if (signed) receipts.push(signed);
       }
       if (this.divergences.length === before) this.checkCoverage(events, issued[issued.length - 1], now, grace, unsigned);
+      this.checkStart(events);
       if (this.reEvaluate(events, policyEvents)) reEvaluated += 1;
     }
     this.checkAnchors(receipts);
@@ -455,6 +457,21 @@ export class Replay {
     const derived = catalogRiskTags(catalogOf(state.sources), request);
     if (derived.join(',') !== fact.data.risk_tags.join(',')) return problem(`tool catalog version ${fact.data.version} gives [${derived.join(', ')}] for this request, the decision recorded [${fact.data.risk_tags.join(', ')}]`);
     return true;
+  }
+
+  /**
+   * The run was started by the API: DecisionRequested carries the API's signature over the whole start (the
+   * request, the evaluation, the policies, counter increments, windows, callback, workflow id), checked as
+   * stored (the events' bytes, not their parsed form). Without keys, everything but the signature.
+   */
+  private checkStart(events: StoredEvent[]): void {
+    const requested = events.find((e) => e.type === 'DecisionRequested');
+    const evaluated = events.find((e) => e.type === 'PolicyEvaluated');
+    if (!requested || !evaluated) return; // reported by reEvaluate
+    const stored = (e: StoredEvent) => this.byId.get(e.event_id)?.data ?? e.data;
+    const workflowId = requested.metadata['workflow_id'];
+    const check = checkRunStart(stored(requested), stored(evaluated), this.opts.keys, typeof workflowId === 'string' ? workflowId : undefined);
+    if (!check.ok) this.divergences.push({ stream_id: requested.stream_id, position: requested.position, problem: `run start not attested by Countersign: ${check.reason}` });
   }
 
   /** Re-derives the decision from the recorded policy versions, request, facts and clock. */
