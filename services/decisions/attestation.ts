@@ -3,9 +3,13 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Attestation, Attested } from '../../activities/types.ts';
 import { canonicalJson } from '../receipts/canonical.ts';
+import { MESSAGE_MAX_AGE_MS } from '../../workflows/decision-messages.ts';
 
 /** How old an attestation may be when the worker checks it: an answer is checked within seconds. */
-export const ATTESTATION_MAX_AGE_MS = 5 * 60_000;
+export const ATTESTATION_MAX_AGE_MS = MESSAGE_MAX_AGE_MS;
+
+/** A fresh nonce for one attested message (144 random bits, base64url). */
+export const newNonce = (): string => randomBytes(18).toString('base64url');
 
 /**
  * The secret the API and the worker share to vouch for messages sent into workflows. From configuration, or

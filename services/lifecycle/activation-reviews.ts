@@ -4,7 +4,7 @@ import {
   policyActivationWorkflow, reviewAnswerUpdate, reviewOpenedUpdate,
   type ReviewAnswerInput, type ReviewAnswerResult,
 } from '../../workflows/policy-activation-workflow.ts';
-import { attest } from '../decisions/attestation.ts';
+import { attest, newNonce } from '../decisions/attestation.ts';
 import { asTemporalError } from '../decisions/request-decision.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
@@ -70,6 +70,7 @@ export async function answerActivationReview(
   const message: ReviewAnswerInput = attest(deps.secret(), {
     kind: 'policy_review' as const,
     review_id: review.review_id,
+    nonce: newNonce(),
     verdict: body.verdict,
     ...(body.comment ? { comment: body.comment } : {}),
     by: principal.id,
