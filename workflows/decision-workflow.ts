@@ -328,6 +328,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   // Nonces of the messages accepted into history, and the refusals they earned (see MAX_REFUSED_PER_RUN).
   const nonces = new Set<string>();
   let refusedInRun = 0;
+  let inFlight = 0; // accepted messages whose handlers are still running: each may yet be refused
   const refusedOf = new Map<string, number>();
   const refuseFrom = (who: string, reason: string) => {
     refusedInRun += 1;
@@ -338,15 +339,25 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   const admit = (m: { decision_id: string; nonce: string; attestation: { issued_at: string } }, who: string) => {
     const bad = checkEnvelope(m, { claimed: m.decision_id, actual: input.decisionId, what: 'decision' }, nonces, Date.now());
     if (bad) throw new Error(bad);
-    if (refusedInRun >= MAX_REFUSED_PER_RUN) throw new Error(`this decision refused ${MAX_REFUSED_PER_RUN} messages already; it accepts no more that could be refused`);
+    if (refusedInRun + inFlight >= MAX_REFUSED_PER_RUN) throw new Error(`this decision refused ${MAX_REFUSED_PER_RUN} messages already; it accepts no more that could be refused`);
     if ((refusedOf.get(who) ?? 0) >= MAX_REFUSED_PER_PRINCIPAL) throw new Error(`${MAX_REFUSED_PER_PRINCIPAL} messages of this principal were refused by this decision; it accepts no more from it`);
+  };
+
+  /** Runs an accepted message's handler: its nonce is spent, and it counts against the cap until it is done. */
+  const handle = async <T>(nonce: string, body: () => Promise<T>): Promise<T> => {
+    nonces.add(nonce);
+    inFlight += 1;
+    try {
+      return await body();
+    } finally {
+      inFlight -= 1;
+    }
   };
 
   function registerUpdates(): void {
     setHandler(
       answerUpdate,
-      async (a) => {
-        nonces.add(a.nonce);
+      async (a) => handle(a.nonce, async () => {
         // The API's attestation and the approver's current roles and groups, from the database.
         const who = await authorize(a);
         if (!who.ok) throw refuseFrom(a.approver_id, who.reason);
@@ -357,8 +368,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         finalizeRound(a.round);
         await flush();
         const r = view!.rounds.find((x) => x.round === a.round)!;
-        return { counted: true, round: a.round, round_status: r.status, decision_status: view!.status === 'final' ? 'final' : 'pending_approval' };
-      },
+        return { counted: true as const, round: a.round, round_status: r.status, decision_status: view!.status === 'final' ? 'final' as const : 'pending_approval' as const };
+      }),
       {
         // Cheap checks on the claimed identity before anything reaches history; the handler re-checks with
         // the identity the database confirms.
@@ -373,8 +384,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
 
     setHandler(
       overrideUpdate,
-      async (o) => {
-        nonces.add(o.nonce);
+      async (o) => handle(o.nonce, async () => {
         const who = await authorize(o);
         if (!who.ok) throw refuseFrom(o.requested_by, who.reason);
         if (view!.decision !== 'DENY' || view!.status !== 'final' || openRound(view)) throw refuseFrom(o.requested_by, 'no denied decision to override');
@@ -389,7 +399,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         });
         await flush();
         return { round, groups, deadline: iso(now + input.windows.override_timeout_sec * 1000) };
-      },
+      }),
       {
         validator: (raw: unknown) => {
           const o = parseMessage(messageSchemas().OverrideInput, raw);
@@ -406,8 +416,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
 
     setHandler(
       outcomeUpdate,
-      async (o) => {
-        nonces.add(o.nonce);
+      async (o) => handle(o.nonce, async () => {
         const who = await authorize(o);
         if (!who.ok) throw refuseFrom(o.reported_by, who.reason);
         if (view!.outcome) throw refuseFrom(o.reported_by, 'the outcome was already reported');
@@ -415,7 +424,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         for (const v of o.violations) record('OutputViolation', v);
         await flush();
         return { violations: o.violations.length };
-      },
+      }),
       {
         validator: (raw: unknown) => {
           const o = parseMessage(messageSchemas().OutcomeInput, raw);

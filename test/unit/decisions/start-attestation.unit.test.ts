@@ -26,7 +26,7 @@ function signedStart(over: { tenant?: string; decisionId?: string; increments?: 
     evaluation: { decision: 'DENY', reason: 'over the limit', matched_rule: 'big', matched_rules: [], constraints: {}, snapshot_hash: snapshotHash, facts: { counters: { k: 3 } }, now: NOW.toISOString() },
     policies: [{ policy_id: 'refunds', version: 1, hash: snapshotHash }],
     default_decision: 'DENY',
-  } as EventData<'PolicyEvaluated'>;
+  };
   const start = { workflow_id: workflowIdFor(tenant, decisionId), counter_increments: over.increments ?? [{ key: 'rate/pay-bot', amount: 1 }], windows: { override_sec: 60, outcome_sec: 60, override_groups: ['admins'], override_timeout_sec: 60 }, callback_url: null };
   const att = signRunStart(keyring, requested, evaluated, start, NOW);
   const withStart: EventData<'DecisionRequested'> = { ...requested, start: { ...start, ...att } };
