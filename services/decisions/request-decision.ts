@@ -16,7 +16,9 @@ import { decisionIdFor } from './decision-id.ts';
 import { workflowIdFor } from './ids.ts';
 import { readDecision } from './read-decision.ts';
 import type { Keyring } from '../receipts/keyring.ts';
-import { signRunStart } from './start-attestation.ts';
+import { checkRunStart, signRunStart, startEventsOf } from './start-attestation.ts';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { DecisionWorkflowInput } from '../../workflows/decision-workflow.ts';
 
 const START_DEADLINE_MS = 5_000;
 
@@ -124,8 +126,11 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
     return readDecision(deps, tenantId, decisionId);
   }
   if (!started) return null;
-  // Started, but its first events are not written yet: the workflow answers from its input.
+  // Started, but its first events are not written yet: the workflow answers from its input, once that input
+  // is shown to be one the API signed. Anyone who can reach Temporal could have started a run under this id
+  // first, with a decision of their own making; its answer is never handed to the agent.
   try {
+    await checkStartedRun(deps, tenantId, decisionId, key);
     const status = await deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery);
     if (!status) return null;
     if (status.requestDigest !== digest) throw mismatch(key);
@@ -137,6 +142,26 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
     throw new CountersignError('dependency_unavailable', `the run for idempotency_key ${JSON.stringify(key)} exists but its decision cannot be read now; retry later`, {
       extra: { dependency: 'temporal' },
       cause: err,
+    });
+  }
+}
+
+/** Throws a conflict unless the run under this id was started with the API's signature (read from its history). */
+async function checkStartedRun(deps: DecideDeps, tenantId: string, decisionId: string, key: string): Promise<void> {
+  const workflowId = workflowIdFor(tenantId, decisionId);
+  const history = await deps.temporal.workflow.getHandle(workflowId).fetchHistory();
+  const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  let input: DecisionWorkflowInput | null = null;
+  try {
+    input = payload ? defaultPayloadConverter.fromPayload<DecisionWorkflowInput>(payload) : null;
+  } catch {
+    input = null;
+  }
+  const { requested, evaluated } = input ? startEventsOf(input, workflowId) : { requested: null, evaluated: null };
+  const check = input ? checkRunStart(requested, evaluated, (await deps.keyring()).publicKeys(), workflowId) : { ok: false as const, reason: 'no input' };
+  if (!check.ok) {
+    throw new CountersignError('conflict', `idempotency_key ${JSON.stringify(key)} names a run that Countersign did not start; ask with another key`, {
+      errors: [{ path: 'idempotency_key', message: 'taken by a run Countersign did not start' }],
     });
   }
 }

@@ -5,6 +5,7 @@ import type { Keyring } from '../receipts/keyring.ts';
 import { signDocument } from '../receipts/sign.ts';
 import { verifyDocument, type VerifyResult } from '../receipts/verify.ts';
 import { workflowIdFor } from './ids.ts';
+import type { DecisionWorkflowInput } from '../../workflows/decision-workflow.ts';
 
 /**
  * The start of a decision run, signed by the API with the receipt keyring (Ed25519), so that a workflow started
@@ -87,4 +88,20 @@ export function checkRunStart(requestedRaw: unknown, evaluatedRaw: unknown, keys
   const v: VerifyResult = verifyDocument(runStartDocument(r, evaluated, signed), signature, keys);
   if (!v.ok) return { ok: false, reason: `the run start signature does not hold: ${v.reason}: ${v.detail}`, ...(v.reason === 'unknown_key' ? { unknownKey: true } : {}) };
   return { ok: true };
+}
+
+/**
+ * The run's first two events as the decision workflow records them from its input (workflows/decision-workflow.ts),
+ * for a reader that holds only the input (the API, facing a run it did not start under an id it derives).
+ */
+export function startEventsOf(input: DecisionWorkflowInput, workflowId: string): { requested: Requested; evaluated: Evaluated } {
+  const att = input.attestation;
+  return {
+    requested: {
+      decision_id: input.decisionId, tenant_id: input.tenantId, request: input.request, request_digest: input.requestDigest, args_digest: input.argsDigest,
+      idempotency_key: input.idempotencyKey, requested_by: input.requestedBy,
+      ...(att ? { start: { workflow_id: workflowId, counter_increments: input.counterIncrements ?? [], windows: input.windows, callback_url: input.callbackUrl ?? null, issued_at: att.issued_at, signature: att.signature } } : {}),
+    },
+    evaluated: { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision },
+  };
 }

@@ -4,6 +4,8 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, loadAttestationSecret, newNonce } from '../../services/decisions/attestation.ts';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
+import { decisionIdFor } from '../../services/decisions/decision-id.ts';
+import { sha256Digest } from '../../services/receipts/canonical.ts';
 import { signRunStart } from '../../services/decisions/start-attestation.ts';
 import { loadOrCreateKeyring } from '../../services/receipts/keyring.ts';
 import { answerUpdate, decisionWorkflow, MAX_REFUSED_PER_RUN, type AnswerInput, type DecisionWorkflowInput } from '../../workflows/decision-workflow.ts';
@@ -173,6 +175,32 @@ describe('attacks through Temporal', () => {
     // The template run itself was not touched by its replays.
     expect((await rows(template.decisionId)).events).toBe(4);
   }, 300_000);
+
+  it('a run started under the id of an agent\'s idempotency key never answers the agent', async () => {
+    const template = await inputOf((await ask({ action: { tool: 'shell_exec', args: { cmd: 'ls' } } })).body.decision_id);
+    const ATTEMPTS = 3;
+    let through = 0;
+    for (let i = 0; i < ATTEMPTS; i++) {
+      // The attacker guesses the key and the request the agent will send, and starts first: ALLOW, unsigned.
+      const key = `order-${randomBytes(4).toString('hex')}`;
+      const body = { agent: { id: 'pay-bot' }, action: { tool: 'shell_exec', args: { cmd: 'rm -rf /' } }, idempotency_key: key };
+      const request = { ...body, context: {}, policy_rules: [] };
+      const decisionId = decisionIdFor('default', key);
+      const { attestation: _a, ...bare } = template;
+      const forged: DecisionWorkflowInput = {
+        ...bare, decisionId, idempotencyKey: key, request, requestDigest: sha256Digest(request), argsDigest: sha256Digest(request.action.args),
+        evaluation: { ...template.evaluation, decision: 'ALLOW', reason: 'forged', matched_rule: null, matched_rules: [] }, policies: [], defaultDecision: 'ALLOW',
+      };
+      await forge(forged);
+      const answered = await api({ url: stack.url, key: bot.key }, 'POST', '/v1/decisions', body);
+      if (answered.status === 200 || answered.body?.decision === 'ALLOW') through += 1;
+      expect(answered.status, JSON.stringify(answered.body)).toBe(409);
+      expect(answered.body.detail).toMatch(/did not start/);
+      expect((await rows(decisionId)).events).toBe(0);
+    }
+    console.log(`attack squatted-idempotency-key: ${ATTEMPTS} attempts, ${through} got through`);
+    expect(through).toBe(0);
+  }, 120_000);
 
   it('an approval attested for one run does not count on another (same round, arguments and snapshot)', async () => {
     const args = { change: 'same' };
