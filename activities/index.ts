@@ -55,6 +55,6 @@ export function createActivities(deps: ActivityDeps): Activities {
     notifyApprovers: makeNotifyApprovers(deps.db, deps.channels),
     announceRoundClosed: makeAnnounceRoundClosed(deps.db, deps.channels?.slack),
     deliverCallback: makeDeliverCallback(getKeyring, deps.callbackAllowPrivate ?? false),
-    ...makePolicyReviewActivities(deps.db, getKeyring, getSecret),
+    ...makePolicyReviewActivities(deps.db, getKeyring, getSecret, guard.refused),
   };
 }

@@ -24,6 +24,8 @@ export type PolicyActivationInput = {
   expectedStreamVersion: number;
   timeoutSec: number;
   expectedLoosening: string[];
+  /** The API's MAC over all of the above (kind `policy_review_start`): the review opens only with a valid one. */
+  attestation?: { issued_at: string; mac: string };
 };
 
 export type PolicyActivationResult =
@@ -141,6 +143,7 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
   const opened = await openPolicyReview({
     tenantId: input.tenantId, policyId: input.policyId, reviewId: input.reviewId, expectedStreamVersion: input.expectedStreamVersion,
     requestedBy: input.requestedBy, documentHash: input.documentHash, deadline: iso(deadlineMs), expectedLoosening: input.expectedLoosening,
+    start: input,
   });
   if (!opened.ok) {
     refused = opened.reason;

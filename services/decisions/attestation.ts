@@ -36,13 +36,24 @@ export function attest<T extends object>(secret: Buffer, body: T, now: Date): At
   return { ...body, attestation: { issued_at, mac: mac(secret, body, issued_at) } };
 }
 
-export function verifyAttestation(secret: Buffer, message: Attested<Record<string, unknown>>, now: Date): { ok: true } | { ok: false; reason: string } {
+/** The start of a policy activation review, attested (the MAC covers the kind, so it is no message's MAC). */
+export function attestReviewStart<T extends object>(secret: Buffer, start: T, now: Date): T & { attestation: Attestation } {
+  const { kind: _k, ...rest } = attest(secret, { kind: 'policy_review_start', ...start }, now);
+  return rest as unknown as T & { attestation: Attestation };
+}
+
+/** Checks a review start as the workflow received it; no age limit (a worker may pick a start up late). */
+export function verifyReviewStart(secret: Buffer, start: { attestation?: Attestation } & Record<string, unknown>): { ok: true } | { ok: false; reason: string } {
+  return verifyAttestation(secret, { kind: 'policy_review_start', ...start } as Attested<Record<string, unknown>>, new Date(), Number.POSITIVE_INFINITY);
+}
+
+export function verifyAttestation(secret: Buffer, message: Attested<Record<string, unknown>>, now: Date, maxAgeMs = ATTESTATION_MAX_AGE_MS): { ok: true } | { ok: false; reason: string } {
   const { attestation, ...body } = message as Record<string, unknown> & { attestation?: Attestation };
   if (!attestation || typeof attestation.mac !== 'string' || typeof attestation.issued_at !== 'string') return { ok: false, reason: 'the answer did not come through Countersign (no attestation)' };
   const expected = Buffer.from(mac(secret, body, attestation.issued_at));
   const given = Buffer.from(attestation.mac);
   if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { ok: false, reason: 'the answer did not come through Countersign (bad attestation)' };
   const age = now.getTime() - Date.parse(attestation.issued_at);
-  if (!(age >= -60_000 && age <= ATTESTATION_MAX_AGE_MS)) return { ok: false, reason: 'the attestation is stale' };
+  if (!(age >= -60_000 && age <= maxAgeMs)) return { ok: false, reason: 'the attestation is stale' };
   return { ok: true };
 }

@@ -8,6 +8,7 @@ import { decisionIdFor } from '../../services/decisions/decision-id.ts';
 import { sha256Digest } from '../../services/receipts/canonical.ts';
 import { signRunStart } from '../../services/decisions/start-attestation.ts';
 import { loadOrCreateKeyring } from '../../services/receipts/keyring.ts';
+import { policyActivationWorkflow } from '../../workflows/policy-activation-workflow.ts';
 import { answerUpdate, decisionWorkflow, MAX_REFUSED_PER_RUN, type AnswerInput, type DecisionWorkflowInput } from '../../workflows/decision-workflow.ts';
 import { activateYaml, addPrincipal, api, attestedAnswer, freePort, startTestStack, type TestStack } from './harness.ts';
 
@@ -175,6 +176,34 @@ describe('attacks through Temporal', () => {
     // The template run itself was not touched by its replays.
     expect((await rows(template.decisionId)).events).toBe(4);
   }, 300_000);
+
+  it('a policy activation review started straight through Temporal opens nothing', async () => {
+    const draft = await api(stack, 'POST', '/v1/policies', {
+      apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id: 'loose', name: 'Loose' }, scope: { level: 'tenant' },
+      rules: [{ name: 'everything', match: { tool: '*' }, decision: 'ALLOW' }],
+    });
+    expect(draft.status, JSON.stringify(draft.body)).toBeLessThan(300);
+    const drafted = (await stack.db.query(`SELECT stream_id, data FROM events WHERE type = 'PolicyDrafted' AND data->>'policy_id' = 'loose'`)).rows[0];
+    const streamRows = async () => (await stack.db.query<{ n: string; v: number | null }>('SELECT count(*) AS n, max(stream_version) AS v FROM events WHERE stream_id = $1', [drafted.stream_id])).rows[0]!;
+    const ATTEMPTS = 3;
+    let through = 0;
+    for (let i = 0; i < ATTEMPTS; i++) {
+      const before = await streamRows();
+      const counted = await refusedStarts();
+      const reviewId = `policy-review-forged-${randomBytes(6).toString('hex')}`;
+      const handle = await client.workflow.start(policyActivationWorkflow, {
+        taskQueue: stack.taskQueue, workflowId: reviewId,
+        args: [{ reviewId, tenantId: 'default', policyId: 'loose', documentHash: sha256Digest(drafted.data.document), requestedBy: ops.id, expectedStreamVersion: Number(before.v), timeoutSec: 3600, expectedLoosening: [], ...(i === 1 ? { attestation: { issued_at: new Date().toISOString(), mac: randomBytes(32).toString('base64url') } } : {}) }],
+      });
+      const outcome = await handle.result().then(() => null, (e: unknown) => e);
+      const after = await streamRows();
+      const refused = outcome instanceof WorkflowFailedError && /review start refused/.test(causes(outcome)) && (await refusedStarts()) === counted + 1 && stack.worker.output().includes(reviewId);
+      if (after.n !== before.n || !refused) through += 1;
+      expect({ events: after.n, refused }).toEqual({ events: before.n, refused: true });
+    }
+    console.log(`attack forged-review-start: ${ATTEMPTS} attempts, ${through} got through`);
+    expect(through).toBe(0);
+  }, 120_000);
 
   it('a run started under the id of an agent\'s idempotency key never answers the agent', async () => {
     const template = await inputOf((await ask({ action: { tool: 'shell_exec', args: { cmd: 'ls' } } })).body.decision_id);
