@@ -3,7 +3,7 @@ import type { EventData } from '../../../schemas/events.ts';
 import { attest, newNonce, verifyAttestation } from '../../../services/decisions/attestation.ts';
 import { workflowIdFor } from '../../../services/decisions/ids.ts';
 import { checkRunStart, signRunStart, type RunStart } from '../../../services/decisions/start-attestation.ts';
-import { syntheticLog } from '../../../services/audit/synthetic-runs.ts';
+import { exampleSnapshot, firstRunEvents, storeOffline, syntheticLog, syntheticRequest } from '../../../services/audit/synthetic-runs.ts';
 import { Replay } from '../../../services/audit/replay.ts';
 import { sha256Digest } from '../../../services/receipts/canonical.ts';
 import { createInMemoryKeyring } from '../../../services/receipts/keyring.ts';
@@ -118,6 +118,18 @@ describe('audit replay checks each run start', () => {
   it('accepts runs the API started', () => {
     expect(replay(syntheticLog(keyring, { tenantId: 'acme', runs: 5, tag: 'start', now: NOW })).divergences).toEqual([]);
   });
+  it('reports a run whose start carries no signature (written by a workflow the API did not start)', () => {
+    const good = syntheticLog(keyring, { tenantId: 'acme', runs: 1, tag: 'start', now: NOW });
+    const { snapshot, policies } = exampleSnapshot();
+    const decisionId = 'dec_0000000000000000000000000000000f';
+    const events = firstRunEvents({ decisionId, tenantId: 'acme', request: syntheticRequest(3), snapshot, policies, now: NOW, keyring });
+    const { start: _s, ...unsigned } = events[0]!.data as Record<string, unknown>;
+    let position = 1000;
+    const stored = storeOffline(`run-${decisionId}`, 'acme', [{ ...events[0]!, data: unsigned as never }, ...events.slice(1)], null, NOW, () => String((position += 1)));
+    const problems = replay([...good, ...stored]).divergences.filter((d) => d.stream_id === `run-${decisionId}`).map((d) => d.problem);
+    expect(problems).toContain('run start not attested by Countersign: the run start carries no signature of the API (started outside Countersign)');
+  });
+
   it('reports a run whose start was signed by another key', () => {
     const forger = createInMemoryKeyring();
     const problems = replay(syntheticLog(forger, { tenantId: 'acme', runs: 2, tag: 'start', now: NOW })).divergences.map((d) => d.problem);
