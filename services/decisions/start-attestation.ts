@@ -62,12 +62,11 @@ export function signRunStart(keyring: Keyring, requested: Requested, evaluated: 
 export type RunStartCheck = { ok: true } | { ok: false; reason: string; unknownKey?: boolean };
 
 /**
- * Checks a run's first two events (as the worker is about to append them, or as the auditor reads them back):
- * both well-formed (counter increments never negative), the digests they record match what they carry, and
- * the API's signature holds under the deployment's public keys. With `keys` null (an auditor without keys)
- * everything but the signature is checked. `workflowId`: the workflow the events come from, when known.
+ * Everything about a run's start but the Ed25519 check: both events well-formed (counter increments never
+ * negative), the workflow id the decision's own (and, when given, the one the events come from), the digests
+ * they record matching what they carry. Answers the signed document and its signature, or the problem.
  */
-export function checkRunStart(requestedRaw: unknown, evaluatedRaw: unknown, keys: PublicKeySet | null, workflowId?: string): RunStartCheck {
+export function prepareRunStart(requestedRaw: unknown, evaluatedRaw: unknown, workflowId?: string): { ok: true; doc: Record<string, unknown>; signature: unknown } | { ok: false; reason: string } {
   const req = DecisionRequestedData.safeParse(requestedRaw);
   if (!req.success) return { ok: false, reason: `DecisionRequested is malformed at ${req.error.issues[0]?.path.join('.')}: ${req.error.issues[0]?.message}` };
   const ev = PolicyEvaluatedData.safeParse(evaluatedRaw);
@@ -83,10 +82,24 @@ export function checkRunStart(requestedRaw: unknown, evaluatedRaw: unknown, keys
   const args = r.request.action.args;
   if ((args ? sha256Digest(args) : null) !== r.args_digest) return { ok: false, reason: 'the arguments do not match their recorded digest' };
   if ((r.request.callback_url ?? null) !== start.callback_url) return { ok: false, reason: 'the callback URL differs from the request\'s' };
-  if (!keys) return { ok: true };
   const { signature, ...signed } = start;
-  const v: VerifyResult = verifyDocument(runStartDocument(r, evaluated, signed), signature, keys);
-  if (!v.ok) return { ok: false, reason: `the run start signature does not hold: ${v.reason}: ${v.detail}`, ...(v.reason === 'unknown_key' ? { unknownKey: true } : {}) };
+  return { ok: true, doc: runStartDocument(r, evaluated, signed), signature };
+}
+
+/** What an unverified start signature means, in the reason a refusal or a divergence gives. */
+export const startSignatureProblem = (v: Extract<VerifyResult, { ok: false }>): string => `the run start signature does not hold: ${v.reason}: ${v.detail}`;
+
+/**
+ * Checks a run's first two events (as the worker is about to append them, or as the auditor reads them back):
+ * prepareRunStart, then the API's signature under the deployment's public keys. With `keys` null (an auditor
+ * without keys) everything but the signature. `workflowId`: the workflow the events come from, when known.
+ */
+export function checkRunStart(requestedRaw: unknown, evaluatedRaw: unknown, keys: PublicKeySet | null, workflowId?: string): RunStartCheck {
+  const p = prepareRunStart(requestedRaw, evaluatedRaw, workflowId);
+  if (!p.ok) return p;
+  if (!keys) return { ok: true };
+  const v = verifyDocument(p.doc, p.signature, keys);
+  if (!v.ok) return { ok: false, reason: startSignatureProblem(v), ...(v.reason === 'unknown_key' ? { unknownKey: true } : {}) };
   return { ok: true };
 }
 

@@ -110,8 +110,8 @@ describe('message attestation (HMAC of the API) covers the run and the nonce', (
 
 describe('audit replay checks each run start', () => {
   const LATER = new Date(NOW.getTime() + 3_600_000);
-  const replay = (log: ReturnType<typeof syntheticLog>) => {
-    const r = new Replay({ keys, now: LATER, parallel: false });
+  const replay = (log: ReturnType<typeof syntheticLog>, parallel: false | { workers: number; after: number } = false) => {
+    const r = new Replay({ keys, now: LATER, parallel });
     for (const e of log) r.add({ value: JSON.stringify(e), where: e.position });
     return r.finish();
   };
@@ -134,5 +134,19 @@ describe('audit replay checks each run start', () => {
     const forger = createInMemoryKeyring();
     const problems = replay(syntheticLog(forger, { tenantId: 'acme', runs: 2, tag: 'start', now: NOW })).divergences.map((d) => d.problem);
     expect(problems.filter((p) => /run start not attested by Countersign: .*unknown_key/.test(p))).toHaveLength(2);
+  });
+
+  it('checks start signatures on the worker threads too: one altered byte of a signature is caught', () => {
+    const log = syntheticLog(keyring, { tenantId: 'acme', runs: 3, tag: 'start', now: NOW });
+    expect(replay(log, { workers: 1, after: 0 }).divergences).toEqual([]);
+    // A start whose signature is another run's: the hash chain is recomputed, as by someone who rewrites the database.
+    const other = log.filter((e) => e.type === 'DecisionRequested')[1]!.data as { start: RunStart };
+    const events = firstRunEvents({ decisionId: 'dec_0000000000000000000000000000000e', tenantId: 'acme', request: syntheticRequest(1), snapshot: exampleSnapshot().snapshot, policies: exampleSnapshot().policies, now: NOW, keyring });
+    const d = events[0]!.data as { start: RunStart };
+    const swapped = { ...d, start: { ...d.start, signature: other.start.signature } };
+    let position = 2000;
+    const stored = storeOffline('run-dec_0000000000000000000000000000000e', 'acme', [{ ...events[0]!, data: swapped as never }, ...events.slice(1)], null, NOW, () => String((position += 1)));
+    const problems = replay([...log, ...stored], { workers: 1, after: 0 }).divergences.map((x) => x.problem);
+    expect(problems).toContain(`run start not attested by Countersign: the run start signature does not hold: bad_signature: signature does not match the document under key ${keyring.activeKeyId}`);
   });
 });
