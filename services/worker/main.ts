@@ -50,7 +50,7 @@ const worker = await Worker.create({
     onRefusedStart: (r) => {
       refusedStarts += 1;
       metrics.refusedStarts.inc({ reason: refusalKind(r.reason) });
-      log('warn', 'refused a decision workflow start that the API did not sign; nothing was written', {
+      log('warn', 'refused a workflow start that the API did not sign; nothing was written', {
         workflow_id: r.workflowId, tenant_id: r.tenantId, decision_id: r.decisionId, reason: r.reason, refused_starts_total: refusedStarts,
       });
     },

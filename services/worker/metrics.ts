@@ -11,7 +11,7 @@ export function workerMetrics(): { registry: Registry; refusedStarts: Counter<'r
   collectDefaultMetrics({ register: registry, prefix: 'countersign_worker_' });
   const refusedStarts = new Counter({
     name: 'countersign_worker_refused_starts_total',
-    help: 'Decision workflow starts refused before their first append: no valid signature of the API over the start.',
+    help: 'Workflow starts (decisions, policy activation reviews) refused before their first write: no valid signature or attestation of the API over the start.',
     labelNames: ['reason'],
     registers: [registry],
   });
@@ -39,7 +39,7 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
 
 /** A short, bounded label for a refusal reason (the full reason is in the log line). */
 export function refusalKind(reason: string): 'unsigned' | 'bad_signature' | 'unknown_key' | 'malformed' | 'mismatch' {
-  if (reason.includes('no signature')) return 'unsigned';
+  if (reason.includes('no signature') || reason.includes('no attestation')) return 'unsigned';
   if (reason.includes('unknown_key') || reason.includes('key_revoked')) return 'unknown_key';
   if (reason.includes('bad_signature')) return 'bad_signature';
   if (reason.includes('malformed')) return 'malformed';

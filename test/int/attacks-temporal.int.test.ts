@@ -166,7 +166,7 @@ describe('attacks through Temporal', () => {
         const { input, workflowId } = await make();
         const r = await forge(input, workflowId);
         const failed = r.outcome instanceof WorkflowFailedError && /run start refused/.test(causes(r.outcome));
-        const traced = (await refusedStarts()) === counted + 1 && stack.worker.output().includes(r.workflowId) && /refused a decision workflow start/.test(stack.worker.output());
+        const traced = (await refusedStarts()) === counted + 1 && stack.worker.output().includes(r.workflowId) && /refused a workflow start that the API did not sign/.test(stack.worker.output());
         if (r.wrote || !failed || !traced) through += 1;
         expect({ name, wrote: r.wrote, failed, traced }).toEqual({ name, wrote: false, failed: true, traced: true });
       }
