@@ -43,6 +43,8 @@ export type CallbackInput = { url: string; tenantId: string; decisionId: string;
 export type OpenPolicyReviewInput = {
   tenantId: string; policyId: string; reviewId: string; expectedStreamVersion: number; requestedBy: string;
   documentHash: string; deadline: string; expectedLoosening: string[];
+  /** The workflow's whole input, with the API's attestation: checked before the review is opened. */
+  start?: { reviewId: string; tenantId: string; policyId: string; documentHash: string; requestedBy: string; expectedStreamVersion: number; timeoutSec: number; expectedLoosening: string[]; attestation?: Attestation };
 };
 export type OpenPolicyReviewResult = { ok: true; version: number; authors: string[] } | { ok: false; reason: string };
 export type CompletePolicyReviewInput = { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined };

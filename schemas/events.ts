@@ -10,6 +10,32 @@ import { ToolCatalogRegisteredData, ToolCatalogRemovedData } from './tool-catalo
 export const Sha256 = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex>');
 
 // --- run streams: `run-<decision id>` ---------------------------------------------------------
+/** One counter amount a run records when its action goes ahead (rate: 1; cost: the request's field, never negative). */
+export const CounterIncrement = z.strictObject({
+  key: z.string().min(1).max(1000),
+  amount: z.number().finite().min(0, 'a counter increment is never negative').max(1e15, 'a counter increment is at most 1e15'),
+});
+
+/**
+ * The API's Ed25519 signature over everything a decision workflow was started with that is not already in the
+ * run's first two events (services/decisions/start-attestation.ts): the worker checks it before the run's first
+ * append, and `audit replay` checks it from the log alone. A workflow started by anyone but the API has none.
+ */
+export const RunStartData = z.strictObject({
+  workflow_id: z.string().min(1),
+  counter_increments: z.array(CounterIncrement).max(100),
+  windows: z.strictObject({
+    override_sec: z.number().int().min(0),
+    outcome_sec: z.number().int().min(0),
+    override_groups: z.array(z.string().min(1)).max(100),
+    override_timeout_sec: z.number().int().positive(),
+    remind_before: z.union([z.strictObject({ sec: z.number().positive() }), z.strictObject({ percent: z.number().positive().max(100) })]).nullable().optional(),
+  }),
+  callback_url: z.string().max(2000).nullable(),
+  issued_at: z.iso.datetime({ offset: true }),
+  signature: z.strictObject({ alg: z.literal('Ed25519'), key_id: z.string(), value: z.string() }),
+});
+
 export const DecisionRequestedData = z.strictObject({
   decision_id: z.string(),
   tenant_id: z.string(),
@@ -18,6 +44,7 @@ export const DecisionRequestedData = z.strictObject({
   args_digest: Sha256.nullable().describe('sha256 of action.args; receipts carry this, never the args.'),
   idempotency_key: z.string().nullable(),
   requested_by: z.string().describe('Principal id of the caller.'),
+  start: RunStartData.optional().describe('The API\'s signature over the run\'s start; a run without one was not started by Countersign.'),
 });
 
 export const PolicyEvaluatedData = z.strictObject({

@@ -4,7 +4,7 @@ import {
   policyActivationWorkflow, reviewAnswerUpdate, reviewOpenedUpdate,
   type ReviewAnswerInput, type ReviewAnswerResult,
 } from '../../workflows/policy-activation-workflow.ts';
-import { attest } from '../decisions/attestation.ts';
+import { attest, attestReviewStart, newNonce } from '../decisions/attestation.ts';
 import { asTemporalError } from '../decisions/request-decision.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
@@ -41,10 +41,11 @@ export async function requestActivationReview(deps: ReviewDeps, a: Actor, policy
     const handle = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => deps.temporal.workflow.start(policyActivationWorkflow, {
       taskQueue: deps.taskQueue,
       workflowId: reviewId,
-      args: [{
+      // Attested, like every message the API sends into a workflow: a review started by anyone else opens nothing.
+      args: [attestReviewStart(deps.secret(), {
         reviewId, tenantId: a.tenantId, policyId, documentHash: plan.documentHash, requestedBy: a.principalId,
         expectedStreamVersion: s.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: plan.expectedLoosening,
-      }],
+      }, new Date())],
     }));
     const opened = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => handle.executeUpdate(reviewOpenedUpdate, { args: [] }));
     return { id: policyId, version: opened.version, status: 'pending_approval', review_id: opened.review_id, deadline: opened.deadline, authors: opened.authors, requested_by: a.principalId };
@@ -70,6 +71,7 @@ export async function answerActivationReview(
   const message: ReviewAnswerInput = attest(deps.secret(), {
     kind: 'policy_review' as const,
     review_id: review.review_id,
+    nonce: newNonce(),
     verdict: body.verdict,
     ...(body.comment ? { comment: body.comment } : {}),
     by: principal.id,
