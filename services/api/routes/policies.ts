@@ -259,7 +259,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
   for (const url of ['/v1/policy/simulate', '/api/v1/policy/simulate']) {
     r.post(url, {
       onRequest: authenticated(deps, []),
-      schema: { tags: ['policies'], summary: 'The decision a request would get (against the active set, or with a draft policy), without starting anything', body: Doc, response: { 200: Answer, ...problems } },
+      schema: { tags: ['policies'], summary: 'The decision a request would get (against the active set, or with a draft policy), without starting anything', body: Doc, response: { 200: Answer, ...problems, 422: ProblemSchema } },
     }, async (req) => {
       const tenantId = principalOf(req).tenant_id;
       const body = req.body as { request?: { agent?: { id?: unknown } }; job?: { agent?: unknown } };
@@ -269,7 +269,11 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
       // As the decision path does: the tenant's tool catalog tags the request (facts.tool_catalog in the answer).
       const catalog = deps.catalogs ? await deps.catalogs.current(tenantId) : undefined;
       const out = simulate({ body: req.body, active: active.snapshot, now: new Date(), defaultDecision: active.defaultDecision, ...(catalog ? { catalog } : {}) });
-      if (!out.ok) throw new CountersignError('validation_failed', 'the simulation request is invalid', { errors: out.errors.map((e) => ({ path: e.path, message: e.message })) });
+      if (!out.ok) {
+        const errors = out.errors.map((e) => ({ path: e.path, message: e.message }));
+        if (out.unprocessable) throw new CountersignError('unprocessable', `the simulation cannot be run: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, { errors });
+        throw new CountersignError('validation_failed', 'the simulation request is invalid', { errors });
+      }
       return { ...out.result, policies: active.policies };
     });
   }
