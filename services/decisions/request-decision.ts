@@ -43,7 +43,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
   const key = request.idempotency_key;
   // Per-call rules that would loosen (approval settings) or that cannot run within the CEL budget are refused
   // before anything is read or written.
-  const issues = perCallRuleIssues(request, (deps.now ?? (() => new Date()))(), 'body.');
+  const issues = perCallRuleIssues(request, (deps.now ?? (() => new Date()))()).map((i) => ({ path: ['body', ...i.path].join('.'), message: i.message }));
   if (issues.length > 0) {
     throw new CountersignError('unprocessable', `policy_rules refused: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { errors: issues });
   }

@@ -32,8 +32,9 @@ export function newCelBudget(units = CEL_EVALUATION_BUDGET): CelBudget {
   return { left: units };
 }
 
-/** Thrown by the meter (one preallocated object: the library's quantifiers catch errors per step and go on). */
-const EXCEEDED: { budgetExceeded: true } = { budgetExceeded: true };
+class CelBudgetExceeded extends Error {}
+/** Thrown by the meter; one preallocated error, because the library's quantifiers catch errors per step and go on. */
+const EXCEEDED = new CelBudgetExceeded('the CEL cost budget is spent');
 export const isBudgetExceeded = (err: unknown): boolean => err === EXCEEDED;
 
 let meter: CelBudget | null = null;
@@ -63,6 +64,8 @@ function isNode(v: unknown): v is ASTNode {
 export function childNodes(node: ASTNode): ASTNode[] {
   const out: ASTNode[] = [];
   const args: unknown = node.args;
+  // Unary operators (`!_`, `-_`) hold their operand directly.
+  if (isNode(args)) return [args];
   if (!Array.isArray(args)) return out;
   for (const a of args) {
     if (Array.isArray(a)) {
@@ -246,7 +249,7 @@ export function estimateCelCost(root: ASTNode, vars: Record<string, unknown>): n
 
   const resolve = (node: ASTNode): Known => {
     if (node.op === 'id') {
-      const name = node.args as unknown as string;
+      const name = node.args;
       if (scoped(name) !== undefined || !Object.hasOwn(vars, name)) return UNKNOWN;
       return { known: true, value: vars[name] };
     }
@@ -273,7 +276,7 @@ export function estimateCelCost(root: ASTNode, vars: Record<string, unknown>): n
         return { cost: NODE_COST, size: typeof v === 'string' ? v.length : 0, deep: 0 };
       }
       case 'id': {
-        const b = scoped(node.args as unknown as string);
+        const b = scoped(node.args);
         return b === undefined ? { cost: NODE_COST, size: M, deep: M } : { cost: NODE_COST, size: b.size, deep: b.deep };
       }
       case '.':
@@ -330,7 +333,7 @@ export function estimateCelCost(root: ASTNode, vars: Record<string, unknown>): n
     const over = est(receiver);
     const iterVar = args[0];
     const scope = new Map<string, Bound>();
-    if (iterVar?.op === 'id') scope.set(iterVar.args as unknown as string, { cost: NODE_COST, size: over.deep, deep: over.deep });
+    if (iterVar?.op === 'id') scope.set(iterVar.args, { cost: NODE_COST, size: over.deep, deep: over.deep });
     scopes.push(scope);
     const body = args.slice(1).map(est);
     scopes.pop();

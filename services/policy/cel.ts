@@ -1,5 +1,5 @@
 import { Environment, type ASTNode, type ParseResult } from '@marcbachmann/cel-js';
-import { CEL_EVALUATION_BUDGET, celShape, estimateCelCost, instrumentProgram, isBudgetExceeded, metered, newCelBudget, type CelBudget } from './cel-budget.ts';
+import { CEL_EVALUATION_BUDGET, celShape, childNodes, estimateCelCost, instrumentProgram, isBudgetExceeded, metered, newCelBudget, type CelBudget } from './cel-budget.ts';
 
 /**
  * CEL conditions. Expressions are parsed and type-checked once (at compile time) and cached by text;
@@ -51,22 +51,6 @@ export function celErrorMessage(err: unknown): string {
   return range === undefined ? first : `${first} (at column ${range.start + 1})`;
 }
 
-function* children(node: ASTNode): Generator<ASTNode> {
-  const args: unknown = node.args;
-  if (!Array.isArray(args)) return;
-  for (const a of args) {
-    if (Array.isArray(a)) {
-      for (const b of a) {
-        if (Array.isArray(b)) for (const c of b) if (isNode(c)) yield c;
-        if (isNode(b)) yield b;
-      }
-    } else if (isNode(a)) yield a;
-  }
-}
-function isNode(v: unknown): v is ASTNode {
-  return typeof v === 'object' && v !== null && 'op' in v && 'args' in v;
-}
-
 /** Rejections the library would accept: regexes (native RegExp can backtrack catastrophically) and deep loops. */
 function vetAst(root: ASTNode): string | undefined {
   const stack: { node: ASTNode; loops: number }[] = [{ node: root, loops: 0 }];
@@ -81,7 +65,7 @@ function vetAst(root: ASTNode): string | undefined {
         if (inner > MAX_COMPREHENSION_NESTING) return `comprehensions (all, exists, map, filter) may be nested at most ${MAX_COMPREHENSION_NESTING} deep`;
       }
     }
-    for (const child of children(node)) stack.push({ node: child, loops: inner });
+    for (const child of childNodes(node)) stack.push({ node: child, loops: inner });
   }
   return undefined;
 }
@@ -148,7 +132,7 @@ export function runCel(program: CelProgram, vars: Record<string, unknown>, budge
     if (meteredPrograms.has(program)) {
       const cost = estimateCelCost(program.ast, vars);
       if (cost > budget.left) return { ok: false, error: budgetMessage(`its estimated cost (${cost} units) is over`, budget) };
-      value = metered(budget, () => program(vars));
+      value = metered<unknown>(budget, () => program(vars));
       if (budget.left < 0) return { ok: false, error: budgetMessage('it ran past', budget) };
     } else value = program(vars);
     if (typeof value !== 'boolean') return { ok: false, error: `condition returned ${typeof value === 'bigint' ? 'int' : value === null ? 'null' : typeof value}, not a bool` };

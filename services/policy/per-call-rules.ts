@@ -56,37 +56,36 @@ export function preparePerCallRule(raw: unknown, index: number): PreparedPerCall
   return result;
 }
 
-export type PerCallIssue = { path: string; message: string };
+export type PerCallIssue = { path: Array<string | number>; message: string };
 
 const NO_APPROVAL = 'a per-call rule cannot supply approval settings: who approves, the quorum, the timeout, escalation and on_timeout come from stored policies and the tenant\'s configuration';
 
 /**
- * Why per-call rules cannot be taken as sent, each with its path (`policy_rules.<i>.<field>`, after `prefix`):
+ * Why per-call rules cannot be taken as sent, each with its path (`['policy_rules', i, field]`):
  * an `approval` block (or a sentence naming approvers), or a condition whose estimated cost with this request's
  * values is over the CEL budget of an evaluation. Empty when they can be evaluated. The API answers 422 with
  * these; evaluate() never reads approval settings from a per-call rule and fails closed on cost all the same.
  */
-export function perCallRuleIssues(request: DecisionRequest, now: Date, prefix = ''): PerCallIssue[] {
+export function perCallRuleIssues(request: DecisionRequest, now: Date): PerCallIssue[] {
   const issues: PerCallIssue[] = [];
   const rules: unknown[] = Array.isArray(request.policy_rules) ? request.policy_rules : [];
   let vars: Record<string, unknown> | undefined;
   rules.forEach((raw, i) => {
-    const at = `${prefix}policy_rules.${i}`;
     const r = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
-    if (r['approval'] !== undefined) issues.push({ path: `${at}.approval`, message: NO_APPROVAL });
+    if (r['approval'] !== undefined) issues.push({ path: ['policy_rules', i, 'approval'], message: NO_APPROVAL });
     const prepared = preparePerCallRule(raw, i);
     if (!prepared.ok) return;
     const lowered = lowerRule(PolicyRule.parse(raw), i);
     const named = lowered.ok ? lowered.rule.approval?.approvers : undefined;
     if (r['approval'] === undefined && named !== undefined && (named.length !== 1 || named[0] !== 'approvers')) {
-      issues.push({ path: `${at}.${r['text'] !== undefined ? 'text' : 'condition'}`, message: `${NO_APPROVAL}; this rule names approvers ${named.join(', ')}` });
+      issues.push({ path: ['policy_rules', i, r['text'] !== undefined ? 'text' : 'condition'], message: `${NO_APPROVAL}; this rule names approvers ${named.join(', ')}` });
     }
     const program = prepared.rule.program;
     if (program === undefined) return;
     const cost = celCostEstimate(program, (vars ??= celVariables(request, now)));
     if (cost !== undefined && cost > CEL_EVALUATION_BUDGET) {
       const field = r['expr'] !== undefined ? 'expr' : r['condition'] !== undefined && r['effect'] === undefined ? 'condition' : 'text';
-      issues.push({ path: `${at}.${field}`, message: `the condition cannot be run within the CEL cost budget of an evaluation: its estimated cost with this request's values is ${cost} units, over ${CEL_EVALUATION_BUDGET}` });
+      issues.push({ path: ['policy_rules', i, field], message: `the condition cannot be run within the CEL cost budget of an evaluation: its estimated cost with this request's values is ${cost} units, over ${CEL_EVALUATION_BUDGET}` });
     }
   });
   return issues;

@@ -112,8 +112,8 @@ export function simulate(input: { body: unknown; active?: Snapshot; now: Date; d
     request = r.data;
   }
   const now = body.at !== undefined ? new Date(body.at) : input.now;
-  const refused = perCallRuleIssues(request, now, body.job !== undefined ? 'job.' : 'request.');
-  if (refused.length > 0) return { ok: false, errors: refused, unprocessable: true };
+  const refused = perCallRuleIssues(request, now);
+  if (refused.length > 0) return { ok: false, errors: refused.map((i) => ({ path: formatPath(['request', ...i.path]), message: i.message })), unprocessable: true };
   let snapshot: Snapshot;
   const interpreted: Interpretation[] = [];
   if (body.policy !== undefined) {
