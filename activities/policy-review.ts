@@ -1,6 +1,7 @@
 import { verifyAttestation } from '../services/decisions/attestation.ts';
 import { withTenant, type Db } from '../services/events/db.ts';
-import { closeReview, completeReviewedActivation, openActivationReview } from '../services/lifecycle/policy-lifecycle.ts';
+import { closeReview } from '../services/lifecycle/policy-lifecycle.ts';
+import { completePolicyReview, openPolicyReview } from '../services/lifecycle/policy-change.ts';
 import type { Keyring } from '../services/receipts/keyring.ts';
 import type {
   AuthorizeResult, AuthorizeReviewerInput, ClosePolicyReviewInput, CompletePolicyReviewInput, CompletePolicyReviewResult,
@@ -8,17 +9,17 @@ import type {
 } from './types.ts';
 
 /**
- * The I/O of a four-eyes policy activation (workflows/policy-activation-workflow.ts). Each step reads the
+ * The I/O of a four-eyes policy review (workflows/policy-activation-workflow.ts): an activation or another change of the active set. Each step reads the
  * policy stream, checks the review is where the workflow thinks it is, and appends with the version it read
  * and an event id derived from the review id, so a retry after a commit writes nothing new and answers the same.
  */
 export function makePolicyReviewActivities(db: Db, keyring: () => Promise<Keyring>, secret: () => Buffer) {
   return {
     async openPolicyReview(input: OpenPolicyReviewInput): Promise<OpenPolicyReviewResult> {
-      return openActivationReview(db, input);
+      return openPolicyReview(db, input);
     },
     async completePolicyReview(input: CompletePolicyReviewInput): Promise<CompletePolicyReviewResult> {
-      return completeReviewedActivation(db, await keyring(), input);
+      return completePolicyReview(db, await keyring(), input);
     },
     async closePolicyReview(input: ClosePolicyReviewInput): Promise<{ ok: true } | { ok: false; reason: string }> {
       return closeReview(db, input);
