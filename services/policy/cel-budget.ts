@@ -88,6 +88,25 @@ function countNodes(root: ASTNode): number {
   return n;
 }
 
+/** Nodes a comprehension step evaluates once: nested comprehensions count their call, variable and range only. */
+function stepNodes(root: ASTNode): number {
+  let n = 0;
+  const stack = [root];
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    const name = rcallName(node);
+    if (name !== undefined && node.op === 'rcall' && COMPREHENSIONS.has(name)) {
+      n += 2;
+      const receiver = (node.args as unknown[])[1];
+      if (isNode(receiver)) stack.push(receiver);
+      continue;
+    }
+    n++;
+    stack.push(...childNodes(node));
+  }
+  return n;
+}
+
 const rcallName = (node: ASTNode): string | undefined => {
   if (node.op !== 'rcall' && node.op !== 'call') return undefined;
   const name = (node.args as unknown[])[0];
@@ -157,9 +176,10 @@ export function instrumentProgram(root: ASTNode): boolean {
       if (step === undefined) return false;
       const target = targetOf(step);
       if (target === undefined) return false;
-      // The body is every macro argument after the iteration variable; a step evaluates each of its nodes at most once.
+      // The body is every macro argument after the iteration variable; a step evaluates each of its nodes at most
+      // once, except the bodies of comprehensions inside it, whose own steps are charged.
       const body = (node.args as unknown[])[2];
-      const weight = NODE_COST * (1 + (Array.isArray(body) ? body.slice(1).filter(isNode).reduce((n, b) => n + countNodes(b), 0) : 1));
+      const weight = NODE_COST * (1 + (Array.isArray(body) ? body.slice(1).filter(isNode).reduce((n, b) => n + stepNodes(b), 0) : 1));
       Object.defineProperty(step, 'evaluate', {
         configurable: true,
         writable: true,
@@ -338,7 +358,8 @@ export function estimateCelCost(root: ASTNode, vars: Record<string, unknown>): n
     const body = args.slice(1).map(est);
     scopes.pop();
     const step = NODE_COST + sum(body, 'cost');
-    const cost = NODE_COST + over.cost + over.size * step;
+    // The call and its iteration variable are nodes too: the meter charges an enclosing step for every node of its body.
+    const cost = 2 * NODE_COST + over.cost + over.size * step;
     const last = body.at(-1);
     if (name === 'map') return { cost, size: over.size, deep: Math.max(last?.size ?? M, last?.deep ?? M) };
     if (name === 'filter') return { cost, size: over.size, deep: over.deep };
@@ -352,7 +373,8 @@ export function estimateCelCost(root: ASTNode, vars: Record<string, unknown>): n
     scopes.push(new Map([[v.args as unknown as string, { cost: NODE_COST, size: value.size, deep: value.deep }]]));
     const body = est(exp);
     scopes.pop();
-    return { cost: NODE_COST + value.cost + body.cost, size: body.size, deep: body.deep };
+    // The call, `cel` and the variable are three nodes.
+    return { cost: 3 * NODE_COST + value.cost + body.cost, size: body.size, deep: body.deep };
   };
 
   const call = (node: ASTNode, name: string | undefined, method: boolean): Bound => {

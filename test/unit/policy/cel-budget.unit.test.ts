@@ -69,6 +69,32 @@ describe('the CEL cost budget (given an expression and the request\'s values)', 
     }
   });
 
+  it('at the edge of the budget, what the estimate lets run also fits the meter', () => {
+    const shapes: Array<[string, (n: number) => Record<string, unknown>]> = [
+      ['xs.exists(a, xs.exists(b, a == b + "x"))', (n) => ({ xs: strings(n) })],
+      ['xs.map(a, xs.map(b, b)).size() > 0', (n) => ({ xs: strings(n) })],
+      ['xs.all(a, a != "q")', (n) => ({ xs: strings(n) })],
+      ['xs.filter(a, a.startsWith("s1")).map(b, b + b).size() >= 0', (n) => ({ xs: strings(n) })],
+      ['items.exists(i, i.tags.exists(t, t == "x"))', (n) => ({ items: Array.from({ length: n }, () => ({ tags: strings(20) })) })],
+      ['cel.bind(ys, xs.map(a, a + a), ys.exists(y, xs.exists(x, x == y)))', (n) => ({ xs: strings(n) })],
+      ['m.exists(k, m.exists(j, k != j && !(k in m)))', (n) => ({ m: Object.fromEntries(strings(n).map((k) => [k, 1])) })],
+    ];
+    for (const [expr, make] of shapes) {
+      const p = program(expr);
+      let lo = 1;
+      let hi = 50_000;
+      while (lo < hi) {
+        const mid = Math.ceil((lo + hi) / 2);
+        if ((celCostEstimate(p, make(mid)) ?? 0) <= CEL_EVALUATION_BUDGET) lo = mid;
+        else hi = mid - 1;
+      }
+      const budget = newCelBudget();
+      const r = runCel(p, make(lo), budget);
+      expect({ expr, n: lo, ok: r.ok }).toEqual({ expr, n: lo, ok: true });
+      expect(runCel(p, make(lo * 2), newCelBudget()).ok).toBe(false);
+    }
+  });
+
   it('the meter stops a run that spends past the budget, whatever the estimate said', () => {
     const p = program('xs.map(a, xs.map(b, b + a)).size() > 0');
     const vars = { xs: strings(400) };
