@@ -173,13 +173,19 @@ export const PolicyValidatedData = z.strictObject({
   report: z.record(z.string(), z.unknown()),
   validated_by: z.string(),
 });
-export const PolicyDeprecatedData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), deprecated_by: z.string() });
+/** Set on a change of the active set that went through a four-eyes review: who approved it, and which review. */
+const Reviewed = {
+  approved_by: z.string().optional().describe('The second admin who approved the change (four-eyes tenants).'),
+  review_id: z.string().optional().describe('The review the change went through (four-eyes tenants).'),
+};
+export const PolicyDeprecatedData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), deprecated_by: z.string(), ...Reviewed });
 export const PolicyRolledBackData = z.strictObject({
   policy_id: z.string(),
   from_version: z.number().int().positive().nullable(),
   to_version: z.number().int().positive(),
   new_version: z.number().int().positive().describe('The version the re-activated snapshot is recorded as (the chain only moves forward).'),
   rolled_back_by: z.string(),
+  ...Reviewed,
 });
 export const PolicyImportedData = z.strictObject({
   policy_id: z.string(),
@@ -189,7 +195,7 @@ export const PolicyImportedData = z.strictObject({
   signature_verified: z.boolean(),
   imported_by: z.string(),
 });
-export const PolicyBindingData = z.strictObject({ agent_id: z.string(), policy_id: z.string(), by: z.string() });
+export const PolicyBindingData = z.strictObject({ agent_id: z.string(), policy_id: z.string(), by: z.string(), ...Reviewed });
 export const PolicyDeletedData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), deleted_by: z.string() });
 export const AgentManifestForcedData = z.strictObject({
   agent_id: z.string(),
@@ -198,6 +204,14 @@ export const AgentManifestForcedData = z.strictObject({
   violations: z.array(z.record(z.string(), z.unknown())).optional().describe('What the check found, as it was overridden.'),
 });
 // Four-eyes activation (issue 7): an approval round on the policy stream, run by workflows/policy-activation-workflow.ts.
+/** A change of the active set other than activating the draft; under four-eyes each goes through the same review. */
+export const PolicyChange = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('rollback'), to_version: z.number().int().positive() }),
+  z.strictObject({ kind: z.literal('deprecate'), version: z.number().int().positive() }),
+  z.strictObject({ kind: z.literal('bind'), agent_id: z.string().min(1) }),
+  z.strictObject({ kind: z.literal('unbind'), agent_id: z.string().min(1) }),
+]);
+export type PolicyChange = z.infer<typeof PolicyChange>;
 export const PolicyActivationRequestedData = z.strictObject({
   policy_id: z.string(),
   version: z.number().int().positive(),
@@ -207,6 +221,7 @@ export const PolicyActivationRequestedData = z.strictObject({
   authors: z.array(z.string()).describe('Who wrote the change (drafted, edited, imported, asked to activate): none of them may approve it.'),
   deadline: z.iso.datetime({ offset: true }),
   expected_loosening: z.array(z.string()).optional().describe('Rules whose loosening the requester declared expected.'),
+  change: PolicyChange.optional().describe('What the review stands for when it is not the activation of the draft (then document_hash is the hash of the change as planned).'),
 });
 export const PolicyActivationAnswerData = z.strictObject({
   policy_id: z.string(),

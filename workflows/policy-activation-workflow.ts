@@ -1,13 +1,14 @@
 import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, proxyActivities, setHandler } from '@temporalio/workflow';
 import { z } from 'zod';
-import type { EventData } from '../schemas/events.ts';
+import type { EventData, PolicyChange } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
 import { checkReviewAnswer, evolveReview, REVIEWER_ROLE, type ActivationReview } from '../services/lifecycle/activation-review.ts';
 import { attestationSchema, checkEnvelope, lazily, nonceSchema, parseMessage } from './decision-messages.ts';
 
 /**
- * Four-eyes policy activation (issue 7), in the same workflow engine as decisions: when a tenant sets
- * `policy_four_eyes`, activating a draft opens this review, and only a second admin's approval activates it.
+ * Four-eyes policy activation, in the same workflow engine as decisions: when a tenant sets `policy_four_eyes`,
+ * activating a draft opens this review, and only a second admin's approval activates it. Every other change of
+ * the active set (rollback, deprecate, bind, unbind) opens the same review (`change`), bound to the change's hash.
  * Deterministic code only: every step is an activity that appends to the policy stream (PolicyActivation
  * Requested / Approved + PolicyActivated / Rejected / Expired), and the review is folded with the same pure
  * `evolveReview` the API and the auditor use. Answers are updates with validators, so a refused answer never
@@ -24,6 +25,8 @@ export type PolicyActivationInput = {
   expectedStreamVersion: number;
   timeoutSec: number;
   expectedLoosening: string[];
+  /** A rollback, deprecation, binding or unbinding instead of the draft's activation; `documentHash` is then the change's hash. */
+  change?: PolicyChange;
   /** The API's MAC over all of the above (kind `policy_review_start`): the review opens only with a valid one. */
   attestation?: { issued_at: string; mac: string };
 };
@@ -144,6 +147,7 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
     tenantId: input.tenantId, policyId: input.policyId, reviewId: input.reviewId, expectedStreamVersion: input.expectedStreamVersion,
     requestedBy: input.requestedBy, documentHash: input.documentHash, deadline: iso(deadlineMs), expectedLoosening: input.expectedLoosening,
     start: input,
+    ...(input.change ? { change: input.change } : {}),
   });
   if (!opened.ok) {
     refused = opened.reason;
@@ -156,6 +160,7 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
       policy_id: input.policyId, version: opened.version, review_id: input.reviewId, document_hash: input.documentHash,
       requested_by: input.requestedBy, authors: opened.authors, deadline: iso(deadlineMs),
       ...(input.expectedLoosening.length ? { expected_loosening: input.expectedLoosening } : {}),
+      ...(input.change ? { change: input.change } : {}),
     },
   });
 

@@ -5,7 +5,7 @@ import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
 import { isConnectionError, withTenant } from '../events/db.ts';
-import { catalogFact, catalogOf, counterIncrements, enrichRequest, evaluate, requiredCounters, type Facts } from '../policy/index.ts';
+import { catalogFact, catalogOf, counterIncrements, enrichRequest, evaluate, perCallRuleIssues, requiredCounters, type Facts } from '../policy/index.ts';
 import { loadCatalog } from '../catalog/catalog-store.ts';
 import type { CatalogReader } from '../catalog/catalog-cache.ts';
 import { readCounters } from './counters.ts';
@@ -47,6 +47,12 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
   const decisionId = decisionIdFor(tenantId, request.idempotency_key);
   const requestDigest = sha256Digest(request);
   const key = request.idempotency_key;
+  // Per-call rules that would loosen (approval settings) or that cannot run within the CEL budget are refused
+  // before anything is read or written.
+  const issues = perCallRuleIssues(request, (deps.now ?? (() => new Date()))()).map((i) => ({ path: ['body', ...i.path].join('.'), message: i.message }));
+  if (issues.length > 0) {
+    throw new CountersignError('unprocessable', `policy_rules refused: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { errors: issues });
+  }
 
   // A known key is answered from the record, never evaluated again (policies may have changed since).
   if (key !== undefined) {
