@@ -46,7 +46,7 @@ const plainInsert = async (client: number) => {
 };
 let streamNo = 0;
 const appendDistinct = async () => {
-  await appendToStream(db, { streamId: `run-${run}-${(streamNo += 1)}`, tenantId, expectedVersion: 0, events: [event()], recordedAt: new Date() });
+  await appendToStream(db, { streamId: `run/${run}-${(streamNo += 1)}`, tenantId, expectedVersion: 0, events: [event()], recordedAt: new Date() });
 };
 const appendSame = (stream: string) => async () => {
   await appendToStream(db, { streamId: stream, tenantId, expectedVersion: 'any', events: [event()], recordedAt: new Date() });

@@ -37,7 +37,7 @@ await Promise.all(Array.from({ length: 8 }, async () => {
       data: { status: 'succeeded', output_digest: `sha256:${'ab'.repeat(32)}`, reported_by: 'bench-agent', at: new Date().toISOString() },
       metadata: { causation_id: `wf-${s}`, correlation_id: `dec-${s}` },
     }));
-    await appendToStream(db, { streamId: `run-${run}-${s}`, tenantId: `t${s % 4}`, expectedVersion: 0, events, recordedAt: new Date() });
+    await appendToStream(db, { streamId: `run/${run}-${s}`, tenantId: `t${s % 4}`, expectedVersion: 0, events, recordedAt: new Date() });
   }
 }));
 const inspect = createInspectionPool(database.url, 1);

@@ -9,8 +9,11 @@ export { Constraints } from './constraints.ts';
 
 const Name = z.string().min(1).max(200);
 
+/** An agent id: never `/`, which separates the parts of stream ids (services/events/stream-ids.ts). */
+export const AgentId = Name.regex(/^[A-Za-z0-9._:@-]+$/, 'agent id may contain letters, digits and . _ : @ -');
+
 export const AgentRef = z.strictObject({
-  id: Name.regex(/^[A-Za-z0-9._:@-]+$/, 'agent id may contain letters, digits and . _ : @ -').describe('The agent asking.'),
+  id: AgentId.describe('The agent asking.'),
 });
 
 export const Action = z.strictObject({

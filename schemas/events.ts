@@ -9,7 +9,7 @@ import { ToolCatalogRegisteredData, ToolCatalogRemovedData } from './tool-catalo
 
 export const Sha256 = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex>');
 
-// --- run streams: `run-<decision id>` ---------------------------------------------------------
+// --- run streams: `run/<decision id>` ---------------------------------------------------------
 /** One counter amount a run records when its action goes ahead (rate: 1; cost: the request's field, never negative). */
 export const CounterIncrement = z.strictObject({
   key: z.string().min(1).max(1000),
@@ -141,7 +141,7 @@ export const ReceiptIssuedData = z.strictObject({
   signature: z.strictObject({ alg: z.literal('Ed25519'), key_id: z.string(), value: z.string() }),
 });
 
-// --- policy streams: `policy-<tenant>-<policy id>` ------------------------------------------------
+// --- policy streams: `policy/<tenant>/<policy id>` ------------------------------------------------
 export const PolicyActivatedData = z.strictObject({
   policy_id: z.string(),
   version: z.number().int().positive(),
@@ -265,7 +265,7 @@ export const EVENT_DATA = {
   PolicyActivationApproved: PolicyActivationAnswerData,
   PolicyActivationRejected: PolicyActivationAnswerData,
   PolicyActivationExpired: PolicyActivationExpiredData,
-  // tool catalog streams: `catalog-<tenant>` (schemas/tool-catalog.ts)
+  // tool catalog streams: `catalog/<tenant>` (schemas/tool-catalog.ts)
   ToolCatalogRegistered: ToolCatalogRegisteredData,
   ToolCatalogRemoved: ToolCatalogRemovedData,
 } as const;

@@ -56,7 +56,7 @@ export const CatalogSource = z.strictObject({
 });
 export type CatalogSource = z.infer<typeof CatalogSource>;
 
-// --- events on the tenant's stream `catalog-<tenant>` ---------------------------------------------
+// --- events on the tenant's stream `catalog/<tenant>` ---------------------------------------------
 export const ToolCatalogRegisteredData = CatalogSource.extend({
   catalog_version: z.number().int().positive().describe('The catalog version this event makes (its stream version).'),
   catalog_hash: Digest.describe('catalogHash() of the whole tenant catalog after this event.'),

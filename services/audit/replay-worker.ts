@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { eventHash, type HashedFields } from '../events/hash-chain.ts';
+import { eventHashMatches, type HashedFields } from '../events/hash-chain.ts';
 import { canonicalJson, sha256OfCanonical } from '../receipts/canonical.ts';
 import { ed25519Verify } from '../receipts/verify.ts';
 import { DONE_BAD, DONE_BAD_SIGNATURE, DONE_OK, DONE_UNSURE, type ReceiptJob, type WorkerBatch } from './replay-pool.ts';
@@ -15,7 +15,7 @@ function hashCheck(value: string): number {
     // Replay.add validates the record with zod, whose records drop an own "__proto__" key of data or metadata
     // (assigning it would replace the prototype): the main thread's event would differ from this parse.
     if (Object.hasOwn(e.data ?? {}, '__proto__') || Object.hasOwn(e.metadata ?? {}, '__proto__')) return DONE_UNSURE;
-    return typeof e.hash === 'string' && eventHash(e) === e.hash ? DONE_OK : DONE_BAD;
+    return typeof e.hash === 'string' && eventHashMatches({ ...e, hash: e.hash }) ? DONE_OK : DONE_BAD;
   } catch {
     // Not JSON, or no canonical form: the main thread decides (its validation reports what is wrong).
     return DONE_UNSURE;

@@ -1,7 +1,8 @@
 import { CURRENT_SCHEMA_VERSION, EVENT_DATA, isKnownEventType, StoredEvent, type EventData } from '../../schemas/events.ts';
 import type { PublicKeySet, Receipt, SignedReceipt } from '../../schemas/receipt.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
-import { eventHash, verifyChain } from '../events/hash-chain.ts';
+import { eventHashMatches, verifyChain } from '../events/hash-chain.ts';
+import { catalogStreamId, currentStreamId, legacyStreamId, parseStreamId, tenantOfStream } from '../events/stream-ids.ts';
 import { upcast, UPCASTERS, type UpcasterRegistry } from '../events/upcast.ts';
 import { applyCatalogChange, catalogOf, catalogRiskTags, compile, EMPTY_CATALOG, evaluate, type CatalogState, type Snapshot } from '../policy/index.ts';
 import { ToolCatalogFact } from '../../schemas/tool-catalog.ts';
@@ -136,7 +137,9 @@ export class Replay {
       this.divergences.push({ stream_id: null, position: record.where, problem: `record is not an event: ${i.path.join('.')}: ${i.message}` });
       return;
     }
-    const e = parsed.data;
+    // A copy published before migration 0014 holds `-` stream ids: read them as the current ids (the hash
+    // check still covers the id as appended: eventHashMatches).
+    const e = { ...parsed.data, stream_id: currentStreamId(parsed.data.stream_id, parsed.data.tenant_id) };
     if (this.opts.tenantId && e.tenant_id !== this.opts.tenantId) return;
     const seen = this.byId.get(e.event_id);
     if (seen) {
@@ -187,11 +190,19 @@ export class Replay {
         (policies[`${e.tenant_id}/${d.policy_id}`] ??= []).push({ policy_id: d.policy_id, tenant_id: e.tenant_id, version: d.version, hash: d.hash, signing_key_id: d.signing_key_id ?? null, position: e.position });
         this.checkPolicyVersion(e, d);
       }
-      if (streamId.startsWith('catalog-')) this.foldCatalog(streamId, events);
-      if (streamId.startsWith('run-')) runs.push(events);
-      if (streamId.startsWith('policy-') && events.length > 0) {
+      const parsed = parseStreamId(streamId);
+      // A stream that names a tenant holds only that tenant's events (each event's tenant is hashed).
+      const owner = parsed ? tenantOfStream(parsed) : null;
+      const stranger = owner === null ? undefined : events.find((e) => e.tenant_id !== owner);
+      if (stranger) {
+        this.divergences.push({ stream_id: streamId, position: stranger.position, problem: `stream ${streamId} holds an event of tenant ${stranger.tenant_id}` });
+        continue;
+      }
+      if (parsed?.kind === 'catalog') this.foldCatalog(streamId, events);
+      if (parsed?.kind === 'run') runs.push(events);
+      if (parsed?.kind === 'policy' && events.length > 0) {
         const head = events[0]!;
-        const policyId = streamId.slice(`policy-${head.tenant_id}-`.length);
+        const policyId = parsed.policyId;
         const folded = checkPolicyChain(policyId, events);
         for (const p of folded.problems) this.divergences.push({ stream_id: streamId, position: p.position, problem: p.problem });
         if (folded.chain) chains[`${head.tenant_id}/${policyId}`] = folded.chain;
@@ -288,11 +299,7 @@ export class Replay {
     const ticket = this.hashTickets.get(e);
     const pooled = ticket === undefined || !this.pool ? null : this.pool.result(ticket);
     if (pooled !== null) return pooled !== DONE_BAD;
-    try {
-      return eventHash(e) === e.hash;
-    } catch {
-      return false; // content with no canonical form (a lone surrogate) matches no hash
-    }
+    return eventHashMatches(e);
   }
 
   /**
@@ -322,16 +329,25 @@ export class Replay {
     if ('problem' in p) return problem(p.problem);
     let outcome = p.ticket === null || !this.pool ? null : this.pool.result(p.ticket);
     let canonical: string | null = null;
+    let signed = p.signed;
     if (outcome === null) {
-      canonical = canonicalJson(p.signed.receipt);
+      canonical = canonicalJson(signed.receipt);
       outcome = sha256OfCanonical(canonical) === p.digest ? 0 : DONE_BAD;
     }
-    if (outcome === DONE_BAD) return problem('rebuilt receipt differs from the one that was signed');
-    if (!p.check) return p.signed;
+    if (outcome === DONE_BAD) {
+      // Signed before migration 0014: the receipt names its stream as it was then (legacyStreamId).
+      const legacy = legacyStreamId(signed.receipt.stream_id);
+      if (legacy === null) return problem('rebuilt receipt differs from the one that was signed');
+      signed = { ...signed, receipt: { ...signed.receipt, stream_id: legacy } };
+      canonical = canonicalJson(signed.receipt);
+      if (sha256OfCanonical(canonical) !== p.digest) return problem('rebuilt receipt differs from the one that was signed');
+      outcome = 0;
+    }
+    if (!p.check) return signed;
     if (!p.check.ok) return problem(p.check.result.ok ? 'receipt signature: unchecked' : `receipt signature: ${p.check.result.reason}: ${p.check.result.detail}`);
     const good = canonical !== null ? ed25519Verify(p.check.x, Buffer.from(canonical, 'utf8'), p.check.sig) : outcome !== DONE_BAD_SIGNATURE;
     const v = good ? p.check.success : p.check.failure;
-    return v.ok ? p.signed : problem(`receipt signature: ${v.reason}: ${v.detail}`);
+    return v.ok ? signed : problem(`receipt signature: ${v.reason}: ${v.detail}`);
   }
 
   /**
@@ -431,7 +447,7 @@ export class Replay {
     let state = EMPTY_CATALOG;
     for (const e of events) {
       const problem = (p: string): void => void this.divergences.push({ stream_id: streamId, position: e.position, problem: p });
-      if (streamId !== `catalog-${e.tenant_id}`) return problem(`catalog stream ${streamId} holds an event of tenant ${e.tenant_id}`);
+      if (streamId !== catalogStreamId(e.tenant_id)) return problem(`catalog stream ${streamId} holds an event of tenant ${e.tenant_id}`);
       if (e.type === 'ToolCatalogRegistered') {
         const { catalog_version: _v, catalog_hash: _h, registered_by: _by, ...source } = e.data as EventData<'ToolCatalogRegistered'>;
         state = applyCatalogChange(state, { kind: 'registered', source });

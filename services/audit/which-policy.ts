@@ -13,8 +13,8 @@ export type WhichPolicy = {
   warnings: string[];
 };
 
-/** Accepts `dec_…` or `run-dec_…`. */
-export const decisionIdOf = (runId: string) => (runId.startsWith('run-') ? runId.slice(4) : runId);
+/** Accepts `dec_…`, or a run's stream id (`run/dec_…`, or `run-dec_…` as written before migration 0014). */
+export const decisionIdOf = (runId: string) => (runId.startsWith('run/') || runId.startsWith('run-') ? runId.slice(4) : runId);
 
 /**
  * Which policy versions and snapshot decided a run: read from the run's PolicyEvaluated and matched to the

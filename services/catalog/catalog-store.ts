@@ -8,9 +8,10 @@ import { appendToStream } from '../events/append-to-stream.ts';
 import { isConnectionError, withTenant, type Db } from '../events/db.ts';
 import { applyCatalogChange, catalogHash, EMPTY_CATALOG, sourceFromRegistration, type CatalogState } from '../policy/index.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
+import { catalogStreamId } from '../events/stream-ids.ts';
 
 /**
- * A tenant's tool catalog. The record is the event stream `catalog-<tenant>`; the tables of migration 0010
+ * A tenant's tool catalog. The record is the event stream `catalog/<tenant>`; the tables of migration 0010
  * are its projection, written in the same transaction as each event (so they never disagree with the
  * stream's head), and read by the decision path. Replay folds the events, never the tables.
  */
@@ -19,7 +20,7 @@ export type CatalogActor = { tenantId: string; principalId: string };
 export type SourceInfo = { registered_by: string; registered_at: string };
 export type StoredCatalog = CatalogState & { info: Map<string, SourceInfo> };
 
-export const catalogStreamId = (tenantId: string): string => `catalog-${tenantId}`;
+export { catalogStreamId };
 
 const MAX_ATTEMPTS = 5;
 
@@ -65,7 +66,7 @@ async function appendChange(db: Db, actor: CatalogActor, from: CatalogState, nex
     tenantId: actor.tenantId,
     expectedVersion: from.version,
     recordedAt: now,
-    events: [{ ...change, eventId: `catalog-${actor.tenantId}-${next.version}-${sha256Digest(change.data).slice(7, 31)}` }],
+    events: [{ ...change, eventId: `${catalogStreamId(actor.tenantId)}/${next.version}/${sha256Digest(change.data).slice(7, 31)}` }],
     alsoInTransaction: async (c) => {
       await project(c);
       await c.query(

@@ -9,7 +9,8 @@ import type { Principal } from '../identity/principals.ts';
 import { evaluateOutcome, type Outcome } from '../policy/index.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import { attest, newNonce } from './attestation.ts';
-import { workflowIdFor } from './ids.ts';
+import { parseStreamId } from '../events/stream-ids.ts';
+import { runStreamId, workflowIdFor } from './ids.ts';
 import { loadRunView, notFound } from './read-decision.ts';
 import { asTemporalError } from './request-decision.ts';
 import { checkAnswer, openRound, type RunView } from './run-view.ts';
@@ -113,7 +114,7 @@ export async function reportOutcome(deps: MessageDeps, principal: Principal, dec
   const { snapshot, request } = await withTenant(deps.db, principal.tenant_id, async (c) => {
     const snap = await snapshotForRun(c, view);
     const req = await c.query<{ data: { request: Parameters<typeof evaluateOutcome>[1] } }>(
-      `SELECT data FROM events WHERE stream_id = $1 AND type = 'DecisionRequested'`, [`run-${decisionId}`],
+      `SELECT data FROM events WHERE stream_id = $1 AND type = 'DecisionRequested'`, [runStreamId(decisionId)],
     );
     return { snapshot: snap, request: req.rows[0]!.data.request };
   });
@@ -169,7 +170,9 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
   );
   const out: PendingApproval[] = [];
   for (const { stream_id } of rows.rows) {
-    const { view } = await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, stream_id.slice('run-'.length)));
+    const run = parseStreamId(stream_id);
+    if (run?.kind !== 'run') continue;
+    const { view } = await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, run.decisionId));
     const r = openRound(view);
     if (!view || !r) continue;
     if (!principal.groups.some((g) => r.groups.includes(g)) || view.requested_by === principal.id) continue;

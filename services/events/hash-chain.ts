@@ -1,5 +1,6 @@
 import { sha256Digest } from '../receipts/canonical.ts';
 import type { StoredEvent } from '../../schemas/events.ts';
+import { legacyStreamId } from './stream-ids.ts';
 
 export type HashedFields = Omit<StoredEvent, 'position' | 'hash'>;
 
@@ -22,6 +23,23 @@ export function eventHash(e: HashedFields): `sha256:${string}` {
   });
 }
 
+/**
+ * Whether an event's recorded hash is its content's. The hash covers the stream id the event was appended
+ * under; events appended before stream ids were composed with `/` were renamed by migration 0014 with their
+ * hashes kept, so for those the `-` form of the same id (legacyStreamId) is what the hash covers. That second
+ * form adds no way to move an event: it names the same stream given the event's tenant, which the hash also
+ * covers and replay checks against the id. Content with no canonical form (a lone surrogate) matches nothing.
+ */
+export function eventHashMatches(e: HashedFields & { hash: string }): boolean {
+  try {
+    if (eventHash(e) === e.hash) return true;
+    const legacy = legacyStreamId(e.stream_id);
+    return legacy !== null && eventHash({ ...e, stream_id: legacy }) === e.hash;
+  } catch {
+    return false;
+  }
+}
+
 export type ChainBreak = { stream_id: string; position: string; stream_version: number; problem: string };
 
 /**
@@ -29,7 +47,7 @@ export type ChainBreak = { stream_id: string; position: string; stream_version: 
  * previous hash, each hash recomputed. Returns the first break, or null. `hashMatches` may answer the last
  * check from elsewhere (the replay's worker threads compute it over the same event).
  */
-export function verifyChain(events: readonly StoredEvent[], hashMatches: (e: StoredEvent) => boolean = (e) => eventHash(e) === e.hash): ChainBreak | null {
+export function verifyChain(events: readonly StoredEvent[], hashMatches: (e: StoredEvent) => boolean = eventHashMatches): ChainBreak | null {
   let prev: StoredEvent | undefined;
   for (const e of events) {
     const at = { stream_id: e.stream_id, position: e.position, stream_version: e.stream_version };

@@ -7,8 +7,9 @@ import { compilePolicyVersion, activationSigned } from './policy-version.ts';
 import type { Keyring } from '../receipts/keyring.ts';
 import { signDocument } from '../receipts/sign.ts';
 import { canonicalJson } from '../receipts/canonical.ts';
+import { policyStreamId } from '../events/stream-ids.ts';
 
-export const policyStreamId = (tenantId: string, policyId: string) => `policy-${tenantId}-${policyId}`;
+export { policyStreamId } from '../events/stream-ids.ts';
 
 /**
  * Activates a policy document as its next version: compiled, hashed, signed, and recorded as PolicyActivated

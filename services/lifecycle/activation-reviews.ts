@@ -37,7 +37,7 @@ export async function requestActivationReview(deps: ReviewDeps, a: Actor, policy
   const s = plan.state;
   // Random, not derived: Temporal outlives databases, and two racing requests are settled by the append's
   // expected version (the loser's workflow ends refused).
-  const reviewId = `policy-review-${a.tenantId}-${policyId}-v${s.draft!.version}-${randomUUID()}`;
+  const reviewId = `policy-review/${a.tenantId}/${policyId}/v${s.draft!.version}/${randomUUID()}`;
   try {
     const handle = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => deps.temporal.workflow.start(policyActivationWorkflow, {
       taskQueue: deps.taskQueue,

@@ -7,7 +7,8 @@ import { withTenant, type Db } from '../events/db.ts';
 import { compileDocument, evaluate, interpretations, withDrafts, type Snapshot } from '../policy/index.ts';
 import type { Keyring } from '../receipts/keyring.ts';
 import { canonicalJson, sha256Digest } from '../receipts/canonical.ts';
-import { policyStreamId, signedActivation } from './activate-policy.ts';
+import { signedActivation } from './activate-policy.ts';
+import { policyStreamId, policyStreamPrefix } from '../events/stream-ids.ts';
 import { compilePolicyVersion } from './policy-version.ts';
 import { agentStreamId, foldPolicy, openReview, type PolicyEvent, type PolicyState } from './policy-store.ts';
 import { durationSeconds } from '../../schemas/duration.ts';
@@ -17,7 +18,7 @@ import { verifyExport } from './policy-export.ts';
 
 /**
  * The policy lifecycle (issue 7): Draft -> Validated -> Active (immutable, signed) -> Deprecated, folded
- * from the events of `policy-<tenant>-<policy id>`. Every transition is one append with the stream version
+ * from the events of `policy/<tenant>/<policy id>`. Every transition is one append with the stream version
  * it was decided on, so two racing transitions cannot both land; every refusal writes nothing.
  */
 
@@ -47,7 +48,7 @@ export async function loadPolicy(db: Db, tenantId: string, policyId: string): Pr
 }
 
 export async function listPolicies(db: Db, tenantId: string): Promise<PolicyState[]> {
-  const prefix = `policy-${tenantId}-`;
+  const prefix = policyStreamPrefix(tenantId);
   const res = await withTenant(db, tenantId, (c) => c.query<PolicyEvent & { stream_id: string }>(
     `SELECT stream_id, type, data, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS recorded_at, stream_version
        FROM events WHERE tenant_id = $1 AND left(stream_id, length($2)) = $2 ORDER BY stream_id, stream_version`,

@@ -2,8 +2,7 @@ import type { EventData, EventType } from '../../schemas/events.ts';
 import { canonicalJson } from '../receipts/canonical.ts';
 import { evolveReview, isReviewEvent, type ActivationReview } from './activation-review.ts';
 
-/** The stream of one policy of one tenant; the stream of one agent's binding. */
-export const agentStreamId = (tenantId: string, agentId: string) => `agent-${tenantId}-${agentId}`;
+export { agentStreamId } from '../events/stream-ids.ts';
 
 export type PolicyEvent = { type: string; data: Record<string, unknown>; recorded_at: string; stream_version: number };
 

@@ -1,6 +1,8 @@
 import { RECEIPT_VERSION, type Receipt } from '../../schemas/receipt.ts';
 import { isKnownEventType, type StoredEvent } from '../../schemas/events.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
+import { legacyStreamId } from '../events/stream-ids.ts';
+import { sha256Digest } from './canonical.ts';
 
 /** What a receipt is built from: stored events, or the rows of an append about to be stored (their position aside). */
 export type ReceiptSource = Pick<StoredEvent, 'type' | 'data' | 'stream_id' | 'hash' | 'stream_version' | 'recorded_at'>;
@@ -64,6 +66,19 @@ export function buildReceipt(events: readonly ReceiptSource[]): Receipt | null {
     head_version: head.stream_version,
     issued_at: head.recorded_at,
   };
+}
+
+/**
+ * The rebuilt receipt in the form that was signed (its digest `digest`), or null when neither form is. A
+ * receipt signed before migration 0014 names its stream as it was then (`run-<decision>`, legacyStreamId);
+ * the rest of it must still rebuild byte for byte.
+ */
+export function asSigned(receipt: Receipt, digest: string): Receipt | null {
+  if (sha256Digest(receipt) === digest) return receipt;
+  const legacy = legacyStreamId(receipt.stream_id);
+  if (legacy === null) return null;
+  const old = { ...receipt, stream_id: legacy };
+  return sha256Digest(old) === digest ? old : null;
 }
 
 /** The receipts a run's stream records: each ReceiptIssued with the prefix it covers. */

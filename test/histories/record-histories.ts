@@ -56,7 +56,7 @@ try {
   const as = (who: { key: string }) => ({ url: stack.url, key: who.key });
   const ask = async (tool: string) => (await api(as(agent), 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool, args: { x: 1 } } })).body.decision_id as string;
   const answer = (who: { key: string }, id: string, verdict: string) => api(as(who), 'POST', `/v1/decisions/${id}/approvals`, { verdict });
-  const hasEvent = (id: string, type: string) => eventually(async () => ((await stack.db.query('SELECT 1 FROM events WHERE stream_id = $1 AND type = $2', [`run-${id}`, type])).rowCount ? true : undefined), 60_000, `${type} of ${id}`);
+  const hasEvent = (id: string, type: string) => eventually(async () => ((await stack.db.query('SELECT 1 FROM events WHERE stream_id = $1 AND type = $2', [`run/${id}`, type])).rowCount ? true : undefined), 60_000, `${type} of ${id}`);
 
   const branches: Record<string, string> = {};
   branches['allow'] = await ask('read_tool');

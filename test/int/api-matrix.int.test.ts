@@ -169,7 +169,7 @@ beforeAll(async () => {
   SECRETS.push(keys.adminB, bAgent.body.api_key, bKey.body.api_key, keys.bootstrap, keys.adminA);
   // Both runs have receipts, so the receipt route answers 200 for the owner (and must still 404 for others).
   for (const id of [idsA.decision, idsB.decision]) {
-    await eventually(async () => ((await stack.db.query("SELECT 1 FROM events WHERE stream_id = $1 AND type = 'ReceiptIssued'", [`run-${id}`])).rowCount ? true : undefined));
+    await eventually(async () => ((await stack.db.query("SELECT 1 FROM events WHERE stream_id = $1 AND type = 'ReceiptIssued'", [`run/${id}`])).rowCount ? true : undefined));
   }
 }, 180_000);
 afterAll(async () => {

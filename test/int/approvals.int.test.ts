@@ -43,7 +43,7 @@ const ask = (stack: TestStack, who: Who | null, body: object) => api(who ? { url
 const answer = (stack: TestStack, who: Who, id: string, body: object) => api({ url: stack.url, key: who.key }, 'POST', `/v1/decisions/${id}/approvals`, body);
 const read = (stack: TestStack, id: string, wait = 0) => api(stack, 'GET', `/v1/decisions/${id}?wait=${wait}`);
 const runEvents = async (stack: TestStack, id: string) =>
-  (await stack.db.query<{ type: string; data: any }>('SELECT type, data FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run-${id}`])).rows;
+  (await stack.db.query<{ type: string; data: any }>('SELECT type, data FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run/${id}`])).rows;
 
 describe('approval rounds: durable, validated, escalated, overridable', () => {
   let stack: TestStack;

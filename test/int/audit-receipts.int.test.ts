@@ -74,7 +74,7 @@ describe('receipts, keys and rotation; audit replay, which-policy and verify fro
     expect(missing.status).toBe(404);
     const pending = await api(stack, 'POST', '/v1/decisions', refund(900, 'receipt-pending'));
     expect(pending.body.status).toBe('pending_approval');
-    await eventually(async () => ((await stack.db.query('SELECT 1 FROM events WHERE stream_id = $1', [`run-${pending.body.decision_id}`])).rowCount ? true : undefined));
+    await eventually(async () => ((await stack.db.query('SELECT 1 FROM events WHERE stream_id = $1', [`run/${pending.body.decision_id}`])).rowCount ? true : undefined));
     const res = await api(stack, 'GET', `/v1/decisions/${pending.body.decision_id}/receipt`);
     expect(res.status).toBe(409);
     expect(res.body.code).toBe('conflict');

@@ -193,11 +193,11 @@ describe('audit replay detects tampering with a copy of the data, from Postgres 
     expect(pgReport.receipts).toHaveLength(RUNS - 1);
     expect(pgReport.re_evaluated).toBe(RUNS);
 
-    const unknownType = { ...events[1]!, event_id: 'junk/1', stream_id: 'run-junk', type: 'SomethingElse' };
+    const unknownType = { ...events[1]!, event_id: 'junk/1', stream_id: 'run/junk', type: 'SomethingElse' };
     const k = await viaKafka(events, ['not json at all', JSON.stringify({ type: 'DecisionRequested', data: {} }), JSON.stringify(unknownType)]);
     expect(k.receipts).toHaveLength(RUNS - 1);
     expect(k.divergences.map((d) => d.problem)).toEqual(expect.arrayContaining(['record is not JSON', expect.stringMatching(/^record is not an event/)]));
-    expect(k.divergences.some((d) => d.stream_id === 'run-junk')).toBe(true);
+    expect(k.divergences.some((d) => d.stream_id === 'run/junk')).toBe(true);
     expect(k.divergences).toHaveLength(3);
   });
 

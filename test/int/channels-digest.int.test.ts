@@ -76,9 +76,9 @@ describe('per-approver notification cap: the overflow goes out once, as one dige
     return res.body.decision_id as string;
   };
   const notes = async (id: string) => (await stack.db.query<{ type: string; data: any }>(
-    `SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('NotificationSent', 'NotificationFailed') AND data->>'channel' IN ('slack', 'email') ORDER BY stream_version`, [`run-${id}`],
+    `SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('NotificationSent', 'NotificationFailed') AND data->>'channel' IN ('slack', 'email') ORDER BY stream_version`, [`run/${id}`],
   )).rows;
-  const answers = async (id: string) => (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('ApprovalGranted', 'ApprovalRejected')`, [`run-${id}`])).rows;
+  const answers = async (id: string) => (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('ApprovalGranted', 'ApprovalRejected')`, [`run/${id}`])).rows;
   const slackDigests = () => calls.filter((c) => c.method === 'chat.postMessage' && /\(digest\)/.test(String(c.body['text'])));
   const mailDigests = () => mails.filter((m) => /Subject: .*\(digest\)/.test(m.raw.replace(/\r?\n\s+/g, ' ')));
 

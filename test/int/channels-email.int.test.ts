@@ -59,7 +59,7 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
   const postForm = (link: string, form: Record<string, string>, headers: Record<string, string> = {}) =>
     fetch(link, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(form).toString() });
   const answers = async (id: string) =>
-    (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('ApprovalGranted', 'ApprovalRejected') ORDER BY stream_version`, [`run-${id}`])).rows;
+    (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('ApprovalGranted', 'ApprovalRejected') ORDER BY stream_version`, [`run/${id}`])).rows;
   const ask = async () => {
     const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', {
       agent: { id: 'db-bot' }, action: { tool: 'db_tool', operation: 'Drop', args: { table: 'users', note: HOSTILE } }, idempotency_key: randomUUID(),
@@ -108,7 +108,7 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     const { link: doraLink } = await linkFor('dora@example.test', id);
     const { link: deeOtherLink } = await linkFor('dee@example.test', other);
 
-    const failed = await eventually(async () => (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'NotificationFailed' AND data->>'channel' = 'email'`, [`run-${id}`])).rows[0], 30_000, 'failed email delivery');
+    const failed = await eventually(async () => (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'NotificationFailed' AND data->>'channel' = 'email'`, [`run/${id}`])).rows[0], 30_000, 'failed email delivery');
     expect(failed.data.error).toMatch(/550|mailbox/);
 
     // The mail: plain text and HTML, facts, the agent's text escaped and without invisible characters.
@@ -195,7 +195,7 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     expect(await answers(id)).toEqual([]);
 
     // Expired: the link stops working at its expiry (never later than the round's deadline).
-    const expiry = await stack.db.query<{ ok: boolean }>(`SELECT bool_and(t.expires_at <= (SELECT (data->>'deadline')::timestamptz FROM events e WHERE e.stream_id = 'run-' || t.decision_id AND e.type = 'ApprovalRequested' LIMIT 1)) AS ok FROM channel_email_tokens t`);
+    const expiry = await stack.db.query<{ ok: boolean }>(`SELECT bool_and(t.expires_at <= (SELECT (data->>'deadline')::timestamptz FROM events e WHERE e.stream_id = 'run/' || t.decision_id AND e.type = 'ApprovalRequested' LIMIT 1)) AS ok FROM channel_email_tokens t`);
     expect(expiry.rows[0]!.ok).toBe(true);
     const danPage = await pageOf(danLink);
     await stack.db.query(`UPDATE channel_email_tokens SET expires_at = now() - interval '1 second' WHERE email = 'dan@example.test'`);
@@ -260,7 +260,7 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     expect(final.body).toMatchObject({ status: 'final', decision: 'DENY' });
     // Every link of the round (request and reminders) lived until the round's final deadline, and no longer.
     const expiries = await stack.db.query<{ expires_at: Date }>(`SELECT DISTINCT expires_at FROM channel_email_tokens WHERE decision_id = $1`, [id]);
-    const escalated = await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'ApprovalEscalated'`, [`run-${id}`]);
+    const escalated = await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'ApprovalEscalated'`, [`run/${id}`]);
     expect(expiries.rows.map((r) => r.expires_at.toISOString())).toEqual([new Date(escalated.rows[0]!.data.deadline).toISOString()]);
     for (const link of links) {
       const page = await fetch(link);
@@ -268,7 +268,7 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     }
     // The second reminder runs beside the deadline's timer: its events may follow the final decision.
     const notes = await eventually(async () => {
-      const rows = (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'NotificationSent' AND data->>'channel' = 'email'`, [`run-${id}`])).rows.map((r) => r.data);
+      const rows = (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'NotificationSent' AND data->>'channel' = 'email'`, [`run/${id}`])).rows.map((r) => r.data);
       return rows.filter((n) => n.recipient === dee.id && n.purpose === 'reminder').length >= 2 ? rows : undefined;
     }, 30_000, "Dee's two reminders recorded");
     expect(notes.filter((n) => n.recipient === dee.id && n.purpose === 'reminder')).toHaveLength(2);

@@ -68,7 +68,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     fetch(`${stack.url}/v1/slack/interactions`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
   const signed = (body: string, ts = Math.floor(Date.now() / 1000), secret = SECRET) => ({ 'x-slack-request-timestamp': String(ts), 'x-slack-signature': slackSignature(secret, String(ts), body) });
   const answers = async (id: string) =>
-    (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('ApprovalGranted', 'ApprovalRejected') ORDER BY stream_version`, [`run-${id}`])).rows;
+    (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('ApprovalGranted', 'ApprovalRejected') ORDER BY stream_version`, [`run/${id}`])).rows;
 
   beforeAll(async () => {
     slack = slackStandIn(calls, TEAM);
@@ -111,7 +111,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     expect(msg.body['text']).not.toMatch(/<!|\u202e/);
     // Each delivery is recorded; a channel that fails is a NotificationFailed, never a failed run.
     const notes = await eventually(async () => {
-      const rows = (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('NotificationSent', 'NotificationFailed') AND data->>'channel' = 'slack'`, [`run-${id}`])).rows;
+      const rows = (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('NotificationSent', 'NotificationFailed') AND data->>'channel' = 'slack'`, [`run/${id}`])).rows;
       return rows.length >= 2 ? rows : undefined;
     }, 30_000, 'slack notification events');
     expect(notes).toEqual(expect.arrayContaining([
@@ -197,7 +197,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     && JSON.stringify(c.body['blocks']).includes(id) && purpose.test(JSON.stringify(c.body['blocks']))), 30_000, `message to ${user} about ${id}`);
   const refOf = (m: Call) => (m.body['blocks'] as any[]).find((b) => b.type === 'actions').elements[0].value as string;
   const updatesOf = (id: string) => calls.filter((c) => c.method === 'chat.update' && JSON.stringify(c.body['blocks'] ?? '').includes(id));
-  const events = async (id: string, type: string) => (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = $2 ORDER BY stream_version`, [`run-${id}`, type])).rows.map((r) => r.data);
+  const events = async (id: string, type: string) => (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = $2 ORDER BY stream_version`, [`run/${id}`, type])).rows.map((r) => r.data);
 
   it('a round closed by an answer from the API, or by expiry, shows its final state on every Slack message; reminders reach only those who have not answered', async () => {
     // Closed from the API: both approvers' messages show who decided and on which channel, without buttons.

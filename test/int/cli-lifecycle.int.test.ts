@@ -93,11 +93,11 @@ describe('countersign policy lifecycle commands', () => {
     const t = await cli(['policy', 'validate', '--file', tamperedFile, '--json']);
     expect(t.code).toBe(1);
     expect(JSON.parse(t.stdout)).toMatchObject({ valid: false, reason: 'hash_mismatch' });
-    const before = (await stack.db.query(`SELECT count(*)::int AS n FROM events WHERE stream_id = $1`, [`policy-default-${id}`])).rows[0].n;
+    const before = (await stack.db.query(`SELECT count(*)::int AS n FROM events WHERE stream_id = $1`, [`policy/default/${id}`])).rows[0].n;
     const ti = await cli(['policy', 'import', tamperedFile]);
     expect(ti.code).toBe(1);
     expect(ti.stderr).toMatch(/422 unprocessable: the export is refused: the document hashes to/);
-    expect((await stack.db.query(`SELECT count(*)::int AS n FROM events WHERE stream_id = $1`, [`policy-default-${id}`])).rows[0].n).toBe(before);
+    expect((await stack.db.query(`SELECT count(*)::int AS n FROM events WHERE stream_id = $1`, [`policy/default/${id}`])).rows[0].n).toBe(before);
     const imp = await cli(['policy', 'import', out, '--json']);
     expect(imp.code, imp.stderr).toBe(0);
     expect(JSON.parse(imp.stdout)).toMatchObject({ id, version: 4, draft: { imported: true } });

@@ -74,14 +74,14 @@ describe('one decision, end to end, through the real Temporal, Postgres and Kafk
     const id = first.body.decision_id as string;
 
     await eventually(async () => {
-      const n = (await stack.db.query('SELECT 1 FROM events WHERE stream_id = $1 AND type = $2', [`run-${id}`, 'ReceiptIssued'])).rowCount;
+      const n = (await stack.db.query('SELECT 1 FROM events WHERE stream_id = $1 AND type = $2', [`run/${id}`, 'ReceiptIssued'])).rowCount;
       return n === 1 ? true : undefined;
     }, 30_000, 'the receipt event');
     // A third ask after the run closed is answered from the record.
     const third = await api(stack, 'POST', '/v1/decisions', refund(42, 'e2e-idem-1'));
     expect(third.body).toEqual(first.body);
 
-    const events = await stack.db.query<{ type: string }>('SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run-${id}`]);
+    const events = await stack.db.query<{ type: string }>('SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run/${id}`]);
     expect(events.rows.map((r) => r.type)).toEqual(['DecisionRequested', 'PolicyEvaluated', 'DecisionFinalized', 'ReceiptIssued']);
 
     const connection = await Connection.connect({ address: stackEnv().TEMPORAL_ADDRESS });

@@ -25,7 +25,7 @@ describe('tenant isolation in the database', () => {
     keyB = (await createTenant(db, { id: 'tenant-b', name: 'B', default_decision: 'DENY', settings: {} })).admin_api_key;
     for (const tenant of ['tenant-a', 'tenant-b']) {
       await appendToStream(db, {
-        streamId: `agent-${tenant}-probe`, tenantId: tenant, expectedVersion: 0, recordedAt: new Date(),
+        streamId: `agent/${tenant}/probe`, tenantId: tenant, expectedVersion: 0, recordedAt: new Date(),
         events: [{ type: 'PolicyActivated', eventId: `probe-${tenant}`, data: { policy_id: 'p', version: 1, scope: { level: 'tenant' }, document: {}, snapshot: {}, hash: `sha256:${'0'.repeat(64)}`, activated_by: 'test' } }],
       });
     }

@@ -51,7 +51,7 @@ describe('rate and cost limits decide from counters recorded in the log’s own 
     // Per agent: another agent has its own count.
     expect((await ask({ agent: { id: 'bot-b' }, action: { tool: 'lookup_tool' } })).body.decision).toBe('ALLOW');
     const evaluated = await eventually(async () => {
-      const r = await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'PolicyEvaluated'`, [`run-${third.body.decision_id}`]);
+      const r = await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'PolicyEvaluated'`, [`run/${third.body.decision_id}`]);
       return r.rows[0]?.data;
     });
     expect(Object.values(evaluated.evaluation.facts.counters)).toContain(2);

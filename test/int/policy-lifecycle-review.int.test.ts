@@ -21,7 +21,7 @@ const as = (key: string) => ({ url: stack.url, key });
 const policyDoc = (id: string, decision: string, extra: Record<string, unknown> = {}) => ({
   apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: id }, rules: [{ name: 'gate', match: { tool: `${id}_tool` }, decision }], ...extra,
 });
-const count = async () => Number((await stack.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM events WHERE stream_id LIKE 'policy-%' OR stream_id LIKE 'agent-%'`)).rows[0]!.n);
+const count = async () => Number((await stack.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM events WHERE stream_id LIKE 'policy/%' OR stream_id LIKE 'agent/%'`)).rows[0]!.n);
 const eventsOf = async (type: string, policyId: string) => (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE type = $1 AND data->>'policy_id' = $2 ORDER BY position`, [type, policyId])).rows.map((r) => r.data);
 
 /** A refusal: the status and code, problem+json, a detail that says why, and not one event written. */
@@ -129,7 +129,7 @@ describe('activation gates (policy_require_validation, policy_refuse_loosening)'
     expect((await api(as(t.admin), 'PATCH', `/v1/tenants/${t.id}`, { settings: { policy_refuse_loosening: true } })).status).toBe(200);
     const run = await api(as(agent.key), 'POST', '/v1/decisions', { agent: { id: 'gate-bot' }, action: { tool: `${id}_tool` }, idempotency_key: randomUUID() });
     expect(run.body).toMatchObject({ decision: 'DENY', matched_rule: 'gate' });
-    await eventually(async () => ((await stack.db.query(`SELECT 1 FROM events WHERE stream_id = $1 AND type = 'PolicyEvaluated'`, [`run-${run.body.decision_id}`])).rowCount ? true : undefined));
+    await eventually(async () => ((await stack.db.query(`SELECT 1 FROM events WHERE stream_id = $1 AND type = 'PolicyEvaluated'`, [`run/${run.body.decision_id}`])).rowCount ? true : undefined));
 
     expect((await api(as(t.admin), 'POST', `/v1/policies/${id}/clone`)).status).toBe(201);
     expect((await api(as(t.admin), 'PUT', `/v1/policies/${id}`, policyDoc(id, 'ALLOW'))).status).toBe(200);
@@ -219,8 +219,8 @@ describe('a run keeps the snapshot it started with', () => {
     const writer = createPool(stack.dbUrl, 1);
     try {
       await appendToStream(writer, {
-        streamId: `policy-default-${id}`, tenantId: 'default', expectedVersion: 0, recordedAt: new Date(),
-        events: [{ type: 'PolicyDrafted', eventId: `policy-default-${id}/drafted/${RUN}`, data: { policy_id: id, version: 1, document: { ...policyDoc(id, 'MAYBE') }, drafted_by: 'prn_test' } }],
+        streamId: `policy/default/${id}`, tenantId: 'default', expectedVersion: 0, recordedAt: new Date(),
+        events: [{ type: 'PolicyDrafted', eventId: `policy/default/${id}/drafted/${RUN}`, data: { policy_id: id, version: 1, document: { ...policyDoc(id, 'MAYBE') }, drafted_by: 'prn_test' } }],
       });
     } finally {
       await writer.end();
@@ -300,7 +300,7 @@ describe('agent manifest check', () => {
     const forced = await api(stack, 'POST', `/v1/agents/${agentId}/manifest?force=true`, manifest);
     expect(forced.status).toBe(200);
     expect(forced.body).toMatchObject({ accepted: true, forced: true });
-    const ev = await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE type = 'AgentManifestForced' AND stream_id = $1`, [`agent-default-${agentId}`]);
+    const ev = await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE type = 'AgentManifestForced' AND stream_id = $1`, [`agent/default/${agentId}`]);
     expect(ev.rows).toHaveLength(1);
     expect(ev.rows[0]!.data.violations).toHaveLength(5);
     const before = await count();

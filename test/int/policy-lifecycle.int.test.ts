@@ -10,7 +10,7 @@ const doc = (decision: string, extra: Record<string, unknown> = {}) => ({
   apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id: pid, name: 'Lifecycle' },
   rules: [{ name: 'shell', match: { tool: 'life_shell' }, decision }], ...extra,
 });
-const count = async () => Number((await stack.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM events WHERE stream_id LIKE 'policy-%' OR stream_id LIKE 'agent-%'`)).rows[0]!.n);
+const count = async () => Number((await stack.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM events WHERE stream_id LIKE 'policy/%' OR stream_id LIKE 'agent/%'`)).rows[0]!.n);
 const ask = async (agent = 'life-bot') => api(stack, 'POST', '/v1/policy/simulate', { request: { agent: { id: agent }, action: { tool: 'life_shell' } } });
 
 async function refused(method: string, path: string, body: unknown, status: number): Promise<void> {
@@ -85,7 +85,7 @@ describe('policy lifecycle', () => {
     const d = { apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: 'V' }, rules: [{ name: 'deny-search', match: { tool: 'search_tool' }, decision: 'DENY' }] };
     const run = await api(stack, 'POST', '/v1/decisions', { agent: { id: 'val-bot' }, action: { tool: 'search_tool' }, idempotency_key: randomUUID() });
     expect(run.status).toBe(200);
-    await eventually(async () => ((await stack.db.query(`SELECT 1 FROM events WHERE stream_id = $1 AND type = 'PolicyEvaluated'`, [`run-${run.body.decision_id}`])).rowCount ? true : undefined));
+    await eventually(async () => ((await stack.db.query(`SELECT 1 FROM events WHERE stream_id = $1 AND type = 'PolicyEvaluated'`, [`run/${run.body.decision_id}`])).rowCount ? true : undefined));
     expect((await api(stack, 'POST', '/v1/policies', d)).status).toBe(201);
     const v = await api(stack, 'POST', `/v1/policies/${id}/validate`);
     expect(v.status).toBe(200);

@@ -93,7 +93,7 @@ describe('a Kafka outage never blocks decisions or appends; the publisher drains
     expect(res.status).toBe(200);
     const id = res.body.decision_id as string;
     // Appended to the log (receipt included) while the broker is away.
-    await eventually(async () => ((await stack.db.query('SELECT 1 FROM events WHERE stream_id = $1 AND type = $2', [`run-${id}`, 'ReceiptIssued'])).rowCount ? true : undefined), 30_000, `the receipt of ${id} in Postgres`);
+    await eventually(async () => ((await stack.db.query('SELECT 1 FROM events WHERE stream_id = $1 AND type = $2', [`run/${id}`, 'ReceiptIssued'])).rowCount ? true : undefined), 30_000, `the receipt of ${id} in Postgres`);
     return id;
   }
 

@@ -17,7 +17,7 @@ afterAll(async () => {
 });
 
 const types = async (decisionId: string) =>
-  (await stack.db.query<{ type: string }>('SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run-${decisionId}`])).rows.map((r) => r.type);
+  (await stack.db.query<{ type: string }>('SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run/${decisionId}`])).rows.map((r) => r.type);
 
 describe('SDK guard against a real stack', () => {
   it('ALLOW: runs the tool once and returns its result', async () => {

@@ -76,9 +76,9 @@ describe('tool catalog: registered documents tag requests, decisions record the 
   });
 
   const ask = (body: Record<string, unknown>, as = agent) => api({ url: stack.url, key: as.key }, 'POST', '/v1/decisions', { agent: { id: 'billing-bot' }, ...body });
-  const catalogEvents = async () => (await stack.db.query(`SELECT type, tenant_id, data FROM events WHERE stream_id LIKE 'catalog-%' ORDER BY position`)).rows as Array<{ type: string; tenant_id: string; data: any }>;
+  const catalogEvents = async () => (await stack.db.query(`SELECT type, tenant_id, data FROM events WHERE stream_id LIKE 'catalog/%' ORDER BY position`)).rows as Array<{ type: string; tenant_id: string; data: any }>;
   const runEvent = (decisionId: string, type: string) => eventually(async () => {
-    const r = await stack.db.query<{ data: any }>('SELECT data FROM events WHERE stream_id = $1 AND type = $2', [`run-${decisionId}`, type]);
+    const r = await stack.db.query<{ data: any }>('SELECT data FROM events WHERE stream_id = $1 AND type = $2', [`run/${decisionId}`, type]);
     return r.rows[0]?.data;
   }, 30_000, `${type} of ${decisionId}`);
   const receiptOf = (id: string) => eventually(async () => {
@@ -200,7 +200,7 @@ describe('tool catalog: registered documents tag requests, decisions record the 
     // A catalog event rewritten to call the delete a read (chain recomputed): its recorded hash no longer
     // matches the catalog it makes, so the fold stops there and the decisions citing it are reported.
     const replay3 = new Replay({ keys: null });
-    forgeStream(all, 'catalog-default', (e) => {
+    forgeStream(all, 'catalog/default', (e) => {
       if (e.type !== 'ToolCatalogRegistered') return;
       for (const entry of (e.data as { entries: Array<{ operation?: string; risk_tags: string[] }> }).entries) if (entry.operation === 'deleteInvoice') entry.risk_tags = ['read'];
     }).forEach((e, i) => replay3.add({ value: JSON.stringify(e), where: String(i) }));
@@ -302,7 +302,7 @@ function forgeStream(events: StoredEvent[], stream: string, change: (e: StoredEv
 
 /** The log with one run's facts.tool_catalog rewritten. */
 function forgeFact(events: StoredEvent[], decisionId: string, change: (fact: Record<string, unknown>) => Record<string, unknown>): StoredEvent[] {
-  return forgeStream(events, `run-${decisionId}`, (e) => {
+  return forgeStream(events, `run/${decisionId}`, (e) => {
     if (e.type !== 'PolicyEvaluated') return;
     const ev = (e.data as { evaluation: { facts: Record<string, Record<string, unknown>> } }).evaluation;
     ev.facts['tool_catalog'] = change(ev.facts['tool_catalog']!);

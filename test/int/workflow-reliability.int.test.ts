@@ -30,7 +30,7 @@ rules:
 type Who = { id: string; key: string };
 
 async function runEvents(stack: TestStack, id: string) {
-  return (await stack.db.query<{ type: string; event_id: string; stream_version: number }>('SELECT type, event_id, stream_version FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run-${id}`])).rows;
+  return (await stack.db.query<{ type: string; event_id: string; stream_version: number }>('SELECT type, event_id, stream_version FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run/${id}`])).rows;
 }
 
 /** Every run's stream: contiguous versions, each event id once, exactly one DecisionRequested. */

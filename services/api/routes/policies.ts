@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
+import { AgentId } from '../../../schemas/decision.ts';
 import { CountersignError } from '../../errors.ts';
 import { simulate } from '../../policy/index.ts';
 import { parseDataText } from '../../policy/parse-text.ts';
@@ -19,7 +20,9 @@ import { loadAttestationSecret } from '../../decisions/attestation.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
 const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 429: ProblemSchema, 503: ProblemSchema };
-const IdParams = z.strictObject({ id: z.string().min(1).max(128) });
+// Ids as the lifecycle accepts them (never `/`, which separates the parts of stream ids).
+const PolicyIdParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'policy ids are letters, digits, dots, dashes or underscores');
+const IdParams = z.strictObject({ id: PolicyIdParam });
 const Doc = z.record(z.string(), z.unknown());
 const Answer = z.record(z.string(), z.unknown());
 const WRITERS = ['author', 'admin'] as const;
@@ -246,7 +249,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     return validateDraft(deps.db, a, req.params.id, async (agentId) => deps.policies.effective(a.tenantId, agentId));
   });
 
-  const AgentParams = z.strictObject({ id: z.string().min(1).max(200) });
+  const AgentParams = z.strictObject({ id: AgentId });
   r.get('/v1/agents/:id/binding', {
     onRequest: authenticated(deps, []),
     schema: { tags: ['policies'], summary: "The policy bound to an agent (and its active version's document)", params: AgentParams, querystring: z.strictObject({}), response: { 200: Answer, ...problems } },
@@ -260,7 +263,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
 
   r.post('/v1/agents/:id/binding', {
     onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: 'Bind a policy to an agent (at most one per agent: 409 while another is bound). With four-eyes it opens a review instead (202)', params: AgentParams, body: z.strictObject({ policy_id: z.string().min(1).max(128) }), response: { 200: Answer, 202: Answer, ...problems } },
+    schema: { tags: ['policies'], summary: 'Bind a policy to an agent (at most one per agent: 409 while another is bound). With four-eyes it opens a review instead (202)', params: AgentParams, body: z.strictObject({ policy_id: PolicyIdParam }), response: { 200: Answer, 202: Answer, ...problems } },
   }, async (req, reply) => change(reply, actor(req), req.body.policy_id, { kind: 'bind', agent_id: req.params.id }));
 
   r.delete('/v1/agents/:id/binding', {

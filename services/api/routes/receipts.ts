@@ -3,12 +3,11 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { EventData } from '../../../schemas/events.ts';
 import { PublicKeySet, SignedReceipt } from '../../../schemas/receipt.ts';
-import { runStreamId } from '../../decisions/ids.ts';
+import { runStreamId } from '../../events/stream-ids.ts';
 import { CountersignError } from '../../errors.ts';
 import { withTenant } from '../../events/db.ts';
 import { readStream } from '../../events/read-events.ts';
-import { buildReceipt } from '../../receipts/build-receipt.ts';
-import { sha256Digest } from '../../receipts/canonical.ts';
+import { asSigned, buildReceipt } from '../../receipts/build-receipt.ts';
 import { loadPublicKeys } from '../../receipts/keyring.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
@@ -55,8 +54,9 @@ export function registerReceiptRoutes(app: FastifyInstance, deps: ApiDeps): void
     const issued = events.filter((e) => e.type === 'ReceiptIssued').pop();
     if (!issued) throw new CountersignError('conflict', `decision ${id} has no receipt yet: it is signed when the run is final`, { extra: { decision_id: id } });
     const d = issued.data as EventData<'ReceiptIssued'>;
-    const receipt = buildReceipt(events.filter((e) => e.stream_version <= d.head_version));
-    if (!receipt || sha256Digest(receipt) !== d.receipt_digest) {
+    const rebuilt = buildReceipt(events.filter((e) => e.stream_version <= d.head_version));
+    const receipt = rebuilt && asSigned(rebuilt, d.receipt_digest);
+    if (!receipt) {
       // The log no longer rebuilds what was signed: never hand out a receipt that would not verify.
       req.log.error({ decision_id: id }, 'receipt does not rebuild from the log');
       throw new CountersignError('internal', `the receipt of ${id} does not rebuild from the log; run countersign audit replay`);

@@ -9,6 +9,7 @@ import { decisionIdOf, whichPolicy, type WhichPolicy } from '../../audit/which-p
 import { loadConfig } from '../../config.ts';
 import { durationSeconds } from '../../../schemas/duration.ts';
 import { readAll, readStream } from '../../events/read-events.ts';
+import { currentStreamId, runStreamId } from '../../events/stream-ids.ts';
 import { createKafkaSource } from '../../publisher/kafka.ts';
 import { EXIT } from '../exit-codes.ts';
 import { loadKeys, registerAuditVerify } from './audit-verify.ts';
@@ -179,7 +180,7 @@ async function runWhichPolicy(runId: string, opts: WhichPolicyOptions): Promise<
     return EXIT.usage;
   }
   const decisionId = decisionIdOf(runId);
-  const streamId = `run-${decisionId}`;
+  const streamId = runStreamId(decisionId);
   const run: StoredEvent[] = [];
   const activations: StoredEvent[] = [];
   try {
@@ -213,7 +214,7 @@ async function runWhichPolicy(runId: string, opts: WhichPolicyOptions): Promise<
         }
         if (seen.has(e.event_id)) return;
         seen.add(e.event_id);
-        if (e.stream_id === streamId) run.push(e);
+        if (currentStreamId(e.stream_id, e.tenant_id) === streamId) run.push(e);
         else if (e.type === 'PolicyActivated') activations.push(e);
       });
     }

@@ -121,8 +121,8 @@ describe('Replay over a synthetic log', () => {
       'not json {',
       null,
       JSON.stringify({ hello: 'world' }),
-      JSON.stringify({ ...bad, event_id: 'x/1', stream_id: 'run-x', stream_version: 1, prev_hash: null, type: 'Bogus' }),
-      JSON.stringify({ ...bad, event_id: 'y/1', stream_id: 'run-y', stream_version: 1, prev_hash: null, data: { evaluation: 7 } }),
+      JSON.stringify({ ...bad, event_id: 'x/1', stream_id: 'run/x', stream_version: 1, prev_hash: null, type: 'Bogus' }),
+      JSON.stringify({ ...bad, event_id: 'y/1', stream_id: 'run/y', stream_version: 1, prev_hash: null, data: { evaluation: 7 } }),
     ]);
     const problems = r.divergences.map((d) => `${d.position} ${d.problem}`);
     expect(problems[0]).toBe('extra:0 record is not JSON');

@@ -13,7 +13,7 @@ export function rechain(log: StoredEvent[], streamId: string): void {
 }
 
 /** The n-th run stream of the log. */
-export const runStream = (log: StoredEvent[], n: number) => [...new Set(log.filter((e) => e.stream_id.startsWith('run-')).map((e) => e.stream_id))][n]!;
+export const runStream = (log: StoredEvent[], n: number) => [...new Set(log.filter((e) => e.stream_id.startsWith('run/')).map((e) => e.stream_id))][n]!;
 
 /** The event of a stream at a version. */
 export const at = (log: StoredEvent[], stream: string, version: number) => log.find((e) => e.stream_id === stream && e.stream_version === version)!;

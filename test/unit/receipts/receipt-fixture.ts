@@ -31,7 +31,7 @@ export function sampleReceipt(overrides: Partial<Receipt> = {}): Receipt {
     ],
     overrides: [],
     outcome: { status: 'succeeded', reported_at: '2025-03-14T15:13:00.000Z', output_digest: sha256Digest({ ok: true }), violations: [] },
-    stream_id: 'run-dec_01J9Z3K4Q8',
+    stream_id: 'run/dec_01J9Z3K4Q8',
     head_hash: sha256Digest({ event: 7 }),
     head_version: 7,
     issued_at: '2025-03-14T15:13:00.120Z',
