@@ -1,5 +1,11 @@
 import { CountersignError } from '../errors.ts';
 
+/**
+ * The largest request body, in bytes. Every event a body can cause must fit the event topic's
+ * max.message.bytes with room to spare (services/events/event-size.ts explains the arithmetic, and
+ * test/unit/events/event-size.unit.test.ts checks it against the worst bodies).
+ */
+export const BODY_LIMIT_BYTES = 1024 * 1024;
 export const MAX_JSON_DEPTH = 64;
 export const MAX_JSON_NODES = 50_000;
 

@@ -10,7 +10,7 @@ import type { Db } from '../events/db.ts';
 import { isConnectionError } from '../events/db.ts';
 import { authenticate, type Principal, type Role } from '../identity/principals.ts';
 import type { ActivePolicies } from '../decisions/active-policies.ts';
-import { checkJsonBounds } from './json-bounds.ts';
+import { BODY_LIMIT_BYTES, checkJsonBounds } from './json-bounds.ts';
 import { toProblem } from './problem.ts';
 import { registerDecisionRoutes } from './routes/decisions.ts';
 import { registerHealthRoutes } from './routes/health.ts';
@@ -46,8 +46,6 @@ declare module 'fastify' {
     routeTable: Array<{ method: string; url: string }>;
   }
 }
-
-export const BODY_LIMIT_BYTES = 1024 * 1024;
 
 export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({

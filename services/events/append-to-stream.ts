@@ -3,6 +3,7 @@ import { CURRENT_SCHEMA_VERSION, EVENT_DATA, type NewEvent, type StoredEvent } f
 import { CountersignError, fieldErrors } from '../errors.ts';
 import { inTransaction, isConnectionError, withTenant, type Db, type Queryable } from './db.ts';
 import { eventHash } from './hash-chain.ts';
+import { eventRecordBytes, MAX_EVENT_RECORD_BYTES, WIDEST_POSITION } from './event-size.ts';
 
 /** `number`: the stream must be at exactly this version (0 = must not exist). `any`: append at the head. */
 export type ExpectedVersion = number | 'any';
@@ -163,6 +164,7 @@ function rowsAfter(req: AppendRequest, head: Head): string {
       prev_hash: prevHash,
     };
     const hash = eventHash(fields);
+    checkSize({ position: WIDEST_POSITION, ...fields, hash });
     prevHash = hash;
     return { stream_version: version, event_id: e.eventId, type: e.type, schema_version: CURRENT_SCHEMA_VERSION, data: fields.data, metadata: fields.metadata, recorded_at: recordedAt, prev_hash: fields.prev_hash, hash };
   };
@@ -173,6 +175,19 @@ function rowsAfter(req: AppendRequest, head: Head): string {
     rows.push(row(sealed, rows.length));
   }
   return JSON.stringify(rows);
+}
+
+/**
+ * The topic must take every event, or the publisher (which never skips one) would stop at it for every tenant
+ * (services/events/event-size.ts): an event too large for it is refused here, before anything is written.
+ */
+function checkSize(e: StoredEvent): void {
+  const bytes = eventRecordBytes(e);
+  if (bytes > MAX_EVENT_RECORD_BYTES) {
+    throw new CountersignError('payload_too_large', `event ${e.type} would be ${bytes} bytes on the event topic; the limit is ${MAX_EVENT_RECORD_BYTES}`, {
+      extra: { event_type: e.type, bytes, limit: MAX_EVENT_RECORD_BYTES },
+    });
+  }
 }
 
 function validate(e: NewEvent): void {

@@ -1,5 +1,6 @@
-import { Kafka, logLevel, CompressionTypes, type Producer, type Admin } from 'kafkajs';
+import { Kafka, logLevel, CompressionTypes, ConfigResourceTypes, type Producer, type Admin } from 'kafkajs';
 import type { StoredEvent } from '../../schemas/events.ts';
+import { eventRecordBytes, kafkaMessage, TOPIC_MAX_MESSAGE_BYTES } from '../events/event-size.ts';
 import type { EventSink, EventSource, SourceRecord } from './event-sink.ts';
 
 export type KafkaOptions = { brokers: string[]; topic: string; clientId?: string; partitions?: number };
@@ -15,7 +16,20 @@ function client(opts: KafkaOptions): Kafka {
   });
 }
 
-/** Creates the topic if it does not exist (idempotent). */
+/**
+ * What the event topic must be configured with, explicitly rather than by the broker's defaults: kept forever
+ * (replay reads from offset 0), and taking any event the write path accepts (services/events/event-size.ts).
+ */
+export const TOPIC_CONFIG: ReadonlyArray<{ name: string; value: string }> = [
+  { name: 'retention.ms', value: '-1' },
+  { name: 'max.message.bytes', value: String(TOPIC_MAX_MESSAGE_BYTES) },
+];
+
+/**
+ * Creates the topic with TOPIC_CONFIG if it does not exist, and sets TOPIC_CONFIG on one that differs (a topic
+ * made by an older version, or changed by hand): idempotent. The publisher calls it on every (re)connect, so a
+ * send refused after someone lowered the topic's limit is followed by the limit being put back and a resend.
+ */
 export async function ensureTopic(opts: KafkaOptions): Promise<void> {
   const admin: Admin = client(opts).admin();
   await admin.connect();
@@ -24,12 +38,42 @@ export async function ensureTopic(opts: KafkaOptions): Promise<void> {
     if (!topics.includes(opts.topic)) {
       await admin.createTopics({
         waitForLeaders: true,
-        topics: [{ topic: opts.topic, numPartitions: opts.partitions ?? 3, replicationFactor: 1, configEntries: [{ name: 'retention.ms', value: '-1' }] }],
+        topics: [{ topic: opts.topic, numPartitions: opts.partitions ?? 3, replicationFactor: 1, configEntries: [...TOPIC_CONFIG] }],
       });
+      return;
+    }
+    const described = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: opts.topic, configNames: TOPIC_CONFIG.map((c) => c.name) }] });
+    const current = new Map((described.resources[0]?.configEntries ?? []).map((c) => [c.configName, c.configValue]));
+    if (TOPIC_CONFIG.some((c) => current.get(c.name) !== c.value)) {
+      // alterConfigs replaces the topic's whole set of overrides: these are the only ones we make.
+      await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: opts.topic, configEntries: [...TOPIC_CONFIG] }] });
     }
   } finally {
     await admin.disconnect();
   }
+}
+
+/**
+ * Consecutive runs of events whose records together stay within the topic's limit. The limit applies to a
+ * partition's record batch, and one produce call makes one batch per partition: bounding the whole call is
+ * the simple sufficient rule. Each event alone fits (the write path refuses any that would not).
+ */
+export function byteBoundedParts(events: readonly StoredEvent[], limit = TOPIC_MAX_MESSAGE_BYTES - 1024): StoredEvent[][] {
+  const parts: StoredEvent[][] = [];
+  let part: StoredEvent[] = [];
+  let bytes = 0;
+  for (const e of events) {
+    const size = eventRecordBytes(e);
+    if (part.length > 0 && bytes + size > limit) {
+      parts.push(part);
+      part = [];
+      bytes = 0;
+    }
+    part.push(e);
+    bytes += size;
+  }
+  if (part.length > 0) parts.push(part);
+  return parts;
 }
 
 /** Idempotent producer, acks from all in-sync replicas, keyed by stream id so each stream stays in order. */
@@ -38,16 +82,10 @@ export async function createKafkaSink(opts: KafkaOptions): Promise<EventSink> {
   await producer.connect();
   return {
     async send(events) {
-      await producer.send({
-        topic: opts.topic,
-        acks: -1,
-        compression: CompressionTypes.None,
-        messages: events.map((e: StoredEvent) => ({
-          key: e.stream_id,
-          value: JSON.stringify(e),
-          headers: { type: e.type, schema_version: String(e.schema_version), tenant_id: e.tenant_id, event_id: e.event_id },
-        })),
-      });
+      // In order, one call after the other: a failure part-way re-sends the whole batch (consumers deduplicate).
+      for (const part of byteBoundedParts(events)) {
+        await producer.send({ topic: opts.topic, acks: -1, compression: CompressionTypes.None, messages: part.map(kafkaMessage) });
+      }
     },
     async close() {
       await producer.disconnect();
@@ -73,7 +111,8 @@ export function createKafkaSource(opts: KafkaOptions): EventSource {
       }
       const pending = new Map(ends.filter((e) => BigInt(e.high) > BigInt(e.low)).map((e) => [e.partition, BigInt(e.high)]));
       if (pending.size === 0) return;
-      const consumer = kafka.consumer({ groupId: `countersign-replay-${process.pid}-${Date.now()}`, maxBytes: 50 * 1024 * 1024 });
+      // Per partition, at least the largest record batch the topic takes.
+      const consumer = kafka.consumer({ groupId: `countersign-replay-${process.pid}-${Date.now()}`, maxBytes: 50 * 1024 * 1024, maxBytesPerPartition: 2 * TOPIC_MAX_MESSAGE_BYTES });
       await consumer.connect();
       try {
         await consumer.subscribe({ topic: opts.topic, fromBeginning: true });

@@ -81,6 +81,15 @@ const unwrap = <T>(s: Settled<T>): T => {
   return s.value;
 };
 
+/** A broker's refusal of a record or batch for its size (kafkajs MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE). */
+function refusedAsTooLarge(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { type, message } = e as { type?: unknown; message?: unknown };
+    if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE' || /too large/i.test(String(message))) return true;
+  }
+  return false;
+}
+
 /**
  * The publisher loop: read a safe batch, send it, wait for acks, then move the checkpoint. A crash between
  * send and checkpoint re-sends the batch (consumers deduplicate by event id); the log itself is never
@@ -132,6 +141,12 @@ export async function runPublisher(opts: PublisherOptions): Promise<void> {
       if (backoff > 250) opts.log('info', 'publishing again', { position: cp.position, published });
       backoff = 250;
     } catch (err) {
+      if (refusedAsTooLarge(err)) {
+        // Cannot happen while the topic keeps its configuration (the write path bounds every event:
+        // services/events/event-size.ts). Skipping the event would lose it; reconnecting runs ensureTopic,
+        // which puts the topic's limit back, and the batch is sent again.
+        opts.log('error', 'the topic refused an event as too large: its max.message.bytes was changed; restoring it and sending again', { error: err instanceof Error ? err.message : String(err), position: cp.position });
+      }
       opts.log('warn', 'publish failed; will retry', { error: err instanceof Error ? err.message : String(err), backoff_ms: backoff });
       // Whatever was read ahead is dropped: reading resumes from the last acknowledged batch.
       if (prefetch) await prefetch.read;

@@ -227,6 +227,10 @@ min.insync.replicas=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.hours=-1
+# The event topic is created with max.message.bytes=4194304 (services/events/event-size.ts); topics made
+# without an override get the same, and replication fetches batches that large.
+message.max.bytes=4194304
+replica.fetch.max.bytes=4194304
 EOF
   cat >"$dir/log4j.properties" <<EOF
 log4j.rootLogger=WARN, stdout
