@@ -1,6 +1,9 @@
-import { Kafka, logLevel, CompressionTypes, ConfigResourceTypes, type Producer, type Admin } from 'kafkajs';
+import kafkajs, { Kafka, logLevel, CompressionTypes, type Producer, type Admin } from 'kafkajs';
 import type { StoredEvent } from '../../schemas/events.ts';
 import { eventRecordBytes, kafkaMessage, TOPIC_MAX_MESSAGE_BYTES } from '../events/event-size.ts';
+
+// A CommonJS enum that Node's ESM loader does not see as a named export.
+const { ConfigResourceTypes } = kafkajs;
 import type { EventSink, EventSource, SourceRecord } from './event-sink.ts';
 
 export type KafkaOptions = { brokers: string[]; topic: string; clientId?: string; partitions?: number };
