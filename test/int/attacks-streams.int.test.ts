@@ -117,8 +117,11 @@ describe('stream ids cannot collide across tenants', () => {
     for (const p of pairs) {
       const first = { admin: await login(p.first) };
       const second = { admin: await login(p.second) };
+      // Each tenant binds its own policy (ids that never collided), so only the agent ids are in play.
+      const own = `own-${RUN}`;
+      for (const admin of [first.admin, second.admin]) expect((await api(admin, 'POST', '/v1/policies', policy(own, own))).status).toBe(201);
       const never = shape(await api(second.admin, 'GET', `/v1/agents/never-${RUN}/binding`));
-      const bound = await api(first.admin, 'POST', `/v1/agents/${p.firstAgent}/binding`, { policy_id: p.firstPolicy });
+      const bound = await api(first.admin, 'POST', `/v1/agents/${p.firstAgent}/binding`, { policy_id: own });
       expect(bound.status, JSON.stringify(bound.body)).toBe(200);
       const forced = await api(first.admin, 'POST', `/v1/agents/${p.firstAgent}/manifest?force=true`, { agent: { id: p.firstAgent }, tools: ['shell_exec'] });
       expect(forced.status, JSON.stringify(forced.body)).toBe(200);
@@ -126,14 +129,14 @@ describe('stream ids cannot collide across tenants', () => {
       const seen = await api(second.admin, 'GET', `/v1/agents/${p.secondAgent}/binding`);
       if (JSON.stringify(shape(seen)) !== JSON.stringify(never) || seen.body.policy_id !== null) through.push(`${p.second}: binding of ${p.secondAgent} shows ${JSON.stringify(seen.body)}`);
       attempts += 1;
-      const mine = await api(second.admin, 'POST', `/v1/agents/${p.secondAgent}/binding`, { policy_id: p.secondPolicy });
+      const mine = await api(second.admin, 'POST', `/v1/agents/${p.secondAgent}/binding`, { policy_id: own });
       if (mine.status !== 200 || mine.body.unchanged !== false) through.push(`${p.second}: binding ${p.secondAgent} answered ${mine.status} ${JSON.stringify(mine.body)}`);
       attempts += 1;
       const unbound = await api(second.admin, 'DELETE', `/v1/agents/${p.secondAgent}/binding`);
       if (unbound.status !== 200) through.push(`${p.second}: unbinding ${p.secondAgent} answered ${unbound.status} ${JSON.stringify(unbound.body)}`);
       attempts += 1;
       const theirs = await api(first.admin, 'GET', `/v1/agents/${p.firstAgent}/binding`);
-      if (theirs.body.policy_id !== p.firstPolicy) through.push(`${p.first}: binding of ${p.firstAgent} is now ${JSON.stringify(theirs.body)}`);
+      if (theirs.body.policy_id !== own) through.push(`${p.first}: binding of ${p.firstAgent} is now ${JSON.stringify(theirs.body)}`);
       attempts += 1;
       const rows = await stack.db.query<{ tenant_id: string }>('SELECT DISTINCT tenant_id FROM events WHERE stream_id = $1', [agentStreamId(p.second, p.secondAgent)]);
       if (rows.rows.map((r) => r.tenant_id).join() !== p.second) through.push(`${agentStreamId(p.second, p.secondAgent)} holds events of ${rows.rows.map((r) => r.tenant_id).join()}`);
