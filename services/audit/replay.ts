@@ -178,6 +178,14 @@ export class Replay {
       raw.sort((a, b) => a.stream_version - b.stream_version);
       const events = this.checkStream(streamId, raw);
       if (!events) continue;
+      const parsed = parseStreamId(streamId);
+      // A stream that names a tenant holds only that tenant's events (each event's tenant is hashed).
+      const owner = parsed ? tenantOfStream(parsed) : null;
+      const stranger = owner === null ? undefined : events.find((e) => e.tenant_id !== owner);
+      if (stranger) {
+        this.divergences.push({ stream_id: streamId, position: stranger.position, problem: `stream ${streamId} holds an event of tenant ${stranger.tenant_id}` });
+        continue;
+      }
       let lastPolicyVersion = 0;
       for (const e of events) {
         if (e.type !== 'PolicyActivated') continue;
@@ -189,14 +197,6 @@ export class Replay {
         policyEvents.set(`${e.tenant_id}/${d.policy_id}@${d.version}`, d);
         (policies[`${e.tenant_id}/${d.policy_id}`] ??= []).push({ policy_id: d.policy_id, tenant_id: e.tenant_id, version: d.version, hash: d.hash, signing_key_id: d.signing_key_id ?? null, position: e.position });
         this.checkPolicyVersion(e, d);
-      }
-      const parsed = parseStreamId(streamId);
-      // A stream that names a tenant holds only that tenant's events (each event's tenant is hashed).
-      const owner = parsed ? tenantOfStream(parsed) : null;
-      const stranger = owner === null ? undefined : events.find((e) => e.tenant_id !== owner);
-      if (stranger) {
-        this.divergences.push({ stream_id: streamId, position: stranger.position, problem: `stream ${streamId} holds an event of tenant ${stranger.tenant_id}` });
-        continue;
       }
       if (parsed?.kind === 'catalog') this.foldCatalog(streamId, events);
       if (parsed?.kind === 'run') runs.push(events);
