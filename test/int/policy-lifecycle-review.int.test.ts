@@ -67,7 +67,7 @@ describe('four-eyes activation (tenant setting policy_four_eyes)', () => {
     const asked = await api(as(t.admin), 'POST', `/v1/policies/${id}/activate`);
     expect(asked.status).toBe(202);
     expect(asked.body).toMatchObject({ id, version: 1, status: 'pending_approval' });
-    expect(asked.body.review_id).toMatch(/^policy-review-/);
+    expect(asked.body.review_id).toMatch(/^policy-review\//);
     expect((await eventsOf('PolicyActivationRequested', id))).toHaveLength(1);
     const read = await api(as(t.admin), 'GET', `/v1/policies/${id}`);
     expect(read.body).toMatchObject({ status: 'draft', active_version: null, activation_review: { status: 'open', review_id: asked.body.review_id } });
