@@ -64,7 +64,7 @@ export type ChangeReviewRequested = ReviewRequested & { change: PolicyChange };
 export async function requestChangeReview(deps: ReviewDeps, a: Actor, policyId: string, change: PolicyChange): Promise<ChangeReviewRequested | Record<string, unknown>> {
   const plan = await planChange(deps.db, a, policyId, change);
   if (plan.unchanged && change.kind === 'bind') return { agent_id: change.agent_id, policy_id: policyId, unchanged: true };
-  const reviewId = `policy-review-${a.tenantId}-${policyId}-${change.kind}-${randomUUID()}`;
+  const reviewId = `policy-review/${a.tenantId}/${policyId}/${change.kind}/${randomUUID()}`;
   try {
     const handle = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => deps.temporal.workflow.start(policyActivationWorkflow, {
       taskQueue: deps.taskQueue,

@@ -180,7 +180,7 @@ describe('per-call rules only tighten', () => {
     attempts++;
     const taken = await api(as(bot.key), 'POST', '/v1/decisions', { agent, action: { tool: 'shell_exec' }, policy_rules: [{ decision: 'REQUIRE_APPROVAL' }], idempotency_key: randomUUID() });
     expect(taken.body).toMatchObject({ decision: 'REQUIRE_APPROVAL', status: 'pending_approval' });
-    const round = await eventually(async () => (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'ApprovalRequested'`, [`run-${taken.body.decision_id}`])).rows[0]?.data);
+    const round = await eventually(async () => (await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'ApprovalRequested'`, [`run/${taken.body.decision_id}`])).rows[0]?.data);
     if (round.on_timeout !== 'DENY' || round.groups.join() !== 'approvers' || round.level_timeout_sec !== 3600) through.push(`defaults: ${JSON.stringify(round)}`);
     // Nothing was started for the refused ones: only the one taken has a run.
     const runs = await stack.db.query(`SELECT 1 FROM events WHERE type = 'DecisionRequested' AND tenant_id = $1`, [t.id]);
@@ -191,7 +191,7 @@ describe('per-call rules only tighten', () => {
 
 describe('every change of the active set goes through the gates', () => {
   const doc = (id: string, decision: string) => ({ apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: id }, rules: [{ name: 'gate', match: { tool: `${id}_tool` }, decision }] });
-  const policyEvents = async (tenant: string) => Number((await stack.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM events WHERE tenant_id = $1 AND (stream_id LIKE 'policy-%' OR stream_id LIKE 'agent-%') AND type NOT LIKE 'PolicyActivation%'`, [tenant])).rows[0]!.n);
+  const policyEvents = async (tenant: string) => Number((await stack.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM events WHERE tenant_id = $1 AND (stream_id LIKE 'policy/%' OR stream_id LIKE 'agent/%') AND type NOT LIKE 'PolicyActivation%'`, [tenant])).rows[0]!.n);
 
   it('rollback, deprecate, bind and unbind open a review under four-eyes; nothing is live until a second admin approves', async () => {
     const t = await newTenant({ policy_four_eyes: true });
@@ -272,7 +272,7 @@ describe('every change of the active set goes through the gates', () => {
 
     // The auditor's chain check accepts each reviewed change (its approval is in the log).
     const chain = await stack.db.query<{ type: string; data: any; recorded_at: string; stream_version: number; position: string }>(
-      `SELECT type, data, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS recorded_at, stream_version, position::text FROM events WHERE tenant_id = $1 AND stream_id LIKE 'policy-%' ORDER BY stream_version`, [t.id]);
+      `SELECT type, data, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS recorded_at, stream_version, position::text FROM events WHERE tenant_id = $1 AND stream_id LIKE 'policy/%' ORDER BY stream_version`, [t.id]);
     expect(checkPolicyChain(id, chain.rows).problems).toEqual([]);
     report('four-eyes-bypass-via-rollback-deprecate-bind-unbind', attempts, through);
   }, 180_000);

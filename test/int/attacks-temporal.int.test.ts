@@ -66,8 +66,8 @@ describe('attacks through Temporal', () => {
   const ask = (body: object) => api({ url: stack.url, key: bot.key }, 'POST', '/v1/decisions', { agent: { id: 'pay-bot' }, ...body });
   const newDecisionId = () => `dec_${randomBytes(16).toString('hex')}`;
   const rows = async (decisionId: string) => ({
-    events: Number((await stack.db.query('SELECT count(*) FROM events WHERE stream_id = $1', [`run-${decisionId}`])).rows[0].count),
-    receipts: Number((await stack.db.query(`SELECT count(*) FROM events WHERE stream_id = $1 AND type = 'ReceiptIssued'`, [`run-${decisionId}`])).rows[0].count),
+    events: Number((await stack.db.query('SELECT count(*) FROM events WHERE stream_id = $1', [`run/${decisionId}`])).rows[0].count),
+    receipts: Number((await stack.db.query(`SELECT count(*) FROM events WHERE stream_id = $1 AND type = 'ReceiptIssued'`, [`run/${decisionId}`])).rows[0].count),
     counters: Number((await stack.db.query('SELECT count(*) FROM counter_entries WHERE decision_id = $1', [decisionId])).rows[0].count),
   });
   const refusedStarts = async () => {
@@ -77,7 +77,7 @@ describe('attacks through Temporal', () => {
   /** A pending run once it waits for answers (its request is out, its history still): its history length. */
   const settled = async (decisionId: string): Promise<number> => {
     const handle = client.workflow.getHandle(workflowIdFor('default', decisionId));
-    await expect.poll(async () => Number((await stack.db.query(`SELECT count(*) FROM events WHERE stream_id = $1 AND type = 'NotificationSent'`, [`run-${decisionId}`])).rows[0].count), { timeout: 30_000 }).toBeGreaterThan(0);
+    await expect.poll(async () => Number((await stack.db.query(`SELECT count(*) FROM events WHERE stream_id = $1 AND type = 'NotificationSent'`, [`run/${decisionId}`])).rows[0].count), { timeout: 30_000 }).toBeGreaterThan(0);
     let last = -1;
     for (;;) {
       const n = (await handle.fetchHistory()).events!.length;
@@ -263,7 +263,7 @@ describe('attacks through Temporal', () => {
     const id = res.body.decision_id as string;
     const handle = client.workflow.getHandle(workflowIdFor('default', id));
     const start = await settled(id);
-    const round = (await stack.db.query(`SELECT data FROM events WHERE stream_id = $1 AND type = 'ApprovalRequested'`, [`run-${id}`])).rows[0].data;
+    const round = (await stack.db.query(`SELECT data FROM events WHERE stream_id = $1 AND type = 'ApprovalRequested'`, [`run/${id}`])).rows[0].data;
 
     // Through the API: an approver outside the round's groups, again and again. Refused before anything is sent.
     let viaApi = 0;
