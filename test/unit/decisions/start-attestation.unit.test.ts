@@ -125,8 +125,8 @@ describe('audit replay checks each run start', () => {
     const events = firstRunEvents({ decisionId, tenantId: 'acme', request: syntheticRequest(3), snapshot, policies, now: NOW, keyring });
     const { start: _s, ...unsigned } = events[0]!.data as Record<string, unknown>;
     let position = 1000;
-    const stored = storeOffline(`run-${decisionId}`, 'acme', [{ ...events[0]!, data: unsigned as never }, ...events.slice(1)], null, NOW, () => String((position += 1)));
-    const problems = replay([...good, ...stored]).divergences.filter((d) => d.stream_id === `run-${decisionId}`).map((d) => d.problem);
+    const stored = storeOffline(`run/${decisionId}`, 'acme', [{ ...events[0]!, data: unsigned as never }, ...events.slice(1)], null, NOW, () => String((position += 1)));
+    const problems = replay([...good, ...stored]).divergences.filter((d) => d.stream_id === `run/${decisionId}`).map((d) => d.problem);
     expect(problems).toContain('run start not attested by Countersign: the run start carries no signature of the API (started outside Countersign)');
   });
 
