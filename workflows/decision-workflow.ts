@@ -34,9 +34,11 @@ export type DecisionWorkflowInput = {
   callbackUrl?: string | undefined;
   /** Counter amounts to record when the action goes ahead (rate and cost limits). */
   counterIncrements?: Array<{ key: string; amount: number }>;
+  /** The principal that asked for another agent under its acts_for permission (recorded in DecisionRequested). */
+  actingPrincipal?: string;
 };
 
-export type DecisionStatus = { result: DecisionResult; requestDigest: string };
+export type DecisionStatus = { result: DecisionResult; requestDigest: string; requestedBy?: string };
 
 export type AnswerResult = { counted: true; round: number; round_status: string; decision_status: 'final' | 'pending_approval' };
 
@@ -297,6 +299,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   // --- messages: the status query at once; the updates once the run's first events are in `view` -----
   setHandler(statusQuery, () => ({
     requestDigest: input.requestDigest,
+    requestedBy: input.requestedBy,
     result: view?.decision
       ? toResult(view)
       : {
@@ -400,6 +403,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     args_digest: input.argsDigest,
     idempotency_key: input.idempotencyKey,
     requested_by: input.requestedBy,
+    ...(input.actingPrincipal ? { acting_principal: input.actingPrincipal } : {}),
   });
   record('PolicyEvaluated', { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision });
 

@@ -298,7 +298,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     expect(failed.error).toMatch(/bound to T0ELSEWHERE/);
 
     // Another tenant cannot take a bound workspace, and sees none of ours.
-    const other = await api(stack, 'POST', '/v1/tenants', { id: `slack-other-${randomUUID().slice(0, 8)}`, name: 'Other' });
+    const other = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: `slack-other-${randomUUID().slice(0, 8)}`, name: 'Other' });
     expect(other.status).toBe(201);
     const otherAdmin = { url: stack.url, key: other.body.admin_api_key as string };
     expect((await api(otherAdmin, 'GET', '/v1/slack/workspace')).body).toEqual({ team_id: null });

@@ -37,7 +37,7 @@ async function refused(key: string, method: string, route: string, body: unknown
 
 async function newTenant(settings: Record<string, unknown>): Promise<{ id: string; admin: string }> {
   const id = `t-${RUN}-${randomUUID().slice(0, 6)}`;
-  const res = await api(stack, 'POST', '/v1/tenants', { id, name: id, settings });
+  const res = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id, name: id, settings });
   expect(res.status).toBe(201);
   return { id, admin: res.body.admin_api_key };
 }

@@ -211,7 +211,7 @@ describe('tool catalog: registered documents tag requests, decisions record the 
 
   it("another tenant's catalog does not apply, and neither tenant sees the other's", async () => {
     const tenant = `cat-other-${RUN}`;
-    const created = await api(stack, 'POST', '/v1/tenants', { id: tenant, name: 'Other' });
+    const created = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: tenant, name: 'Other' });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     const admin = { url: stack.url, key: created.body.admin_api_key as string };
     const parsed = parsePolicyText(POLICY, 'policy.yaml');
