@@ -66,7 +66,7 @@ describe('countersign CLI', () => {
     const login = await cli(['login', '--url', stack.url, '--key-file', keyFile]);
     expect(login.stderr).toBe('');
     expect(login.code).toBe(0);
-    expect(login.stdout).toMatch(/logged in to .* as bootstrap admin/);
+    expect(login.stdout).toMatch(/logged in to .* as test operator/);
     expect(statSync(configFile).mode & 0o777).toBe(0o600);
     expect(JSON.parse(readFileSync(configFile, 'utf8'))).toEqual({ url: stack.url, api_key: stack.key });
     const bad = await cli(['login', '--url', stack.url, '--key', `cs_zzzzzzzzzzzz_${'A'.repeat(43)}`]);

@@ -139,7 +139,7 @@ export const TEST_OPERATOR_ACTS_FOR = [
 
 export type TestStack = {
   url: string;
-  /** The test operator's key: admin, author, auditor and agent of the default tenant, acting for TEST_OPERATOR_ACTS_FOR. */
+  /** The test operator's key: every role of the default tenant (group `admins`), acting for TEST_OPERATOR_ACTS_FOR. */
   key: string;
   /** The bootstrap key: platform admin (tenants), and admin, author, auditor of the default tenant. */
   bootstrapKey: string;
@@ -185,7 +185,7 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, opti
   if (boot.token === null) throw new Error(boot.refused);
   // The bootstrap key is for setting up, not an agent key: the tests' everyday key is a test operator's.
   const operator = await createPrincipal(db, 'default', {
-    name: 'test operator', kind: 'person', roles: ['admin', 'author', 'auditor', 'agent'], groups: [], key_name: 'test operator', acts_for: TEST_OPERATOR_ACTS_FOR,
+    name: 'test operator', kind: 'person', roles: ['admin', 'author', 'auditor', 'approver', 'agent'], groups: ['admins'], key_name: 'test operator', acts_for: TEST_OPERATOR_ACTS_FOR,
   }, { principalId: bootstrapPrincipalId('default'), platformAdmin: true });
   const file = path.join(ROOT, 'services/stack/example-policy.yaml');
   const parsed = parsePolicyText(readFileSync(file, 'utf8'), file);
@@ -249,7 +249,7 @@ export async function eventually<T>(fn: () => Promise<T | undefined>, timeoutMs 
 }
 
 /** A principal of the stack's default tenant, created through the API; answers its id and key. */
-export async function addPrincipal(stack: TestStack, body: { name: string; kind?: 'person' | 'agent'; roles: string[]; groups?: string[]; email?: string; slack_user_id?: string }): Promise<{ id: string; key: string }> {
+export async function addPrincipal(stack: TestStack, body: { name: string; kind?: 'person' | 'agent'; roles: string[]; groups?: string[]; email?: string; slack_user_id?: string; agent_id?: string; acts_for?: string[] }): Promise<{ id: string; key: string }> {
   const res = await api(stack, 'POST', '/v1/principals', { kind: 'person', groups: [], ...body });
   if (res.status !== 201 && res.status !== 200) throw new Error(`creating principal failed: ${res.status} ${JSON.stringify(res.body)}`);
   return { id: res.body.id, key: res.body.api_key };

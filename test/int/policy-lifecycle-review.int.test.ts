@@ -122,7 +122,7 @@ describe('four-eyes activation (tenant setting policy_four_eyes)', () => {
 describe('activation gates (policy_require_validation, policy_refuse_loosening)', () => {
   it('refuses an unvalidated draft and unexpected loosening; declared loosening goes through', async () => {
     const t = await newTenant({});
-    const agent = await principalIn(t.admin, 'gate-agent', ['agent']);
+    const agent = await principalIn(t.admin, 'gate-bot', ['agent']);
     const id = `gate-${RUN}`;
     expect((await api(as(t.admin), 'POST', '/v1/policies', policyDoc(id, 'DENY'))).status).toBe(201);
     expect((await api(as(t.admin), 'POST', `/v1/policies/${id}/activate`)).status).toBe(200);
