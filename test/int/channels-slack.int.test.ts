@@ -80,7 +80,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     });
     await activateYaml(stack, POLICY);
     // The requester is a person who is also an SRE approver: never notified, never counted on their own request.
-    requester = await addPrincipal(stack, { name: 'Rita', roles: ['agent', 'approver'], groups: ['sre'], slack_user_id: 'U0RITA' });
+    requester = await addPrincipal(stack, { name: 'Rita', roles: ['agent', 'approver'], groups: ['sre'], slack_user_id: 'U0RITA', agent_id: 'deploy-bot' });
     sam = await addPrincipal(stack, { name: 'Sam', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SAM' });
     sue = await addPrincipal(stack, { name: 'Sue', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SUE' });
     gus = await addPrincipal(stack, { name: 'Gus', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0GONE' });

@@ -217,7 +217,7 @@ describe('tool catalog: registered documents tag requests, decisions record the 
     const parsed = parsePolicyText(POLICY, 'policy.yaml');
     if (!parsed.ok) throw new Error('policy');
     await activatePolicy(stack.db, await loadOrCreateKeyring(stack.env['COUNTERSIGN_KEYS_DIR']!), { tenantId: tenant, document: parsed.document, actor: 'test' });
-    const otherAgent = await api(admin, 'POST', '/v1/principals', { name: 'bot', kind: 'agent', roles: ['agent'], groups: [] });
+    const otherAgent = await api(admin, 'POST', '/v1/principals', { name: 'bot', kind: 'agent', roles: ['agent'], groups: [], agent_id: 'billing-bot' });
     const other = { id: otherAgent.body.id as string, key: otherAgent.body.api_key as string };
 
     expect((await api(admin, 'GET', '/v1/tools/catalog')).body).toMatchObject({ version: 0, sources: [], entries: [] });
