@@ -287,7 +287,9 @@ describe('agent manifest check', () => {
       agent: { id: agentId }, providers: ['mistral'], models: [{ provider: 'openai', model: 'gpt-3.5-turbo' }, { provider: 'anthropic', model: 'claude-sonnet' }],
       tools: ['shell_exec', 'file_delete', { name: 'search_tool' }],
     };
-    const agent = await addPrincipal(stack, { name: `mf-agent-${RUN}`, kind: 'agent', roles: ['agent'] });
+    const agent = await addPrincipal(stack, { name: `mf-agent-${RUN}`, kind: 'agent', roles: ['agent'], agent_id: agentId });
+    // Its key checks its own manifest only.
+    await refused(agent.key, 'POST', `/v1/agents/other-${RUN}/manifest`, { ...manifest, agent: { id: `other-${RUN}` } }, 403, 'agent_mismatch', /decides as agent/);
     // The example policy (tenant-wide) denies shell_exec too: 5 violations, 4 of them from the agent's policy.
     const p = await refused(agent.key, 'POST', `/v1/agents/${agentId}/manifest`, manifest, 409, 'conflict', /has 5 violations of the active policies: .*provider mistral is not on the models.allowed_providers list/);
     expect(p.violations.filter((v: any) => v.policy_id === 'example').map((v: any) => [v.item, v.rule])).toEqual([['shell_exec', 'tools.denied']]);

@@ -254,6 +254,8 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     },
   }, async (req) => {
     const p = principalOf(req);
+    // An agent checks its own manifest (or one of an agent it acts for); authors and admins check any agent's.
+    if (readsOnlyOwn(p)) requireAgent(p, req.params.id, 'id');
     return pushManifest(deps.db, { tenantId: p.tenant_id, principalId: p.id, roles: p.roles }, req.params.id, req.body, req.query.force === 'true', (agentId) => deps.policies.effective(p.tenant_id, agentId));
   });
 
