@@ -244,6 +244,7 @@ describe('tenant admins stay in their tenant', () => {
       [payBot.key, 'PATCH', `/v1/principals/${payBot.id}`, { agent_id: 'other-bot' }],
       [payBot.key, 'POST', '/v1/api-keys', { principal_id: otherBot.id }],
       [payBot.key, 'PATCH', '/v1/tenants/default', { default_decision: 'ALLOW' }],
+      [payBot.key, 'POST', '/v1/agents/other-bot/manifest', { agent: { id: 'other-bot' }, tools: ['read_tool'] }],
       [approver.key, 'POST', '/v1/decisions', { agent: { id: 'pay-bot' }, action: { tool: 'read_tool' } }],
       [approver.key, 'PATCH', `/v1/principals/${approver.id}`, { groups: ['finance', 'admins'] }],
     ];
