@@ -12,7 +12,7 @@ import { ed25519Verify, prepareDocumentSignature, verifyDocument, type KeyResolu
 import { activationSigned, compilePolicyVersion } from '../lifecycle/policy-version.ts';
 import { checkPolicyChain, type PolicyChain } from '../lifecycle/policy-chain.ts';
 import { DONE_BAD, DONE_BAD_SIGNATURE, ReplayPool, type Ticket } from './replay-pool.ts';
-import { checkRunAgent, foldTenantStream, type AccessTimeline, type TenantMembership } from './tenant-membership.ts';
+import { checkRunAgent, checkRunApprovals, foldTenantStream, type AccessTimeline, type TenantMembership } from './tenant-membership.ts';
 
 /** `position` is the event's global position (or, for a record that is not an event, where it sat). */
 export type Divergence = { stream_id: string | null; position: string | null; problem: string };
@@ -232,6 +232,8 @@ export class Replay {
       // The agent the run asked as, against who its principal was then (the tenant's stream).
       const agentProblem = checkRunAgent(timelines.get(events[0]!.tenant_id), events[0]!);
       if (agentProblem) this.divergences.push({ stream_id: events[0]!.stream_id, position: events[0]!.position, problem: agentProblem });
+      // And each answer, against who its approver was then: an enabled approver of one of the round's groups.
+      for (const p of checkRunApprovals(timelines.get(events[0]!.tenant_id), events)) this.divergences.push({ stream_id: events[0]!.stream_id, position: p.position, problem: p.problem });
       if (this.reEvaluate(events, policyEvents)) reEvaluated += 1;
     }
     this.checkAnchors(receipts);

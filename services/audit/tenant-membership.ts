@@ -142,3 +142,31 @@ function agentVerdict(access: PrincipalAccess, d: EventData<'DecisionRequested'>
   }
   return `${d.requested_by} asked as agent ${agent}, which was neither its agent id (${access.agent_id ?? 'none'}) nor in its acts_for then`;
 }
+
+/**
+ * Whether each answer in a run came from someone who could give it then (invariant 6, from the log alone): an
+ * enabled member with the approver role in one of the round's groups (as escalations left them). The worker
+ * checks the member's access when the answer arrives, so a change that committed in between is allowed for
+ * as in checkRunAgent. Answers by principals the stream has no record of are not judged.
+ */
+export function checkRunApprovals(timeline: AccessTimeline | undefined, run: readonly StoredEvent[]): MembershipProblem[] {
+  if (!timeline) return [];
+  const groups = new Map<number, string[]>();
+  const problems: MembershipProblem[] = [];
+  for (const e of run) {
+    if (e.type === 'ApprovalRequested') groups.set((e.data as EventData<'ApprovalRequested'>).round, (e.data as EventData<'ApprovalRequested'>).groups);
+    if (e.type === 'ApprovalEscalated') groups.set((e.data as EventData<'ApprovalEscalated'>).round, (e.data as EventData<'ApprovalEscalated'>).groups);
+    if (e.type !== 'ApprovalGranted' && e.type !== 'ApprovalRejected') continue;
+    const d = e.data as EventData<'ApprovalGranted'>;
+    const history = timeline.get(d.approver_id);
+    if (!history) continue;
+    const i = history.findLastIndex((h) => h.position < BigInt(e.position));
+    const roundGroups = groups.get(d.round) ?? [];
+    const could = (a: PrincipalAccess) => !a.disabled && a.roles.includes('approver') && a.groups.some((g) => roundGroups.includes(g));
+    const versions = i < 0 ? [] : [history[i]!.access, ...(i > 0 ? [history[i - 1]!.access] : [])];
+    if (!versions.some(could)) {
+      problems.push({ position: e.position, problem: `${d.approver_id} answered round ${d.round} (groups ${roundGroups.join(', ')}) but was not then an enabled approver of any of them` });
+    }
+  }
+  return problems;
+}

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
 import { Replay } from '../../services/audit/replay.ts';
+import { loadPublicKeys } from '../../services/receipts/keyring.ts';
 import { bootstrapPrincipalId, ensureBootstrap } from '../../services/identity/bootstrap.ts';
 import { revokeApiKey } from '../../services/identity/key-management.ts';
 import { updatePrincipal } from '../../services/identity/members.ts';
@@ -348,6 +349,12 @@ describe('a disabled principal never counts', () => {
 describe('every change to who may do what is an event', () => {
   it('is on the tenant stream, and audit replay folds it: who joined the finance group, and when they left', async () => {
     const fay = await addPrincipal(stack, { name: 'Fay', roles: ['approver'], groups: ['finance'] });
+    // Fay joins finance, approves a payment, and leaves.
+    const pay = await api(as(payBot.key), 'POST', '/v1/decisions', { action: { tool: 'pay_tool', args: { invoice: `FAY-${RUN}` } } });
+    expect(pay.body.decision).toBe('REQUIRE_APPROVAL');
+    await eventually(async () => ((await stack.db.query("SELECT 1 FROM events WHERE stream_id = $1 AND type = 'ApprovalRequested'", [`run-${pay.body.decision_id}`])).rowCount ? true : undefined));
+    expect((await api(as(fay.key), 'POST', `/v1/decisions/${pay.body.decision_id}/approvals`, { verdict: 'approve' })).status).toBe(200);
+    await receiptOf(pay.body.decision_id);
     expect((await api(as(admin.key), 'PATCH', `/v1/principals/${fay.id}`, { groups: [] })).status).toBe(200);
     expect((await api(as(admin.key), 'PATCH', '/v1/tenants/default', { settings: { policy_require_validation: true } })).status).toBe(200);
     expect((await api(as(admin.key), 'PATCH', '/v1/tenants/default', { settings: {} })).status).toBe(200);
@@ -364,13 +371,18 @@ describe('every change to who may do what is an event', () => {
          'recorded_at', to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'prev_hash', prev_hash, 'hash', hash)::text AS e
          FROM events ORDER BY position`,
     );
-    const replay = new Replay({ keys: null, parallel: false });
+    const replay = new Replay({ keys: await loadPublicKeys(stack.env['COUNTERSIGN_KEYS_DIR']!), parallel: false });
     for (const r of rows.rows) replay.add({ value: r.e, where: 'postgres' });
     const out = replay.finish();
-    expect(out.divergences.filter((d) => d.stream_id?.startsWith('tenant/') || /agent/.test(d.problem))).toEqual([]);
+    expect(out.divergences.filter((d) => d.stream_id?.startsWith('tenant/') || /agent|answered round/.test(d.problem))).toEqual([]);
+    expect(out.receipts.length).toBeGreaterThan(0);
     const m = out.memberships['default']!;
     const stint = m.groups.find((g) => g.group === 'finance' && g.principal_id === fay.id);
     expect(stint).toMatchObject({ joined_at: expect.any(String), left_at: expect.any(String) });
     expect(m.members.find((x) => x.principal_id === payBot.id)?.access).toMatchObject({ agent_id: 'pay-bot', acts_for: [] });
+    // The run shows Fay's approval, counted while she was in finance.
+    const approvedBy = rows.rows.map((r) => JSON.parse(r.e) as { stream_id: string; type: string; data: { approver_id?: string } })
+      .filter((e) => e.stream_id === `run-${pay.body.decision_id}` && e.type === 'ApprovalGranted').map((e) => e.data.approver_id);
+    expect(approvedBy).toEqual([fay.id]);
   });
 });
