@@ -1,17 +1,54 @@
+import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from '../services/events/db.ts';
+import type { PublicKeySet } from '../schemas/receipt.ts';
+import { checkRunStart } from '../services/decisions/start-attestation.ts';
 import { appendToStream, type SealedRow } from '../services/events/append-to-stream.ts';
 import { runStreamId } from '../services/decisions/ids.ts';
 import type { Keyring } from '../services/receipts/keyring.ts';
 import { receiptEvent } from './issue-receipt.ts';
 import type { AppendRunEventsInput, AppendRunEventsResult } from './types.ts';
 
+/** What the worker does about a run start Countersign did not sign: the keys to check with, and the trace it leaves. */
+export type StartGuard = {
+  /** The deployment's public keys; `fresh` re-reads them (a key id the worker has not seen: a rotation). */
+  keys: (fresh: boolean) => Promise<PublicKeySet>;
+  /** Called once per refused start (a metric and a warning the operator sees); never throws. */
+  refused: (r: { workflowId: string; tenantId: string; decisionId: string; reason: string }) => void;
+};
+
+export const RUN_START_REFUSED = 'RunStartRefused';
+
+/**
+ * A run's first append is its start: the API's signature over the whole start (recorded in DecisionRequested)
+ * must hold before anything is written, so a workflow started straight through Temporal writes no event, no
+ * counter, no idempotency key and no receipt. The refusal is non-retryable: the run fails.
+ */
+async function checkStart(input: AppendRunEventsInput, guard: StartGuard): Promise<void> {
+  const [requested, evaluated] = input.events;
+  let reason: string | null = null;
+  if (requested?.type !== 'DecisionRequested' || evaluated?.type !== 'PolicyEvaluated') reason = 'a run\'s first events are its request and its evaluation';
+  else if (requested.data.decision_id !== input.decisionId || requested.data.tenant_id !== input.tenantId) reason = 'the request names another decision or tenant than the run writes to';
+  else {
+    let check = checkRunStart(requested.data, evaluated.data, await guard.keys(false), input.workflowId);
+    if (!check.ok && check.unknownKey) check = checkRunStart(requested.data, evaluated.data, await guard.keys(true), input.workflowId);
+    if (!check.ok) reason = check.reason;
+  }
+  if (reason === null) return;
+  guard.refused({ workflowId: input.workflowId, tenantId: input.tenantId, decisionId: input.decisionId, reason });
+  throw ApplicationFailure.create({ type: RUN_START_REFUSED, message: `run start refused: ${reason}`, nonRetryable: true });
+}
+
 /**
  * Appends a run's events. Idempotent: the workflow passes the expected version and derived event ids, so an
  * activity retried after its commit (worker crash, lost response) finds its events recorded and writes
  * nothing new.
  */
-export function makeAppendRunEvents(db: Db, crashAt?: string, keyring?: () => Promise<Keyring>) {
+export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string, keyring?: () => Promise<Keyring>) {
   return async function appendRunEvents(input: AppendRunEventsInput): Promise<AppendRunEventsResult> {
+    if (input.expectedVersion === 0) await checkStart(input, guard);
+    if (input.counters?.entries.some((e) => !(Number.isFinite(e.amount) && e.amount >= 0))) {
+      throw ApplicationFailure.create({ type: RUN_START_REFUSED, message: 'a counter increment is never negative', nonRetryable: true });
+    }
     // A run's first events and their receipt go in one statement: the receipt is built from the rows as they
     // will be stored and signed before they are sent.
     let seal;

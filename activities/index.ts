@@ -1,8 +1,9 @@
 import type { Db } from '../services/events/db.ts';
 import { loadAttestationSecret } from '../services/decisions/attestation.ts';
-import { loadOrCreateKeyring, type Keyring } from '../services/receipts/keyring.ts';
+import { loadOrCreateKeyring, loadPublicKeys, type Keyring } from '../services/receipts/keyring.ts';
+import type { PublicKeySet } from '../schemas/receipt.ts';
 import { makeAnnounceRoundClosed } from './announce-round-closed.ts';
-import { makeAppendRunEvents } from './append-run-events.ts';
+import { makeAppendRunEvents, type StartGuard } from './append-run-events.ts';
 import { makeAuthorize } from './authorize.ts';
 import { makeDeliverCallback } from './deliver-callback.ts';
 import { makeIssueReceipt } from './issue-receipt.ts';
@@ -20,7 +21,12 @@ export type ActivityDeps = {
   channels?: ChannelDeps;
   /** The worker's cache of principals' roles and groups (answers are checked against it). */
   principals?: PrincipalCache;
+  /** Told of each run start refused for want of the API's signature (the worker's metric and warning). */
+  onRefusedStart?: StartGuard['refused'];
 };
+
+/** A key id the worker has not seen re-reads the key set at most this often (a forged id costs no more). */
+const KEYS_REFRESH_MS = 5_000;
 
 export function createActivities(deps: ActivityDeps): Activities {
   // Loaded on first use and kept: a rotation takes effect for a worker at its next start.
@@ -28,13 +34,27 @@ export function createActivities(deps: ActivityDeps): Activities {
   const getKeyring = () => (keyring ??= loadOrCreateKeyring(deps.keysDir).catch((err: unknown) => { keyring = null; throw err; }));
   let secret: Buffer | null = null;
   const getSecret = () => (secret ??= loadAttestationSecret(deps.keysDir, deps.attestationSecret));
+  let keys: PublicKeySet | null = null;
+  let keysReadAt = 0;
+  const guard: StartGuard = {
+    keys: async (fresh) => {
+      if (fresh && Date.now() - keysReadAt >= KEYS_REFRESH_MS) {
+        keysReadAt = Date.now();
+        keys = await loadPublicKeys(deps.keysDir).catch(() => keys);
+      }
+      return (keys ??= (await getKeyring()).publicKeys());
+    },
+    refused: (r) => {
+      try { deps.onRefusedStart?.(r); } catch { /* the trace never changes the refusal */ }
+    },
+  };
   return {
-    appendRunEvents: makeAppendRunEvents(deps.db, deps.crashAt, getKeyring),
+    appendRunEvents: makeAppendRunEvents(deps.db, guard, deps.crashAt, getKeyring),
     issueReceipt: makeIssueReceipt(deps.db, getKeyring),
     authorize: makeAuthorize(deps.db, getSecret, deps.principals),
     notifyApprovers: makeNotifyApprovers(deps.db, deps.channels),
     announceRoundClosed: makeAnnounceRoundClosed(deps.db, deps.channels?.slack),
     deliverCallback: makeDeliverCallback(getKeyring, deps.callbackAllowPrivate ?? false),
-    ...makePolicyReviewActivities(deps.db, getKeyring, getSecret),
+    ...makePolicyReviewActivities(deps.db, getKeyring, getSecret, guard.refused),
   };
 }

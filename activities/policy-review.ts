@@ -1,24 +1,36 @@
-import { verifyAttestation } from '../services/decisions/attestation.ts';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { verifyAttestation, verifyReviewStart } from '../services/decisions/attestation.ts';
+import type { StartGuard } from './append-run-events.ts';
 import { withTenant, type Db } from '../services/events/db.ts';
-import { closeReview, completeReviewedActivation, openActivationReview } from '../services/lifecycle/policy-lifecycle.ts';
+import { closeReview } from '../services/lifecycle/policy-lifecycle.ts';
+import { completePolicyReview, openPolicyReview } from '../services/lifecycle/policy-change.ts';
 import type { Keyring } from '../services/receipts/keyring.ts';
+import { canonicalJson } from '../services/receipts/canonical.ts';
 import type {
   AuthorizeResult, AuthorizeReviewerInput, ClosePolicyReviewInput, CompletePolicyReviewInput, CompletePolicyReviewResult,
   OpenPolicyReviewInput, OpenPolicyReviewResult,
 } from './types.ts';
 
 /**
- * The I/O of a four-eyes policy activation (workflows/policy-activation-workflow.ts). Each step reads the
+ * The I/O of a four-eyes policy review (workflows/policy-activation-workflow.ts): an activation or another change of the active set. Each step reads the
  * policy stream, checks the review is where the workflow thinks it is, and appends with the version it read
  * and an event id derived from the review id, so a retry after a commit writes nothing new and answers the same.
  */
-export function makePolicyReviewActivities(db: Db, keyring: () => Promise<Keyring>, secret: () => Buffer) {
+export function makePolicyReviewActivities(db: Db, keyring: () => Promise<Keyring>, secret: () => Buffer, refused: StartGuard['refused'] = () => {}) {
   return {
     async openPolicyReview(input: OpenPolicyReviewInput): Promise<OpenPolicyReviewResult> {
-      return openActivationReview(db, input);
+      // The review's start must be the API's: the whole input under its MAC, for this very workflow.
+      const workflowId = Context.current().info.workflowExecution?.workflowId ?? '';
+      const reason = reviewStartProblem(input, workflowId, secret());
+      if (reason) {
+        refused({ workflowId, tenantId: input.tenantId, decisionId: input.reviewId, reason });
+        throw ApplicationFailure.create({ type: 'RunStartRefused', message: `review start refused: ${reason}`, nonRetryable: true });
+      }
+      return openPolicyReview(db, input);
     },
     async completePolicyReview(input: CompletePolicyReviewInput): Promise<CompletePolicyReviewResult> {
-      return completeReviewedActivation(db, await keyring(), input);
+      return completePolicyReview(db, await keyring(), input);
     },
     async closePolicyReview(input: ClosePolicyReviewInput): Promise<{ ok: true } | { ok: false; reason: string }> {
       return closeReview(db, input);
@@ -37,4 +49,18 @@ export function makePolicyReviewActivities(db: Db, keyring: () => Promise<Keyrin
       return { ok: true, principal_id: input.by, roles: row.roles, groups: row.groups };
     },
   };
+}
+
+/** Why a review's start is not the API's, or null. */
+function reviewStartProblem(input: OpenPolicyReviewInput, workflowId: string, secret: Buffer): string | null {
+  const s = input.start;
+  if (!s) return 'the review start carries no attestation of the API';
+  if (s.reviewId !== workflowId || s.reviewId !== input.reviewId) return 'the review start was attested for another review';
+  if (s.tenantId !== input.tenantId || s.policyId !== input.policyId || s.documentHash !== input.documentHash || s.requestedBy !== input.requestedBy
+    || s.expectedStreamVersion !== input.expectedStreamVersion || s.expectedLoosening.join('\u0000') !== input.expectedLoosening.join('\u0000')
+    || canonicalJson(s.change ?? null) !== canonicalJson(input.change ?? null)) {
+    return 'the review opens with other values than its start';
+  }
+  const v = verifyReviewStart(secret, s);
+  return v.ok ? null : v.reason;
 }

@@ -1,5 +1,5 @@
 import type { DecisionResult } from '../schemas/decision.ts';
-import type { NewEvent } from '../schemas/events.ts';
+import type { NewEvent, PolicyChange } from '../schemas/events.ts';
 
 /** Activity signatures, importable by workflow code (types only: no I/O crosses this file). */
 export type AppendRunEventsInput = {
@@ -43,6 +43,10 @@ export type CallbackInput = { url: string; tenantId: string; decisionId: string;
 export type OpenPolicyReviewInput = {
   tenantId: string; policyId: string; reviewId: string; expectedStreamVersion: number; requestedBy: string;
   documentHash: string; deadline: string; expectedLoosening: string[];
+  /** The workflow's whole input, with the API's attestation: checked before the review is opened. */
+  start?: { reviewId: string; tenantId: string; policyId: string; documentHash: string; requestedBy: string; expectedStreamVersion: number; timeoutSec: number; expectedLoosening: string[]; attestation?: Attestation; change?: PolicyChange | undefined };
+  /** Set when the review stands for a rollback, deprecation, binding or unbinding instead of the draft's activation. */
+  change?: PolicyChange;
 };
 export type OpenPolicyReviewResult = { ok: true; version: number; authors: string[] } | { ok: false; reason: string };
 export type CompletePolicyReviewInput = { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined };

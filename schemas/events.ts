@@ -11,6 +11,32 @@ import { Role, TenantSettings } from './identity.ts';
 export const Sha256 = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 hex>');
 
 // --- run streams: `run-<decision id>` ---------------------------------------------------------
+/** One counter amount a run records when its action goes ahead (rate: 1; cost: the request's field, never negative). */
+export const CounterIncrement = z.strictObject({
+  key: z.string().min(1).max(1000),
+  amount: z.number().finite().min(0, 'a counter increment is never negative').max(1e15, 'a counter increment is at most 1e15'),
+});
+
+/**
+ * The API's Ed25519 signature over everything a decision workflow was started with that is not already in the
+ * run's first two events (services/decisions/start-attestation.ts): the worker checks it before the run's first
+ * append, and `audit replay` checks it from the log alone. A workflow started by anyone but the API has none.
+ */
+export const RunStartData = z.strictObject({
+  workflow_id: z.string().min(1),
+  counter_increments: z.array(CounterIncrement).max(100),
+  windows: z.strictObject({
+    override_sec: z.number().int().min(0),
+    outcome_sec: z.number().int().min(0),
+    override_groups: z.array(z.string().min(1)).max(100),
+    override_timeout_sec: z.number().int().positive(),
+    remind_before: z.union([z.strictObject({ sec: z.number().positive() }), z.strictObject({ percent: z.number().positive().max(100) })]).nullable().optional(),
+  }),
+  callback_url: z.string().max(2000).nullable(),
+  issued_at: z.iso.datetime({ offset: true }),
+  signature: z.strictObject({ alg: z.literal('Ed25519'), key_id: z.string(), value: z.string() }),
+});
+
 export const DecisionRequestedData = z.strictObject({
   decision_id: z.string(),
   tenant_id: z.string(),
@@ -20,6 +46,7 @@ export const DecisionRequestedData = z.strictObject({
   idempotency_key: z.string().nullable(),
   requested_by: z.string().describe('Principal id of the caller.'),
   acting_principal: z.string().optional().describe("Present when the caller asked for an agent other than its own agent id, under its acts_for permission: the caller's principal id."),
+  start: RunStartData.optional().describe('The API\'s signature over the run\'s start; a run without one was not started by Countersign.'),
 });
 
 export const PolicyEvaluatedData = z.strictObject({
@@ -148,13 +175,19 @@ export const PolicyValidatedData = z.strictObject({
   report: z.record(z.string(), z.unknown()),
   validated_by: z.string(),
 });
-export const PolicyDeprecatedData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), deprecated_by: z.string() });
+/** Set on a change of the active set that went through a four-eyes review: who approved it, and which review. */
+const Reviewed = {
+  approved_by: z.string().optional().describe('The second admin who approved the change (four-eyes tenants).'),
+  review_id: z.string().optional().describe('The review the change went through (four-eyes tenants).'),
+};
+export const PolicyDeprecatedData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), deprecated_by: z.string(), ...Reviewed });
 export const PolicyRolledBackData = z.strictObject({
   policy_id: z.string(),
   from_version: z.number().int().positive().nullable(),
   to_version: z.number().int().positive(),
   new_version: z.number().int().positive().describe('The version the re-activated snapshot is recorded as (the chain only moves forward).'),
   rolled_back_by: z.string(),
+  ...Reviewed,
 });
 export const PolicyImportedData = z.strictObject({
   policy_id: z.string(),
@@ -164,7 +197,7 @@ export const PolicyImportedData = z.strictObject({
   signature_verified: z.boolean(),
   imported_by: z.string(),
 });
-export const PolicyBindingData = z.strictObject({ agent_id: z.string(), policy_id: z.string(), by: z.string() });
+export const PolicyBindingData = z.strictObject({ agent_id: z.string(), policy_id: z.string(), by: z.string(), ...Reviewed });
 export const PolicyDeletedData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), deleted_by: z.string() });
 export const AgentManifestForcedData = z.strictObject({
   agent_id: z.string(),
@@ -173,6 +206,14 @@ export const AgentManifestForcedData = z.strictObject({
   violations: z.array(z.record(z.string(), z.unknown())).optional().describe('What the check found, as it was overridden.'),
 });
 // Four-eyes activation (issue 7): an approval round on the policy stream, run by workflows/policy-activation-workflow.ts.
+/** A change of the active set other than activating the draft; under four-eyes each goes through the same review. */
+export const PolicyChange = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('rollback'), to_version: z.number().int().positive() }),
+  z.strictObject({ kind: z.literal('deprecate'), version: z.number().int().positive() }),
+  z.strictObject({ kind: z.literal('bind'), agent_id: z.string().min(1) }),
+  z.strictObject({ kind: z.literal('unbind'), agent_id: z.string().min(1) }),
+]);
+export type PolicyChange = z.infer<typeof PolicyChange>;
 export const PolicyActivationRequestedData = z.strictObject({
   policy_id: z.string(),
   version: z.number().int().positive(),
@@ -182,6 +223,7 @@ export const PolicyActivationRequestedData = z.strictObject({
   authors: z.array(z.string()).describe('Who wrote the change (drafted, edited, imported, asked to activate): none of them may approve it.'),
   deadline: z.iso.datetime({ offset: true }),
   expected_loosening: z.array(z.string()).optional().describe('Rules whose loosening the requester declared expected.'),
+  change: PolicyChange.optional().describe('What the review stands for when it is not the activation of the draft (then document_hash is the hash of the change as planned).'),
 });
 export const PolicyActivationAnswerData = z.strictObject({
   policy_id: z.string(),

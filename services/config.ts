@@ -31,10 +31,13 @@ const ConfigSchema = z.object({
   COUNTERSIGN_OVERRIDE_GROUPS: z.string().default('admins').describe('Comma-separated approver groups that decide override requests.'),
   COUNTERSIGN_OVERRIDE_TIMEOUT: durationSetting('24h').describe('How long an override request waits for an answer before it is denied.'),
   COUNTERSIGN_OUTCOME_WINDOW: durationSetting('24h').describe('How long after a final decision the agent may report the outcome.'),
-  COUNTERSIGN_CALLBACK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('Allow callback URLs that resolve to private or loopback addresses (development only).'),
+  COUNTERSIGN_CALLBACK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('Allow callback URLs that resolve to private, loopback or other non-public addresses (development only). Read by the API, which checks callback_url when a decision is asked for, and by the worker, which checks it again when it delivers.'),
   COUNTERSIGN_WORKFLOW_BUNDLE: z.string().optional().describe('Prebuilt workflow bundle (services/worker/bundle.ts); without it the worker bundles at start-up.'),
   COUNTERSIGN_CRASH_AT: z.enum(['after-append-commit', 'after-workflow-start', 'after-slack-ack']).optional().describe('Test only: kill the worker at this point to prove retries write nothing twice.'),
-  COUNTERSIGN_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(600).describe('Requests per API key (per client IP without a key) per rate window; more get 429 with Retry-After. Counted in the memory of each API process.'),
+  COUNTERSIGN_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(600).describe('Requests per principal (all of its keys together, counted once the key is verified) per rate window, and as many per client address for requests without a valid key (anonymous ones, failed authentications and key lookups that need Postgres); more get 429 with Retry-After. Counted in the memory of each API process.'),
+  COUNTERSIGN_TRUST_PROXY: z.string().default('false').refine((v) => trustProxySetting(v) !== undefined, 'expected false, true, a number of proxy hops, or comma-separated proxy addresses or CIDR ranges')
+    .transform((v) => trustProxySetting(v)!)
+    .describe('Which X-Forwarded-For entries name the client address that anonymous requests and failed authentications are counted by: false (the default: the connecting address), a number of proxy hops in front of the API, or the comma-separated addresses or CIDR ranges of trusted proxies; true trusts every hop (only when nothing but the proxy can reach the API).'),
   COUNTERSIGN_RATE_WINDOW_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('Length of the rate window, ms.'),
   COUNTERSIGN_SLACK_SIGNING_SECRET: z.string().min(1).optional().describe('Signing secret of the Slack app: verifies every request to /v1/slack/interactions. Without it that route refuses everything.'),
   COUNTERSIGN_SLACK_BOT_TOKEN: z.string().min(1).optional().describe('Bot token (xoxb-…) the worker posts approval messages with and the API updates them with. Without it nothing is sent to Slack.'),
@@ -45,8 +48,20 @@ const ConfigSchema = z.object({
     .describe('When approvers who have not answered get a reminder, on the channels they were notified on: this long before each deadline of a round (a duration such as 15m, or a percentage of the time the round or its escalation level was given, such as 25%), or off.'),
   COUNTERSIGN_NOTIFY_CAP: z.coerce.number().int().min(1).max(10_000).default(10).describe('Most Slack messages (and, separately, emails) one approver gets per cap window; the ones over it are held back and sent together as one digest when the window allows.'),
   COUNTERSIGN_NOTIFY_CAP_WINDOW: durationSetting('1h').describe('The window of COUNTERSIGN_NOTIFY_CAP (a sliding window, counted in Postgres).'),
+  COUNTERSIGN_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional().describe('Port the worker serves its Prometheus metrics on (GET /metrics, on COUNTERSIGN_HOST), among them countersign_worker_refused_starts_total. Default: none (the worker serves nothing).'),
   COUNTERSIGN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level of the API, worker and publisher.'),
 });
+
+/** COUNTERSIGN_TRUST_PROXY as Fastify's trustProxy option, or undefined when it is not a valid setting. */
+export function trustProxySetting(v: string): boolean | number | string[] | undefined {
+  const t = v.trim();
+  if (t === 'false' || t === '') return false;
+  if (t === 'true') return true;
+  if (/^\d{1,2}$/.test(t)) return Number(t);
+  const list = t.split(',').map((x) => x.trim()).filter(Boolean);
+  const address = /^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)(?:\/\d{1,3})?$/;
+  return list.length > 0 && list.every((x) => address.test(x)) ? list : undefined;
+}
 
 export type Config = z.infer<typeof ConfigSchema> & { keysDir: string; publicUrl: string; bootstrapKeyFile: string; adminDatabaseUrl: string };
 export const CONFIG_FIELDS = ConfigSchema.shape;

@@ -16,9 +16,27 @@ export function lazily<T>(make: () => T): () => T {
  */
 /** The API's attestation on every message sent into a workflow (services/decisions/attestation.ts). */
 export const attestationSchema = lazily(() => z.strictObject({ issued_at: z.string(), mac: z.string() }));
+/** How old an attestation may be when a workflow or the worker checks it: a message is sent within seconds. */
+export const MESSAGE_MAX_AGE_MS = 5 * 60_000;
+/**
+ * Every attested message names the run it is for and carries a fresh nonce, both under the API's MAC: an
+ * answer cannot be replayed onto another run (many runs share a round number, arguments digest and snapshot),
+ * nor delivered twice to the same one.
+ */
+export const nonceSchema = lazily(() => z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'a nonce is 16 to 64 base64url characters'));
+/** The envelope checks every validator makes before a message is accepted: the right run, a fresh attestation, an unseen nonce. */
+export function checkEnvelope(m: { nonce: string; attestation: { issued_at: string } }, target: { claimed: string; actual: string; what: 'decision' | 'review' }, seen: ReadonlySet<string>, nowMs: number): string | null {
+  if (target.claimed !== target.actual) return `the message is for another ${target.what}`;
+  if (seen.has(m.nonce)) return `the message was already delivered to this ${target.what} (its nonce was used)`;
+  const age = nowMs - Date.parse(m.attestation.issued_at);
+  if (!(age >= -60_000 && age <= MESSAGE_MAX_AGE_MS)) return 'the attestation is stale';
+  return null;
+}
 const channelSchema = lazily(() => z.enum(['api', 'cli', 'dashboard', 'slack', 'email']));
 const answerInput = lazily(() => z.strictObject({
   kind: z.literal('answer'),
+  decision_id: z.string().min(1).max(200),
+  nonce: nonceSchema(),
   round: z.number().int().positive(),
   verdict: z.enum(['approve', 'reject']),
   comment: z.string().max(4000).optional(),
@@ -31,6 +49,8 @@ const answerInput = lazily(() => z.strictObject({
 }));
 const overrideInput = lazily(() => z.strictObject({
   kind: z.literal('override'),
+  decision_id: z.string().min(1).max(200),
+  nonce: nonceSchema(),
   requested_by: z.string().min(1),
   requester_roles: z.array(z.string()),
   tenant_id: z.string().min(1),
@@ -39,6 +59,8 @@ const overrideInput = lazily(() => z.strictObject({
 }));
 const outcomeInput = lazily(() => z.strictObject({
   kind: z.literal('outcome'),
+  decision_id: z.string().min(1).max(200),
+  nonce: nonceSchema(),
   reported_by: z.string().min(1),
   tenant_id: z.string().min(1),
   status: z.enum(['succeeded', 'failed']),

@@ -2,12 +2,13 @@ import { allHandlersFinished, ApplicationFailure, condition, defineQuery, define
 import type { Decision, DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
 import type { EventData, NewEvent } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
-import { messageSchemas, parseMessage, type AnswerInput, type OutcomeInput, type OverrideInput } from './decision-messages.ts';
+import { checkEnvelope, messageSchemas, parseMessage, type AnswerInput, type OutcomeInput, type OverrideInput } from './decision-messages.ts';
 
 export type { AnswerInput, OutcomeInput, OverrideInput };
 import { runEventId } from '../services/decisions/ids.ts';
 import { checkAnswer, evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
+import type { StartAttestation } from '../services/decisions/start-attestation.ts';
 
 /** How long a run stays open after it is final, and who may lift a DENY. Set per tenant by the API. */
 export type RunWindows = {
@@ -36,6 +37,11 @@ export type DecisionWorkflowInput = {
   counterIncrements?: Array<{ key: string; amount: number }>;
   /** The principal that asked for another agent under its acts_for permission (recorded in DecisionRequested). */
   actingPrincipal?: string;
+  /**
+   * The API's signature over all of the above (services/decisions/start-attestation.ts), recorded in
+   * DecisionRequested; the run's first append is refused without a valid one, so nothing is written.
+   */
+  attestation?: StartAttestation;
 };
 
 export type DecisionStatus = { result: DecisionResult; requestDigest: string; requestedBy?: string };
@@ -53,6 +59,14 @@ export const overrideUpdate = defineUpdate<OverrideResult, [OverrideInput]>('ove
 export const outcomeUpdate = defineUpdate<OutcomeResult, [OutcomeInput]>('outcome');
 
 export const MAX_OVERRIDES_PER_RUN = 3;
+/**
+ * Messages a validator accepted and the handler then refused (a bad attestation, a principal outside the
+ * round's groups, one disabled meanwhile) still cost history events. The API refuses those before sending, so
+ * only messages sent straight to Temporal, or a rare race, get here: past these counts the validator refuses
+ * them (no history), which keeps a run's history bounded however many are sent.
+ */
+export const MAX_REFUSED_PER_PRINCIPAL = 3;
+export const MAX_REFUSED_PER_RUN = 50;
 
 // Short start-to-close: an append takes milliseconds, and a worker that died mid-activity is only noticed
 // when this runs out, so it bounds how long a crash delays a run.
@@ -314,27 +328,57 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         },
   }));
 
+  // Nonces of the messages accepted into history, and the refusals they earned (see MAX_REFUSED_PER_RUN).
+  const nonces = new Set<string>();
+  let refusedInRun = 0;
+  let inFlight = 0; // accepted messages whose handlers are still running: each may yet be refused
+  const refusedOf = new Map<string, number>();
+  const refuseFrom = (who: string, reason: string) => {
+    refusedInRun += 1;
+    refusedOf.set(who, (refusedOf.get(who) ?? 0) + 1);
+    return refuse(reason);
+  };
+  /** What every validator checks first: the right run, a fresh attestation, an unseen nonce, and the refusal caps. */
+  const admit = (m: { decision_id: string; nonce: string; attestation: { issued_at: string } }, who: string) => {
+    const bad = checkEnvelope(m, { claimed: m.decision_id, actual: input.decisionId, what: 'decision' }, nonces, Date.now());
+    if (bad) throw new Error(bad);
+    if (refusedInRun + inFlight >= MAX_REFUSED_PER_RUN) throw new Error(`this decision refused ${MAX_REFUSED_PER_RUN} messages already; it accepts no more that could be refused`);
+    if ((refusedOf.get(who) ?? 0) >= MAX_REFUSED_PER_PRINCIPAL) throw new Error(`${MAX_REFUSED_PER_PRINCIPAL} messages of this principal were refused by this decision; it accepts no more from it`);
+  };
+
+  /** Runs an accepted message's handler: its nonce is spent, and it counts against the cap until it is done. */
+  const handle = async <T>(nonce: string, body: () => Promise<T>): Promise<T> => {
+    nonces.add(nonce);
+    inFlight += 1;
+    try {
+      return await body();
+    } finally {
+      inFlight -= 1;
+    }
+  };
+
   function registerUpdates(): void {
     setHandler(
       answerUpdate,
-      async (a) => {
+      async (a) => handle(a.nonce, async () => {
         // The API's attestation and the approver's current roles and groups, from the database.
         const who = await authorize(a);
-        if (!who.ok) throw refuse(who.reason);
+        if (!who.ok) throw refuseFrom(a.approver_id, who.reason);
         const check = checkAnswer(view, { ...a, approver_roles: who.roles, approver_groups: who.groups }, new Date(Date.now()));
-        if (!check.ok) throw refuse(check.reason);
+        if (!check.ok) throw refuseFrom(a.approver_id, check.reason);
         const answer = { round: a.round, approver_id: a.approver_id, channel: a.channel, at: iso(Date.now()), ...(a.comment ? { comment: a.comment } : {}) };
         record(a.verdict === 'approve' ? 'ApprovalGranted' : 'ApprovalRejected', answer);
         finalizeRound(a.round);
         await flush();
         const r = view!.rounds.find((x) => x.round === a.round)!;
-        return { counted: true, round: a.round, round_status: r.status, decision_status: view!.status === 'final' ? 'final' : 'pending_approval' };
-      },
+        return { counted: true as const, round: a.round, round_status: r.status, decision_status: view!.status === 'final' ? 'final' as const : 'pending_approval' as const };
+      }),
       {
         // Cheap checks on the claimed identity before anything reaches history; the handler re-checks with
         // the identity the database confirms.
         validator: (raw: unknown) => {
           const a = parseMessage(messageSchemas().AnswerInput, raw);
+          admit(a, a.approver_id);
           const check = checkAnswer(view, { ...a, approver_roles: ['approver'], approver_groups: view?.rounds.find((r) => r.round === a.round)?.groups ?? [] }, new Date(Date.now()));
           if (!check.ok) throw new Error(check.reason);
         },
@@ -343,10 +387,10 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
 
     setHandler(
       overrideUpdate,
-      async (o) => {
+      async (o) => handle(o.nonce, async () => {
         const who = await authorize(o);
-        if (!who.ok) throw refuse(who.reason);
-        if (view!.decision !== 'DENY' || view!.status !== 'final' || openRound(view)) throw refuse('no denied decision to override');
+        if (!who.ok) throw refuseFrom(o.requested_by, who.reason);
+        if (view!.decision !== 'DENY' || view!.status !== 'final' || openRound(view)) throw refuseFrom(o.requested_by, 'no denied decision to override');
         const round = view!.rounds.length + 1;
         const now = Date.now();
         const groups = input.windows.override_groups;
@@ -358,10 +402,11 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         });
         await flush();
         return { round, groups, deadline: iso(now + input.windows.override_timeout_sec * 1000) };
-      },
+      }),
       {
         validator: (raw: unknown) => {
           const o = parseMessage(messageSchemas().OverrideInput, raw);
+          admit(o, o.requested_by);
           if (!view || view.status !== 'final' || view.decision !== 'DENY') throw new Error('only a final DENY can be overridden');
           if (openRound(view)) throw new Error('an override request is already waiting for approval');
           if (view.overrides.length >= MAX_OVERRIDES_PER_RUN) throw new Error(`at most ${MAX_OVERRIDES_PER_RUN} override requests per decision`);
@@ -374,18 +419,19 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
 
     setHandler(
       outcomeUpdate,
-      async (o) => {
+      async (o) => handle(o.nonce, async () => {
         const who = await authorize(o);
-        if (!who.ok) throw refuse(who.reason);
-        if (view!.outcome) throw refuse('the outcome was already reported');
+        if (!who.ok) throw refuseFrom(o.reported_by, who.reason);
+        if (view!.outcome) throw refuseFrom(o.reported_by, 'the outcome was already reported');
         record('OutcomeReported', { status: o.status, output_digest: o.output_digest, reported_by: o.reported_by, at: iso(Date.now()) });
         for (const v of o.violations) record('OutputViolation', v);
         await flush();
         return { violations: o.violations.length };
-      },
+      }),
       {
         validator: (raw: unknown) => {
           const o = parseMessage(messageSchemas().OutcomeInput, raw);
+          admit(o, o.reported_by);
           if (!view || view.status !== 'final') throw new Error('the decision is not final yet');
           if (view.outcome) throw new Error('the outcome was already reported');
           if (o.reported_by !== view.requested_by) throw new Error('only the requesting agent reports the outcome');
@@ -404,6 +450,14 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     idempotency_key: input.idempotencyKey,
     requested_by: input.requestedBy,
     ...(input.actingPrincipal ? { acting_principal: input.actingPrincipal } : {}),
+    // Everything else the run acts on, with the API's signature over the whole start: checked before the
+    // first append, and by the auditor from the log. The workflow id is this run's own, never the input's.
+    ...(input.attestation ? {
+      start: {
+        workflow_id: wfId, counter_increments: input.counterIncrements ?? [], windows: input.windows, callback_url: input.callbackUrl ?? null,
+        issued_at: input.attestation.issued_at, signature: input.attestation.signature,
+      },
+    } : {}),
   });
   record('PolicyEvaluated', { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision });
 

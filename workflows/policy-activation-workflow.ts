@@ -1,13 +1,14 @@
 import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, proxyActivities, setHandler } from '@temporalio/workflow';
 import { z } from 'zod';
-import type { EventData } from '../schemas/events.ts';
+import type { EventData, PolicyChange } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
 import { checkReviewAnswer, evolveReview, REVIEWER_ROLE, type ActivationReview } from '../services/lifecycle/activation-review.ts';
-import { attestationSchema, lazily, parseMessage } from './decision-messages.ts';
+import { attestationSchema, checkEnvelope, lazily, nonceSchema, parseMessage } from './decision-messages.ts';
 
 /**
- * Four-eyes policy activation (issue 7), in the same workflow engine as decisions: when a tenant sets
- * `policy_four_eyes`, activating a draft opens this review, and only a second admin's approval activates it.
+ * Four-eyes policy activation, in the same workflow engine as decisions: when a tenant sets `policy_four_eyes`,
+ * activating a draft opens this review, and only a second admin's approval activates it. Every other change of
+ * the active set (rollback, deprecate, bind, unbind) opens the same review (`change`), bound to the change's hash.
  * Deterministic code only: every step is an activity that appends to the policy stream (PolicyActivation
  * Requested / Approved + PolicyActivated / Rejected / Expired), and the review is folded with the same pure
  * `evolveReview` the API and the auditor use. Answers are updates with validators, so a refused answer never
@@ -24,6 +25,10 @@ export type PolicyActivationInput = {
   expectedStreamVersion: number;
   timeoutSec: number;
   expectedLoosening: string[];
+  /** A rollback, deprecation, binding or unbinding instead of the draft's activation; `documentHash` is then the change's hash. */
+  change?: PolicyChange;
+  /** The API's MAC over all of the above (kind `policy_review_start`): the review opens only with a valid one. */
+  attestation?: { issued_at: string; mac: string };
 };
 
 export type PolicyActivationResult =
@@ -35,6 +40,7 @@ export type PolicyActivationResult =
 const buildReviewAnswerInput = () => z.strictObject({
   kind: z.literal('policy_review'),
   review_id: z.string().min(1),
+  nonce: nonceSchema(),
   verdict: z.enum(['approve', 'reject']),
   comment: z.string().max(4000).optional(),
   by: z.string().min(1),
@@ -59,6 +65,10 @@ const { openPolicyReview, completePolicyReview, closePolicyReview, authorizePoli
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['CountersignError'] },
 });
 
+/** Answers accepted and then refused (see MAX_REFUSED_PER_RUN in decision-workflow.ts): past these, the validator refuses. */
+export const MAX_REFUSED_REVIEW_ANSWERS = 20;
+export const MAX_REFUSED_REVIEW_ANSWERS_PER_ADMIN = 3;
+
 const refuse = (reason: string) => ApplicationFailure.create({ type: 'AnswerRefused', message: reason, nonRetryable: true });
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -76,17 +86,27 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
     return { review_id: review.review_id, version: review.version, deadline: review.deadline, authors: review.authors };
   });
 
+  const nonces = new Set<string>();
+  let refusedAnswers = 0;
+  const refusedOf = new Map<string, number>();
+  const refuseFrom = (by: string, reason: string) => {
+    refusedAnswers += 1;
+    refusedOf.set(by, (refusedOf.get(by) ?? 0) + 1);
+    return refuse(reason);
+  };
+
   const claimed = (a: ReviewAnswerInput, roles: string[]) => ({ review_id: a.review_id, verdict: a.verdict, by: a.by, roles, document_hash: a.document_hash });
 
   setHandler(
     reviewAnswerUpdate,
     async (a) => {
       busy = true;
+      nonces.add(a.nonce);
       try {
         const who = await authorizePolicyReviewer(a);
-        if (!who.ok) throw refuse(who.reason);
+        if (!who.ok) throw refuseFrom(a.by, who.reason);
         const check = checkReviewAnswer(review, claimed(a, who.roles), new Date(Date.now()));
-        if (!check.ok) throw refuse(check.reason);
+        if (!check.ok) throw refuseFrom(a.by, check.reason);
         const r = review!;
         const at = iso(Date.now());
         if (a.verdict === 'approve') {
@@ -111,6 +131,10 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
       validator: (raw: unknown) => {
         const a = parseMessage(reviewAnswerInput(), raw);
         if (a.tenant_id !== input.tenantId) throw new Error('the admin belongs to another tenant');
+        // The review id is this workflow's id: an answer attested for another review is refused here.
+        const bad = checkEnvelope(a, { claimed: a.review_id, actual: input.reviewId, what: 'review' }, nonces, Date.now());
+        if (bad) throw new Error(bad);
+        if (refusedAnswers >= MAX_REFUSED_REVIEW_ANSWERS || (refusedOf.get(a.by) ?? 0) >= MAX_REFUSED_REVIEW_ANSWERS_PER_ADMIN) throw new Error('this review refused too many answers already; it accepts no more that could be refused');
         if (busy) throw new Error('another answer to this review is being recorded; read the review and try again');
         const check = checkReviewAnswer(review, claimed(a, a.roles.includes(REVIEWER_ROLE) ? a.roles : []), new Date(Date.now()));
         if (!check.ok) throw new Error(check.reason);
@@ -122,6 +146,8 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
   const opened = await openPolicyReview({
     tenantId: input.tenantId, policyId: input.policyId, reviewId: input.reviewId, expectedStreamVersion: input.expectedStreamVersion,
     requestedBy: input.requestedBy, documentHash: input.documentHash, deadline: iso(deadlineMs), expectedLoosening: input.expectedLoosening,
+    start: input,
+    ...(input.change ? { change: input.change } : {}),
   });
   if (!opened.ok) {
     refused = opened.reason;
@@ -134,6 +160,7 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
       policy_id: input.policyId, version: opened.version, review_id: input.reviewId, document_hash: input.documentHash,
       requested_by: input.requestedBy, authors: opened.authors, deadline: iso(deadlineMs),
       ...(input.expectedLoosening.length ? { expected_loosening: input.expectedLoosening } : {}),
+      ...(input.change ? { change: input.change } : {}),
     },
   });
 

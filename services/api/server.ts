@@ -1,7 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import rateLimit from '@fastify/rate-limit';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
@@ -9,7 +8,6 @@ import type { Config } from '../config.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
 import { isConnectionError } from '../events/db.ts';
-import { parseApiKey } from '../identity/api-keys.ts';
 import { authenticate, type Principal, type Role } from '../identity/principals.ts';
 import type { ActivePolicies } from '../decisions/active-policies.ts';
 import { checkJsonBounds } from './json-bounds.ts';
@@ -27,9 +25,16 @@ import { registerToolCatalogRoutes } from './routes/tool-catalog.ts';
 import { ApiKeyCache } from '../identity/key-cache.ts';
 import { ToolCatalogs } from '../catalog/catalog-cache.ts';
 import { createLogger } from '../logger.ts';
+import type { Resolver } from '../callbacks/callback-target.ts';
 import { registerMetrics } from './metrics.ts';
+import { registerRateLimits } from './rate-limits.ts';
+import { scrubSecrets, serializeRequest } from './log-redaction.ts';
 
-export type ApiDeps = { config: Config; db: Db; temporal: Client; policies: ActivePolicies; catalogs?: ToolCatalogs; keys?: ApiKeyCache };
+export type ApiDeps = {
+  config: Config; db: Db; temporal: Client; policies: ActivePolicies; catalogs?: ToolCatalogs; keys?: ApiKeyCache;
+  /** Resolves callback hosts (the system resolver unless a test brings one). */
+  callbackResolver?: Resolver;
+};
 export type Api = FastifyInstance;
 
 declare module 'fastify' {
@@ -53,10 +58,15 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     },
     logger: {
       level: deps.config.COUNTERSIGN_LOG_LEVEL,
-      // Never log keys or tokens; the default serializers log method and url only, not bodies or headers.
-      redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
+      // Never log keys or tokens: requests are logged by method and redacted URL, never bodies or headers
+      // (redact covers a header a child logger might add), and every line is scrubbed before it is written.
+      redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]', 'req.headers["x-slack-signature"]'],
+      serializers: { req: serializeRequest },
+      stream: { write: (line: string) => process.stdout.write(scrubSecrets(line)) },
     },
     ajv: undefined,
+    // Which address a request comes from (rate limits of anonymous requests and failed authentications).
+    trustProxy: trustProxyOption(deps.config.COUNTERSIGN_TRUST_PROXY),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -73,24 +83,15 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     if (length > BODY_LIMIT_BYTES) throw new CountersignError('payload_too_large', `body is ${length} bytes; the limit is ${BODY_LIMIT_BYTES}`);
   });
 
-  // Per API key (the public prefix of the presented key; the client IP without one), in this process's
-  // memory: with several API processes each counts on its own. Runs after the size check, before auth.
-  await app.register(rateLimit, {
-    global: false,
-    max: deps.config.COUNTERSIGN_RATE_LIMIT,
-    timeWindow: deps.config.COUNTERSIGN_RATE_WINDOW_MS,
-    keyGenerator: (req) => rateKey(req),
-    // The window's length from the configuration: ctx.ttl is the time left in the current window.
-    errorResponseBuilder: (_req, ctx) => new CountersignError('rate_limited', `more than ${ctx.max} requests in ${Math.round(deps.config.COUNTERSIGN_RATE_WINDOW_MS / 1000)} s; retry after ${ctx.after}`, { extra: { retry_after_seconds: Math.ceil(ctx.ttl / 1000) } }),
-  });
+  // API keys, cached for every authenticated request (dropped on any key or principal change, migration 0012).
+  const keys = deps.keys ?? new ApiKeyCache(deps.config.DATABASE_URL, createLogger('api', deps.config.COUNTERSIGN_LOG_LEVEL));
+  if (!deps.keys) {
+    app.addHook('onReady', () => keys.start());
+    app.addHook('onClose', () => keys.stop());
+  }
 
-  // A global hook (not the plugin's per-route one, which would run after authentication): a flood is
-  // refused before it costs a key lookup. Routes opt out with config.rateLimit = false (health, metrics).
-  const limiter = app.rateLimit();
-  app.addHook('onRequest', async function (req, reply) {
-    if ((req.routeOptions.config as { rateLimit?: unknown }).rateLimit === false) return;
-    await limiter.call(this, req, reply);
-  });
+  // Then the rate limits: by client address before authentication looks anything up, by principal after.
+  const limits = registerRateLimits(app, { max: deps.config.COUNTERSIGN_RATE_LIMIT, windowMs: deps.config.COUNTERSIGN_RATE_WINDOW_MS, knowsKey: (prefix) => keys.knows(prefix) });
 
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
@@ -102,7 +103,8 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     if (req.body !== undefined) checkJsonBounds(req.body);
   });
 
-  app.setErrorHandler((err, req, reply) => {
+  app.setErrorHandler((thrown, req, reply) => {
+    const err = limits.afterError(req, reply, thrown);
     const problem = toProblem(isConnectionError(err) ? CountersignError.dependency('postgres', err) : err, req.id);
     if (problem.status >= 500) req.log.error({ err, code: problem.code }, 'request failed');
     void reply.status(problem.status).type('application/problem+json').send(problem);
@@ -129,12 +131,6 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   if (!deps.catalogs) {
     app.addHook('onReady', () => catalogs.start());
     app.addHook('onClose', () => catalogs.stop());
-  }
-  // API keys, cached for every authenticated request (dropped on any key or principal change, migration 0012).
-  const keys = deps.keys ?? new ApiKeyCache(deps.config.DATABASE_URL, createLogger('api', deps.config.COUNTERSIGN_LOG_LEVEL));
-  if (!deps.keys) {
-    app.addHook('onReady', () => keys.start());
-    app.addHook('onClose', () => keys.stop());
   }
   deps = { ...deps, catalogs, keys };
 
@@ -169,11 +165,9 @@ export function platformAdmin(deps: ApiDeps) {
   };
 }
 
-/** The rate-limit bucket of a request: the public prefix of its key, or its address without one. */
-export function rateKey(req: FastifyRequest): string {
-  const header = req.headers.authorization;
-  const parsed = typeof header === 'string' && header.startsWith('Bearer ') ? parseApiKey(header.slice(7).trim()) : null;
-  return parsed ? `key:${parsed.prefix}` : `ip:${req.ip}`;
+/** COUNTERSIGN_TRUST_PROXY as Fastify takes it: a number of hops as a function of the hop (what proxy-addr makes of a number). */
+export function trustProxyOption(setting: boolean | number | string[]): boolean | string[] | ((address: string, hop: number) => boolean) {
+  return typeof setting === 'number' ? (_address, hop) => hop < setting : setting;
 }
 
 /** The principal an `authenticated` hook put on the request. */

@@ -26,7 +26,7 @@ const STALL_MS = 15_000;
 
 export type HashJob = { kind: 'hash'; slot: number; value: string };
 /** `json`: the rebuilt receipt as JSON text; canonicalised on the worker, its digest compared, then its signature checked when `x` is given. */
-export type ReceiptJob = { kind: 'receipt'; slot: number; json: string; digest: string; x: string | null; sig: string | null };
+export type ReceiptJob = { kind: 'receipt'; slot: number; json: string; digest: string | null; x: string | null; sig: string | null };
 type Job = HashJob | ReceiptJob;
 export type WorkerBatch = { results: SharedArrayBuffer; jobs: Job[] };
 
@@ -69,8 +69,9 @@ export class ReplayPool {
   /**
    * Queues a rebuilt receipt's checks: the sha256 of its canonical JSON against `digest` (DONE_BAD when it
    * differs), then, with a key, the Ed25519 signature (base64url) over the same bytes (DONE_BAD_SIGNATURE).
+   * With `digest` null, only the signature (a signed document that records no digest of itself: a run's start).
    */
-  receipt(json: string, digest: string, x: string | null, sig: string | null): Ticket {
+  receipt(json: string, digest: string | null, x: string | null, sig: string | null): Ticket {
     return this.submit((slot) => ({ kind: 'receipt', slot, json, digest, x, sig }));
   }
 

@@ -11,7 +11,8 @@ import { canonicalJson, sha256Digest, sha256OfCanonical } from '../receipts/cano
 import { ed25519Verify, prepareDocumentSignature, verifyDocument, type KeyResolution, type PreparedSignature } from '../receipts/verify.ts';
 import { activationSigned, compilePolicyVersion } from '../lifecycle/policy-version.ts';
 import { checkPolicyChain, type PolicyChain } from '../lifecycle/policy-chain.ts';
-import { DONE_BAD, DONE_BAD_SIGNATURE, ReplayPool, type Ticket } from './replay-pool.ts';
+import { DONE_BAD, DONE_BAD_SIGNATURE, DONE_OK, ReplayPool, type Ticket } from './replay-pool.ts';
+import { prepareRunStart, startSignatureProblem } from '../decisions/start-attestation.ts';
 import { checkRunAgent, checkRunApprovals, foldTenantStream, type AccessTimeline, type TenantMembership } from './tenant-membership.ts';
 
 /** `position` is the event's global position (or, for a record that is not an event, where it sat). */
@@ -73,6 +74,8 @@ type Batch = { index: number; size: number };
  * (`ticket`) or left to checkReceipt.
  */
 type PreparedReceipt = { problem: string } | { signed: SignedReceipt; digest: string; check: PreparedSignature | null; ticket: Ticket | null };
+/** A run's start, checked but for its Ed25519 signature, which is under way on the pool (`ticket`) or left to checkStart. */
+type PreparedStart = { at: StoredEvent } & ({ problem: string } | { doc: Record<string, unknown>; check: PreparedSignature | null; ticket: Ticket | null });
 
 const DEFAULT_PARALLEL_AFTER = 2000;
 
@@ -217,8 +220,11 @@ export class Replay {
     // Every receipt is rebuilt first and its signature check started (on the pool, when there is one), so the
     // checks run while the loop below re-evaluates decisions.
     const prepared = new Map<StoredEvent, PreparedReceipt>();
+    const starts = new Map<StoredEvent[], PreparedStart>();
     for (const events of inScope) {
       for (const e of events) if (e.type === 'ReceiptIssued') prepared.set(e, this.prepareReceipt(events, e));
+      const start = this.prepareStart(events);
+      if (start) starts.set(events, start);
     }
     this.pool?.flush();
     for (const events of inScope) {
@@ -229,6 +235,8 @@ export class Replay {
         if (signed) receipts.push(signed);
       }
       if (this.divergences.length === before) this.checkCoverage(events, issued[issued.length - 1], now, grace, unsigned);
+      const start = starts.get(events);
+      if (start) this.checkStart(start);
       // The agent the run asked as, against who its principal was then (the tenant's stream).
       const agentProblem = checkRunAgent(timelines.get(events[0]!.tenant_id), events[0]!);
       if (agentProblem) this.divergences.push({ stream_id: events[0]!.stream_id, position: events[0]!.position, problem: agentProblem });
@@ -474,6 +482,35 @@ export class Replay {
     const derived = catalogRiskTags(catalogOf(state.sources), request);
     if (derived.join(',') !== fact.data.risk_tags.join(',')) return problem(`tool catalog version ${fact.data.version} gives [${derived.join(', ')}] for this request, the decision recorded [${fact.data.risk_tags.join(', ')}]`);
     return true;
+  }
+
+  /**
+   * The run was started by the API: DecisionRequested carries the API's signature over the whole start (the
+   * request, the evaluation, the policies, counter increments, windows, callback, workflow id), checked as
+   * stored (the events' bytes, not their parsed form). Without keys, everything but the signature.
+   */
+  private prepareStart(events: StoredEvent[]): PreparedStart | null {
+    const requested = events.find((e) => e.type === 'DecisionRequested');
+    const evaluated = events.find((e) => e.type === 'PolicyEvaluated');
+    if (!requested || !evaluated) return null; // reported by reEvaluate
+    const stored = (e: StoredEvent) => this.byId.get(e.event_id)?.data ?? e.data;
+    const workflowId = requested.metadata['workflow_id'];
+    const p = prepareRunStart(stored(requested), stored(evaluated), typeof workflowId === 'string' ? workflowId : undefined);
+    if (!p.ok) return { at: requested, problem: p.reason };
+    const check = this.opts.keys ? prepareDocumentSignature(p.signature, this.opts.keys, this.keyCache) : null;
+    const ticket = this.pool && check?.ok ? this.pool.receipt(JSON.stringify(p.doc), null, check.x, check.sig.toString('base64url')) : null;
+    return { at: requested, doc: p.doc, check, ticket };
+  }
+
+  private checkStart(p: PreparedStart): void {
+    const problem = (text: string) => void this.divergences.push({ stream_id: p.at.stream_id, position: p.at.position, problem: `run start not attested by Countersign: ${text}` });
+    if ('problem' in p) return problem(p.problem);
+    if (!p.check) return;
+    if (!p.check.ok) return problem(p.check.result.ok ? 'signature unchecked' : startSignatureProblem(p.check.result));
+    const pooled = p.ticket === null || !this.pool ? null : this.pool.result(p.ticket);
+    const good = pooled !== null ? pooled === DONE_OK : ed25519Verify(p.check.x, Buffer.from(canonicalJson(p.doc), 'utf8'), p.check.sig);
+    const v = good ? p.check.success : p.check.failure;
+    if (!v.ok) problem(startSignatureProblem(v));
   }
 
   /** Re-derives the decision from the recorded policy versions, request, facts and clock. */

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DecisionRequest } from '../../schemas/decision.ts';
 import { CURRENT_SCHEMA_VERSION, type EventData, type NewEvent, type StoredEvent } from '../../schemas/events.ts';
-import { runEventId, runStreamId } from '../decisions/ids.ts';
+import { runEventId, runStreamId, workflowIdFor } from '../decisions/ids.ts';
+import { signRunStart } from '../decisions/start-attestation.ts';
 import { appendToStream } from '../events/append-to-stream.ts';
 import type { Db } from '../events/db.ts';
 import { withTenant } from '../events/db.ts';
@@ -39,26 +40,30 @@ export function syntheticRequest(i: number): DecisionRequest {
 
 export const syntheticDecisionId = (tag: string, i: number) => `dec_${sha256Digest({ tag, i }).slice(7, 39)}`;
 
-type RunInput = { decisionId: string; tenantId: string; request: DecisionRequest; snapshot: Snapshot; policies: Array<{ policy_id: string; version: number; hash: string }>; now: Date };
+type RunInput = { decisionId: string; tenantId: string; request: DecisionRequest; snapshot: Snapshot; policies: Array<{ policy_id: string; version: number; hash: string }>; now: Date; keyring: Keyring };
+
+const SYNTHETIC_WINDOWS = { override_sec: 86_400, outcome_sec: 86_400, override_groups: ['admins'], override_timeout_sec: 86_400 };
 
 /** The events the workflow's first append writes for this run (DecisionFinalized only for final decisions). */
 export function firstRunEvents(r: RunInput): NewEvent[] {
-  const evaluation = evaluate(r.snapshot, r.request, {}, r.now);
+  // What Postgres and Kafka carry: JSON, without undefined fields (signed as the API signs it).
+  const plain = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+  const evaluated: EventData<'PolicyEvaluated'> = plain({ evaluation: evaluate(r.snapshot, r.request, {}, r.now), policies: r.policies, default_decision: 'DENY' as const });
+  const evaluation = evaluated.evaluation;
+  const requested: EventData<'DecisionRequested'> = {
+    decision_id: r.decisionId,
+    tenant_id: r.tenantId,
+    request: r.request,
+    request_digest: sha256Digest(r.request),
+    args_digest: r.request.action.args ? sha256Digest(r.request.action.args) : null,
+    idempotency_key: null,
+    requested_by: 'synthetic',
+  };
+  const start = { workflow_id: workflowIdFor(r.tenantId, r.decisionId), counter_increments: [], windows: SYNTHETIC_WINDOWS, callback_url: null };
+  const attestation = signRunStart(r.keyring, requested, evaluated, start, r.now);
   const events: NewEvent[] = [
-    {
-      type: 'DecisionRequested',
-      eventId: runEventId(r.decisionId, 1),
-      data: {
-        decision_id: r.decisionId,
-        tenant_id: r.tenantId,
-        request: r.request,
-        request_digest: sha256Digest(r.request),
-        args_digest: r.request.action.args ? sha256Digest(r.request.action.args) : null,
-        idempotency_key: null,
-        requested_by: 'synthetic',
-      },
-    },
-    { type: 'PolicyEvaluated', eventId: runEventId(r.decisionId, 2), data: { evaluation, policies: r.policies, default_decision: 'DENY' } },
+    { type: 'DecisionRequested', eventId: runEventId(r.decisionId, 1), data: { ...requested, start: { ...start, ...attestation } } },
+    { type: 'PolicyEvaluated', eventId: runEventId(r.decisionId, 2), data: evaluated },
   ];
   if (evaluation.decision !== 'REQUIRE_APPROVAL') {
     events.push({
@@ -91,7 +96,7 @@ export async function appendSyntheticRuns(db: Db, keyring: Keyring, opts: { tena
   const ids: string[] = [];
   for (let i = 0; i < opts.runs; i += 1) {
     const decisionId = syntheticDecisionId(opts.tag, i);
-    const events = firstRunEvents({ decisionId, tenantId: opts.tenantId, request: syntheticRequest(i), snapshot, policies, now: opts.now });
+    const events = firstRunEvents({ decisionId, tenantId: opts.tenantId, request: syntheticRequest(i), snapshot, policies, now: opts.now, keyring });
     const head = await appendToStream(db, { streamId: runStreamId(decisionId), tenantId: opts.tenantId, expectedVersion: 0, events, recordedAt: opts.now });
     ids.push(decisionId);
     if (events.length < 3) continue; // pending approval: no receipt yet
@@ -153,7 +158,7 @@ export function syntheticLog(keyring: Keyring, opts: { tenantId: string; runs: n
   for (let i = 0; i < opts.runs; i += 1) {
     const decisionId = syntheticDecisionId(opts.tag, i);
     const stream = runStreamId(decisionId);
-    const first = storeOffline(stream, opts.tenantId, firstRunEvents({ decisionId, tenantId: opts.tenantId, request: syntheticRequest(i), snapshot, policies, now: opts.now }), null, opts.now, next);
+    const first = storeOffline(stream, opts.tenantId, firstRunEvents({ decisionId, tenantId: opts.tenantId, request: syntheticRequest(i), snapshot, policies, now: opts.now, keyring }), null, opts.now, next);
     log.push(...first);
     if (first.length < 3) continue;
     const receipt = buildReceipt(first)!;

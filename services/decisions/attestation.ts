@@ -3,9 +3,13 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Attestation, Attested } from '../../activities/types.ts';
 import { canonicalJson } from '../receipts/canonical.ts';
+import { MESSAGE_MAX_AGE_MS } from '../../workflows/decision-messages.ts';
 
 /** How old an attestation may be when the worker checks it: an answer is checked within seconds. */
-export const ATTESTATION_MAX_AGE_MS = 5 * 60_000;
+export const ATTESTATION_MAX_AGE_MS = MESSAGE_MAX_AGE_MS;
+
+/** A fresh nonce for one attested message (144 random bits, base64url). */
+export const newNonce = (): string => randomBytes(18).toString('base64url');
 
 /**
  * The secret the API and the worker share to vouch for messages sent into workflows. From configuration, or
@@ -32,13 +36,24 @@ export function attest<T extends object>(secret: Buffer, body: T, now: Date): At
   return { ...body, attestation: { issued_at, mac: mac(secret, body, issued_at) } };
 }
 
-export function verifyAttestation(secret: Buffer, message: Attested<Record<string, unknown>>, now: Date): { ok: true } | { ok: false; reason: string } {
+/** The start of a policy activation review, attested (the MAC covers the kind, so it is no message's MAC). */
+export function attestReviewStart<T extends object>(secret: Buffer, start: T, now: Date): T & { attestation: Attestation } {
+  const { kind: _k, ...rest } = attest(secret, { kind: 'policy_review_start', ...start }, now);
+  return rest as unknown as T & { attestation: Attestation };
+}
+
+/** Checks a review start as the workflow received it; no age limit (a worker may pick a start up late). */
+export function verifyReviewStart(secret: Buffer, start: { attestation?: Attestation } & Record<string, unknown>): { ok: true } | { ok: false; reason: string } {
+  return verifyAttestation(secret, { kind: 'policy_review_start', ...start } as Attested<Record<string, unknown>>, new Date(), Number.POSITIVE_INFINITY);
+}
+
+export function verifyAttestation(secret: Buffer, message: Attested<Record<string, unknown>>, now: Date, maxAgeMs = ATTESTATION_MAX_AGE_MS): { ok: true } | { ok: false; reason: string } {
   const { attestation, ...body } = message as Record<string, unknown> & { attestation?: Attestation };
   if (!attestation || typeof attestation.mac !== 'string' || typeof attestation.issued_at !== 'string') return { ok: false, reason: 'the answer did not come through Countersign (no attestation)' };
   const expected = Buffer.from(mac(secret, body, attestation.issued_at));
   const given = Buffer.from(attestation.mac);
   if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { ok: false, reason: 'the answer did not come through Countersign (bad attestation)' };
   const age = now.getTime() - Date.parse(attestation.issued_at);
-  if (!(age >= -60_000 && age <= ATTESTATION_MAX_AGE_MS)) return { ok: false, reason: 'the attestation is stale' };
+  if (!(age >= -60_000 && age <= maxAgeMs)) return { ok: false, reason: 'the attestation is stale' };
   return { ok: true };
 }

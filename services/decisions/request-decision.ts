@@ -5,7 +5,7 @@ import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
 import { isConnectionError, withTenant } from '../events/db.ts';
-import { catalogFact, catalogOf, counterIncrements, enrichRequest, evaluate, requiredCounters, type Facts } from '../policy/index.ts';
+import { catalogFact, catalogOf, counterIncrements, enrichRequest, evaluate, perCallRuleIssues, requiredCounters, type Facts } from '../policy/index.ts';
 import { loadCatalog } from '../catalog/catalog-store.ts';
 import type { CatalogReader } from '../catalog/catalog-cache.ts';
 import { readCounters } from './counters.ts';
@@ -16,6 +16,10 @@ import type { ActivePolicies } from './active-policies.ts';
 import { decisionIdFor } from './decision-id.ts';
 import { workflowIdFor } from './ids.ts';
 import { readDecision } from './read-decision.ts';
+import type { Keyring } from '../receipts/keyring.ts';
+import { checkRunStart, signRunStart, startEventsOf } from './start-attestation.ts';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { DecisionWorkflowInput } from '../../workflows/decision-workflow.ts';
 
 const START_DEADLINE_MS = 5_000;
 
@@ -27,6 +31,8 @@ export type DecideDeps = {
   /** The tenants' tool catalogs (cached); without it each decision reads the catalog from Postgres. */
   catalogs?: CatalogReader;
   windows: RunWindows;
+  /** The receipt keyring: the API signs each run's start with it, and the worker refuses a start without it. */
+  keyring: () => Promise<Keyring>;
   now?: () => Date;
   /** Test only: die right after Temporal acknowledged the start, before answering (config COUNTERSIGN_CRASH_AT). */
   crashAfterStart?: boolean;
@@ -47,6 +53,12 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, bo
   const decisionId = decisionIdFor(tenantId, principal.id, request.idempotency_key);
   const requestDigest = sha256Digest(request);
   const key = request.idempotency_key;
+  // Per-call rules that would loosen (approval settings) or that cannot run within the CEL budget are refused
+  // before anything is read or written.
+  const issues = perCallRuleIssues(request, (deps.now ?? (() => new Date()))()).map((i) => ({ path: ['body', ...i.path].join('.'), message: i.message }));
+  if (issues.length > 0) {
+    throw new CountersignError('unprocessable', `policy_rules refused: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { errors: issues });
+  }
 
   // A known key is answered from the record, never evaluated again (policies may have changed since).
   if (key !== undefined) {
@@ -69,16 +81,31 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, bo
   const facts: Facts = specs.length ? { counters: await readCounters(deps.db, tenantId, specs, now), ...catalogFacts } : catalogFacts;
   const evaluation = evaluate(set.snapshot, request, facts, now);
   const increments = evaluation.decision === 'DENY' ? [] : counterIncrements(set.snapshot, enriched, now).map((i) => ({ key: i.key, amount: i.amount }));
+  const workflowId = workflowIdFor(tenantId, decisionId);
+  const argsDigest = request.action.args ? sha256Digest(request.action.args) : null;
+  const callbackUrl = request.callback_url;
+  const actingPrincipal = agent.actingFor ? principal.id : undefined;
+  const keyring = await deps.keyring().catch((err: unknown) => {
+    throw new CountersignError('dependency_unavailable', 'the signing keyring cannot be read', { extra: { dependency: 'keyring' }, cause: err });
+  });
+  // The whole start, signed: the worker writes nothing for a run whose start does not carry this.
+  const attestation = signRunStart(
+    keyring,
+    { decision_id: decisionId, tenant_id: tenantId, request, request_digest: requestDigest, args_digest: argsDigest, idempotency_key: key ?? null, requested_by: principal.id, ...(actingPrincipal ? { acting_principal: actingPrincipal } : {}) },
+    { evaluation, policies: set.policies, default_decision: set.defaultDecision },
+    { workflow_id: workflowId, counter_increments: increments, windows: deps.windows, callback_url: callbackUrl ?? null },
+    now,
+  );
 
   try {
     // Bounded: with Temporal down the client would retry for ~20 s; the agent deserves a prompt 503.
     await deps.temporal.withDeadline(Date.now() + START_DEADLINE_MS, () => deps.temporal.workflow.start(decisionWorkflow, {
       taskQueue: deps.taskQueue,
-      workflowId: workflowIdFor(tenantId, decisionId),
+      workflowId,
       // Refuse a second run for the same id even after the first closed (within retention); past
       // retention the idempotency_keys row answers above.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest: request.action.args ? sha256Digest(request.action.args) : null, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows: deps.windows, callbackUrl: request.callback_url, counterIncrements: increments, ...(agent.actingFor ? { actingPrincipal: principal.id } : {}) }],
+      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows: deps.windows, callbackUrl, counterIncrements: increments, attestation, ...(actingPrincipal ? { actingPrincipal } : {}) }],
     }));
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError && key !== undefined) {
@@ -113,8 +140,11 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
     return readDecision(deps, tenantId, decisionId);
   }
   if (!started) return null;
-  // Started, but its first events are not written yet: the workflow answers from its input.
+  // Started, but its first events are not written yet: the workflow answers from its input, once that input
+  // is shown to be one the API signed. Anyone who can reach Temporal could have started a run under this id
+  // first, with a decision of their own making; its answer is never handed to the agent.
   try {
+    await checkStartedRun(deps, tenantId, decisionId, key);
     const status = await deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery);
     if (!status) return null;
     if (status.requestDigest !== digest) throw mismatch(key);
@@ -126,6 +156,26 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
     throw new CountersignError('dependency_unavailable', `the run for idempotency_key ${JSON.stringify(key)} exists but its decision cannot be read now; retry later`, {
       extra: { dependency: 'temporal' },
       cause: err,
+    });
+  }
+}
+
+/** Throws a conflict unless the run under this id was started with the API's signature (read from its history). */
+async function checkStartedRun(deps: DecideDeps, tenantId: string, decisionId: string, key: string): Promise<void> {
+  const workflowId = workflowIdFor(tenantId, decisionId);
+  const history = await deps.temporal.workflow.getHandle(workflowId).fetchHistory();
+  const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  let input: DecisionWorkflowInput | null = null;
+  try {
+    input = payload ? defaultPayloadConverter.fromPayload<DecisionWorkflowInput>(payload) : null;
+  } catch {
+    input = null;
+  }
+  const { requested, evaluated } = input ? startEventsOf(input, workflowId) : { requested: null, evaluated: null };
+  const check = input ? checkRunStart(requested, evaluated, (await deps.keyring()).publicKeys(), workflowId) : { ok: false as const, reason: 'no input' };
+  if (!check.ok) {
+    throw new CountersignError('conflict', `idempotency_key ${JSON.stringify(key)} names a run that Countersign did not start; ask with another key`, {
+      errors: [{ path: 'idempotency_key', message: 'taken by a run Countersign did not start' }],
     });
   }
 }

@@ -8,11 +8,11 @@ import { withTenant, type Db } from '../events/db.ts';
 import type { Principal } from '../identity/principals.ts';
 import { evaluateOutcome, type Outcome } from '../policy/index.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
-import { attest } from './attestation.ts';
+import { attest, newNonce } from './attestation.ts';
 import { workflowIdFor } from './ids.ts';
 import { loadRunView, notFound } from './read-decision.ts';
 import { asTemporalError } from './request-decision.ts';
-import { openRound, type RunView } from './run-view.ts';
+import { checkAnswer, openRound, type RunView } from './run-view.ts';
 import { snapshotForRun } from './run-snapshot.ts';
 
 export type MessageDeps = { db: Db; temporal: Client; secret: () => Buffer };
@@ -69,8 +69,17 @@ export async function answerApproval(
   if (body.args_digest !== undefined && body.args_digest !== round.args_digest) {
     throw new CountersignError('answer_refused', 'the answer is for other arguments than the round is bound to', { extra: { counted: false } });
   }
+  // The run's checks with the caller's own roles and groups, before anything is sent: an answer that cannot
+  // count never reaches the workflow, so no number of them grows its history. The workflow checks again.
+  const check = checkAnswer(view, {
+    round: round.round, verdict: body.verdict, approver_id: principal.id, tenant_id: principal.tenant_id, approver_roles: principal.roles, approver_groups: principal.groups,
+    args_digest: round.args_digest, snapshot_hash: round.snapshot_hash,
+  }, new Date());
+  if (!check.ok) throw new CountersignError('answer_refused', check.reason, { extra: { counted: false } });
   const message: AnswerInput = attest(deps.secret(), {
     kind: 'answer' as const,
+    decision_id: decisionId,
+    nonce: newNonce(),
     round: round.round,
     verdict: body.verdict,
     ...(body.comment ? { comment: body.comment } : {}),
@@ -88,6 +97,8 @@ export async function requestOverride(deps: MessageDeps, principal: Principal, d
   await runOf(deps, principal, decisionId);
   const message: OverrideInput = attest(deps.secret(), {
     kind: 'override' as const,
+    decision_id: decisionId,
+    nonce: newNonce(),
     requested_by: principal.id,
     requester_roles: principal.roles,
     tenant_id: principal.tenant_id,
@@ -112,6 +123,8 @@ export async function reportOutcome(deps: MessageDeps, principal: Principal, dec
   const output_digest = sha256Digest(outcome.output ?? null);
   const message: OutcomeInput = attest(deps.secret(), {
     kind: 'outcome' as const,
+    decision_id: decisionId,
+    nonce: newNonce(),
     reported_by: principal.id,
     tenant_id: principal.tenant_id,
     status: outcome.status,

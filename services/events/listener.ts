@@ -122,6 +122,11 @@ export class NotifiedCache<V> {
     return loading;
   }
 
+  /** Whether a value (or its load) is held for this key. */
+  has(key: string): boolean {
+    return this.listener.listening && this.entries.has(key);
+  }
+
   drop(which: (key: string) => boolean): void {
     for (const key of this.entries.keys()) if (which(key)) this.entries.delete(key);
   }

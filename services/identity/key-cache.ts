@@ -17,7 +17,8 @@ export const KEY_CHANNEL = 'api_key_changed';
 export class ApiKeyCache {
   private readonly cache: NotifiedCache<KeyRecord | null>;
 
-  constructor(url: string, log: LogFn) {
+  /** `load`: how a key missing here is read (Postgres; a test may count the reads). */
+  constructor(url: string, log: LogFn, private readonly load: KeyLookup = lookupKey) {
     this.cache = new NotifiedCache({ url, channel: KEY_CHANNEL, log, drops: (payload, prefix) => payload === '*' || payload === `key:${prefix}`, keeps: (row) => row !== null });
   }
 
@@ -34,8 +35,13 @@ export class ApiKeyCache {
     this.cache.drop(() => true);
   }
 
+  /** Whether the key of this prefix is held (or being loaded) here: checking it then costs no Postgres transaction. */
+  knows(prefix: string): boolean {
+    return this.cache.has(prefix);
+  }
+
   /** A KeyLookup for `authenticate`. */
-  readonly lookup: KeyLookup = (db: Db, prefix: string) => this.cache.get(prefix, () => lookupKey(db, prefix));
+  readonly lookup: KeyLookup = (db: Db, prefix: string) => this.cache.get(prefix, () => this.load(db, prefix));
 }
 
 /** A principal's roles and groups as the database has them (null: no such principal in that tenant). */

@@ -1,4 +1,4 @@
-import type { EventData } from '../../schemas/events.ts';
+import type { EventData, PolicyChange } from '../../schemas/events.ts';
 
 /**
  * Four-eyes activation (issue 7): the approval round that stands between a draft and its activation when the
@@ -24,6 +24,8 @@ export type ActivationReview = {
   authors: string[];
   deadline: string;
   expected_loosening: string[];
+  /** What the review stands for when it is not the activation of the draft: a rollback, deprecation, binding or unbinding. */
+  change?: PolicyChange;
   status: 'open' | 'approved' | 'rejected' | 'expired';
   approvals: ReviewAnswer[];
   rejections: ReviewAnswer[];
@@ -49,7 +51,7 @@ export function evolveReview(review: ActivationReview | null, event: ReviewEvent
       const d = event.data;
       return {
         review_id: d.review_id, policy_id: d.policy_id, version: d.version, document_hash: d.document_hash, requested_by: d.requested_by,
-        authors: d.authors, deadline: d.deadline, expected_loosening: d.expected_loosening ?? [], status: 'open', approvals: [], rejections: [],
+        authors: d.authors, deadline: d.deadline, expected_loosening: d.expected_loosening ?? [], ...(d.change ? { change: d.change } : {}), status: 'open', approvals: [], rejections: [],
       };
     }
     case 'PolicyActivationApproved': {

@@ -4,13 +4,14 @@ import {
   policyActivationWorkflow, reviewAnswerUpdate, reviewOpenedUpdate,
   type ReviewAnswerInput, type ReviewAnswerResult,
 } from '../../workflows/policy-activation-workflow.ts';
-import { attest } from '../decisions/attestation.ts';
+import { attest, attestReviewStart, newNonce } from '../decisions/attestation.ts';
 import { asTemporalError } from '../decisions/request-decision.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
 import type { Principal } from '../identity/principals.ts';
 import { loadPolicy, planActivation, type ActivationAnswer, type ActivationOptions, type Actor } from './policy-lifecycle.ts';
 import { openReview } from './policy-store.ts';
+import { planChange, type PolicyChange } from './policy-change.ts';
 
 /**
  * The API's half of four-eyes activation: start the review workflow and wait until it has recorded the
@@ -41,13 +42,41 @@ export async function requestActivationReview(deps: ReviewDeps, a: Actor, policy
     const handle = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => deps.temporal.workflow.start(policyActivationWorkflow, {
       taskQueue: deps.taskQueue,
       workflowId: reviewId,
-      args: [{
+      // Attested, like every message the API sends into a workflow: a review started by anyone else opens nothing.
+      args: [attestReviewStart(deps.secret(), {
         reviewId, tenantId: a.tenantId, policyId, documentHash: plan.documentHash, requestedBy: a.principalId,
         expectedStreamVersion: s.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: plan.expectedLoosening,
-      }],
+      }, new Date())],
     }));
     const opened = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => handle.executeUpdate(reviewOpenedUpdate, { args: [] }));
     return { id: policyId, version: opened.version, status: 'pending_approval', review_id: opened.review_id, deadline: opened.deadline, authors: opened.authors, requested_by: a.principalId };
+  } catch (err) {
+    throw refusal(err, 'conflict');
+  }
+}
+
+export type ChangeReviewRequested = ReviewRequested & { change: PolicyChange };
+
+/**
+ * A rollback, deprecation, binding or unbinding in a four-eyes tenant: checked as the direct path checks it, then
+ * a review bound to the change as planned, answered like an activation review (POST /v1/policies/{id}/activation/approvals).
+ */
+export async function requestChangeReview(deps: ReviewDeps, a: Actor, policyId: string, change: PolicyChange): Promise<ChangeReviewRequested | Record<string, unknown>> {
+  const plan = await planChange(deps.db, a, policyId, change);
+  if (plan.unchanged && change.kind === 'bind') return { agent_id: change.agent_id, policy_id: policyId, unchanged: true };
+  const reviewId = `policy-review-${a.tenantId}-${policyId}-${change.kind}-${randomUUID()}`;
+  try {
+    const handle = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => deps.temporal.workflow.start(policyActivationWorkflow, {
+      taskQueue: deps.taskQueue,
+      workflowId: reviewId,
+      // Attested like an activation review's start: the change is under the MAC, so no one can swap it.
+      args: [attestReviewStart(deps.secret(), {
+        reviewId, tenantId: a.tenantId, policyId, documentHash: plan.changeHash, requestedBy: a.principalId,
+        expectedStreamVersion: plan.state.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: [], change,
+      }, new Date())],
+    }));
+    const opened = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => handle.executeUpdate(reviewOpenedUpdate, { args: [] }));
+    return { id: policyId, version: opened.version, status: 'pending_approval', review_id: opened.review_id, deadline: opened.deadline, authors: opened.authors, requested_by: a.principalId, change };
   } catch (err) {
     throw refusal(err, 'conflict');
   }
@@ -70,6 +99,7 @@ export async function answerActivationReview(
   const message: ReviewAnswerInput = attest(deps.secret(), {
     kind: 'policy_review' as const,
     review_id: review.review_id,
+    nonce: newNonce(),
     verdict: body.verdict,
     ...(body.comment ? { comment: body.comment } : {}),
     by: principal.id,

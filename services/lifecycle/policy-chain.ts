@@ -55,6 +55,16 @@ export function checkPolicyChain(policyId: string, events: ChainEvent[]): { chai
         if (!r || r.status !== 'approved' || !approved) problems.push({ position: e.position, problem: `policy ${policyId} v${d.version}: activated by review ${d.review_id} without its approval in the log` });
       }
     }
+    if (e.type === 'PolicyDeprecated' || e.type === 'PolicyRolledBack') {
+      // A change made through a four-eyes review names the review and its approver: both must be in the log.
+      const d = e.data as EventData<'PolicyDeprecated'> | EventData<'PolicyRolledBack'>;
+      if (d.review_id !== undefined) {
+        const r = reviews.get(d.review_id);
+        if (!r || r.status !== 'approved' || !r.approvals.some((x) => x.by === d.approved_by) || r.change === undefined) {
+          problems.push({ position: e.position, problem: `policy ${policyId}: ${e.type === 'PolicyDeprecated' ? 'deprecated' : 'rolled back'} by review ${d.review_id} without its approval in the log` });
+        }
+      }
+    }
     if (e.type === 'PolicyRolledBack') {
       const d = e.data as EventData<'PolicyRolledBack'>;
       const next = events[i + 1];

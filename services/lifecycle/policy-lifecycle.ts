@@ -63,17 +63,17 @@ export async function listPolicies(db: Db, tenantId: string): Promise<PolicyStat
   return out.sort((a, b) => a.policy_id.localeCompare(b.policy_id));
 }
 
-async function mustLoad(db: Db, tenantId: string, policyId: string): Promise<PolicyState> {
+export async function mustLoad(db: Db, tenantId: string, policyId: string): Promise<PolicyState> {
   const s = await loadPolicy(db, tenantId, policyId);
   if (!s || s.deleted) throw new CountersignError('not_found', `policy ${policyId} not found`);
   return s;
 }
 
-async function append(db: Db, tenantId: string, policyId: string, expected: number, events: NewEvent[], now: Date): Promise<void> {
+export async function append(db: Db, tenantId: string, policyId: string, expected: number, events: NewEvent[], now: Date): Promise<void> {
   await appendToStream(db, { streamId: policyStreamId(tenantId, policyId), tenantId, expectedVersion: expected, events, recordedAt: now });
 }
 
-const eid = (tenantId: string, policyId: string, type: string) => `${policyStreamId(tenantId, policyId)}/${type}/${randomUUID()}`;
+export const eid = (tenantId: string, policyId: string, type: string) => `${policyStreamId(tenantId, policyId)}/${type}/${randomUUID()}`;
 
 function checkScope(s: PolicyState, doc: Record<string, unknown>): void {
   if (s.scope && canonicalJson(s.scope) !== canonicalJson(scopeOf(doc))) {
@@ -130,8 +130,11 @@ export async function policySettings(db: Db, tenantId: string): Promise<PolicySe
   };
 }
 
-function notUnderReview(s: PolicyState, what: string): void {
+export function notUnderReview(s: PolicyState, what: string): void {
   const r = openReview(s);
+  if (r?.change) {
+    throw new CountersignError('conflict', `policy ${s.policy_id} has a review waiting for a second admin (${r.change.kind}, review ${r.review_id}, asked by ${r.requested_by}); it cannot be ${what} until the review ends`, { extra: { review_id: r.review_id } });
+  }
   if (r) {
     throw new CountersignError('conflict', `policy ${s.policy_id}'s draft v${r.version} is waiting for a second admin to approve its activation (review ${r.review_id}, asked by ${r.requested_by}); it cannot be ${what} until the review ends`, { extra: { review_id: r.review_id } });
   }
@@ -261,13 +264,6 @@ export async function openActivationReview(
   return { ok: true, version: s.draft.version, authors };
 }
 
-export async function deprecatePolicy(db: Db, a: Actor, policyId: string, now = new Date()): Promise<PolicyState> {
-  const s = await mustLoad(db, a.tenantId, policyId);
-  if (s.active_version === null) throw new CountersignError('conflict', `policy ${policyId} has no active version to deprecate`);
-  await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyDeprecated', eventId: eid(a.tenantId, policyId, 'deprecated'), data: { policy_id: policyId, version: s.active_version, deprecated_by: a.principalId } }], now);
-  return (await loadPolicy(db, a.tenantId, policyId))!;
-}
-
 export async function clonePolicy(db: Db, a: Actor, policyId: string, fromVersion: number | undefined, now = new Date()): Promise<PolicyState> {
   const s = await mustLoad(db, a.tenantId, policyId);
   if (s.draft) throw new CountersignError('conflict', `policy ${policyId} already has a draft (version ${s.draft.version})`);
@@ -276,20 +272,6 @@ export async function clonePolicy(db: Db, a: Actor, policyId: string, fromVersio
   if (!source) throw new CountersignError('not_found', `policy ${policyId} has no version ${want ?? '(none activated)'}`);
   await append(db, a.tenantId, policyId, s.stream_version, [{ type: 'PolicyDrafted', eventId: eid(a.tenantId, policyId, 'cloned'), data: { policy_id: policyId, version: (s.versions.at(-1)?.version ?? 0) + 1, document: source.document, drafted_by: a.principalId, cloned_from: source.version } }], now);
   return (await loadPolicy(db, a.tenantId, policyId))!;
-}
-
-/** Re-activates version n's document as the next version (the chain only moves forward; the rules are n's exactly). */
-export async function rollbackPolicy(db: Db, keyring: Keyring, a: Actor, policyId: string, toVersion: number, now = new Date()): Promise<ActivationAnswer & { rolled_back_to: number }> {
-  const s = await mustLoad(db, a.tenantId, policyId);
-  const target = s.versions.find((v) => v.version === toVersion);
-  if (!target) throw new CountersignError('not_found', `policy ${policyId} has no version ${toVersion}`);
-  const version = (s.versions.at(-1)?.version ?? 0) + 1;
-  const data = signedActivation(keyring, { document: target.document, version, actor: a.principalId });
-  await append(db, a.tenantId, policyId, s.stream_version, [
-    { type: 'PolicyRolledBack', eventId: eid(a.tenantId, policyId, 'rolledback'), data: { policy_id: policyId, from_version: s.active_version, to_version: toVersion, new_version: version, rolled_back_by: a.principalId } },
-    { type: 'PolicyActivated', eventId: eid(a.tenantId, policyId, `activated-v${version}`), data },
-  ], now);
-  return { id: policyId, version, hash: data.hash, signature: data.signature ?? '', signing_key_id: data.signing_key_id ?? '', status: 'active', unchanged: false, rolled_back_to: toVersion };
 }
 
 // --- validation: replay the draft against recent runs ---------------------------------------------
@@ -368,24 +350,6 @@ export async function currentBinding(db: Db, tenantId: string, agentId: string):
     else if (r.type === 'PolicyUnbound') policy = null;
   }
   return { policy_id: policy, stream_version: res.rows.at(-1)?.stream_version ?? 0 };
-}
-
-export async function bindAgent(db: Db, a: Actor, agentId: string, policyId: string, now = new Date()): Promise<{ agent_id: string; policy_id: string; unchanged: boolean }> {
-  const s = await mustLoad(db, a.tenantId, policyId);
-  const level = (s.scope ?? scopeOf(s.draft?.document ?? {}))['level'];
-  if (level === 'agent') throw new CountersignError('conflict', `policy ${policyId} is agent-scoped already; bind a tenant policy`);
-  const b = await currentBinding(db, a.tenantId, agentId);
-  if (b.policy_id === policyId) return { agent_id: agentId, policy_id: policyId, unchanged: true };
-  if (b.policy_id !== null) throw new CountersignError('conflict', `agent ${agentId} is bound to policy ${b.policy_id}; unbind it first`, { extra: { policy_id: b.policy_id } });
-  await appendToStream(db, { streamId: agentStreamId(a.tenantId, agentId), tenantId: a.tenantId, expectedVersion: b.stream_version, recordedAt: now, events: [{ type: 'PolicyBound', eventId: `${agentStreamId(a.tenantId, agentId)}/bound/${randomUUID()}`, data: { agent_id: agentId, policy_id: policyId, by: a.principalId } }] });
-  return { agent_id: agentId, policy_id: policyId, unchanged: false };
-}
-
-export async function unbindAgent(db: Db, a: Actor, agentId: string, now = new Date()): Promise<{ agent_id: string; policy_id: null }> {
-  const b = await currentBinding(db, a.tenantId, agentId);
-  if (b.policy_id === null) throw new CountersignError('not_found', `agent ${agentId} has no bound policy`);
-  await appendToStream(db, { streamId: agentStreamId(a.tenantId, agentId), tenantId: a.tenantId, expectedVersion: b.stream_version, recordedAt: now, events: [{ type: 'PolicyUnbound', eventId: `${agentStreamId(a.tenantId, agentId)}/unbound/${randomUUID()}`, data: { agent_id: agentId, policy_id: b.policy_id, by: a.principalId } }] });
-  return { agent_id: agentId, policy_id: null };
 }
 
 /** Verifies a document compiles as version `version` (for import checks). */

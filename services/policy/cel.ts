@@ -1,4 +1,5 @@
 import { Environment, type ASTNode, type ParseResult } from '@marcbachmann/cel-js';
+import { CEL_EVALUATION_BUDGET, celShape, childNodes, estimateCelCost, instrumentProgram, isBudgetExceeded, metered, newCelBudget, type CelBudget } from './cel-budget.ts';
 
 /**
  * CEL conditions. Expressions are parsed and type-checked once (at compile time) and cached by text;
@@ -50,22 +51,6 @@ export function celErrorMessage(err: unknown): string {
   return range === undefined ? first : `${first} (at column ${range.start + 1})`;
 }
 
-function* children(node: ASTNode): Generator<ASTNode> {
-  const args: unknown = node.args;
-  if (!Array.isArray(args)) return;
-  for (const a of args) {
-    if (Array.isArray(a)) {
-      for (const b of a) {
-        if (Array.isArray(b)) for (const c of b) if (isNode(c)) yield c;
-        if (isNode(b)) yield b;
-      }
-    } else if (isNode(a)) yield a;
-  }
-}
-function isNode(v: unknown): v is ASTNode {
-  return typeof v === 'object' && v !== null && 'op' in v && 'args' in v;
-}
-
 /** Rejections the library would accept: regexes (native RegExp can backtrack catastrophically) and deep loops. */
 function vetAst(root: ASTNode): string | undefined {
   const stack: { node: ASTNode; loops: number }[] = [{ node: root, loops: 0 }];
@@ -80,12 +65,13 @@ function vetAst(root: ASTNode): string | undefined {
         if (inner > MAX_COMPREHENSION_NESTING) return `comprehensions (all, exists, map, filter) may be nested at most ${MAX_COMPREHENSION_NESTING} deep`;
       }
     }
-    for (const child of children(node)) stack.push({ node: child, loops: inner });
+    for (const child of childNodes(node)) stack.push({ node: child, loops: inner });
   }
   return undefined;
 }
 
 const cache = new Map<string, CelProgram>();
+const meteredPrograms = new WeakSet<CelProgram>();
 const MAX_CACHE = 20_000;
 
 export type CelCompileResult = { ok: true; program: CelProgram } | { ok: false; message: string };
@@ -112,6 +98,11 @@ export function compileCel(expression: string, kind: CelKind = 'request'): CelCo
   }
   if (!checked.valid) return { ok: false, message: `invalid CEL: ${celErrorMessage(checked.error)}` };
   if (checked.type !== 'bool' && checked.type !== 'dyn') return { ok: false, message: `CEL condition must return a bool, but \`${expression}\` returns ${checked.type}` };
+  // Loops and long expressions are estimated before each run and metered during it (cel-budget.ts).
+  if (celShape(program.ast).metered) {
+    if (!instrumentProgram(program.ast)) return { ok: false, message: 'invalid CEL: the expression cannot be metered' };
+    meteredPrograms.add(program);
+  }
   if (cache.size >= MAX_CACHE) cache.clear();
   cache.set(key, program);
   return { ok: true, program };
@@ -119,13 +110,35 @@ export function compileCel(expression: string, kind: CelKind = 'request'): CelCo
 
 export type CelRunResult = { ok: true; value: boolean } | { ok: false; error: string };
 
-/** Runs a prepared program; never throws. A non-bool result is an error, so it can fail closed. */
-export function runCel(program: CelProgram, vars: Record<string, unknown>): CelRunResult {
+/**
+ * The cost of running a program with these variables, when it is estimated at all (loops, `cel.bind`, long
+ * expressions); `undefined` for a small loop-free expression, whose nodes each run at most once.
+ */
+export function celCostEstimate(program: CelProgram, vars: Record<string, unknown>): number | undefined {
+  return meteredPrograms.has(program) ? estimateCelCost(program.ast, vars) : undefined;
+}
+
+const budgetMessage = (what: string, budget: CelBudget) =>
+  `${what} the CEL cost budget of this evaluation (${CEL_EVALUATION_BUDGET} units; ${Math.max(0, budget.left)} were left)`;
+
+/**
+ * Runs a prepared program within `budget` (shared by every condition of one evaluation); never throws. A
+ * non-bool result, an estimate over what is left of the budget, or a run that spends past it is an error, so
+ * the rule fails closed.
+ */
+export function runCel(program: CelProgram, vars: Record<string, unknown>, budget: CelBudget = newCelBudget()): CelRunResult {
   try {
-    const value: unknown = program(vars);
+    let value: unknown;
+    if (meteredPrograms.has(program)) {
+      const cost = estimateCelCost(program.ast, vars);
+      if (cost > budget.left) return { ok: false, error: budgetMessage(`its estimated cost (${cost} units) is over`, budget) };
+      value = metered<unknown>(budget, () => program(vars));
+      if (budget.left < 0) return { ok: false, error: budgetMessage('it ran past', budget) };
+    } else value = program(vars);
     if (typeof value !== 'boolean') return { ok: false, error: `condition returned ${typeof value === 'bigint' ? 'int' : value === null ? 'null' : typeof value}, not a bool` };
     return { ok: true, value };
   } catch (err) {
+    if (isBudgetExceeded(err)) return { ok: false, error: budgetMessage('it ran past', budget) };
     return { ok: false, error: celErrorMessage(err) };
   }
 }

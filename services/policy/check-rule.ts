@@ -1,5 +1,6 @@
 import type { DecisionRequest } from '../../schemas/decision.ts';
 import { runCel } from './cel.ts';
+import { newCelBudget, type CelBudget } from './cel-budget.ts';
 import { counterKey, counterValue, requestAmount, type Facts } from './counters.ts';
 import type { PreparedRule } from './runtime.ts';
 
@@ -13,13 +14,14 @@ const YES: RuleCheck = { applies: true };
  * The CEL variables of one evaluation, built on first use only: most requests never reach a condition.
  * A plain object rather than a closure: closures allocated per evaluation showed up in profiles.
  */
-export type LazyVars = { request: DecisionRequest; now: Date; extra: Record<string, unknown> | undefined; vars: Record<string, unknown> | undefined };
+export type LazyVars = { request: DecisionRequest; now: Date; extra: Record<string, unknown> | undefined; vars: Record<string, unknown> | undefined; budget: CelBudget };
 
+/** One evaluation's variables, and its CEL budget (every condition of the evaluation draws on the same one). */
 export function lazyVars(request: DecisionRequest, now: Date, extra?: Record<string, unknown>): LazyVars {
-  return { request, now, extra, vars: undefined };
+  return { request, now, extra, vars: undefined, budget: newCelBudget() };
 }
 
-function varsOf(box: LazyVars): Record<string, unknown> {
+export function varsOf(box: LazyVars): Record<string, unknown> {
   return (box.vars ??= celVariables(box.request, box.now, box.extra));
 }
 
@@ -28,7 +30,7 @@ export function checkRule(p: PreparedRule, request: DecisionRequest, now: Date, 
   if (!p.test(request, now)) return NO;
   if (p.programError !== undefined) return { applies: 'error', error: p.programError };
   if (p.program !== undefined) {
-    const r = runCel(p.program, varsOf(vars));
+    const r = runCel(p.program, varsOf(vars), vars.budget);
     if (!r.ok) return { applies: 'error', error: r.error };
     if (!r.value) return NO;
   }

@@ -205,7 +205,8 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
     facts: plainFacts(facts),
     now: nowIso,
   };
-  if (decision === 'REQUIRE_APPROVAL' && deciding?.approval !== undefined) evaluation.approval = { ...deciding.approval };
+  // Approval settings come from stored policies only: a per-call rule that decides leaves the workflow's defaults.
+  if (decision === 'REQUIRE_APPROVAL' && deciding?.approval !== undefined && deciding.policy !== PER_CALL_POLICY) evaluation.approval = { ...deciding.approval };
   return evaluation;
 }
 

@@ -13,6 +13,8 @@ export { compile, type PolicySource, type CompileOptions, type CompileResult } f
 export { compileDocument } from './compile-document.ts';
 export { parsePolicyText, checkPolicyText } from './parse-text.ts';
 export { evaluate } from './evaluate.ts';
+export { perCallRuleIssues, type PerCallIssue } from './per-call-rules.ts';
+export { CEL_EVALUATION_BUDGET } from './cel-budget.ts';
 export { evaluateOutcome, Outcome, type OutcomeEvaluation, type OutputViolation } from './outcome.ts';
 export { loadSnapshot } from './runtime.ts';
 export type { Facts, CounterSpec } from './counters.ts';

@@ -7,6 +7,10 @@ import { circuitBreakerPack } from './builtin-pack.ts';
 import { assembleSnapshot, compile } from './compile.ts';
 import { compileDocument, zodIssues } from './compile-document.ts';
 import { evaluate } from './evaluate.ts';
+import { celCostEstimate, compileCel } from './cel.ts';
+import { CEL_EVALUATION_BUDGET } from './cel-budget.ts';
+import { celVariables } from './check-rule.ts';
+import { perCallRuleIssues } from './per-call-rules.ts';
 import { interpretations, type Interpretation } from './interpret.ts';
 import { formatPath, type PolicyError } from './policy-error.ts';
 import type { CompiledPolicy, Snapshot } from './snapshot.ts';
@@ -65,7 +69,24 @@ export const SimulateBody = z
 export type SimulateBody = z.infer<typeof SimulateBody>;
 
 export type SimulationResult = Evaluation & { status: 'final' | 'pending_approval'; interpreted?: Interpretation[] };
-export type SimulateOutcome = { ok: true; result: SimulationResult; snapshot: Snapshot } | { ok: false; errors: PolicyError[] };
+/** `unprocessable`: the body is well formed but asks for what cannot be done (a loosening per-call rule, a rule over the CEL budget). */
+export type SimulateOutcome = { ok: true; result: SimulationResult; snapshot: Snapshot } | { ok: false; errors: PolicyError[]; unprocessable?: true };
+
+/** Draft rules whose condition cannot run within the CEL budget with this request's values, each with its path. */
+function overBudget(drafts: CompiledPolicy[], request: DecisionRequest, now: Date, path: (i: number) => Array<string | number>): PolicyError[] {
+  const errors: PolicyError[] = [];
+  let vars: Record<string, unknown> | undefined;
+  drafts.forEach((d, i) => d.rules.forEach((rule, j) => {
+    if (rule.condition === undefined || rule.on === 'outcome') return;
+    const c = compileCel(rule.condition);
+    if (!c.ok) return;
+    const cost = celCostEstimate(c.program, (vars ??= celVariables(request, now)));
+    if (cost !== undefined && cost > CEL_EVALUATION_BUDGET) {
+      errors.push({ path: formatPath([...path(i), 'rules', j, 'condition']), message: `the condition of rule ${rule.name} cannot be run within the CEL cost budget of an evaluation: its estimated cost with this request's values is ${cost} units, over ${CEL_EVALUATION_BUDGET}` });
+    }
+  }));
+  return errors;
+}
 
 /** Replaces (or adds) drafts in an active snapshot and rehashes it. */
 export function withDrafts(active: Snapshot | undefined, drafts: CompiledPolicy[], defaultDecision: Decision): Snapshot {
@@ -90,6 +111,9 @@ export function simulate(input: { body: unknown; active?: Snapshot; now: Date; d
     if (!r.success) return { ok: false, errors: zodIssues(r.error.issues).map((i) => ({ path: formatPath(['request', ...i.path]), message: i.message })) };
     request = r.data;
   }
+  const now = body.at !== undefined ? new Date(body.at) : input.now;
+  const refused = perCallRuleIssues(request, now);
+  if (refused.length > 0) return { ok: false, errors: refused.map((i) => ({ path: formatPath(['request', ...i.path]), message: i.message })), unprocessable: true };
   let snapshot: Snapshot;
   const interpreted: Interpretation[] = [];
   if (body.policy !== undefined) {
@@ -105,6 +129,8 @@ export function simulate(input: { body: unknown; active?: Snapshot; now: Date; d
       }
     });
     if (errors.length > 0) return { ok: false, errors };
+    const costly = overBudget(drafts, request, now, (i) => (Array.isArray(body.policy) ? ['policy', i] : ['policy']));
+    if (costly.length > 0) return { ok: false, errors: costly, unprocessable: true };
     snapshot = withDrafts(input.active, drafts, input.defaultDecision ?? 'DENY');
   } else if (input.active !== undefined) snapshot = input.active;
   else {
@@ -112,7 +138,6 @@ export function simulate(input: { body: unknown; active?: Snapshot; now: Date; d
     if (!c.ok) return c;
     snapshot = c.snapshot;
   }
-  const now = body.at !== undefined ? new Date(body.at) : input.now;
   const facts: Facts = { ...(body.facts ?? {}) };
   if (input.catalog !== undefined && input.catalog.version > 0 && facts.tool_catalog === undefined) facts.tool_catalog = catalogFact(input.catalog, request);
   const evaluation = evaluate(snapshot, request, facts, now);

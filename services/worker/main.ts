@@ -10,6 +10,7 @@ import { PrincipalCache } from '../identity/key-cache.ts';
 import { createLogger } from '../logger.ts';
 import { staleBuildSource } from './stale-build.ts';
 import { workflowsPath } from './workflows-path.ts';
+import { refusalKind, serveMetrics, workerMetrics } from './metrics.ts';
 
 const config = loadConfig();
 const log = createLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
@@ -28,6 +29,9 @@ const channels = {
 // Approvers' roles and groups, cached for the answer check; dropped on any principal change (migration 0012).
 const principals = new PrincipalCache(config.DATABASE_URL, log);
 await principals.start();
+const metrics = workerMetrics();
+const metricsServer = config.COUNTERSIGN_WORKER_METRICS_PORT !== undefined ? await serveMetrics(metrics.registry, config.COUNTERSIGN_HOST, config.COUNTERSIGN_WORKER_METRICS_PORT) : null;
+let refusedStarts = 0;
 const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
 const worker = await Worker.create({
   connection,
@@ -42,6 +46,14 @@ const worker = await Worker.create({
     crashAt: config.COUNTERSIGN_CRASH_AT,
     channels,
     principals,
+    // Someone who can reach Temporal started a decision workflow the API did not sign: nothing was written.
+    onRefusedStart: (r) => {
+      refusedStarts += 1;
+      metrics.refusedStarts.inc({ reason: refusalKind(r.reason) });
+      log('warn', 'refused a workflow start that the API did not sign; nothing was written', {
+        workflow_id: r.workflowId, tenant_id: r.tenantId, decision_id: r.decisionId, reason: r.reason, refused_starts_total: refusedStarts,
+      });
+    },
   }),
 });
 const cpu = process.cpuUsage();
@@ -50,6 +62,7 @@ log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, tempo
 const digests = startDigestSweeper({ db, ...channels, slackTeam: slackTeamOf(), log: (level, msg, data) => log(level, msg, data) });
 await worker.run(); // resolves after SIGINT/SIGTERM, which the SDK handles by shutting down gracefully
 await digests.stop();
+metricsServer?.close();
 await principals.stop();
 await connection.close();
 await db.end();

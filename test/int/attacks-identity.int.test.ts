@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
+import { attest, loadAttestationSecret, newNonce } from '../../services/decisions/attestation.ts';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
 import { Replay } from '../../services/audit/replay.ts';
 import { loadPublicKeys } from '../../services/receipts/keyring.ts';
@@ -297,7 +297,7 @@ describe('a disabled principal never counts', () => {
       const handle = new Client({ connection }).workflow.getHandle(workflowIdFor('default', id));
       const N = 3;
       for (let i = 0; i < N; i++) {
-        const err = await handle.executeUpdate(answerUpdate, { args: [attestedAnswer(stack, { approverId: fin.id, args, snapshotHash: asked.body.snapshot_hash })] }).catch((e: unknown) => e);
+        const err = await handle.executeUpdate(answerUpdate, { args: [attestedAnswer(stack, { decisionId: id, approverId: fin.id, args, snapshotHash: asked.body.snapshot_hash })] }).catch((e: unknown) => e);
         if (!(err instanceof WorkflowUpdateFailedError) || !/disabled/.test(String(err.cause?.message))) through += 1;
       }
       report('disabled-approver-counted', N + 1, through);
@@ -331,7 +331,7 @@ describe('a disabled principal never counts', () => {
       const handle = new Client({ connection }).workflow.getHandle(reviewId);
       for (let i = 0; i < N; i++) {
         const message = attest(secret, {
-          kind: 'policy_review' as const, review_id: reviewId, verdict: 'approve' as const, by: reviewer.body.id as string, roles: ['admin'],
+          kind: 'policy_review' as const, review_id: reviewId, nonce: newNonce(), verdict: 'approve' as const, by: reviewer.body.id as string, roles: ['admin'],
           tenant_id: `fe-${RUN}`, document_hash: requested.document_hash as string,
         }, new Date());
         const err = await handle.executeUpdate(reviewAnswerUpdate, { args: [message] }).catch((e: unknown) => e);

@@ -226,12 +226,15 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
     expect(await late.text()).toMatch(/already rejected/);
     expect((await postForm(dovLink, { csrf: dovPage.csrf, decision_id: id, round: '1', verdict: 'approve' })).status).toBe(404);
 
-    // Every answer that reached the route and did not count is recorded as refused, with its reason.
+    // Every answer on a real link that did not count is recorded as refused, with its reason; the two on links
+    // that do not exist (which anyone can send) write nothing and are counted by a metric.
     const log = (await stack.db.query<{ counted: boolean; reason: string; decision_id: string | null }>(`SELECT counted, reason, decision_id FROM channel_answer_log WHERE channel = 'email'`)).rows;
     expect(log.filter((r) => r.counted)).toHaveLength(2);
     // the POSTs: the adversarial ones, the expired link, Dee's link twice more, each spent link twice, Dov's twice.
     const postCases = adversarial.filter(([n]) => !/^(GET|HEAD|headless)/.test(n)).length + 1 + 2 + spent.length * 2 + 2;
-    expect(log.filter((r) => !r.counted)).toHaveLength(postCases);
+    expect(log.filter((r) => !r.counted)).toHaveLength(postCases - 2);
+    expect(log.filter((r) => r.decision_id === null)).toEqual([]);
+    expect(await (await fetch(`${stack.url}/metrics`)).text()).toMatch(/countersign_channel_refusals_total\{channel="email",reason="unknown_link"\} 2\b/);
 
     const adversarialCount = adversarial.length + 1 + 3 + spent.length * 2 + 2;
     const countedAdversarial = (await answers(id)).filter((a) => a.data.approver_id !== dee.id && a.type !== 'ApprovalRejected').length

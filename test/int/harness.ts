@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
+import { attest, loadAttestationSecret, newNonce } from '../../services/decisions/attestation.ts';
 import { migrate } from '../../services/events/migrate.ts';
 import { createInspectionPool, type Db } from '../../services/events/db.ts';
 import { bootstrapPrincipalId, ensureBootstrap } from '../../services/identity/bootstrap.ts';
@@ -266,9 +266,9 @@ export async function activateYaml(stack: TestStack, yaml: string): Promise<{ po
  * An approver's answer to round 1 of a run, attested as the API attests it, to send straight to the run through
  * Temporal (the API refuses to answer a run whose first events are not written yet).
  */
-export function attestedAnswer(stack: TestStack, answer: { approverId: string; args: unknown; snapshotHash: string }): AnswerInput {
+export function attestedAnswer(stack: TestStack, answer: { decisionId: string; approverId: string; args: unknown; snapshotHash: string }): AnswerInput {
   return attest(loadAttestationSecret(stack.env['COUNTERSIGN_KEYS_DIR']!), {
-    kind: 'answer' as const, round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: answer.approverId, tenant_id: 'default',
+    kind: 'answer' as const, decision_id: answer.decisionId, nonce: newNonce(), round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: answer.approverId, tenant_id: 'default',
     args_digest: sha256Digest(answer.args), snapshot_hash: answer.snapshotHash,
   }, new Date());
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeAuthorize } from '../../activities/authorize.ts';
-import { attest, loadAttestationSecret } from '../../services/decisions/attestation.ts';
+import { attest, loadAttestationSecret, newNonce } from '../../services/decisions/attestation.ts';
 import type { Db } from '../../services/events/db.ts';
 import { parseApiKey } from '../../services/identity/api-keys.ts';
 import { ApiKeyCache, PrincipalCache } from '../../services/identity/key-cache.ts';
@@ -116,7 +116,7 @@ describe('the API key cache', () => {
     await inspect.query(`UPDATE principals SET groups = '{ops}' WHERE id = $1`, [m.id]);
     const secret = loadAttestationSecret(path.join(tmpdir(), `cs-keycache-secret-${randomBytes(4).toString('hex')}`));
     const answer = (approver: string) => attest(secret, {
-      kind: 'answer' as const, round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: approver, tenant_id: 'default',
+      kind: 'answer' as const, decision_id: 'dec_keycache', nonce: newNonce(), round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: approver, tenant_id: 'default',
       args_digest: null, snapshot_hash: `sha256:${'0'.repeat(64)}`,
     }, new Date());
     const cache = new PrincipalCache(api.url, () => {});

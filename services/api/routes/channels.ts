@@ -50,7 +50,8 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
       const raw = typeof req.body === 'string' ? req.body : '';
       const check = verifySlackSignature(config.COUNTERSIGN_SLACK_SIGNING_SECRET, { timestamp: req.headers['x-slack-request-timestamp'], signature: req.headers['x-slack-signature'] }, raw);
       if (!check.ok) {
-        await logAnswer(deps.db, { tenantId: null, channel: 'slack', counted: false, reason: `signature refused: ${check.reason}` });
+        // Anyone can send these: nothing is written for them (a metric counts them), so a flood fills no table.
+        app.countChannelRefusal('slack', 'signature');
         throw new CountersignError('unauthorized', `Slack request refused: ${check.reason}`);
       }
       const action = parseSlackInteraction(raw);
@@ -108,7 +109,13 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
       const found = await readEmailToken(deps.db, req.params.token);
       const verdict = form.get('verdict');
       const refuse = async (status: number, title: string, reason: string, row = found.row) => {
-        await logAnswer(deps.db, { tenantId: row?.tenant_id ?? null, channel: 'email', decisionId: row?.decision_id, round: row?.round, actor: row ? `email:${row.approver_id}` : null, verdict, counted: false, reason });
+        // A link that does not exist ties the request to nothing: counted by a metric, never written (anyone can
+        // send these). Refusals on a real link are recorded against its decision.
+        if (!row) {
+          app.countChannelRefusal('email', 'unknown_link');
+          return html(reply, status, messagePage(title, reason));
+        }
+        await logAnswer(deps.db, { tenantId: row.tenant_id, channel: 'email', decisionId: row.decision_id, round: row.round, actor: `email:${row.approver_id}`, verdict, counted: false, reason });
         return html(reply, status, messagePage(title, reason));
       };
       if (typeof req.body !== 'string') return refuse(415, 'Not answered', 'answer from the confirmation page (a form POST)');

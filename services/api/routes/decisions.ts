@@ -5,6 +5,7 @@ import { DecisionRequestBody, DecisionResult } from '../../../schemas/decision.t
 import { readsOnlyOwn } from '../../identity/agent-binding.ts';
 import { loadAttestationSecret } from '../../decisions/attestation.ts';
 import { requestDecision } from '../../decisions/request-decision.ts';
+import { requireSafeCallbackUrl } from '../../callbacks/callback-target.ts';
 import { waitForDecision } from '../../decisions/read-decision.ts';
 import { answerApproval, pendingApprovals, reportOutcome, requestOverride } from '../../decisions/run-messages.ts';
 import { RunWatcher } from '../../decisions/run-watcher.ts';
@@ -13,6 +14,7 @@ import { Outcome } from '../../policy/index.ts';
 import { durationSeconds } from '../../../schemas/duration.ts';
 import { remindBeforeSetting } from '../../../workflows/decision-reminders.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
+import { loadOrCreateKeyring, type Keyring } from '../../receipts/keyring.ts';
 
 const Problem = z.looseObject({ type: z.string(), title: z.string(), status: z.number(), code: z.string(), detail: z.string() });
 const DecisionIdParams = z.strictObject({ id: z.string().regex(/^dec_[0-9a-f]{32}$/, 'decision ids look like dec_<32 hex>') });
@@ -42,7 +44,11 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
   app.addHook('onClose', () => watcher.stop());
   let secret: Buffer | null = null;
   const messages = { db: deps.db, temporal: deps.temporal, secret: () => (secret ??= loadAttestationSecret(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET)) };
+  // Loaded once and kept (a failed load is retried): a rotation takes effect for the API at its next start,
+  // and starts signed with the retired key still verify.
+  let keyring: Promise<Keyring> | null = null;
   const decide = {
+    keyring: () => (keyring ??= loadOrCreateKeyring(config.keysDir).catch((err: unknown) => { keyring = null; throw err; })),
     db: deps.db,
     temporal: deps.temporal,
     taskQueue: config.COUNTERSIGN_TASK_QUEUE,
@@ -66,7 +72,12 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
       body: DecisionRequestBody,
       response: { 200: DecisionResult, 400: Problem, 401: Problem, 403: Problem, 422: Problem, 503: Problem },
     },
-  }, async (req) => requestDecision(decide, principalOf(req), req.body));
+  }, async (req) => {
+    // Checked here, so the agent hears of a refused callback_url at once, and again at delivery (the name may
+    // resolve elsewhere by then).
+    if (req.body.callback_url !== undefined) await requireSafeCallbackUrl(req.body.callback_url, { allowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE, ...(deps.callbackResolver ? { resolve: deps.callbackResolver } : {}) });
+    return requestDecision(decide, principalOf(req), req.body);
+  });
 
   r.get('/v1/decisions/:id', {
     onRequest: authenticated(deps, []),

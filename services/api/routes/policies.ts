@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
 import { CountersignError } from '../../errors.ts';
@@ -7,11 +7,12 @@ import { simulate } from '../../policy/index.ts';
 import { parseDataText } from '../../policy/parse-text.ts';
 import { loadKeyring, type Keyring } from '../../receipts/keyring.ts';
 import {
-  activateDraft, bindAgent, clonePolicy, createDraft, currentBinding, deleteDraft, deprecatePolicy, importPolicy, listPolicies, loadPolicy,
-  policySettings, replaceDraft, rollbackPolicy, unbindAgent, validateDraft, type Actor,
+  activateDraft, clonePolicy, createDraft, currentBinding, deleteDraft, importPolicy, listPolicies, loadPolicy,
+  mustLoad, policySettings, replaceDraft, validateDraft, type Actor,
 } from '../../lifecycle/policy-lifecycle.ts';
+import { changeNow, unbindTarget, type PolicyChange } from '../../lifecycle/policy-change.ts';
 import { diffDocuments, policySummary, versionSummary, type PolicyState } from '../../lifecycle/policy-store.ts';
-import { answerActivationReview, requestActivationReview, type ReviewDeps } from '../../lifecycle/activation-reviews.ts';
+import { answerActivationReview, requestActivationReview, requestChangeReview, type ReviewDeps } from '../../lifecycle/activation-reviews.ts';
 import { exportVersion, PolicyExport } from '../../lifecycle/policy-export.ts';
 import { AgentManifest, pushManifest } from '../../lifecycle/agent-manifest.ts';
 import { loadAttestationSecret } from '../../decisions/attestation.ts';
@@ -133,6 +134,19 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
   const ActivateBody = z.strictObject({
     expected_loosening: z.array(z.string().min(1).max(200)).max(200).optional().describe('Rules whose looser decisions in the validation are intended (tenants with policy_refuse_loosening).'),
   }).nullish(); // an empty POST arrives as null
+  /**
+   * A change of the active set other than activation: applied at once, or, in a four-eyes tenant, a review
+   * (202) that a second admin answers at POST /v1/policies/{id}/activation/approvals.
+   */
+  const change = async (reply: FastifyReply, a: Actor, policyId: string, c: PolicyChange): Promise<Record<string, unknown>> => {
+    if ((await policySettings(deps.db, a.tenantId)).fourEyes) {
+      const res = await requestChangeReview(reviews, a, policyId, c);
+      if (res['status'] === 'pending_approval') void reply.status(202);
+      return res;
+    }
+    return changeNow(deps.db, await keyring(deps), a, policyId, c);
+  };
+
   r.post('/v1/policies/:id/activate', {
     onRequest: authenticated(deps, [...WRITERS]),
     schema: {
@@ -190,8 +204,16 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
 
   r.post('/v1/policies/:id/deprecate', {
     onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: 'Deprecate the active version: it stops applying', params: IdParams, response: { 200: Answer, ...problems } },
-  }, async (req) => policySummary(await deprecatePolicy(deps.db, actor(req), req.params.id)));
+    schema: { tags: ['policies'], summary: 'Deprecate the active version: it stops applying. With four-eyes it opens a review instead (202)', params: IdParams, response: { 200: Answer, 202: Answer, ...problems } },
+  }, async (req, reply) => {
+    const a = actor(req);
+    const s = await mustLoad(deps.db, a.tenantId, req.params.id);
+    if (s.active_version === null) throw new CountersignError('conflict', `policy ${req.params.id} has no active version to deprecate`);
+    const res = await change(reply, a, req.params.id, { kind: 'deprecate', version: s.active_version });
+    if (res['status'] === 'pending_approval') return res;
+    const after = await loadPolicy(deps.db, a.tenantId, req.params.id);
+    return policySummary(after!);
+  });
 
   r.post('/v1/policies/:id/clone', {
     onRequest: authenticated(deps, [...WRITERS]),
@@ -207,11 +229,14 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
 
   r.post('/v1/policies/:id/rollback', {
     onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: "Re-activate an earlier version's document as the next version", params: IdParams, body: z.strictObject({ to_version: z.number().int().positive() }), response: { 200: Answer, ...problems } },
-  }, async (req) => {
+    schema: {
+      tags: ['policies'], params: IdParams, body: z.strictObject({ to_version: z.number().int().positive() }), response: { 200: Answer, 202: Answer, ...problems },
+      summary: "Re-activate an earlier version's document as the next version. With four-eyes it opens a review instead (202); with the validation gate it is refused (clone, validate, activate)",
+    },
+  }, async (req, reply) => {
     const a = actor(req);
     if (!(await loadPolicy(deps.db, a.tenantId, req.params.id))) throw notFound(req.params.id);
-    return rollbackPolicy(deps.db, await keyring(deps), a, req.params.id, req.body.to_version);
+    return change(reply, a, req.params.id, { kind: 'rollback', to_version: req.body.to_version });
   });
 
   r.post('/v1/policies/:id/validate', {
@@ -236,13 +261,16 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
 
   r.post('/v1/agents/:id/binding', {
     onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: 'Bind a policy to an agent (at most one per agent: 409 while another is bound)', params: AgentParams, body: z.strictObject({ policy_id: z.string().min(1).max(128) }), response: { 200: Answer, ...problems } },
-  }, async (req) => bindAgent(deps.db, actor(req), req.params.id, req.body.policy_id));
+    schema: { tags: ['policies'], summary: 'Bind a policy to an agent (at most one per agent: 409 while another is bound). With four-eyes it opens a review instead (202)', params: AgentParams, body: z.strictObject({ policy_id: z.string().min(1).max(128) }), response: { 200: Answer, 202: Answer, ...problems } },
+  }, async (req, reply) => change(reply, actor(req), req.body.policy_id, { kind: 'bind', agent_id: req.params.id }));
 
   r.delete('/v1/agents/:id/binding', {
     onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: "Unbind an agent's policy", params: AgentParams, response: { 200: Answer, ...problems } },
-  }, async (req) => unbindAgent(deps.db, actor(req), req.params.id));
+    schema: { tags: ['policies'], summary: "Unbind an agent's policy. With four-eyes it opens a review on the bound policy instead (202)", params: AgentParams, response: { 200: Answer, 202: Answer, ...problems } },
+  }, async (req, reply) => {
+    const a = actor(req);
+    return change(reply, a, await unbindTarget(deps.db, a.tenantId, req.params.id), { kind: 'unbind', agent_id: req.params.id });
+  });
 
   r.post('/v1/agents/:id/manifest', {
     onRequest: authenticated(deps, ['agent', 'author', 'admin']),
@@ -262,7 +290,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
   for (const url of ['/v1/policy/simulate', '/api/v1/policy/simulate']) {
     r.post(url, {
       onRequest: authenticated(deps, []),
-      schema: { tags: ['policies'], summary: 'The decision a request would get (against the active set, or with a draft policy), without starting anything', body: Doc, response: { 200: Answer, ...problems } },
+      schema: { tags: ['policies'], summary: 'The decision a request would get (against the active set, or with a draft policy), without starting anything', body: Doc, response: { 200: Answer, ...problems, 422: ProblemSchema } },
     }, async (req) => {
       const p = principalOf(req);
       const tenantId = p.tenant_id;
@@ -276,7 +304,11 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
       // As the decision path does: the tenant's tool catalog tags the request (facts.tool_catalog in the answer).
       const catalog = deps.catalogs ? await deps.catalogs.current(tenantId) : undefined;
       const out = simulate({ body: withAgent(req.body, agentId), active: active.snapshot, now: new Date(), defaultDecision: active.defaultDecision, ...(catalog ? { catalog } : {}) });
-      if (!out.ok) throw new CountersignError('validation_failed', 'the simulation request is invalid', { errors: out.errors.map((e) => ({ path: e.path, message: e.message })) });
+      if (!out.ok) {
+        const errors = out.errors.map((e) => ({ path: e.path, message: e.message }));
+        if (out.unprocessable) throw new CountersignError('unprocessable', `the simulation cannot be run: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, { errors });
+        throw new CountersignError('validation_failed', 'the simulation request is invalid', { errors });
+      }
       return { ...out.result, policies: active.policies };
     });
   }

@@ -93,3 +93,18 @@ describe('signed export', () => {
     expect(verifyExport({ ...rest, signature: signDocument(exportSigned(rest), other).value }, keys.publicKeys())).toMatchObject({ ok: false, reason: 'unknown_key' });
   });
 });
+
+describe('reviewed changes of the active set (audit replay)', () => {
+  const v1 = signedActivation(keys, { document: doc('DENY'), version: 1, actor: 'prn_a' });
+  const change = (kind: 'deprecate') => ev('PolicyActivationRequested', { policy_id: 'p', version: 1, review_id: 'rc', document_hash: `sha256:${'c'.repeat(64)}`, requested_by: 'prn_a', authors: ['prn_a'], deadline: '2026-01-02T00:00:00.000Z', change: { kind, version: 1 } });
+  it('accepts a deprecation approved by a second admin, and flags one that names a review without its approval', () => {
+    n = 0;
+    const base = [ev('PolicyDrafted', { policy_id: 'p', version: 1, document: doc('DENY'), drafted_by: 'prn_a' }), ev('PolicyActivated', v1), change('deprecate')];
+    const approved = [...base, ev('PolicyActivationApproved', { policy_id: 'p', version: 1, review_id: 'rc', by: 'prn_b', at }), ev('PolicyDeprecated', { policy_id: 'p', version: 1, deprecated_by: 'prn_a', approved_by: 'prn_b', review_id: 'rc' })];
+    expect(checkPolicyChain('p', approved).problems).toEqual([]);
+    expect(checkPolicyChain('p', approved).chain?.reviews).toEqual([expect.objectContaining({ review_id: 'rc', status: 'approved', approved_by: 'prn_b' })]);
+    n = 0;
+    const forged = [...base, ev('PolicyDeprecated', { policy_id: 'p', version: 1, deprecated_by: 'prn_a', approved_by: 'prn_b', review_id: 'rc' })];
+    expect(checkPolicyChain('p', forged).problems).toEqual([expect.objectContaining({ problem: expect.stringMatching(/deprecated by review rc without its approval in the log/) })]);
+  });
+});
