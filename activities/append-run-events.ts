@@ -70,7 +70,7 @@ export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string,
         if (input.idempotency) {
           await client.query(
             `INSERT INTO idempotency_keys (tenant_id, idempotency_key, decision_id, request_digest) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING`,
+             ON CONFLICT (tenant_id, decision_id) DO NOTHING`,
             [input.tenantId, input.idempotency.key, input.decisionId, input.idempotency.requestDigest],
           );
         }

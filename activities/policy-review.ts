@@ -35,15 +35,17 @@ export function makePolicyReviewActivities(db: Db, keyring: () => Promise<Keyrin
     async closePolicyReview(input: ClosePolicyReviewInput): Promise<{ ok: true } | { ok: false; reason: string }> {
       return closeReview(db, input);
     },
-    /** The API's attestation, and the reviewer's roles as the database has them now (a revoked admin stops counting). */
+    /** The API's attestation, and the reviewer's roles as the database has them now (a revoked or disabled admin stops counting). */
     async authorizePolicyReviewer(input: AuthorizeReviewerInput): Promise<AuthorizeResult> {
       const att = verifyAttestation(secret(), input, new Date());
       if (!att.ok) return att;
       const res = await withTenant(db, input.tenant_id, (c) =>
-        c.query<{ roles: string[]; groups: string[] }>('SELECT roles, groups FROM principals WHERE id = $1 AND tenant_id = $2', [input.by, input.tenant_id]),
+        c.query<{ roles: string[]; groups: string[]; disabled: boolean }>('SELECT roles, groups, disabled_at IS NOT NULL AS disabled FROM principals WHERE id = $1 AND tenant_id = $2', [input.by, input.tenant_id]),
       );
       const row = res.rows[0];
       if (!row) return { ok: false, reason: 'the principal does not exist in this tenant' };
+      // Disabled after the API vouched for the answer (a worker that was down, a slow queue): it does not count.
+      if (row.disabled) return { ok: false, reason: 'the principal is disabled' };
       return { ok: true, principal_id: input.by, roles: row.roles, groups: row.groups };
     },
   };

@@ -12,8 +12,14 @@ const Name = z.string().min(1).max(200);
 /** An agent id: never `/`, which separates the parts of stream ids (services/events/stream-ids.ts). */
 export const AgentId = Name.regex(/^[A-Za-z0-9._:@-]+$/, 'agent id may contain letters, digits and . _ : @ -');
 
+/** The agent of a decision as recorded: always the agent the key decided as. */
 export const AgentRef = z.strictObject({
-  id: AgentId.describe('The agent asking.'),
+  id: AgentId.describe('The agent asking: the agent id of the key, or one it may act for (acts_for).'),
+});
+
+/** The agent as a request may name it: left out, it is the key's own agent id. */
+export const AgentRefInput = z.strictObject({
+  id: AgentId.optional().describe("The agent asking. Optional: the key's own agent id when left out; any other id is refused (403) unless the key's principal may act for it (acts_for)."),
 });
 
 export const Action = z.strictObject({
@@ -61,7 +67,14 @@ export const DecisionRequest = z.strictObject({
     .describe('Retrying with the same key returns the same decision, never a second run.'),
 });
 export type DecisionRequest = z.infer<typeof DecisionRequest>;
-export type DecisionRequestInput = z.input<typeof DecisionRequest>;
+
+/**
+ * A decision request as a caller sends it: `agent` (or its id) may be left out. The API binds it to the key
+ * (services/identity/agent-binding.ts) and everything after works on the resolved DecisionRequest.
+ */
+export const DecisionRequestBody = DecisionRequest.extend({ agent: AgentRefInput.default({}) });
+export type DecisionRequestBody = z.infer<typeof DecisionRequestBody>;
+export type DecisionRequestInput = z.input<typeof DecisionRequestBody>;
 
 export const MatchedRule = z.strictObject({
   policy_id: z.string(),

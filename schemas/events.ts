@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DecisionRequest, Evaluation, Decision, Constraints } from './decision.ts';
 import { ToolCatalogRegisteredData, ToolCatalogRemovedData } from './tool-catalog.ts';
+import { Role, TenantSettings } from './identity.ts';
 
 /**
  * The event catalogue. Every event is `{ type, schemaVersion, data }` plus an envelope assigned on append.
@@ -44,6 +45,7 @@ export const DecisionRequestedData = z.strictObject({
   args_digest: Sha256.nullable().describe('sha256 of action.args; receipts carry this, never the args.'),
   idempotency_key: z.string().nullable(),
   requested_by: z.string().describe('Principal id of the caller.'),
+  acting_principal: z.string().optional().describe("Present when the caller asked for an agent other than its own agent id, under its acts_for permission: the caller's principal id."),
   start: RunStartData.optional().describe('The API\'s signature over the run\'s start; a run without one was not started by Countersign.'),
 });
 
@@ -233,6 +235,43 @@ export const PolicyActivationAnswerData = z.strictObject({
 });
 export const PolicyActivationExpiredData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), review_id: z.string(), at: z.iso.datetime({ offset: true }) });
 
+// --- tenant streams: `tenant/<tenant id>`: every change to who may do what ------------------------------
+// `by` is the principal that made the change, or `system` for the bootstrap at first start.
+export const PrincipalAccess = z.strictObject({
+  name: z.string(),
+  roles: z.array(Role),
+  groups: z.array(z.string()),
+  disabled: z.boolean(),
+  agent_id: z.string().nullable(),
+  acts_for: z.array(z.string()),
+});
+export type PrincipalAccess = z.infer<typeof PrincipalAccess>;
+export const PrincipalCreatedData = z.strictObject({
+  principal_id: z.string(),
+  kind: z.enum(['person', 'agent']),
+  platform_admin: z.boolean(),
+  access: PrincipalAccess,
+  by: z.string(),
+});
+export const PrincipalChangedData = z.strictObject({
+  principal_id: z.string(),
+  before: PrincipalAccess,
+  after: PrincipalAccess,
+  by: z.string(),
+});
+export const ApiKeyCreatedData = z.strictObject({
+  key_id: z.string(),
+  prefix: z.string().describe('The public part of the key; never the secret.'),
+  principal_id: z.string(),
+  name: z.string(),
+  expires_at: z.iso.datetime({ offset: true }).nullable(),
+  by: z.string(),
+});
+export const ApiKeyRevokedData = z.strictObject({ key_id: z.string(), prefix: z.string(), principal_id: z.string(), by: z.string() });
+export const TenantConfig = z.strictObject({ name: z.string(), default_decision: Decision, settings: TenantSettings });
+export const TenantCreatedData = z.strictObject({ tenant_id: z.string(), config: TenantConfig, by: z.string() });
+export const TenantChangedData = z.strictObject({ tenant_id: z.string(), before: TenantConfig, after: TenantConfig, by: z.string() });
+
 export const EVENT_DATA = {
   DecisionRequested: DecisionRequestedData,
   PolicyEvaluated: PolicyEvaluatedData,
@@ -268,6 +307,13 @@ export const EVENT_DATA = {
   // tool catalog streams: `catalog/<tenant>` (schemas/tool-catalog.ts)
   ToolCatalogRegistered: ToolCatalogRegisteredData,
   ToolCatalogRemoved: ToolCatalogRemovedData,
+  // tenant streams: `tenant/<tenant>`
+  TenantCreated: TenantCreatedData,
+  TenantChanged: TenantChangedData,
+  PrincipalCreated: PrincipalCreatedData,
+  PrincipalChanged: PrincipalChangedData,
+  ApiKeyCreated: ApiKeyCreatedData,
+  ApiKeyRevoked: ApiKeyRevokedData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;
 export const EVENT_TYPES = Object.keys(EVENT_DATA) as EventType[];

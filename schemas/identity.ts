@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Decision } from './decision-kind.ts';
+import { AgentId } from './decision.ts';
 
 /**
  * Tenants, principals (people and agents) and API keys as the HTTP API and the SDK see them. Keys appear in
@@ -25,6 +26,18 @@ export const Email = z.email().max(320).describe('Email address of a person (app
 export const SlackUserId = z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'Slack user ids look like U012AB3CD').describe('Slack user id of a person (approvals in Slack).');
 export const PrincipalIdParam = z.string().regex(/^prn_[A-Za-z0-9_]{1,80}$/, 'principal ids look like prn_<id>');
 export const ApiKeyIdParam = z.string().regex(/^key_[0-9a-f]{16}$/, 'API key ids look like key_<16 hex>');
+export const ActsForEntry = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9._:@-]*\*?$/, 'an agent id, or a prefix of agent ids ending in *')
+  .describe('An agent id this principal may ask for, or a prefix ending in * (e.g. support-*; * alone: every agent of the tenant).');
+export const ActsFor = z
+  .array(ActsForEntry)
+  .max(256)
+  .refine((a) => new Set(a).size === a.length, 'acts_for entries must not repeat')
+  .describe('Agent ids this principal may ask for decisions as, besides its own agent_id (a gateway or orchestrator acting for several agents). Set by admins; each use is recorded in DecisionRequested (acting_principal). Default: none.');
+export const PrincipalAgentId = AgentId.describe("The agent id this principal decides as: the id that policies, bindings and per-agent counters use; unique in the tenant. Default for agents: the name, with each run of other characters made '-'. A decision request's agent.id may be left out (this id is used) or must equal it (or be in acts_for).");
 export const Expiry = z.iso.datetime({ offset: true }).describe('When the key stops working (ISO-8601). Default: never.');
 
 export const TenantSettings = z
@@ -82,6 +95,8 @@ export const CreatePrincipalBody = z
     slack_user_id: SlackUserId.optional(),
     key_name: z.string().max(200).default('').describe('Label of the first API key.'),
     expires_at: Expiry.optional(),
+    agent_id: PrincipalAgentId.optional(),
+    acts_for: ActsFor.default([]),
   })
   .refine((b) => b.kind === 'person' || (b.email === undefined && b.slack_user_id === undefined), { message: 'only people have an email or Slack user id', path: ['kind'] });
 export type CreatePrincipalBody = z.infer<typeof CreatePrincipalBody>;
@@ -90,6 +105,7 @@ export const CreatePrincipalResponse = z.strictObject({
   id: z.string(),
   api_key: z.string().describe('Shown once; stored only as a hash.'),
   key_id: z.string(),
+  agent_id: z.string().nullable().describe('The agent id the key decides as (null: none of its own).'),
 });
 
 export const PrincipalView = z.strictObject({
@@ -102,6 +118,8 @@ export const PrincipalView = z.strictObject({
   email: z.string().nullable(),
   slack_user_id: z.string().nullable(),
   platform_admin: z.boolean(),
+  agent_id: z.string().nullable().describe('The agent id this principal decides as (null: none; it may only act for acts_for).'),
+  acts_for: z.array(z.string()),
   disabled: z.boolean(),
   created_at: z.string(),
 });
@@ -115,6 +133,8 @@ export const UpdatePrincipalBody = z
     email: Email.nullable().optional(),
     slack_user_id: SlackUserId.nullable().optional(),
     disabled: z.boolean().optional().describe('A disabled member cannot authenticate; members are never deleted (events name them).'),
+    agent_id: PrincipalAgentId.nullable().optional(),
+    acts_for: ActsFor.optional(),
   })
   .refine((b) => Object.keys(b).length > 0, 'nothing to change');
 export type UpdatePrincipalBody = z.infer<typeof UpdatePrincipalBody>;

@@ -35,6 +35,8 @@ export type DecisionWorkflowInput = {
   callbackUrl?: string | undefined;
   /** Counter amounts to record when the action goes ahead (rate and cost limits). */
   counterIncrements?: Array<{ key: string; amount: number }>;
+  /** The principal that asked for another agent under its acts_for permission (recorded in DecisionRequested). */
+  actingPrincipal?: string;
   /**
    * The API's signature over all of the above (services/decisions/start-attestation.ts), recorded in
    * DecisionRequested; the run's first append is refused without a valid one, so nothing is written.
@@ -42,7 +44,7 @@ export type DecisionWorkflowInput = {
   attestation?: StartAttestation;
 };
 
-export type DecisionStatus = { result: DecisionResult; requestDigest: string };
+export type DecisionStatus = { result: DecisionResult; requestDigest: string; requestedBy?: string };
 
 export type AnswerResult = { counted: true; round: number; round_status: string; decision_status: 'final' | 'pending_approval' };
 
@@ -311,6 +313,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   // --- messages: the status query at once; the updates once the run's first events are in `view` -----
   setHandler(statusQuery, () => ({
     requestDigest: input.requestDigest,
+    requestedBy: input.requestedBy,
     result: view?.decision
       ? toResult(view)
       : {
@@ -446,6 +449,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     args_digest: input.argsDigest,
     idempotency_key: input.idempotencyKey,
     requested_by: input.requestedBy,
+    ...(input.actingPrincipal ? { acting_principal: input.actingPrincipal } : {}),
     // Everything else the run acts on, with the API's signature over the whole start: checked before the
     // first append, and by the auditor from the log. The workflow id is this run's own, never the input's.
     ...(input.attestation ? {

@@ -14,6 +14,7 @@ import { activationSigned, compilePolicyVersion } from '../lifecycle/policy-vers
 import { checkPolicyChain, type PolicyChain } from '../lifecycle/policy-chain.ts';
 import { DONE_BAD, DONE_BAD_SIGNATURE, DONE_OK, ReplayPool, type Ticket } from './replay-pool.ts';
 import { prepareRunStart, startSignatureProblem } from '../decisions/start-attestation.ts';
+import { checkRunAgent, checkRunApprovals, foldTenantStream, type AccessTimeline, type TenantMembership } from './tenant-membership.ts';
 
 /** `position` is the event's global position (or, for a record that is not an event, where it sat). */
 export type Divergence = { stream_id: string | null; position: string | null; problem: string };
@@ -29,6 +30,8 @@ export type ReplayReport = {
   policies: Record<string, PolicyVersion[]>;
   /** Each policy's lifecycle folded from its stream (issue 7): versions with lineage, draft, reviews, status. */
   policy_chains: Record<string, PolicyChain>;
+  /** Each tenant's stream folded: members, roles, groups (who joined and left when), agent permissions, keys, settings. */
+  memberships: Record<string, TenantMembership>;
   re_evaluated: number;
   divergences: Divergence[];
 };
@@ -174,6 +177,8 @@ export class Replay {
     const policies: Record<string, PolicyVersion[]> = {};
     const chains: Record<string, PolicyChain> = {};
     const runs: StoredEvent[][] = [];
+    const memberships: Record<string, TenantMembership> = {};
+    const timelines = new Map<string, AccessTimeline>();
     for (const [streamId, raw] of this.streams) {
       raw.sort((a, b) => a.stream_version - b.stream_version);
       const events = this.checkStream(streamId, raw);
@@ -200,6 +205,14 @@ export class Replay {
       }
       if (parsed?.kind === 'catalog') this.foldCatalog(streamId, events);
       if (parsed?.kind === 'run') runs.push(events);
+      if (parsed?.kind === 'tenant' && events.length > 0) {
+        const tenantId = parsed.tenantId;
+        const folded = foldTenantStream(tenantId, events);
+        for (const p of folded.problems) this.divergences.push({ stream_id: streamId, position: p.position, problem: p.problem });
+        if (events.some((e) => e.tenant_id !== tenantId)) this.divergences.push({ stream_id: streamId, position: events[0]!.position, problem: `the stream of tenant ${tenantId} holds another tenant's events` });
+        memberships[tenantId] = folded.membership;
+        timelines.set(tenantId, folded.timeline);
+      }
       if (parsed?.kind === 'policy' && events.length > 0) {
         const head = events[0]!;
         const policyId = parsed.policyId;
@@ -235,6 +248,11 @@ export class Replay {
       if (this.divergences.length === before) this.checkCoverage(events, issued[issued.length - 1], now, grace, unsigned);
       const start = starts.get(events);
       if (start) this.checkStart(start);
+      // The agent the run asked as, against who its principal was then (the tenant's stream).
+      const agentProblem = checkRunAgent(timelines.get(events[0]!.tenant_id), events[0]!);
+      if (agentProblem) this.divergences.push({ stream_id: events[0]!.stream_id, position: events[0]!.position, problem: agentProblem });
+      // And each answer, against who its approver was then: an enabled approver of one of the round's groups.
+      for (const p of checkRunApprovals(timelines.get(events[0]!.tenant_id), events)) this.divergences.push({ stream_id: events[0]!.stream_id, position: p.position, problem: p.problem });
       if (this.reEvaluate(events, policyEvents)) reEvaluated += 1;
     }
     this.checkAnchors(receipts);
@@ -248,6 +266,7 @@ export class Replay {
       unsigned_runs: unsigned,
       policies,
       policy_chains: chains,
+      memberships,
       re_evaluated: reEvaluated,
       divergences: this.divergences,
     };

@@ -18,7 +18,7 @@ export type Verdict = 'approve' | 'reject';
 export type AnswerOutcome = { counted: true; approver: string } | { counted: false; reason: string };
 
 const principalOf = (p: PrincipalView, via: string): Principal => ({
-  id: p.id, tenant_id: p.tenant_id, name: p.name, kind: p.kind, roles: p.roles, groups: p.groups, platform_admin: false, key_prefix: via,
+  id: p.id, tenant_id: p.tenant_id, name: p.name, kind: p.kind, roles: p.roles, groups: p.groups, platform_admin: false, agent_id: null, acts_for: [], key_prefix: via,
 });
 
 async function count(messages: MessageDeps, person: PrincipalView, decisionId: string, round: number, verdict: Verdict, channel: 'slack' | 'email', comment?: string): Promise<AnswerOutcome> {

@@ -25,18 +25,20 @@ export async function loadRunView(db: Queryable, decisionId: string): Promise<{ 
 
 /**
  * A decision as the log records it. Tenant isolation: a run of another tenant is "not found", never "forbidden",
- * so ids of other tenants cannot be probed.
+ * so ids of other tenants cannot be probed; with `requestedBy` (an agent reading), so is a run another
+ * principal asked for.
  */
-export async function readDecision(deps: { db: Db; temporal: Client }, tenantId: string, decisionId: string): Promise<DecisionResult> {
+export async function readDecision(deps: { db: Db; temporal: Client }, tenantId: string, decisionId: string, requestedBy?: string): Promise<DecisionResult> {
   const { view } = await withTenant(deps.db, tenantId, (c) => loadRunView(c, decisionId));
   if (view) {
     if (view.tenant_id !== tenantId) throw notFound(decisionId);
+    if (requestedBy !== undefined && view.requested_by !== requestedBy) throw notFound(decisionId);
     return toResult(view);
   }
   // The workflow may have started and not yet written its first events.
   try {
     const status = await deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery);
-    if (status) return status.result;
+    if (status && (requestedBy === undefined || status.requestedBy === requestedBy)) return status.result;
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError) && !/not found/i.test(String((err as Error)?.message))) throw err;
   }
@@ -46,10 +48,10 @@ export async function readDecision(deps: { db: Db; temporal: Client }, tenantId:
 export const notFound = (decisionId: string) => new CountersignError('not_found', `decision ${decisionId} not found`);
 
 /** Long-poll: resolves when the run is final or the wait ends, whichever first (woken by RunWatcher). */
-export async function waitForDecision(deps: { db: Db; temporal: Client; watcher: RunWatcher }, tenantId: string, decisionId: string, waitSeconds: number): Promise<DecisionResult> {
+export async function waitForDecision(deps: { db: Db; temporal: Client; watcher: RunWatcher }, tenantId: string, decisionId: string, waitSeconds: number, requestedBy?: string): Promise<DecisionResult> {
   const sub = deps.watcher.subscribe(runStreamId(decisionId));
   try {
-    let latest = await readDecision(deps, tenantId, decisionId);
+    let latest = await readDecision(deps, tenantId, decisionId, requestedBy);
     if (latest.status === 'final' || waitSeconds <= 0) return latest;
     const deadline = Date.now() + waitSeconds * 1000;
     // Re-read at least every few seconds: a notification lost while the listener reconnects only delays.
@@ -57,7 +59,7 @@ export async function waitForDecision(deps: { db: Db; temporal: Client; watcher:
       const left = deadline - Date.now();
       if (left <= 0) return latest;
       await sub.wait(Math.min(left, 5_000));
-      latest = await readDecision(deps, tenantId, decisionId);
+      latest = await readDecision(deps, tenantId, decisionId, requestedBy);
       if (latest.status === 'final') return latest;
     }
   } finally {

@@ -1,6 +1,6 @@
 import { WorkflowIdReusePolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { isGrpcServiceError, type Client } from '@temporalio/client';
-import type { DecisionRequest, DecisionResult } from '../../schemas/decision.ts';
+import type { DecisionRequest, DecisionRequestBody, DecisionResult } from '../../schemas/decision.ts';
 import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/decision-workflow.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
@@ -11,6 +11,7 @@ import type { CatalogReader } from '../catalog/catalog-cache.ts';
 import { readCounters } from './counters.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import type { Principal } from '../identity/principals.ts';
+import { requireAgent } from '../identity/agent-binding.ts';
 import type { ActivePolicies } from './active-policies.ts';
 import { decisionIdFor } from './decision-id.ts';
 import { workflowIdFor } from './ids.ts';
@@ -38,13 +39,18 @@ export type DecideDeps = {
 };
 
 /**
- * Ask for a decision: evaluate purely against the tenant's compiled snapshot, start the run's workflow with an
- * id derived from (tenant, idempotency key), and answer as soon as Temporal has acknowledged the start. From
- * then the decision is durable and its events follow from the workflow.
+ * Ask for a decision: bind the agent to the key (before anything is read, counted or written), evaluate purely
+ * against the tenant's compiled snapshot, start the run's workflow with an id derived from (tenant, principal,
+ * idempotency key), and answer as soon as Temporal has acknowledged the start. From then the decision is
+ * durable and its events follow from the workflow.
  */
-export async function requestDecision(deps: DecideDeps, principal: Principal, request: DecisionRequest): Promise<DecisionResult> {
+export async function requestDecision(deps: DecideDeps, principal: Principal, body: DecisionRequestBody): Promise<DecisionResult> {
   const tenantId = principal.tenant_id;
-  const decisionId = decisionIdFor(tenantId, request.idempotency_key);
+  // An agent is who its key says: the agent id policies, bindings and counters use is the key's own, or one
+  // it may act for. Another agent's id is refused here and writes nothing.
+  const agent = requireAgent(principal, body.agent.id);
+  const request: DecisionRequest = { ...body, agent: { id: agent.agentId } };
+  const decisionId = decisionIdFor(tenantId, principal.id, request.idempotency_key);
   const requestDigest = sha256Digest(request);
   const key = request.idempotency_key;
   // Per-call rules that would loosen (approval settings) or that cannot run within the CEL budget are refused
@@ -78,13 +84,14 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
   const workflowId = workflowIdFor(tenantId, decisionId);
   const argsDigest = request.action.args ? sha256Digest(request.action.args) : null;
   const callbackUrl = request.callback_url;
+  const actingPrincipal = agent.actingFor ? principal.id : undefined;
   const keyring = await deps.keyring().catch((err: unknown) => {
     throw new CountersignError('dependency_unavailable', 'the signing keyring cannot be read', { extra: { dependency: 'keyring' }, cause: err });
   });
   // The whole start, signed: the worker writes nothing for a run whose start does not carry this.
   const attestation = signRunStart(
     keyring,
-    { decision_id: decisionId, tenant_id: tenantId, request, request_digest: requestDigest, args_digest: argsDigest, idempotency_key: key ?? null, requested_by: principal.id },
+    { decision_id: decisionId, tenant_id: tenantId, request, request_digest: requestDigest, args_digest: argsDigest, idempotency_key: key ?? null, requested_by: principal.id, ...(actingPrincipal ? { acting_principal: actingPrincipal } : {}) },
     { evaluation, policies: set.policies, default_decision: set.defaultDecision },
     { workflow_id: workflowId, counter_increments: increments, windows: deps.windows, callback_url: callbackUrl ?? null },
     now,
@@ -98,7 +105,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
       // Refuse a second run for the same id even after the first closed (within retention); past
       // retention the idempotency_keys row answers above.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows: deps.windows, callbackUrl, counterIncrements: increments, attestation }],
+      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows: deps.windows, callbackUrl, counterIncrements: increments, attestation, ...(actingPrincipal ? { actingPrincipal } : {}) }],
     }));
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError && key !== undefined) {
@@ -123,7 +130,8 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, re
 async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: string, key: string, digest: string, started = false): Promise<DecisionResult | null> {
   let row;
   try {
-    row = (await withTenant(deps.db, tenantId, (c) => c.query<{ request_digest: string }>('SELECT request_digest FROM idempotency_keys WHERE tenant_id = $1 AND idempotency_key = $2', [tenantId, key]))).rows[0];
+    // The decision id already names the principal: its row is this principal's use of the key, no one else's.
+    row = (await withTenant(deps.db, tenantId, (c) => c.query<{ request_digest: string }>('SELECT request_digest FROM idempotency_keys WHERE tenant_id = $1 AND decision_id = $2', [tenantId, decisionId]))).rows[0];
   } catch (err) {
     throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
   }

@@ -193,6 +193,12 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     case 'PolicyActivationExpired':
     case 'ToolCatalogRegistered':
     case 'ToolCatalogRemoved':
+    case 'TenantCreated':
+    case 'TenantChanged':
+    case 'PrincipalCreated':
+    case 'PrincipalChanged':
+    case 'ApiKeyCreated':
+    case 'ApiKeyRevoked':
       return view;
     default: {
       const never: never = event;

@@ -101,6 +101,26 @@ export async function appendToStream(db: Db, req: AppendRequest): Promise<Append
   }
 }
 
+/**
+ * The same append, inside a transaction the caller already holds: for a change whose table rows and events
+ * must commit together or not at all (an identity change and its event on the tenant's stream). The stream's
+ * lock is taken by the first call and held to the caller's COMMIT, so appends to one stream still queue.
+ * No callbacks and no head hints (the caller's transaction may still roll back).
+ */
+export async function appendInTransaction(client: pg.PoolClient, req: Omit<AppendRequest, 'alsoInTransaction' | 'beforeCommit' | 'seal'>): Promise<AppendResult> {
+  if (req.events.length === 0) throw new CountersignError('bad_request', 'nothing to append');
+  for (const e of req.events) validate(e);
+  let out = await callAppend(client, req, { version: typeof req.expectedVersion === 'number' ? req.expectedVersion : 0, hash: null });
+  if (out.out_status === 'stale') out = await callAppend(client, req, { version: out.out_version, hash: out.out_hash });
+  if (out.out_status === 'conflict') {
+    throw new CountersignError('conflict', `stream ${req.streamId} is at version ${out.out_version}, expected ${String(req.expectedVersion)}`, {
+      extra: { stream_id: req.streamId, expected_version: req.expectedVersion, actual_version: out.out_version },
+    });
+  }
+  if (out.out_status !== 'ok') throw new Error(`countersign_append: ${out.out_status} twice under the stream lock`);
+  return { streamVersion: out.out_version, lastHash: out.out_hash!, duplicate: false };
+}
+
 const tailsByDb = new WeakMap<Db, Map<string, Promise<void>>>();
 function streamTails(db: Db): Map<string, Promise<void>> {
   let m = tailsByDb.get(db);

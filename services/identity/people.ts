@@ -1,8 +1,6 @@
 import type { PrincipalView } from '../../schemas/identity.ts';
 import { withTenant, type Db } from '../events/db.ts';
-import { principalView } from './members.ts';
-
-const COLUMNS = 'id, tenant_id, name, kind, roles, groups, email, slack_user_id, platform_admin, disabled_at, created_at, created_at::text AS created_key';
+import { PRINCIPAL_COLUMNS as COLUMNS, principalView } from './members.ts';
 
 /**
  * The person behind a channel identity (a Slack user id, an email address) in one tenant, for the channels

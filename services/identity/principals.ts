@@ -12,6 +12,9 @@ export type Principal = {
   roles: Role[];
   groups: string[];
   platform_admin: boolean;
+  /** The agent id this key decides as (null: none of its own), and the agent ids it may act for. */
+  agent_id: string | null;
+  acts_for: string[];
   key_prefix: string;
 };
 
@@ -27,7 +30,7 @@ export type KeyLookup = (db: Db, prefix: string) => Promise<KeyRecord | null>;
  */
 export async function lookupKey(db: Db, prefix: string): Promise<KeyRecord | null> {
   const res = await withSystem(db, 'authenticate', (c) => c.query<KeyRecord>(
-    `SELECT p.id, p.tenant_id, p.name, p.kind, p.roles, p.groups, p.platform_admin, p.disabled_at, k.secret_hash, k.expires_at, k.revoked_at
+    `SELECT p.id, p.tenant_id, p.name, p.kind, p.roles, p.groups, p.platform_admin, p.agent_id, p.acts_for, p.disabled_at, k.secret_hash, k.expires_at, k.revoked_at
        FROM api_keys k JOIN principals p ON p.id = k.principal_id AND p.tenant_id = k.tenant_id WHERE k.prefix = $1`,
     [prefix],
   ));
@@ -47,5 +50,5 @@ export async function authenticate(db: Db, token: string, now: Date, lookup: Key
   const matches = secretMatches(parsed.secret, row?.secret_hash ?? '0'.repeat(64));
   if (!row || !matches) return null;
   if (row.revoked_at || (row.expires_at && row.expires_at <= now) || row.disabled_at) return null;
-  return { id: row.id, tenant_id: row.tenant_id, name: row.name, kind: row.kind, roles: row.roles, groups: row.groups, platform_admin: row.platform_admin, key_prefix: parsed.prefix };
+  return { id: row.id, tenant_id: row.tenant_id, name: row.name, kind: row.kind, roles: row.roles, groups: row.groups, platform_admin: row.platform_admin, agent_id: row.agent_id, acts_for: row.acts_for, key_prefix: parsed.prefix };
 }

@@ -25,6 +25,7 @@ URL="http://${COUNTERSIGN_HOST:-127.0.0.1}:${COUNTERSIGN_PORT:-8080}"
 for _ in $(seq 1 120); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
 curl -fsS "$URL/readyz" >/dev/null || { echo "[up] the API did not become ready; see $COUNTERSIGN_DATA_DIR/logs/api.log"; exit 1; }
 KEY_FILE="${COUNTERSIGN_BOOTSTRAP_KEY_FILE:-$COUNTERSIGN_DATA_DIR/bootstrap-key}"
+AGENT_KEY_FILE="$COUNTERSIGN_DATA_DIR/agent-key"
 
 cat <<MSG
 
@@ -34,10 +35,11 @@ Countersign is up.
   Kafka          $KAFKA_BROKERS  topic ${COUNTERSIGN_KAFKA_TOPIC:-countersign.events}
   Postgres       ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}
   Logs           $COUNTERSIGN_DATA_DIR/logs/
-  Bootstrap key  $KEY_FILE   (platform admin, and every role in tenant ${COUNTERSIGN_DEFAULT_TENANT:-default})
+  Bootstrap key  $KEY_FILE   (platform admin; admin, author, auditor of tenant ${COUNTERSIGN_DEFAULT_TENANT:-default}; for setting up)
+  Agent key      $AGENT_KEY_FILE   (agent support-bot: its key decides as support-bot only)
 
-Ask for a decision:
-  curl -s -X POST $URL/v1/decisions -H "authorization: Bearer \$(cat $KEY_FILE)" -H 'content-type: application/json' \\
+Ask for a decision as support-bot:
+  curl -s -X POST $URL/v1/decisions -H "authorization: Bearer \$(cat $AGENT_KEY_FILE)" -H 'content-type: application/json' \\
     -d '{"agent":{"id":"support-bot"},"action":{"tool":"payment_tool","operation":"Refund"},"context":{"amount":120}}'
 
 Audit it from Kafka alone:  npx countersign audit replay --from kafka

@@ -66,7 +66,7 @@ describe('countersign CLI', () => {
     const login = await cli(['login', '--url', stack.url, '--key-file', keyFile]);
     expect(login.stderr).toBe('');
     expect(login.code).toBe(0);
-    expect(login.stdout).toMatch(/logged in to .* as bootstrap admin/);
+    expect(login.stdout).toMatch(/logged in to .* as test operator/);
     expect(statSync(configFile).mode & 0o777).toBe(0o600);
     expect(JSON.parse(readFileSync(configFile, 'utf8'))).toEqual({ url: stack.url, api_key: stack.key });
     const bad = await cli(['login', '--url', stack.url, '--key', `cs_zzzzzzzzzzzz_${'A'.repeat(43)}`]);
@@ -90,10 +90,13 @@ describe('countersign CLI', () => {
     expect(afterRevoke.find((k) => k.id === keyId)?.status).toBe('revoked');
     expect((await api({ url: stack.url, key }, 'GET', '/v1/me')).status).toBe(200);
 
-    const tenant = await cli(['tenants', 'create', 'cli-co', '--name', 'CLI Co']);
+    // Tenants are the platform admin's (the bootstrap key), not a tenant admin's.
+    const platform = { COUNTERSIGN_URL: stack.url, COUNTERSIGN_API_KEY: stack.bootstrapKey };
+    expect((await cli(['tenants', 'create', 'cli-no', '--name', 'No'])).code).toBe(1);
+    const tenant = await cli(['tenants', 'create', 'cli-co', '--name', 'CLI Co'], platform);
     expect(tenant.code).toBe(0);
     expect(tenant.stdout.trim()).toMatch(/^cs_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/);
-    expect((await cli(['tenants', 'list'])).stdout).toMatch(/cli-co\s+CLI Co\s+DENY/);
+    expect((await cli(['tenants', 'list'], platform)).stdout).toMatch(/cli-co\s+CLI Co\s+DENY/);
     expect(JSON.parse((await cli(['tenants', 'set', '--default-decision', 'REQUIRE_APPROVAL', '--json'])).stdout)).toMatchObject({ id: 'default', default_decision: 'REQUIRE_APPROVAL' });
     expect((await cli(['tenants', 'show'])).stdout).toMatch(/default_decision\s+REQUIRE_APPROVAL/);
     const refused = await cli(['principals', 'create', '--name', 'x', '--kind', 'robot', '--roles', 'agent']);

@@ -107,7 +107,7 @@ const ROWS: Record<string, Row> = {
 
 let stack: TestStack;
 let routes: string[];
-const keys = { bootstrap: '', adminA: '', approverA: '', agentA: '', revoked: '', expired: '', adminB: '' };
+const keys = { bootstrap: '', platform: '', adminA: '', approverA: '', agentA: '', revoked: '', expired: '', adminB: '' };
 let idsA: Ids;
 let idsB: Ids;
 const SECRETS: string[] = [];
@@ -138,9 +138,10 @@ async function fingerprint(): Promise<string> {
 beforeAll(async () => {
   stack = await startTestStack();
   keys.bootstrap = stack.key;
+  keys.platform = stack.bootstrapKey;
   routes = await routeTable();
   const boot = as(stack.key);
-  const b = await api(boot, 'POST', '/v1/tenants', { id: 'tenant-b', name: B_NAME });
+  const b = await api(as(keys.platform), 'POST', '/v1/tenants', { id: 'tenant-b', name: B_NAME });
   expect(b.status).toBe(201);
   keys.adminB = b.body.admin_api_key;
   const adminA = await api(boot, 'POST', '/v1/principals', { name: 'alice', kind: 'person', roles: ['admin', 'auditor', 'agent', 'approver'] });
@@ -159,14 +160,14 @@ beforeAll(async () => {
   expect((await api(boot, 'POST', '/v1/tools/catalog', { format: 'mcp', source: 'matrix-a', document: { tools: [{ name: 'a_tool' }] } })).status).toBe(201);
   idsA = { tenant: 'default', principal: victim.body.id, apiKey: expiring.body.id, decision: decA.body.decision_id, policy: 'example', catalogSource: 'matrix-a' };
 
-  const bAgent = await api(as(keys.adminB), 'POST', '/v1/principals', { name: `${B_NAME} agent`, kind: 'agent', roles: ['agent'] });
+  const bAgent = await api(as(keys.adminB), 'POST', '/v1/principals', { name: `${B_NAME} agent`, kind: 'agent', roles: ['agent'], agent_id: 'b-bot' });
   const bKey = await api(as(keys.adminB), 'POST', '/v1/api-keys', { principal_id: bAgent.body.id, name: 'b key' });
   const decB = await api(as(bAgent.body.api_key), 'POST', '/v1/decisions', { agent: { id: 'b-bot' }, action: { tool: 'b_tool' } });
   expect(decB.status).toBe(200);
   expect((await api(as(keys.adminB), 'POST', '/v1/policies', matrixPolicy('b-only-policy'))).status).toBe(201);
   expect((await api(as(keys.adminB), 'POST', '/v1/tools/catalog', { format: 'mcp', source: 'b-only-source', document: { tools: [{ name: 'b_tool' }] } })).status).toBe(201);
   idsB = { tenant: 'tenant-b', principal: bAgent.body.id, apiKey: bKey.body.id, decision: decB.body.decision_id, policy: 'b-only-policy', catalogSource: 'b-only-source' };
-  SECRETS.push(keys.adminB, bAgent.body.api_key, bKey.body.api_key, keys.bootstrap, keys.adminA);
+  SECRETS.push(keys.adminB, bAgent.body.api_key, bKey.body.api_key, keys.bootstrap, keys.platform, keys.adminA);
   // Both runs have receipts, so the receipt route answers 200 for the owner (and must still 404 for others).
   for (const id of [idsA.decision, idsB.decision]) {
     await eventually(async () => ((await stack.db.query("SELECT 1 FROM events WHERE stream_id = $1 AND type = 'ReceiptIssued'", [`run/${id}`])).rowCount ? true : undefined));
@@ -178,6 +179,8 @@ afterAll(async () => {
 
 type Res = Awaited<ReturnType<typeof api>>;
 const failures: string[] = [];
+/** The key a row's route is meant for: the platform admin's for platform routes, else the test operator's. */
+const rightful = (row: { auth: string }) => (row.auth === 'platform-admin' ? keys.platform : keys.bootstrap);
 
 function check(what: string, res: Res, status: number, code?: string, field?: string): void {
   const text = typeof res.body === 'string' ? res.body : JSON.stringify(res.body);
@@ -224,7 +227,7 @@ describe('bad-input matrix over every route', () => {
   it('each row works for its rightful caller (the rows are right, so the refusals below mean something)', async () => {
     for (const [route, row] of Object.entries(ROWS)) {
       if (route.startsWith('POST /v1/tenants') || route.startsWith('POST') || route.startsWith('PATCH') || route.startsWith('PUT') || route.startsWith('DELETE')) continue;
-      const res = await send(route.split(' ')[0]!, row.path(idsA), row.auth === 'public' ? null : keys.bootstrap);
+      const res = await send(route.split(' ')[0]!, row.path(idsA), row.auth === 'public' ? null : rightful(row));
       expect({ route, status: res.status < 400 || (route === 'GET /readyz' && res.status === 503) || (route === 'GET /v1/email-approvals/:token' && res.status === 404) }).toEqual({ route, status: true });
     }
   });
@@ -250,7 +253,7 @@ describe('bad-input matrix over every route', () => {
         check(`${route} other tenant's id`, await send(method, row.path(idsB), keys.adminA, crossBody), row.crossStatus ?? 404, 'not_found');
       }
       if (row.body) {
-        const key = keys.bootstrap;
+        const key = rightful(row);
         check(`${route} malformed JSON`, await send(method, path, key, '{"name": "x",'), 400, 'bad_request');
         check(`${route} wrong types`, await send(method, path, key, JSON.stringify(row.wrongType![0])), 400, 'validation_failed', row.wrongType![1]);
         check(`${route} unknown field`, await send(method, path, key, JSON.stringify({ ...row.body(idsA), zz_unknown_field: 1 })), 400, 'validation_failed', 'zz_unknown_field');
@@ -261,7 +264,7 @@ describe('bad-input matrix over every route', () => {
         check(`${route} not JSON`, await send(method, path, key, 'a=b', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type');
       }
       if (row.strictQuery) {
-        check(`${route} unknown query parameter`, await send(method, `${path}?zz_unknown_param=1`, keys.bootstrap), 400, 'validation_failed', 'zz_unknown_param');
+        check(`${route} unknown query parameter`, await send(method, `${path}?zz_unknown_param=1`, rightful(row)), 400, 'validation_failed', 'zz_unknown_param');
       }
     }
     // Cross-tenant ids inside bodies and queries, beyond the path parameters.

@@ -132,7 +132,7 @@ describe('approval rounds: durable, validated, escalated, overridable', () => {
     expect(wrongArgs.body.detail).toMatch(/other arguments/);
 
     // Another tenant's approver gets "not found", never a hint that the decision exists.
-    const other = await api(stack, 'POST', '/v1/tenants', { id: `other-${Date.now()}`, name: 'Other' });
+    const other = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: `other-${Date.now()}`, name: 'Other' });
     expect(other.status).toBe(201);
     const otherKey = { url: stack.url, key: other.body.admin_api_key };
     const foreign = await api(otherKey, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });

@@ -60,7 +60,7 @@ beforeAll(async () => {
   drop = database.drop;
   db = createPool(database.url, 4);
   inspect = createInspectionPool(database.url, 2);
-  boot = (await ensureBootstrap(db, { tenantId: 'default', keyFile: path.join(tmpdir(), `cs-edges-${randomBytes(4).toString('hex')}`) })).token;
+  boot = (await ensureBootstrap(db, { tenantId: 'default', keyFile: path.join(tmpdir(), `cs-edges-${randomBytes(4).toString('hex')}`) })).token!;
   const config = loadConfig({ ...stackEnv(), DATABASE_URL: database.url, COUNTERSIGN_LOG_LEVEL: 'silent', COUNTERSIGN_RATE_LIMIT: String(RATE), COUNTERSIGN_SLACK_SIGNING_SECRET: SLACK_SECRET });
   keys = new ApiKeyCache(database.url, () => {}, (d, prefix) => {
     lookups++;

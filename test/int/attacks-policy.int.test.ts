@@ -23,7 +23,7 @@ const report = (name: string, attempts: number, through: string[]) => {
 
 async function newTenant(settings: Record<string, unknown>, defaultDecision?: string): Promise<{ id: string; admin: string }> {
   const id = `pa-${RUN}-${randomUUID().slice(0, 6)}`;
-  const res = await api(stack, 'POST', '/v1/tenants', { id, name: id, settings, ...(defaultDecision ? { default_decision: defaultDecision } : {}) });
+  const res = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id, name: id, settings, ...(defaultDecision ? { default_decision: defaultDecision } : {}) });
   expect(res.status).toBe(201);
   return { id, admin: res.body.admin_api_key };
 }

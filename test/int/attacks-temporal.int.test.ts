@@ -214,7 +214,7 @@ describe('attacks through Temporal', () => {
       const key = `order-${randomBytes(4).toString('hex')}`;
       const body = { agent: { id: 'pay-bot' }, action: { tool: 'shell_exec', args: { cmd: 'rm -rf /' } }, idempotency_key: key };
       const request = { ...body, context: {}, policy_rules: [] };
-      const decisionId = decisionIdFor('default', key);
+      const decisionId = decisionIdFor('default', bot.id, key);
       const { attestation: _a, ...bare } = template;
       const forged: DecisionWorkflowInput = {
         ...bare, decisionId, idempotencyKey: key, request, requestDigest: sha256Digest(request), argsDigest: sha256Digest(request.action.args),

@@ -80,7 +80,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     });
     await activateYaml(stack, POLICY);
     // The requester is a person who is also an SRE approver: never notified, never counted on their own request.
-    requester = await addPrincipal(stack, { name: 'Rita', roles: ['agent', 'approver'], groups: ['sre'], slack_user_id: 'U0RITA' });
+    requester = await addPrincipal(stack, { name: 'Rita', roles: ['agent', 'approver'], groups: ['sre'], slack_user_id: 'U0RITA', agent_id: 'deploy-bot' });
     sam = await addPrincipal(stack, { name: 'Sam', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SAM' });
     sue = await addPrincipal(stack, { name: 'Sue', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0SUE' });
     gus = await addPrincipal(stack, { name: 'Gus', roles: ['approver'], groups: ['sre'], slack_user_id: 'U0GONE' });
@@ -300,7 +300,7 @@ describe('Slack approvals: only a correctly signed, fresh click by the rightful 
     expect(failed.error).toMatch(/bound to T0ELSEWHERE/);
 
     // Another tenant cannot take a bound workspace, and sees none of ours.
-    const other = await api(stack, 'POST', '/v1/tenants', { id: `slack-other-${randomUUID().slice(0, 8)}`, name: 'Other' });
+    const other = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: `slack-other-${randomUUID().slice(0, 8)}`, name: 'Other' });
     expect(other.status).toBe(201);
     const otherAdmin = { url: stack.url, key: other.body.admin_api_key as string };
     expect((await api(otherAdmin, 'GET', '/v1/slack/workspace')).body).toEqual({ team_id: null });

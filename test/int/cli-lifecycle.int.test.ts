@@ -130,7 +130,7 @@ describe('countersign policy lifecycle commands', () => {
 
   it('four-eyes: activate opens a review, the author cannot approve, a second admin can', async () => {
     const tenant = `cli-t-${RUN}`;
-    const created = await api(stack, 'POST', '/v1/tenants', { id: tenant, name: tenant, settings: { policy_four_eyes: true } });
+    const created = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: tenant, name: tenant, settings: { policy_four_eyes: true } });
     expect(created.status).toBe(201);
     const admin = created.body.admin_api_key as string;
     const second = await api({ url: stack.url, key: admin }, 'POST', '/v1/principals', { name: 'second', kind: 'person', roles: ['admin'] });

@@ -7,7 +7,8 @@ import pg from 'pg';
 import { attest, loadAttestationSecret, newNonce } from '../../services/decisions/attestation.ts';
 import { migrate } from '../../services/events/migrate.ts';
 import { createInspectionPool, type Db } from '../../services/events/db.ts';
-import { ensureBootstrap } from '../../services/identity/bootstrap.ts';
+import { bootstrapPrincipalId, ensureBootstrap } from '../../services/identity/bootstrap.ts';
+import { createPrincipal } from '../../services/identity/members.ts';
 import { activatePolicy } from '../../services/lifecycle/activate-policy.ts';
 import { parsePolicyText } from '../../services/policy/index.ts';
 import { sha256Digest } from '../../services/receipts/canonical.ts';
@@ -127,9 +128,21 @@ export async function startProcess(name: string, entry: string, env: Record<stri
   };
 }
 
+/**
+ * The agent ids the existing integration tests ask for with `stack.key` (the test operator acts for them; new
+ * tests use an agent principal's own key). Entries ending in `*` are prefixes.
+ */
+export const TEST_OPERATOR_ACTS_FOR = [
+  'a', 'x', 'bot', 'bot-a', 'bot-b', 'b-bot', 'billing-bot', 'db-bot', 'deploy-bot', 'gate-bot', 'inflight-bot', 'matrix-bot', 'ops-bot',
+  'support-bot', 'val-bot', 'life-bot', 'push-bot-*', 'cli-bot-*', 'agent-*', 'bound-*', 'mf-*',
+];
+
 export type TestStack = {
   url: string;
+  /** The test operator's key: every role of the default tenant (group `admins`), acting for TEST_OPERATOR_ACTS_FOR. */
   key: string;
+  /** The bootstrap key: platform admin (tenants), and admin, author, auditor of the default tenant. */
+  bootstrapKey: string;
   db: Db;
   dbUrl: string;
   topic: string;
@@ -168,7 +181,12 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, opti
   };
   // Tests inspect every tenant's rows: an inspection-scoped pool (row-level security, migration 0002).
   const db = createInspectionPool(database.url, 4);
-  const { token } = await ensureBootstrap(db, { tenantId: 'default', keyFile: env['COUNTERSIGN_BOOTSTRAP_KEY_FILE']! });
+  const boot = await ensureBootstrap(db, { tenantId: 'default', keyFile: env['COUNTERSIGN_BOOTSTRAP_KEY_FILE']! });
+  if (boot.token === null) throw new Error(boot.refused);
+  // The bootstrap key is for setting up, not an agent key: the tests' everyday key is a test operator's.
+  const operator = await createPrincipal(db, 'default', {
+    name: 'test operator', kind: 'person', roles: ['admin', 'author', 'auditor', 'approver', 'agent'], groups: ['admins'], key_name: 'test operator', acts_for: TEST_OPERATOR_ACTS_FOR,
+  }, { principalId: bootstrapPrincipalId('default'), platformAdmin: true });
   const file = path.join(ROOT, 'services/stack/example-policy.yaml');
   const parsed = parsePolicyText(readFileSync(file, 'utf8'), file);
   if (!parsed.ok) throw new Error('example policy is invalid');
@@ -182,7 +200,8 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, opti
   ]);
   const stack: TestStack = {
     url: `http://127.0.0.1:${port}`,
-    key: token,
+    key: operator.api_key,
+    bootstrapKey: boot.token,
     db,
     dbUrl: database.url,
     topic: env['COUNTERSIGN_KAFKA_TOPIC']!,
@@ -230,7 +249,7 @@ export async function eventually<T>(fn: () => Promise<T | undefined>, timeoutMs 
 }
 
 /** A principal of the stack's default tenant, created through the API; answers its id and key. */
-export async function addPrincipal(stack: TestStack, body: { name: string; kind?: 'person' | 'agent'; roles: string[]; groups?: string[]; email?: string; slack_user_id?: string }): Promise<{ id: string; key: string }> {
+export async function addPrincipal(stack: TestStack, body: { name: string; kind?: 'person' | 'agent'; roles: string[]; groups?: string[]; email?: string; slack_user_id?: string; agent_id?: string; acts_for?: string[] }): Promise<{ id: string; key: string }> {
   const res = await api(stack, 'POST', '/v1/principals', { kind: 'person', groups: [], ...body });
   if (res.status !== 201 && res.status !== 200) throw new Error(`creating principal failed: ${res.status} ${JSON.stringify(res.body)}`);
   return { id: res.body.id, key: res.body.api_key };

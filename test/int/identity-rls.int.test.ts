@@ -22,7 +22,7 @@ describe('tenant isolation in the database', () => {
     database = await createTestDatabase();
     db = createPool(database.url, 4);
     await ensureBootstrap(db, { tenantId: 'tenant-a', keyFile: path.join(tmpdir(), `cs-rls-${randomBytes(4).toString('hex')}`) });
-    keyB = (await createTenant(db, { id: 'tenant-b', name: 'B', default_decision: 'DENY', settings: {} })).admin_api_key;
+    keyB = (await createTenant(db, { id: 'tenant-b', name: 'B', default_decision: 'DENY', settings: {} }, { principalId: 'prn_bootstrap_tenant-a', platformAdmin: true })).admin_api_key;
     for (const tenant of ['tenant-a', 'tenant-b']) {
       await appendToStream(db, {
         streamId: `agent/${tenant}/probe`, tenantId: tenant, expectedVersion: 0, recordedAt: new Date(),

@@ -33,7 +33,9 @@ export async function startInProcessApi(env: Record<string, string> = {}): Promi
   const database = await createTestDatabase();
   const db = createPool(database.url, 4);
   const inspect = createInspectionPool(database.url, 2);
-  const boot = (await ensureBootstrap(db, { tenantId: 'default', keyFile: path.join(tmpdir(), `cs-api-${randomBytes(4).toString('hex')}`) })).token;
+  const first = await ensureBootstrap(db, { tenantId: 'default', keyFile: path.join(tmpdir(), `cs-api-${randomBytes(4).toString('hex')}`) });
+  if (first.token === null) throw new Error(first.refused);
+  const boot = first.token;
   const config = loadConfig({ ...stackEnv(), DATABASE_URL: database.url, COUNTERSIGN_LOG_LEVEL: 'silent', ...env });
   const temporal = new Client({ connection: Connection.lazy({ address: config.TEMPORAL_ADDRESS }) });
   const app = await buildServer({ config, db, temporal, policies: new ActivePolicies(db, config.DATABASE_URL, () => {}) });

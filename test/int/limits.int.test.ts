@@ -27,17 +27,18 @@ rules:
 
 describe('rate and cost limits decide from counters recorded in the log’s own database', () => {
   let stack: TestStack;
-  let agent: { id: string; key: string };
+  const keys: Record<string, string> = {};
   beforeAll(async () => {
     stack = await startTestStack();
     await activateYaml(stack, POLICY);
-    agent = await addPrincipal(stack, { name: 'bot', kind: 'agent', roles: ['agent'] });
+    // Each agent asks with its own key (an agent is who its key says).
+    for (const name of ['bot-a', 'bot-b']) keys[name] = (await addPrincipal(stack, { name, kind: 'agent', roles: ['agent'] })).key;
   });
   afterAll(async () => {
     await stack?.stop();
   });
 
-  const ask = (body: object) => api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', body);
+  const ask = (body: { agent: { id: string } } & Record<string, unknown>) => api({ url: stack.url, key: keys[body.agent.id]! }, 'POST', '/v1/decisions', body);
   const counted = (n: number) => eventually(async () => ((await stack.db.query('SELECT 1 FROM counter_entries')).rowCount! >= n ? true : undefined));
 
   it('allows up to the rate, then denies; the counts are facts in the run’s evaluation', async () => {

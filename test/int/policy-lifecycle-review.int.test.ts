@@ -37,7 +37,7 @@ async function refused(key: string, method: string, route: string, body: unknown
 
 async function newTenant(settings: Record<string, unknown>): Promise<{ id: string; admin: string }> {
   const id = `t-${RUN}-${randomUUID().slice(0, 6)}`;
-  const res = await api(stack, 'POST', '/v1/tenants', { id, name: id, settings });
+  const res = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id, name: id, settings });
   expect(res.status).toBe(201);
   return { id, admin: res.body.admin_api_key };
 }
@@ -122,7 +122,7 @@ describe('four-eyes activation (tenant setting policy_four_eyes)', () => {
 describe('activation gates (policy_require_validation, policy_refuse_loosening)', () => {
   it('refuses an unvalidated draft and unexpected loosening; declared loosening goes through', async () => {
     const t = await newTenant({});
-    const agent = await principalIn(t.admin, 'gate-agent', ['agent']);
+    const agent = await principalIn(t.admin, 'gate-bot', ['agent']);
     const id = `gate-${RUN}`;
     expect((await api(as(t.admin), 'POST', '/v1/policies', policyDoc(id, 'DENY'))).status).toBe(201);
     expect((await api(as(t.admin), 'POST', `/v1/policies/${id}/activate`)).status).toBe(200);
@@ -287,7 +287,9 @@ describe('agent manifest check', () => {
       agent: { id: agentId }, providers: ['mistral'], models: [{ provider: 'openai', model: 'gpt-3.5-turbo' }, { provider: 'anthropic', model: 'claude-sonnet' }],
       tools: ['shell_exec', 'file_delete', { name: 'search_tool' }],
     };
-    const agent = await addPrincipal(stack, { name: `mf-agent-${RUN}`, kind: 'agent', roles: ['agent'] });
+    const agent = await addPrincipal(stack, { name: `mf-agent-${RUN}`, kind: 'agent', roles: ['agent'], agent_id: agentId });
+    // Its key checks its own manifest only.
+    await refused(agent.key, 'POST', `/v1/agents/other-${RUN}/manifest`, { ...manifest, agent: { id: `other-${RUN}` } }, 403, 'agent_mismatch', /decides as agent/);
     // The example policy (tenant-wide) denies shell_exec too: 5 violations, 4 of them from the agent's policy.
     const p = await refused(agent.key, 'POST', `/v1/agents/${agentId}/manifest`, manifest, 409, 'conflict', /has 5 violations of the active policies: .*provider mistral is not on the models.allowed_providers list/);
     expect(p.violations.filter((v: any) => v.policy_id === 'example').map((v: any) => [v.item, v.rule])).toEqual([['shell_exec', 'tools.denied']]);

@@ -211,13 +211,13 @@ describe('tool catalog: registered documents tag requests, decisions record the 
 
   it("another tenant's catalog does not apply, and neither tenant sees the other's", async () => {
     const tenant = `cat-other-${RUN}`;
-    const created = await api(stack, 'POST', '/v1/tenants', { id: tenant, name: 'Other' });
+    const created = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: tenant, name: 'Other' });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     const admin = { url: stack.url, key: created.body.admin_api_key as string };
     const parsed = parsePolicyText(POLICY, 'policy.yaml');
     if (!parsed.ok) throw new Error('policy');
     await activatePolicy(stack.db, await loadOrCreateKeyring(stack.env['COUNTERSIGN_KEYS_DIR']!), { tenantId: tenant, document: parsed.document, actor: 'test' });
-    const otherAgent = await api(admin, 'POST', '/v1/principals', { name: 'bot', kind: 'agent', roles: ['agent'], groups: [] });
+    const otherAgent = await api(admin, 'POST', '/v1/principals', { name: 'bot', kind: 'agent', roles: ['agent'], groups: [], agent_id: 'billing-bot' });
     const other = { id: otherAgent.body.id as string, key: otherAgent.body.api_key as string };
 
     expect((await api(admin, 'GET', '/v1/tools/catalog')).body).toMatchObject({ version: 0, sources: [], entries: [] });

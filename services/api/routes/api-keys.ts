@@ -6,6 +6,7 @@ import { ApiKeyIdParam, ApiKeyView, CreateApiKeyBody, CreateApiKeyResponse, Prin
 import { CountersignError } from '../../errors.ts';
 import { createApiKey, getApiKey, listApiKeys, revokeApiKey } from '../../identity/key-management.ts';
 import type { Principal } from '../../identity/principals.ts';
+import { actorOf } from '../../identity/members.ts';
 import { keysetCursor, nextCursor } from '../cursor.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
@@ -29,7 +30,7 @@ export function registerApiKeyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     if (req.body.expires_at && new Date(req.body.expires_at) <= now) {
       throw new CountersignError('validation_failed', 'expires_at is in the past', { errors: [{ path: 'body.expires_at', message: 'must be in the future' }] });
     }
-    const created = await createApiKey(deps.db, p.tenant_id, { principalId, name: req.body.name, expiresAt: req.body.expires_at, now });
+    const created = await createApiKey(deps.db, p.tenant_id, { principalId, name: req.body.name, expiresAt: req.body.expires_at, now, actor: actorOf(p) });
     if (!created) throw new CountersignError('not_found', `principal ${principalId} not found`);
     void reply.status(201);
     return created;
@@ -61,7 +62,8 @@ export function registerApiKeyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     const key = await getApiKey(deps.db, p.tenant_id, req.params.id, now);
     if (!key) throw new CountersignError('not_found', `API key ${req.params.id} not found`);
     if (key.principal_id !== p.id && !isAdmin(p)) throw new CountersignError('forbidden', "only admins revoke other members' keys");
-    const revoked = (await revokeApiKey(deps.db, p.tenant_id, req.params.id, now))!;
+    const revoked = await revokeApiKey(deps.db, p.tenant_id, req.params.id, now, actorOf(p));
+    if (!revoked) throw new CountersignError('not_found', `API key ${req.params.id} not found`);
     deps.keys?.invalidate(); // this process refuses the key from the next request on, notification or not
     return revoked;
   });

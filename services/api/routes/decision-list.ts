@@ -4,6 +4,7 @@ import { DecisionListQuery, DecisionSummary, ProblemSchema, pageOf } from '../..
 import { listDecisions } from '../../decisions/list-decisions.ts';
 import { encodeCursor, positionCursor } from '../cursor.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
+import { readsOnlyOwn } from '../../identity/agent-binding.ts';
 
 const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 429: ProblemSchema, 503: ProblemSchema };
 
@@ -18,7 +19,7 @@ export function registerDecisionListRoute(app: FastifyInstance, deps: ApiDeps): 
     },
   }, async (req) => {
     const p = principalOf(req);
-    const onlyOwn = p.roles.every((role) => role === 'agent');
+    const onlyOwn = readsOnlyOwn(p);
     const q = req.query;
     const page = await listDecisions(deps.db, p.tenant_id, { limit: q.limit, before: positionCursor(q.cursor), status: q.status, agent: q.agent, requestedBy: onlyOwn ? p.id : undefined });
     return { items: page.items, next_cursor: page.next ? encodeCursor({ p: page.next }) : null };

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { DecisionRequest, DecisionResult } from '../../../schemas/decision.ts';
+import { DecisionRequestBody, DecisionResult } from '../../../schemas/decision.ts';
+import { readsOnlyOwn } from '../../identity/agent-binding.ts';
 import { loadAttestationSecret } from '../../decisions/attestation.ts';
 import { requestDecision } from '../../decisions/request-decision.ts';
 import { requireSafeCallbackUrl } from '../../callbacks/callback-target.ts';
@@ -67,8 +68,8 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
     onRequest: authenticated(deps, ['agent']),
     schema: {
       tags: ['decisions'],
-      summary: 'Ask for a decision before a tool call',
-      body: DecisionRequest,
+      summary: "Ask for a decision before a tool call, as the key's agent (agent.id may be left out; another agent's id is 403 unless the key may act for it)",
+      body: DecisionRequestBody,
       response: { 200: DecisionResult, 400: Problem, 401: Problem, 403: Problem, 422: Problem, 503: Problem },
     },
   }, async (req) => {
@@ -87,7 +88,11 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
       querystring: z.strictObject({ wait: z.coerce.number().int().min(0).max(120).default(0) }),
       response: { 200: DecisionResult, 401: Problem, 404: Problem, 503: Problem },
     },
-  }, async (req) => waitForDecision({ db: deps.db, temporal: deps.temporal, watcher }, principalOf(req).tenant_id, req.params.id, req.query.wait));
+  }, async (req) => {
+    const p = principalOf(req);
+    // An agent reads only the runs it asked for: another's is "not found", as another tenant's is.
+    return waitForDecision({ db: deps.db, temporal: deps.temporal, watcher }, p.tenant_id, req.params.id, req.query.wait, readsOnlyOwn(p) ? p.id : undefined);
+  });
 
   r.post('/v1/decisions/:id/approvals', {
     onRequest: authenticated(deps, ['approver']),

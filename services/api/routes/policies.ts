@@ -18,6 +18,7 @@ import { exportVersion, PolicyExport } from '../../lifecycle/policy-export.ts';
 import { AgentManifest, pushManifest } from '../../lifecycle/agent-manifest.ts';
 import { loadAttestationSecret } from '../../decisions/attestation.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
+import { readsOnlyOwn, requireAgent } from '../../identity/agent-binding.ts';
 
 const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 429: ProblemSchema, 503: ProblemSchema };
 // Ids as the lifecycle accepts them (never `/`, which separates the parts of stream ids).
@@ -284,6 +285,8 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     },
   }, async (req) => {
     const p = principalOf(req);
+    // An agent checks its own manifest (or one of an agent it acts for); authors and admins check any agent's.
+    if (readsOnlyOwn(p)) requireAgent(p, req.params.id, 'id');
     return pushManifest(deps.db, { tenantId: p.tenant_id, principalId: p.id, roles: p.roles }, req.params.id, req.body, req.query.force === 'true', (agentId) => deps.policies.effective(p.tenant_id, agentId));
   });
 
@@ -292,14 +295,18 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
       onRequest: authenticated(deps, []),
       schema: { tags: ['policies'], summary: 'The decision a request would get (against the active set, or with a draft policy), without starting anything', body: Doc, response: { 200: Answer, ...problems, 422: ProblemSchema } },
     }, async (req) => {
-      const tenantId = principalOf(req).tenant_id;
+      const p = principalOf(req);
+      const tenantId = p.tenant_id;
       const body = req.body as { request?: { agent?: { id?: unknown } }; job?: { agent?: unknown } };
       const agentRaw = body.request?.agent?.id ?? body.job?.agent;
-      const agentId = typeof agentRaw === 'string' && agentRaw ? agentRaw : 'simulation';
+      const named = typeof agentRaw === 'string' && agentRaw ? agentRaw : undefined;
+      // An agent simulates as itself (or one it acts for), as it decides; authors, admins and auditors try any
+      // agent (nothing starts, nothing is counted). Left out, the agent is the key's own.
+      const agentId = readsOnlyOwn(p) ? requireAgent(p, named, body.job ? 'job.agent' : 'request.agent.id').agentId : named ?? p.agent_id ?? 'simulation';
       const active = await deps.policies.effective(tenantId, agentId);
       // As the decision path does: the tenant's tool catalog tags the request (facts.tool_catalog in the answer).
       const catalog = deps.catalogs ? await deps.catalogs.current(tenantId) : undefined;
-      const out = simulate({ body: req.body, active: active.snapshot, now: new Date(), defaultDecision: active.defaultDecision, ...(catalog ? { catalog } : {}) });
+      const out = simulate({ body: withAgent(req.body, agentId), active: active.snapshot, now: new Date(), defaultDecision: active.defaultDecision, ...(catalog ? { catalog } : {}) });
       if (!out.ok) {
         const errors = out.errors.map((e) => ({ path: e.path, message: e.message }));
         if (out.unprocessable) throw new CountersignError('unprocessable', `the simulation cannot be run: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, { errors });
@@ -308,4 +315,15 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
       return { ...out.result, policies: active.policies };
     });
   }
+}
+
+/** A simulation body whose request leaves the agent (or its id) out, given the agent it is simulated for. */
+function withAgent(body: unknown, agentId: string): unknown {
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(body) || !isObject(body['request'])) return body;
+  const request = body['request'];
+  const agent = request['agent'];
+  if (agent === undefined) return { ...body, request: { ...request, agent: { id: agentId } } };
+  if (isObject(agent) && agent['id'] === undefined) return { ...body, request: { ...request, agent: { ...agent, id: agentId } } };
+  return body;
 }

@@ -4,7 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { PageQuery, ProblemSchema, pageOf } from '../../../schemas/api.ts';
 import { CreatePrincipalBody, CreatePrincipalResponse, GroupName, PrincipalIdParam, PrincipalView, Role, UpdatePrincipalBody } from '../../../schemas/identity.ts';
 import { CountersignError } from '../../errors.ts';
-import { createPrincipal, getPrincipal, listPrincipals, updatePrincipal } from '../../identity/members.ts';
+import { actorOf, createPrincipal, getPrincipal, listPrincipals, updatePrincipal } from '../../identity/members.ts';
 import { keysetCursor, nextCursor } from '../cursor.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
@@ -17,9 +17,10 @@ export function registerPrincipalRoutes(app: FastifyInstance, deps: ApiDeps): vo
 
   r.post('/v1/principals', {
     onRequest: authenticated(deps, ['admin']),
-    schema: { tags: ['identity'], summary: 'Add a person or an agent to your tenant; its first API key is shown once', body: CreatePrincipalBody, response: { 201: CreatePrincipalResponse, ...problems } },
+    schema: { tags: ['identity'], summary: 'Add a person or an agent to your tenant (agents decide as their agent_id; acts_for lets a gateway ask for others); its first API key is shown once', body: CreatePrincipalBody, response: { 201: CreatePrincipalResponse, ...problems } },
   }, async (req, reply) => {
-    const created = await createPrincipal(deps.db, principalOf(req).tenant_id, req.body);
+    const p = principalOf(req);
+    const created = await createPrincipal(deps.db, p.tenant_id, req.body, actorOf(p));
     void reply.status(201);
     return created;
   });
@@ -66,7 +67,7 @@ export function registerPrincipalRoutes(app: FastifyInstance, deps: ApiDeps): vo
     if (req.params.id === p.id && (req.body.disabled === true || (req.body.roles && !req.body.roles.includes('admin')))) {
       throw new CountersignError('conflict', 'you cannot disable yourself or drop your own admin role; ask another admin', { errors: [{ path: req.body.disabled ? 'disabled' : 'roles', message: 'would lock you out' }] });
     }
-    const updated = await updatePrincipal(deps.db, p.tenant_id, req.params.id, req.body);
+    const updated = await updatePrincipal(deps.db, p.tenant_id, req.params.id, req.body, actorOf(p));
     deps.keys?.invalidate(); // roles, groups and disabling count from the next request on, notification or not
     return updated ?? Promise.reject(notFound(req.params.id));
   });

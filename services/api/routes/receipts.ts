@@ -10,6 +10,7 @@ import { readStream } from '../../events/read-events.ts';
 import { asSigned, buildReceipt } from '../../receipts/build-receipt.ts';
 import { loadPublicKeys } from '../../receipts/keyring.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
+import { readsOnlyOwn } from '../../identity/agent-binding.ts';
 
 const Problem = z.looseObject({ type: z.string(), title: z.string(), status: z.number(), code: z.string(), detail: z.string() });
 const DecisionIdParams = z.strictObject({ id: z.string().regex(/^dec_[0-9a-f]{32}$/, 'decision ids look like dec_<32 hex>') });
@@ -51,6 +52,8 @@ export function registerReceiptRoutes(app: FastifyInstance, deps: ApiDeps): void
     // Row-level security shows only this tenant's rows: another tenant's run is simply not found.
     const events = await withTenant(deps.db, principal.tenant_id, (c) => readStream(c, runStreamId(id)));
     if (events.length === 0 || events[0]!.tenant_id !== principal.tenant_id) throw new CountersignError('not_found', `decision ${id} not found`);
+    // An agent reads only the receipts of runs it asked for: another's is "not found".
+    if (readsOnlyOwn(principal) && (events[0]!.data as EventData<'DecisionRequested'>).requested_by !== principal.id) throw new CountersignError('not_found', `decision ${id} not found`);
     const issued = events.filter((e) => e.type === 'ReceiptIssued').pop();
     if (!issued) throw new CountersignError('conflict', `decision ${id} has no receipt yet: it is signed when the run is final`, { extra: { decision_id: id } });
     const d = issued.data as EventData<'ReceiptIssued'>;

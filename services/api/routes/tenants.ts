@@ -5,6 +5,7 @@ import { PageQuery, ProblemSchema, pageOf } from '../../../schemas/api.ts';
 import { CreateTenantBody, CreateTenantResponse, Tenant, UpdateTenantBody } from '../../../schemas/identity.ts';
 import { CountersignError } from '../../errors.ts';
 import { createTenant, getTenant, listTenants, updateTenant } from '../../identity/tenants.ts';
+import { actorOf } from '../../identity/members.ts';
 import { keysetCursor, nextCursor } from '../cursor.ts';
 import { authenticated, platformAdmin, principalOf, type ApiDeps } from '../server.ts';
 
@@ -19,7 +20,7 @@ export function registerTenantRoutes(app: FastifyInstance, deps: ApiDeps): void 
     onRequest: platformAdmin(deps),
     schema: { tags: ['identity'], summary: 'Create a tenant and its first admin (platform admins); the admin key is shown once', body: CreateTenantBody, response: { 201: CreateTenantResponse, ...problems } },
   }, async (req, reply) => {
-    const created = await createTenant(deps.db, req.body);
+    const created = await createTenant(deps.db, req.body, actorOf(principalOf(req)));
     void reply.status(201);
     return created;
   });
@@ -51,6 +52,6 @@ export function registerTenantRoutes(app: FastifyInstance, deps: ApiDeps): void 
     schema: { tags: ['identity'], summary: "Change a tenant's name, default decision or settings (its admins; platform admins)", params: TenantParams, body: UpdateTenantBody, response: { 200: Tenant, ...problems } },
   }, async (req) => {
     visible(req, req.params.id);
-    return (await updateTenant(deps.db, req.params.id, req.body)) ?? Promise.reject(notFound(req.params.id));
+    return (await updateTenant(deps.db, req.params.id, req.body, actorOf(principalOf(req)))) ?? Promise.reject(notFound(req.params.id));
   });
 }

@@ -161,11 +161,27 @@ function humanReport(r: ReplayReport, from: string): string {
     const draft = d ? `  draft v${d.version}${d.imported ? ' (imported)' : ''}${d.cloned_from !== null ? ` (cloned from v${d.cloned_from})` : ''}` : '';
     lines.push(`policy  ${id}  ${chain.status}, active ${chain.active_version === null ? '-' : `v${chain.active_version}`}  versions ${chain.versions.map(version).join(' -> ') || '-'}${draft}${open ? `  (${open} review open)` : ''}`);
   }
+  for (const [tenant, m] of Object.entries(r.memberships ?? {})) {
+    const disabled = m.members.filter((x) => x.access.disabled).length;
+    const minted = m.members.reduce((n, x) => n + x.keys.minted, 0);
+    const revoked = m.members.reduce((n, x) => n + x.keys.revoked, 0);
+    const settings = m.config ? `default ${m.config.default_decision}${Object.keys(m.config.settings).length ? ` ${canonicalSettings(m.config.settings)}` : ''}` : 'settings not recorded';
+    lines.push(`tenant  ${tenant}  ${m.members.length} members (${disabled} disabled), ${minted} keys minted, ${revoked} revoked, ${settings}`);
+    // Who was in each approver group, from when to when: with the receipts above, who joined, approved and left.
+    const byGroup = new Map<string, string[]>();
+    for (const g of m.groups) byGroup.set(g.group, [...(byGroup.get(g.group) ?? []), `${g.principal_id} ${g.joined_at} -> ${g.left_at ?? 'now'}`]);
+    for (const [group, stints] of byGroup) lines.push(`  group ${group}: ${stints.join('; ')}`);
+    for (const a of m.members.filter((x) => x.access.acts_for.length)) lines.push(`  ${a.principal_id} (${a.access.name}) acts for ${a.access.acts_for.join(', ')}`);
+  }
   lines.push(`replayed from ${from}: ${r.records} records, ${r.events} events (${r.duplicates} duplicates), ${r.streams} streams, ${r.runs} runs, ${r.receipts.length} receipts verified, ${r.re_evaluated} decisions re-derived`);
   if (r.unsigned_runs.length) lines.push(`${r.unsigned_runs.length} runs have no receipt yet (pending or in flight)`);
   for (const d of r.divergences) lines.push(`DIVERGENCE ${d.stream_id ?? '-'} at ${d.position ?? '-'}: ${d.problem}`);
   lines.push(r.divergences.length ? `FAILED: ${r.divergences.length} divergences` : 'OK: no divergence');
   return `${lines.join('\n')}\n`;
+}
+
+function canonicalSettings(settings: Record<string, unknown>): string {
+  return Object.entries(settings).map(([k, v]) => `${k}=${String(v)}`).join(' ');
 }
 
 function parseGraceMs(text: string): number | null {

@@ -1,13 +1,13 @@
 // The README's guard example, runnable against `make up`:
 //   node --import tsx services/sdk/examples/guard.ts
-// Uses COUNTERSIGN_URL (default http://127.0.0.1:8080) and COUNTERSIGN_API_KEY (default: the bootstrap key
-// file that `make up` wrote, .data/bootstrap-key). The key needs the agent role.
+// Uses COUNTERSIGN_URL (default http://127.0.0.1:8080) and COUNTERSIGN_API_KEY (default: the support-bot agent's
+// key that `make up` wrote, .data/agent-key). The key decides as its own agent id.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Countersign, DecisionDenied } from '../index.ts';
 
 const url = process.env['COUNTERSIGN_URL'] ?? 'http://127.0.0.1:8080';
-const apiKey = process.env['COUNTERSIGN_API_KEY'] ?? readFileSync(path.resolve(import.meta.dirname, '../../../.data/bootstrap-key'), 'utf8').trim();
+const apiKey = process.env['COUNTERSIGN_API_KEY'] ?? readFileSync(path.resolve(import.meta.dirname, '../../../.data/agent-key'), 'utf8').trim();
 
 const refundTool = async (order: string, amount: number) => ({ refunded: amount, order });
 
