@@ -1,12 +1,13 @@
 import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, log, patched, proxyActivities, proxyLocalActivities, setHandler, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { Decision, DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
-import type { EventData, NewEvent } from '../schemas/events.ts';
+import type { NewEvent } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
 import { checkEnvelope, messageSchemas, parseMessage, type AnswerInput, type OutcomeInput, type OverrideInput } from './decision-messages.ts';
 
 export type { AnswerInput, OutcomeInput, OverrideInput };
 import { runEventId } from '../services/decisions/ids.ts';
-import { checkAnswer, evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
+import { evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
+import { decide, runState, type RunCommand } from '../services/decisions/run-decider.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
 import type { StartAttestation } from '../services/decisions/start-attestation.ts';
 
@@ -132,20 +133,31 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   let countersDue: { at: string; entries: Array<{ key: string; amount: number }> } | null = null;
   let chain: Promise<void> = Promise.resolve();
   let receiptAt = 0; // the version the last receipt covers
-  const finalizedRounds = new Set<number>();
   let oneTask = false;
   let finalAt = 0; // when the run became final (0 while its first task is under way)
 
-  const record = <T extends RunEvent['type']>(type: T, data: EventData<T>) => {
+  const record = (e: RunEvent) => {
     recorded += 1;
-    const event = { type, data, eventId: runEventId(input.decisionId, recorded) } as NewEvent;
+    const event = { ...e, eventId: runEventId(input.decisionId, recorded) } as NewEvent;
     pending.push(event);
-    view = evolve(view, event);
+    view = evolve(view, e);
     // The action goes ahead: its counters are written in the same transaction as this event.
-    if (type === 'DecisionFinalized' && (data as EventData<'DecisionFinalized'>).decision !== 'DENY' && input.counterIncrements?.length && !countersCounted) {
+    if (e.type === 'DecisionFinalized' && e.data.decision !== 'DENY' && input.counterIncrements?.length && !countersCounted) {
       countersCounted = true;
       countersDue = { at: input.evaluation.now, entries: input.counterIncrements };
     }
+  };
+  /** What the rules make of a command now: its events, recorded, or the refusal's reason. */
+  const apply = (command: RunCommand): string | null => {
+    const d = decide(runState(view), command, new Date(Date.now()));
+    if (!d.ok) return d.reason;
+    for (const e of d.events) record(e);
+    return null;
+  };
+  /** The same, for a command the workflow itself issues: a refusal there is a bug, never an input's fault. */
+  const must = (command: RunCommand) => {
+    const reason = apply(command);
+    if (reason !== null) throw new Error(`the run refused its own ${command.type}: ${reason}`);
   };
   // Appends are serialised: each batch expects the version the previous one left, so concurrent handlers
   // cannot interleave, and a retried activity finds its events by their derived ids.
@@ -204,42 +216,13 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     await flushBeforeNotify();
     try {
       const deliveries = await notifyApprovers({ decisionId: input.decisionId, tenantId: input.tenantId, round, purpose, groups, requestedBy: input.requestedBy });
-      for (const d of deliveries) {
-        if (d.error) record('NotificationFailed', { round, channel: d.channel, recipient: d.recipient, purpose, error: d.error });
-        else record('NotificationSent', { round, channel: d.channel, recipient: d.recipient, purpose: d.queued ? 'digest' : purpose });
-      }
+      must({ type: 'RecordDeliveries', data: { round, purpose, deliveries } });
     } catch (err) {
       // A failure to notify never changes a decision: the round stays open and answerable from the API.
       log.warn('notification failed', { round, error: String(err) });
-      record('NotificationFailed', { round, channel: 'dashboard', recipient: '*', purpose, error: err instanceof Error ? err.message : String(err) });
+      must({ type: 'RecordDeliveries', data: { round, purpose, deliveries: [{ channel: 'dashboard', recipient: '*', error: err instanceof Error ? err.message : String(err) }] } });
     }
     await flush();
-  };
-
-  /** Records how a closed round ends the run (once per round). */
-  const finalizeRound = (n: number) => {
-    const r = view!.rounds.find((x) => x.round === n)!;
-    if (r.status === 'open' || finalizedRounds.has(n)) return;
-    finalizedRounds.add(n);
-    const e = input.evaluation;
-    const at = iso(Date.now());
-    if (r.kind === 'approval') {
-      if (r.status === 'approved') {
-        const decision = Object.keys(e.constraints).length > 0 ? 'ALLOW_WITH_CONSTRAINTS' : 'ALLOW';
-        record('DecisionFinalized', { decision, reason: `approved: ${e.reason}`, matched_rule: e.matched_rule, constraints: e.constraints, via: 'approval' });
-      } else if (r.status === 'rejected') {
-        const by = r.rejections[0];
-        record('DecisionFinalized', { decision: 'DENY', reason: `rejected by ${by?.approver_id}${by?.comment ? `: ${by.comment}` : ''}`, matched_rule: e.matched_rule, constraints: {}, via: 'rejection' });
-      } else {
-        record('DecisionFinalized', { decision: r.on_timeout, reason: `no answer before ${r.deadline}: fallback ${r.on_timeout}`, matched_rule: e.matched_rule, constraints: r.on_timeout === 'DENY' ? {} : e.constraints, via: 'expiry' });
-      }
-    } else if (r.status === 'approved') {
-      record('OverrideGranted', { round: n, reason: `approved by ${r.approvals.map((a) => a.approver_id).join(', ')}`, at });
-      record('DecisionFinalized', { decision: 'ALLOW', reason: `override granted: ${r.justification ?? ''}`, matched_rule: e.matched_rule, constraints: e.constraints, via: 'override' });
-    } else {
-      const why = r.status === 'rejected' ? `rejected by ${r.rejections[0]?.approver_id}` : `no answer before ${r.deadline}`;
-      record('OverrideDenied', { round: n, reason: why, at });
-    }
   };
 
   /** Waits out one round on durable timers: answers arrive through answerUpdate; escalate once, then expire. */
@@ -249,16 +232,10 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       if (r.status !== 'open') break;
       const left = Date.parse(r.deadline) - Date.now();
       if (left > 0 && (await waitForAnswers(n, left))) break;
-      const now = Date.now();
-      if (r.level === 0 && r.escalate_to.length > 0) {
-        const groups = [...new Set([...r.groups, ...r.escalate_to])];
-        record('ApprovalEscalated', { round: n, level: 1, groups, deadline: iso(now + r.level_timeout_sec * 1000) });
-        await notify(n, 'escalation', r.escalate_to);
-      } else {
-        record('ApprovalExpired', { round: n, fallback: r.on_timeout, at: iso(now) });
-      }
+      // The deadline passed: the rules escalate the round once if it may, or expire it and end the run.
+      must({ type: 'ReachDeadline', data: { round: n } });
+      if (view!.rounds.find((x) => x.round === n)!.status === 'open') await notify(n, 'escalation', r.escalate_to);
     }
-    finalizeRound(n);
     await flush();
     await announceClosed(n);
   };
@@ -357,6 +334,27 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     }
   };
 
+  const answerCommand = (a: AnswerInput, roles: string[], groups: string[]): RunCommand => ({
+    type: 'AnswerRound',
+    data: {
+      round: a.round, verdict: a.verdict, approver_id: a.approver_id, approver_roles: roles, approver_groups: groups, tenant_id: a.tenant_id,
+      channel: a.channel, comment: a.comment, args_digest: a.args_digest, snapshot_hash: a.snapshot_hash,
+    },
+  });
+  const overrideCommand = (o: OverrideInput): RunCommand => ({
+    type: 'RequestOverride',
+    data: {
+      requested_by: o.requested_by, requester_roles: o.requester_roles, justification: o.justification, max_overrides: MAX_OVERRIDES_PER_RUN,
+      settings: { groups: input.windows.override_groups, timeout_sec: input.windows.override_timeout_sec, window_sec: input.windows.override_sec },
+      // finalAt is 0 while the run's first task is under way: it became final in this very task.
+      final_at: finalAt > 0 ? iso(finalAt) : null,
+    },
+  });
+  const outcomeCommand = (o: OutcomeInput): RunCommand => ({
+    type: 'ReportOutcome',
+    data: { reported_by: o.reported_by, status: o.status, output_digest: o.output_digest, violations: o.violations },
+  });
+
   function registerUpdates(): void {
     setHandler(
       answerUpdate,
@@ -364,11 +362,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         // The API's attestation and the approver's current roles and groups, from the database.
         const who = await authorize(a);
         if (!who.ok) throw refuseFrom(a.approver_id, who.reason);
-        const check = checkAnswer(view, { ...a, approver_roles: who.roles, approver_groups: who.groups }, new Date(Date.now()));
-        if (!check.ok) throw refuseFrom(a.approver_id, check.reason);
-        const answer = { round: a.round, approver_id: a.approver_id, channel: a.channel, at: iso(Date.now()), ...(a.comment ? { comment: a.comment } : {}) };
-        record(a.verdict === 'approve' ? 'ApprovalGranted' : 'ApprovalRejected', answer);
-        finalizeRound(a.round);
+        const refused = apply(answerCommand(a, who.roles, who.groups));
+        if (refused !== null) throw refuseFrom(a.approver_id, refused);
         await flush();
         const r = view!.rounds.find((x) => x.round === a.round)!;
         return { counted: true as const, round: a.round, round_status: r.status, decision_status: view!.status === 'final' ? 'final' as const : 'pending_approval' as const };
@@ -379,8 +374,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         validator: (raw: unknown) => {
           const a = parseMessage(messageSchemas().AnswerInput, raw);
           admit(a, a.approver_id);
-          const check = checkAnswer(view, { ...a, approver_roles: ['approver'], approver_groups: view?.rounds.find((r) => r.round === a.round)?.groups ?? [] }, new Date(Date.now()));
-          if (!check.ok) throw new Error(check.reason);
+          const d = decide(runState(view), answerCommand(a, ['approver'], view?.rounds.find((r) => r.round === a.round)?.groups ?? []), new Date(Date.now()));
+          if (!d.ok) throw new Error(d.reason);
         },
       },
     );
@@ -390,29 +385,18 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       async (o) => handle(o.nonce, async () => {
         const who = await authorize(o);
         if (!who.ok) throw refuseFrom(o.requested_by, who.reason);
-        if (view!.decision !== 'DENY' || view!.status !== 'final' || openRound(view)) throw refuseFrom(o.requested_by, 'no denied decision to override');
-        const round = view!.rounds.length + 1;
-        const now = Date.now();
-        const groups = input.windows.override_groups;
-        record('OverrideRequested', { round, requested_by: o.requested_by, justification: o.justification, at: iso(now) });
-        record('ApprovalRequested', {
-          round, kind: 'override', groups, quorum: 1, deadline: iso(now + input.windows.override_timeout_sec * 1000), escalate_to: [],
-          level_timeout_sec: input.windows.override_timeout_sec, on_timeout: 'DENY', requested_by: o.requested_by,
-          args_digest: input.argsDigest, snapshot_hash: input.evaluation.snapshot_hash, justification: o.justification,
-        });
+        const refused = apply(overrideCommand(o));
+        if (refused !== null) throw refuseFrom(o.requested_by, refused);
+        const r = openRound(view)!;
         await flush();
-        return { round, groups, deadline: iso(now + input.windows.override_timeout_sec * 1000) };
+        return { round: r.round, groups: r.groups, deadline: r.deadline };
       }),
       {
         validator: (raw: unknown) => {
           const o = parseMessage(messageSchemas().OverrideInput, raw);
           admit(o, o.requested_by);
-          if (!view || view.status !== 'final' || view.decision !== 'DENY') throw new Error('only a final DENY can be overridden');
-          if (openRound(view)) throw new Error('an override request is already waiting for approval');
-          if (view.overrides.length >= MAX_OVERRIDES_PER_RUN) throw new Error(`at most ${MAX_OVERRIDES_PER_RUN} override requests per decision`);
-          // finalAt is 0 while the run's first task is under way: it became final in this very task.
-          if (finalAt > 0 && Date.now() > finalAt + input.windows.override_sec * 1000) throw new Error('the override window has closed');
-          if (o.requested_by !== view.requested_by && !o.requester_roles.includes('admin')) throw new Error('only the requesting agent or an admin may ask for an override');
+          const d = decide(runState(view), overrideCommand(o), new Date(Date.now()));
+          if (!d.ok) throw new Error(d.reason);
         },
       },
     );
@@ -422,9 +406,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       async (o) => handle(o.nonce, async () => {
         const who = await authorize(o);
         if (!who.ok) throw refuseFrom(o.reported_by, who.reason);
-        if (view!.outcome) throw refuseFrom(o.reported_by, 'the outcome was already reported');
-        record('OutcomeReported', { status: o.status, output_digest: o.output_digest, reported_by: o.reported_by, at: iso(Date.now()) });
-        for (const v of o.violations) record('OutputViolation', v);
+        const refused = apply(outcomeCommand(o));
+        if (refused !== null) throw refuseFrom(o.reported_by, refused);
         await flush();
         return { violations: o.violations.length };
       }),
@@ -432,54 +415,43 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         validator: (raw: unknown) => {
           const o = parseMessage(messageSchemas().OutcomeInput, raw);
           admit(o, o.reported_by);
-          if (!view || view.status !== 'final') throw new Error('the decision is not final yet');
-          if (view.outcome) throw new Error('the outcome was already reported');
-          if (o.reported_by !== view.requested_by) throw new Error('only the requesting agent reports the outcome');
+          const d = decide(runState(view), outcomeCommand(o), new Date(Date.now()));
+          if (!d.ok) throw new Error(d.reason);
         },
       },
     );
   }
 
   // --- the run -------------------------------------------------------------------------------------
-  record('DecisionRequested', {
-    decision_id: input.decisionId,
-    tenant_id: input.tenantId,
-    request: input.request,
-    request_digest: input.requestDigest,
-    args_digest: input.argsDigest,
-    idempotency_key: input.idempotencyKey,
-    requested_by: input.requestedBy,
-    ...(input.actingPrincipal ? { acting_principal: input.actingPrincipal } : {}),
-    // Everything else the run acts on, with the API's signature over the whole start: checked before the
-    // first append, and by the auditor from the log. The workflow id is this run's own, never the input's.
-    ...(input.attestation ? {
-      start: {
-        workflow_id: wfId, counter_increments: input.counterIncrements ?? [], windows: input.windows, callback_url: input.callbackUrl ?? null,
-        issued_at: input.attestation.issued_at, signature: input.attestation.signature,
+  must({
+    type: 'StartRun',
+    data: {
+      requested: {
+        decision_id: input.decisionId,
+        tenant_id: input.tenantId,
+        request: input.request,
+        request_digest: input.requestDigest,
+        args_digest: input.argsDigest,
+        idempotency_key: input.idempotencyKey,
+        requested_by: input.requestedBy,
+        ...(input.actingPrincipal ? { acting_principal: input.actingPrincipal } : {}),
+        // Everything else the run acts on, with the API's signature over the whole start: checked before the
+        // first append, and by the auditor from the log. The workflow id is this run's own, never the input's.
+        ...(input.attestation ? {
+          start: {
+            workflow_id: wfId, counter_increments: input.counterIncrements ?? [], windows: input.windows, callback_url: input.callbackUrl ?? null,
+            issued_at: input.attestation.issued_at, signature: input.attestation.signature,
+          },
+        } : {}),
       },
-    } : {}),
+      evaluated: { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision },
+    },
   });
-  record('PolicyEvaluated', { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision });
-
-  const e = input.evaluation;
-  const needsApproval = e.decision === 'REQUIRE_APPROVAL';
-  if (needsApproval) {
-    const a = e.approval as { approvers?: string[]; quorum?: number; timeout_sec?: number; escalate_to?: string[]; escalate_after_sec?: number; on_timeout?: 'DENY' | 'ALLOW' } | undefined;
-    const timeout = a?.timeout_sec ?? 3600;
-    const first = a?.escalate_after_sec ?? timeout;
-    record('ApprovalRequested', {
-      round: 1, kind: 'approval', groups: a?.approvers?.length ? a.approvers : ['approvers'], quorum: a?.quorum ?? 1,
-      deadline: iso(Date.now() + first * 1000), escalate_to: a?.escalate_to ?? [], level_timeout_sec: timeout,
-      on_timeout: a?.on_timeout ?? 'DENY', requested_by: input.requestedBy, args_digest: input.argsDigest,
-      snapshot_hash: e.snapshot_hash,
-    });
-  } else {
-    record('DecisionFinalized', { decision: e.decision, reason: e.reason, matched_rule: e.matched_rule, constraints: e.constraints, via: 'policy' });
-    // A run final at its start (ALLOW, DENY, constraints) records its events and its receipt in one local
-    // activity, so its first workflow task is its only one until the outcome or override window: no activity
-    // task and no second workflow task, which is most of what a decision cost the server beyond its start.
-    oneTask = patched(FINAL_IN_ONE_TASK_PATCH);
-  }
+  const needsApproval = view!.status === 'pending_approval';
+  // A run final at its start (ALLOW, DENY, constraints) records its events and its receipt in one local
+  // activity, so its first workflow task is its only one until the outcome or override window: no activity
+  // task and no second workflow task, which is most of what a decision cost the server beyond its start.
+  if (!needsApproval) oneTask = patched(FINAL_IN_ONE_TASK_PATCH);
   // Registered here, before the first await and after the run's first events are in `view`. An update that
   // reaches a run in its first task (a worker that died before completing it, an answer sent while no worker
   // ran) is delivered the moment its handler is set: registered earlier, its validator saw no run at all and
