@@ -1,4 +1,5 @@
 import type { DecisionResult } from '../schemas/decision.ts';
+import type { ApprovalChannel } from '../schemas/approval-channel.ts';
 import type { NewEvent, PolicyChange } from '../schemas/events.ts';
 
 /** Activity signatures, importable by workflow code (types only: no I/O crosses this file). */
@@ -33,7 +34,7 @@ export type AuthorizeResult = { ok: true; principal_id: string; roles: string[];
 
 export type NotifyInput = { decisionId: string; tenantId: string; round: number; purpose: 'request' | 'escalation' | 'reminder'; groups: string[]; requestedBy: string };
 /** One delivery: sent, failed (`error`), or held back by the per-approver cap for the approver's digest (`queued`). */
-export type Delivery = { channel: 'api' | 'cli' | 'dashboard' | 'slack' | 'email'; recipient: string; error?: string; queued?: boolean };
+export type Delivery = { channel: ApprovalChannel; recipient: string; error?: string; queued?: boolean };
 export type RoundClosedInput = { decisionId: string; tenantId: string; round: number };
 export type RoundClosedResult = { updated: number; errors: string[] };
 

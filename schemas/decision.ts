@@ -84,6 +84,22 @@ export const MatchedRule = z.strictObject({
 });
 export type MatchedRule = z.infer<typeof MatchedRule>;
 
+/**
+ * The deciding rule's approval settings, as compiled (services/policy/lower-rule.ts normaliseApproval): who
+ * approves, how many, for how long, whom to escalate to and after how long, and the fallback at the deadline.
+ */
+export const EvaluationApproval = z.strictObject({
+  approvers: z.array(z.string()),
+  quorum: z.number().int().positive(),
+  timeout: z.string(),
+  timeout_sec: z.number().int().nonnegative(),
+  escalate_to: z.array(z.string()).optional(),
+  escalate_after: z.string().optional(),
+  escalate_after_sec: z.number().int().nonnegative().optional(),
+  on_timeout: z.enum(['DENY', 'ALLOW']),
+});
+export type EvaluationApproval = z.infer<typeof EvaluationApproval>;
+
 /** What the pure evaluator returns: everything a replay needs to re-derive the decision. */
 export const Evaluation = z.strictObject({
   decision: Decision,
@@ -94,7 +110,7 @@ export const Evaluation = z.strictObject({
   snapshot_hash: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   facts: z.record(z.string(), z.unknown()),
   now: z.iso.datetime({ offset: true }),
-  approval: z.record(z.string(), z.unknown()).optional(),
+  approval: EvaluationApproval.optional(),
 });
 export type Evaluation = z.infer<typeof Evaluation>;
 

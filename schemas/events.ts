@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DecisionRequest, Evaluation, Decision, Constraints } from './decision.ts';
 import { ToolCatalogRegisteredData, ToolCatalogRemovedData } from './tool-catalog.ts';
 import { Role, TenantSettings } from './identity.ts';
+import { APPROVAL_CHANNELS } from './approval-channel.ts';
 
 /**
  * The event catalogue. Every event is `{ type, schemaVersion, data }` plus an envelope assigned on append.
@@ -64,7 +65,7 @@ export const DecisionFinalizedData = z.strictObject({
 });
 
 // --- approval rounds (REQUIRE_APPROVAL and override requests) ----------------------------------
-export const ApprovalChannelName = z.enum(['api', 'cli', 'dashboard', 'slack', 'email']);
+export const ApprovalChannelName = z.enum(APPROVAL_CHANNELS);
 export const RoundKind = z.enum(['approval', 'override']);
 
 export const ApprovalRequestedData = z.strictObject({

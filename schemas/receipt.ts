@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Constraints, Decision, DecisionStatus, MatchedRule } from './decision.ts';
-import { Sha256 } from './events.ts';
+import { ApprovalChannelName, Sha256 } from './events.ts';
 
 /**
  * The receipt: the signed summary of one decision run (design.md, "Receipts").
@@ -32,7 +32,8 @@ export const ReceiptPolicy = z.strictObject({
 });
 export type ReceiptPolicy = z.infer<typeof ReceiptPolicy>;
 
-export const ApprovalChannel = z.enum(['api', 'slack', 'email', 'cli', 'dashboard']);
+/** The approval channels (schemas/approval-channel.ts), as the receipt's field. */
+export const ApprovalChannel = ApprovalChannelName;
 export type ApprovalChannel = z.infer<typeof ApprovalChannel>;
 
 export const ReceiptApproval = z.strictObject({

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { APPROVAL_CHANNELS } from '../schemas/approval-channel.ts';
 
 /** A value built on its first use and kept (per run: each run evaluates this module afresh). */
 export function lazily<T>(make: () => T): () => T {
@@ -32,7 +33,7 @@ export function checkEnvelope(m: { nonce: string; attestation: { issued_at: stri
   if (!(age >= -60_000 && age <= MESSAGE_MAX_AGE_MS)) return 'the attestation is stale';
   return null;
 }
-const channelSchema = lazily(() => z.enum(['api', 'cli', 'dashboard', 'slack', 'email']));
+const channelSchema = lazily(() => z.enum(APPROVAL_CHANNELS));
 const answerInput = lazily(() => z.strictObject({
   kind: z.literal('answer'),
   decision_id: z.string().min(1).max(200),

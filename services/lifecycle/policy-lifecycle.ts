@@ -13,6 +13,7 @@ import { compilePolicyVersion } from './policy-version.ts';
 import { agentStreamId, foldPolicy, openReview, type PolicyEvent, type PolicyState } from './policy-store.ts';
 import { durationSeconds } from '../../schemas/duration.ts';
 import { TenantSettings } from '../../schemas/identity.ts';
+import { restrictiveness } from '../../schemas/decision-kind.ts';
 import type { PublicKeySet } from '../../schemas/receipt.ts';
 import { verifyExport } from './policy-export.ts';
 
@@ -277,7 +278,6 @@ export async function clonePolicy(db: Db, a: Actor, policyId: string, fromVersio
 
 // --- validation: replay the draft against recent runs ---------------------------------------------
 
-const RANK: Record<string, number> = { ALLOW: 0, ALLOW_WITH_CONSTRAINTS: 1, REQUIRE_APPROVAL: 2, DENY: 3 };
 
 export type ValidationReport = {
   runs: number;
@@ -321,7 +321,8 @@ export async function validateDraft(
     }
     const after = evaluate(await snap, row.request, row.evaluation.facts, new Date(row.evaluation.now));
     const before = row.evaluation.decision;
-    const diff = (RANK[after.decision] ?? 0) - (RANK[before] ?? 0);
+    // Positive when the new decision is more restrictive than the old (0 is DENY).
+    const diff = restrictiveness(before) - restrictiveness(after.decision);
     const kind = diff > 0 ? 'stricter' : diff < 0 ? 'looser' : 'unchanged';
     const rule = after.matched_rule ?? row.evaluation.matched_rule ?? '(default)';
     const bucket = (report.by_rule[rule] ??= { stricter: 0, looser: 0, unchanged: 0, changed: 0 });

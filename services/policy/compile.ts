@@ -1,5 +1,5 @@
 import { sha256Digest } from '../receipts/canonical.ts';
-import { DECISIONS, type Decision } from '../../schemas/decision-kind.ts';
+import { restrictiveness, type Decision } from '../../schemas/decision-kind.ts';
 import { circuitBreakerPack } from './builtin-pack.ts';
 import { compileDocument } from './compile-document.ts';
 import { formatPath, type PolicyError } from './policy-error.ts';
@@ -26,12 +26,7 @@ export type CompileResult = { ok: true; snapshot: Snapshot } | { ok: false; erro
 const LEVEL_ORDER: Record<PolicyLevel, number> = { platform: 0, tenant: 1, agent: 2, builtin: 3 };
 const MAX_POLICIES = 1000;
 
-const RANK = Object.fromEntries(DECISIONS.map((d, i) => [d, i])) as Record<Decision, number>;
-
-/** Most restrictive first, as the combiner ranks them (0 is DENY). */
-export function restrictiveness(d: Decision): number {
-  return RANK[d];
-}
+export { restrictiveness };
 
 /** Orders policies so the hash does not depend on the order the caller listed them in. */
 function comparePolicies(a: CompiledPolicy, b: CompiledPolicy): number {
