@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../services/cli/main.ts';
-import { api, ROOT, startTestStack, type TestStack } from './harness.ts';
+import { addPrincipal, api, ROOT, startTestStack, type TestStack } from './harness.ts';
 
 let stack: TestStack;
 const dir = mkdtempSync(path.join(tmpdir(), 'cs-cli-'));
@@ -120,5 +120,22 @@ describe('countersign CLI', () => {
     expect(missing.stderr).toMatch(/404 not_found/);
     const down = await cli(['decisions', 'list'], { COUNTERSIGN_URL: 'http://127.0.0.1:9', COUNTERSIGN_API_KEY: stack.key });
     expect(down.code).toBe(3);
+  });
+
+  it('an answer given with `approvals approve` is recorded as channel cli; the API takes no slack or email label', async () => {
+    const bot = await addPrincipal(stack, { name: 'cli-refund-bot', kind: 'agent', roles: ['agent'] });
+    const clerk = await addPrincipal(stack, { name: 'cli-clerk', roles: ['approver'], groups: ['finance'] });
+    const ask = async () => (await api({ url: stack.url, key: bot.key }, 'POST', '/v1/decisions', { agent: { id: 'cli-refund-bot' }, action: { tool: 'payment_tool', operation: 'Refund' }, context: { amount: 900 } })).body.decision_id as string;
+    const id = await ask();
+    const answered = await cli(['approvals', 'approve', id, '--json'], { COUNTERSIGN_URL: stack.url, COUNTERSIGN_API_KEY: clerk.key });
+    expect(answered.code, answered.stderr).toBe(0);
+    const rows = await stack.db.query<{ data: { channel: string; approver_id: string } }>("SELECT data FROM events WHERE stream_id = $1 AND type = 'ApprovalGranted'", [`run/${id}`]);
+    expect(rows.rows.map((r) => r.data)).toEqual([expect.objectContaining({ channel: 'cli', approver_id: clerk.id })]);
+    const other = await ask();
+    for (const channel of ['slack', 'email']) {
+      const forged = await api({ url: stack.url, key: clerk.key }, 'POST', `/v1/decisions/${other}/approvals`, { verdict: 'approve', channel });
+      expect(forged.status).toBe(400);
+    }
+    expect((await stack.db.query("SELECT 1 FROM events WHERE stream_id = $1 AND type = 'ApprovalGranted'", [`run/${other}`])).rowCount).toBe(0);
   });
 });

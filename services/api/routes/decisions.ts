@@ -25,6 +25,8 @@ export const AnswerBody = z.strictObject({
   comment: z.string().max(4000).optional(),
   round: z.number().int().positive().optional().describe('Defaults to the open round.'),
   args_digest: Sha.nullable().optional().describe('When given, the answer counts only if the round is bound to exactly these arguments.'),
+  channel: z.enum(['api', 'cli', 'dashboard']).optional()
+    .describe('Where the answer was given, recorded as its channel (default api). A label only: who answers is the key\'s principal. Slack and email answers come through their own routes.'),
 });
 const AnswerResultSchema = z.strictObject({ counted: z.literal(true), round: z.number(), round_status: z.string(), decision_status: z.enum(['final', 'pending_approval']) });
 const OverrideBody = z.strictObject({ justification: z.string().trim().min(1).max(4000) });
@@ -103,7 +105,7 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
       body: AnswerBody,
       response: { 200: AnswerResultSchema, 401: Problem, 403: Problem, 404: Problem, 409: Problem, 503: Problem },
     },
-  }, async (req) => answerApproval(messages, principalOf(req), req.params.id, req.body, 'api'));
+  }, async (req) => answerApproval(messages, principalOf(req), req.params.id, req.body, req.body.channel ?? 'api'));
 
   r.post('/v1/decisions/:id/override', {
     onRequest: authenticated(deps, ['agent', 'admin']),

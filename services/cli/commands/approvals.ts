@@ -26,7 +26,7 @@ export function registerApprovalCommands(program: Command): void {
       .option('--round <n>', 'the round to answer (default: the open one)')
       .option('--json', 'print JSON')
       .action((id: string, opts: AnswerOptions) => run(async () => {
-        const body = { verdict, ...(opts.comment ? { comment: opts.comment } : {}), ...(opts.round ? { round: Number(opts.round) } : {}) };
+        const body = { verdict, channel: 'cli', ...(opts.comment ? { comment: opts.comment } : {}), ...(opts.round ? { round: Number(opts.round) } : {}) };
         // Not retried: an answer is not idempotent on our side of the wire; the workflow refuses a second one.
         record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/decisions/${encodeURIComponent(id)}/approvals`, body, { retry: false }));
       }));
