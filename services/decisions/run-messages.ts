@@ -159,13 +159,34 @@ export type PendingApproval = {
  * runs that have an ApprovalRequested and no later DecisionFinalized/Override decision.
  */
 export async function pendingApprovals(deps: MessageDeps, principal: Principal, limit = 100): Promise<PendingApproval[]> {
+  if (principal.groups.length === 0) return [];
+  // The caller's inbox is chosen in SQL before the limit: the tenant's open rounds (no closing event after
+  // their request), with their current groups and deadline (the last escalation's, if any), those of one of the
+  // caller's groups, not requested by the caller and not answered by it yet, soonest deadline first. Filtering
+  // after a limit over all of the tenant's rounds would leave a busy tenant's inbox incomplete or empty.
   const rows = await withTenant(deps.db, principal.tenant_id, (c) =>
     c.query<{ stream_id: string }>(
-      `SELECT DISTINCT stream_id FROM events r WHERE r.tenant_id = $1 AND r.type = 'ApprovalRequested'
-         AND NOT EXISTS (SELECT 1 FROM events f WHERE f.stream_id = r.stream_id AND f.stream_version > r.stream_version
-                         AND f.type IN ('DecisionFinalized', 'OverrideGranted', 'OverrideDenied', 'ApprovalExpired'))
-       LIMIT $2`,
-      [principal.tenant_id, limit],
+      `SELECT o.stream_id FROM (
+         SELECT r.stream_id, (r.data->>'round')::int AS round,
+                COALESCE(e.data->'groups', r.data->'groups') AS groups,
+                COALESCE(e.data->>'deadline', r.data->>'deadline')::timestamptz AS deadline,
+                r.data->>'requested_by' AS round_requested_by
+           FROM events r
+           LEFT JOIN LATERAL (SELECT x.data FROM events x WHERE x.stream_id = r.stream_id AND x.type = 'ApprovalEscalated'
+                                AND x.stream_version > r.stream_version AND (x.data->>'round')::int = (r.data->>'round')::int
+                              ORDER BY x.stream_version DESC LIMIT 1) e ON true
+          WHERE r.tenant_id = $1 AND r.type = 'ApprovalRequested'
+            AND NOT EXISTS (SELECT 1 FROM events f WHERE f.stream_id = r.stream_id AND f.stream_version > r.stream_version
+                              AND f.type IN ('DecisionFinalized', 'OverrideGranted', 'OverrideDenied', 'ApprovalExpired'))
+       ) o
+       WHERE o.groups ?| $2::text[]
+         AND o.round_requested_by <> $3
+         AND NOT EXISTS (SELECT 1 FROM events q WHERE q.stream_id = o.stream_id AND q.type = 'DecisionRequested' AND q.data->>'requested_by' = $3)
+         AND NOT EXISTS (SELECT 1 FROM events a WHERE a.stream_id = o.stream_id AND a.type IN ('ApprovalGranted', 'ApprovalRejected')
+                           AND (a.data->>'round')::int = o.round AND a.data->>'approver_id' = $3)
+       ORDER BY o.deadline, o.stream_id
+       LIMIT $4`,
+      [principal.tenant_id, principal.groups, principal.id, limit],
     ),
   );
   const out: PendingApproval[] = [];
