@@ -1,4 +1,4 @@
-import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, log, patched, proxyActivities, proxyLocalActivities, setHandler, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, log, proxyActivities, proxyLocalActivities, setHandler, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { Decision, DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
 import type { NewEvent } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
@@ -75,27 +75,14 @@ const storeOptions: ActivityOptions = {
   startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['CountersignError'] },
 };
-const remote = proxyActivities<Activities>(storeOptions);
-const { notifyApprovers, issueReceipt } = remote;
+const { notifyApprovers, issueReceipt } = proxyActivities<Activities>(storeOptions);
 // Appends and the approver check are short Postgres calls: as local activities they run inside the workflow
 // task instead of costing a server round trip each (an approve is counted and recorded in one task, not
 // three). They stay idempotent (derived event ids), so a local retry after a crash writes nothing new.
 // Receipts stay regular activities: a pending local activity holds the task, and with it the approver's answer.
-const local = proxyLocalActivities<Activities>(storeOptions);
-/** Runs started before local activities keep scheduling regular ones, so their histories still replay. */
-export const LOCAL_STORE_PATCH = 'local-store-activities';
-/** Receipts appended in turn with the run's other appends (a receipt and an outcome once raced for a version). */
-export const SERIAL_RECEIPTS_PATCH = 'serial-receipts';
-// Issue 8, approval channels: closing notices on Slack are bounded (the activity never throws) and never
-// hold a run. Both changes to the commands a run issues are behind patches, so recorded histories replay.
+const { appendRunEvents, authorize } = proxyLocalActivities<Activities>(storeOptions);
+// Closing notices on Slack are bounded (the activity never throws) and never hold a run.
 const { announceRoundClosed } = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 3 } });
-export const REMINDERS_PATCH = 'reminders';
-export const ROUND_CLOSED_NOTICE_PATCH = 'round-closed-notices';
-export const FLUSH_BEFORE_NOTIFY_PATCH = 'flush-before-notify';
-/** A run final at its start appends its events and receipt in one local activity (one workflow task). */
-export const FINAL_IN_ONE_TASK_PATCH = 'final-in-one-task';
-/** No approval request is sent for a first round an answer closed before the request went out. */
-export const NO_REQUEST_FOR_CLOSED_ROUND_PATCH = 'no-request-for-closed-round';
 const { deliverCallback } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 12 },
@@ -124,7 +111,6 @@ const iso = (ms: number) => new Date(ms).toISOString();
  */
 export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<DecisionResult> {
   const wfId = workflowInfo().workflowId;
-  const { appendRunEvents, authorize } = patched(LOCAL_STORE_PATCH) ? local : remote;
   let view: RunView | null = null;
   let recorded = 0; // versions assigned so far (committed or queued)
   let committed = 0; // versions known to be in the log
@@ -133,7 +119,6 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   let countersDue: { at: string; entries: Array<{ key: string; amount: number }> } | null = null;
   let chain: Promise<void> = Promise.resolve();
   let receiptAt = 0; // the version the last receipt covers
-  let oneTask = false;
   let finalAt = 0; // when the run became final (0 while its first task is under way)
 
   const record = (e: RunEvent) => {
@@ -187,19 +172,9 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     });
     return chain;
   };
-  const issue = async () => {
-    if (patched(SERIAL_RECEIPTS_PATCH)) return issueInTurn();
-    await flush();
-    if (committed === receiptAt) return;
-    const res = await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: committed, workflowId: wfId });
-    // The receipt event goes through the same version counter as every other event.
-    recorded = Math.max(recorded, res.streamVersion);
-    committed = res.streamVersion;
-    receiptAt = committed;
-  };
   // The receipt takes its version when it is asked for, and is appended in the same serial chain as every
   // batch: an outcome or override handled while it is being signed gets the next version, never the same one.
-  const issueInTurn = async () => {
+  const issue = async () => {
     if (recorded === receiptAt) return flush();
     const head = recorded;
     recorded += 1;
@@ -240,27 +215,23 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     await announceClosed(n);
   };
 
-  // --- issue 8: reminders and closing notices (helpers kept apart; each behind its patch) -------------
-  /**
-   * With the 'flush-before-notify' patch: what the notice is about (an escalation's new groups and deadline)
-   * is in the log before the notify activity reads it. Runs without the patch notified from the previous state.
-   */
+  // --- reminders and closing notices -------------------------------------------------------------------
+  /** What a notice is about (an escalation's new groups and deadline) is in the log before the notify activity reads it. */
   async function flushBeforeNotify(): Promise<void> {
-    if (pending.length > 0 && patched(FLUSH_BEFORE_NOTIFY_PATCH)) await flush();
+    if (pending.length > 0) await flush();
   }
   const remindedLevels = new Set<string>();
   // Reminders run beside the deadline's timer, so a slow delivery never pushes the escalation or expiry back.
   const reminders: Array<Promise<void>> = [];
   /**
-   * Waits up to `left` ms for round n to close, as the original single timer did; with the 'reminders'
-   * patch, first until the reminder moment of the current level, reminding those who have not answered.
-   * True when the round closed.
+   * Waits up to `left` ms for round n to close: first until the reminder moment of the current level (once per
+   * level), reminding those who have not answered. True when the round closed.
    */
   const waitForAnswers = async (n: number, left: number): Promise<boolean> => {
     const closed = () => view!.rounds.find((x) => x.round === n)!.status !== 'open';
     const r = view!.rounds.find((x) => x.round === n)!;
     const key = `${n}:${r.level}`;
-    if (!remindedLevels.has(key) && patched(REMINDERS_PATCH)) {
+    if (!remindedLevels.has(key)) {
       remindedLevels.add(key);
       const now = Date.now();
       const at = reminderAt(input.windows.remind_before, now, Date.parse(r.deadline));
@@ -274,13 +245,12 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     return condition(closed, left);
   };
   /**
-   * With the 'round-closed-notices' patch: the closed round's Slack messages show how it ended. Started, not
-   * awaited: a slow Slack never holds the receipt or the callback; the run waits for it only at its very end.
+   * The closed round's Slack messages show how it ended. Started, not awaited: a slow Slack never holds the
+   * receipt or the callback; the run waits for it only at its very end.
    */
   const closingNotices: Array<Promise<void>> = [];
   const announceClosed = async (n: number) => {
     await Promise.all(reminders.splice(0));
-    if (!patched(ROUND_CLOSED_NOTICE_PATCH)) return;
     closingNotices.push(announceRoundClosed({ decisionId: input.decisionId, tenantId: input.tenantId, round: n }).then(
       (res) => { if (res.errors.length) log.warn('closing notices failed', { round: n, errors: res.errors }); },
       (err: unknown) => { log.warn('closing notices failed', { round: n, error: String(err) }); },
@@ -448,26 +418,23 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     },
   });
   const needsApproval = view!.status === 'pending_approval';
-  // A run final at its start (ALLOW, DENY, constraints) records its events and its receipt in one local
-  // activity, so its first workflow task is its only one until the outcome or override window: no activity
-  // task and no second workflow task, which is most of what a decision cost the server beyond its start.
-  if (!needsApproval) oneTask = patched(FINAL_IN_ONE_TASK_PATCH);
-  // Registered here, before the first await and after the run's first events are in `view`. An update that
+  // Registered here, before the first await and after the run's first events are in `view`: an update that
   // reaches a run in its first task (a worker that died before completing it, an answer sent while no worker
-  // ran) is delivered the moment its handler is set: registered earlier, its validator saw no run at all and
-  // refused the answer ("the run has not been recorded yet"). Refused updates leave no history, so no
-  // recorded run accepted one there and moving the registration changes no replay.
+  // ran) is delivered the moment its handler is set, and its validator must see the run.
   registerUpdates();
   if (needsApproval) {
     await flush(true);
     // An answer delivered in the first task may already have closed the round: nobody is asked to approve it.
-    if (openRound(view)?.round === 1 || !patched(NO_REQUEST_FOR_CLOSED_ROUND_PATCH)) await notify(1, 'request', view!.rounds[0]!.groups);
+    if (openRound(view)?.round === 1) await notify(1, 'request', view!.rounds[0]!.groups);
     await runRound(1);
   } else {
-    await flush(true, oneTask);
+    // A run final at its start (ALLOW, DENY, constraints) records its events and its receipt in one local
+    // activity, so its first workflow task is its only one until the outcome or override window: no activity
+    // task and no second workflow task, which is most of what a decision costs the server beyond its start.
+    await flush(true, true);
   }
   finalAt = Date.now();
-  if (!oneTask) await issue();
+  if (needsApproval) await issue();
   const callback = input.callbackUrl
     ? deliverCallback({ url: input.callbackUrl, tenantId: input.tenantId, decisionId: input.decisionId, result: toResult(view!) }).catch((err: unknown) => log.warn('callback failed', { error: String(err) }))
     : Promise.resolve();

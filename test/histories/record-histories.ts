@@ -1,10 +1,10 @@
-// The explicit update command for the replay tier's golden histories (style items 8 and 9):
-//   eval "$(services/stack/stack.sh env)"; npx tsx test/histories/record-histories.ts GENERATION
+// The explicit update command for the replay tier's golden histories (style items 8, 9 and 16):
+//   eval "$(services/stack/stack.sh env)"; npx tsx test/histories/record-histories.ts
 // Runs one decision down every branch of the workflow against the real stack, then writes each completed
-// history to test/fixtures/histories/GENERATION/<branch>.json. Histories of earlier generations stay: they are
-// the runs already in flight, and today's code must still replay them (changes go behind `patched`). Record a
-// new generation when a patch changes the commands; never overwrite an old one.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+// history to test/fixtures/histories/<branch>.json, replacing the recorded one. Until the first release there
+// is one code path and one recorded generation: a change to a workflow's commands re-records them all (with
+// test/histories/record-channel-histories.ts). After a release, see README "Versioning workflow changes".
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { execFileSync } from 'node:child_process';
@@ -12,10 +12,7 @@ import { workflowIdFor } from '../../services/decisions/ids.ts';
 import { answerUpdate } from '../../workflows/decision-workflow.ts';
 import { activateYaml, addPrincipal, api, attestedAnswer, eventually, startTestStack } from '../int/harness.ts';
 
-const generation = process.argv[2];
-if (!generation || !/^[a-z0-9-]+$/.test(generation)) throw new Error('usage: record-histories.ts GENERATION (a new folder name, e.g. local-store)');
-const OUT = path.join(import.meta.dirname, '..', 'fixtures', 'histories', generation);
-if (existsSync(OUT)) throw new Error(`${OUT} exists: a recorded generation is never overwritten`);
+const OUT = path.join(import.meta.dirname, '..', 'fixtures', 'histories');
 mkdirSync(OUT, { recursive: true });
 const POLICY = `
 apiVersion: countersign/v1
@@ -37,7 +34,7 @@ rules:
   - name: escalate
     match: { tool: deploy_tool }
     decision: REQUIRE_APPROVAL
-    approval: { approvers: [ops], quorum: 1, timeout: 2s, escalate_to: [leads], on_timeout: DENY }
+    approval: { approvers: [ops], quorum: 1, escalate_after: 2s, timeout: 1h, escalate_to: [leads], on_timeout: DENY }
   - name: expire
     match: { tool: timer_tool }
     decision: REQUIRE_APPROVAL
@@ -55,7 +52,10 @@ try {
   const admin = await addPrincipal(stack, { name: 'a1', roles: ['approver', 'admin'], groups: ['admins'] });
   const as = (who: { key: string }) => ({ url: stack.url, key: who.key });
   const ask = async (tool: string) => (await api(as(agent), 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool, args: { x: 1 } } })).body.decision_id as string;
-  const answer = (who: { key: string }, id: string, verdict: string) => api(as(who), 'POST', `/v1/decisions/${id}/approvals`, { verdict });
+  const answer = async (who: { key: string }, id: string, verdict: string) => {
+    const res = await api(as(who), 'POST', `/v1/decisions/${id}/approvals`, { verdict });
+    if (res.status !== 200) throw new Error(`answer to ${id}: ${res.status} ${JSON.stringify(res.body)}`);
+  };
   const hasEvent = (id: string, type: string) => eventually(async () => ((await stack.db.query('SELECT 1 FROM events WHERE stream_id = $1 AND type = $2', [`run/${id}`, type])).rowCount ? true : undefined), 60_000, `${type} of ${id}`);
 
   const branches: Record<string, string> = {};
@@ -69,7 +69,6 @@ try {
   branches['expire'] = await ask('timer_tool');
   branches['override-granted'] = await ask('shell_exec');
   branches['override-denied'] = await ask('shell_exec');
-  branches['outcome'] = await ask('read_tool');
 
   for (const id of Object.values(branches)) await hasEvent(id, 'PolicyEvaluated');
   await answer(ops1, branches['approve'], 'approve');
@@ -83,8 +82,11 @@ try {
     await api(as(agent), 'POST', `/v1/decisions/${branches[b]}/override`, { justification: `recording ${b}` });
   }
   await answer(admin, branches['override-granted'], 'approve');
+  // Asked last: the outcome window is short, so the report must follow the decision at once.
+  branches['outcome'] = await ask('read_tool');
   await hasEvent(branches['outcome'], 'ReceiptIssued');
-  await api(as(agent), 'POST', `/v1/decisions/${branches['outcome']}/outcome`, { status: 'succeeded', output: { rows: 3 } });
+  const reported = await api(as(agent), 'POST', `/v1/decisions/${branches['outcome']}/outcome`, { status: 'succeeded', output: { rows: 3 } });
+  if (reported.status !== 200) throw new Error(`outcome: ${reported.status} ${JSON.stringify(reported.body)}`);
 
   // An answer delivered in the run's first task (no worker ran when it was sent): attested as the API would,
   // sent to the run itself, counted once a worker takes the task; the round closes before any request goes out.
@@ -105,7 +107,7 @@ try {
     rules: [{ name: 'r', match: { tool: 't' }, decision: 'DENY' }],
   });
   const tenant = `hist-${Date.now().toString(36)}`;
-  const made = await api(stack, 'POST', '/v1/tenants', { id: tenant, name: tenant, settings: { policy_four_eyes: true, policy_activation_timeout: '2s' } });
+  const made = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: tenant, name: tenant, settings: { policy_four_eyes: true, policy_activation_timeout: '2s' } });
   if (made.status !== 201) throw new Error(`tenant: ${made.status} ${JSON.stringify(made.body)}`);
   const tenantAdmin = { url: stack.url, key: made.body.admin_api_key as string };
   const second = await api(tenantAdmin, 'POST', '/v1/principals', { name: 'second admin', kind: 'person', roles: ['admin'] });

@@ -1,58 +1,59 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { BUNDLER_OPTIONS } from '../../services/worker/workflows-path.ts';
-import { FINAL_IN_ONE_TASK_PATCH, FLUSH_BEFORE_NOTIFY_PATCH, LOCAL_STORE_PATCH, NO_REQUEST_FOR_CLOSED_ROUND_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, SERIAL_RECEIPTS_PATCH } from '../../workflows/decision-workflow.ts';
 
+const EventType = temporal.api.enums.v1.EventType;
 const DIR = path.resolve(import.meta.dirname, '..', 'fixtures', 'histories');
 const WORKFLOWS = path.resolve(import.meta.dirname, '..', '..', 'workflows', 'index.ts');
-const BRANCHES = ['allow', 'deny', 'constraints', 'approve', 'reject', 'quorum', 'escalate', 'expire', 'override-granted', 'override-denied', 'outcome'];
-// Recorded for the latest generation too: policyActivationWorkflow (four-eyes activation), and the approval
-// channels' reminder, escalation notice and closing notice (test/histories/record-channel-histories.ts).
-const LATEST_BRANCHES = [...BRANCHES, 'early-answer', 'policy-activation-approved', 'policy-activation-rejected', 'policy-activation-expired', 'channels-remind-escalate-expire'];
+// Every branch of the decision workflow and of the four-eyes activation workflow, recorded against the real
+// stack by test/histories/record-histories.ts (the channels' reminder, escalation and closing notice by
+// test/histories/record-channel-histories.ts).
+const BRANCHES = [
+  'allow', 'deny', 'constraints', 'approve', 'reject', 'quorum', 'escalate', 'expire', 'override-granted', 'override-denied', 'outcome', 'early-answer',
+  'channels-remind-escalate-expire', 'policy-activation-approved', 'policy-activation-rejected', 'policy-activation-expired',
+];
 
-const load = (name: string, generation = '') => historyFromJSON(JSON.parse(readFileSync(path.join(DIR, generation, `${name}.json`), 'utf8')));
-// The first generation sits at the top of the folder; later ones (recorded after a `patched` change) in folders.
-const GENERATIONS = ['', ...readdirSync(DIR).filter((f) => statSync(path.join(DIR, f)).isDirectory()).sort()];
+const load = (name: string) => historyFromJSON(JSON.parse(readFileSync(path.join(DIR, `${name}.json`), 'utf8')));
+const recorded = () => readdirSync(DIR).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, ''));
 
-// Recorded histories of every branch, of every generation of the workflow's code, replay against today's
-// code: a change to the workflow's commands that would break runs already in flight fails here. Record a new
-// generation with test/histories/record-histories.ts GENERATION.
+// Nothing has been released, so the workflows have one code path and one recorded generation of histories:
+// a change to a workflow's commands re-records them (and fails here until it does). After a release, runs in
+// flight are kept working by Worker Versioning or a patch (README, "Versioning workflow changes").
 describe('replay tier: recorded workflow histories', () => {
-  // Older generations keep what was recorded then; the first and the latest cover every branch of their code.
-  it('the first generation has a recorded history for every branch it had', () => {
-    const present = readdirSync(DIR).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, ''));
-    expect(present.sort()).toEqual(expect.arrayContaining(BRANCHES));
+  it('has a recorded history for every branch, and nothing else', () => {
+    expect(recorded().sort()).toEqual([...BRANCHES].sort());
+    expect(readdirSync(DIR).filter((f) => statSync(path.join(DIR, f)).isDirectory())).toEqual([]);
   });
 
-  it('the latest generation has a recorded history for every branch of today’s code', () => {
-    const latest = GENERATIONS[GENERATIONS.length - 1]!;
-    const present = readdirSync(path.join(DIR, latest)).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, ''));
-    expect(present.sort()).toEqual(expect.arrayContaining(LATEST_BRANCHES));
-  });
-
-  it('the latest generation went down every patched path of the decision workflow', () => {
-    const latest = GENERATIONS[GENERATIONS.length - 1]!;
-    const patches = new Set<string>();
-    for (const f of readdirSync(path.join(DIR, latest)).filter((x) => x.endsWith('.json'))) {
-      for (const e of load(f.replace(/\.json$/, ''), latest).events ?? []) {
-        const m = e.markerRecordedEventAttributes;
-        if (m?.markerName !== 'core_patch') continue;
-        for (const p of m.details?.['patch-data']?.payloads ?? []) patches.add((JSON.parse(Buffer.from(p.data!).toString('utf8')) as { id: string }).id);
-      }
+  it('each branch went its way: answered, overridden and reported runs accepted their updates; escalations and expiries fired their timers', () => {
+    const types = (name: string) => (load(name).events ?? []).map((e) => e.eventType);
+    const accepted = (name: string) => types(name).filter((t) => t === EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED).length;
+    for (const [name, updates] of Object.entries({ approve: 1, reject: 1, quorum: 2, escalate: 1, 'override-granted': 2, 'override-denied': 1, outcome: 1, 'early-answer': 1 })) {
+      expect(accepted(name), name).toBe(updates);
     }
-    expect([...patches].sort()).toEqual(expect.arrayContaining([LOCAL_STORE_PATCH, SERIAL_RECEIPTS_PATCH, REMINDERS_PATCH, ROUND_CLOSED_NOTICE_PATCH, FLUSH_BEFORE_NOTIFY_PATCH, FINAL_IN_ONE_TASK_PATCH, NO_REQUEST_FOR_CLOSED_ROUND_PATCH]));
+    for (const name of ['escalate', 'expire', 'override-denied', 'channels-remind-escalate-expire']) {
+      expect(types(name).filter((t) => t === EventType.EVENT_TYPE_TIMER_FIRED).length, name).toBeGreaterThan(1);
+    }
   });
 
-  // Issue 6, sustained throughput: what a decision costs the server beyond its start is mostly its workflow
-  // tasks and activity tasks. A run final at its start now has one of each kind of nothing: a single workflow
-  // task (events and receipt in one local activity) before it waits out its outcome window.
+  it('the recorded histories carry no patch markers: one code path', () => {
+    const markers: string[] = [];
+    for (const name of recorded()) {
+      for (const e of load(name).events ?? []) if (e.markerRecordedEventAttributes?.markerName === 'core_patch') markers.push(name);
+    }
+    expect(markers).toEqual([]);
+  });
+
+  // What a decision costs the server beyond its start is mostly its workflow tasks and activity tasks: a run
+  // final at its start has a single workflow task (events and receipt in one local activity) before it waits
+  // out its outcome window.
   it('a run final at its start (allow, deny, constraints) takes one workflow task and no activity task before its window', () => {
-    const latest = GENERATIONS[GENERATIONS.length - 1]!;
     for (const branch of ['allow', 'deny', 'constraints']) {
-      const events = load(branch, latest).events ?? [];
+      const events = load(branch).events ?? [];
       const timer = events.findIndex((e) => e.timerStartedEventAttributes);
       expect(timer, branch).toBeGreaterThan(0);
       const before = events.slice(0, timer);
@@ -61,13 +62,8 @@ describe('replay tier: recorded workflow histories', () => {
     }
   });
 
-  it('has more than one generation, so the patched paths are replayed too', () => {
-    expect(GENERATIONS.length).toBeGreaterThan(1);
-  });
-
-  it('replays every recorded history of every generation against today’s workflow code', async () => {
-    const histories = GENERATIONS.flatMap((g) =>
-      readdirSync(path.join(DIR, g)).filter((f) => f.endsWith('.json')).map((f) => ({ workflowId: `${g || 'first'}/${f}`, history: load(f.replace(/\.json$/, ''), g) })));
+  it('replays every recorded history against today’s workflow code', async () => {
+    const histories = recorded().map((name) => ({ workflowId: name, history: load(name) }));
     const failures: string[] = [];
     for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS }, histories)) {
       if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);
@@ -76,7 +72,7 @@ describe('replay tier: recorded workflow histories', () => {
   }, 180_000);
 
   it('fails on a deliberately incompatible history (an activity the workflow never schedules)', async () => {
-    const history = load('allow');
+    const history = load('approve');
     const scheduled = history.events!.find((e) => e.activityTaskScheduledEventAttributes)!;
     scheduled.activityTaskScheduledEventAttributes!.activityType = { name: 'sendFax' };
     await expect(Worker.runReplayHistory({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS }, history, 'broken')).rejects.toThrow(/[Nn]ondeterminism|DeterminismViolation/);
