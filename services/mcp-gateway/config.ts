@@ -38,7 +38,8 @@ export const GatewaySettings = z.strictObject({
   idempotency_window_sec: z.number().int().min(1).max(7 * 86_400).default(3600).describe('Identical calls (agent, upstream, tool, arguments) without a client key name the same decision within one window. Default 3600.'),
   upstream_timeout_sec: z.number().int().min(1).max(86_400).default(300).describe('Timeout of a forwarded call when the decision sets no max_runtime_sec. Default 300.'),
   max_outcome_bytes: z.number().int().min(256).max(256 * 1024).default(16 * 1024).describe('Largest outcome output reported to the run; larger results are reported as a digest and a prefix. Default 16384.'),
-  output_rules: z.enum(['enforce', 'report']).default('enforce').describe('enforce: the result goes back only after the run checked it against output rules (withheld on a violation); report: the result goes back at once and the outcome is reported after.'),
+  output_rules: z.enum(['auto', 'enforce', 'report']).default('auto').describe('enforce: every result goes back only after the run checked it against the output rules (withheld on a violation); report: results go back at once and outcomes are reported after (violations recorded, never withheld); auto: enforce for the tools an output rule of the tenant\'s active policies may apply to, report for the others. Default auto.'),
+  policy_refresh_sec: z.number().int().min(1).max(3600).default(30).describe('How often auto re-reads the active policies for output rules. Default 30.'),
   register_catalog: z.boolean().default(true).describe("Register each upstream's tools/list in the tenant's tool catalog (needs COUNTERSIGN_CATALOG_API_KEY, an admin key). Default true."),
   api_timeout_sec: z.number().min(1).max(120).default(15).describe('Per-request timeout towards the Countersign API (long polls add their wait). Default 15.'),
 });

@@ -11,6 +11,7 @@ import { registerUpstreamCatalog } from './catalog-registration.ts';
 import type { GatewayConfig } from './config.ts';
 import { CLIENT_KEY, CLIENT_KEY_META, decisionRequestFor } from './decision-request.ts';
 import { GovernedCalls, type Logger } from './governed-call.ts';
+import { OutputRuleWatch } from './output-rule-watch.ts';
 import { refusedRequestResult } from './tool-results.ts';
 import { exposeNames, type Route } from './tool-names.ts';
 import { GATEWAY_INFO, Upstream } from './upstreams.ts';
@@ -30,10 +31,16 @@ export class Gateway {
   private readonly sessions = new Set<Server>();
   private readonly calls: GovernedCalls;
   private readonly api: Transport;
+  private readonly outputRules: OutputRuleWatch | undefined;
 
   private constructor(readonly config: GatewayConfig, readonly upstreams: Map<string, Upstream>, private readonly log: Logger) {
     this.api = new Transport({ url: config.api.url, apiKey: config.api.key, timeoutMs: config.settings.api_timeout_sec * 1000, attempts: 3 });
-    this.calls = new GovernedCalls({ api: this.api, settings: config.settings, log });
+    const mode = config.settings.output_rules;
+    this.outputRules = mode === 'auto' ? new OutputRuleWatch(this.api, config.settings.policy_refresh_sec, log) : undefined;
+    this.calls = new GovernedCalls({
+      api: this.api, settings: config.settings, log,
+      checkOutput: (upstream, tool) => mode === 'enforce' || (mode === 'auto' && this.outputRules!.mayApply(upstream, tool)),
+    });
   }
 
   static async start(config: GatewayConfig, log: Logger): Promise<Gateway> {
@@ -49,6 +56,7 @@ export class Gateway {
     }
     const gateway = new Gateway(config, upstreams, log);
     built.gateway = gateway;
+    await gateway.outputRules?.start();
     await gateway.refreshTools();
     for (const u of upstreams.values()) await gateway.registerCatalog(u);
     return gateway;
@@ -56,6 +64,7 @@ export class Gateway {
 
   async close(): Promise<void> {
     await Promise.all([...this.sessions].map((s) => s.close().catch(() => undefined)));
+    this.outputRules?.stop();
     await this.calls.drain();
     await Promise.all([...this.upstreams.values()].map((u) => u.close()));
   }
@@ -108,22 +117,36 @@ export class Gateway {
       );
     });
 
+    const caps = this.capabilities();
+    if (caps.prompts) this.promptHandlers(server);
+    if (caps.resources) this.resourceHandlers(server);
+    if (caps.logging) {
+      server.setRequestHandler(SetLevelRequestSchema, async (req) => {
+        await Promise.all([...this.upstreams.values()].filter((u) => u.capabilities.logging).map((u) => u.client.setLoggingLevel(req.params.level)));
+        return {};
+      });
+    }
+    if (caps.completions) this.completionHandler(server);
+  }
+
+  private promptHandlers(server: Server): void {
     server.setRequestHandler(ListPromptsRequestSchema, async () => ({ prompts: await this.listPrompts() }));
     server.setRequestHandler(GetPromptRequestSchema, async (req) => {
       const route = (this.promptRoutes.size > 0 ? this.promptRoutes : await this.listPrompts().then(() => this.promptRoutes)).get(req.params.name);
       if (!route) throw new McpError(ErrorCode.InvalidParams, `unknown prompt: ${req.params.name}`);
       return this.upstreams.get(route.upstream)!.client.getPrompt({ ...req.params, name: route.name });
     });
+  }
 
+  private resourceHandlers(server: Server): void {
     server.setRequestHandler(ListResourcesRequestSchema, async () => ({ resources: (await Promise.all([...this.upstreams.values()].map((u) => u.listResources()))).flat() }));
     server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({ resourceTemplates: (await Promise.all([...this.upstreams.values()].map((u) => u.listResourceTemplates()))).flat() }));
     server.setRequestHandler(ReadResourceRequestSchema, async (req) => this.firstThatAnswers('resources', (u) => u.client.readResource(req.params)));
     server.setRequestHandler(SubscribeRequestSchema, async (req) => this.firstThatAnswers('resources', (u) => u.client.subscribeResource(req.params)));
     server.setRequestHandler(UnsubscribeRequestSchema, async (req) => this.firstThatAnswers('resources', (u) => u.client.unsubscribeResource(req.params)));
-    server.setRequestHandler(SetLevelRequestSchema, async (req) => {
-      await Promise.all([...this.upstreams.values()].filter((u) => u.capabilities.logging).map((u) => u.client.setLoggingLevel(req.params.level)));
-      return {};
-    });
+  }
+
+  private completionHandler(server: Server): void {
     server.setRequestHandler(CompleteRequestSchema, async (req) => {
       const ref = req.params.ref;
       if (ref.type === 'ref/prompt') {

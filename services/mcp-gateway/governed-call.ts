@@ -1,5 +1,6 @@
 import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import type { DecisionResult } from '../../schemas/decision.ts';
+import { z } from 'zod';
+import { DecisionResult } from '../../schemas/decision.ts';
 import { CountersignApiError, CountersignNetworkError } from '../sdk/errors.ts';
 import type { Transport } from '../sdk/transport.ts';
 import { checkArgumentConstraints } from './argument-constraints.ts';
@@ -7,6 +8,17 @@ import type { GatewaySettings } from './config.ts';
 import { decisionRequestFor, idempotencyBase, idempotencyKeyFor } from './decision-request.ts';
 import { DECISION_META, boundedOutput, constraintRefusal, deniedResult, refusedRequestResult, runtimeExceededResult, stillPendingResult, unavailableResult, withheldResult } from './tool-results.ts';
 import type { Upstream } from './upstreams.ts';
+
+/** The API's answer, checked before anything is forwarded on it; fields added by a later API are kept, not refused. */
+const DecisionAnswer = z.looseObject(DecisionResult.shape);
+const OutcomeAnswer = z.looseObject({ violations: z.number().int().nonnegative(), violations_found: z.array(z.looseObject({ rule: z.string(), reason: z.string() })) });
+
+class MalformedAnswer extends Error {}
+function checked<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new MalformedAnswer(`the API's answer to ${what} is malformed (${r.error.issues.slice(0, 2).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`);
+  return r.data;
+}
 
 /** Longest single long-poll the API allows is 120 s; shorter polls notice an abandoned hold sooner. */
 const POLL_SECONDS = 20;
@@ -33,7 +45,14 @@ export class GovernedCalls {
   private readonly generations = new Map<string, { n: number; expiresAt: number }>();
   private readonly background = new Set<Promise<unknown>>();
 
-  constructor(private readonly deps: { api: Transport; settings: GatewaySettings; log: Logger; now?: () => number }) {}
+  constructor(private readonly deps: {
+    api: Transport;
+    settings: GatewaySettings;
+    log: Logger;
+    /** Whether the result must wait for the run's output-rule check (output_rules auto: the policies say). */
+    checkOutput: (upstream: string, tool: string) => boolean;
+    now?: () => number;
+  }) {}
 
   async call(input: CallInput, waiter: Waiter): Promise<CallToolResult> {
     const s = this.deps.settings;
@@ -88,7 +107,7 @@ export class GovernedCalls {
     const request = decisionRequestFor({ agent: s.agent, environment: s.environment, upstream: input.upstream.name, tool: input.tool, args: input.args }, key);
     let decision: DecisionResult;
     try {
-      decision = await this.deps.api.request<DecisionResult>('POST', '/v1/decisions', request);
+      decision = await this.ask(request);
       if (decision.status === 'pending_approval') decision = await this.hold(decision, shared);
     } catch (err) {
       return { result: this.failClosed(err) };
@@ -97,10 +116,10 @@ export class GovernedCalls {
     if (decision.decision === 'DENY' || decision.decision === 'REQUIRE_APPROVAL') return { result: deniedResult(decision) };
 
     const declared = new Set(Object.keys((input.upstream.tools.find((t) => t.name === input.tool)?.inputSchema.properties as Record<string, unknown> | undefined) ?? {}));
-    const checked = checkArgumentConstraints(decision.constraints, input.args, declared);
-    if (!checked.ok) {
-      this.report(decision, { status: 'failed', output: { not_forwarded: checked.violations } });
-      return { result: constraintRefusal(decision, checked.violations) };
+    const argCheck = checkArgumentConstraints(decision.constraints, input.args, declared);
+    if (!argCheck.ok) {
+      this.report(decision, { status: 'failed', output: { not_forwarded: argCheck.violations } });
+      return { result: constraintRefusal(decision, argCheck.violations) };
     }
     // Nobody waits any more (the client went away while the call was held): do not run it for nobody. The
     // decision stays unused, so the client's retry finds it and runs it then.
@@ -111,7 +130,7 @@ export class GovernedCalls {
     const maxRuntime = decision.constraints.max_runtime_sec;
     const meta = {
       ...(input.meta ?? {}),
-      [DECISION_META]: { decision_id: decision.decision_id, decision: decision.decision, constraints: decision.constraints, ...(decision.decision === 'ALLOW_WITH_CONSTRAINTS' ? { enforced_by_gateway: checked.enforced, to_enforce: checked.passed } : {}) },
+      [DECISION_META]: { decision_id: decision.decision_id, decision: decision.decision, constraints: decision.constraints, ...(decision.decision === 'ALLOW_WITH_CONSTRAINTS' ? { enforced_by_gateway: argCheck.enforced, to_enforce: argCheck.passed } : {}) },
     };
     let result: CallToolResult;
     try {
@@ -129,18 +148,33 @@ export class GovernedCalls {
       return { error: err instanceof McpError ? err : new McpError(ErrorCode.InternalError, `upstream ${input.upstream.name} failed: ${err instanceof Error ? err.message : String(err)}`) };
     }
     const outcome = { status: result.isError ? ('failed' as const) : ('succeeded' as const), output: boundedOutput(result, s.max_outcome_bytes) };
-    if (s.output_rules === 'report') {
+    if (!this.deps.checkOutput(input.upstream.name, input.tool)) {
       this.report(decision, outcome);
       return { result };
     }
     try {
-      const checkedOutcome = await this.deps.api.request<{ violations: number; violations_found: Array<{ policy_id: string; rule: string; reason: string }> }>('POST', `/v1/decisions/${decision.decision_id}/outcome`, outcome);
+      const checkedOutcome = checked(OutcomeAnswer, await this.deps.api.request<unknown>('POST', `/v1/decisions/${decision.decision_id}/outcome`, outcome), 'the outcome report');
       if (checkedOutcome.violations > 0) return { result: withheldResult(decision, checkedOutcome.violations_found) };
     } catch (err) {
       // The tool has run; its result is not hidden because the report failed, but the failure is logged.
       this.deps.log(`outcome of ${decision.decision_id} not reported: ${err instanceof Error ? err.message : String(err)}`);
     }
     return { result };
+  }
+
+  /**
+   * POST /v1/decisions. A 500 is retried too (the transport retries 429 and 502-504): the idempotency key
+   * makes a repeat name the same run, never a second one.
+   */
+  private async ask(request: object): Promise<DecisionResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return checked(DecisionAnswer, await this.deps.api.request<unknown>('POST', '/v1/decisions', request), 'POST /v1/decisions');
+      } catch (err) {
+        if (!(err instanceof CountersignApiError && err.status === 500) || attempt >= 3) throw err;
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
   }
 
   /** Long-polls until the decision is final, the maximum hold passes, or nobody waits any more. */
@@ -153,9 +187,9 @@ export class GovernedCalls {
       const left = Math.floor((deadline - Date.now()) / 1000);
       if (left <= 0) break;
       try {
-        current = await this.deps.api.request<DecisionResult>('GET', `/v1/decisions/${current.decision_id}`, undefined, {
+        current = checked(DecisionAnswer, await this.deps.api.request<unknown>('GET', `/v1/decisions/${current.decision_id}`, undefined, {
           query: { wait: Math.min(POLL_SECONDS, left) }, extraTimeoutMs: Math.min(POLL_SECONDS, left) * 1000, signal: shared.stop.signal,
-        });
+        }), 'GET /v1/decisions/{id}');
       } catch (err) {
         if (shared.stop.signal.aborted) break;
         throw err;

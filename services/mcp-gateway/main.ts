@@ -14,20 +14,25 @@ export async function runGateway(configFile: string, flags: GatewayFlags, env: R
   const tools = [...gateway.upstreams.values()].reduce((n, u) => n + u.tools.length, 0);
   let stopped!: () => void;
   const done = new Promise<void>((resolve) => { stopped = resolve; });
-  process.once('SIGTERM', () => stopped());
-  process.once('SIGINT', () => stopped());
+  const stop = () => stopped();
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
   let closeHttp: (() => Promise<void>) | undefined;
-  if (config.http) {
-    const http = await serveHttp(gateway, config.http, log);
-    closeHttp = http.close;
-    log(`ready: ${gateway.upstreams.size} upstream(s), ${tools} tool(s), Streamable HTTP at ${http.url}`);
-  } else {
-    const transport = new StrictStdioServerTransport();
-    const server = await gateway.connect(transport);
-    server.onclose = () => stopped();
-    log(`ready: ${gateway.upstreams.size} upstream(s), ${tools} tool(s), stdio`);
+  try {
+    if (config.http) {
+      const http = await serveHttp(gateway, config.http, log);
+      closeHttp = http.close;
+      log(`ready: ${gateway.upstreams.size} upstream(s), ${tools} tool(s), Streamable HTTP at ${http.url}`);
+    } else {
+      const server = await gateway.connect(new StrictStdioServerTransport());
+      server.onclose = stop;
+      log(`ready: ${gateway.upstreams.size} upstream(s), ${tools} tool(s), stdio`);
+    }
+    await done;
+  } finally {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+    await closeHttp?.();
+    await gateway.close();
   }
-  await done;
-  await closeHttp?.();
-  await gateway.close();
 }
