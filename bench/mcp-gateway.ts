@@ -48,18 +48,21 @@ const stack = await startTestStack({ COUNTERSIGN_WORKFLOW_BUNDLE: bundle, COUNTE
 const closers: Array<() => Promise<void>> = [];
 try {
   await activateYaml(stack, POLICY);
-  const bot = await addPrincipal(stack, { name: 'pay-bot', kind: 'agent', roles: ['agent'] });
+  // Test stacks share one Temporal and the tenant `default`; the gateway's keys are derived from the call, so
+  // each run acts as an agent of its own.
+  const agent = `pay-bot-${run}`;
+  const bot = await addPrincipal(stack, { name: agent, kind: 'agent', roles: ['agent'] });
   const env = { COUNTERSIGN_URL: stack.url, COUNTERSIGN_API_KEY: bot.key };
 
   // The direct path: the same upstream, spawned on its own, and the decision asked over HTTP first.
-  const direct = gatewayFiles({ agent: 'pay-bot' });
+  const direct = gatewayFiles({ agent });
   const directTransport = new StdioClientTransport({ command: process.execPath, args: ['--import', 'tsx', PAYMENTS_SERVER], env: { PATH: process.env['PATH'] ?? '', PAYMENTS_LOG: direct.log }, stderr: 'inherit' });
   const directClient = new Client({ name: 'bench-direct', version: '1' });
   await directClient.connect(directTransport);
   closers.push(() => directClient.close());
   const directCall = async (order: string) => {
     const d = await api({ url: stack.url, key: bot.key }, 'POST', '/v1/decisions', {
-      agent: { id: 'pay-bot' }, action: { tool: 'payments', operation: 'refund', args: { order, amount: 10 } }, context: { order, amount: 10 }, idempotency_key: `bench/${run}/direct/${order}`,
+      agent: { id: agent }, action: { tool: 'payments', operation: 'refund', args: { order, amount: 10 } }, context: { order, amount: 10 }, idempotency_key: `bench/${run}/direct/${order}`,
     });
     if (d.body.decision !== 'ALLOW') throw new Error(`direct: ${JSON.stringify(d.body)}`);
     const r = (await directClient.callTool({ name: 'refund', arguments: { order, amount: 10 } })) as CallToolResult;
@@ -68,7 +71,7 @@ try {
 
   const gateways: Record<string, { call: (order: string) => Promise<void>; executed: () => Array<{ args: Record<string, unknown> }> }> = {};
   for (const mode of ['auto', 'enforce'] as const) {
-    const files = gatewayFiles({ agent: 'pay-bot', output_rules: mode, register_catalog: false });
+    const files = gatewayFiles({ agent, output_rules: mode, register_catalog: false });
     const gw = await stdioGateway(files.config, env);
     closers.push(gw.close);
     gateways[mode] = {
@@ -103,13 +106,15 @@ try {
   const t0 = performance.now();
   const results = await Promise.allSettled(orders.map((o) => gw.call(o)));
   const elapsed = performance.now() - t0;
-  const answered = results.filter((r) => r.status === 'fulfilled').length;
+  // Every call gets an answer: the tool's result, or a gateway refusal (failing closed when the API was too slow).
+  const allowed = results.filter((r) => r.status === 'fulfilled').length;
+  const refusals = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => String(r.reason));
+  const failClosed = refusals.filter((m) => /failing closed/.test(m)).length;
   const ran = gw.executed().slice(before).map((e) => String(e.args['order']));
   const counts = new Map<string, number>();
   for (const o of ran) counts.set(o, (counts.get(o) ?? 0) + 1);
   const twice = [...counts.values()].filter((c) => c > 1).length;
-  const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').slice(0, 3).map((r) => String(r.reason));
-  console.log(`(b) burst of ${BURST} concurrent calls: ${answered}/${BURST} answered in ${ms(elapsed)}, ${counts.size} distinct forwarded, ${twice} forwarded twice${failures.length ? `; failures: ${failures.join(' | ')}` : ''}`);
+  console.log(`(b) burst of ${BURST} concurrent calls in ${ms(elapsed)}: ${allowed + failClosed}/${BURST} answered (${allowed} forwarded and answered, ${failClosed} refused failing closed), ${counts.size} distinct forwarded, ${twice} forwarded twice${refusals.length > failClosed ? `; other failures: ${refusals.filter((m) => !/failing closed/.test(m)).slice(0, 3).join(' | ')}` : ''}`);
 } finally {
   for (const c of closers) await c().catch(() => undefined);
   await stack.stop();

@@ -41,7 +41,7 @@ export const GatewaySettings = z.strictObject({
   output_rules: z.enum(['auto', 'enforce', 'report']).default('auto').describe('enforce: every result goes back only after the run checked it against the output rules (withheld on a violation); report: results go back at once and outcomes are reported after (violations recorded, never withheld); auto: enforce for the tools an output rule of the tenant\'s active policies may apply to, report for the others. Default auto.'),
   policy_refresh_sec: z.number().int().min(1).max(3600).default(30).describe('How often auto re-reads the active policies for output rules. Default 30.'),
   register_catalog: z.boolean().default(true).describe("Register each upstream's tools/list in the tenant's tool catalog (needs COUNTERSIGN_CATALOG_API_KEY, an admin key). Default true."),
-  api_timeout_sec: z.number().min(1).max(120).default(15).describe('Per-request timeout towards the Countersign API (long polls add their wait). Default 15.'),
+  api_timeout_sec: z.number().min(1).max(120).default(30).describe('Per-request timeout towards the Countersign API (long polls add their wait). Default 30.'),
 });
 export type GatewaySettings = z.infer<typeof GatewaySettings>;
 

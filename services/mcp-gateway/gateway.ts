@@ -12,6 +12,7 @@ import type { GatewayConfig } from './config.ts';
 import { CLIENT_KEY, CLIENT_KEY_META, decisionRequestFor } from './decision-request.ts';
 import { GovernedCalls, type Logger } from './governed-call.ts';
 import { OutputRuleWatch } from './output-rule-watch.ts';
+import { ParamsCheckingTransport } from './params-check.ts';
 import { refusedRequestResult } from './tool-results.ts';
 import { exposeNames, type Route } from './tool-names.ts';
 import { GATEWAY_INFO, Upstream } from './upstreams.ts';
@@ -91,7 +92,7 @@ export class Gateway {
     this.handlers(server);
     server.onclose = () => this.sessions.delete(server);
     this.sessions.add(server);
-    await server.connect(transport);
+    await server.connect(new ParamsCheckingTransport(transport));
     return server;
   }
 
@@ -216,8 +217,9 @@ export class Gateway {
 
   /**
    * "Always denied": the active policies DENY the tool with no arguments (POST /v1/policy/simulate, which
-   * starts nothing). A tool denied only for some arguments stays listed; a failed simulation lists the tool,
-   * since a listed tool is still governed on every call.
+   * starts nothing), other than by a condition that could not be evaluated without them. A tool denied only
+   * for some arguments stays listed; a failed simulation lists the tool: a listed tool is still decided on
+   * every call, and so is a hidden one.
    */
   private async alwaysDenied(route: Route): Promise<boolean> {
     const s = this.config.settings;
@@ -225,7 +227,9 @@ export class Gateway {
       const request = decisionRequestFor({ agent: s.agent, environment: s.environment, upstream: route.upstream, tool: route.name, args: {} }, 'simulation');
       delete request.idempotency_key;
       const r = await this.api.request<DecisionResult>('POST', '/v1/policy/simulate', { request });
-      return r.decision === 'DENY';
+      // A condition that needs an argument cannot be evaluated without one and fails closed: that DENY says
+      // nothing about real calls.
+      return r.decision === 'DENY' && !/could not be evaluated/.test(r.reason);
     } catch {
       return false;
     }

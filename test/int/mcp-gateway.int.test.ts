@@ -2,6 +2,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activateYaml, addPrincipal, api, eventually, freePort, ROOT, startTestStack, type TestStack } from './harness.ts';
 import { CLI, gatewayFiles, stdioGateway, type GatewayClient } from './mcp-gateway-harness.ts';
@@ -60,6 +61,9 @@ rules:
 const text = (r: CallToolResult) => r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
 const runEvents = async (stack: TestStack, id: string) =>
   (await stack.db.query<{ type: string; data: any }>('SELECT type, data FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run-${id}`])).rows;
+// Test stacks share one Temporal and the tenant id `default`, and the gateway's idempotency keys are derived from
+// the call: an agent id of its own per run keeps this run's workflow ids apart from every earlier run's.
+const AGENT = `pay-bot-${randomBytes(4).toString('hex')}`;
 const decisionOf = (r: CallToolResult) => (r._meta?.['countersign/decision'] as { decision_id: string } | undefined)?.decision_id;
 
 describe('the MCP gateway: every tools/call of an MCP client governed, against the real stack and real MCP servers', () => {
@@ -83,10 +87,10 @@ describe('the MCP gateway: every tools/call of an MCP client governed, against t
   beforeAll(async () => {
     stack = await startTestStack({ COUNTERSIGN_OUTCOME_WINDOW: '10m', COUNTERSIGN_OVERRIDE_WINDOW: '10m' });
     await activateYaml(stack, POLICY);
-    bot = await addPrincipal(stack, { name: 'pay-bot', kind: 'agent', roles: ['agent'] });
+    bot = await addPrincipal(stack, { name: AGENT, kind: 'agent', roles: ['agent'] });
     approver = await addPrincipal(stack, { name: 'Fran', roles: ['approver'], groups: ['finance'] });
     catalogAdmin = await addPrincipal(stack, { name: 'catalog-admin', kind: 'agent', roles: ['admin'] });
-    files = gatewayFiles({ agent: 'pay-bot', environment: 'staging', max_hold_sec: 60, progress_interval_sec: 0.2, idempotency_window_sec: 7 * 86_400 }, { everything: true });
+    files = gatewayFiles({ agent: AGENT, environment: 'staging', max_hold_sec: 60, progress_interval_sec: 0.2, idempotency_window_sec: 7 * 86_400 }, { everything: true });
     env = { COUNTERSIGN_URL: stack.url, COUNTERSIGN_API_KEY: bot.key, COUNTERSIGN_CATALOG_API_KEY: catalogAdmin.key };
     gw = await stdioGateway(files.config, env);
   });
@@ -120,7 +124,7 @@ describe('the MCP gateway: every tools/call of an MCP client governed, against t
     const decisionId = (ran[0]!.meta?.['countersign/decision'] as { decision_id: string }).decision_id;
     const events = await eventually(async () => { const e = await runEvents(stack, decisionId); return e.some((x) => x.type === 'OutcomeReported') ? e : undefined; });
     expect(events[0]!.data.request).toMatchObject({
-      agent: { id: 'pay-bot' },
+      agent: { id: AGENT },
       action: { tool: 'payments', operation: 'refund', args: { order: 'A-1', amount: 40 } },
       context: { order: 'A-1', amount: 40, environment: 'staging' },
     });
@@ -259,6 +263,62 @@ describe('the MCP gateway: every tools/call of an MCP client governed, against t
     expect(text(fine)).toBe('exported 5 rows');
   });
 
+  it('hide_denied leaves out the tools the policies always deny (still decided if called); prefixed names route back', async () => {
+    const hiding = gatewayFiles({ agent: AGENT, environment: 'staging', hide_denied: true, tool_names: 'prefixed', register_catalog: false });
+    const g = await stdioGateway(hiding.config, env);
+    try {
+      const names = (await g.client.listTools()).tools.map((t) => t.name);
+      expect(names).toEqual(expect.arrayContaining(['payments__refund', 'payments__get_balance', 'payments__export_ledger']));
+      expect(names).not.toContain('payments__close_account');
+      const r = (await g.client.callTool({ name: 'payments__close_account', arguments: { account: 'acc-1' } })) as CallToolResult;
+      expect(r.isError).toBe(true);
+      expect(text(r)).toContain('no-closing');
+      const ok = (await g.client.callTool({ name: 'payments__refund', arguments: { order: 'E-1', amount: 1 } })) as CallToolResult;
+      expect(text(ok)).toBe('refunded 1 USD on E-1');
+      expect(hiding.executed().map((e) => e.tool)).toEqual(['refund']);
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('attack: malformed JSON-RPC gets protocol errors and never reaches an upstream', async () => {
+    const child = spawn(process.execPath, [CLI, 'mcp', 'gateway', '--config', files.config], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    try {
+      await eventually(async () => (/ready:/.test(err) ? true : undefined), 60_000, 'the gateway to start');
+      const before = files.executed().length;
+      child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } })}\n`);
+      child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`);
+      const attacks = [
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"refund","arguments":{"order":"M-1","amount":1}}',
+        'tools/call refund M-2',
+        '{"jsonrpc":"1.0","id":3,"method":"tools/call","params":{"name":"refund","arguments":{"order":"M-3","amount":1}}}',
+        '{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"refund","arguments":"order=M-4"}}',
+        '{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"arguments":{"order":"M-5","amount":1}}}',
+        '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"refund;rm","arguments":{"order":"M-6","amount":1}}}',
+        '[{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"order":"M-7","amount":1}}}]',
+        '{"jsonrpc":"2.0","id":8,"method":"tools/cal","params":{"name":"refund","arguments":{"order":"M-8","amount":1}}}',
+      ];
+      for (const a of attacks) child.stdin.write(`${a}\n`);
+      const answers = await eventually(async () => {
+        const lines = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: unknown; error?: { code: number } });
+        return lines.length >= attacks.length + 1 ? lines : undefined;
+      }, 30_000, 'an answer to every malformed message');
+      const errors = answers.filter((a) => a.error).map((a) => a.error!.code);
+      expect(errors).toHaveLength(attacks.length);
+      expect(new Set(errors)).toEqual(new Set([-32700, -32600, -32602, -32601]));
+      const reached = files.executed().slice(before).filter((e) => String(e.args['order']).startsWith('M-')).length;
+      console.log(`attack malformed-jsonrpc-through-gateway: ${attacks.length} attempts, ${reached} got through`);
+      expect(reached).toBe(0);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  });
+
   it('Countersign unreachable: fails closed, nothing forwarded', async () => {
     const { COUNTERSIGN_CATALOG_API_KEY: _admin, ...agentOnly } = env;
     const down = await stdioGateway(files.config, { ...agentOnly, COUNTERSIGN_URL: `http://127.0.0.1:${await freePort()}` });
@@ -292,6 +352,9 @@ describe('the MCP gateway: every tools/call of an MCP client governed, against t
       }
       const raw = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'refund', arguments: { order: 'H-0', amount: 1 } } }) });
       expect(raw.status).toBe(401);
+      const badJson = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{"jsonrpc":"2.0","id":1,' });
+      expect(badJson.status).toBe(400);
+      expect(((await badJson.json()) as { error: { code: number } }).error.code).toBe(-32700);
       console.log(`attack wrong-bearer-token: ${attempts + 1} attempts, 0 got through`);
       expect(files.executed().filter((e) => e.args['order'] === 'H-0')).toHaveLength(0);
 
