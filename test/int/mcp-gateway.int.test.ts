@@ -4,6 +4,7 @@ import { CallToolResultSchema, type CallToolResult } from '@modelcontextprotocol
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runStreamId } from '../../services/decisions/ids.ts';
 import { activateYaml, addPrincipal, api, eventually, freePort, ROOT, startTestStack, type TestStack } from './harness.ts';
 import { CLI, gatewayFiles, stdioGateway, type GatewayClient } from './mcp-gateway-harness.ts';
 
@@ -60,7 +61,7 @@ rules:
 
 const text = (r: CallToolResult) => r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
 const runEvents = async (stack: TestStack, id: string) =>
-  (await stack.db.query<{ type: string; data: any }>('SELECT type, data FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run-${id}`])).rows;
+  (await stack.db.query<{ type: string; data: any }>('SELECT type, data FROM events WHERE stream_id = $1 ORDER BY stream_version', [runStreamId(id)])).rows;
 // Test stacks share one Temporal and the tenant id `default`, and the gateway's idempotency keys are derived from
 // the call: an agent id of its own per run keeps this run's workflow ids apart from every earlier run's.
 const AGENT = `pay-bot-${randomBytes(4).toString('hex')}`;
