@@ -46,7 +46,14 @@ export const GatewaySettings = z.strictObject({
 export type GatewaySettings = z.infer<typeof GatewaySettings>;
 
 export const GatewayFile = z.strictObject({
-  mcpServers: z.record(UpstreamName, UpstreamConfig).refine((s) => Object.keys(s).length > 0, 'name at least one upstream server'),
+  // Names are checked one by one so an error says which name and why (a record key schema only says "invalid key").
+  mcpServers: z.record(z.string(), UpstreamConfig).superRefine((servers, ctx) => {
+    if (Object.keys(servers).length === 0) ctx.addIssue({ code: 'custom', message: 'name at least one upstream server' });
+    for (const name of Object.keys(servers)) {
+      const r = UpstreamName.safeParse(name);
+      if (!r.success) ctx.addIssue({ code: 'custom', path: [name], message: r.error.issues[0]!.message });
+    }
+  }),
   countersign: GatewaySettings.partial().default({}),
 });
 

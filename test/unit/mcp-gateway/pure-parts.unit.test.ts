@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DecisionRequest } from '../../../schemas/decision.ts';
 import { checkArgumentConstraints } from '../../../services/mcp-gateway/argument-constraints.ts';
+import { buildGatewayConfig, GatewayConfigError } from '../../../services/mcp-gateway/config.ts';
 import { decisionRequestFor, idempotencyBase, idempotencyKeyFor, RESERVED_CONTEXT_NAMES } from '../../../services/mcp-gateway/decision-request.ts';
 import { outputRuleMayApply } from '../../../services/mcp-gateway/output-rule-watch.ts';
 import { boundedOutput } from '../../../services/mcp-gateway/tool-results.ts';
@@ -120,5 +121,30 @@ describe('output rules and bounded outcomes', () => {
     expect(out).toMatchObject({ truncated: true, isError: false, structuredContent: { rows: 500 } });
     expect(String(out['digest'])).toMatch(/^sha256:/);
     expect(JSON.stringify(out).length).toBeLessThan(1024);
+  });
+});
+
+describe('the gateway configuration', () => {
+  const env = { COUNTERSIGN_URL: 'http://127.0.0.1:8080', COUNTERSIGN_API_KEY: 'cs_agent' };
+  const file = { mcpServers: { payments: { command: 'node', args: ['s.js'] }, docs: { url: 'https://mcp.example.com/mcp' } }, countersign: { agent: 'pay-bot', environment: 'prod' } };
+
+  it('reads the mcpServers shape and the settings, flags over the file, with every default', () => {
+    const c = buildGatewayConfig(file, { max_hold_sec: 30 }, env);
+    expect(c.upstreams['payments']).toEqual({ command: 'node', args: ['s.js'], env: {} });
+    expect(c.settings).toMatchObject({ agent: 'pay-bot', environment: 'prod', max_hold_sec: 30, output_rules: 'auto', tool_names: 'on-collision', hide_denied: false });
+    expect(c.http).toBeUndefined();
+    expect(buildGatewayConfig(file, { http: '127.0.0.1:8765' }, { ...env, COUNTERSIGN_MCP_TOKEN: 'x'.repeat(16) }).http).toEqual({ host: '127.0.0.1', port: 8765, token: 'x'.repeat(16) });
+  });
+
+  it('refuses with every error named: bad names, secrets in the file, HTTP without a token, a missing key', () => {
+    const fails = (f: unknown, flags: Parameters<typeof buildGatewayConfig>[1], e: Record<string, string | undefined>) => {
+      try { buildGatewayConfig(f, flags, e); return ''; } catch (err) { expect(err).toBeInstanceOf(GatewayConfigError); return (err as Error).message; }
+    };
+    expect(fails({ ...file, mcpServers: { 'a__b': { command: 'x' } } }, {}, env)).toContain('mcpServers.a__b: an upstream name may not contain "__"');
+    expect(fails({ ...file, countersign: { agent: 'pay-bot', api_key: 'cs_secret' } }, {}, env)).toMatch(/countersign.*api_key/);
+    expect(fails(file, { http: '127.0.0.1:8765' }, env)).toContain('COUNTERSIGN_MCP_TOKEN');
+    expect(fails(file, { http: 'nonsense' }, { ...env, COUNTERSIGN_MCP_TOKEN: 'x'.repeat(16) })).toContain('HOST:PORT');
+    expect(fails(file, {}, { COUNTERSIGN_URL: env.COUNTERSIGN_URL })).toContain('COUNTERSIGN_API_KEY');
+    expect(fails({ mcpServers: {} }, { agent: 'a' }, env)).toContain('at least one upstream');
   });
 });
