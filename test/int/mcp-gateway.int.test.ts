@@ -183,7 +183,8 @@ describe('the MCP gateway: every tools/call of an MCP client governed, against t
     const r = (await call) as CallToolResult;
     expect(text(r)).toBe('refunded 650 USD on B-1');
     expect(progress.map((p) => p.progress)).toEqual(progress.map((_, i) => i + 1));
-    expect(progress[0]!.message).toContain(id);
+    // The first ticks may come while the decision is still being asked for; once held, they name the decision.
+    expect(progress.some((p) => p.message?.includes(id))).toBe(true);
     expect(files.executed().filter((e) => e.args['order'] === 'B-1')).toHaveLength(1);
     await eventually(async () => ((await runEvents(stack, id)).some((e) => e.type === 'OutcomeReported') ? true : undefined));
   });
