@@ -144,11 +144,15 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
   // is shown to be one the API signed. Anyone who can reach Temporal could have started a run under this id
   // first, with a decision of their own making; its answer is never handed to the agent.
   try {
-    await checkStartedRun(deps, tenantId, decisionId, key);
-    const status = await deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery);
-    if (!status) return null;
-    if (status.requestDigest !== digest) throw mismatch(key);
-    return status.result;
+    const input = await checkStartedRun(deps, tenantId, decisionId, key);
+    if (input.requestDigest !== digest) throw mismatch(key);
+    // A query waits for a worker; with none polling (all down, or the run's first task not taken yet) the run's
+    // signed start already says what was decided, and nothing can have been recorded after it.
+    const status = await deps.temporal
+      .withDeadline(Date.now() + START_DEADLINE_MS, () => deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery))
+      .catch(() => null);
+    if (status && status.requestDigest !== digest) throw mismatch(key);
+    return status?.result ?? startedResult(input);
   } catch (err) {
     if (err instanceof CountersignError) throw err;
     // The run exists in Temporal but cannot say what it decided (no worker answers its queries, or its
@@ -160,8 +164,23 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
   }
 }
 
-/** Throws a conflict unless the run under this id was started with the API's signature (read from its history). */
-async function checkStartedRun(deps: DecideDeps, tenantId: string, decisionId: string, key: string): Promise<void> {
+/** The decision a run was started with, as the API answered it then. */
+function startedResult(input: DecisionWorkflowInput): DecisionResult {
+  const e = input.evaluation;
+  return {
+    decision_id: input.decisionId,
+    decision: e.decision,
+    status: e.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final',
+    reason: e.reason,
+    matched_rule: e.matched_rule,
+    matched_rules: e.matched_rules,
+    constraints: e.constraints,
+    snapshot_hash: e.snapshot_hash,
+  };
+}
+
+/** The run's start input, read from its history; a conflict unless it carries the API's signature. */
+async function checkStartedRun(deps: DecideDeps, tenantId: string, decisionId: string, key: string): Promise<DecisionWorkflowInput> {
   const workflowId = workflowIdFor(tenantId, decisionId);
   const history = await deps.temporal.workflow.getHandle(workflowId).fetchHistory();
   const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
@@ -178,6 +197,7 @@ async function checkStartedRun(deps: DecideDeps, tenantId: string, decisionId: s
       errors: [{ path: 'idempotency_key', message: 'taken by a run Countersign did not start' }],
     });
   }
+  return input!;
 }
 
 function mismatch(key: string): CountersignError {
