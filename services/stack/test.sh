@@ -36,6 +36,7 @@ ensure_chromium
 provision
 migrate
 bundle
+build_console
 echo "== typecheck"; npx tsc --noEmit -p .
 echo "== lint"; npx eslint --max-warnings=0 .
 echo "== unit and integration"
