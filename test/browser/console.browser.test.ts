@@ -83,7 +83,7 @@ describe.runIf(CHROMIUM || CI)('console in a real browser', () => {
     const { context: alice, page } = await signIn(people['alice']!.key);
     // The key is nowhere in the browser's storage: only the HttpOnly session cookie.
     // Runs in the page (the test's own types have no DOM).
-    const stored = await page.evaluate('JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage }, cookie: document.cookie })') as string;
+    const stored = await page.evaluate<string>('JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage }, cookie: document.cookie })');
     expect(stored).not.toContain(people['alice']!.key.slice(0, 12));
     const cookies = await alice.cookies();
     expect(cookies.find((c) => c.name === 'cs_session')).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
