@@ -96,14 +96,13 @@ export function PolicyEditor({ id }: { id: string | null }) {
   }, [policy.data]);
 
   const hasDraft = Boolean(policy.data?.['draft']);
-  const run = async (what: string, fn: () => Promise<unknown>) => {
+  const run = async (what: string, fn: () => Promise<string | void>) => {
     setBusy(true);
     setErrors([]);
     setMessage(null);
     setFailure(null);
     try {
-      await fn();
-      setMessage(what);
+      setMessage((await fn()) ?? what);
       await qc.invalidateQueries({ queryKey: ['policy', id] });
       await qc.invalidateQueries({ queryKey: ['policies'] });
     } catch (err) {
@@ -124,7 +123,7 @@ export function PolicyEditor({ id }: { id: string | null }) {
   });
   const validate = () => run('Validated against recent runs', async () => {
     const res = unwrap(await client.POST('/v1/policies/{id}/validate', { params: { path: { id: id! } } }));
-    setMessage(`Validation: ${JSON.stringify(res['summary'] ?? res).slice(0, 400)}`);
+    return `Validation: ${JSON.stringify(res['summary'] ?? res).slice(0, 400)}`;
   });
   const activate = () => run('Activated', async () => {
     const res = await client.POST('/v1/policies/{id}/activate', { params: { path: { id: id! } }, body: {} });
