@@ -130,6 +130,29 @@ describe.runIf(CHROMIUM || CI)('console in a real browser', () => {
     await alice.close();
   });
 
+  it('an answer that did not count shows the reason; an ended session returns to sign-in', async () => {
+    const { context, page } = await signIn(people['alice']!.key);
+    const pending = await askFor(refund(700));
+    const card = page.locator(`li[data-decision="${pending.decision_id}"]`);
+    await card.waitFor({ timeout: 30_000 });
+    // Keep showing the round as it was (as if the next poll had not come yet) while bob closes it by the API.
+    const stale = await page.evaluate(async () => (await fetch('/v1/approvals?limit=100')).text());
+    await page.route('**/v1/approvals?*', (route) => route.fulfill({ status: 200, contentType: 'application/json', body: stale }));
+    const bob = await api({ url: stack.url, key: people['bob']!.key }, 'POST', `/v1/decisions/${pending.decision_id}/approvals`, { verdict: 'approve' });
+    expect(bob.status).toBe(200);
+    await card.getByRole('button', { name: 'Reject' }).click();
+    const refusal = page.getByText(/your answer did not count/);
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toContain(pending.decision_id);
+    await shot(page, 'inbox-refused');
+    await page.unroute('**/v1/approvals?*');
+
+    await stack.db.query(`UPDATE console_sessions SET last_seen_at = now() - interval '2 hours' WHERE principal_id = $1`, [people['alice']!.id]);
+    await page.goto('/decisions');
+    await page.getByLabel('API key').waitFor();
+    await context.close();
+  });
+
   it('an author saves a draft with an error shown at its line, fixes it, activates, and the next decision carries the new version', async () => {
     const { context, page } = await signIn(people['ann']!.key);
     await page.goto('/policies/new');
