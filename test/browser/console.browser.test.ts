@@ -47,7 +47,7 @@ describe.runIf(CHROMIUM || CI)('console in a real browser', () => {
     people['bob'] = await addPrincipal(stack, { name: 'bob', roles: ['approver'], groups: ['finance'] });
     people['ann'] = await addPrincipal(stack, { name: 'ann', roles: ['author'] });
     bot = await addPrincipal(stack, { name: 'pay-bot', kind: 'agent', roles: ['agent'] });
-    const b = await api(stack, 'POST', '/v1/tenants', { id: 'tenant-b', name: 'Bravo' });
+    const b = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: 'tenant-b', name: 'Bravo' });
     expect(b.status).toBe(201);
     const botB = await api({ url: stack.url, key: b.body.admin_api_key }, 'POST', '/v1/principals', { name: 'pay-bot', kind: 'agent', roles: ['agent'], groups: [] });
     const decB = await api({ url: stack.url, key: botB.body.api_key }, 'POST', '/v1/decisions', { agent: { id: 'pay-bot' }, action: { tool: 'search_tool' } });

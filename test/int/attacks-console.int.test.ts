@@ -47,7 +47,7 @@ beforeAll(async () => {
   decision = d.body.decision_id;
   // The run writes its first events itself, moments after the API answers.
   await eventually(async () => ((await api({ url: stack.url, key: bot.key }, 'GET', `/v1/decisions/${decision}/events`)).status === 200 ? true : undefined), 30_000, 'the run\'s first events');
-  const b = await api(stack, 'POST', '/v1/tenants', { id: 'tenant-b', name: 'Bravo' });
+  const b = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: 'tenant-b', name: 'Bravo' });
   const botB = await api({ url: stack.url, key: b.body.admin_api_key }, 'POST', '/v1/principals', { name: 'pay-bot', kind: 'agent', roles: ['agent'], groups: [] });
   const dB = await api({ url: stack.url, key: botB.body.api_key }, 'POST', '/v1/decisions', { agent: { id: 'pay-bot' }, action: { tool: 'search_tool' } });
   decisionB = dB.body.decision_id;
