@@ -15,6 +15,8 @@ provision() {
 
 migrate() { node --import tsx "$ROOT/services/events/migrate-main.ts"; }
 bundle() { node --import tsx "$ROOT/services/worker/bundle.ts"; }
+# The web console's static files (services/console/dist), served by the API at /.
+build_console() { node --import tsx "$ROOT/services/console/build.ts"; }
 
 start_app() { # name entry (a TypeScript source under ROOT, run through tsx, or a prebuilt .mjs path)
   local name=$1 entry=$2

@@ -15,6 +15,7 @@ trap 'exit 130' INT TERM
 provision
 migrate
 bundle
+build_console
 # Prebuilt by `bundle` beside the workflow bundle: starts without tsx.
 start_app worker "$(dirname "$COUNTERSIGN_WORKFLOW_BUNDLE")/worker.mjs"
 start_app publisher services/publisher/main.ts
@@ -30,6 +31,7 @@ AGENT_KEY_FILE="$COUNTERSIGN_DATA_DIR/agent-key"
 cat <<MSG
 
 Countersign is up.
+  Console        $URL/   (sign in with an API key of a person, e.g. the bootstrap key below)
   API            $URL   (OpenAPI: $URL/openapi.json, reference: $URL/docs)
   Temporal UI    http://${TEMPORAL_HOST:-127.0.0.1}:${TEMPORAL_UI_PORT:-8233}
   Kafka          $KAFKA_BROKERS  topic ${COUNTERSIGN_KAFKA_TOPIC:-countersign.events}
