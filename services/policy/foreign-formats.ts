@@ -37,7 +37,7 @@ const RuleList = z.strictObject({
   description: z.string().max(5000).optional(),
   domain: z.string().max(200).optional(),
   version: z.union([z.string().max(100), z.number()]).optional().describe('Kept as the label source.version; versions here are numbered at activation.'),
-  is_active: z.literal(true, { error: 'is_active: false cannot be imported as it is: a policy stops applying when it is deprecated (POST /v1/policies/{id}/deprecate); drop the field, or set it to true' }).optional(),
+  is_active: z.boolean().refine((v) => v, { message: 'is_active: false is refused: a policy stops applying when it is deprecated (POST /v1/policies/{id}/deprecate); drop the field, or set it to true' }).optional(),
   on_fail: z.enum(['DENY', 'REQUIRE_APPROVAL']).optional(),
   rules: z.array(z.unknown()),
 });
