@@ -190,7 +190,7 @@ describe('requirement policies (seed 003) in a tenant whose default is DENY', ()
     expect(rep.divergences).toEqual([]);
   }, 180_000);
 
-  it('attack: documents that smuggle a default decision, an inactive flag or a platform default are refused and write nothing', async () => {
+  it('attack: documents that smuggle a default decision, an inactive flag or a platform scope are refused with a located error and write nothing', async () => {
     const t = await newTenant('DENY');
     const docs: Array<[string, unknown]> = [
       ['default_decision ALLOW in a v1 document', { apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id: 'smuggle-1' }, default_decision: 'ALLOW', rules: [] }],
@@ -199,6 +199,7 @@ describe('requirement policies (seed 003) in a tenant whose default is DENY', ()
       ['status field on a rule list', { ...SEED_003, id: 'smuggle-4', status: 'active' }],
       ['decision on a requirement', { ...SEED_003, id: 'smuggle-5', rules: [{ type: 'deterministic', expr: 'true', decision: 'ALLOW' }] }],
       ['on_fail ALLOW', { ...SEED_003, id: 'smuggle-6', on_fail: 'ALLOW' }],
+      ['scope platform in a tenant document', { apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id: 'smuggle-7' }, scope: { level: 'platform' }, rules: [{ name: 'a', decision: 'ALLOW' }] }],
     ];
     const through: string[] = [];
     for (const [name, doc] of docs) {
@@ -206,6 +207,8 @@ describe('requirement policies (seed 003) in a tenant whose default is DENY', ()
       if (r.status !== 422 && r.status !== 400) through.push(`${name}: ${r.status} ${JSON.stringify(r.body)}`);
       else if (!Array.isArray(r.body.errors) || r.body.errors.length === 0) through.push(`${name}: no located error`);
     }
+    const platform = await api(as(t.admin), 'POST', '/v1/policies', docs.at(-1)![1]);
+    expect(platform.body.errors).toEqual([{ path: 'scope.level', message: expect.stringContaining('authored by platform admins') }]);
     const written = await withTenant(stack.db, t.id, (c) => c.query<{ n: string }>("SELECT count(*) AS n FROM events WHERE tenant_id = $1 AND stream_id LIKE 'policy/%'", [t.id]));
     if (Number(written.rows[0]!.n) !== 0) through.push(`${written.rows[0]!.n} policy events written`);
     report('smuggled policy fields', docs.length, through);
