@@ -7,6 +7,7 @@ import { checkEnvelope, messageSchemas, parseMessage, type AnswerInput, type Out
 export type { AnswerInput, OutcomeInput, OverrideInput };
 import { runEventId } from '../services/decisions/ids.ts';
 import { checkAnswer, evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
+import { reasonFields } from '../services/decisions/reason-code.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
 import type { StartAttestation } from '../services/decisions/start-attestation.ts';
 
@@ -110,6 +111,7 @@ export function toResult(view: RunView): DecisionResult {
     matched_rules: view.matched_rules,
     constraints: view.constraints,
     snapshot_hash: view.snapshot_hash ?? '',
+    ...reasonFields(view),
   };
 }
 

@@ -1,6 +1,7 @@
 import { WorkflowIdReusePolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { isGrpcServiceError, type Client } from '@temporalio/client';
 import type { DecisionRequest, DecisionRequestBody, DecisionResult } from '../../schemas/decision.ts';
+import { reasonFields } from './reason-code.ts';
 import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/decision-workflow.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
@@ -124,6 +125,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, bo
     matched_rules: evaluation.matched_rules,
     constraints: evaluation.constraints,
     snapshot_hash: evaluation.snapshot_hash,
+    ...reasonFields({ decision: evaluation.decision, status: evaluation.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final', matched_rule: evaluation.matched_rule, matched_rules: evaluation.matched_rules, finalized_via: null }),
   };
 }
 
