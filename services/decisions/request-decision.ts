@@ -1,6 +1,6 @@
 import { WorkflowIdReusePolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { isGrpcServiceError, type Client } from '@temporalio/client';
-import type { DecisionRequest, DecisionRequestBody, DecisionResult } from '../../schemas/decision.ts';
+import type { DecisionRequest, DecisionRequestBody, DecisionResult, Evaluation } from '../../schemas/decision.ts';
 import { reasonFields } from './reason-code.ts';
 import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/decision-workflow.ts';
 import { CountersignError } from '../errors.ts';
@@ -116,17 +116,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, bo
     throw asTemporalError(err);
   }
   if (deps.crashAfterStart) process.kill(process.pid, 'SIGKILL');
-  return {
-    decision_id: decisionId,
-    decision: evaluation.decision,
-    status: evaluation.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final',
-    reason: evaluation.reason,
-    matched_rule: evaluation.matched_rule,
-    matched_rules: evaluation.matched_rules,
-    constraints: evaluation.constraints,
-    snapshot_hash: evaluation.snapshot_hash,
-    ...reasonFields({ decision: evaluation.decision, status: evaluation.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final', matched_rule: evaluation.matched_rule, matched_rules: evaluation.matched_rules, finalized_via: null }),
-  };
+  return resultAtStart(decisionId, evaluation);
 }
 
 async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: string, key: string, digest: string, started = false): Promise<DecisionResult | null> {
@@ -154,7 +144,7 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
       .withDeadline(Date.now() + START_DEADLINE_MS, () => deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery))
       .catch(() => null);
     if (status && status.requestDigest !== digest) throw mismatch(key);
-    return status?.result ?? startedResult(input);
+    return status?.result ?? resultAtStart(input.decisionId, input.evaluation);
   } catch (err) {
     if (err instanceof CountersignError) throw err;
     // The run exists in Temporal but cannot say what it decided (no worker answers its queries, or its
@@ -166,18 +156,19 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
   }
 }
 
-/** The decision a run was started with, as the API answered it then. */
-function startedResult(input: DecisionWorkflowInput): DecisionResult {
-  const e = input.evaluation;
+/** The decision a run is started with: what the API answers then, and a retry that finds the run before its first events. */
+function resultAtStart(decisionId: string, e: Evaluation): DecisionResult {
+  const status = e.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final';
   return {
-    decision_id: input.decisionId,
+    decision_id: decisionId,
     decision: e.decision,
-    status: e.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final',
+    status,
     reason: e.reason,
     matched_rule: e.matched_rule,
     matched_rules: e.matched_rules,
     constraints: e.constraints,
     snapshot_hash: e.snapshot_hash,
+    ...reasonFields({ decision: e.decision, status, matched_rule: e.matched_rule, matched_rules: e.matched_rules, finalized_via: null }),
   };
 }
 
