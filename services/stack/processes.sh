@@ -15,6 +15,8 @@ provision() {
 
 migrate() { node --import tsx "$ROOT/services/events/migrate-main.ts"; }
 bundle() { node --import tsx "$ROOT/services/worker/bundle.ts"; }
+# The deployment's keys, created once before any process starts: no process creates a key of its own.
+init_keys() { node --import tsx "$ROOT/services/stack/init-keys.ts" >/dev/null; }
 
 start_app() { # name entry (a TypeScript source under ROOT, run through tsx, or a prebuilt .mjs path)
   local name=$1 entry=$2

@@ -35,6 +35,7 @@ cd "$ROOT"
 ensure_chromium
 provision
 migrate
+init_keys
 bundle
 echo "== typecheck"; npx tsc --noEmit -p .
 echo "== lint"; npx eslint --max-warnings=0 .

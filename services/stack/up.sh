@@ -14,6 +14,7 @@ trap 'exit 130' INT TERM
 
 provision
 migrate
+init_keys
 bundle
 # Prebuilt by `bundle` beside the workflow bundle: starts without tsx.
 start_app worker "$(dirname "$COUNTERSIGN_WORKFLOW_BUNDLE")/worker.mjs"

@@ -7,6 +7,7 @@ import { slackClient } from '../channels/slack.ts';
 import { loadConfig } from '../config.ts';
 import { createPool } from '../events/db.ts';
 import { PrincipalCache } from '../identity/key-cache.ts';
+import { requireSigningKeys } from '../receipts/deployment-keys.ts';
 import { createLogger } from '../logger.ts';
 import { staleBuildSource } from './stale-build.ts';
 import { workflowsPath } from './workflows-path.ts';
@@ -19,6 +20,11 @@ if (stale) {
   log('error', 'this prebuilt worker is older than its sources; rebuild it (npx tsx services/worker/bundle.ts) or run services/worker/main.ts', { source: stale });
   process.exit(1);
 }
+// The worker signs receipts: it starts only with the deployment's keys.
+await requireSigningKeys(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET).catch((err: unknown) => {
+  log('error', `refusing to start: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
 const db = createPool(config.DATABASE_URL, 10);
 const channels = {
   slack: config.COUNTERSIGN_SLACK_BOT_TOKEN ? slackClient({ botToken: config.COUNTERSIGN_SLACK_BOT_TOKEN, apiUrl: config.COUNTERSIGN_SLACK_API_URL }) : undefined,

@@ -170,6 +170,9 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, opti
     COUNTERSIGN_WORKFLOW_BUNDLE: process.env['COUNTERSIGN_WORKFLOW_BUNDLE'] ?? '',
     ...extraEnv,
   };
+  // The deployment's keys, made once before any process starts (as `make up` does): processes never create them.
+  await loadOrCreateKeyring(env['COUNTERSIGN_KEYS_DIR']!);
+  loadAttestationSecret(env['COUNTERSIGN_KEYS_DIR']!);
   // Tests inspect every tenant's rows: an inspection-scoped pool (row-level security, migration 0002).
   const db = createInspectionPool(database.url, 4);
   const { token } = await ensureBootstrap(db, { tenantId: 'default', keyFile: env['COUNTERSIGN_BOOTSTRAP_KEY_FILE']! });
