@@ -35,6 +35,7 @@ cd "$ROOT"
 ensure_chromium
 provision
 migrate
+init_keys
 bundle
 build_console
 echo "== typecheck"; npx tsc --noEmit -p .; npx tsc --noEmit -p services/console

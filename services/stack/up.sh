@@ -14,6 +14,7 @@ trap 'exit 130' INT TERM
 
 provision
 migrate
+init_keys
 bundle
 build_console
 # Prebuilt by `bundle` beside the workflow bundle: starts without tsx.
@@ -48,8 +49,6 @@ Audit it from Kafka alone:  npx countersign audit replay --from kafka
 Ctrl-C stops everything this started.
 MSG
 
-# Stay in the foreground; if any app process dies, say so and stop the rest.
+# Stay in the foreground. A process that dies is started again by its supervisor (start_app), which says so.
 set +e
-wait -n "${APP_PIDS[@]}"
-echo "[up] a process exited; see $COUNTERSIGN_DATA_DIR/logs/"
-exit 1
+wait "${APP_PIDS[@]}"
