@@ -11,7 +11,7 @@ const nodeBuiltins = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.data/**', 'dist/**', 'coverage/**'] },
+  { ignores: ['node_modules/**', '.data/**', 'dist/**', 'coverage/**', 'services/console/dist/**', 'services/console/generated/**'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

@@ -16,6 +16,17 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        // Real Chromium (Debian's, driven by playwright-core) against a whole test stack.
+        test: {
+          name: 'browser',
+          include: ['test/**/*.browser.test.ts'],
+          environment: 'node',
+          testTimeout: 180_000,
+          hookTimeout: 240_000,
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

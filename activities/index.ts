@@ -1,6 +1,6 @@
 import type { Db } from '../services/events/db.ts';
-import { loadAttestationSecret } from '../services/decisions/attestation.ts';
-import { loadOrCreateKeyring, loadPublicKeys, type Keyring } from '../services/receipts/keyring.ts';
+import { readAttestationSecret } from '../services/decisions/attestation.ts';
+import { loadKeyring, loadPublicKeys, type Keyring } from '../services/receipts/keyring.ts';
 import type { PublicKeySet } from '../schemas/receipt.ts';
 import { makeAnnounceRoundClosed } from './announce-round-closed.ts';
 import { makeAppendRunEvents, type StartGuard } from './append-run-events.ts';
@@ -31,9 +31,9 @@ const KEYS_REFRESH_MS = 5_000;
 export function createActivities(deps: ActivityDeps): Activities {
   // Loaded on first use and kept: a rotation takes effect for a worker at its next start.
   let keyring: Promise<Keyring> | null = null;
-  const getKeyring = () => (keyring ??= loadOrCreateKeyring(deps.keysDir).catch((err: unknown) => { keyring = null; throw err; }));
+  const getKeyring = () => (keyring ??= loadKeyring(deps.keysDir).catch((err: unknown) => { keyring = null; throw err; }));
   let secret: Buffer | null = null;
-  const getSecret = () => (secret ??= loadAttestationSecret(deps.keysDir, deps.attestationSecret));
+  const getSecret = () => (secret ??= readAttestationSecret(deps.keysDir, deps.attestationSecret));
   let keys: PublicKeySet | null = null;
   let keysReadAt = 0;
   const guard: StartGuard = {

@@ -116,6 +116,14 @@ export type Evaluation = z.infer<typeof Evaluation>;
 
 export const DecisionStatus = z.enum(['final', 'pending_approval']);
 
+/** Why a result is what it is, in one word a program can branch on (seed 000's SDK: `result.reason_code`). */
+export const REASON_CODES = [
+  'allowed', 'allowed_with_constraints', 'policy_violation', 'default_decision', 'approval_required', 'approved',
+  'approval_rejected', 'approval_expired', 'override_granted', 'override_denied',
+] as const;
+export const ReasonCode = z.enum(REASON_CODES);
+export type ReasonCode = z.infer<typeof ReasonCode>;
+
 export const DecisionResult = z.strictObject({
   decision_id: z.string(),
   decision: Decision,
@@ -125,5 +133,9 @@ export const DecisionResult = z.strictObject({
   matched_rules: z.array(MatchedRule),
   constraints: Constraints,
   snapshot_hash: z.string(),
+  reason_code: ReasonCode.optional().describe(
+    'allowed | allowed_with_constraints | policy_violation (a rule or list denied) | default_decision (nothing matched) | approval_required (pending) | approved | approval_rejected | approval_expired | override_granted | override_denied.',
+  ),
+  policy_id: z.string().nullable().optional().describe('The policy whose rule decided (the first matched rule with the deciding name); null when the tenant default decided.'),
 });
 export type DecisionResult = z.infer<typeof DecisionResult>;

@@ -152,6 +152,7 @@ export const PolicyActivatedData = z.strictObject({
   document: z.record(z.string(), z.unknown()).describe('The policy document as authored.'),
   snapshot: z.record(z.string(), z.unknown()).describe('The compiled policy; replay re-evaluates with it.'),
   hash: Sha256,
+  document_hash: Sha256.optional().describe('SHA-256 over the canonical JSON of document, under the signature: the authored text the frozen snapshot was compiled from.'),
   signature: z.string().optional(),
   signing_key_id: z.string().optional(),
   activated_by: z.string(),

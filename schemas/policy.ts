@@ -122,7 +122,8 @@ export const PolicyRule = z
     if (r.decision !== undefined && r.effect !== undefined) issue('effect', 'give decision or effect, not both');
     if (r.type === 'deterministic') {
       if (r.expr === undefined) issue('expr', 'a deterministic rule needs expr: a CEL expression the request must satisfy');
-      for (const k of ['text', 'match', 'condition', 'limit', 'decision', 'effect'] as const) if (r[k] !== undefined) issue(k, `${k} is not allowed in a deterministic rule`);
+      for (const k of ['text', 'match', 'condition', 'limit', 'decision', 'effect', 'constraints'] as const) if (r[k] !== undefined) issue(k, `${k} is not allowed in a deterministic rule: it is a requirement; the policy's on_fail says what a failed one decides`);
+      if (r.on === 'outcome') issue('on', 'a deterministic rule is a requirement on the request, not on the outcome');
       return;
     }
     if (r.expr !== undefined) issue('expr', 'expr belongs to type: deterministic rules');
@@ -195,7 +196,8 @@ export const PolicyDocument = z.strictObject({
   kind: z.literal('Policy', { error: 'kind must be Policy' }),
   metadata: PolicyMetadata,
   scope: PolicyScope.default({ level: 'tenant' }),
-  default_decision: Decision.optional().describe('Decision when no rule matches (tenant and platform policies); DENY unless set.'),
+  default_decision: Decision.optional().describe('Refused: the decision when nothing matches is the tenant setting default_decision (PATCH /v1/tenants/{id}).'),
+  on_fail: z.enum(['DENY', 'REQUIRE_APPROVAL']).optional().describe('What a failed requirement (a type: deterministic rule) decides; DENY unless set. With REQUIRE_APPROVAL a requirement may carry an approval block.'),
   models: ModelLists.optional(),
   tools: ToolLists.optional(),
   rules: z.array(PolicyRule).max(MAX_RULES_PER_POLICY).default([]),

@@ -30,6 +30,8 @@ const ConfigSchema = z.object({
   COUNTERSIGN_OVERRIDE_WINDOW: durationSetting('24h').describe('How long after a DENY the agent may ask for an override.'),
   COUNTERSIGN_OVERRIDE_GROUPS: z.string().default('admins').describe('Comma-separated approver groups that decide override requests.'),
   COUNTERSIGN_OVERRIDE_TIMEOUT: durationSetting('24h').describe('How long an override request waits for an answer before it is denied.'),
+  COUNTERSIGN_CONSOLE_IDLE: durationSetting('30m').describe('A console session ends after this long without a request.'),
+  COUNTERSIGN_CONSOLE_MAX_AGE: durationSetting('12h').describe('A console session ends this long after sign-in, however active.'),
   COUNTERSIGN_OUTCOME_WINDOW: durationSetting('24h').describe('How long after a final decision the agent may report the outcome.'),
   COUNTERSIGN_CALLBACK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('Allow callback URLs that resolve to private, loopback or other non-public addresses (development only). Read by the API, which checks callback_url when a decision is asked for, and by the worker, which checks it again when it delivers.'),
   COUNTERSIGN_WORKFLOW_BUNDLE: z.string().optional().describe('Prebuilt workflow bundle (services/worker/bundle.ts); without it the worker bundles at start-up.'),
@@ -48,7 +50,8 @@ const ConfigSchema = z.object({
     .describe('When approvers who have not answered get a reminder, on the channels they were notified on: this long before each deadline of a round (a duration such as 15m, or a percentage of the time the round or its escalation level was given, such as 25%), or off.'),
   COUNTERSIGN_NOTIFY_CAP: z.coerce.number().int().min(1).max(10_000).default(10).describe('Most Slack messages (and, separately, emails) one approver gets per cap window; the ones over it are held back and sent together as one digest when the window allows.'),
   COUNTERSIGN_NOTIFY_CAP_WINDOW: durationSetting('1h').describe('The window of COUNTERSIGN_NOTIFY_CAP (a sliding window, counted in Postgres).'),
-  COUNTERSIGN_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional().describe('Port the worker serves its Prometheus metrics on (GET /metrics, on COUNTERSIGN_HOST), among them countersign_worker_refused_starts_total. Default: none (the worker serves nothing).'),
+  COUNTERSIGN_PUBLISHER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional().describe('Port the publisher serves GET /metrics (among them countersign_publisher_lag_events), /healthz and /readyz on (on COUNTERSIGN_HOST). Default: none (the publisher serves nothing).'),
+  COUNTERSIGN_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional().describe('Port the worker serves its Prometheus metrics on (GET /metrics, on COUNTERSIGN_HOST), among them countersign_worker_refused_starts_total. GET /healthz and GET /readyz (Postgres and Temporal) are served there too. Default: none (the worker serves nothing).'),
   COUNTERSIGN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level of the API, worker and publisher.'),
 });
 

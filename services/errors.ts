@@ -40,7 +40,12 @@ export class CountersignError extends Error {
   }
 
   static dependency(dependency: 'postgres' | 'temporal' | 'kafka', cause?: unknown): CountersignError {
-    return new CountersignError('dependency_unavailable', `${dependency} is unavailable`, { extra: { dependency }, cause });
+    const err = new CountersignError('dependency_unavailable', `${dependency} is unavailable`, { extra: { dependency }, cause });
+    // Transient, unlike every other code: Temporal takes an activity failure's type from the error's name, and
+    // activities retry everything but 'CountersignError' (workflows/). A Postgres restart during an append must
+    // be retried, not end the run.
+    err.name = 'DependencyUnavailable';
+    return err;
   }
 }
 

@@ -8,6 +8,7 @@ export type { AnswerInput, OutcomeInput, OverrideInput };
 import { runEventId } from '../services/decisions/ids.ts';
 import { evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
 import { decide, runState, type RunCommand } from '../services/decisions/run-decider.ts';
+import { reasonFields } from '../services/decisions/reason-code.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
 import type { StartAttestation } from '../services/decisions/start-attestation.ts';
 
@@ -98,6 +99,7 @@ export function toResult(view: RunView): DecisionResult {
     matched_rules: view.matched_rules,
     constraints: view.constraints,
     snapshot_hash: view.snapshot_hash ?? '',
+    ...reasonFields(view),
   };
 }
 

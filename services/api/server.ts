@@ -22,6 +22,8 @@ import { registerTenantRoutes } from './routes/tenants.ts';
 import { registerPolicyRoutes } from './routes/policies.ts';
 import { registerChannelRoutes } from './routes/channels.ts';
 import { registerToolCatalogRoutes } from './routes/tool-catalog.ts';
+import { registerConsoleRoutes } from './routes/console.ts';
+import { sessionPrincipal } from '../console/session-auth.ts';
 import { ApiKeyCache } from '../identity/key-cache.ts';
 import { ToolCatalogs } from '../catalog/catalog-cache.ts';
 import { createLogger } from '../logger.ts';
@@ -142,6 +144,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   registerPolicyRoutes(app, deps);
   registerChannelRoutes(app, deps);
   registerToolCatalogRoutes(app, { ...deps, catalogs });
+  registerConsoleRoutes(app, deps);
   return app;
 }
 
@@ -177,10 +180,10 @@ export function principalOf(req: FastifyRequest): Principal {
 export async function requirePrincipal(deps: ApiDeps, req: FastifyRequest, roles: Role[]): Promise<Principal> {
   const header = req.headers.authorization;
   const token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : null;
-  if (!token) throw new CountersignError('unauthorized', 'missing Authorization: Bearer <api key>');
   let principal: Principal | null;
   try {
-    principal = await authenticate(deps.db, token, new Date(), deps.keys?.lookup);
+    // Without a key, the console's session cookie (which also needs its CSRF token on any change).
+    principal = token ? await authenticate(deps.db, token, new Date(), deps.keys?.lookup) : await sessionPrincipal(deps, req);
   } catch (err) {
     throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
   }

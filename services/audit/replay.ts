@@ -4,13 +4,13 @@ import { foldRun, type RunEvent } from '../decisions/run-view.ts';
 import { eventHashMatches, verifyChain } from '../events/hash-chain.ts';
 import { catalogStreamId, currentStreamId, legacyStreamId, parseStreamId, tenantOfStream } from '../events/stream-ids.ts';
 import { upcast, UPCASTERS, type UpcasterRegistry } from '../events/upcast.ts';
-import { applyCatalogChange, catalogOf, catalogRiskTags, compile, EMPTY_CATALOG, evaluate, type CatalogState, type Snapshot } from '../policy/index.ts';
+import { applyCatalogChange, catalogOf, assembleEffective, catalogRiskTags, EMPTY_CATALOG, evaluate, type CatalogState, type CompiledPolicy, type Snapshot } from '../policy/index.ts';
 import { ToolCatalogFact } from '../../schemas/tool-catalog.ts';
 import type { DecisionRequest } from '../../schemas/decision.ts';
 import { buildReceipt } from '../receipts/build-receipt.ts';
 import { canonicalJson, sha256Digest, sha256OfCanonical } from '../receipts/canonical.ts';
 import { ed25519Verify, prepareDocumentSignature, verifyDocument, type KeyResolution, type PreparedSignature } from '../receipts/verify.ts';
-import { activationSigned, compilePolicyVersion } from '../lifecycle/policy-version.ts';
+import { activationSigned, compilePolicyVersion, frozenPolicy } from '../lifecycle/policy-version.ts';
 import { checkPolicyChain, type PolicyChain } from '../lifecycle/policy-chain.ts';
 import { DONE_BAD, DONE_BAD_SIGNATURE, DONE_OK, ReplayPool, type Ticket } from './replay-pool.ts';
 import { prepareRunStart, startSignatureProblem } from '../decisions/start-attestation.ts';
@@ -408,14 +408,26 @@ export class Replay {
   }
 
   private checkPolicyVersion(e: StoredEvent, d: EventData<'PolicyActivated'>): void {
-    const compiled = compilePolicyVersion(d.document, d.version);
-    if (!compiled.ok) {
-      this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `activated policy does not compile: ${compiled.errors[0]?.message}` });
+    // The frozen compiled policy is the version: it must hash to what was activated and signed. The document is
+    // not compiled again, since a later compiler may read it differently without changing what was in force.
+    const f = frozenPolicy(d);
+    if (!f.ok) {
+      this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `${f.problem}: recorded snapshot or hash does not match` });
       return;
     }
-    if (compiled.hash !== d.hash || sha256Digest(d.snapshot) !== d.hash) {
-      this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version}: recorded snapshot or hash does not match its document` });
-      return;
+    if (d.document_hash !== undefined) {
+      if (sha256Digest(d.document) !== d.document_hash) {
+        this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version}: recorded document does not match its document_hash` });
+        return;
+      }
+    } else {
+      // An activation from before document hashes were signed: its document is tied to its snapshot only by
+      // compiling it again, which holds as long as the compiler reads it as it did then.
+      const compiled = compilePolicyVersion(d.document, d.version);
+      if (!compiled.ok || compiled.hash !== d.hash) {
+        this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version}: recorded snapshot or hash does not match its document` });
+        return;
+      }
     }
     if (!this.opts.keys) return;
     if (!d.signature || !d.signing_key_id) {
@@ -426,25 +438,23 @@ export class Replay {
     if (!v.ok) this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy signature: ${v.reason}: ${v.detail}` });
   }
 
-  /** The effective set a run was evaluated with, compiled once per distinct set (replay of 100k events). */
+  /** The effective set a run was evaluated with, assembled once per distinct set (replay of 100k events). */
   private snapshotFor(tenantId: string, ev: EventData<'PolicyEvaluated'>, policyEvents: Map<string, EventData<'PolicyActivated'>>, at: StoredEvent): Snapshot | null {
     const key = `${tenantId}\u0000${ev.default_decision ?? 'DENY'}\u0000${ev.policies.map((p) => `${p.policy_id}@${p.version}:${p.hash}`).join(',')}`;
     const hit = this.compiled.get(key);
     if (hit !== undefined) return hit;
-    const sources = [];
+    const frozen: CompiledPolicy[] = [];
     let problem: string | null = null;
     for (const p of ev.policies) {
       const d = policyEvents.get(`${tenantId}/${p.policy_id}@${p.version}`) ?? policyEvents.get(`platform/${p.policy_id}@${p.version}`);
       if (!d) { problem = `policy ${p.policy_id} v${p.version} is not in the log`; break; }
       if (d.hash !== p.hash) { problem = `policy ${p.policy_id} v${p.version} hash differs from the activated one`; break; }
-      sources.push({ document: d.document, version: d.version });
+      // What was frozen at activation re-derives the decision: today's compiler never re-reads the document.
+      const f = frozenPolicy(d);
+      if (!f.ok) { problem = f.problem; break; }
+      frozen.push(f.policy);
     }
-    let snapshot: Snapshot | null = null;
-    if (!problem) {
-      const compiled = compile(sources, { defaultDecision: ev.default_decision ?? 'DENY' });
-      if (compiled.ok) snapshot = compiled.snapshot;
-      else problem = 'recorded policies no longer compile';
-    }
+    const snapshot: Snapshot | null = problem ? null : assembleEffective(frozen, { defaultDecision: ev.default_decision ?? 'DENY' });
     if (problem) {
       // Not cached: each run that depends on a missing or altered policy is reported at its own position.
       this.divergences.push({ stream_id: at.stream_id, position: at.position, problem });

@@ -9,6 +9,7 @@ import { registerLoginCommands } from './commands/login.ts';
 import { registerPrincipalCommands } from './commands/principals.ts';
 import { registerTenantCommands } from './commands/tenants.ts';
 import { registerToolCommands } from './commands/tools.ts';
+import { registerMcpCommands } from './commands/mcp.ts';
 
 import { EXIT } from './exit-codes.ts';
 
@@ -17,7 +18,7 @@ export { EXIT };
 /** Subcommands are grouped in --help by who uses them. */
 const GROUPS: Array<[string, Array<(p: Command) => void>]> = [
   ['Policy authors:', [registerPolicyCommands, registerAgentCommands]],
-  ['Agents, approvers and operators:', [registerDecisionCommands, registerApprovalCommands]],
+  ['Agents, approvers and operators:', [registerDecisionCommands, registerApprovalCommands, registerMcpCommands]],
   ['Auditors:', [registerAuditCommands]],
   ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands, registerToolCommands]],
   ['Connection:', [registerLoginCommands]],

@@ -2,12 +2,13 @@ import type { Decision } from '../../schemas/decision.ts';
 import { withTenant, type Db } from '../events/db.ts';
 import { NotifiedCache } from '../events/listener.ts';
 import type { LogFn } from '../logger.ts';
-import { compile, type PolicySource, type Snapshot } from '../policy/index.ts';
+import { assembleEffective, type CompiledPolicy, type Snapshot } from '../policy/index.ts';
+import { frozenPolicy } from '../lifecycle/policy-version.ts';
 
 /** Policies of this pseudo-tenant apply to every tenant (platform scope). */
 export const PLATFORM_TENANT = 'platform';
 
-export type ActivePolicy = { policy_id: string; version: number; hash: string; scope: Record<string, unknown>; document: Record<string, unknown> };
+export type ActivePolicy = { policy_id: string; version: number; hash: string; scope: Record<string, unknown>; document: Record<string, unknown>; snapshot: Record<string, unknown> };
 export type EffectiveSet = { snapshot: Snapshot; policies: Array<{ policy_id: string; version: number; hash: string }>; defaultDecision: Decision };
 
 /**
@@ -79,12 +80,14 @@ export class ActivePolicies {
       withTenant(this.db, tenantId, (c) => c.query<{ default_decision: Decision }>('SELECT default_decision FROM tenants WHERE id = $1', [tenantId])),
     ]);
     const defaultDecision = tenant.rows[0]?.default_decision ?? 'DENY';
-    const sources: PolicySource[] = policies.map((p) => ({ document: p.document, version: p.version, source: `${p.policy_id}@v${p.version}` }));
-    const compiled = compile(sources, { defaultDecision });
-    if (!compiled.ok) {
-      // Active policies compiled when they were activated; failing now means the compiler changed under them.
-      throw new Error(`active policies of ${tenantId} no longer compile: ${compiled.errors.map((e) => e.message).join('; ')}`);
+    // The compiled policies frozen at activation evaluate; the documents are not compiled again.
+    const frozen: CompiledPolicy[] = [];
+    for (const p of policies) {
+      const f = frozenPolicy(p);
+      if (!f.ok) throw new Error(`active policies of ${tenantId}: ${f.problem}`);
+      frozen.push(f.policy);
     }
-    return { snapshot: compiled.snapshot, policies: policies.map((p) => ({ policy_id: p.policy_id, version: p.version, hash: p.hash })), defaultDecision };
+    const snapshot = assembleEffective(frozen, { defaultDecision });
+    return { snapshot, policies: policies.map((p) => ({ policy_id: p.policy_id, version: p.version, hash: p.hash })), defaultDecision };
   }
 }

@@ -12,8 +12,27 @@ export const ATTESTATION_MAX_AGE_MS = MESSAGE_MAX_AGE_MS;
 export const newNonce = (): string => randomBytes(18).toString('base64url');
 
 /**
- * The secret the API and the worker share to vouch for messages sent into workflows. From configuration, or
- * generated once into the keys directory (exclusive create, so two processes starting together agree).
+ * The secret the API and the worker read: from configuration, or the keys directory's attestation.secret.
+ * Never generated here: a process that made its own would vouch for messages no other process accepts. A
+ * missing secret throws a one-line error naming the file (the process refuses to start).
+ */
+export function readAttestationSecret(keysDir: string, configured?: string): Buffer {
+  if (configured) return Buffer.from(configured, 'utf8');
+  const file = path.join(keysDir, 'attestation.secret');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`no attestation secret: ${file} does not exist and COUNTERSIGN_ATTESTATION_SECRET is not set (the deployment's first start creates it: services/stack/init-keys.ts)`);
+    throw err;
+  }
+  if (text.length < 32) throw new Error(`the attestation secret in ${file} is shorter than 32 characters`);
+  return Buffer.from(text, 'utf8');
+}
+
+/**
+ * The deployment's first start (services/stack/init-keys.ts) and tests only: the secret from configuration, or
+ * generated once into the keys directory (exclusive create, so two callers starting together agree).
  */
 export function loadAttestationSecret(keysDir: string, configured?: string): Buffer {
   if (configured) return Buffer.from(configured, 'utf8');

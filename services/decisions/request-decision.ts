@@ -1,6 +1,7 @@
 import { WorkflowIdReusePolicy, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { isGrpcServiceError, type Client } from '@temporalio/client';
-import type { DecisionRequest, DecisionRequestBody, DecisionResult } from '../../schemas/decision.ts';
+import type { DecisionRequest, DecisionRequestBody, DecisionResult, Evaluation } from '../../schemas/decision.ts';
+import { reasonFields } from './reason-code.ts';
 import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/decision-workflow.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
@@ -115,16 +116,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, bo
     throw asTemporalError(err);
   }
   if (deps.crashAfterStart) process.kill(process.pid, 'SIGKILL');
-  return {
-    decision_id: decisionId,
-    decision: evaluation.decision,
-    status: evaluation.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final',
-    reason: evaluation.reason,
-    matched_rule: evaluation.matched_rule,
-    matched_rules: evaluation.matched_rules,
-    constraints: evaluation.constraints,
-    snapshot_hash: evaluation.snapshot_hash,
-  };
+  return resultAtStart(decisionId, evaluation);
 }
 
 async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: string, key: string, digest: string, started = false): Promise<DecisionResult | null> {
@@ -144,11 +136,15 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
   // is shown to be one the API signed. Anyone who can reach Temporal could have started a run under this id
   // first, with a decision of their own making; its answer is never handed to the agent.
   try {
-    await checkStartedRun(deps, tenantId, decisionId, key);
-    const status = await deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery);
-    if (!status) return null;
-    if (status.requestDigest !== digest) throw mismatch(key);
-    return status.result;
+    const input = await checkStartedRun(deps, tenantId, decisionId, key);
+    if (input.requestDigest !== digest) throw mismatch(key);
+    // A query waits for a worker; with none polling (all down, or the run's first task not taken yet) the run's
+    // signed start already says what was decided, and nothing can have been recorded after it.
+    const status = await deps.temporal
+      .withDeadline(Date.now() + START_DEADLINE_MS, () => deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery))
+      .catch(() => null);
+    if (status && status.requestDigest !== digest) throw mismatch(key);
+    return status?.result ?? resultAtStart(input.decisionId, input.evaluation);
   } catch (err) {
     if (err instanceof CountersignError) throw err;
     // The run exists in Temporal but cannot say what it decided (no worker answers its queries, or its
@@ -160,8 +156,24 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
   }
 }
 
-/** Throws a conflict unless the run under this id was started with the API's signature (read from its history). */
-async function checkStartedRun(deps: DecideDeps, tenantId: string, decisionId: string, key: string): Promise<void> {
+/** The decision a run is started with: what the API answers then, and a retry that finds the run before its first events. */
+function resultAtStart(decisionId: string, e: Evaluation): DecisionResult {
+  const status = e.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final';
+  return {
+    decision_id: decisionId,
+    decision: e.decision,
+    status,
+    reason: e.reason,
+    matched_rule: e.matched_rule,
+    matched_rules: e.matched_rules,
+    constraints: e.constraints,
+    snapshot_hash: e.snapshot_hash,
+    ...reasonFields({ decision: e.decision, status, matched_rule: e.matched_rule, matched_rules: e.matched_rules, finalized_via: null }),
+  };
+}
+
+/** The run's start input, read from its history; a conflict unless it carries the API's signature. */
+async function checkStartedRun(deps: DecideDeps, tenantId: string, decisionId: string, key: string): Promise<DecisionWorkflowInput> {
   const workflowId = workflowIdFor(tenantId, decisionId);
   const history = await deps.temporal.workflow.getHandle(workflowId).fetchHistory();
   const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
@@ -178,6 +190,7 @@ async function checkStartedRun(deps: DecideDeps, tenantId: string, decisionId: s
       errors: [{ path: 'idempotency_key', message: 'taken by a run Countersign did not start' }],
     });
   }
+  return input!;
 }
 
 function mismatch(key: string): CountersignError {

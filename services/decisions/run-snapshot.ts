@@ -1,13 +1,14 @@
 import type { EventData } from '../../schemas/events.ts';
 import { CountersignError } from '../errors.ts';
 import type { Queryable } from '../events/db.ts';
-import { compile, type Snapshot } from '../policy/index.ts';
+import { assembleEffective, type Snapshot } from '../policy/index.ts';
+import { frozenPolicy } from '../lifecycle/policy-version.ts';
 import { PLATFORM_TENANT } from './active-policies.ts';
 import type { RunView } from './run-view.ts';
 
 /**
  * The snapshot a run started with, rebuilt from the policy versions it recorded (PolicyActivated events carry
- * each version's document), and checked against the recorded hash: later activations never change it.
+ * each version's frozen compiled policy), and checked against the recorded hash: later activations never change it.
  */
 export async function snapshotForRun(c: Queryable, view: RunView): Promise<Snapshot> {
   if (!view.evaluation) throw new CountersignError('conflict', 'the run has no evaluation yet');
@@ -18,15 +19,17 @@ export async function snapshotForRun(c: Queryable, view: RunView): Promise<Snaps
     [[view.tenant_id, PLATFORM_TENANT], ids],
   );
   const byId = new Map(res.rows.map((r) => [`${r.data.policy_id}@${r.data.version}`, r.data]));
-  const sources = view.policies.map((p) => {
+  const frozen = view.policies.map((p) => {
     const d = byId.get(`${p.policy_id}@${p.version}`);
     if (!d || d.hash !== p.hash) throw new Error(`policy ${p.policy_id} v${p.version} of run ${view.decision_id} is missing from the log`);
-    return { document: d.document, version: d.version };
+    const f = frozenPolicy(d);
+    if (!f.ok) throw new Error(`the snapshot of run ${view.decision_id} cannot be rebuilt: ${f.problem}`);
+    return f.policy;
   });
-  const compiled = compile(sources, { defaultDecision: view.default_decision });
-  if (!compiled.ok || compiled.snapshot.hash !== view.evaluation.snapshot_hash) {
+  const snapshot = assembleEffective(frozen, { defaultDecision: view.default_decision });
+  if (snapshot.hash !== view.evaluation.snapshot_hash) {
     throw new Error(`the snapshot of run ${view.decision_id} cannot be rebuilt (hash differs)`);
   }
-  return compiled.snapshot;
+  return snapshot;
 }
 

@@ -8,9 +8,19 @@ export type Db = pg.Pool;
 
 export function createPool(url: string, max = 10): Db {
   const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 });
-  // An idle client losing its connection (database restart) must not crash the process.
-  pool.on('error', () => {});
+  survivesRestarts(pool);
   return pool;
+}
+
+/**
+ * A Postgres restart must never crash the process. The pool handles an idle client's 'error' event, but a client
+ * checked out (inside a transaction, between two queries) that loses its connection emits 'error' with no
+ * listener, which Node turns into an uncaught exception. Every client gets a listener for its whole life: the
+ * query in progress (or the next one) still fails, and the pool drops the broken client when it is released.
+ */
+function survivesRestarts(pool: pg.Pool): void {
+  pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
 }
 
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', '57P01', '57P03', '08006', '08001', '08003']);
@@ -20,7 +30,8 @@ export function isConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: string }).code;
   if (code && CONNECTION_CODES.has(code)) return true;
-  return /Connection terminated|timeout exceeded when trying to connect|connect ECONNREFUSED/i.test(err.message);
+  // "not queryable": the client lost its connection while checked out, and this was its next query.
+  return /Connection terminated|timeout exceeded when trying to connect|connect ECONNREFUSED|encountered a connection error and is not queryable/i.test(err.message);
 }
 
 /** Runs fn in a transaction; connection failures surface as a 503-class error naming postgres. */
@@ -87,6 +98,6 @@ export async function withSystem<T>(db: Db, scope: SystemScope, fn: (client: pg.
 export function createInspectionPool(url: string, max = 4): Db {
   // A startup option, so the setting is in place before the first query (no racing query on connect).
   const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000, options: '-c countersign.system=inspection' });
-  pool.on('error', () => {});
+  survivesRestarts(pool);
   return pool;
 }

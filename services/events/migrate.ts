@@ -22,6 +22,7 @@ const APP_GRANTS: Array<[string, string]> = [
   ['channel_notification_sends', 'SELECT, INSERT, UPDATE'],
   ['channel_digest_items', 'SELECT, INSERT, UPDATE'],
   ['channel_slack_workspaces', 'SELECT, INSERT, UPDATE'],
+  ['console_sessions', 'SELECT, INSERT, UPDATE'],
 ];
 
 /**

@@ -3,10 +3,11 @@ import { CountersignError } from '../errors.ts';
 import { appendToStream } from '../events/append-to-stream.ts';
 import { withTenant, type Db } from '../events/db.ts';
 import { readStream } from '../events/read-events.ts';
-import { compilePolicyVersion, activationSigned } from './policy-version.ts';
+import { compilePolicyVersion, activationSigned, frozenPolicy } from './policy-version.ts';
+import type { CompiledPolicy } from '../policy/index.ts';
 import type { Keyring } from '../receipts/keyring.ts';
 import { signDocument } from '../receipts/sign.ts';
-import { canonicalJson } from '../receipts/canonical.ts';
+import { canonicalJson, sha256Digest } from '../receipts/canonical.ts';
 import { policyStreamId } from '../events/stream-ids.ts';
 
 export { policyStreamId } from '../events/stream-ids.ts';
@@ -43,18 +44,34 @@ export async function activatePolicy(
   return { policy_id: data.policy_id, version, hash: data.hash, signature: data.signature ?? '', signing_key_id: data.signing_key_id ?? '', unchanged: false };
 }
 
-/** A document compiled as `version`, hashed and signed: the data of its PolicyActivated event. */
-export function signedActivation(keyring: Keyring, opts: { document: Record<string, unknown>; version: number; actor: string }): EventData<'PolicyActivated'> {
-  const compiled = compilePolicyVersion(opts.document, opts.version);
-  if (!compiled.ok) throw new CountersignError('validation_failed', 'policy does not compile', { errors: compiled.errors });
+/**
+ * A document compiled as `version`, hashed and signed: the data of its PolicyActivated event. A rollback passes
+ * the earlier version's frozen compiled policy, which is re-activated as it was (renumbered), never recompiled.
+ */
+export function signedActivation(
+  keyring: Keyring,
+  opts: { document: Record<string, unknown>; version: number; actor: string; frozen?: { snapshot: Record<string, unknown>; hash: string; policy_id: string; version: number } },
+): EventData<'PolicyActivated'> {
+  let policy: CompiledPolicy;
+  if (opts.frozen !== undefined) {
+    const f = frozenPolicy(opts.frozen);
+    if (!f.ok) throw new CountersignError('validation_failed', f.problem);
+    policy = { ...f.policy, version: opts.version };
+  } else {
+    const compiled = compilePolicyVersion(opts.document, opts.version);
+    if (!compiled.ok) throw new CountersignError('validation_failed', 'policy does not compile', { errors: compiled.errors });
+    policy = compiled.policy;
+  }
   const scope = (opts.document['scope'] as Record<string, unknown> | undefined) ?? { level: 'tenant' };
+  const snapshot = JSON.parse(JSON.stringify(policy)) as Record<string, unknown>;
   const unsigned = {
-    policy_id: compiled.policy.policy_id,
+    policy_id: policy.policy_id,
     version: opts.version,
     scope,
     document: opts.document,
-    snapshot: compiled.policy as unknown as Record<string, unknown>,
-    hash: compiled.hash,
+    snapshot,
+    hash: sha256Digest(snapshot),
+    document_hash: sha256Digest(opts.document),
     activated_by: opts.actor,
   };
   const sig = signDocument(activationSigned(unsigned), keyring);

@@ -129,7 +129,7 @@ async function applyChange(db: Db, keyring: Keyring, a: Actor, plan: ChangePlan,
   switch (c.kind) {
     case 'rollback': {
       const target = s.versions.find((v) => v.version === c.to_version)!;
-      const data = { ...signedActivation(keyring, { document: target.document, version: plan.version, actor }), ...reviewed };
+      const data = { ...signedActivation(keyring, { document: target.document, version: plan.version, actor, frozen: { snapshot: target.snapshot, hash: target.hash, policy_id: policyId, version: target.version } }), ...reviewed };
       await append(db, a.tenantId, policyId, s.stream_version, [
         ...approved,
         { type: 'PolicyRolledBack', eventId: id('rolledback'), data: { policy_id: policyId, from_version: s.active_version, to_version: c.to_version, new_version: plan.version, rolled_back_by: actor, ...reviewed } },

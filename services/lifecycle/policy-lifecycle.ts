@@ -16,6 +16,7 @@ import { TenantSettings } from '../../schemas/identity.ts';
 import { restrictiveness } from '../../schemas/decision-kind.ts';
 import type { PublicKeySet } from '../../schemas/receipt.ts';
 import { verifyExport } from './policy-export.ts';
+import { PLATFORM_TENANT } from '../decisions/active-policies.ts';
 
 /**
  * The policy lifecycle (issue 7): Draft -> Validated -> Active (immutable, signed) -> Deprecated, folded
@@ -30,10 +31,16 @@ const POLICY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const scopeOf = (doc: Record<string, unknown>) => (doc['scope'] as Record<string, unknown> | undefined) ?? { level: 'tenant' };
 
 /** Checks a document compiles; answers its policy id and the interpretations of its natural-language rules. */
-export function checkDocument(doc: unknown): { policyId: string; document: Record<string, unknown>; interpreted: unknown[] } {
+export function checkDocument(doc: unknown, tenantId: string): { policyId: string; document: Record<string, unknown>; interpreted: unknown[] } {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new CountersignError('validation_failed', 'a policy document is an object', { errors: [{ path: '', message: 'expected an object' }] });
   const c = compileDocument(doc, 1);
   if (!c.ok) throw new CountersignError('validation_failed', 'policy does not compile', { errors: c.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })) });
+  if (c.policy.level === 'platform' && tenantId !== PLATFORM_TENANT) {
+    // A tenant's policy applies to that tenant only: saying platform would not make it one, so it is refused.
+    throw new CountersignError('validation_failed', 'a tenant cannot author a platform policy', {
+      errors: [{ path: 'scope.level', message: 'platform policies apply to every tenant and are authored by platform admins; a tenant policy is scope: { level: tenant } (or agent)' }],
+    });
+  }
   const policyId = c.policy.policy_id;
   if (!POLICY_ID.test(policyId)) throw new CountersignError('validation_failed', 'metadata.id must be letters, digits, dots, dashes or underscores', { errors: [{ path: 'metadata.id', message: 'invalid policy id' }] });
   return { policyId, document: doc as Record<string, unknown>, interpreted: interpretations(c.policy) };
@@ -84,7 +91,7 @@ function checkScope(s: PolicyState, doc: Record<string, unknown>): void {
 }
 
 export async function createDraft(db: Db, a: Actor, doc: unknown, now = new Date()): Promise<{ state: PolicyState; interpreted: unknown[] }> {
-  const checked = checkDocument(doc);
+  const checked = checkDocument(doc, a.tenantId);
   const s = await loadPolicy(db, a.tenantId, checked.policyId);
   if (s && !s.deleted) {
     if (s.draft) throw new CountersignError('conflict', `policy ${checked.policyId} already has a draft: replace it with PUT /v1/policies/${checked.policyId}`);
@@ -95,7 +102,7 @@ export async function createDraft(db: Db, a: Actor, doc: unknown, now = new Date
 }
 
 export async function replaceDraft(db: Db, a: Actor, policyId: string, doc: unknown, now = new Date()): Promise<{ state: PolicyState; interpreted: unknown[] }> {
-  const checked = checkDocument(doc);
+  const checked = checkDocument(doc, a.tenantId);
   if (checked.policyId !== policyId) throw new CountersignError('validation_failed', `metadata.id is ${checked.policyId}, not ${policyId}`, { errors: [{ path: 'metadata.id', message: `must be ${policyId}` }] });
   const s = await mustLoad(db, a.tenantId, policyId);
   if (!s.draft) throw new CountersignError('conflict', `policy ${policyId} has no draft; an active version is immutable: clone it`);
@@ -372,7 +379,7 @@ export async function importPolicy(db: Db, keys: PublicKeySet, a: Actor, raw: un
     throw new CountersignError('unprocessable', `the export is refused: ${checked.detail}`, { extra: { reason: checked.reason }, ...(checked.errors ? { errors: checked.errors } : {}) });
   }
   const e = checked.export;
-  checkDocument(e.document);
+  checkDocument(e.document, a.tenantId);
   const s = await loadPolicy(db, a.tenantId, e.policy_id);
   if (s && !s.deleted) {
     if (s.draft) throw new CountersignError('conflict', `policy ${e.policy_id} already has a draft (version ${s.draft.version}); delete or activate it before importing`);

@@ -1,5 +1,6 @@
 import type { EventData, EventType } from '../../schemas/events.ts';
 import { canonicalJson } from '../receipts/canonical.ts';
+import { adaptForeignDocument } from '../policy/foreign-formats.ts';
 import { evolveReview, isReviewEvent, type ActivationReview } from './activation-review.ts';
 
 export { agentStreamId } from '../events/stream-ids.ts';
@@ -146,7 +147,10 @@ export function foldPolicy(policyId: string, events: PolicyEvent[]): PolicyState
 /** The summary a list or read answers. */
 export function policySummary(s: PolicyState): Record<string, unknown> {
   const latest = s.versions.at(-1);
-  const meta = ((s.draft?.document ?? latest?.document)?.['metadata'] ?? {}) as Record<string, unknown>;
+  // Documents in the seed pages' shapes keep their own names (or none, for a bare rules list): read them as converted.
+  const adapted = adaptForeignDocument(s.draft?.document ?? latest?.document);
+  const doc = adapted.kind === 'error' ? undefined : (adapted.document as Record<string, unknown> | undefined);
+  const meta = (doc?.['metadata'] ?? {}) as Record<string, unknown>;
   return {
     id: s.policy_id,
     name: meta['name'] ?? null,

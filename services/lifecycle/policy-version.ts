@@ -17,6 +17,25 @@ export function compilePolicyVersion(document: unknown, version: number):
 }
 
 /** What a policy activation's signature covers. */
-export function activationSigned(d: Pick<EventData<'PolicyActivated'>, 'policy_id' | 'version' | 'scope' | 'hash' | 'snapshot'>): Record<string, unknown> {
-  return { policy_id: d.policy_id, version: d.version, scope: d.scope, hash: d.hash, snapshot: d.snapshot };
+export function activationSigned(d: Pick<EventData<'PolicyActivated'>, 'policy_id' | 'version' | 'scope' | 'hash' | 'snapshot' | 'document_hash'>): Record<string, unknown> {
+  const signed: Record<string, unknown> = { policy_id: d.policy_id, version: d.version, scope: d.scope, hash: d.hash, snapshot: d.snapshot };
+  // Activations that record the document's hash sign it too; earlier ones signed the snapshot alone.
+  if (d.document_hash !== undefined) signed['document_hash'] = d.document_hash;
+  return signed;
+}
+
+/**
+ * The compiled policy frozen in an activation, checked against the hash it was activated (and signed) with.
+ * This, never a recompilation of the document, is what evaluates live and in replay: the compiler of the
+ * day a version was activated decides what it means, for as long as it is in force and afterwards.
+ */
+export function frozenPolicy(d: Pick<EventData<'PolicyActivated'>, 'policy_id' | 'version' | 'snapshot' | 'hash'>):
+  | { ok: true; policy: CompiledPolicy }
+  | { ok: false; problem: string } {
+  const p = d.snapshot as Partial<CompiledPolicy>;
+  if (sha256Digest(d.snapshot) !== d.hash) return { ok: false, problem: `policy ${d.policy_id} v${d.version}: its frozen snapshot does not hash to the activated ${d.hash}` };
+  if (p.policy_id !== d.policy_id || p.version !== d.version || !Array.isArray(p.rules)) {
+    return { ok: false, problem: `policy ${d.policy_id} v${d.version}: its frozen snapshot names ${String(p.policy_id)} v${String(p.version)}` };
+  }
+  return { ok: true, policy: d.snapshot as unknown as CompiledPolicy };
 }

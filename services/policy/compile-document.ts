@@ -64,8 +64,16 @@ export function compileDocument(raw: unknown, version: number, bound_agents?: st
   if (!Number.isInteger(version) || version < 0) issues.push({ path: [], message: `version must be a non-negative integer, got ${version}` });
   const rules: CompiledRule[] = [];
   const names = new Map<string, number>();
+  if (doc.default_decision !== undefined) {
+    // Evaluation never read it (the tenant's setting decides when nothing matches), so it is refused rather than dropped.
+    issues.push({ path: ['default_decision'], message: 'default_decision is not a policy field: the decision when nothing matches is the tenant setting default_decision (PATCH /v1/tenants/{id}); a policy of requirements (type: deterministic rules) ALLOWs on its own when they all hold', atKey: true });
+  }
+  const onFail = doc.on_fail ?? 'DENY';
+  if (doc.on_fail !== undefined && !doc.rules.some((r) => r.type === 'deterministic')) {
+    issues.push({ path: ['on_fail'], message: 'on_fail says what a failed requirement decides, and this policy has none (no type: deterministic rule)', atKey: true });
+  }
   doc.rules.forEach((rule, i) => {
-    const lowered = lowerRule(rule, i);
+    const lowered = lowerRule(rule, i, onFail);
     if (!lowered.ok) {
       for (const e of lowered.errors) issues.push({ path: ['rules', i, ...e.path], message: e.message });
       return;
@@ -82,7 +90,6 @@ export function compileDocument(raw: unknown, version: number, bound_agents?: st
   const policy: CompiledPolicy = { policy_id: doc.metadata.id, version, level: doc.scope.level, rules };
   if (doc.scope.agent !== undefined) policy.agent = doc.scope.agent;
   if (bound_agents !== undefined) policy.bound_agents = [...bound_agents].sort();
-  if (doc.default_decision !== undefined) policy.default_decision = doc.default_decision;
   if (doc.models !== undefined) {
     policy.models = {
       allowed_providers: doc.models.allowed_providers ?? [],

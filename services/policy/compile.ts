@@ -15,7 +15,7 @@ export type PolicySource = {
 };
 
 export type CompileOptions = {
-  /** Decision when nothing matches; overrides the policies' default_decision. DENY unless configured. */
+  /** Decision when nothing matches (the tenant's setting). DENY unless configured. */
   defaultDecision?: Decision;
   /** Include the built-in circuit-breaker pack (default true). */
   circuitBreakers?: boolean;
@@ -68,12 +68,15 @@ export function compile(policies: PolicySource[], options: CompileOptions = {}):
     compiled.push(result.policy);
   }
   if (errors.length > 0) return { ok: false, errors };
-  if (options.circuitBreakers !== false) compiled.push(circuitBreakerPack());
-  let defaultDecision: Decision = options.defaultDecision ?? 'DENY';
-  if (options.defaultDecision === undefined) {
-    const declared = compiled.filter((p) => p.level !== 'agent' && p.default_decision !== undefined).map((p) => p.default_decision!);
-    // Two policies that disagree on the default: the more restrictive one holds.
-    if (declared.length > 0) defaultDecision = declared.reduce((a, b) => (restrictiveness(a) <= restrictiveness(b) ? a : b));
-  }
-  return { ok: true, snapshot: assembleSnapshot(compiled, defaultDecision) };
+  return { ok: true, snapshot: assembleEffective(compiled, options) };
+}
+
+/**
+ * The effective set from policies compiled earlier: what the live path and replay evaluate, from the
+ * compiled policies frozen in their PolicyActivated events, so no document is compiled again after its
+ * activation (a change of the compiler never changes a version that is in force or was in force).
+ */
+export function assembleEffective(frozen: CompiledPolicy[], options: CompileOptions = {}): Snapshot {
+  const policies = options.circuitBreakers !== false ? [...frozen, circuitBreakerPack()] : [...frozen];
+  return assembleSnapshot(policies, options.defaultDecision ?? 'DENY');
 }

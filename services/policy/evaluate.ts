@@ -20,7 +20,23 @@ export type Hit = {
   approval?: CompiledApproval;
   namesTool: boolean;
   builtin: boolean;
+  /** The hit of a requirement that failed (or could not be evaluated). */
+  requirement?: true;
 };
+
+/** The rule name of a requirement policy's ALLOW. */
+export const REQUIREMENTS_RULE = 'requirements';
+const held = new WeakMap<CompiledPolicy, Hit>();
+
+function requirementsHeld(policy: CompiledPolicy): Hit {
+  let h = held.get(policy);
+  if (h === undefined) {
+    const exprs = policy.rules.filter((r) => r.requirement !== undefined).map((r) => r.requirement!);
+    h = { policy, rule: REQUIREMENTS_RULE, decision: 'ALLOW', reason: `every requirement of policy ${policy.policy_id} v${policy.version} holds: ${exprs.join('; ')}`, constraints: {}, namesTool: false, builtin: false };
+    held.set(policy, h);
+  }
+  return h;
+}
 
 const EPOCH_ISO = new Date(0).toISOString();
 
@@ -44,6 +60,7 @@ function hitFromRule(p: PreparedRule): Hit {
   if (h === undefined) {
     h = { policy: p.policy, rule: p.rule.name, decision: p.rule.decision, reason: p.rule.reason, constraints: p.rule.constraints, namesTool: p.namesTool, builtin: p.builtin };
     if (p.rule.approval !== undefined) h.approval = p.rule.approval;
+    if (p.rule.requirement !== undefined) h.requirement = true;
     hits.set(p, h);
   }
   return h;
@@ -151,12 +168,28 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
     if (!policyApplies(p.policy, agentId)) continue;
     const c = checkRule(p, request, now, facts, vars);
     if (c.applies === false) continue;
-    const hit = c.applies === true ? hitFromRule(p) : failClosedHit(p.policy, p.rule.name, c.error, p.builtin);
+    let hit = c.applies === true ? hitFromRule(p) : failClosedHit(p.policy, p.rule.name, c.error, p.builtin);
+    if (c.applies !== true && p.rule.requirement !== undefined) hit = { ...hit, requirement: true };
     (p.builtin ? pack : stored).push(hit);
   }
   while (li < lists.length) {
     const l = lists[li++]!;
     if (policyApplies(l.policy, agentId)) checkLists(l, request, stored);
+  }
+  // A policy of requirements ALLOWs a request it applies to when none of its requirements fired (a failed
+  // one, or one that could not be evaluated, is a hit of its own and keeps this ALLOW out).
+  const reqPolicies = rt.requirementPolicies;
+  for (let i = 0; i < reqPolicies.length; i++) {
+    const rp = reqPolicies[i]!;
+    if (!policyApplies(rp, agentId)) continue;
+    let failed = false;
+    for (const h of stored) {
+      if (h.policy === rp && h.requirement) {
+        failed = true;
+        break;
+      }
+    }
+    if (!failed) stored.push(requirementsHeld(rp));
   }
 
   // Precedence: a stored rule that names this tool (and matched) sets the circuit breakers aside. A pack hit

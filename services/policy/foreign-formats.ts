@@ -7,7 +7,8 @@ import { ModelLists } from '../../schemas/policy.ts';
  * errors point at the field the author wrote; rules keep their index, so rule errors map unchanged.
  *
  * - workspace policy (seed 004): `{ policy_id, content: { agent: { models, capabilities }, compliance } }`
- * - rule-list policy (seeds 000 and 003): `{ id?, name, description?, domain?, version?, is_active?, rules }`
+ * - rule-list policy (seeds 000, 002 and 003): `{ id?, name?, description?, domain?, version?, is_active?, on_fail?, rules }`;
+ *   `version` and `is_active: true` are kept as labels (`source.version`, `source.is_active`), never dropped
  */
 const Seed004Capabilities = z.strictObject({
   allowed_tools: z.array(z.string().min(1).max(200)).max(1000).optional(),
@@ -32,12 +33,12 @@ const Seed004 = z.strictObject({
 const RuleList = z.strictObject({
   id: z.string().min(1).max(100).optional(),
   policy_id: z.string().min(1).max(100).optional(),
-  name: z.string().min(1).max(200),
+  name: z.string().min(1).max(200).optional(),
   description: z.string().max(5000).optional(),
   domain: z.string().max(200).optional(),
-  version: z.union([z.string(), z.number()]).optional(),
-  is_active: z.boolean().optional(),
-  status: z.string().optional(),
+  version: z.union([z.string().max(100), z.number()]).optional().describe('Kept as the label source.version; versions here are numbered at activation.'),
+  is_active: z.boolean().refine((v) => v, { message: 'is_active: false is refused: a policy stops applying when it is deprecated (POST /v1/policies/{id}/deprecate); drop the field, or set it to true' }).optional(),
+  on_fail: z.enum(['DENY', 'REQUIRE_APPROVAL']).optional(),
   rules: z.array(z.unknown()),
 });
 
@@ -78,18 +79,27 @@ export function adaptForeignDocument(doc: unknown): AdaptResult {
     const parsed = RuleList.safeParse(doc, { reportInput: true });
     if (!parsed.success) return { kind: 'error', issues: parsed.error.issues };
     const d = parsed.data;
+    // A bare rule list (seed 002) names neither itself nor its id: both are derived from its rule names,
+    // and shown back in the answer (metadata.id, metadata.name).
+    const ruleNames = d.rules.map((r) => (typeof r === 'object' && r !== null && typeof (r as { name?: unknown }).name === 'string' ? (r as { name: string }).name : null)).filter((n): n is string => n !== null);
+    const name = d.name ?? (ruleNames.length > 0 ? `Rules: ${ruleNames.join(', ')}` : 'Rules').slice(0, 200);
+    const labels: Record<string, string> = {};
+    if (d.version !== undefined) labels['source.version'] = String(d.version);
+    if (d.is_active !== undefined) labels['source.is_active'] = 'true';
     return {
       kind: 'rule-list',
       document: {
         apiVersion: 'countersign/v1',
         kind: 'Policy',
         metadata: {
-          id: d.id ?? d.policy_id ?? slug(d.name),
-          name: d.name,
+          id: d.id ?? d.policy_id ?? slug(d.name ?? (ruleNames.length > 0 ? ruleNames.join('-') : 'rules')),
+          name,
           ...(d.description !== undefined ? { description: d.description } : {}),
           ...(d.domain !== undefined ? { domain: d.domain } : {}),
+          ...(Object.keys(labels).length > 0 ? { labels } : {}),
         },
         scope: { level: 'tenant' },
+        ...(d.on_fail !== undefined ? { on_fail: d.on_fail } : {}),
         rules: d.rules,
       },
     };

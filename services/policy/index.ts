@@ -9,7 +9,7 @@ export type { PolicyDocument, Decision };
 export type { PolicyError } from './policy-error.ts';
 export { formatPolicyError } from './policy-error.ts';
 export type { Snapshot, CompiledPolicy, CompiledRule, CompiledApproval } from './snapshot.ts';
-export { compile, type PolicySource, type CompileOptions, type CompileResult } from './compile.ts';
+export { compile, assembleEffective, type PolicySource, type CompileOptions, type CompileResult } from './compile.ts';
 export { compileDocument } from './compile-document.ts';
 export { parsePolicyText, checkPolicyText } from './parse-text.ts';
 export { evaluate } from './evaluate.ts';

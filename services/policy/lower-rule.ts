@@ -77,7 +77,7 @@ export function defaultReason(name: string, decision: Decision): string {
   return `${DECISION_WORDS[decision]} by rule ${name}`;
 }
 
-export function lowerRule(rule: PolicyRule, index: number): LowerResult {
+export function lowerRule(rule: PolicyRule, index: number, onFail: 'DENY' | 'REQUIRE_APPROVAL' = 'DENY'): LowerResult {
   const errors: RuleIssue[] = [];
   const decisionHint: Decision | undefined = rule.decision ?? (rule.effect !== undefined ? EFFECTS[rule.effect] : undefined);
   let name = rule.name;
@@ -92,12 +92,14 @@ export function lowerRule(rule: PolicyRule, index: number): LowerResult {
 
   const sentence = rule.text ?? (rule.effect !== undefined ? rule.condition : undefined);
   if (rule.type === 'deterministic') {
-    // Seed 003: "plain boolean expressions" the request must satisfy. A request that does not is denied.
+    // Seed 003: "plain boolean expressions" every request must satisfy. One that fails decides the policy's
+    // on_fail (DENY unless set); evaluation turns all of them holding into the policy's ALLOW.
     condition = `!(${rule.expr!})`;
     conditionPath = ['expr'];
-    decision = 'DENY';
+    decision = onFail;
     reason ??= `requirement not met: ${rule.expr!}`;
     name ??= `rule-${index + 1}`;
+    if (approval !== undefined && onFail !== 'REQUIRE_APPROVAL') errors.push({ path: ['approval'], message: 'approval is only for requirements of a policy whose on_fail is REQUIRE_APPROVAL' });
   } else if (sentence !== undefined) {
     const sentencePath: IssuePath = [rule.text !== undefined ? 'text' : 'condition'];
     const compiled = compileSentence(sentence, decisionHint);
@@ -134,6 +136,7 @@ export function lowerRule(rule: PolicyRule, index: number): LowerResult {
   if (limit !== undefined) out.limit = limit;
   if (decision === 'REQUIRE_APPROVAL') out.approval = normaliseApproval(approval);
   if (text !== undefined) out.text = text;
+  if (rule.type === 'deterministic') out.requirement = rule.expr!;
   return { ok: true, rule: out };
 }
 

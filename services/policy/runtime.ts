@@ -43,6 +43,8 @@ export type Runtime = {
   anyTool: PreparedRule[];
   outcomeRules: PreparedRule[];
   limitRules: PreparedRule[];
+  /** Policies with requirements (CompiledRule.requirement), in snapshot order: each ALLOWs when all of its hold. */
+  requirementPolicies: CompiledPolicy[];
 };
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -145,7 +147,7 @@ function snapshotBody(s: Snapshot): SnapshotBody {
 }
 
 function prepare(snapshot: Snapshot): Runtime {
-  const empty: Runtime = { snapshot, lists: [], byTool: new Map(), anyTool: [], outcomeRules: [], limitRules: [] };
+  const empty: Runtime = { snapshot, lists: [], byTool: new Map(), anyTool: [], outcomeRules: [], limitRules: [], requirementPolicies: [] };
   try {
     if (typeof snapshot !== 'object' || snapshot === null || !Array.isArray(snapshot.policies)) return { ...empty, defect: 'snapshot is malformed' };
     // An altered snapshot must not decide: the hash is what receipts and replays point at.
@@ -153,6 +155,7 @@ function prepare(snapshot: Snapshot): Runtime {
     const lists: PreparedLists[] = [];
     const requestRules: PreparedRule[] = [];
     const outcomeRules: PreparedRule[] = [];
+    const requirementPolicies: CompiledPolicy[] = [];
     let seq = 0;
     for (const policy of snapshot.policies) {
       if (policy.tools !== undefined) {
@@ -163,12 +166,13 @@ function prepare(snapshot: Snapshot): Runtime {
         if (t.require_approval.length > 0) l.toolRequireApproval = compileGlobList(t.require_approval);
         lists.push(l);
       } else if (policy.models !== undefined) lists.push({ seq: seq++, policy });
+      if (policy.level !== 'builtin' && policy.rules.some((r) => r.requirement !== undefined)) requirementPolicies.push(policy);
       for (const rule of policy.rules) {
         const p = prepareRule(seq++, policy, rule);
         (rule.on === 'outcome' ? outcomeRules : requestRules).push(p);
       }
     }
-    return { snapshot, lists, ...buildIndex(requestRules), outcomeRules, limitRules: requestRules.filter((r) => r.rule.limit !== undefined) };
+    return { snapshot, lists, ...buildIndex(requestRules), outcomeRules, limitRules: requestRules.filter((r) => r.rule.limit !== undefined), requirementPolicies };
   } catch (err) {
     return { ...empty, defect: `snapshot could not be loaded: ${err instanceof Error ? err.message : String(err)}` };
   }

@@ -55,6 +55,12 @@ export type CompiledRule = {
   approval?: CompiledApproval;
   /** The natural-language sentence this rule was compiled from, when it was one. */
   text?: string;
+  /**
+   * A requirement (seed 003's deterministic rule): the expression every request the policy applies to must
+   * satisfy. The rule fires (its decision, DENY or the policy's on_fail) when the expression does not hold;
+   * when every requirement of a policy holds, that policy ALLOWs the request (rule `requirements`).
+   */
+  requirement?: string;
 };
 
 export type CompiledToolLists = { allowed: string[]; denied: string[]; require_approval: string[]; approval: CompiledApproval };

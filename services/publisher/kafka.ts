@@ -56,6 +56,17 @@ export async function ensureTopic(opts: KafkaOptions): Promise<void> {
   }
 }
 
+/** Whether a broker answers (readiness): connects an admin client, lists topics, disconnects. */
+export async function kafkaReachable(opts: KafkaOptions): Promise<void> {
+  const admin = new Kafka({ clientId: opts.clientId ?? 'countersign', brokers: opts.brokers, logLevel: logLevel.NOTHING, connectionTimeout: 2_000, requestTimeout: 3_000, retry: { retries: 0 } }).admin();
+  try {
+    await admin.connect();
+    await admin.listTopics();
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
 /**
  * Consecutive runs of events whose records together stay within the topic's limit. The limit applies to a
  * partition's record batch, and one produce call makes one batch per partition: bounding the whole call is

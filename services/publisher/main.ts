@@ -1,20 +1,56 @@
 import { loadConfig } from '../config.ts';
-import { createPool } from '../events/db.ts';
+import { createPool, withSystem } from '../events/db.ts';
 import { createLogger } from '../logger.ts';
-import { createKafkaSink, ensureTopic } from './kafka.ts';
-import { runPublisher } from './outbox.ts';
+import { probe, serveMetrics } from '../worker/metrics.ts';
+import { createKafkaSink, ensureTopic, kafkaReachable } from './kafka.ts';
+import { whileLeader } from './leadership.ts';
+import { publisherMetrics } from './metrics.ts';
+import { loadCheckpoint, runPublisher } from './outbox.ts';
 
 const config = loadConfig();
 const log = createLogger('publisher', config.COUNTERSIGN_LOG_LEVEL);
 const db = createPool(config.DATABASE_URL, 2);
 const kafka = { brokers: config.KAFKA_BROKERS.split(','), topic: config.COUNTERSIGN_KAFKA_TOPIC, clientId: 'countersign-publisher' };
+const name = `kafka:${kafka.topic}`;
 const controller = new AbortController();
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => controller.abort());
 
+let role: 'leader' | 'standby' | 'connecting' = 'connecting';
+const metrics = publisherMetrics({
+  role: () => role,
+  // Events committed but not yet acknowledged by Kafka: those after the checkpoint (Postgres unreachable: unknown).
+  lag: async () => {
+    const cp = await loadCheckpoint(db, name);
+    return withSystem(db, 'publisher', async (c) => {
+      const res = await c.query<{ n: string }>('SELECT count(*)::text AS n FROM events WHERE (tx_id, position) > ($1::xid8, $2::bigint)', [cp.txId, cp.position]);
+      return Number(res.rows[0]?.n ?? 0);
+    });
+  },
+});
+const metricsServer = config.COUNTERSIGN_PUBLISHER_METRICS_PORT !== undefined
+  ? await serveMetrics(metrics.registry, config.COUNTERSIGN_HOST, config.COUNTERSIGN_PUBLISHER_METRICS_PORT, {
+    ready: async () => {
+      const [postgres, kafkaState] = await Promise.all([probe(2_000, () => db.query('SELECT 1')), probe(4_000, () => kafkaReachable(kafka))]);
+      return { postgres, kafka: kafkaState };
+    },
+    detail: () => ({ role }),
+  })
+  : null;
+
 log('info', 'publisher starting', { topic: kafka.topic, brokers: kafka.brokers });
-await runPublisher({
+// Any number of publishers may run: the one holding the lock publishes, the others stand by to take over.
+await whileLeader({
+  url: config.DATABASE_URL,
+  name,
+  log,
+  signal: controller.signal,
+  onRole: (r) => {
+    role = r;
+    if (r === 'standby') log('info', 'publisher standing by', { name });
+  },
+}, (signal) => runPublisher({
   db,
-  name: `kafka:${kafka.topic}`,
+  name,
   connectSink: async () => {
     await ensureTopic(kafka);
     return createKafkaSink(kafka);
@@ -22,7 +58,10 @@ await runPublisher({
   batchSize: config.COUNTERSIGN_PUBLISH_BATCH,
   idleMs: config.COUNTERSIGN_PUBLISH_IDLE_MS,
   log,
-  signal: controller.signal,
-});
+  signal,
+  onSent: (count) => metrics.published.inc(count),
+  onFailure: () => metrics.failures.inc(),
+}));
+metricsServer?.close();
 await db.end();
 log('info', 'publisher stopped');

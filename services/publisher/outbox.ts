@@ -60,6 +60,9 @@ export type PublisherOptions = {
   idleMs: number;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   signal: AbortSignal;
+  /** Told each acknowledged send (its events' count and the checkpoint after them), and each failure. */
+  onSent?: (count: number, cp: Checkpoint) => void;
+  onFailure?: (err: unknown) => void;
 };
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -104,7 +107,8 @@ function refusedAsTooLarge(err: unknown): boolean {
  */
 export async function runPublisher(opts: PublisherOptions): Promise<void> {
   let sink: EventSink | null = null;
-  let cp = await loadCheckpoint(opts.db, opts.name);
+  // Read in the loop, so a publisher started while Postgres is down waits for it like one that is running.
+  let cp: Checkpoint | null = null;
   /** Acknowledged by Kafka, not yet written as the checkpoint (the next read writes it). */
   let unsaved: Checkpoint | null = null;
   let backoff = 250;
@@ -122,6 +126,7 @@ export async function runPublisher(opts: PublisherOptions): Promise<void> {
   };
   while (!opts.signal.aborted) {
     try {
+      cp ??= await loadCheckpoint(opts.db, opts.name);
       const batch = await landed(prefetch ?? read(cp));
       prefetch = null;
       if (batch.events.length === 0) {
@@ -137,6 +142,7 @@ export async function runPublisher(opts: PublisherOptions): Promise<void> {
         cp = batch.ends[i + part.length - 1]!;
         unsaved = cp;
         published += part.length;
+        opts.onSent?.(part.length, cp);
       }
       if (backoff > 250) opts.log('info', 'publishing again', { position: cp.position, published });
       backoff = 250;
@@ -145,8 +151,9 @@ export async function runPublisher(opts: PublisherOptions): Promise<void> {
         // Cannot happen while the topic keeps its configuration (the write path bounds every event:
         // services/events/event-size.ts). Skipping the event would lose it; reconnecting runs ensureTopic,
         // which puts the topic's limit back, and the batch is sent again.
-        opts.log('error', 'the topic refused an event as too large: its max.message.bytes was changed; restoring it and sending again', { error: err instanceof Error ? err.message : String(err), position: cp.position });
+        opts.log('error', 'the topic refused an event as too large: its max.message.bytes was changed; restoring it and sending again', { error: err instanceof Error ? err.message : String(err), position: cp?.position });
       }
+      opts.onFailure?.(err);
       opts.log('warn', 'publish failed; will retry', { error: err instanceof Error ? err.message : String(err), backoff_ms: backoff });
       // Whatever was read ahead is dropped: reading resumes from the last acknowledged batch.
       if (prefetch) await prefetch.read;

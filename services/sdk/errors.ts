@@ -35,12 +35,18 @@ export class DecisionDenied extends Error {
   readonly decisionId: string;
   readonly reason: string;
   readonly matchedRule: string | null;
-  constructor(decisionId: string, reason: string, matchedRule: string | null) {
+  /** Why, in one word (`policy_violation`, `approval_rejected`, `approval_expired`, ...); undefined from an older server. */
+  readonly reasonCode: string | undefined;
+  /** The policy whose rule decided; null when the tenant default did, undefined from an older server. */
+  readonly policyId: string | null | undefined;
+  constructor(decisionId: string, reason: string, matchedRule: string | null, reasonCode?: string, policyId?: string | null) {
     super(`denied (${decisionId}): ${reason}`);
     this.name = 'DecisionDenied';
     this.decisionId = decisionId;
     this.reason = reason;
     this.matchedRule = matchedRule;
+    this.reasonCode = reasonCode;
+    this.policyId = policyId;
   }
 }
 

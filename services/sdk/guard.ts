@@ -30,7 +30,7 @@ export function guard<A extends unknown[], R>(client: Countersign, tool: (...arg
     }
     opts.onDecision?.(decision);
     if (decision.decision === 'DENY' || decision.decision === 'REQUIRE_APPROVAL') {
-      throw new DecisionDenied(decision.decision_id, decision.reason, decision.matched_rule);
+      throw new DecisionDenied(decision.decision_id, decision.reason, decision.matched_rule, decision.reason_code, decision.policy_id);
     }
     const maxRuntime = decision.constraints.max_runtime_sec;
     let result: R;

@@ -15,14 +15,45 @@ provision() {
 
 migrate() { node --import tsx "$ROOT/services/events/migrate-main.ts"; }
 bundle() { node --import tsx "$ROOT/services/worker/bundle.ts"; }
+# The web console's static files (services/console/dist), served by the API at /.
+build_console() { node --import tsx "$ROOT/services/console/build.ts"; }
+# The deployment's keys, created once before any process starts: no process creates a key of its own.
+init_keys() { node --import tsx "$ROOT/services/stack/init-keys.ts" >/dev/null; }
 
-start_app() { # name entry (a TypeScript source under ROOT, run through tsx, or a prebuilt .mjs path)
+run_app() { # name entry: one run of the process, its output appended to its log
   local name=$1 entry=$2
   if [[ $entry == *.mjs ]]; then
-    node "$entry" >>"$COUNTERSIGN_DATA_DIR/logs/$name.log" 2>&1 &
+    exec node "$entry" >>"$COUNTERSIGN_DATA_DIR/logs/$name.log" 2>&1
   else
-    node --import tsx "$ROOT/$entry" >>"$COUNTERSIGN_DATA_DIR/logs/$name.log" 2>&1 &
+    exec node --import tsx "$ROOT/$entry" >>"$COUNTERSIGN_DATA_DIR/logs/$name.log" 2>&1
   fi
+}
+
+# start_app name entry (a TypeScript source under ROOT, run through tsx, or a prebuilt .mjs path): runs the
+# process under a supervisor that starts it again when it dies, after a backoff (1 s, doubling to 30 s; back
+# to 1 s once a run has lasted a minute), saying so. TERM or INT to the supervisor stops the process and it.
+start_app() {
+  local name=$1 entry=$2
+  (
+    child=
+    trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; [ -n "$child" ] && wait "$child"; exit 0' TERM INT
+    delay=1
+    while :; do
+      started=$SECONDS
+      ( run_app "$name" "$entry" ) &
+      child=$!
+      wait "$child"
+      rc=$?
+      child=
+      if (( SECONDS - started >= 60 )); then delay=1; fi
+      echo "[up] $name exited (status $rc); starting it again in ${delay}s (log: $COUNTERSIGN_DATA_DIR/logs/$name.log)"
+      sleep "$delay" &
+      child=$!
+      wait "$child"
+      child=
+      delay=$(( delay * 2 > 30 ? 30 : delay * 2 ))
+    done
+  ) &
   APP_PIDS+=($!)
 }
 

@@ -35,8 +35,10 @@ cd "$ROOT"
 ensure_chromium
 provision
 migrate
+init_keys
 bundle
-echo "== typecheck"; npx tsc --noEmit -p .
+build_console
+echo "== typecheck"; npx tsc --noEmit -p .; npx tsc --noEmit -p services/console
 echo "== lint"; npx eslint --max-warnings=0 .
 echo "== unit and integration"
 results="$COUNTERSIGN_DATA_DIR/test-results.json"

@@ -14,7 +14,9 @@ trap 'exit 130' INT TERM
 
 provision
 migrate
+init_keys
 bundle
+build_console
 # Prebuilt by `bundle` beside the workflow bundle: starts without tsx.
 start_app worker "$(dirname "$COUNTERSIGN_WORKFLOW_BUNDLE")/worker.mjs"
 start_app publisher services/publisher/main.ts
@@ -30,6 +32,7 @@ AGENT_KEY_FILE="$COUNTERSIGN_DATA_DIR/agent-key"
 cat <<MSG
 
 Countersign is up.
+  Console        $URL/   (sign in with an API key of a person, e.g. the bootstrap key below)
   API            $URL   (OpenAPI: $URL/openapi.json, reference: $URL/docs)
   Temporal UI    http://${TEMPORAL_HOST:-127.0.0.1}:${TEMPORAL_UI_PORT:-8233}
   Kafka          $KAFKA_BROKERS  topic ${COUNTERSIGN_KAFKA_TOPIC:-countersign.events}
@@ -46,8 +49,6 @@ Audit it from Kafka alone:  npx countersign audit replay --from kafka
 Ctrl-C stops everything this started.
 MSG
 
-# Stay in the foreground; if any app process dies, say so and stop the rest.
+# Stay in the foreground. A process that dies is started again by its supervisor (start_app), which says so.
 set +e
-wait -n "${APP_PIDS[@]}"
-echo "[up] a process exited; see $COUNTERSIGN_DATA_DIR/logs/"
-exit 1
+wait "${APP_PIDS[@]}"

@@ -7,10 +7,11 @@ import { slackClient } from '../channels/slack.ts';
 import { loadConfig } from '../config.ts';
 import { createPool } from '../events/db.ts';
 import { PrincipalCache } from '../identity/key-cache.ts';
+import { requireSigningKeys } from '../receipts/deployment-keys.ts';
 import { createLogger } from '../logger.ts';
 import { staleBuildSource } from './stale-build.ts';
 import { workflowsPath } from './workflows-path.ts';
-import { refusalKind, serveMetrics, workerMetrics } from './metrics.ts';
+import { probe, refusalKind, serveMetrics, workerMetrics } from './metrics.ts';
 
 const config = loadConfig();
 const log = createLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
@@ -19,6 +20,11 @@ if (stale) {
   log('error', 'this prebuilt worker is older than its sources; rebuild it (npx tsx services/worker/bundle.ts) or run services/worker/main.ts', { source: stale });
   process.exit(1);
 }
+// The worker signs receipts: it starts only with the deployment's keys.
+await requireSigningKeys(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET).catch((err: unknown) => {
+  log('error', `refusing to start: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
 const db = createPool(config.DATABASE_URL, 10);
 const channels = {
   slack: config.COUNTERSIGN_SLACK_BOT_TOKEN ? slackClient({ botToken: config.COUNTERSIGN_SLACK_BOT_TOKEN, apiUrl: config.COUNTERSIGN_SLACK_API_URL }) : undefined,
@@ -30,40 +36,92 @@ const channels = {
 const principals = new PrincipalCache(config.DATABASE_URL, log);
 await principals.start();
 const metrics = workerMetrics();
-const metricsServer = config.COUNTERSIGN_WORKER_METRICS_PORT !== undefined ? await serveMetrics(metrics.registry, config.COUNTERSIGN_HOST, config.COUNTERSIGN_WORKER_METRICS_PORT) : null;
 let refusedStarts = 0;
-const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-const worker = await Worker.create({
-  connection,
-  namespace: config.TEMPORAL_NAMESPACE,
-  taskQueue: config.COUNTERSIGN_TASK_QUEUE,
-  ...workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE, (msg) => log('warn', msg)),
-  activities: createActivities({
-    db,
-    keysDir: config.keysDir,
-    attestationSecret: config.COUNTERSIGN_ATTESTATION_SECRET,
-    callbackAllowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE,
-    crashAt: config.COUNTERSIGN_CRASH_AT,
-    channels,
-    principals,
-    // Someone who can reach Temporal started a decision workflow the API did not sign: nothing was written.
-    onRefusedStart: (r) => {
-      refusedStarts += 1;
-      metrics.refusedStarts.inc({ reason: refusalKind(r.reason) });
-      log('warn', 'refused a workflow start that the API did not sign; nothing was written', {
-        workflow_id: r.workflowId, tenant_id: r.tenantId, decision_id: r.decisionId, reason: r.reason, refused_starts_total: refusedStarts,
-      });
-    },
-  }),
+const activities = createActivities({
+  db,
+  keysDir: config.keysDir,
+  attestationSecret: config.COUNTERSIGN_ATTESTATION_SECRET,
+  callbackAllowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE,
+  crashAt: config.COUNTERSIGN_CRASH_AT,
+  channels,
+  principals,
+  // Someone who can reach Temporal started a decision workflow the API did not sign: nothing was written.
+  onRefusedStart: (r) => {
+    refusedStarts += 1;
+    metrics.refusedStarts.inc({ reason: refusalKind(r.reason) });
+    log('warn', 'refused a workflow start that the API did not sign; nothing was written', {
+      workflow_id: r.workflowId, tenant_id: r.tenantId, decision_id: r.decisionId, reason: r.reason, refused_starts_total: refusedStarts,
+    });
+  },
 });
-const cpu = process.cpuUsage();
-log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS, start_ms: Math.round(performance.now()), start_cpu_ms: Math.round((cpu.user + cpu.system) / 1000) });
+let connection: NativeConnection | null = null;
+let polling = false;
+const metricsServer = config.COUNTERSIGN_WORKER_METRICS_PORT !== undefined
+  ? await serveMetrics(metrics.registry, config.COUNTERSIGN_HOST, config.COUNTERSIGN_WORKER_METRICS_PORT, {
+    ready: async () => {
+      const [postgres, temporal] = await Promise.all([
+        probe(2_000, () => db.query('SELECT 1')),
+        connection && polling ? probe(2_000, () => connection!.workflowService.getSystemInfo({})) : Promise.resolve('down: not connected yet'),
+      ]);
+      return { postgres, temporal };
+    },
+    detail: () => ({ polling }),
+  })
+  : null;
+
 // Digests of notifications held back by the per-approver cap, sent when each approver's window allows.
 const digests = startDigestSweeper({ db, ...channels, slackTeam: slackTeamOf(), log: (level, msg, data) => log(level, msg, data) });
-await worker.run(); // resolves after SIGINT/SIGTERM, which the SDK handles by shutting down gracefully
+
+// The SDK shuts a running worker down on SIGINT/SIGTERM; these also end the wait for Temporal below.
+const stopping = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stopping.abort());
+const pause = (ms: number) => new Promise<void>((resolve) => {
+  const t = setTimeout(resolve, ms);
+  stopping.signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+});
+
+/**
+ * Connects to Temporal and runs the worker until it is stopped. Temporal unreachable at start-up (or a worker
+ * that fails later) is waited out with a backoff of up to 5 s, never a reason to exit: the worker serves as
+ * soon as Temporal answers. A Postgres outage only fails the activities that need it, which Temporal retries.
+ */
+let backoff = 250;
+let started = false;
+while (!stopping.signal.aborted) {
+  try {
+    connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+    const worker = await Worker.create({
+      connection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      taskQueue: config.COUNTERSIGN_TASK_QUEUE,
+      ...workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE, (msg) => log('warn', msg)),
+      activities,
+    });
+    if (stopping.signal.aborted) break;
+    polling = true;
+    backoff = 250;
+    if (!started) {
+      const cpu = process.cpuUsage();
+      log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS, start_ms: Math.round(performance.now()), start_cpu_ms: Math.round((cpu.user + cpu.system) / 1000) });
+    } else {
+      log('info', 'worker polling again', { temporal: config.TEMPORAL_ADDRESS });
+    }
+    started = true;
+    await worker.run(); // resolves after SIGINT/SIGTERM, which the SDK handles by shutting down gracefully
+    if (!stopping.signal.aborted) log('warn', 'worker stopped without being asked to; starting it again');
+  } catch (err) {
+    if (stopping.signal.aborted) break;
+    log('warn', started ? 'worker failed; starting it again once Temporal answers' : 'Temporal unreachable; waiting for it', { temporal: config.TEMPORAL_ADDRESS, error: err instanceof Error ? err.message : String(err), retry_ms: backoff });
+  } finally {
+    polling = false;
+    await connection?.close().catch(() => {});
+    connection = null;
+  }
+  await pause(backoff);
+  backoff = Math.min(backoff * 2, 5_000);
+}
 await digests.stop();
 metricsServer?.close();
 await principals.stop();
-await connection.close();
 await db.end();
 log('info', 'worker stopped');

@@ -1,3 +1,4 @@
+import { parseApiKey } from '../../services/identity/api-keys.ts';
 import { compileErrors, validate } from '@readme/openapi-parser';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,9 +44,9 @@ describe('API surface', () => {
     expect(created.status).toBe(201);
     const { id, api_key: key, key_id: keyId } = created.body as { id: string; api_key: string; key_id: string };
     const stored = (await inspect.query<{ row: string }>('SELECT row_to_json(k)::text AS row FROM api_keys k WHERE id = $1', [keyId])).rows[0]!.row;
-    expect(stored).not.toContain(key.split('_')[2]);
+    expect(stored).not.toContain(parseApiKey(key)!.secret);
     const listed = JSON.stringify((await call('GET', `/v1/api-keys?principal_id=${id}`, boot)).body);
-    expect(listed).not.toContain(key.split('_')[2]);
+    expect(listed).not.toContain(parseApiKey(key)!.secret);
     expect((await call('GET', '/v1/me', key)).status).toBe(200);
 
     // Their own second key, then revoke the first: the first is refused, the second still works.

@@ -25,7 +25,7 @@ const report = (name: string, attempts: number, through: string[]) => {
 
 /** Tenants are created once per pair; ids carry the run so a rerun against one stack stays apart. */
 async function tenant(id: string): Promise<{ admin: Who; bot: Who; botId: string }> {
-  const t = await api(as(stack.key), 'POST', '/v1/tenants', { id, name: id });
+  const t = await api(as(stack.bootstrapKey), 'POST', '/v1/tenants', { id, name: id });
   expect(t.status, JSON.stringify(t.body)).toBe(201);
   const admin = as(t.body.admin_api_key);
   const bot = await api(admin, 'POST', '/v1/principals', { name: `${id}-bot`, kind: 'agent', roles: ['agent'] });

@@ -159,11 +159,15 @@ export type TestStack = {
  * A whole Countersign (API, worker, publisher) on its own database, topic and task queue, against the shared
  * real Temporal, Kafka and Postgres, with the bootstrap key and the example policy loaded.
  */
-export async function startTestStack(extraEnv: Record<string, string> = {}, options: { workerEntry?: string } = {}): Promise<TestStack> {
+export async function startTestStack(extraEnv: Record<string, string> = {}, options: {
+  workerEntry?: string;
+  /** The environment the processes get, from the stack's own (e.g. their Postgres reached through a proxy). */
+  processEnv?: (env: Record<string, string>) => Record<string, string>;
+} = {}): Promise<TestStack> {
   const base = stackEnv();
   const database = await createTestDatabase();
   const suffix = randomBytes(4).toString('hex');
-  const port = await freePort();
+  const port = extraEnv['COUNTERSIGN_PORT'] ? Number(extraEnv['COUNTERSIGN_PORT']) : await freePort();
   const env: Record<string, string> = {
     DATABASE_URL: database.url,
     DATABASE_ADMIN_URL: database.adminUrl,
@@ -179,6 +183,9 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, opti
     COUNTERSIGN_WORKFLOW_BUNDLE: process.env['COUNTERSIGN_WORKFLOW_BUNDLE'] ?? '',
     ...extraEnv,
   };
+  // The deployment's keys, made once before any process starts (as `make up` does): processes never create them.
+  await loadOrCreateKeyring(env['COUNTERSIGN_KEYS_DIR']!);
+  loadAttestationSecret(env['COUNTERSIGN_KEYS_DIR']!);
   // Tests inspect every tenant's rows: an inspection-scoped pool (row-level security, migration 0002).
   const db = createInspectionPool(database.url, 4);
   const boot = await ensureBootstrap(db, { tenantId: 'default', keyFile: env['COUNTERSIGN_BOOTSTRAP_KEY_FILE']! });
@@ -192,11 +199,12 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, opti
   if (!parsed.ok) throw new Error('example policy is invalid');
   await activatePolicy(db, await loadOrCreateKeyring(env['COUNTERSIGN_KEYS_DIR']!), { tenantId: 'default', document: parsed.document, actor: 'test' });
 
-  const startWorker = (extra: Record<string, string> = {}) => startProcess('worker', options.workerEntry ?? 'services/worker/main.ts', { ...env, COUNTERSIGN_LOG_LEVEL: 'info', ...extra }, /worker started/);
+  const penv = options.processEnv ? options.processEnv(env) : env;
+  const startWorker = (extra: Record<string, string> = {}) => startProcess('worker', options.workerEntry ?? 'services/worker/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info', ...extra }, /worker started/);
   const [worker, publisher, api] = await Promise.all([
     startWorker(),
-    startProcess('publisher', 'services/publisher/main.ts', { ...env, COUNTERSIGN_LOG_LEVEL: 'info' }, /publisher starting/),
-    startProcess('api', 'services/api/main.ts', { ...env, COUNTERSIGN_LOG_LEVEL: 'info' }, /api listening/),
+    startProcess('publisher', 'services/publisher/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info' }, /publisher starting/),
+    startProcess('api', 'services/api/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info' }, /api listening/),
   ]);
   const stack: TestStack = {
     url: `http://127.0.0.1:${port}`,

@@ -9,6 +9,8 @@ import { loadConfig } from '../../services/config.ts';
 import { ActivePolicies } from '../../services/decisions/active-policies.ts';
 import { createInspectionPool, createPool, type Db } from '../../services/events/db.ts';
 import { ensureBootstrap } from '../../services/identity/bootstrap.ts';
+import { loadAttestationSecret } from '../../services/decisions/attestation.ts';
+import { loadOrCreateKeyring } from '../../services/receipts/keyring.ts';
 import { createTestDatabase, stackEnv } from './harness.ts';
 
 export type InProcessApi = {
@@ -37,6 +39,9 @@ export async function startInProcessApi(env: Record<string, string> = {}): Promi
   if (first.token === null) throw new Error(first.refused);
   const boot = first.token;
   const config = loadConfig({ ...stackEnv(), DATABASE_URL: database.url, COUNTERSIGN_LOG_LEVEL: 'silent', ...env });
+  // The deployment's keys, made once as `make up` does (the API reads them, never creates them).
+  await loadOrCreateKeyring(config.keysDir);
+  loadAttestationSecret(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET);
   const temporal = new Client({ connection: Connection.lazy({ address: config.TEMPORAL_ADDRESS }) });
   const app = await buildServer({ config, db, temporal, policies: new ActivePolicies(db, config.DATABASE_URL, () => {}) });
   await app.ready();

@@ -120,6 +120,21 @@ describe('decisions survive crashes of the worker, the API and the Temporal serv
     expect(events.filter((e) => e.type === 'ApprovalGranted')).toHaveLength(1);
   });
 
+  it('a retry while no worker has taken the run yet gets the same decision, not a wait without end', async () => {
+    await stack.worker.stop('SIGTERM');
+    try {
+      const body = { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { n: 'no-worker' } }, idempotency_key: 'retry-without-worker' };
+      const first = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', body);
+      expect(first.status, JSON.stringify(first.body)).toBe(200);
+      // No row is written until a worker runs the first task: the retry finds the run in Temporal only.
+      const again = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', body);
+      expect(again.status, JSON.stringify(again.body)).toBe(200);
+      expect(again.body).toEqual(first.body);
+    } finally {
+      stack.worker = await stack.startWorker();
+    }
+  });
+
   it('a worker killed after its append commits and before the activity returns: the retry writes nothing new', async () => {
     await stack.worker.stop('SIGTERM');
     const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: 'after-append-commit' });

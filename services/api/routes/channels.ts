@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
-import { loadAttestationSecret } from '../../decisions/attestation.ts';
+import { readAttestationSecret } from '../../decisions/attestation.ts';
 import { answerEmail, answerSlackClick, claimSlackInteraction, findSlackMessage, logAnswer, openRejectReason, parseSlackInteraction, processSlackInbox, readEmailToken, SLACK_INBOX_LEASE_SECONDS, spendEmailLink } from '../../channels/answers.ts';
 import { bindSlackTeam, boundSlackTeam } from '../../channels/slack-workspaces.ts';
 import { confirmationPage, csrfMatches, csrfFor, messagePage } from '../../channels/email.ts';
@@ -39,7 +39,7 @@ function html(reply: FastifyReply, status: number, body: string): string {
 export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const { config } = deps;
   let secret: Buffer | null = null;
-  const messages = { db: deps.db, temporal: deps.temporal, secret: () => (secret ??= loadAttestationSecret(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET)) };
+  const messages = { db: deps.db, temporal: deps.temporal, secret: () => (secret ??= readAttestationSecret(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET)) };
   const slack = config.COUNTERSIGN_SLACK_BOT_TOKEN ? slackClient({ botToken: config.COUNTERSIGN_SLACK_BOT_TOKEN, apiUrl: config.COUNTERSIGN_SLACK_API_URL }) : undefined;
 
   void app.register(async (scope) => {

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { DecisionRequestBody, DecisionResult } from '../../../schemas/decision.ts';
 import { readsOnlyOwn } from '../../identity/agent-binding.ts';
-import { loadAttestationSecret } from '../../decisions/attestation.ts';
+import { readAttestationSecret } from '../../decisions/attestation.ts';
 import { requestDecision } from '../../decisions/request-decision.ts';
 import { requireSafeCallbackUrl } from '../../callbacks/callback-target.ts';
 import { waitForDecision } from '../../decisions/read-decision.ts';
@@ -14,7 +14,7 @@ import { Outcome } from '../../policy/index.ts';
 import { durationSeconds } from '../../../schemas/duration.ts';
 import { remindBeforeSetting } from '../../../workflows/decision-reminders.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
-import { loadOrCreateKeyring, type Keyring } from '../../receipts/keyring.ts';
+import { loadKeyring, type Keyring } from '../../receipts/keyring.ts';
 
 const Problem = z.looseObject({ type: z.string(), title: z.string(), status: z.number(), code: z.string(), detail: z.string() });
 const DecisionIdParams = z.strictObject({ id: z.string().regex(/^dec_[0-9a-f]{32}$/, 'decision ids look like dec_<32 hex>') });
@@ -45,12 +45,12 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
   app.addHook('onReady', () => watcher.start());
   app.addHook('onClose', () => watcher.stop());
   let secret: Buffer | null = null;
-  const messages = { db: deps.db, temporal: deps.temporal, secret: () => (secret ??= loadAttestationSecret(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET)) };
+  const messages = { db: deps.db, temporal: deps.temporal, secret: () => (secret ??= readAttestationSecret(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET)) };
   // Loaded once and kept (a failed load is retried): a rotation takes effect for the API at its next start,
   // and starts signed with the retired key still verify.
   let keyring: Promise<Keyring> | null = null;
   const decide = {
-    keyring: () => (keyring ??= loadOrCreateKeyring(config.keysDir).catch((err: unknown) => { keyring = null; throw err; })),
+    keyring: () => (keyring ??= loadKeyring(config.keysDir).catch((err: unknown) => { keyring = null; throw err; })),
     db: deps.db,
     temporal: deps.temporal,
     taskQueue: config.COUNTERSIGN_TASK_QUEUE,

@@ -16,7 +16,7 @@ import { diffDocuments, policySummary, versionSummary, type PolicyState } from '
 import { answerActivationReview, requestActivationReview, requestChangeReview, type ReviewDeps } from '../../lifecycle/activation-reviews.ts';
 import { exportVersion, PolicyExport } from '../../lifecycle/policy-export.ts';
 import { AgentManifest, pushManifest } from '../../lifecycle/agent-manifest.ts';
-import { loadAttestationSecret } from '../../decisions/attestation.ts';
+import { readAttestationSecret } from '../../decisions/attestation.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 import { readsOnlyOwn, requireAgent } from '../../identity/agent-binding.ts';
 
@@ -58,7 +58,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
   let secret: Buffer | null = null;
   const reviews: ReviewDeps = {
     db: deps.db, temporal: deps.temporal, taskQueue: deps.config.COUNTERSIGN_TASK_QUEUE,
-    secret: () => (secret ??= loadAttestationSecret(deps.config.keysDir, deps.config.COUNTERSIGN_ATTESTATION_SECRET)),
+    secret: () => (secret ??= readAttestationSecret(deps.config.keysDir, deps.config.COUNTERSIGN_ATTESTATION_SECRET)),
   };
 
   // YAML bodies for drafts: parsed here with positions, so an error names LINE:COL.

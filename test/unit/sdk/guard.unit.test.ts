@@ -51,11 +51,12 @@ describe('guard', () => {
   it('a DENY after approval (rejected) throws DecisionDenied', async () => {
     const { client } = fakeApi({
       'POST /v1/decisions': () => ({ status: 200, body: result('REQUIRE_APPROVAL') }),
-      'GET /v1/decisions/dec_1': () => ({ status: 200, body: result('DENY', { reason: 'rejected by alice' }) }),
+      'GET /v1/decisions/dec_1': () => ({ status: 200, body: result('DENY', { reason: 'rejected by alice', reason_code: 'approval_rejected', policy_id: 'refunds' }) }),
     });
     const err = await client.guard(async () => 1, describeCall)().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DecisionDenied);
     expect((err as DecisionDenied).reason).toBe('rejected by alice');
+    expect(err).toMatchObject({ reasonCode: 'approval_rejected', policyId: 'refunds' });
   });
 
   it('an approved request runs the tool after the wait', async () => {
