@@ -50,7 +50,8 @@ export type Logger = (line: string) => void;
  *
  * Identical calls in flight (the same idempotency key: a client's retry after a reconnect, or a second copy)
  * share one decision and one execution. A decision authorises one execution: once a call was forwarded under
- * generation n of its base key, the next identical call asks under n + 1. A hold nobody waits for any more
+ * generation n of its base key, the next identical call asks under n + 1; the count is kept in memory, and a
+ * restarted process learns it again from the API (a replayed decision that was already spent). A hold nobody waits for any more
  * stops without forwarding, so the retry after a disconnect finds the decision and is the one that runs.
  */
 export class GovernedCalls {
