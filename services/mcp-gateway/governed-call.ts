@@ -41,7 +41,8 @@ export type Waiter = { signal: AbortSignal; progress: ((message: string) => Prom
 /** A forwarded call's answer: the upstream's result, or its JSON-RPC error passed on as it was. */
 type Answer = { result: CallToolResult } | { error: McpError };
 
-type Shared = { answer: Promise<Answer>; waiters: number; stop: AbortController; status: { message: string } };
+/** `keys`: every idempotency key the call asked under (it moves on past spent decisions), each found in `inflight`. */
+type Shared = { answer: Promise<Answer>; waiters: number; stop: AbortController; status: { message: string }; keys: Set<string> };
 
 export type Logger = (line: string) => void;
 
@@ -80,8 +81,8 @@ export class GovernedCalls {
     if (!shared) {
       const stop = new AbortController();
       const status = { message: 'asking Countersign' };
-      const created: Shared = { waiters: 0, stop, status, answer: Promise.resolve({ result: { content: [] } }) };
-      created.answer = this.govern(input, key, base, generation, created).finally(() => this.inflight.delete(key));
+      const created: Shared = { waiters: 0, stop, status, keys: new Set([key]), answer: Promise.resolve({ result: { content: [] } }) };
+      created.answer = this.govern(input, key, base, generation, created).finally(() => { for (const k of created.keys) this.inflight.delete(k); });
       this.inflight.set(key, created);
       shared = created;
     }
@@ -132,7 +133,10 @@ export class GovernedCalls {
         if (skipped + 1 >= MAX_SPENT_GENERATIONS) throw new SpentGenerations(skipped + 1);
         generation++;
         key = idempotencyKeyFor(base, generation);
+        // In the same turn as the advance: an identical call arriving now asks under this key, and shares this one.
         this.advance(base, generation);
+        shared.keys.add(key);
+        this.inflight.set(key, shared);
         shared.status.message = 'asking Countersign';
       }
     } catch (err) {
