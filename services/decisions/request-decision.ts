@@ -46,6 +46,15 @@ export type DecideDeps = {
  * durable and its events follow from the workflow.
  */
 export async function requestDecision(deps: DecideDeps, principal: Principal, body: DecisionRequestBody): Promise<DecisionResult> {
+  return (await requestDecisionAnswer(deps, principal, body)).result;
+}
+
+/**
+ * requestDecision, saying whether the answer came from an earlier request under the same idempotency key
+ * (`replayed`) rather than from this one: a caller that executes once per decision must know that the decision
+ * it got back may already have been used.
+ */
+export async function requestDecisionAnswer(deps: DecideDeps, principal: Principal, body: DecisionRequestBody): Promise<{ result: DecisionResult; replayed: boolean }> {
   const tenantId = principal.tenant_id;
   // An agent is who its key says: the agent id policies, bindings and counters use is the key's own, or one
   // it may act for. Another agent's id is refused here and writes nothing.
@@ -64,7 +73,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, bo
   // A known key is answered from the record, never evaluated again (policies may have changed since).
   if (key !== undefined) {
     const prior = await priorDecision(deps, tenantId, decisionId, key, requestDigest);
-    if (prior) return prior;
+    if (prior) return { result: prior, replayed: true };
   }
 
   const set = await deps.policies.effective(tenantId, request.agent.id).catch((err: unknown) => {
@@ -111,12 +120,12 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, bo
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError && key !== undefined) {
       const prior = await priorDecision(deps, tenantId, decisionId, key, requestDigest, true);
-      if (prior) return prior;
+      if (prior) return { result: prior, replayed: true };
     }
     throw asTemporalError(err);
   }
   if (deps.crashAfterStart) process.kill(process.pid, 'SIGKILL');
-  return resultAtStart(decisionId, evaluation);
+  return { result: resultAtStart(decisionId, evaluation), replayed: false };
 }
 
 async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: string, key: string, digest: string, started = false): Promise<DecisionResult | null> {

@@ -13,7 +13,20 @@ import type { Upstream } from './upstreams.ts';
 const DecisionAnswer = z.looseObject(DecisionResult.shape);
 const OutcomeAnswer = z.looseObject({ violations: z.number().int().nonnegative(), violations_found: z.array(z.looseObject({ rule: z.string(), reason: z.string() })) });
 
+const Timeline = z.looseObject({ items: z.array(z.looseObject({ type: z.string() })) });
+/** Header of a POST /v1/decisions answered from an earlier request under the same idempotency key. */
+const REPLAYED_HEADER = 'idempotent-replayed';
+/** How many spent decisions of one call a restarted gateway walks past before giving up (fail closed). */
+const MAX_SPENT_GENERATIONS = 64;
+
+const forwards = (d: DecisionResult) => d.status === 'final' && (d.decision === 'ALLOW' || d.decision === 'ALLOW_WITH_CONSTRAINTS');
+
 class MalformedAnswer extends Error {}
+class SpentGenerations extends Error {
+  constructor(n: number) {
+    super(`the last ${n} decisions of this identical call were all used already; retry with a client key (_meta["countersign/idempotency_key"])`);
+  }
+}
 function checked<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const r = schema.safeParse(value);
   if (!r.success) throw new MalformedAnswer(`the API's answer to ${what} is malformed (${r.error.issues.slice(0, 2).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`);
@@ -28,7 +41,8 @@ export type Waiter = { signal: AbortSignal; progress: ((message: string) => Prom
 /** A forwarded call's answer: the upstream's result, or its JSON-RPC error passed on as it was. */
 type Answer = { result: CallToolResult } | { error: McpError };
 
-type Shared = { answer: Promise<Answer>; waiters: number; stop: AbortController; status: { message: string } };
+/** `keys`: every idempotency key the call asked under (it moves on past spent decisions), each found in `inflight`. */
+type Shared = { answer: Promise<Answer>; waiters: number; stop: AbortController; status: { message: string }; keys: Set<string> };
 
 export type Logger = (line: string) => void;
 
@@ -37,7 +51,8 @@ export type Logger = (line: string) => void;
  *
  * Identical calls in flight (the same idempotency key: a client's retry after a reconnect, or a second copy)
  * share one decision and one execution. A decision authorises one execution: once a call was forwarded under
- * generation n of its base key, the next identical call asks under n + 1. A hold nobody waits for any more
+ * generation n of its base key, the next identical call asks under n + 1; the count is kept in memory, and a
+ * restarted process learns it again from the API (a replayed decision that was already spent). A hold nobody waits for any more
  * stops without forwarding, so the retry after a disconnect finds the decision and is the one that runs.
  */
 export class GovernedCalls {
@@ -66,8 +81,8 @@ export class GovernedCalls {
     if (!shared) {
       const stop = new AbortController();
       const status = { message: 'asking Countersign' };
-      const created: Shared = { waiters: 0, stop, status, answer: Promise.resolve({ result: { content: [] } }) };
-      created.answer = this.govern(input, key, base, generation, created).finally(() => this.inflight.delete(key));
+      const created: Shared = { waiters: 0, stop, status, keys: new Set([key]), answer: Promise.resolve({ result: { content: [] } }) };
+      created.answer = this.govern(input, key, base, generation, created).finally(() => { for (const k of created.keys) this.inflight.delete(k); });
       this.inflight.set(key, created);
       shared = created;
     }
@@ -104,11 +119,26 @@ export class GovernedCalls {
 
   private async govern(input: CallInput, key: string, base: string, generation: number, shared: Shared): Promise<Answer> {
     const s = this.deps.settings;
-    const request = decisionRequestFor({ agent: s.agent, environment: s.environment, upstream: input.upstream.name, tool: input.tool, args: input.args }, key);
+    const facts = { agent: s.agent, environment: s.environment, upstream: input.upstream.name, tool: input.tool, args: input.args };
     let decision: DecisionResult;
     try {
-      decision = await this.ask(request);
-      if (decision.status === 'pending_approval') decision = await this.hold(decision, shared);
+      for (let skipped = 0; ; skipped++) {
+        const asked = await this.ask(decisionRequestFor(facts, key));
+        decision = asked.decision;
+        if (decision.status === 'pending_approval') decision = await this.hold(decision, shared);
+        // An answer from the API's record under a key this process has not forwarded under (it restarted, or
+        // another gateway used the key): the decision may have authorised an execution already. A decision
+        // authorises one execution, so a spent one moves the call on to the next generation and a new decision.
+        if (!asked.replayed || !forwards(decision) || !(await this.spent(decision.decision_id))) break;
+        if (skipped + 1 >= MAX_SPENT_GENERATIONS) throw new SpentGenerations(skipped + 1);
+        generation++;
+        key = idempotencyKeyFor(base, generation);
+        // In the same turn as the advance: an identical call arriving now asks under this key, and shares this one.
+        this.advance(base, generation);
+        shared.keys.add(key);
+        this.inflight.set(key, shared);
+        shared.status.message = 'asking Countersign';
+      }
     } catch (err) {
       return { result: this.failClosed(err) };
     }
@@ -125,7 +155,7 @@ export class GovernedCalls {
     // decision stays unused, so the client's retry finds it and runs it then.
     if (shared.waiters === 0) return { error: new McpError(ErrorCode.ConnectionClosed, 'abandoned before forwarding') };
 
-    this.generations.set(base, { n: generation + 1, expiresAt: (this.deps.now?.() ?? Date.now()) + 2 * s.idempotency_window_sec * 1000 });
+    this.advance(base, generation + 1);
     shared.status.message = `running ${input.upstream.name}/${input.tool} (decision ${decision.decision_id})`;
     const maxRuntime = decision.constraints.max_runtime_sec;
     const meta = {
@@ -166,15 +196,34 @@ export class GovernedCalls {
    * POST /v1/decisions. A 500 is retried too (the transport retries 429 and 502-504): the idempotency key
    * makes a repeat name the same run, never a second one.
    */
-  private async ask(request: object): Promise<DecisionResult> {
+  private async ask(request: object): Promise<{ decision: DecisionResult; replayed: boolean }> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return checked(DecisionAnswer, await this.deps.api.request<unknown>('POST', '/v1/decisions', request), 'POST /v1/decisions');
+        let replayed = false;
+        const onHeaders = (h: Headers) => { replayed = h.get(REPLAYED_HEADER) === 'true'; };
+        const decision = checked(DecisionAnswer, await this.deps.api.request<unknown>('POST', '/v1/decisions', request, { onHeaders }), 'POST /v1/decisions');
+        return { decision, replayed };
       } catch (err) {
         if (!(err instanceof CountersignApiError && err.status === 500) || attempt >= 3) throw err;
         await new Promise((r) => setTimeout(r, 100 * attempt));
       }
     }
+  }
+
+  /**
+   * Whether a decision was already used: the gateway reports an outcome after every forward (succeeded or
+   * failed), so a run with an OutcomeReported event has executed. Asked only of replayed answers, never on the
+   * steady path. A crash between a forward and its report leaves the run looking unspent: at least once there.
+   */
+  private async spent(decisionId: string): Promise<boolean> {
+    const timeline = checked(Timeline, await this.deps.api.request<unknown>('GET', `/v1/decisions/${decisionId}/events`), 'GET /v1/decisions/{id}/events');
+    return timeline.items.some((e) => e.type === 'OutcomeReported');
+  }
+
+  /** The next identical call asks under `n` at least (never goes back to a generation already used). */
+  private advance(base: string, n: number): void {
+    const known = this.generations.get(base)?.n ?? 0;
+    if (n > known) this.generations.set(base, { n, expiresAt: (this.deps.now?.() ?? Date.now()) + 2 * this.deps.settings.idempotency_window_sec * 1000 });
   }
 
   /** Long-polls until the decision is final, the maximum hold passes, or nobody waits any more. */

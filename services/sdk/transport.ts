@@ -20,6 +20,8 @@ export type RequestOptions = {
   /** Extra time for this request (long polls). */
   extraTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Called with the headers of the successful response (e.g. to read `Idempotent-Replayed`). */
+  onHeaders?: (headers: Headers) => void;
 };
 
 const RETRY_STATUS = new Set([429, 502, 503, 504]);
@@ -57,7 +59,10 @@ export class Transport {
         continue;
       }
       const text = await res.text();
-      if (res.ok) return (text ? JSON.parse(text) : undefined) as T;
+      if (res.ok) {
+        ro.onHeaders?.(res.headers);
+        return (text ? JSON.parse(text) : undefined) as T;
+      }
       let problem: ProblemBody;
       try {
         problem = JSON.parse(text) as ProblemBody;

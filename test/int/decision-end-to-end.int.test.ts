@@ -71,6 +71,9 @@ describe('one decision, end to end, through the real Temporal, Postgres and Kafk
     expect(first.status).toBe(200);
     expect(second.status).toBe(200);
     expect(second.body).toEqual(first.body);
+    // The first answer is this request's own; the repeat says it was answered from the earlier one.
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
     const id = first.body.decision_id as string;
 
     await eventually(async () => {
@@ -80,6 +83,7 @@ describe('one decision, end to end, through the real Temporal, Postgres and Kafk
     // A third ask after the run closed is answered from the record.
     const third = await api(stack, 'POST', '/v1/decisions', refund(42, 'e2e-idem-1'));
     expect(third.body).toEqual(first.body);
+    expect(third.headers.get('idempotent-replayed')).toBe('true');
 
     const events = await stack.db.query<{ type: string }>('SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run/${id}`]);
     expect(events.rows.map((r) => r.type)).toEqual(['DecisionRequested', 'PolicyEvaluated', 'DecisionFinalized', 'ReceiptIssued']);

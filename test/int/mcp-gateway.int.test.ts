@@ -233,6 +233,64 @@ describe('the MCP gateway: every tools/call of an MCP client governed, against t
     }
   });
 
+  it('attack spent-decision-after-restart: a decision used before a gateway restart never authorises a second execution', async () => {
+    let attempts = 0;
+    let through = 0;
+    const decisionsOf = (order: string) => files.executed().filter((e) => e.tool === 'refund' && e.args['order'] === order)
+      .map((e) => (e.meta?.['countersign/decision'] as { decision_id: string }).decision_id);
+    const outcomeOn = (id: string) => eventually(async () => ((await runEvents(stack, id)).some((e) => e.type === 'OutcomeReported') ? true : undefined), 30_000, `the outcome of ${id}`);
+    const restart = async (g: GatewayClient) => {
+      process.kill(g.transport.pid!, 'SIGKILL');
+      await g.close().catch(() => undefined);
+      return stdioGateway(files.config, env);
+    };
+
+    // ALLOW: executed once, the gateway killed and restarted, the identical call again.
+    let g = await stdioGateway(files.config, env);
+    try {
+      expect(text((await g.client.callTool({ name: 'refund', arguments: { order: 'S-1', amount: 20 } })) as CallToolResult)).toBe('refunded 20 USD on S-1');
+      const [firstId] = decisionsOf('S-1');
+      await outcomeOn(firstId!);
+      g = await restart(g);
+      for (let i = 0; i < 2; i++) {
+        attempts++;
+        const r = (await g.client.callTool({ name: 'refund', arguments: { order: 'S-1', amount: 20 } })) as CallToolResult;
+        expect(r.isError).toBeFalsy();
+        const ids = decisionsOf('S-1');
+        // Each execution under a decision of its own: none reused.
+        if (new Set(ids).size !== ids.length || ids.length !== i + 2) through++;
+        await outcomeOn(ids.at(-1)!);
+        if (i === 0) g = await restart(g);
+      }
+      expect(decisionsOf('S-1')).toHaveLength(3);
+
+      // REQUIRE_APPROVAL: approved and executed, the gateway restarted, the identical call is held for a new approval.
+      const held = g.client.callTool({ name: 'refund', arguments: { order: 'S-2', amount: 800 } }, CallToolResultSchema, { timeout: 60_000 });
+      const approvedId = await pendingFor('S-2');
+      expect((await api({ url: stack.url, key: approver.key }, 'POST', `/v1/decisions/${approvedId}/approvals`, { verdict: 'approve' })).status).toBe(200);
+      expect(text((await held) as CallToolResult)).toBe('refunded 800 USD on S-2');
+      await outcomeOn(approvedId);
+      g = await restart(g);
+
+      attempts++;
+      const again = g.client.callTool({ name: 'refund', arguments: { order: 'S-2', amount: 800 } }, CallToolResultSchema, { timeout: 60_000 });
+      again.catch(() => undefined);
+      const first = await Promise.race([again.then(() => 'ran' as const), pendingFor('S-2').then((id) => ({ id }))]);
+      if (first === 'ran' || decisionsOf('S-2').length !== 1) through++;
+      expect(first).not.toBe('ran');
+      const newId = (first as { id: string }).id;
+      expect(newId).not.toBe(approvedId);
+      expect(decisionsOf('S-2')).toEqual([approvedId]);
+      expect((await api({ url: stack.url, key: approver.key }, 'POST', `/v1/decisions/${newId}/approvals`, { verdict: 'approve' })).status).toBe(200);
+      expect(text((await again) as CallToolResult)).toBe('refunded 800 USD on S-2');
+      expect(decisionsOf('S-2')).toEqual([approvedId, newId]);
+    } finally {
+      await g.close();
+    }
+    console.log(`attack spent-decision-after-restart: ${attempts} attempts, ${through} got through`);
+    expect(through).toBe(0);
+  });
+
   it('ALLOW_WITH_CONSTRAINTS: allow-lists checked before forwarding, max_runtime_sec as the timeout, the rest in _meta', async () => {
     const ok = (await gw.client.callTool({ name: 'get_balance', arguments: { account: 'acc-1' } })) as CallToolResult;
     expect(text(ok)).toBe('balance of acc-1: 100.00');

@@ -4,7 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { DecisionRequestBody, DecisionResult } from '../../../schemas/decision.ts';
 import { readsOnlyOwn } from '../../identity/agent-binding.ts';
 import { readAttestationSecret } from '../../decisions/attestation.ts';
-import { requestDecision } from '../../decisions/request-decision.ts';
+import { requestDecisionAnswer } from '../../decisions/request-decision.ts';
 import { requireSafeCallbackUrl } from '../../callbacks/callback-target.ts';
 import { waitForDecision } from '../../decisions/read-decision.ts';
 import { answerApproval, pendingApprovals, reportOutcome, requestOverride } from '../../decisions/run-messages.ts';
@@ -15,6 +15,9 @@ import { durationSeconds } from '../../../schemas/duration.ts';
 import { remindBeforeSetting } from '../../../workflows/decision-reminders.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 import { loadKeyring, type Keyring } from '../../receipts/keyring.ts';
+
+/** Set on a 200 of POST /v1/decisions answered from an existing idempotency record. */
+export const REPLAYED_HEADER = 'idempotent-replayed';
 
 const Problem = z.looseObject({ type: z.string(), title: z.string(), status: z.number(), code: z.string(), detail: z.string() });
 const DecisionIdParams = z.strictObject({ id: z.string().regex(/^dec_[0-9a-f]{32}$/, 'decision ids look like dec_<32 hex>') });
@@ -72,13 +75,18 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
       tags: ['decisions'],
       summary: "Ask for a decision before a tool call, as the key's agent (agent.id may be left out; another agent's id is 403 unless the key may act for it)",
       body: DecisionRequestBody,
-      response: { 200: DecisionResult, 400: Problem, 401: Problem, 403: Problem, 422: Problem, 503: Problem },
+      response: {
+        200: DecisionResult.describe(`The decision. Header \`${REPLAYED_HEADER}: true\` when it was answered from an earlier request under the same idempotency_key (the decision may already have been used), absent otherwise.`),
+        400: Problem, 401: Problem, 403: Problem, 422: Problem, 503: Problem,
+      },
     },
-  }, async (req) => {
+  }, async (req, reply) => {
     // Checked here, so the agent hears of a refused callback_url at once, and again at delivery (the name may
     // resolve elsewhere by then).
     if (req.body.callback_url !== undefined) await requireSafeCallbackUrl(req.body.callback_url, { allowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE, ...(deps.callbackResolver ? { resolve: deps.callbackResolver } : {}) });
-    return requestDecision(decide, principalOf(req), req.body);
+    const { result, replayed } = await requestDecisionAnswer(decide, principalOf(req), req.body);
+    if (replayed) void reply.header(REPLAYED_HEADER, 'true');
+    return result;
   });
 
   r.get('/v1/decisions/:id', {

@@ -28,7 +28,8 @@ async function upstream(): Promise<{ upstream: Upstream; ran: string[] }> {
   return { upstream: { name: 'payments', client, tools } as unknown as Upstream, ran };
 }
 
-type Route = (body: any) => { status: number; body: unknown } | Promise<{ status: number; body: unknown }>;
+type Reply = { status: number; body: unknown; headers?: Record<string, string> };
+type Route = (body: any, path: string) => Reply | Promise<Reply>;
 function fakeApi(routes: Record<string, Route>) {
   const asked: string[] = [];
   const fetchFn: typeof fetch = async (input, init) => {
@@ -36,8 +37,8 @@ function fakeApi(routes: Record<string, Route>) {
     const key = `${init?.method ?? 'GET'} ${url.pathname}`;
     asked.push(key);
     const route = Object.entries(routes).find(([k]) => new RegExp(`^${k}$`).test(key));
-    const out = route ? await route[1](init?.body ? JSON.parse(init.body as string) : undefined) : { status: 404, body: { code: 'not_found', detail: `no route ${key}` } };
-    return new Response(JSON.stringify(out.body), { status: out.status, headers: { 'content-type': 'application/json' } });
+    const out: Reply = route ? await route[1](init?.body ? JSON.parse(init.body as string) : undefined, url.pathname) : { status: 404, body: { code: 'not_found', detail: `no route ${key}` } };
+    return new Response(JSON.stringify(out.body), { status: out.status, headers: { 'content-type': 'application/json', ...out.headers } });
   };
   return { asked, api: new Transport({ url: 'http://api.test', apiKey: 'k', fetch: fetchFn, backoffMs: 1 }) };
 }
@@ -70,6 +71,59 @@ describe('governed calls', () => {
     expect(ran).toEqual(['A-1', 'A-1']);
     expect(keys[1]).not.toBe(keys[0]);
     expect(keys[1]!.replace(/\/\d+$/, '')).toBe(keys[0]!.replace(/\/\d+$/, ''));
+  });
+
+  it('attack spent-decision-after-restart (unit): a restarted gateway walks past spent decisions, uses an unspent one once, and gives up closed', async () => {
+    const { upstream: u, ran } = await upstream();
+    // The API's record: one decision per idempotency key, spent once an outcome was reported on it.
+    const byKey = new Map<string, string>();
+    const spent = new Set<string>();
+    let alwaysSpent = false;
+    let alwaysReplayed = false;
+    const { api, asked } = fakeApi({
+      'POST /v1/decisions': (body) => {
+        const known = byKey.get(body.idempotency_key);
+        const id = known ?? `dec_${(byKey.size + 1).toString(16).padStart(32, '0')}`;
+        byKey.set(body.idempotency_key, id);
+        return { status: 200, body: { ...decision('ALLOW'), decision_id: id }, ...(known || alwaysReplayed ? { headers: { 'idempotent-replayed': 'true' } } : {}) };
+      },
+      'POST /v1/decisions/.*/outcome': (_b, path) => { spent.add(path.split('/')[3]!); return ok; },
+      'GET /v1/decisions/.*/events': (_b, path) => ({ status: 200, body: { items: alwaysSpent || spent.has(path.split('/')[3]!) ? [{ type: 'OutcomeReported' }] : [{ type: 'DecisionRequested' }] } }),
+    });
+    const input = { upstream: u, tool: 'refund', args: { order: 'S-1' }, clientKey: undefined, meta: undefined };
+    const started = () => new GovernedCalls({ api, settings, log: () => undefined, checkOutput: () => true });
+    let attempts = 0;
+    let through = 0;
+
+    await started().call(input, waiter());
+    for (let restart = 1; restart <= 3; restart++) {
+      attempts++;
+      await started().call(input, waiter());
+      if (ran.length !== restart + 1 || spent.size !== restart + 1 || byKey.size !== restart + 1) through++;
+    }
+    expect(ran).toEqual(['S-1', 'S-1', 'S-1', 'S-1']);
+    // Steady state asks nothing extra: a fresh answer is never checked.
+    const before = asked.filter((k) => k.endsWith('/events')).length;
+    const steady = started();
+    await steady.call({ ...input, args: { order: 'S-2' } }, waiter());
+    await steady.call({ ...input, args: { order: 'S-2' } }, waiter());
+    expect(asked.filter((k) => k.endsWith('/events')).length).toBe(before);
+
+    // An unspent replayed decision (asked before the restart, never forwarded) is used, once.
+    alwaysReplayed = true;
+    attempts++;
+    await started().call({ ...input, args: { order: 'S-4' } }, waiter());
+    if (ran.filter((o) => o === 'S-4').length !== 1) through++;
+    // Every decision spent, forever: bounded, fails closed, nothing forwarded.
+    alwaysSpent = true;
+    attempts++;
+    const n = ran.length;
+    const closed = await started().call({ ...input, args: { order: 'S-3' } }, waiter());
+    expect(closed.isError).toBe(true);
+    expect(JSON.stringify(closed.content)).toContain('were all used already');
+    if (ran.length !== n) through++;
+    console.log(`attack spent-decision-after-restart-unit: ${attempts} attempts, ${through} got through`);
+    expect(through).toBe(0);
   });
 
   it('attack: a hold nobody waits for any more is never forwarded; the retry runs it once', async () => {
