@@ -40,12 +40,19 @@ export class CountersignError extends Error {
   }
 
   static dependency(dependency: 'postgres' | 'temporal' | 'kafka', cause?: unknown): CountersignError {
-    const err = new CountersignError('dependency_unavailable', `${dependency} is unavailable`, { extra: { dependency }, cause });
-    // Transient, unlike every other code: Temporal takes an activity failure's type from the error's name, and
-    // activities retry everything but 'CountersignError' (workflows/). A Postgres restart during an append must
-    // be retried, not end the run.
-    err.name = 'DependencyUnavailable';
-    return err;
+    return new DependencyUnavailable(dependency, cause);
+  }
+}
+
+/**
+ * Transient, unlike every other CountersignError: Temporal takes an activity failure's type from the error's
+ * constructor name, and activities retry everything but 'CountersignError' (workflows/). A Postgres restart
+ * during an append must be retried, not end the run; a class of its own gives it a type of its own.
+ */
+export class DependencyUnavailable extends CountersignError {
+  constructor(dependency: 'postgres' | 'temporal' | 'kafka', cause?: unknown) {
+    super('dependency_unavailable', `${dependency} is unavailable`, { extra: { dependency }, cause });
+    this.name = 'DependencyUnavailable';
   }
 }
 
