@@ -1,6 +1,6 @@
 import type { Evaluation } from '../../schemas/decision.ts';
 import type { EventData } from '../../schemas/events.ts';
-import { checkAnswer, evolve, openRound, type Round, type RunEvent, type RunView } from './run-view.ts';
+import { checkAnswer, evolve, openRound, type AnswerCommand, type Round, type RunEvent, type RunView } from './run-view.ts';
 
 /**
  * The rules of one decision run as a pure decider: `decide(state, command, now)` answers the events the command
@@ -30,18 +30,10 @@ export type StartRun = {
 };
 export type AnswerRound = {
   type: 'AnswerRound';
-  data: {
-    round: number;
-    verdict: 'approve' | 'reject';
-    approver_id: string;
-    /** The approver's roles and groups as the database confirms them now. */
-    approver_roles: string[];
-    approver_groups: string[];
-    tenant_id: string;
+  /** The answer as checkAnswer reads it (the approver's roles and groups as the database confirms them now). */
+  data: AnswerCommand & {
     channel: EventData<'ApprovalGranted'>['channel'];
     comment?: string | undefined;
-    args_digest: string | null;
-    snapshot_hash: string;
   };
 };
 /** A round's deadline passed without it closing: it escalates once if it may, then expires. */

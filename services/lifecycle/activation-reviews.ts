@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import {
-  policyActivationWorkflow, reviewAnswerUpdate, reviewOpenedUpdate,
+  policyActivationWorkflow, reviewAnswerUpdate, reviewOpenedUpdate, type PolicyActivationInput,
   type ReviewAnswerInput, type ReviewAnswerResult,
 } from '../../workflows/policy-activation-workflow.ts';
 import { attest, attestReviewStart, newNonce } from '../decisions/attestation.ts';
@@ -38,18 +38,25 @@ export async function requestActivationReview(deps: ReviewDeps, a: Actor, policy
   // Random, not derived: Temporal outlives databases, and two racing requests are settled by the append's
   // expected version (the loser's workflow ends refused).
   const reviewId = `policy-review/${a.tenantId}/${policyId}/v${s.draft!.version}/${randomUUID()}`;
+  return startReview(deps, a, {
+    reviewId, tenantId: a.tenantId, policyId, documentHash: plan.documentHash, requestedBy: a.principalId,
+    expectedStreamVersion: s.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: plan.expectedLoosening,
+  });
+}
+
+/**
+ * Starts a review workflow, attested like every message the API sends into a workflow (a review started by
+ * anyone else opens nothing; a change review's change is under the MAC), and waits until it has opened.
+ */
+async function startReview(deps: ReviewDeps, a: Actor, start: PolicyActivationInput): Promise<ReviewRequested> {
   try {
     const handle = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => deps.temporal.workflow.start(policyActivationWorkflow, {
       taskQueue: deps.taskQueue,
-      workflowId: reviewId,
-      // Attested, like every message the API sends into a workflow: a review started by anyone else opens nothing.
-      args: [attestReviewStart(deps.secret(), {
-        reviewId, tenantId: a.tenantId, policyId, documentHash: plan.documentHash, requestedBy: a.principalId,
-        expectedStreamVersion: s.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: plan.expectedLoosening,
-      }, new Date())],
+      workflowId: start.reviewId,
+      args: [attestReviewStart(deps.secret(), start, new Date())],
     }));
     const opened = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => handle.executeUpdate(reviewOpenedUpdate, { args: [] }));
-    return { id: policyId, version: opened.version, status: 'pending_approval', review_id: opened.review_id, deadline: opened.deadline, authors: opened.authors, requested_by: a.principalId };
+    return { id: start.policyId, version: opened.version, status: 'pending_approval', review_id: opened.review_id, deadline: opened.deadline, authors: opened.authors, requested_by: a.principalId };
   } catch (err) {
     throw refusal(err, 'conflict');
   }
@@ -65,21 +72,11 @@ export async function requestChangeReview(deps: ReviewDeps, a: Actor, policyId: 
   const plan = await planChange(deps.db, a, policyId, change);
   if (plan.unchanged && change.kind === 'bind') return { agent_id: change.agent_id, policy_id: policyId, unchanged: true };
   const reviewId = `policy-review/${a.tenantId}/${policyId}/${change.kind}/${randomUUID()}`;
-  try {
-    const handle = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => deps.temporal.workflow.start(policyActivationWorkflow, {
-      taskQueue: deps.taskQueue,
-      workflowId: reviewId,
-      // Attested like an activation review's start: the change is under the MAC, so no one can swap it.
-      args: [attestReviewStart(deps.secret(), {
-        reviewId, tenantId: a.tenantId, policyId, documentHash: plan.changeHash, requestedBy: a.principalId,
-        expectedStreamVersion: plan.state.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: [], change,
-      }, new Date())],
-    }));
-    const opened = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => handle.executeUpdate(reviewOpenedUpdate, { args: [] }));
-    return { id: policyId, version: opened.version, status: 'pending_approval', review_id: opened.review_id, deadline: opened.deadline, authors: opened.authors, requested_by: a.principalId, change };
-  } catch (err) {
-    throw refusal(err, 'conflict');
-  }
+  const opened = await startReview(deps, a, {
+    reviewId, tenantId: a.tenantId, policyId, documentHash: plan.changeHash, requestedBy: a.principalId,
+    expectedStreamVersion: plan.state.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: [], change,
+  });
+  return { ...opened, change };
 }
 
 /** An admin's answer to the review waiting on a policy: counted when this returns, refused with the reason otherwise. */

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { abortableSleep } from './abortable-sleep.ts';
 
 type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
@@ -17,16 +18,7 @@ export type LeadershipOptions = {
 
 export const LEADERSHIP_DEFAULTS = { pollMs: 1_000, sessionTimeoutMs: 10_000 } as const;
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
+const sleep = abortableSleep;
 
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 

@@ -2,6 +2,7 @@ import type { StoredEvent } from '../../schemas/events.ts';
 import type { Db } from '../events/db.ts';
 import { rowToEvent, type EventRow } from '../events/stored-event.ts';
 import type { EventSink } from './event-sink.ts';
+import { abortableSleep } from './abortable-sleep.ts';
 
 export type Checkpoint = { txId: string; position: string };
 
@@ -65,16 +66,7 @@ export type PublisherOptions = {
   onFailure?: (err: unknown) => void;
 };
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
+const sleep = abortableSleep;
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 /** Starts work now and keeps its outcome for later, so an early failure is never an unhandled rejection. */
