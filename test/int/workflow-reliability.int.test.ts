@@ -54,6 +54,27 @@ async function workflowCount(address: string, workflowId: string): Promise<numbe
   }
 }
 
+/**
+ * Waits until no running workflow of this stack has a workflow task or an activity outstanding, so a worker
+ * started with a crash point meets only the work of the run its test starts (a notification of an earlier
+ * run's round, taken by that worker, would crash it on the wrong append).
+ */
+async function quiesce(stack: TestStack) {
+  const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
+  try {
+    const client = new Client({ connection });
+    await eventually(async () => {
+      for await (const run of client.workflow.list({ query: `TaskQueue = '${stack.taskQueue}' AND ExecutionStatus = 'Running'` })) {
+        const { raw } = await client.workflow.getHandle(run.workflowId, run.runId).describe();
+        if (raw.pendingWorkflowTask || (raw.pendingActivities?.length ?? 0) > 0) return undefined;
+      }
+      return true;
+    }, 60_000, 'the earlier runs to have no work outstanding');
+  } finally {
+    await connection.close();
+  }
+}
+
 describe('decisions survive crashes of the worker, the API and the Temporal server', () => {
   let stack: TestStack;
   let agent: Who, ops: Who;
@@ -140,31 +161,42 @@ describe('decisions survive crashes of the worker, the API and the Temporal serv
   });
 
   it('a worker killed after its append commits and before the activity returns: the retry writes nothing new', async () => {
+    await quiesce(stack);
     await stack.worker.stop('SIGTERM');
     const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: 'after-append-commit' });
-    const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'read_tool' }, idempotency_key: `crash-${Date.now()}` });
-    expect(res.body.decision).toBe('ALLOW');
-    const id = res.body.decision_id;
-    await new Promise<void>((resolve) => { if (crashing.child.exitCode !== null || crashing.child.signalCode !== null) resolve(); else crashing.child.once('exit', () => resolve()); });
-    expect(crashing.child.signalCode).toBe('SIGKILL');
-    // A run final at its start commits its events and its receipt in one statement (patch final-in-one-task).
-    const committed = await runEvents(stack, id);
-    expect(committed.map((e) => e.type)).toEqual(['DecisionRequested', 'PolicyEvaluated', 'DecisionFinalized', 'ReceiptIssued']);
+    // A failure before the restart below must not leave the next tests without a worker.
+    let restarted = false;
+    try {
+      const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'read_tool' }, idempotency_key: `crash-${Date.now()}` });
+      expect(res.body.decision).toBe('ALLOW');
+      const id = res.body.decision_id;
+      await new Promise<void>((resolve) => { if (crashing.child.exitCode !== null || crashing.child.signalCode !== null) resolve(); else crashing.child.once('exit', () => resolve()); });
+      expect(crashing.child.signalCode).toBe('SIGKILL');
+      // A run final at its start commits its events and its receipt in one statement (patch final-in-one-task).
+      const committed = await runEvents(stack, id);
+      expect(committed.map((e) => e.type)).toEqual(['DecisionRequested', 'PolicyEvaluated', 'DecisionFinalized', 'ReceiptIssued']);
 
-    // The restarted worker retries the activity (its start-to-close ran out): it finds the events by their ids,
-    // writes nothing, and the run goes on to its outcome window.
-    stack.worker = await stack.startWorker();
-    const client = new Client({ connection: await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! }) });
-    const handle = client.workflow.getHandle(workflowIdFor('default', id));
-    await eventually(async () => {
-      const history = await handle.fetchHistory();
-      const tasks = (history.events ?? []).filter((e) => e.workflowTaskCompletedEventAttributes).length;
-      return tasks >= 1 && (history.events ?? []).some((e) => e.timerStartedEventAttributes) ? true : undefined;
-    }, 60_000, 'the retried task to complete');
-    await client.connection.close();
-    const events = await expectCleanStream(stack, id);
-    expect(events.map((e) => e.type)).toEqual(['DecisionRequested', 'PolicyEvaluated', 'DecisionFinalized', 'ReceiptIssued']);
-    expect(events.map((e) => e.event_id)).toEqual(committed.map((e) => e.event_id));
+      // The restarted worker retries the activity (its start-to-close ran out): it finds the events by their ids,
+      // writes nothing, and the run goes on to its outcome window.
+      stack.worker = await stack.startWorker();
+      restarted = true;
+      const client = new Client({ connection: await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! }) });
+      const handle = client.workflow.getHandle(workflowIdFor('default', id));
+      await eventually(async () => {
+        const history = await handle.fetchHistory();
+        const tasks = (history.events ?? []).filter((e) => e.workflowTaskCompletedEventAttributes).length;
+        return tasks >= 1 && (history.events ?? []).some((e) => e.timerStartedEventAttributes) ? true : undefined;
+      }, 60_000, 'the retried task to complete');
+      await client.connection.close();
+      const events = await expectCleanStream(stack, id);
+      expect(events.map((e) => e.type)).toEqual(['DecisionRequested', 'PolicyEvaluated', 'DecisionFinalized', 'ReceiptIssued']);
+      expect(events.map((e) => e.event_id)).toEqual(committed.map((e) => e.event_id));
+    } finally {
+      if (!restarted) {
+        await crashing.stop('SIGKILL').catch(() => undefined);
+        stack.worker = await stack.startWorker();
+      }
+    }
   });
 
   it('an API killed after the workflow start and before it answers: the retry gets the same decision, one workflow, one set of events', async () => {
