@@ -58,10 +58,12 @@ async function publisherRound(r: number): Promise<number> {
     db,
     name: `bench:${topic}`,
     connectSink: async () => {
-      const sink = await createKafkaSink({ brokers, topic, clientId: 'bench-publisher' });
+      // As the publisher runs in production: exactly once, one transaction per batch with its checkpoint.
+      const sink = await createKafkaSink({ brokers, topic, clientId: 'bench-publisher', exactlyOnce: { id: `bench.${topic}` } });
       return {
-        async send(events) {
-          await sink.send(events);
+        resumeFrom: () => sink.resumeFrom!(),
+        async send(events, through) {
+          await sink.send(events, through);
           sent += events.length;
           if (sent >= n) controller.abort();
         },

@@ -1,5 +1,6 @@
 import kafkajs, { Kafka, logLevel, CompressionTypes, type Producer, type Admin } from 'kafkajs';
 import type { StoredEvent } from '../../schemas/events.ts';
+import { z } from 'zod';
 import { eventRecordBytes, kafkaMessage, TOPIC_MAX_MESSAGE_BYTES } from '../events/event-size.ts';
 
 // A CommonJS enum that Node's ESM loader does not see as a named export.
@@ -90,15 +91,80 @@ export function byteBoundedParts(events: readonly StoredEvent[], limit = TOPIC_M
   return parts;
 }
 
-/** Idempotent producer, acks from all in-sync replicas, keyed by stream id so each stream stays in order. */
-export async function createKafkaSink(opts: KafkaOptions): Promise<EventSink> {
-  const producer: Producer = client(opts).producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+/** The checkpoint a transactional sink commits with its events, as consumer-group offset metadata. */
+const CommittedCheckpoint = z.object({ txId: z.string().regex(/^\d{1,20}$/), position: z.string().regex(/^\d{1,20}$/) }).strict();
+
+export type KafkaSinkOptions = KafkaOptions & {
+  /**
+   * Exactly once: every send is one Kafka transaction that also commits its checkpoint (as the offset metadata
+   * of this consumer group, which no consumer uses), under the transactional id of the same name. Every
+   * publisher of a topic uses the same name, so a new one fences the earlier ones (a send still on its way
+   * from a publisher that lost its lead can no longer commit) and resumes after the committed checkpoint.
+   * Without it: an idempotent producer, at least once.
+   */
+  exactlyOnce?: { id: string };
+};
+
+/** Acks from all in-sync replicas, keyed by stream id so each stream stays in order. */
+export async function createKafkaSink(opts: KafkaSinkOptions): Promise<EventSink> {
+  const kafka = client(opts);
+  const id = opts.exactlyOnce?.id;
+  const producer: Producer = kafka.producer(id
+    // Short enough that a reader (read_committed) waits at most this long behind the open transaction of a
+    // publisher that died, when no other publisher takes over and aborts it sooner.
+    ? { transactionalId: id, idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, transactionTimeout: 30_000 }
+    : { idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   await producer.connect();
+  const records = (part: readonly StoredEvent[]) => ({ topic: opts.topic, acks: -1, compression: CompressionTypes.None, messages: part.map(kafkaMessage) });
+  if (!id) {
+    return {
+      async send(events) {
+        // In order, one call after the other: a failure part-way re-sends the whole batch (consumers deduplicate).
+        for (const part of byteBoundedParts(events)) await producer.send(records(part));
+      },
+      async close() {
+        await producer.disconnect();
+      },
+    };
+  }
   return {
-    async send(events) {
-      // In order, one call after the other: a failure part-way re-sends the whole batch (consumers deduplicate).
-      for (const part of byteBoundedParts(events)) {
-        await producer.send({ topic: opts.topic, acks: -1, compression: CompressionTypes.None, messages: part.map(kafkaMessage) });
+    async send(events, through) {
+      const txn = await producer.transaction();
+      try {
+        // One transaction, several produce calls: each stays within the topic's batch limit.
+        for (const part of byteBoundedParts(events)) await txn.send(records(part));
+        if (through) {
+          // kafkajs passes a partition's metadata through to TxnOffsetCommit, though its types leave it out.
+          await txn.sendOffsets({ consumerGroupId: id, topics: [{ topic: opts.topic, partitions: [{ partition: 0, offset: '0', metadata: JSON.stringify({ txId: through.txId, position: through.position }) } as { partition: number; offset: string }] }] });
+        }
+        await txn.commit();
+      } catch (err) {
+        await txn.abort().catch(() => {});
+        throw err;
+      }
+    },
+    async resumeFrom() {
+      // Starting a transaction registers this producer's epoch with the coordinator: every earlier producer of
+      // the id is fenced, and a transaction one of them left open is aborted.
+      const fence = await producer.transaction();
+      await fence.abort();
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const [topic] = await admin.fetchOffsets({ groupId: id, topics: [opts.topic] });
+        const metadata = topic?.partitions.find((p) => p.partition === 0)?.metadata;
+        if (!metadata) return null;
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(metadata);
+        } catch {
+          parsed = undefined;
+        }
+        const cp = CommittedCheckpoint.safeParse(parsed);
+        if (!cp.success) throw new Error(`the checkpoint committed on Kafka for ${id} is not one: ${metadata.slice(0, 200)}`);
+        return cp.data;
+      } finally {
+        await admin.disconnect();
       }
     },
     async close() {
@@ -128,9 +194,20 @@ export function createKafkaSource(opts: KafkaOptions): EventSource {
       // Per partition, at least the largest record batch the topic takes.
       const consumer = kafka.consumer({ groupId: `countersign-replay-${process.pid}-${Date.now()}`, maxBytes: 50 * 1024 * 1024, maxBytesPerPartition: 2 * TOPIC_MAX_MESSAGE_BYTES });
       await consumer.connect();
+      let finish = () => {};
+      // A partition written in transactions ends with a commit marker, which no message carries: a batch's
+      // last offset (markers and aborted records included) says when a partition is read to its end. kafkajs
+      // hands a batch of only markers or aborted records to no eachBatch, only to this event.
+      const reached = (partition: number, lastOffset: string) => {
+        const end = pending.get(partition);
+        if (end !== undefined && BigInt(lastOffset) + 1n >= end) pending.delete(partition);
+        if (pending.size === 0) finish();
+      };
+      consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => reached(payload.partition, payload.lastOffset));
       try {
         await consumer.subscribe({ topic: opts.topic, fromBeginning: true });
         await new Promise<void>((resolve, reject) => {
+          finish = resolve;
           consumer
             .run({
               autoCommit: false,

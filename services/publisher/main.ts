@@ -53,13 +53,18 @@ await whileLeader({
   name,
   connectSink: async () => {
     await ensureTopic(kafka);
-    return createKafkaSink(kafka);
+    // One transactional id per topic, shared by every publisher of it (services/publisher/kafka.ts).
+    return createKafkaSink({ ...kafka, exactlyOnce: { id: `countersign.publisher.${kafka.topic}` } });
   },
   batchSize: config.COUNTERSIGN_PUBLISH_BATCH,
   idleMs: config.COUNTERSIGN_PUBLISH_IDLE_MS,
   log,
   signal,
-  onSent: (count) => metrics.published.inc(count),
+  onSent: (count) => {
+    metrics.published.inc(count);
+    // Test only: die after Kafka committed a batch and before its checkpoint is written to Postgres.
+    if (config.COUNTERSIGN_CRASH_AT === 'after-kafka-commit') process.kill(process.pid, 'SIGKILL');
+  },
   onFailure: () => metrics.failures.inc(),
 }));
 metricsServer?.close();

@@ -1,10 +1,17 @@
 import type { StoredEvent } from '../../schemas/events.ts';
 import type { Db } from '../events/db.ts';
 import { rowToEvent, type EventRow } from '../events/stored-event.ts';
-import type { EventSink } from './event-sink.ts';
+import type { Checkpoint, EventSink } from './event-sink.ts';
 import { abortableSleep } from './abortable-sleep.ts';
 
-export type Checkpoint = { txId: string; position: string };
+export type { Checkpoint };
+
+/** The later of two checkpoints ((tx_id, position) order). */
+export function laterCheckpoint(a: Checkpoint, b: Checkpoint): Checkpoint {
+  const [ta, tb] = [BigInt(a.txId), BigInt(b.txId)];
+  if (ta !== tb) return ta > tb ? a : b;
+  return BigInt(a.position) >= BigInt(b.position) ? a : b;
+}
 
 /** `ends[i]`: the checkpoint just after events[i] (so a batch can be sent, and checkpointed, in parts). */
 export type SafeBatch = { events: StoredEvent[]; ends: Checkpoint[]; next: Checkpoint };
@@ -87,7 +94,8 @@ function refusedAsTooLarge(err: unknown): boolean {
 
 /**
  * The publisher loop: read a safe batch, send it, wait for acks, then move the checkpoint. A crash between
- * send and checkpoint re-sends the batch (consumers deduplicate by event id); the log itself is never
+ * send and checkpoint write would re-send the batch, unless the sink commits the checkpoint with the events
+ * (the Kafka sink does, in one transaction) and so can say where to resume; the log itself is never
  * touched, so a Kafka outage can delay publication but never blocks appends or loses an event.
  *
  * Pipelined (issue 4, performance): events are read `readSize` at a time and sent `batchSize` at a time;
@@ -119,19 +127,33 @@ export async function runPublisher(opts: PublisherOptions): Promise<void> {
   while (!opts.signal.aborted) {
     try {
       cp ??= await loadCheckpoint(opts.db, opts.name);
+      if (!sink) {
+        const connected = await opts.connectSink();
+        sink = connected;
+        // A sink that commits its checkpoint with its events knows exactly what reached it, even when a
+        // publisher died after its send and before its checkpoint write here: resume after the later of the two.
+        const sent = await connected.resumeFrom?.();
+        if (sent && laterCheckpoint(sent, cp) === sent && (sent.txId !== cp.txId || sent.position !== cp.position)) {
+          if (prefetch) await prefetch.read;
+          prefetch = null;
+          cp = sent;
+          unsaved = sent;
+          opts.log('info', 'resuming after the checkpoint the sink committed', { position: sent.position });
+        }
+      }
       const batch = await landed(prefetch ?? read(cp));
       prefetch = null;
       if (batch.events.length === 0) {
         await sleep(opts.idleMs, opts.signal);
         continue;
       }
-      sink ??= await opts.connectSink();
       // A full read says more are probably waiting: read them while this one is sent.
       if (batch.events.length === readSize) prefetch = read(batch.next);
       for (let i = 0; i < batch.events.length && !opts.signal.aborted; i += opts.batchSize) {
         const part = batch.events.slice(i, i + opts.batchSize);
-        await sink.send(part);
-        cp = batch.ends[i + part.length - 1]!;
+        const through = batch.ends[i + part.length - 1]!;
+        await sink.send(part, through);
+        cp = through;
         unsaved = cp;
         published += part.length;
         opts.onSent?.(part.length, cp);

@@ -100,4 +100,24 @@ describe('publisher leadership', () => {
     expect(metrics).toMatch(/^countersign_publisher_leader 1$/m);
     expect(metrics).toMatch(/^countersign_publisher_lag_events 0$/m);
   }, 300_000);
+
+  it('a leader killed after Kafka committed its batch and before its checkpoint write: the next leader sends nothing twice', async () => {
+    await Promise.all([stack.publisher.stop(), second.stop()]);
+    const crashing = await startProcess('publisher-crash', 'services/publisher/main.ts', { ...stack.env, COUNTERSIGN_LOG_LEVEL: 'info', COUNTERSIGN_CRASH_AT: 'after-kafka-commit' }, /publisher starting/);
+    const exited = new Promise<void>((resolve) => { if (crashing.child.exitCode !== null || crashing.child.signalCode !== null) resolve(); else crashing.child.once('exit', () => resolve()); });
+    for (let i = 0; i < 5; i++) expect((await decide(7 + i, `crash/${i}`)).status).toBe(200);
+    await exited;
+    expect(crashing.child.signalCode).toBe('SIGKILL');
+    // The Postgres checkpoint is behind what Kafka holds: a publisher resuming from it alone would send again.
+    const behind = await stack.db.query<{ left: string }>(
+      `SELECT count(*)::text AS left FROM events e, publisher_checkpoints c WHERE c.name = $1 AND (e.tx_id, e.position) > (c.tx_id, c.position)`, [`kafka:${stack.topic}`]);
+    expect(Number(behind.rows[0]?.left)).toBeGreaterThan(0);
+
+    second = await startProcess('publisher-3', 'services/publisher/main.ts', { ...stack.env, COUNTERSIGN_LOG_LEVEL: 'info' }, /publisher starting/);
+    await steadyLoad(5, 'after-crash');
+    await sleep(1_000);
+    const after = await exactlyOnce();
+    console.log(`attack resend-after-leader-crash: ${after.events} attempts, ${after.wrong} got through`);
+    expect(after.wrong).toBe(0);
+  }, 300_000);
 });
