@@ -59,7 +59,7 @@ async function publisherRound(r: number): Promise<number> {
     name: `bench:${topic}`,
     connectSink: async () => {
       // As the publisher runs in production: exactly once, one transaction per batch with its checkpoint.
-      const sink = await createKafkaSink({ brokers, topic, clientId: 'bench-publisher', exactlyOnce: { id: `bench.${topic}` } });
+      const sink = await createKafkaSink({ brokers, topic, clientId: 'bench-publisher', exactlyOnce: { id: `bench.${topic}` }, recordsPerCall: batchSize });
       return {
         resumeFrom: () => sink.resumeFrom!(),
         async send(events, through) {

@@ -73,13 +73,13 @@ export async function kafkaReachable(opts: KafkaOptions): Promise<void> {
  * partition's record batch, and one produce call makes one batch per partition: bounding the whole call is
  * the simple sufficient rule. Each event alone fits (the write path refuses any that would not).
  */
-export function byteBoundedParts(events: readonly StoredEvent[], limit = TOPIC_MAX_MESSAGE_BYTES - 1024): StoredEvent[][] {
+export function byteBoundedParts(events: readonly StoredEvent[], limit = TOPIC_MAX_MESSAGE_BYTES - 1024, maxRecords = Infinity): StoredEvent[][] {
   const parts: StoredEvent[][] = [];
   let part: StoredEvent[] = [];
   let bytes = 0;
   for (const e of events) {
     const size = eventRecordBytes(e);
-    if (part.length > 0 && bytes + size > limit) {
+    if (part.length > 0 && (bytes + size > limit || part.length >= maxRecords)) {
       parts.push(part);
       part = [];
       bytes = 0;
@@ -103,6 +103,8 @@ export type KafkaSinkOptions = KafkaOptions & {
    * Without it: an idempotent producer, at least once.
    */
   exactlyOnce?: { id: string };
+  /** Records per produce call at most (a transaction spans as many calls as its events need). */
+  recordsPerCall?: number;
 };
 
 /** Acks from all in-sync replicas, keyed by stream id so each stream stays in order. */
@@ -132,7 +134,7 @@ export async function createKafkaSink(opts: KafkaSinkOptions): Promise<EventSink
       const txn = await producer.transaction();
       try {
         // One transaction, several produce calls: each stays within the topic's batch limit.
-        for (const part of byteBoundedParts(events)) await txn.send(records(part));
+        for (const part of byteBoundedParts(events, undefined, opts.recordsPerCall)) await txn.send(records(part));
         if (through) {
           // kafkajs passes a partition's metadata through to TxnOffsetCommit, though its types leave it out.
           await txn.sendOffsets({ consumerGroupId: id, topics: [{ topic: opts.topic, partitions: [{ partition: 0, offset: '0', metadata: JSON.stringify({ txId: through.txId, position: through.position }) } as { partition: number; offset: string }] }] });

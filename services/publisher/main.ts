@@ -54,7 +54,7 @@ await whileLeader({
   connectSink: async () => {
     await ensureTopic(kafka);
     // One transactional id per topic, shared by every publisher of it (services/publisher/kafka.ts).
-    return createKafkaSink({ ...kafka, exactlyOnce: { id: `countersign.publisher.${kafka.topic}` } });
+    return createKafkaSink({ ...kafka, exactlyOnce: { id: `countersign.publisher.${kafka.topic}` }, recordsPerCall: config.COUNTERSIGN_PUBLISH_BATCH });
   },
   batchSize: config.COUNTERSIGN_PUBLISH_BATCH,
   idleMs: config.COUNTERSIGN_PUBLISH_IDLE_MS,

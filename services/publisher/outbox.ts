@@ -149,8 +149,11 @@ export async function runPublisher(opts: PublisherOptions): Promise<void> {
       }
       // A full read says more are probably waiting: read them while this one is sent.
       if (batch.events.length === readSize) prefetch = read(batch.next);
-      for (let i = 0; i < batch.events.length && !opts.signal.aborted; i += opts.batchSize) {
-        const part = batch.events.slice(i, i + opts.batchSize);
+      // A sink that commits its checkpoint with its events takes a whole read as one unit (one Kafka
+      // transaction, whose cost is per commit, not per event); the others are sent batchSize at a time.
+      const step = sink.resumeFrom ? batch.events.length : opts.batchSize;
+      for (let i = 0; i < batch.events.length && !opts.signal.aborted; i += step) {
+        const part = batch.events.slice(i, i + step);
         const through = batch.ends[i + part.length - 1]!;
         await sink.send(part, through);
         cp = through;
