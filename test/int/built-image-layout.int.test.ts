@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,6 +67,9 @@ describe('the processes as the image runs them: built JavaScript, no sources, no
       }, 60_000, `receipt of ${id}`);
       expect(receipt.receipt.decision_id).toBe(id);
     }
+    // For the README's sizing: each process's resident memory after serving (not asserted).
+    const rss = (pid: number | undefined) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    console.log(`resident memory (MiB): ${[stack.api, stack.worker, stack.publisher].map((p) => `${p.name} ${rss(p.child.pid).toFixed(0)}`).join(', ')}`);
   });
 
   it('runs the migration job and the auditor’s replay (with its worker threads) from the same layout', async () => {
