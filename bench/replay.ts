@@ -117,4 +117,5 @@ console.log(`audit replay         : ${report.events} events, ${report.receipts.l
 console.log(`per round            : ${perRound.join(', ')}`);
 console.log(`ratio floor/replay   : ${(floorSum / replaySum).toFixed(2)}x over ${rounds} rounds (goal >= 0.7x); against the floor with run starts ${(floorStartsSum / replaySum).toFixed(2)}x`);
 console.log(`cpu ratio            : ${(floorCpu / replayCpu).toFixed(2)}x (floor ${(floorCpu / rounds).toFixed(2)} s, replay ${(replayCpu / rounds).toFixed(2)} s of CPU per round; the work alone, whatever else the cores run)`);
+console.log(`peak resident memory : ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB (the log held in memory twice: as produced, and by the replay)`);
 console.log(`1M-event time        : ${(perReplay * 1_000_000 / report.events).toFixed(1)} s extrapolated (goal < 300 s)`);
