@@ -22,7 +22,9 @@ if (!t && process.env['CI']) throw new Error('the Kubernetes checkers are missin
 const suite = t ? describe : describe.skip;
 
 const VALUES = ['--set', 'secretEnv.values.DATABASE_URL=postgres://app:pw@db:5432/countersign', '--set', 'secretEnv.values.DATABASE_ADMIN_URL=postgres://owner:pw@db:5432/countersign'];
-const helm = (args: string[]) => spawnSync(t!.helm, args, { encoding: 'utf8', env: { PATH: process.env['PATH'], HOME: '/tmp', HELM_CACHE_HOME: '/tmp/.helm-cache', HELM_CONFIG_HOME: '/tmp/.helm-config', HELM_DATA_HOME: '/tmp/.helm-data' } });
+// A helm built with `go install` carries no Kubernetes version of its own (it assumes 1.20): name the one checked.
+const KUBE_VERSION = '1.33.0';
+const helm = (args: string[]) => spawnSync(t!.helm, [...args, '--kube-version', KUBE_VERSION], { encoding: 'utf8', env: { PATH: process.env['PATH'], HOME: '/tmp', HELM_CACHE_HOME: '/tmp/.helm-cache', HELM_CONFIG_HOME: '/tmp/.helm-config', HELM_DATA_HOME: '/tmp/.helm-data' } });
 const kubeconform = (manifests: string) => spawnSync(t!.kubeconform, ['-strict', '-summary', '-schema-location', path.join(t!.schemas, '{{ .ResourceKind }}{{ .KindSuffix }}.json'), '-'], { input: manifests, encoding: 'utf8' });
 
 type Doc = { kind: string; metadata: { name: string; annotations?: Record<string, string> }; data?: Record<string, string>; stringData?: Record<string, string>; spec?: any };
@@ -32,7 +34,7 @@ const render = (extra: string[] = []) => {
   return { text: r.stdout, docs: parseAllDocuments(r.stdout).map((d) => d.toJS() as Doc).filter(Boolean) };
 };
 
-suite('the Helm chart (deploy/helm/countersign), checked by helm lint and kubeconform', () => {
+suite('the Helm chart (deploy/helm/countersign), checked by helm lint and kubeconform', { timeout: 120_000 }, () => {
   it('lints clean (helm lint --strict)', () => {
     const r = helm(['lint', '--strict', CHART, ...VALUES]);
     expect(r.stdout + r.stderr, r.stdout + r.stderr).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
@@ -96,7 +98,7 @@ suite('the Helm chart (deploy/helm/countersign), checked by helm lint and kubeco
     const { docs } = render();
     const pod = (c: string) => docs.find((x) => x.kind === 'Deployment' && x.metadata.name === `cs-countersign-${c}`)!.spec.template.spec;
     for (const c of ['api', 'worker']) {
-      expect(pod(c).volumes).toEqual(expect.arrayContaining([{ name: 'keys-secret', secret: { secretName: 'countersign-keys', defaultMode: 0o400 } }, { name: 'keys', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }]));
+      expect(pod(c).volumes).toEqual(expect.arrayContaining([{ name: 'keys-secret', secret: { secretName: 'countersign-keys', defaultMode: 0o400 /* 256 */ } }, { name: 'keys', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }]));
       expect(pod(c).initContainers[0].command.join(' ')).toMatch(/chmod 0600/);
       expect(pod(c).containers[0].volumeMounts).toContainEqual({ name: 'keys', mountPath: '/keys', readOnly: true });
     }
@@ -111,6 +113,8 @@ suite('the Helm chart (deploy/helm/countersign), checked by helm lint and kubeco
     const job = docs.find((d) => d.kind === 'Job')!;
     expect(job.metadata.annotations!['helm.sh/hook']).toBe('pre-install,pre-upgrade');
     expect(job.spec.template.spec.containers[0].args).toEqual(['dist/migrate.mjs']);
+    // A pre-install hook runs before the chart's ServiceAccount exists: the job names none.
+    expect(job.spec.template.spec.serviceAccountName).toBeUndefined();
     // The Secret it reads is made before it (a lower hook weight).
     const secret = docs.find((d) => d.kind === 'Secret')!;
     expect(Number(secret.metadata.annotations!['helm.sh/hook-weight'])).toBeLessThan(Number(job.metadata.annotations!['helm.sh/hook-weight']));

@@ -33,7 +33,7 @@ const tool = cs.guard(async () => 'ran', () => ({ agent: { id: 'pay-bot' }, acti
 try { await tool(); console.log('tool ran'); } catch (err) { console.log(err instanceof DecisionDenied ? 'denied: ' + err.decisionId : 'error: ' + err); }
 `;
 
-describe('the SDK as an installable package (@countersign/sdk)', () => {
+describe('the SDK as an installable package (@countersign/sdk)', { timeout: 150_000 }, () => {
   const work = mkdtempSync(path.join(tmpdir(), 'cs-sdk-pkg-'));
   const pkg = path.join(work, 'sdk');
   const project = path.join(work, 'agent');

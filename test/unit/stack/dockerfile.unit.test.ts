@@ -52,7 +52,7 @@ describe('the Dockerfile', () => {
     for (const p of ['node_modules', '.data', 'dist', '.git', 'services/console/dist']) expect(ignored).toContain(p);
   });
 
-  describe('against a real build', () => {
+  describe('against a real build', { timeout: 120_000 }, () => {
     const out = mkdtempSync(path.join(tmpdir(), 'cs-image-'));
     const app = path.join(out, 'app');
     let missing: string[] = [];

@@ -52,6 +52,11 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Pod-level settings shared by every process. */}}
 {{- define "countersign.podSpec" -}}
 serviceAccountName: {{ include "countersign.serviceAccountName" . }}
+{{ include "countersign.podCommon" . }}
+{{- end -}}
+
+{{/* The same without the service account (a hook runs before the chart's own account exists). */}}
+{{- define "countersign.podCommon" -}}
 automountServiceAccountToken: false
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
@@ -96,7 +101,7 @@ mode 0600, as the keyring loader demands (a Secret volume under fsGroup is group
 - name: keys-secret
   secret:
     secretName: {{ required "keys.existingSecret: the Secret made from the deployment's keys directory" .Values.keys.existingSecret }}
-    defaultMode: 0400
+    defaultMode: 256 # 0400
 - name: keys
   emptyDir: { medium: Memory, sizeLimit: 1Mi }
 {{- end -}}
