@@ -72,6 +72,13 @@ describe('the processes as the image runs them: built JavaScript, no sources, no
     console.log(`resident memory (MiB): ${[stack.api, stack.worker, stack.publisher].map((p) => `${p.name} ${rss(p.child.pid).toFixed(0)}`).join(', ')}`);
   });
 
+  it('a worker of the layout without its workflow bundle refuses to start, in one line (it cannot bundle: no sources)', async () => {
+    const env = { ...stack.env, COUNTERSIGN_WORKFLOW_BUNDLE: path.join(app, 'dist', 'no-such-bundle.js'), COUNTERSIGN_TASK_QUEUE: `${stack.taskQueue}-refused` };
+    const r = await node([dist('worker.mjs')], env, app);
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(/refusing to start: no workflow bundle at .*no-such-bundle\.js and no workflow sources to bundle/);
+  });
+
   it('runs the migration job and the auditor’s replay (with its worker threads) from the same layout', async () => {
     const env = { ...stack.env, DATABASE_ADMIN_URL: stack.env['DATABASE_ADMIN_URL']! };
     const migrated = await node([dist('migrate.mjs')], env, app);
