@@ -33,7 +33,7 @@ const tool = cs.guard(async () => 'ran', () => ({ agent: { id: 'pay-bot' }, acti
 try { await tool(); console.log('tool ran'); } catch (err) { console.log(err instanceof DecisionDenied ? 'denied: ' + err.decisionId : 'error: ' + err); }
 `;
 
-describe('the SDK as an installable package (@countersign/sdk)', { timeout: 150_000 }, () => {
+describe('the SDK as an installable package (@countersign/sdk)', { timeout: 300_000 }, () => {
   const work = mkdtempSync(path.join(tmpdir(), 'cs-sdk-pkg-'));
   const pkg = path.join(work, 'sdk');
   const project = path.join(work, 'agent');
@@ -49,7 +49,7 @@ describe('the SDK as an installable package (@countersign/sdk)', { timeout: 150_
     writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'agent', private: true, type: 'module', dependencies: { '@countersign/sdk': `file:${tarball}` } }));
     // From the npm cache that `npm ci` filled (zod is the only other package); the registry only if it lacks it.
     npm(['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], project);
-  }, 180_000);
+  }, 300_000);
 
   it('ships built JavaScript and declarations, importing only Node built-ins at run time', () => {
     expect(imports).toEqual(['node:crypto']);
@@ -84,7 +84,7 @@ describe('the SDK as an installable package (@countersign/sdk)', { timeout: 150_
     const bad = tsc();
     expect(bad.status).not.toBe(0);
     expect(bad.out).toMatch(/app\.ts\(\d+,\d+\): error TS2322/);
-  }, 150_000);
+  }, 300_000);
 
   it('runs: a guarded tool denied by the (fake) API throws DecisionDenied and does not run', () => {
     writeFileSync(path.join(project, 'run.mjs'), APP_MJS);
