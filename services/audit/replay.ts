@@ -114,6 +114,8 @@ export class Replay {
   private readonly hashTickets = new Map<StoredEvent, Ticket>();
   /** Key lookups during finish(), by key id (the key set does not change during a replay). */
   private readonly keyCache = new Map<string, KeyResolution>();
+  /** Events whose data as stored (not upcast) passed its type's schema in checkStream. */
+  private readonly validatedAsStored = new WeakSet<StoredEvent>();
 
   constructor(private readonly opts: ReplayOptions) {}
 
@@ -142,7 +144,9 @@ export class Replay {
     }
     // A copy published before migration 0014 holds `-` stream ids: read them as the current ids (the hash
     // check still covers the id as appended: eventHashMatches).
-    const e = { ...parsed.data, stream_id: currentStreamId(parsed.data.stream_id, parsed.data.tenant_id) };
+    // zod's output is a fresh object of our own: renamed in place, not copied (one allocation less per event).
+    const e = parsed.data;
+    e.stream_id = currentStreamId(e.stream_id, e.tenant_id);
     if (this.opts.tenantId && e.tenant_id !== this.opts.tenantId) return;
     const seen = this.byId.get(e.event_id);
     if (seen) {
@@ -301,6 +305,7 @@ export class Replay {
         this.divergences.push({ stream_id: streamId, position: e.position, problem: `${e.type} data invalid at ${i.path.join('.') || '(root)'}: ${i.message}` });
         return null;
       }
+      if (current === e) this.validatedAsStored.add(e);
       out.push({ ...current, data: data.data });
     }
     // Appends are atomic: a stream that ends inside one lost its tail after it was written.
@@ -520,8 +525,9 @@ export class Replay {
     const evaluated = events.find((e) => e.type === 'PolicyEvaluated');
     if (!requested || !evaluated) return null; // reported by reEvaluate
     const stored = (e: StoredEvent) => this.byId.get(e.event_id)?.data ?? e.data;
+    const checked = (e: StoredEvent) => { const raw = this.byId.get(e.event_id); return raw !== undefined && this.validatedAsStored.has(raw); };
     const workflowId = requested.metadata['workflow_id'];
-    const p = prepareRunStart(stored(requested), stored(evaluated), typeof workflowId === 'string' ? workflowId : undefined);
+    const p = prepareRunStart(stored(requested), stored(evaluated), typeof workflowId === 'string' ? workflowId : undefined, { validated: checked(requested) && checked(evaluated) });
     if (!p.ok) return { at: requested, problem: p.reason };
     const check = this.opts.keys ? prepareDocumentSignature(p.signature, this.opts.keys, this.keyCache) : null;
     const ticket = this.pool && check?.ok ? this.pool.receipt(JSON.stringify(p.doc), null, check.x, check.sig.toString('base64url')) : null;

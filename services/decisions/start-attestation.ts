@@ -68,11 +68,15 @@ export type RunStartCheck = { ok: true } | { ok: false; reason: string; unknownK
  * negative), the workflow id the decision's own (and, when given, the one the events come from), the digests
  * they record matching what they carry. Answers the signed document and its signature, or the problem.
  */
-export function prepareRunStart(requestedRaw: unknown, evaluatedRaw: unknown, workflowId?: string): { ok: true; doc: Record<string, unknown>; signature: unknown } | { ok: false; reason: string } {
-  const req = DecisionRequestedData.safeParse(requestedRaw);
-  if (!req.success) return { ok: false, reason: `DecisionRequested is malformed at ${req.error.issues[0]?.path.join('.')}: ${req.error.issues[0]?.message}` };
-  const ev = PolicyEvaluatedData.safeParse(evaluatedRaw);
-  if (!ev.success) return { ok: false, reason: `PolicyEvaluated is malformed at ${ev.error.issues[0]?.path.join('.')}: ${ev.error.issues[0]?.message}` };
+export function prepareRunStart(requestedRaw: unknown, evaluatedRaw: unknown, workflowId?: string, opts: { validated?: boolean } = {}): { ok: true; doc: Record<string, unknown>; signature: unknown } | { ok: false; reason: string } {
+  // `validated`: the caller has checked these very objects against the same schemas (the auditor's replay
+  // validates every event's data as stored); a second parse would only cost time.
+  if (!opts.validated) {
+    const req = DecisionRequestedData.safeParse(requestedRaw);
+    if (!req.success) return { ok: false, reason: `DecisionRequested is malformed at ${req.error.issues[0]?.path.join('.')}: ${req.error.issues[0]?.message}` };
+    const ev = PolicyEvaluatedData.safeParse(evaluatedRaw);
+    if (!ev.success) return { ok: false, reason: `PolicyEvaluated is malformed at ${ev.error.issues[0]?.path.join('.')}: ${ev.error.issues[0]?.message}` };
+  }
   // Digests and the signature are over the events as recorded, not as zod re-shapes them (defaults).
   const r = requestedRaw as Requested;
   const evaluated = evaluatedRaw as Evaluated;

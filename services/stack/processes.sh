@@ -9,18 +9,20 @@ APP_PIDS=()
 provision() {
   bash "$STACK" up
   eval "$(bash "$STACK" env)"
-  export COUNTERSIGN_WORKFLOW_BUNDLE="${COUNTERSIGN_WORKFLOW_BUNDLE:-$COUNTERSIGN_DATA_DIR/workflow-bundle.js}"
+  # Written by `bundle` (services/build/build.ts) beside the built processes.
+  export COUNTERSIGN_WORKFLOW_BUNDLE="$ROOT/dist/workflow-bundle.js"
   mkdir -p "$COUNTERSIGN_DATA_DIR/logs"
 }
 
 migrate() { node --import tsx "$ROOT/services/events/migrate-main.ts"; }
-bundle() { node --import tsx "$ROOT/services/worker/bundle.ts"; }
+# Every process built to plain JavaScript in dist/, with the workflow bundle (what the container image runs).
+bundle() { node --import tsx "$ROOT/services/build/build.ts"; }
 # The web console's static files (services/console/dist), served by the API at /.
 build_console() { node --import tsx "$ROOT/services/console/build.ts"; }
 # The deployment's keys, created once before any process starts: no process creates a key of its own.
 init_keys() { node --import tsx "$ROOT/services/stack/init-keys.ts" >/dev/null; }
 
-run_app() { # name entry: one run of the process, its output appended to its log
+run_app() { # name entry: one run of the process (built .mjs, or a TypeScript source through tsx), its output appended to its log
   local name=$1 entry=$2
   if [[ $entry == *.mjs ]]; then
     exec node "$entry" >>"$COUNTERSIGN_DATA_DIR/logs/$name.log" 2>&1
@@ -29,7 +31,7 @@ run_app() { # name entry: one run of the process, its output appended to its log
   fi
 }
 
-# start_app name entry (a TypeScript source under ROOT, run through tsx, or a prebuilt .mjs path): runs the
+# start_app name entry (a built .mjs path, or a TypeScript source under ROOT run through tsx): runs the
 # process under a supervisor that starts it again when it dies, after a backoff (1 s, doubling to 30 s; back
 # to 1 s once a run has lasted a minute), saying so. TERM or INT to the supervisor stops the process and it.
 start_app() {

@@ -17,11 +17,11 @@ migrate
 init_keys
 bundle
 build_console
-# Prebuilt by `bundle` beside the workflow bundle: starts without tsx.
-start_app worker "$(dirname "$COUNTERSIGN_WORKFLOW_BUNDLE")/worker.mjs"
-start_app publisher services/publisher/main.ts
-start_app api services/api/main.ts
-node --import tsx "$ROOT/services/stack/seed.ts" >/dev/null
+# Built by `bundle` into dist/: the processes run as the container image runs them, plain node, no tsx.
+start_app worker "$ROOT/dist/worker.mjs"
+start_app publisher "$ROOT/dist/publisher.mjs"
+start_app api "$ROOT/dist/api.mjs"
+node "$ROOT/dist/seed.mjs" >/dev/null
 
 URL="http://${COUNTERSIGN_HOST:-127.0.0.1}:${COUNTERSIGN_PORT:-8080}"
 for _ in $(seq 1 120); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.5; done

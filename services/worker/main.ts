@@ -17,7 +17,7 @@ const config = loadConfig();
 const log = createLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
 const stale = staleBuildSource();
 if (stale) {
-  log('error', 'this prebuilt worker is older than its sources; rebuild it (npx tsx services/worker/bundle.ts) or run services/worker/main.ts', { source: stale });
+  log('error', 'this prebuilt worker is older than its sources; rebuild it (npm run build) or run services/worker/main.ts', { source: stale });
   process.exit(1);
 }
 // The worker signs receipts: it starts only with the deployment's keys.
@@ -85,6 +85,14 @@ const pause = (ms: number) => new Promise<void>((resolve) => {
  * that fails later) is waited out with a backoff of up to 5 s, never a reason to exit: the worker serves as
  * soon as Temporal answers. A Postgres outage only fails the activities that need it, which Temporal retries.
  */
+// Neither a workflow bundle nor the sources to bundle (a deployment without COUNTERSIGN_WORKFLOW_BUNDLE): no
+// retry can help, so the worker refuses to start with one line instead of waiting.
+try {
+  workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE);
+} catch (err) {
+  log('error', `refusing to start: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}
 let backoff = 250;
 let started = false;
 while (!stopping.signal.aborted) {

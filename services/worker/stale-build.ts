@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 
-// Set by services/worker/build-entry.ts in a prebuilt worker; absent when the sources run through tsx.
+// Set by services/worker/build-entry.ts and services/build/build.ts in a prebuilt worker; absent when the sources run through tsx.
 declare const __COUNTERSIGN_BUILT_INPUTS__: string | undefined;
 
 /**
@@ -9,6 +9,8 @@ declare const __COUNTERSIGN_BUILT_INPUTS__: string | undefined;
  */
 export function staleBuildSource(): string | null {
   if (typeof __COUNTERSIGN_BUILT_INPUTS__ !== 'string') return null;
+  // A deployment (the container image) ships the build without its sources or this record of them.
+  if (!existsSync(__COUNTERSIGN_BUILT_INPUTS__)) return null;
   const built = statSync(__COUNTERSIGN_BUILT_INPUTS__).mtimeMs;
   const inputs = JSON.parse(readFileSync(__COUNTERSIGN_BUILT_INPUTS__, 'utf8')) as string[];
   return inputs.find((p) => !existsSync(p) || statSync(p).mtimeMs > built) ?? null;

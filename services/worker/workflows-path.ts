@@ -28,6 +28,12 @@ export const BUNDLER_OPTIONS = { preloadModules: [path.join(ROOT, 'workflows', '
  * than the sources is ignored: running stale workflow code would be a silent, dangerous mismatch.
  */
 export function workflowsPath(bundle: string | undefined, warn: (msg: string) => void = () => {}): { workflowsPath: string; bundlerOptions: typeof BUNDLER_OPTIONS } | { workflowBundle: { codePath: string } } {
+  // A deployment built from dist/ (the container image) has the bundle and no workflow sources: the bundle is
+  // all there is, and nothing can be newer than it.
+  if (!existsSync(path.join(ROOT, 'workflows'))) {
+    if (bundle && existsSync(bundle)) return { workflowBundle: { codePath: bundle } };
+    throw new Error(`no workflow bundle at ${bundle ?? '(COUNTERSIGN_WORKFLOW_BUNDLE is not set)'} and no workflow sources to bundle: set COUNTERSIGN_WORKFLOW_BUNDLE to the prebuilt dist/workflow-bundle.js`);
+  }
   if (bundle && existsSync(bundle)) {
     if (statSync(bundle).mtimeMs >= newestSource()) return { workflowBundle: { codePath: bundle } };
     warn(`workflow bundle ${bundle} is older than the workflow sources; bundling at start-up instead`);

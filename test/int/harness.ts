@@ -90,7 +90,7 @@ export type AppProcess = { name: string; child: ChildProcess; output: () => stri
 
 /** Starts one of our processes (`services/<x>/main.ts`) with an environment, and waits for its ready line. */
 export async function startProcess(name: string, entry: string, env: Record<string, string>, readyLine: RegExp, timeoutMs = 60_000): Promise<AppProcess> {
-  // A TypeScript source under ROOT runs through tsx; a prebuilt .mjs (services/worker/build-entry.ts) with plain node.
+  // A TypeScript source under ROOT runs through tsx; a built .mjs (services/build/build.ts) with plain node.
   const args = entry.endsWith('.mjs') ? [entry] : ['--import', 'tsx', path.join(ROOT, entry)];
   // CPU profiles of the stack's processes, written when each exits (bench diagnosis): COUNTERSIGN_CPU_PROF_DIR=/tmp/prof.
   const profDir = process.env['COUNTERSIGN_CPU_PROF_DIR'];
@@ -161,6 +161,9 @@ export type TestStack = {
  */
 export async function startTestStack(extraEnv: Record<string, string> = {}, options: {
   workerEntry?: string;
+  /** The API and publisher as built (dist/api.mjs, dist/publisher.mjs) instead of their sources through tsx. */
+  apiEntry?: string;
+  publisherEntry?: string;
   /** The environment the processes get, from the stack's own (e.g. their Postgres reached through a proxy). */
   processEnv?: (env: Record<string, string>) => Record<string, string>;
 } = {}): Promise<TestStack> {
@@ -203,8 +206,8 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, opti
   const startWorker = (extra: Record<string, string> = {}) => startProcess('worker', options.workerEntry ?? 'services/worker/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info', ...extra }, /worker started/);
   const [worker, publisher, api] = await Promise.all([
     startWorker(),
-    startProcess('publisher', 'services/publisher/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info' }, /publisher starting/),
-    startProcess('api', 'services/api/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info' }, /api listening/),
+    startProcess('publisher', options.publisherEntry ?? 'services/publisher/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info' }, /publisher starting/),
+    startProcess('api', options.apiEntry ?? 'services/api/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info' }, /api listening/),
   ]);
   const stack: TestStack = {
     url: `http://127.0.0.1:${port}`,

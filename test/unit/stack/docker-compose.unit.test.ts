@@ -2,41 +2,59 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { ENTRIES } from '../../../services/build/build.ts';
 import { CONFIG_FIELDS } from '../../../services/config.ts';
+import { readDockerfile, words } from '../../stack/dockerfile.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..', '..');
-const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
-  services: Record<string, { environment?: Record<string, unknown>; command?: string[]; image?: string; ports?: string[] }>;
-};
+type Service = { environment?: Record<string, unknown>; command?: string[]; entrypoint?: string[]; image?: string; build?: string; ports?: string[]; volumes?: string[] };
+const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, Service> };
 const stackScript = readFileSync(path.join(ROOT, 'services/stack/stack.sh'), 'utf8');
 const kafkaPom = readFileSync(path.join(ROOT, 'services/stack/kafka/pom.xml'), 'utf8');
+const APPS = ['api', 'worker', 'publisher', 'migrate'];
 
-// docker-compose cannot run here (no Docker engine); this keeps it from drifting from the real stack.
-describe('docker-compose.yml describes the same stack as make up', () => {
+// docker-compose cannot run here (no Docker engine); this keeps it from drifting from the real stack and the image.
+describe('docker-compose.yml describes the same stack as make up, from the one image', () => {
   it('has the three services and the three app processes', () => {
     expect(Object.keys(compose.services).sort()).toEqual(['api', 'kafka', 'migrate', 'postgres', 'publisher', 'temporal', 'worker']);
   });
 
-  it('runs each app process with the same entry point as make up', () => {
+  it('runs every app process from the image the Dockerfile builds, as built JavaScript', () => {
     const up = readFileSync(path.join(ROOT, 'services/stack/up.sh'), 'utf8');
-    for (const [svc, entry] of [['api', 'services/api/main.ts'], ['publisher', 'services/publisher/main.ts']] as const) {
-      expect(compose.services[svc]!.command).toContain(entry);
-      expect(up).toContain(entry);
+    const dockerfile = readDockerfile(ROOT).at(-1)!;
+    expect(words(dockerfile.instructions.find((i) => i.op === 'ENTRYPOINT')!.args)).toEqual(['node']);
+    for (const svc of APPS) {
+      expect(compose.services[svc]!.image, svc).toBe('countersign:local');
+      expect(compose.services[svc]!.build, svc).toBe('.');
+      expect(JSON.stringify(compose.services[svc]!.command), svc).not.toMatch(/tsx|\.ts\b|npm/);
     }
-    // The worker runs prebuilt (services/worker/build-entry.ts), from beside the workflow bundle, built by the
-    // same bundle step that make up and the compose file's migrate service run.
-    expect(compose.services['worker']!.command).toEqual(['node', '/app/.data/worker.mjs']);
-    expect(compose.services['worker']!.environment?.['COUNTERSIGN_WORKFLOW_BUNDLE']).toBe('/app/.data/workflow-bundle.js');
-    expect(up).toContain('start_app worker "$(dirname "$COUNTERSIGN_WORKFLOW_BUNDLE")/worker.mjs"');
-    expect((compose.services['migrate']!.command ?? []).join(' ')).toContain('services/worker/bundle.ts');
+    // The same built entries as make up starts.
+    for (const [svc, entry] of [['api', 'dist/api.mjs'], ['worker', 'dist/worker.mjs'], ['publisher', 'dist/publisher.mjs']] as const) {
+      expect(compose.services[svc]!.command).toEqual([entry]);
+      expect(Object.keys(ENTRIES)).toContain(path.basename(entry));
+      expect(up).toContain(`start_app ${svc} "$ROOT/${entry}"`);
+    }
+    const migrate = (compose.services['migrate']!.command ?? []).join(' ');
+    for (const job of ['dist/migrate.mjs', 'dist/init-keys.mjs', 'dist/seed.mjs']) {
+      expect(migrate).toContain(`node ${job}`);
+      expect(Object.keys(ENTRIES)).toContain(path.basename(job));
+    }
+  });
+
+  it('gives the keys to the processes that sign, read-only, and none to the publisher', () => {
+    expect(compose.services['migrate']!.volumes).toEqual(['countersign-data:/var/lib/countersign']);
+    for (const svc of ['api', 'worker']) expect(compose.services[svc]!.volumes, svc).toEqual(['countersign-data:/var/lib/countersign:ro']);
+    expect(compose.services['publisher']!.volumes).toEqual([]);
   });
 
   it('gives the app processes only configuration variables that services/config.ts knows', () => {
-    for (const svc of ['api', 'worker', 'publisher', 'migrate']) {
+    for (const svc of APPS) {
       const env = Object.keys(compose.services[svc]!.environment ?? {});
       expect(env.length).toBeGreaterThan(0);
       for (const name of env) expect(Object.keys(CONFIG_FIELDS), `${svc}: ${name}`).toContain(name);
     }
+    const imageEnv = readDockerfile(ROOT).at(-1)!.instructions.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
+    for (const [, name] of imageEnv.matchAll(/(\w+)=/g)) if (name !== 'NODE_ENV') expect(Object.keys(CONFIG_FIELDS), name).toContain(name);
   });
 
   it('pins the same Temporal CLI and Kafka versions as the stack script', () => {
