@@ -106,7 +106,10 @@ export async function startProcess(name: string, entry: string, env: Record<stri
   child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${name} not ready within ${timeoutMs} ms:\n${out.slice(-3000)}`)), timeoutMs);
+    const t = setTimeout(() => {
+      child.kill('SIGKILL'); // never ready: it must not run on behind the failed test
+      reject(new Error(`${name} not ready within ${timeoutMs} ms:\n${out.slice(-3000)}`));
+    }, timeoutMs);
     const check = () => {
       if (readyLine.test(out)) { clearTimeout(t); resolve(); }
     };
@@ -204,11 +207,20 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, opti
 
   const penv = options.processEnv ? options.processEnv(env) : env;
   const startWorker = (extra: Record<string, string> = {}) => startProcess('worker', options.workerEntry ?? 'services/worker/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info', ...extra }, /worker started/);
-  const [worker, publisher, api] = await Promise.all([
+  const started = await Promise.allSettled([
     startWorker(),
     startProcess('publisher', options.publisherEntry ?? 'services/publisher/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info' }, /publisher starting/),
     startProcess('api', options.apiEntry ?? 'services/api/main.ts', { ...penv, COUNTERSIGN_LOG_LEVEL: 'info' }, /api listening/),
   ]);
+  const refused = started.find((s) => s.status === 'rejected');
+  if (refused) {
+    // One process not ready: the others must not outlive the failed set-up (they would load every later test).
+    await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.stop('SIGKILL') : undefined)));
+    await db.end();
+    await database.drop().catch(() => {});
+    throw refused.reason;
+  }
+  const [worker, publisher, api] = started.map((s) => (s as PromiseFulfilledResult<AppProcess>).value) as [AppProcess, AppProcess, AppProcess];
   const stack: TestStack = {
     url: `http://127.0.0.1:${port}`,
     key: operator.api_key,
