@@ -1,0 +1,202 @@
+-- Up Migration
+
+-- The monitor: one row per decision run, projected from the run's events, for `GET /v1/decisions` to filter
+-- and page without folding the log on every request (services/decisions/list-decisions.ts).
+--
+-- How it is kept: a statement-level AFTER INSERT trigger on `events` applies each append's rows to this table
+-- in the append's own transaction. So the projection commits with the events or not at all (no lag, no
+-- checkpoint to lose, an agent sees its decision listed as soon as it is recorded), and every write path to
+-- the log (countersign_append, appendInTransaction, a test's raw INSERT) is covered without being changed.
+-- countersign_monitor_apply is the one projection function: the trigger calls it with an append's rows, and
+-- countersign_monitor_rebuild calls it with the whole log in position order, in batches. Each column is "the
+-- value from the last event of the kinds that set it", which does not depend on where batches split, so a
+-- rebuild gives the same rows as the live path. The fold mirrors services/decisions/run-view.ts `evolve` for
+-- the fields it keeps:
+--   DecisionRequested  creates the row (status 'requested')
+--   PolicyEvaluated    decision, reason, matched_rule, matched_rules, snapshot_hash; status 'pending_approval'
+--                      when the decision is REQUIRE_APPROVAL (otherwise unchanged)
+--   DecisionFinalized  decision, reason, matched_rule, via; status 'final'
+-- policy_id and policy_version are the deciding rule's (the first matched rule with the deciding name, as
+-- services/decisions/reason-code.ts reads it), generated from the stored columns.
+
+CREATE FUNCTION countersign_deciding_rule(p_matched jsonb, p_rule text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT m FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_matched) = 'array' THEN p_matched ELSE '[]'::jsonb END) WITH ORDINALITY AS t(m, i)
+   WHERE p_rule IS NOT NULL AND m ->> 'rule' = p_rule
+   ORDER BY i LIMIT 1
+$$;
+
+CREATE TABLE decision_monitor (
+  stream_id      text        PRIMARY KEY,
+  tenant_id      text        NOT NULL,
+  decision_id    text        NOT NULL,
+  -- Position of the run's DecisionRequested: unique, the tie-breaker of the list's order.
+  seq            bigint      NOT NULL UNIQUE,
+  run_id         text        NOT NULL,
+  requested_at   timestamptz NOT NULL,
+  agent_id       text        NOT NULL,
+  requested_by   text        NOT NULL,
+  tool           text        NOT NULL,
+  operation      text,
+  input_digest   text        NOT NULL,
+  input          jsonb       NOT NULL,
+  status         text        NOT NULL CHECK (status IN ('requested', 'pending_approval', 'final')),
+  decision       text,
+  reason         text        NOT NULL DEFAULT '',
+  matched_rule   text,
+  matched_rules  jsonb       NOT NULL DEFAULT '[]'::jsonb,
+  snapshot_hash  text,
+  finalized_via  text,
+  decided_at     timestamptz,
+  policy_id      text GENERATED ALWAYS AS (countersign_deciding_rule(matched_rules, matched_rule) ->> 'policy_id') STORED,
+  policy_version integer GENERATED ALWAYS AS ((countersign_deciding_rule(matched_rules, matched_rule) ->> 'version')::integer) STORED,
+  last_position  bigint      NOT NULL
+);
+CREATE UNIQUE INDEX decision_monitor_tenant_decision ON decision_monitor (tenant_id, decision_id);
+-- Every list is one tenant's, newest first by (requested_at, seq); one index per filter that narrows a lot,
+-- each ending in the order so that a page is an index range read, never a sort.
+CREATE INDEX decision_monitor_time ON decision_monitor (tenant_id, requested_at DESC, seq DESC);
+CREATE INDEX decision_monitor_policy ON decision_monitor (tenant_id, policy_id, requested_at DESC, seq DESC);
+CREATE INDEX decision_monitor_policy_decision ON decision_monitor (tenant_id, policy_id, decision, requested_at DESC, seq DESC);
+CREATE INDEX decision_monitor_decision ON decision_monitor (tenant_id, decision, requested_at DESC, seq DESC);
+CREATE INDEX decision_monitor_agent ON decision_monitor (tenant_id, agent_id, requested_at DESC, seq DESC);
+CREATE INDEX decision_monitor_tool ON decision_monitor (tenant_id, tool, requested_at DESC, seq DESC);
+CREATE INDEX decision_monitor_rule ON decision_monitor (tenant_id, matched_rule, requested_at DESC, seq DESC);
+CREATE INDEX decision_monitor_requested_by ON decision_monitor (tenant_id, requested_by, requested_at DESC, seq DESC);
+CREATE INDEX decision_monitor_open ON decision_monitor (tenant_id, requested_at DESC, seq DESC) WHERE status <> 'final';
+
+ALTER TABLE decision_monitor ENABLE ROW LEVEL SECURITY;
+ALTER TABLE decision_monitor FORCE ROW LEVEL SECURITY;
+CREATE POLICY decision_monitor_tenant ON decision_monitor
+  USING (countersign_system() OR tenant_id = countersign_tenant())
+  WITH CHECK (countersign_system() OR tenant_id = countersign_tenant());
+
+-- Applies a batch of events (in position order) to the projection. Events of other kinds and streams are
+-- ignored; an event of a run whose DecisionRequested was never projected changes nothing.
+CREATE FUNCTION countersign_monitor_apply(p_rows events[]) RETURNS void
+LANGUAGE sql SECURITY INVOKER AS $$
+  WITH
+  b AS MATERIALIZED (
+    SELECT r.* FROM unnest(p_rows) AS r
+     WHERE r.type IN ('DecisionRequested', 'PolicyEvaluated', 'DecisionFinalized') AND left(r.stream_id, 4) = 'run/'),
+  -- The last PolicyEvaluated or DecisionFinalized: decision, reason, matched_rule.
+  dec AS (
+    SELECT DISTINCT ON (b.stream_id) b.stream_id,
+           CASE b.type WHEN 'PolicyEvaluated' THEN b.data -> 'evaluation' ELSE b.data END AS d
+      FROM b WHERE b.type IN ('PolicyEvaluated', 'DecisionFinalized')
+     ORDER BY b.stream_id, b.position DESC),
+  -- The last PolicyEvaluated: matched_rules, snapshot_hash.
+  ev AS (
+    SELECT DISTINCT ON (b.stream_id) b.stream_id, b.data -> 'evaluation' AS e
+      FROM b WHERE b.type = 'PolicyEvaluated'
+     ORDER BY b.stream_id, b.position DESC),
+  -- The last DecisionFinalized: via, decided_at.
+  fin AS (
+    SELECT DISTINCT ON (b.stream_id) b.stream_id, b.data ->> 'via' AS via, b.recorded_at
+      FROM b WHERE b.type = 'DecisionFinalized'
+     ORDER BY b.stream_id, b.position DESC),
+  -- The last event that sets the status.
+  st AS (
+    SELECT DISTINCT ON (b.stream_id) b.stream_id, CASE b.type WHEN 'DecisionFinalized' THEN 'final' ELSE 'pending_approval' END AS status
+      FROM b
+     WHERE b.type = 'DecisionFinalized' OR (b.type = 'PolicyEvaluated' AND b.data -> 'evaluation' ->> 'decision' = 'REQUIRE_APPROVAL')
+     ORDER BY b.stream_id, b.position DESC),
+  req AS (
+    SELECT DISTINCT ON (b.stream_id) b.*
+      FROM b WHERE b.type = 'DecisionRequested'
+     ORDER BY b.stream_id, b.position),
+  last AS (
+    SELECT b.stream_id, max(b.position) AS position FROM b GROUP BY b.stream_id),
+  created AS (
+    INSERT INTO decision_monitor AS m (stream_id, tenant_id, decision_id, seq, run_id, requested_at, agent_id, requested_by, tool, operation,
+                                       input_digest, input, status, decision, reason, matched_rule, matched_rules, snapshot_hash,
+                                       finalized_via, decided_at, last_position)
+    SELECT r.stream_id, r.tenant_id, r.data ->> 'decision_id', r.position,
+           coalesce(r.metadata ->> 'workflow_id', 'decision/' || r.tenant_id || '/' || (r.data ->> 'decision_id')),
+           r.recorded_at, r.data -> 'request' -> 'agent' ->> 'id', r.data ->> 'requested_by',
+           r.data -> 'request' -> 'action' ->> 'tool', r.data -> 'request' -> 'action' ->> 'operation',
+           r.data ->> 'request_digest', r.data -> 'request',
+           coalesce(st.status, 'requested'), dec.d ->> 'decision', coalesce(dec.d ->> 'reason', ''), dec.d ->> 'matched_rule',
+           coalesce(ev.e -> 'matched_rules', '[]'::jsonb), ev.e ->> 'snapshot_hash', fin.via, fin.recorded_at, l.position
+      FROM req r
+      JOIN last l USING (stream_id)
+      LEFT JOIN dec USING (stream_id)
+      LEFT JOIN ev USING (stream_id)
+      LEFT JOIN fin USING (stream_id)
+      LEFT JOIN st USING (stream_id)
+    -- A run projected already (a batch applied twice) keeps its row; the UPDATE below brings it forward.
+    ON CONFLICT (stream_id) DO NOTHING
+    RETURNING m.stream_id)
+  -- Rows the INSERT above made are not visible to this UPDATE (one snapshot): it changes existing runs only.
+  UPDATE decision_monitor m SET
+    status        = coalesce(st.status, m.status),
+    decision      = CASE WHEN dec.stream_id IS NULL THEN m.decision ELSE dec.d ->> 'decision' END,
+    reason        = CASE WHEN dec.stream_id IS NULL THEN m.reason ELSE coalesce(dec.d ->> 'reason', '') END,
+    matched_rule  = CASE WHEN dec.stream_id IS NULL THEN m.matched_rule ELSE dec.d ->> 'matched_rule' END,
+    matched_rules = CASE WHEN ev.stream_id IS NULL THEN m.matched_rules ELSE coalesce(ev.e -> 'matched_rules', '[]'::jsonb) END,
+    snapshot_hash = CASE WHEN ev.stream_id IS NULL THEN m.snapshot_hash ELSE ev.e ->> 'snapshot_hash' END,
+    finalized_via = CASE WHEN fin.stream_id IS NULL THEN m.finalized_via ELSE fin.via END,
+    decided_at    = CASE WHEN fin.stream_id IS NULL THEN m.decided_at ELSE fin.recorded_at END,
+    last_position = l.position
+    FROM last l
+    LEFT JOIN dec USING (stream_id)
+    LEFT JOIN ev USING (stream_id)
+    LEFT JOIN fin USING (stream_id)
+    LEFT JOIN st USING (stream_id)
+   WHERE m.stream_id = l.stream_id
+     AND l.stream_id NOT IN (SELECT c.stream_id FROM created c)
+     AND m.last_position < l.position
+     AND (dec.stream_id IS NOT NULL OR st.stream_id IS NOT NULL)
+$$;
+
+CREATE FUNCTION countersign_monitor_on_append() RETURNS trigger
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM appended a WHERE a.type IN ('DecisionRequested', 'PolicyEvaluated', 'DecisionFinalized')) THEN
+    PERFORM countersign_monitor_apply(ARRAY(SELECT a::events FROM appended a ORDER BY a.position));
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER events_monitor AFTER INSERT ON events REFERENCING NEW TABLE AS appended
+  FOR EACH STATEMENT EXECUTE FUNCTION countersign_monitor_on_append();
+
+-- Rebuilds the projection from the log: every row dropped and projected again from the events, in position
+-- order, with countersign_monitor_apply (the live path's function), in one transaction. Readers keep seeing
+-- the old rows until it commits. The EXCLUSIVE lock is taken before the log is read: an append whose trigger
+-- already wrote here holds a conflicting lock until it commits (so its events are read), and one that has not
+-- waits and applies its own events after the rebuild. Returns the number of events read and rows made.
+-- SECURITY DEFINER: the application role may not delete projection rows itself.
+CREATE FUNCTION countersign_monitor_rebuild(p_batch integer DEFAULT 5000) RETURNS TABLE (events_read bigint, rows_projected bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+  v_after bigint := 0;
+  v_last bigint;
+  v_read bigint := 0;
+  v_batch events[];
+BEGIN
+  PERFORM set_config('countersign.system', 'monitor rebuild', true);
+  LOCK TABLE decision_monitor IN EXCLUSIVE MODE;
+  DELETE FROM decision_monitor;
+  LOOP
+    v_batch := ARRAY(SELECT e FROM events e
+                      WHERE e.position > v_after AND e.type IN ('DecisionRequested', 'PolicyEvaluated', 'DecisionFinalized')
+                      ORDER BY e.position LIMIT p_batch);
+    EXIT WHEN cardinality(v_batch) = 0;
+    v_last := (v_batch[cardinality(v_batch)]).position;
+    PERFORM countersign_monitor_apply(v_batch);
+    v_read := v_read + cardinality(v_batch);
+    v_after := v_last;
+  END LOOP;
+  RETURN QUERY SELECT v_read, (SELECT count(*) FROM decision_monitor);
+END $$;
+
+-- Runs already in the log are projected now.
+SELECT * FROM countersign_monitor_rebuild();
+
+-- Down Migration
+DROP FUNCTION countersign_monitor_rebuild(integer);
+DROP TRIGGER events_monitor ON events;
+DROP FUNCTION countersign_monitor_on_append();
+DROP FUNCTION countersign_monitor_apply(events[]);
+DROP TABLE decision_monitor;
+DROP FUNCTION countersign_deciding_rule(jsonb, text);
