@@ -28,7 +28,7 @@ export function pageOf<T extends z.ZodType>(item: T) {
 }
 
 /** The monitor's filters: each narrows the list; together they all hold. Values are matched exactly. */
-const FilterText = z.string().min(1).max(200);
+const FilterText = z.string().max(200).regex(/^\P{Cc}*$/u, 'no control characters');
 export const DecisionListQuery = PageQuery.extend({
   status: DecisionStatus.optional().describe('Only final or only pending decisions (pending: not final yet).'),
   agent: FilterText.optional().describe('Only this agent id.'),
