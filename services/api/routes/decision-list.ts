@@ -57,6 +57,7 @@ export function registerDecisionListRoute(app: FastifyInstance, deps: ApiDeps): 
     schema: {
       tags: ['admin'],
       summary: "Rebuild the monitor's projection from the event log (platform admins); lists keep answering from the old rows until it commits",
+      body: z.strictObject({}).nullish(), // an empty POST arrives as null
       response: {
         200: z.strictObject({ events_read: z.number().int(), rows: z.number().int(), duration_ms: z.number(), events_per_second: z.number() }),
         ...problems,

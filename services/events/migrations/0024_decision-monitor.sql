@@ -73,80 +73,68 @@ CREATE POLICY decision_monitor_tenant ON decision_monitor
 
 -- Applies a batch of events (in position order) to the projection. Events of other kinds and streams are
 -- ignored; an event of a run whose DecisionRequested was never projected changes nothing.
+-- One pass: the batch grouped by stream, each field picked by an ordered aggregate ("the last event of the kinds
+-- that set it"), so the cost grows with the batch as a sort, never as joins between unsized sets.
 CREATE FUNCTION countersign_monitor_apply(p_rows events[]) RETURNS void
 LANGUAGE sql SECURITY INVOKER AS $$
   WITH
-  b AS MATERIALIZED (
+  b AS (
     SELECT r.* FROM unnest(p_rows) AS r
      WHERE r.type IN ('DecisionRequested', 'PolicyEvaluated', 'DecisionFinalized') AND left(r.stream_id, 4) = 'run/'),
-  -- The last PolicyEvaluated or DecisionFinalized: decision, reason, matched_rule.
-  dec AS (
-    SELECT DISTINCT ON (b.stream_id) b.stream_id,
-           CASE b.type WHEN 'PolicyEvaluated' THEN b.data -> 'evaluation' ELSE b.data END AS d
-      FROM b WHERE b.type IN ('PolicyEvaluated', 'DecisionFinalized')
-     ORDER BY b.stream_id, b.position DESC),
-  -- The last PolicyEvaluated: matched_rules, snapshot_hash.
-  ev AS (
-    SELECT DISTINCT ON (b.stream_id) b.stream_id, b.data -> 'evaluation' AS e
-      FROM b WHERE b.type = 'PolicyEvaluated'
-     ORDER BY b.stream_id, b.position DESC),
-  -- The last DecisionFinalized: via, decided_at.
-  fin AS (
-    SELECT DISTINCT ON (b.stream_id) b.stream_id, b.data ->> 'via' AS via, b.recorded_at
-      FROM b WHERE b.type = 'DecisionFinalized'
-     ORDER BY b.stream_id, b.position DESC),
-  -- The last event that sets the status.
-  st AS (
-    SELECT DISTINCT ON (b.stream_id) b.stream_id, CASE b.type WHEN 'DecisionFinalized' THEN 'final' ELSE 'pending_approval' END AS status
-      FROM b
-     WHERE b.type = 'DecisionFinalized' OR (b.type = 'PolicyEvaluated' AND b.data -> 'evaluation' ->> 'decision' = 'REQUIRE_APPROVAL')
-     ORDER BY b.stream_id, b.position DESC),
-  req AS (
-    SELECT DISTINCT ON (b.stream_id) b.*
-      FROM b WHERE b.type = 'DecisionRequested'
-     ORDER BY b.stream_id, b.position),
-  last AS (
-    SELECT b.stream_id, max(b.position) AS position FROM b GROUP BY b.stream_id),
+  a AS (
+    SELECT b.stream_id,
+           max(b.position) AS last_position,
+           (array_agg(b.position ORDER BY b.position) FILTER (WHERE b.type = 'DecisionRequested'))[1] AS req_position,
+           (array_agg(b.tenant_id ORDER BY b.position) FILTER (WHERE b.type = 'DecisionRequested'))[1] AS req_tenant,
+           (array_agg(b.data ORDER BY b.position) FILTER (WHERE b.type = 'DecisionRequested'))[1] AS req,
+           (array_agg(b.metadata ORDER BY b.position) FILTER (WHERE b.type = 'DecisionRequested'))[1] AS req_metadata,
+           (array_agg(b.recorded_at ORDER BY b.position) FILTER (WHERE b.type = 'DecisionRequested'))[1] AS req_at,
+           -- The last PolicyEvaluated or DecisionFinalized: decision, reason, matched_rule.
+           bool_or(b.type <> 'DecisionRequested') AS has_dec,
+           (array_agg(CASE b.type WHEN 'PolicyEvaluated' THEN b.data -> 'evaluation' ELSE b.data END ORDER BY b.position DESC)
+              FILTER (WHERE b.type <> 'DecisionRequested'))[1] AS dec,
+           -- The last PolicyEvaluated: matched_rules, snapshot_hash.
+           bool_or(b.type = 'PolicyEvaluated') AS has_ev,
+           (array_agg(b.data -> 'evaluation' ORDER BY b.position DESC) FILTER (WHERE b.type = 'PolicyEvaluated'))[1] AS ev,
+           -- The last DecisionFinalized: via, decided_at.
+           bool_or(b.type = 'DecisionFinalized') AS has_fin,
+           (array_agg(b.data ->> 'via' ORDER BY b.position DESC) FILTER (WHERE b.type = 'DecisionFinalized'))[1] AS via,
+           (array_agg(b.recorded_at ORDER BY b.position DESC) FILTER (WHERE b.type = 'DecisionFinalized'))[1] AS fin_at,
+           -- The last event that sets the status.
+           (array_agg(CASE b.type WHEN 'DecisionFinalized' THEN 'final' ELSE 'pending_approval' END ORDER BY b.position DESC)
+              FILTER (WHERE b.type = 'DecisionFinalized' OR (b.type = 'PolicyEvaluated' AND b.data -> 'evaluation' ->> 'decision' = 'REQUIRE_APPROVAL')))[1] AS status
+      FROM b GROUP BY b.stream_id),
   created AS (
     INSERT INTO decision_monitor AS m (stream_id, tenant_id, decision_id, seq, run_id, requested_at, agent_id, requested_by, tool, operation,
                                        input_digest, input, status, decision, reason, matched_rule, matched_rules, snapshot_hash,
                                        finalized_via, decided_at, last_position)
-    SELECT r.stream_id, r.tenant_id, r.data ->> 'decision_id', r.position,
-           coalesce(r.metadata ->> 'workflow_id', 'decision/' || r.tenant_id || '/' || (r.data ->> 'decision_id')),
-           r.recorded_at, r.data -> 'request' -> 'agent' ->> 'id', r.data ->> 'requested_by',
-           r.data -> 'request' -> 'action' ->> 'tool', r.data -> 'request' -> 'action' ->> 'operation',
-           r.data ->> 'request_digest', r.data -> 'request',
-           coalesce(st.status, 'requested'), dec.d ->> 'decision', coalesce(dec.d ->> 'reason', ''), dec.d ->> 'matched_rule',
-           coalesce(ev.e -> 'matched_rules', '[]'::jsonb), ev.e ->> 'snapshot_hash', fin.via, fin.recorded_at, l.position
-      FROM req r
-      JOIN last l USING (stream_id)
-      LEFT JOIN dec USING (stream_id)
-      LEFT JOIN ev USING (stream_id)
-      LEFT JOIN fin USING (stream_id)
-      LEFT JOIN st USING (stream_id)
+    SELECT a.stream_id, a.req_tenant, a.req ->> 'decision_id', a.req_position,
+           coalesce(a.req_metadata ->> 'workflow_id', 'decision/' || a.req_tenant || '/' || (a.req ->> 'decision_id')),
+           a.req_at, a.req -> 'request' -> 'agent' ->> 'id', a.req ->> 'requested_by',
+           a.req -> 'request' -> 'action' ->> 'tool', a.req -> 'request' -> 'action' ->> 'operation',
+           a.req ->> 'request_digest', a.req -> 'request',
+           coalesce(a.status, 'requested'), a.dec ->> 'decision', coalesce(a.dec ->> 'reason', ''), a.dec ->> 'matched_rule',
+           coalesce(a.ev -> 'matched_rules', '[]'::jsonb), a.ev ->> 'snapshot_hash', a.via, a.fin_at, a.last_position
+      FROM a
+     WHERE a.req_position IS NOT NULL
     -- A run projected already (a batch applied twice) keeps its row; the UPDATE below brings it forward.
     ON CONFLICT (stream_id) DO NOTHING
     RETURNING m.stream_id)
-  -- Rows the INSERT above made are not visible to this UPDATE (one snapshot): it changes existing runs only.
+  -- Rows the INSERT above made are not visible to this UPDATE (one snapshot): it changes rows that existed
+  -- before this batch only, and only with events newer than the last it applied.
   UPDATE decision_monitor m SET
-    status        = coalesce(st.status, m.status),
-    decision      = CASE WHEN dec.stream_id IS NULL THEN m.decision ELSE dec.d ->> 'decision' END,
-    reason        = CASE WHEN dec.stream_id IS NULL THEN m.reason ELSE coalesce(dec.d ->> 'reason', '') END,
-    matched_rule  = CASE WHEN dec.stream_id IS NULL THEN m.matched_rule ELSE dec.d ->> 'matched_rule' END,
-    matched_rules = CASE WHEN ev.stream_id IS NULL THEN m.matched_rules ELSE coalesce(ev.e -> 'matched_rules', '[]'::jsonb) END,
-    snapshot_hash = CASE WHEN ev.stream_id IS NULL THEN m.snapshot_hash ELSE ev.e ->> 'snapshot_hash' END,
-    finalized_via = CASE WHEN fin.stream_id IS NULL THEN m.finalized_via ELSE fin.via END,
-    decided_at    = CASE WHEN fin.stream_id IS NULL THEN m.decided_at ELSE fin.recorded_at END,
-    last_position = l.position
-    FROM last l
-    LEFT JOIN dec USING (stream_id)
-    LEFT JOIN ev USING (stream_id)
-    LEFT JOIN fin USING (stream_id)
-    LEFT JOIN st USING (stream_id)
-   WHERE m.stream_id = l.stream_id
-     AND l.stream_id NOT IN (SELECT c.stream_id FROM created c)
-     AND m.last_position < l.position
-     AND (dec.stream_id IS NOT NULL OR st.stream_id IS NOT NULL)
+    status        = coalesce(a.status, m.status),
+    decision      = CASE WHEN a.has_dec THEN a.dec ->> 'decision' ELSE m.decision END,
+    reason        = CASE WHEN a.has_dec THEN coalesce(a.dec ->> 'reason', '') ELSE m.reason END,
+    matched_rule  = CASE WHEN a.has_dec THEN a.dec ->> 'matched_rule' ELSE m.matched_rule END,
+    matched_rules = CASE WHEN a.has_ev THEN coalesce(a.ev -> 'matched_rules', '[]'::jsonb) ELSE m.matched_rules END,
+    snapshot_hash = CASE WHEN a.has_ev THEN a.ev ->> 'snapshot_hash' ELSE m.snapshot_hash END,
+    finalized_via = CASE WHEN a.has_fin THEN a.via ELSE m.finalized_via END,
+    decided_at    = CASE WHEN a.has_fin THEN a.fin_at ELSE m.decided_at END,
+    last_position = a.last_position
+    FROM a
+   WHERE m.stream_id = a.stream_id
+     AND m.last_position < a.last_position
 $$;
 
 CREATE FUNCTION countersign_monitor_on_append() RETURNS trigger
@@ -166,7 +154,7 @@ CREATE TRIGGER events_monitor AFTER INSERT ON events REFERENCING NEW TABLE AS ap
 -- already wrote here holds a conflicting lock until it commits (so its events are read), and one that has not
 -- waits and applies its own events after the rebuild. Returns the number of events read and rows made.
 -- SECURITY DEFINER: the application role may not delete projection rows itself.
-CREATE FUNCTION countersign_monitor_rebuild(p_batch integer DEFAULT 5000) RETURNS TABLE (events_read bigint, rows_projected bigint)
+CREATE FUNCTION countersign_monitor_rebuild(p_batch integer DEFAULT 20000) RETURNS TABLE (events_read bigint, rows_projected bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
   v_after bigint := 0;
