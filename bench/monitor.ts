@@ -139,12 +139,12 @@ try {
 
   const a = await ours();
   const b = await bare();
-  if (a.length !== 50 || JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`the two queries disagree: ${a.length} vs ${b.length} rows`);
+  if (a.length === 0 || JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`the two queries disagree: ${a.length} vs ${b.length} rows`);
   const plan = await owner.query(`EXPLAIN SELECT * FROM decision_monitor m WHERE m.tenant_id = 'bench1' AND m.policy_id = 'p3' AND m.decision = 'DENY'
     AND m.requested_at >= now() - interval '1 day' ORDER BY m.requested_at DESC, m.seq DESC LIMIT 51`);
   console.log(`plan (projection): ${plan.rows.map((r: Record<string, string>) => r['QUERY PLAN']).join(' | ').replace(/\s+/g, ' ').slice(0, 300)}`);
   const inWindow = await owner.query(`SELECT count(*)::int AS n FROM decision_monitor WHERE tenant_id = 'bench1' AND policy_id = 'p3' AND decision = 'DENY' AND requested_at >= now() - interval '1 day'`);
-  console.log(`rows matching the filter in the window: ${inWindow.rows[0].n}; page: 50`);
+  console.log(`rows matching the filter in the window: ${inWindow.rows[0].n}; page: ${a.length}`);
 
   const times: Record<'ours' | 'bare', number[]> = { ours: [], bare: [] };
   const one = async (name: 'ours' | 'bare') => {
