@@ -1,6 +1,7 @@
 import type { DecisionSummary } from '../../schemas/api.ts';
 import type { Decision, MatchedRule } from '../../schemas/decision.ts';
-import { withTenant, type Db } from '../events/db.ts';
+import { CountersignError } from '../errors.ts';
+import { isConnectionError, type Db } from '../events/db.ts';
 import { reasonFields } from './reason-code.ts';
 
 /** Where the previous page ended: its last item's (requested_at to the microsecond, seq). */
@@ -52,58 +53,49 @@ type MonitorRow = {
   policy_version: number | null;
 };
 
-/**
- * The WHERE clause of a filtered list: fixed SQL fragments, each with its own bind parameter, so no value a
- * caller sends is ever part of the statement's text. The tenant condition always comes first; row-level
- * security (withTenant) enforces it again.
- */
-export function monitorWhere(tenantId: string, f: DecisionFilters, after: MonitorCursor | null): { sql: string; params: unknown[] } {
-  const params: unknown[] = [tenantId];
-  const where = ['m.tenant_id = $1'];
-  const add = (fragment: (n: string) => string, value: unknown) => {
-    params.push(value);
-    where.push(fragment(`$${params.length}`));
+/** The filters as countersign_monitor_page reads them: the projection's column names, absent when not given. */
+function filterJson(f: DecisionFilters): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  const set = (key: string, v: string | number | undefined) => {
+    if (v !== undefined) out[key] = v;
   };
-  if (f.status === 'final') where.push(`m.status = 'final'`);
-  if (f.status === 'pending_approval') where.push(`m.status <> 'final'`);
-  if (f.agent !== undefined) add((n) => `m.agent_id = ${n}`, f.agent);
-  if (f.decision !== undefined) add((n) => `m.decision = ${n}`, f.decision);
-  if (f.policyId !== undefined) add((n) => `m.policy_id = ${n}`, f.policyId);
-  if (f.policyVersion !== undefined) add((n) => `m.policy_version = ${n}::integer`, f.policyVersion);
-  if (f.rule !== undefined) add((n) => `m.matched_rule = ${n}`, f.rule);
-  if (f.tool !== undefined) add((n) => `m.tool = ${n}`, f.tool);
-  if (f.operation !== undefined) add((n) => `m.operation = ${n}`, f.operation);
-  if (f.since !== undefined) add((n) => `m.requested_at >= ${n}::timestamptz`, f.since);
-  if (f.until !== undefined) add((n) => `m.requested_at < ${n}::timestamptz`, f.until);
-  if (f.requestedBy !== undefined) add((n) => `m.requested_by = ${n}`, f.requestedBy);
-  if (after) {
-    params.push(after.t, after.s);
-    where.push(`(m.requested_at, m.seq) < ($${params.length - 1}::timestamptz, $${params.length}::bigint)`);
-  }
-  return { sql: where.join(' AND '), params };
+  set('status', f.status);
+  set('agent_id', f.agent);
+  set('decision', f.decision);
+  set('policy_id', f.policyId);
+  set('policy_version', f.policyVersion);
+  set('matched_rule', f.rule);
+  set('tool', f.tool);
+  set('operation', f.operation);
+  set('since', f.since);
+  set('until', f.until);
+  set('requested_by', f.requestedBy);
+  return out;
 }
+
+/** Migration 0024: the page in one statement, which sets the tenant scope for row-level security itself. */
+const PAGE = {
+  name: 'countersign_monitor_page',
+  text: 'SELECT * FROM countersign_monitor_page($1, $2::jsonb, $3::timestamptz, $4::bigint, $5, $6)',
+};
 
 /**
  * A tenant's decisions from the monitor projection (table decision_monitor, migration 0024), newest first by
  * (requested_at, seq), paged by a keyset cursor, so a page costs one index range read however deep it is.
- * The projection is written in the same transaction as the events it reads, so a decision is listed as soon
- * as it is recorded. `pending_approval` means "not final yet" (it includes runs whose evaluation is not
- * recorded yet). `reason_code` is derived here with the same function as the decision result.
+ * One statement (countersign_monitor_page), which scopes the transaction to the tenant as withTenant does and
+ * filters by tenant itself too. The projection is written in the same transaction as the events it reads, so
+ * a decision is listed as soon as it is recorded. `pending_approval` means "not final yet" (it includes runs
+ * whose evaluation is not recorded yet). `reason_code` is derived here with the same function as the result.
  */
 export async function listDecisions(db: Db, tenantId: string, opts: DecisionListOptions): Promise<{ items: DecisionSummary[]; next: MonitorCursor | null }> {
-  const { sql, params } = monitorWhere(tenantId, opts, opts.after);
-  params.push(opts.limit + 1);
-  const res = await withTenant(db, tenantId, (c) => c.query<MonitorRow>(
-    `SELECT m.decision_id, m.seq, to_char(m.requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at,
-            m.run_id, m.requested_at, m.agent_id, m.requested_by, m.tool, m.operation, m.input_digest,
-            ${opts.withInput ? 'm.input' : 'NULL::jsonb AS input'}, m.status, m.decision, m.reason, m.matched_rule, m.matched_rules,
-            m.snapshot_hash, m.finalized_via, m.decided_at, m.policy_id, m.policy_version
-       FROM decision_monitor m
-      WHERE ${sql}
-      ORDER BY m.requested_at DESC, m.seq DESC
-      LIMIT $${params.length}`,
-    params,
-  ));
+  if (!tenantId) throw new Error('listDecisions needs a tenant id');
+  let res;
+  try {
+    res = await db.query<MonitorRow>({ ...PAGE, values: [tenantId, JSON.stringify(filterJson(opts)), opts.after?.t ?? null, opts.after?.s ?? null, opts.limit + 1, opts.withInput] });
+  } catch (err) {
+    if (isConnectionError(err)) throw CountersignError.dependency('postgres', err);
+    throw err;
+  }
   const more = res.rows.length > opts.limit;
   const rows = more ? res.rows.slice(0, opts.limit) : res.rows;
   const items = rows.map((row) => summaryOf(row, opts.withInput));

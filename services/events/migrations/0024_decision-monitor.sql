@@ -178,10 +178,61 @@ BEGIN
   RETURN QUERY SELECT v_read, (SELECT count(*) FROM decision_monitor);
 END $$;
 
+-- One page of a tenant's monitor, in one statement (one round trip: the scope, the query and the commit of
+-- withTenant's transaction are three). Like countersign_append, it sets the transaction-local tenant scope
+-- itself, so row-level security applies as under withTenant. Each filter present in p_filters adds a fixed
+-- condition that reads its value from the jsonb parameter, never from the statement's text, and the page is
+-- planned with the values known (EXECUTE), so the index that fits the filters is used. Values are validated
+-- by the API before they reach here (services/decisions/list-decisions.ts).
+CREATE FUNCTION countersign_monitor_page(p_tenant text, p_filters jsonb, p_after_at timestamptz, p_after_seq bigint, p_limit integer, p_with_input boolean)
+RETURNS TABLE (decision_id text, seq bigint, cursor_at text, run_id text, requested_at timestamptz, agent_id text, requested_by text, tool text,
+               operation text, input_digest text, input jsonb, status text, decision text, reason text, matched_rule text, matched_rules jsonb,
+               snapshot_hash text, finalized_via text, decided_at timestamptz, policy_id text, policy_version integer)
+LANGUAGE plpgsql SECURITY INVOKER AS $$
+DECLARE
+  v_where text := 'm.tenant_id = $2';
+  v_key text;
+BEGIN
+  IF p_tenant IS NULL OR p_tenant = '' THEN
+    RAISE EXCEPTION 'countersign_monitor_page: no tenant' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  PERFORM set_config('countersign.tenant_id', p_tenant, true);
+  IF p_filters ->> 'status' = 'final' THEN
+    v_where := v_where || ' AND m.status = ''final''';
+  ELSIF p_filters ->> 'status' = 'pending_approval' THEN
+    v_where := v_where || ' AND m.status <> ''final''';
+  END IF;
+  FOREACH v_key IN ARRAY ARRAY['agent_id', 'decision', 'policy_id', 'matched_rule', 'tool', 'operation', 'requested_by'] LOOP
+    IF p_filters ? v_key THEN
+      v_where := v_where || format(' AND m.%I = ($1 ->> %L)', v_key, v_key);
+    END IF;
+  END LOOP;
+  IF p_filters ? 'policy_version' THEN
+    v_where := v_where || ' AND m.policy_version = ($1 ->> ''policy_version'')::integer';
+  END IF;
+  IF p_filters ? 'since' THEN
+    v_where := v_where || ' AND m.requested_at >= ($1 ->> ''since'')::timestamptz';
+  END IF;
+  IF p_filters ? 'until' THEN
+    v_where := v_where || ' AND m.requested_at < ($1 ->> ''until'')::timestamptz';
+  END IF;
+  IF p_after_at IS NOT NULL THEN
+    v_where := v_where || ' AND (m.requested_at, m.seq) < ($3, $4)';
+  END IF;
+  RETURN QUERY EXECUTE format(
+    'SELECT m.decision_id, m.seq, to_char(m.requested_at AT TIME ZONE ''UTC'', ''YYYY-MM-DD"T"HH24:MI:SS.US"Z"''), m.run_id, m.requested_at,
+            m.agent_id, m.requested_by, m.tool, m.operation, m.input_digest, %s, m.status, m.decision, m.reason, m.matched_rule,
+            m.matched_rules, m.snapshot_hash, m.finalized_via, m.decided_at, m.policy_id, m.policy_version
+       FROM decision_monitor m WHERE %s ORDER BY m.requested_at DESC, m.seq DESC LIMIT $5',
+    CASE WHEN p_with_input THEN 'm.input' ELSE 'NULL::jsonb' END, v_where)
+    USING p_filters, p_tenant, p_after_at, p_after_seq, p_limit;
+END $$;
+
 -- Runs already in the log are projected now.
 SELECT * FROM countersign_monitor_rebuild();
 
 -- Down Migration
+DROP FUNCTION countersign_monitor_page(text, jsonb, timestamptz, bigint, integer, boolean);
 DROP FUNCTION countersign_monitor_rebuild(integer);
 DROP TRIGGER events_monitor ON events;
 DROP FUNCTION countersign_monitor_on_append();
