@@ -10,87 +10,10 @@
  */
 import { Environment } from '@marcbachmann/cel-js';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
-import { DecisionRequest } from '../schemas/decision.ts';
-import { DECISIONS, type Decision } from '../schemas/decision-kind.ts';
-import { compile, evaluate, type Snapshot } from '../services/policy/index.ts';
-
-type BenchRule = { name: string; tool: string; op: string; env?: string; threshold?: number; decision: Decision };
-
-/** A deterministic generator (mulberry32): the same rule sets and requests on every run. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function ruleSet(n: number): BenchRule[] {
-  const tools = Math.max(2, n / 8);
-  const rand = rng(n);
-  return Array.from({ length: n }, (_, i) => {
-    const r: BenchRule = { name: `r${i}`, tool: `t${i % tools}`, op: `Op${Math.floor(i / tools) % 4}`, decision: i % 5 === 0 ? 'DENY' : i % 5 === 1 ? 'REQUIRE_APPROVAL' : 'ALLOW' };
-    if (i % 3 !== 2) r.env = rand() < 0.5 ? 'prod' : 'dev';
-    if (i % 2 === 0) r.threshold = Math.floor(rand() * 1000);
-    return r;
-  });
-}
-
-function requests(n: number, count: number): DecisionRequest[] {
-  const tools = Math.max(2, n / 8);
-  const rand = rng(n * 7919);
-  return Array.from({ length: count }, () =>
-    DecisionRequest.parse({
-      agent: { id: 'bench-agent' },
-      action: { tool: rand() < 0.1 ? 'unknown_tool' : `t${Math.floor(rand() * tools)}`, operation: `Op${Math.floor(rand() * 4)}` },
-      context: { environment: rand() < 0.5 ? 'prod' : 'dev', amount: Math.floor(rand() * 1000), vendor_status: rand() < 0.7 ? 'approved' : 'pending' },
-    }),
-  );
-}
-
-const celCondition = (r: BenchRule) => (r.threshold === undefined ? undefined : `amount > ${r.threshold} && vendor_status == "approved"`);
-const rank = (d: Decision) => DECISIONS.indexOf(d);
-
-// --- countersign ---------------------------------------------------------------------------------
-function ourSnapshot(rules: BenchRule[]): Snapshot {
-  const doc = {
-    apiVersion: 'countersign/v1',
-    kind: 'Policy',
-    metadata: { id: 'bench' },
-    rules: rules.map((r) => ({ name: r.name, match: { tool: r.tool, operation: r.op, ...(r.env ? { environment: r.env } : {}) }, ...(celCondition(r) ? { condition: celCondition(r) } : {}), decision: r.decision })),
-  };
-  const c = compile([{ document: doc, version: 1 }], { circuitBreakers: false, defaultDecision: 'DENY' });
-  if (!c.ok) throw new Error(JSON.stringify(c.errors));
-  return c.snapshot;
-}
-
-// --- hand-written JS (the floor) -------------------------------------------------------------------
-type HandRule = { name: string; decision: Decision; test: (q: DecisionRequest) => boolean };
-function handRules(rules: BenchRule[]): HandRule[] {
-  return rules.map((r) => ({
-    name: r.name,
-    decision: r.decision,
-    test: (q) => {
-      if (q.action.tool !== r.tool || q.action.operation !== r.op) return false;
-      const c = q.context as { environment?: string; amount?: number; vendor_status?: string };
-      if (r.env !== undefined && c.environment !== r.env) return false;
-      if (r.threshold !== undefined && !((c.amount ?? 0) > r.threshold && c.vendor_status === 'approved')) return false;
-      return true;
-    },
-  }));
-}
-function handEvaluate(rules: HandRule[], q: DecisionRequest): { decision: Decision; matched: string[] } {
-  let decision: Decision | undefined;
-  const matched: string[] = [];
-  for (const r of rules) {
-    if (!r.test(q)) continue;
-    matched.push(r.name);
-    if (decision === undefined || rank(r.decision) < rank(decision)) decision = r.decision;
-  }
-  return { decision: decision ?? 'DENY', matched };
-}
+import type { DecisionRequest } from '../schemas/decision.ts';
+import type { Decision } from '../schemas/decision-kind.ts';
+import { evaluate } from '../services/policy/index.ts';
+import { celCondition, handEvaluate, handRules, ourSnapshot, rank, requests, ruleSet, type BenchRule } from './lib/policy-eval-rules.ts';
 
 // --- CEL, each rule interpreted --------------------------------------------------------------------
 type CelRule = { name: string; decision: Decision; program: (ctx: Record<string, unknown>) => unknown };

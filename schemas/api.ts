@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Decision, DecisionStatus } from './decision.ts';
+import { Decision, DecisionStatus, MatchedRule, ReasonCode } from './decision.ts';
 
 /** Shapes every route shares: problems, cursor pages, and list items that are not another schema's. */
 
@@ -27,9 +27,19 @@ export function pageOf<T extends z.ZodType>(item: T) {
   return z.strictObject({ items: z.array(item), next_cursor: z.string().nullable() });
 }
 
+/** The monitor's filters: each narrows the list; together they all hold. Values are matched exactly. */
+const FilterText = z.string().max(200).regex(/^\P{Cc}*$/u, 'no control characters');
 export const DecisionListQuery = PageQuery.extend({
-  status: DecisionStatus.optional().describe('Only final or only pending decisions.'),
-  agent: z.string().max(200).optional().describe('Only this agent id.'),
+  status: DecisionStatus.optional().describe('Only final or only pending decisions (pending: not final yet).'),
+  agent: FilterText.optional().describe('Only this agent id.'),
+  decision: Decision.optional().describe('Only this decision (as it stands: the final one once the run is final).'),
+  policy_id: FilterText.optional().describe('Only decisions whose deciding rule is in this policy.'),
+  policy_version: z.coerce.number().int().min(0).max(2_147_483_647).optional().describe('Only decisions decided by this version of the policy (with policy_id).'),
+  rule: FilterText.optional().describe('Only decisions whose deciding rule has this name.'),
+  tool: FilterText.optional().describe('Only requests for this tool.'),
+  operation: FilterText.optional().describe('Only requests for this operation.'),
+  since: z.iso.datetime({ offset: true }).optional().describe('Only decisions requested at or after this time (ISO 8601).'),
+  until: z.iso.datetime({ offset: true }).optional().describe('Only decisions requested before this time (ISO 8601).'),
 });
 
 export const DecisionSummary = z.strictObject({
@@ -42,5 +52,15 @@ export const DecisionSummary = z.strictObject({
   reason: z.string(),
   requested_by: z.string(),
   requested_at: z.string(),
+  reason_code: ReasonCode.optional().describe('What decided it, as in the decision result.'),
+  matched_rule: z.string().nullable().optional().describe('The deciding rule; null when the tenant default decided or before evaluation.'),
+  policy_id: z.string().nullable().optional().describe('The policy of the deciding rule.'),
+  policy_version: z.number().int().nullable().optional().describe('The version of that policy.'),
+  matched_rules: z.array(MatchedRule).optional().describe('Every rule that matched, with its policy and version.'),
+  snapshot_hash: z.string().nullable().optional(),
+  decided_at: z.string().nullable().optional().describe('When the run became final.'),
+  run_id: z.string().optional().describe('The Temporal workflow id of the run.'),
+  input_digest: z.string().optional().describe('sha256 of the request as asked (request_digest).'),
+  input: z.unknown().optional().describe('The request itself (agent, action with args, context, model): only for admins, auditors and approvers.'),
 });
 export type DecisionSummary = z.infer<typeof DecisionSummary>;

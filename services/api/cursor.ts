@@ -24,7 +24,13 @@ function decode<T>(cursor: string, schema: z.ZodType<T>): T {
 
 const KeysetCursor = z.strictObject({ t: z.string().min(1).max(64).regex(/^\d{4}-\d\d-\d\d[ T][\d:.+-]+$/), id: z.string().min(1).max(100) });
 const PositionCursor = z.strictObject({ p: z.string().regex(/^\d{1,19}$/) });
+// The monitor's (requested_at, seq): a UTC time to the microsecond as Postgres printed it, and a log position.
+const MonitorCursor = z.strictObject({
+  t: z.string().regex(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/).refine((t) => !Number.isNaN(Date.parse(t)), 'not a time'),
+  s: z.string().regex(/^[1-9]\d{0,17}$/),
+});
 
 export const keysetCursor = (cursor: string | undefined): Keyset | null => (cursor === undefined ? null : decode(cursor, KeysetCursor));
 export const positionCursor = (cursor: string | undefined): string | null => (cursor === undefined ? null : decode(cursor, PositionCursor).p);
+export const monitorCursor = (cursor: string | undefined): { t: string; s: string } | null => (cursor === undefined ? null : decode(cursor, MonitorCursor));
 export const nextCursor = (next: Keyset | null): string | null => (next ? encodeCursor(next) : null);

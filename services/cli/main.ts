@@ -10,6 +10,7 @@ import { registerPrincipalCommands } from './commands/principals.ts';
 import { registerTenantCommands } from './commands/tenants.ts';
 import { registerToolCommands } from './commands/tools.ts';
 import { registerMcpCommands } from './commands/mcp.ts';
+import { registerAdminCommands } from './commands/admin.ts';
 
 import { EXIT } from './exit-codes.ts';
 
@@ -20,7 +21,7 @@ const GROUPS: Array<[string, Array<(p: Command) => void>]> = [
   ['Policy authors:', [registerPolicyCommands, registerAgentCommands]],
   ['Agents, approvers and operators:', [registerDecisionCommands, registerApprovalCommands, registerMcpCommands]],
   ['Auditors:', [registerAuditCommands]],
-  ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands, registerToolCommands]],
+  ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands, registerToolCommands, registerAdminCommands]],
   ['Connection:', [registerLoginCommands]],
 ];
 

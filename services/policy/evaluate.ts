@@ -1,7 +1,8 @@
 import type { Decision } from '../../schemas/decision-kind.ts';
 import type { DecisionRequest, Evaluation, MatchedRule } from '../../schemas/decision.ts';
 import type { Constraints } from '../../schemas/constraints.ts';
-import { checkRule, lazyVars } from './check-rule.ts';
+import { checkRule, lazyVars, type LazyVars } from './check-rule.ts';
+import { CEL_EVALUATION_BUDGET } from './cel-budget.ts';
 import { restrictiveness } from './compile.ts';
 import type { Facts } from './counters.ts';
 import { mergeConstraints } from './merge-constraints.ts';
@@ -146,16 +147,31 @@ function mostRestrictive(hits: Hit[], from: Decision): Decision {
   return d;
 }
 
+// The hits of the evaluation in progress. Module-level and emptied at each start, because arrays made per
+// evaluation were a large share of what an evaluation allocated, and the young-generation collections that
+// allocation causes land in the tail of evaluation latency. Safe because evaluation is synchronous and never
+// re-entered (nothing it calls reaches evaluate), and nothing returned refers to these arrays.
+const STORED: Hit[] = [];
+const PACK: Hit[] = [];
+/** The CEL variables box of the evaluation in progress, reset the same way (its variables are built lazily). */
+const VARS: LazyVars = lazyVars({ agent: { id: '' }, action: { tool: '' } } as DecisionRequest, new Date(0));
+
 // The hot path below uses plain loops and no closures: under tsx every arrow function allocated per
 // evaluation is also renamed (keepNames), which cost more than the matching itself.
 function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, nowIso: string): Evaluation {
   const snapshot = rt.snapshot;
   if (rt.defect !== undefined) return denyAll(snapshot, facts, nowIso, `${rt.defect}; failing closed`);
   const agentId = request.agent.id;
-  const vars = lazyVars(request, now);
+  const vars = VARS;
+  vars.request = request;
+  vars.now = now;
+  vars.vars = undefined;
+  vars.budget.left = CEL_EVALUATION_BUDGET;
 
-  const stored: Hit[] = [];
-  const pack: Hit[] = [];
+  const stored = STORED;
+  const pack = PACK;
+  stored.length = 0;
+  pack.length = 0;
   // Lists come before their policy's rules; stored policies come before the pack (snapshot order).
   const candidates = candidateRules(rt, request.action.tool, request.action.operation);
   const lists = rt.lists;
@@ -226,8 +242,12 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
   }
   const constraints: Record<string, unknown> = {};
   if (decision !== 'DENY') for (const h of all) mergeConstraints(constraints, h.constraints);
-  const matched: MatchedRule[] = [];
-  for (const h of all) matched.push({ policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, decision: h.decision });
+  // Sized once (a pushed array grows its backing store to 17 slots at the first push).
+  const matched: MatchedRule[] = new Array<MatchedRule>(all.length);
+  for (let i = 0; i < all.length; i++) {
+    const h = all[i]!;
+    matched[i] = { policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, decision: h.decision };
+  }
   const evaluation: Evaluation = {
     decision,
     reason: deciding?.reason ?? `no rule matched ${describeAction(request)} for agent ${agentId}; the tenant default decision is ${decision}`,
@@ -240,6 +260,10 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
   };
   // Approval settings come from stored policies only: a per-call rule that decides leaves the workflow's defaults.
   if (decision === 'REQUIRE_APPROVAL' && deciding?.approval !== undefined && deciding.policy !== PER_CALL_POLICY) evaluation.approval = { ...deciding.approval };
+  // The box and the arrays would otherwise keep this request reachable until the next evaluation.
+  vars.vars = undefined;
+  stored.length = 0;
+  pack.length = 0;
   return evaluation;
 }
 

@@ -1,6 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import type { DecisionRequestInput, DecisionResult } from '../../schemas/decision.ts';
 import type { DecisionSummary } from '../../schemas/api.ts';
+import type { Decision } from '../../schemas/decision.ts';
+
+export type DecisionListFilters = {
+  limit?: number;
+  cursor?: string;
+  status?: 'final' | 'pending_approval';
+  agent?: string;
+  decision?: Decision;
+  policy_id?: string;
+  policy_version?: number;
+  rule?: string;
+  tool?: string;
+  operation?: string;
+  /** ISO 8601: requested at or after. */
+  since?: string;
+  /** ISO 8601: requested before. */
+  until?: string;
+};
 import { ApprovalTimeout, CountersignApiError } from './errors.ts';
 import { guard, type GuardOptions, type Describe } from './guard.ts';
 import { Transport, type TransportOptions } from './transport.ts';
@@ -60,7 +78,8 @@ export class Countersign {
     return this.transport.request<DecisionResult>('POST', '/v1/policy/simulate', body);
   }
 
-  async listDecisions(query: { limit?: number; cursor?: string; status?: 'final' | 'pending_approval'; agent?: string } = {}): Promise<{ items: DecisionSummary[]; next_cursor: string | null }> {
+  /** The monitor: decisions newest first, narrowed by any of its filters (GET /v1/decisions). */
+  async listDecisions(query: DecisionListFilters = {}): Promise<{ items: DecisionSummary[]; next_cursor: string | null }> {
     return this.transport.request('GET', '/v1/decisions', undefined, { query });
   }
 

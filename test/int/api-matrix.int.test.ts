@@ -74,6 +74,7 @@ const ROWS: Record<string, Row> = {
   'GET /assets/:file': { auth: 'public', path: () => '/assets/none.js', noIds: true },
   'POST /v1/tenants': { auth: 'platform-admin', path: () => '/v1/tenants', body: () => ({ id: 'matrix-new', name: 'New' }), wrongType: [{ id: 'matrix-new', name: ['x'] }, 'name'], noIds: true },
   'GET /v1/tenants': { auth: 'platform-admin', path: () => '/v1/tenants', strictQuery: true, noIds: true },
+  'POST /v1/admin/monitor/rebuild': { auth: 'platform-admin', path: () => '/v1/admin/monitor/rebuild', noIds: true },
   'GET /v1/tenants/:id': { auth: 'roles', path: (i) => `/v1/tenants/${i.tenant}` },
   'PATCH /v1/tenants/:id': { auth: 'roles', path: (i) => `/v1/tenants/${i.tenant}`, body: () => ({ default_decision: 'ALLOW' }), wrongType: [{ default_decision: 'MAYBE' }, 'default_decision'] },
   'POST /v1/principals': { auth: 'roles', path: () => '/v1/principals', body: () => ({ name: 'm', kind: 'agent', roles: ['agent'] }), wrongType: [{ name: 'm', kind: 'agent', roles: 'agent' }, 'roles'], noIds: true },

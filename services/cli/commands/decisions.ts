@@ -5,7 +5,10 @@ import type { DecisionResult } from '../../../schemas/decision.ts';
 import { EXIT } from '../exit-codes.ts';
 import { pages, print, record, run, transport } from './remote.ts';
 
-type ListOptions = { status?: string; agent?: string; limit: string; all?: boolean; json?: boolean };
+type ListOptions = {
+  status?: string; agent?: string; decision?: string; policy?: string; policyVersion?: string; rule?: string; tool?: string; operation?: string;
+  since?: string; until?: string; limit: string; all?: boolean; json?: boolean;
+};
 
 /** `countersign decisions …`: what agents asked and what they were told. */
 export function registerDecisionCommands(program: Command): void {
@@ -13,15 +16,27 @@ export function registerDecisionCommands(program: Command): void {
 
   decisions
     .command('list')
-    .description('List decisions, newest first.')
+    .description('The monitor: decisions, newest first, narrowed by any of the filters.')
     .option('--status <status>', 'final or pending_approval')
     .option('--agent <id>', 'only this agent')
+    .option('--decision <decision>', 'ALLOW, DENY, REQUIRE_APPROVAL or ALLOW_WITH_CONSTRAINTS')
+    .option('--policy <id>', 'only decisions whose deciding rule is in this policy')
+    .option('--policy-version <n>', 'and in this version of it (with --policy)')
+    .option('--rule <name>', 'only decisions this rule decided')
+    .option('--tool <name>', 'only requests for this tool')
+    .option('--operation <name>', 'only requests for this operation')
+    .option('--since <time>', 'requested at or after (ISO 8601)')
+    .option('--until <time>', 'requested before (ISO 8601)')
     .option('--limit <n>', 'per page', '50')
     .option('--all', 'every page')
     .option('--json', 'print JSON')
     .action((opts: ListOptions) => run(async () => {
-      const items = await pages<DecisionSummary>(transport(), '/v1/decisions', { status: opts.status, agent: opts.agent, limit: opts.limit }, opts.all);
-      print(opts.json, items, items, ['decision_id', 'requested_at', 'agent_id', 'tool', 'operation', 'decision', 'status', 'reason']);
+      const query = {
+        status: opts.status, agent: opts.agent, decision: opts.decision, policy_id: opts.policy, policy_version: opts.policyVersion, rule: opts.rule,
+        tool: opts.tool, operation: opts.operation, since: opts.since, until: opts.until, limit: opts.limit,
+      };
+      const items = await pages<DecisionSummary>(transport(), '/v1/decisions', query, opts.all);
+      print(opts.json, items, items, ['decision_id', 'requested_at', 'agent_id', 'tool', 'operation', 'decision', 'status', 'reason', 'reason_code', 'policy_id', 'policy_version', 'matched_rule', 'run_id']);
     }));
 
   decisions

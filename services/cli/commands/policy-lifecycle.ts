@@ -128,16 +128,6 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
     }));
 
   policy
-    .command('pull')
-    .description("Print the active document of the policy bound to an agent (JSON)")
-    .requiredOption('--agent <id>', 'the agent')
-    .action((opts: { agent: string }) => run(async () => {
-      const b = await transport().request<{ policy_id: string | null; document: unknown }>('GET', `/v1/agents/${encodeURIComponent(opts.agent)}/binding`);
-      if (!b.policy_id) throw new UsageError(`agent ${opts.agent} has no bound policy`);
-      process.stdout.write(`${JSON.stringify(b.document, null, 2)}\n`);
-    }));
-
-  policy
     .command('diff')
     .description('Rule-by-rule difference between two versions of policy ID (a version number or `draft`)')
     .argument('<id>')

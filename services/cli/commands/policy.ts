@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerPolicyReadCommands } from './policy-read.ts';
 import { registerPolicyLifecycleCommands } from './policy-lifecycle.ts';
 import { DECISIONS, type Decision } from '../../../schemas/decision-kind.ts';
 import { circuitBreakerPack } from '../../policy/builtin-pack.ts';
@@ -127,6 +128,7 @@ function testCommand(files: string[]): number {
 export function registerPolicyCommands(program: Command): void {
   const policy = program.command('policy').description('Write, check and simulate policies.');
   registerPolicyLifecycleCommands(policy);
+  registerPolicyReadCommands(policy);
   policy
     .command('validate')
     .description('Check a policy file (YAML or JSON; every error as FILE:LINE:COL message, exit 1), a signed export (schema, hash and signature), or with --draft ID validate a draft against recent runs.')

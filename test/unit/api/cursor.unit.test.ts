@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeCursor, keysetCursor, nextCursor, positionCursor } from '../../../services/api/cursor.ts';
+import { encodeCursor, keysetCursor, monitorCursor, nextCursor, positionCursor } from '../../../services/api/cursor.ts';
 import { CountersignError } from '../../../services/errors.ts';
 import { keysetPage } from '../../../services/identity/keyset.ts';
 
@@ -24,6 +24,15 @@ describe('cursors', () => {
       }
     },
   );
+
+  it('monitor cursors carry (requested_at to the microsecond, seq) and nothing else', () => {
+    const c = { t: '2026-12-07T00:01:58.123456Z', s: '42' };
+    expect(monitorCursor(encodeCursor(c))).toEqual(c);
+    expect(monitorCursor(undefined)).toBeNull();
+    for (const bad of [{ t: c.t }, { ...c, s: '0' }, { ...c, s: '-1' }, { ...c, s: '1 OR 1=1' }, { ...c, t: '2026-12-07 00:01:58+00' }, { ...c, t: '2026-19-07T00:01:58.123456Z' }, { ...c, tenant: 'x' }, { p: '5' }]) {
+      expect(() => monitorCursor(encodeCursor(bad)), JSON.stringify(bad)).toThrow(CountersignError);
+    }
+  });
 
   it('keysetPage keeps limit rows and points after the last one only when there are more', () => {
     const rows = [1, 2, 3].map((i) => ({ id: `r${i}`, created_key: `t${i}` }));
