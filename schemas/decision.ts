@@ -97,6 +97,8 @@ export const EvaluationApproval = z.strictObject({
   escalate_after: z.string().optional(),
   escalate_after_sec: z.number().int().nonnegative().optional(),
   on_timeout: z.enum(['DENY', 'ALLOW']),
+  levels: z.array(z.strictObject({ approvers: z.array(z.string()), quorum: z.number().int().positive(), timeout: z.string(), timeout_sec: z.number().int().positive() }))
+    .optional().describe('An escalation ladder (the policy wrote levels): each level in turn, then on_timeout.'),
 });
 export type EvaluationApproval = z.infer<typeof EvaluationApproval>;
 
@@ -111,6 +113,8 @@ export const Evaluation = z.strictObject({
   facts: z.record(z.string(), z.unknown()),
   now: z.iso.datetime({ offset: true }),
   approval: EvaluationApproval.optional(),
+  requirements: z.array(z.strictObject({ policy_id: z.string(), version: z.number().int().nonnegative(), rule: z.string(), approval: EvaluationApproval }))
+    .optional().describe('Present when more than one matched rule requires approval: every one of them, in evaluation order; each must be satisfied.'),
 });
 export type Evaluation = z.infer<typeof Evaluation>;
 

@@ -9,6 +9,7 @@ import { runEventId } from '../services/decisions/ids.ts';
 import { evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
 import { decide, runState, type RunCommand } from '../services/decisions/run-decider.ts';
 import { reasonFields } from '../services/decisions/reason-code.ts';
+import { escalationGroups } from '../services/decisions/approval-requirements.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
 import type { StartAttestation } from '../services/decisions/start-attestation.ts';
 
@@ -211,7 +212,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       if (left > 0 && (await waitForAnswers(n, left))) break;
       // The deadline passed: the rules escalate the round once if it may, or expire it and end the run.
       must({ type: 'ReachDeadline', data: { round: n } });
-      if (view!.rounds.find((x) => x.round === n)!.status === 'open') await notify(n, 'escalation', r.escalate_to);
+      const escalated = escalationGroups(r, view!.rounds.find((x) => x.round === n)!);
+      if (escalated !== null) await notify(n, 'escalation', escalated);
     }
     await flush();
     await announceClosed(n);
