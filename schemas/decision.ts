@@ -128,6 +128,22 @@ export const REASON_CODES = [
 export const ReasonCode = z.enum(REASON_CODES);
 export type ReasonCode = z.infer<typeof ReasonCode>;
 
+/** One requirement of an approval round, where it stands (services/decisions/approval-requirements.ts). */
+export const ApprovalRequirementStatus = z.strictObject({
+  id: z.number().int().positive(),
+  policy_id: z.string(),
+  version: z.number().int().nonnegative(),
+  rule: z.string(),
+  status: z.enum(['open', 'approved', 'waived', 'expired']).describe('waived: its last level ended unanswered and its fallback is ALLOW.'),
+  level: z.number().int().nonnegative().describe('The level it is at (0-based) of levels.'),
+  levels: z.number().int().positive(),
+  groups: z.array(z.string()).describe('Who may answer for it now: its levels\' groups so far.'),
+  quorum: z.number().int().positive(),
+  approvals: z.number().int().nonnegative(),
+  deadline: z.string(),
+  on_timeout: z.enum(['DENY', 'ALLOW']),
+});
+
 export const DecisionResult = z.strictObject({
   decision_id: z.string(),
   decision: Decision,
@@ -141,5 +157,7 @@ export const DecisionResult = z.strictObject({
     'allowed | allowed_with_constraints | policy_violation (a rule or list denied) | default_decision (nothing matched) | approval_required (pending) | approved | approval_rejected | approval_expired | override_granted | override_denied.',
   ),
   policy_id: z.string().nullable().optional().describe('The policy whose rule decided (the first matched rule with the deciding name); null when the tenant default decided.'),
+  approval_requirements: z.array(ApprovalRequirementStatus).optional()
+    .describe('When several rules require approval, or one declares an escalation ladder: each requirement of the approval round (every one must approve) and where it stands.'),
 });
 export type DecisionResult = z.infer<typeof DecisionResult>;

@@ -9,7 +9,7 @@ import { runEventId } from '../services/decisions/ids.ts';
 import { evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
 import { decide, runState, type RunCommand } from '../services/decisions/run-decider.ts';
 import { reasonFields } from '../services/decisions/reason-code.ts';
-import { escalationGroups } from '../services/decisions/approval-requirements.ts';
+import { approvalRequirementsOf, escalationGroups } from '../services/decisions/approval-requirements.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
 import type { StartAttestation } from '../services/decisions/start-attestation.ts';
 
@@ -101,6 +101,7 @@ export function toResult(view: RunView): DecisionResult {
     constraints: view.constraints,
     snapshot_hash: view.snapshot_hash ?? '',
     ...reasonFields(view),
+    ...approvalRequirementsOf(view),
   };
 }
 

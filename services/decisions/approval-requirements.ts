@@ -119,3 +119,43 @@ export function escalationGroups(before: Round, after: Round): string[] | null {
   const added = after.requirements.filter((r) => r.level > before.requirements!.find((b) => b.id === r.id)!.level).map((r) => r.levels[r.level]!.groups);
   return union(added);
 }
+
+/** A requirement as the API, the inbox and the messages show it: where it stands now. */
+export type RequirementSummary = {
+  id: number;
+  policy_id: string;
+  version: number;
+  rule: string;
+  status: RequirementState['status'];
+  /** 0-based level it is at, of `levels` levels. */
+  level: number;
+  levels: number;
+  /** Who may answer for it now (its levels' groups so far), how many approvals it needs now, and has. */
+  groups: string[];
+  quorum: number;
+  approvals: number;
+  deadline: string;
+  on_timeout: 'DENY' | 'ALLOW';
+};
+
+export const requirementSummaries = (round: Round): RequirementSummary[] | undefined => round.requirements?.map((r) => ({
+  id: r.id, policy_id: r.policy_id, version: r.version, rule: r.rule, status: r.status, level: r.level, levels: r.levels.length,
+  groups: eligibleGroups(r, r.level), quorum: r.levels[r.level]!.quorum, approvals: r.approvals.length, deadline: r.deadline, on_timeout: r.on_timeout,
+}));
+
+/** One line per requirement, for Slack and email: every requirement the round waits for, and where each stands. */
+export const requirementLines = (round: Round): string[] => (requirementSummaries(round) ?? []).map((s) =>
+  `${s.policy_id}/${s.rule}: ${s.groups.join(', ')}, ${s.approvals} of ${s.quorum} approvals, ${s.status === 'open' ? `level ${s.level + 1} of ${s.levels} until ${s.deadline}` : s.status}`);
+
+/** The latest a round of requirements can still close: each open requirement's deadline plus its levels still to come. */
+export const finalDeadlineOf = (round: Round): string => {
+  const ends = round.requirements!.filter((r) => r.status === 'open')
+    .map((r) => Date.parse(r.deadline) + r.levels.slice(r.level + 1).reduce((n, l) => n + l.timeout_sec * 1000, 0));
+  return ends.length ? new Date(Math.max(...ends)).toISOString() : round.deadline;
+};
+
+/** The decision result's `approval_requirements`: the approval round's requirements, only for a round that has them. */
+export function approvalRequirementsOf(view: { rounds: Round[] }): { approval_requirements?: RequirementSummary[] } {
+  const round = view.rounds.find((r) => r.kind === 'approval' && r.requirements);
+  return round ? { approval_requirements: requirementSummaries(round)! } : {};
+}

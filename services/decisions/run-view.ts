@@ -47,9 +47,16 @@ export type Round = {
   status: 'open' | 'approved' | 'rejected' | 'expired';
   /** A round of requirements: each must be satisfied (absent in a round of one single-level approval). */
   requirements?: RequirementState[] | undefined;
+  /**
+   * A round of requirements: its levels in turn (the first, then one per escalation), with who was asked at each
+   * (the recipients of its notices while it was at that level).
+   */
+  steps?: RoundStep[] | undefined;
   /** A round of requirements that expired: the fallback it expired to. */
   fallback?: 'DENY' | 'ALLOW' | undefined;
 };
+
+export type RoundStep = { level: number; groups: string[]; deadline: string; asked: string[] };
 
 export type OverrideRecord = {
   round: number;
@@ -157,7 +164,10 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
         level_timeout_sec: d.level_timeout_sec, on_timeout: d.on_timeout, requested_by: d.requested_by, args_digest: d.args_digest,
         snapshot_hash: d.snapshot_hash, justification: d.justification, approvals: [], rejections: [], status: 'open',
       };
-      if (d.requirements) round.requirements = openRequirements(d.requirements);
+      if (d.requirements) {
+        round.requirements = openRequirements(d.requirements);
+        round.steps = [{ level: 0, groups: d.groups, deadline: d.deadline, asked: [] }];
+      }
       return { ...v, rounds: [...v.rounds, round] };
     }
     case 'ApprovalGranted': {
@@ -180,7 +190,7 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       return {
         ...v,
         rounds: updateRound(v, d.round, (r) => {
-          const moved = { ...r, level: d.level, groups: d.groups, deadline: d.deadline };
+          const moved = { ...r, level: d.level, groups: d.groups, deadline: d.deadline, ...(r.steps ? { steps: [...r.steps, { level: d.level, groups: d.groups, deadline: d.deadline, asked: [] }] } : {}) };
           return r.requirements && d.requirements ? closeRequirements({ ...moved, requirements: escalateRequirements(r.requirements, d.requirements) }) : moved;
         }),
       };
@@ -195,6 +205,7 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       };
     }
     case 'NotificationSent':
+      return { ...v, notifications: v.notifications + 1, rounds: askedIn(v, event.data) };
     case 'NotificationFailed':
       return { ...v, notifications: v.notifications + 1 };
     case 'OverrideRequested': {
@@ -244,6 +255,15 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       return never;
     }
   }
+}
+
+/** A notice of a round of requirements adds its recipient to those asked at the level the round is at. */
+function askedIn(v: RunView, d: EventData<'NotificationSent'>): Round[] {
+  const r = v.rounds.find((x) => x.round === d.round);
+  if (!r?.steps || !['request', 'escalation', 'digest'].includes(d.purpose)) return v.rounds;
+  const last = r.steps[r.steps.length - 1]!;
+  if (last.asked.includes(d.recipient)) return v.rounds;
+  return updateRound(v, d.round, (x) => ({ ...x, steps: [...r.steps!.slice(0, -1), { ...last, asked: [...last.asked, d.recipient] }] }));
 }
 
 /** An answer as a round keeps it: the delegation and requirements only when the event has them. */
