@@ -298,6 +298,17 @@ export const ApiKeyCreatedData = z.strictObject({
   by: z.string(),
 });
 export const ApiKeyRevokedData = z.strictObject({ key_id: z.string(), prefix: z.string(), principal_id: z.string(), by: z.string() });
+/** An approver away: another member of the same approver group answers for them between starts_at and ends_at. */
+export const DelegationGrantedData = z.strictObject({
+  delegation_id: z.string(),
+  from: z.string().describe('The approver who is away.'),
+  to: z.string().describe('The member of the same group who answers for them.'),
+  group: z.string(),
+  starts_at: z.iso.datetime({ offset: true }),
+  ends_at: z.iso.datetime({ offset: true }),
+  by: z.string(),
+});
+export const DelegationRevokedData = z.strictObject({ delegation_id: z.string(), from: z.string(), to: z.string(), group: z.string(), by: z.string() });
 export const TenantConfig = z.strictObject({ name: z.string(), default_decision: Decision, settings: TenantSettings });
 export const TenantCreatedData = z.strictObject({ tenant_id: z.string(), config: TenantConfig, by: z.string() });
 export const TenantChangedData = z.strictObject({ tenant_id: z.string(), before: TenantConfig, after: TenantConfig, by: z.string() });
@@ -344,6 +355,8 @@ export const EVENT_DATA = {
   PrincipalChanged: PrincipalChangedData,
   ApiKeyCreated: ApiKeyCreatedData,
   ApiKeyRevoked: ApiKeyRevokedData,
+  DelegationGranted: DelegationGrantedData,
+  DelegationRevoked: DelegationRevokedData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;
 export const EVENT_TYPES = Object.keys(EVENT_DATA) as EventType[];

@@ -10,6 +10,7 @@ import { evolve, openRound, type RunEvent, type RunView } from '../services/deci
 import { decide, runState, type RunCommand } from '../services/decisions/run-decider.ts';
 import { reasonFields } from '../services/decisions/reason-code.ts';
 import { approvalRequirementsOf, escalationGroups } from '../services/decisions/approval-requirements.ts';
+import { withDelegations } from '../services/decisions/delegation-rules.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
 import type { StartAttestation } from '../services/decisions/start-attestation.ts';
 
@@ -337,7 +338,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         // The API's attestation and the approver's current roles and groups, from the database.
         const who = await authorize(a);
         if (!who.ok) throw refuseFrom(a.approver_id, who.reason);
-        const refused = apply(answerCommand(a, who.roles, who.groups));
+        const refused = apply(withDelegations(answerCommand(a, who.roles, who.groups), who.delegations));
         if (refused !== null) throw refuseFrom(a.approver_id, refused);
         await flush();
         const r = view!.rounds.find((x) => x.round === a.round)!;

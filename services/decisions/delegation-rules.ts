@@ -21,3 +21,8 @@ export function delegationFor(view: RunView, round: Round, a: { approver_id: str
     && t >= Date.parse(d.starts_at) && t < Date.parse(d.ends_at)
     && !answered.has(d.from));
 }
+
+/** An answer command with the delegations the authorize step found (none: the command as it was). */
+export function withDelegations<C extends { type: string; data: object }>(command: C, delegations: ActiveDelegation[] | undefined): C {
+  return delegations?.length && command.type === 'AnswerRound' ? { ...command, data: { ...command.data, delegations } } : command;
+}

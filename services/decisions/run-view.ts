@@ -249,6 +249,8 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     case 'PrincipalChanged':
     case 'ApiKeyCreated':
     case 'ApiKeyRevoked':
+    case 'DelegationGranted':
+    case 'DelegationRevoked':
       return view;
     default: {
       const never: never = event;
