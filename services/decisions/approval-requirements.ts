@@ -159,3 +159,24 @@ export function approvalRequirementsOf(view: { rounds: Round[] }): { approval_re
   const round = view.rounds.find((r) => r.kind === 'approval' && r.requirements);
   return round ? { approval_requirements: requirementSummaries(round)! } : {};
 }
+
+/** One level of a requirement's ladder as simulation shows it, if nobody answers before its deadline. */
+export type RouteLevel = { level: number; groups: string[]; eligible_groups: string[]; quorum: number; starts_at: string; deadline: string };
+export type RouteRequirement = { id: number; policy_id: string; version: number; rule: string; on_timeout: 'DENY' | 'ALLOW'; levels: RouteLevel[]; final_deadline: string };
+
+/**
+ * Who would be asked, and until when, for a REQUIRE_APPROVAL evaluation started at `now`: each requirement's
+ * levels in turn (as the run would open them: round of requirements or not, the ladder is the same), if nobody
+ * answers. The people in those groups are the caller's to add (they live in the database).
+ */
+export function approvalRoute(e: Evaluation, now: Date): RouteRequirement[] {
+  return requirementsOf(e).map((r, i) => {
+    let t = now.getTime();
+    const levels = r.levels.map((l, level) => {
+      const starts = t;
+      t += l.timeout_sec * 1000;
+      return { level, groups: l.groups, eligible_groups: eligibleGroups(r, level), quorum: l.quorum, starts_at: new Date(starts).toISOString(), deadline: new Date(t).toISOString() };
+    });
+    return { id: i + 1, policy_id: r.policy_id, version: r.version, rule: r.rule, on_timeout: r.on_timeout, levels, final_deadline: new Date(t).toISOString() };
+  });
+}
