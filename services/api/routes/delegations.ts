@@ -28,7 +28,7 @@ export function registerDelegationRoutes(app: FastifyInstance, deps: ApiDeps): v
 
   r.get('/v1/delegations', {
     onRequest: authenticated(deps, []),
-    schema: { tags: ['approvals'], summary: 'Delegations from or to you (admins and auditors: the tenant\'s), newest first', response: { 200: z.strictObject({ items: z.array(DelegationView) }), ...problems } },
+    schema: { tags: ['approvals'], summary: 'Delegations from or to you (admins and auditors: the tenant\'s), newest first', querystring: z.strictObject({}), response: { 200: z.strictObject({ items: z.array(DelegationView) }), ...problems } },
   }, async (req) => ({ items: await listDelegations(deps.db, principalOf(req), new Date()) }));
 
   r.delete('/v1/delegations/:id', {
