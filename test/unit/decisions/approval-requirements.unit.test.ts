@@ -74,7 +74,7 @@ function after(events: RunEvent[], ...steps: Array<[RunCommand, Date]>): RunEven
   for (const [c, now] of steps) all = [...all, ...given(all).when(c, now).events()];
   return all;
 }
-const finalised = (events: RunEvent[]) => events.filter((e) => e.type === 'DecisionFinalized').map((e) => e.data as EventData<'DecisionFinalized'>);
+const finalised = (events: RunEvent[]) => events.filter((e) => e.type === 'DecisionFinalized').map((e) => e.data);
 
 describe('decide: every matched requirement is asked (start)', () => {
   it('two rules that require approval open one round with a requirement each: the union of groups, the sum of quorums, the earliest deadline', () => {
