@@ -2,6 +2,7 @@ import { withTenant, type Db } from '../services/events/db.ts';
 import { verifyAttestation } from '../services/decisions/attestation.ts';
 import type { PrincipalCache } from '../services/identity/key-cache.ts';
 import type { AuthorizeInput, AuthorizeResult } from './types.ts';
+import { activeDelegationsTo } from '../services/identity/delegations.ts';
 
 const PRINCIPAL_FIELD: Record<string, string> = { answer: 'approver_id', override: 'requested_by', outcome: 'reported_by' };
 
@@ -25,6 +26,10 @@ export function makeAuthorize(db: Db, secret: () => Buffer, cache?: PrincipalCac
     if (!row) return { ok: false, reason: 'the principal does not exist in this tenant' };
     // Disabled after the API vouched for the message (a worker that was down, a slow queue): it no longer counts.
     if (row.disabled) return { ok: false, reason: 'the principal is disabled' };
-    return { ok: true, principal_id: principalId, roles: row.roles, groups: row.groups };
+    if (input.kind !== 'answer') return { ok: true, principal_id: principalId, roles: row.roles, groups: row.groups };
+    // Delegations are read fresh for every answer (never cached): a revocation counts from the next answer on.
+    const now = new Date();
+    const delegations = await withTenant(db, input.tenant_id, (c) => activeDelegationsTo(c, input.tenant_id, principalId, now));
+    return { ok: true, principal_id: principalId, roles: row.roles, groups: row.groups, ...(delegations.length > 0 ? { delegations } : {}) };
   };
 }

@@ -7,6 +7,7 @@ import { DEFAULT_CAP, releaseSlot, reserveOrQueue, type NotificationCap } from '
 import { approvalBlocks, fallbackText, newSlackRef } from '../services/channels/slack.ts';
 import { boundSlackTeam } from '../services/channels/slack-workspaces.ts';
 import type { Delivery, NotifyInput } from './types.ts';
+import { awayApprovers } from '../services/identity/delegations.ts';
 
 export type ChannelDeps = {
   /** Posts approval messages; absent when Slack is not configured. */
@@ -52,6 +53,7 @@ export function makeNotifyApprovers(db: Db, channels: ChannelDeps = {}) {
         [input.tenantId, input.groups, input.requestedBy],
       ),
     );
+    res.rows = await withoutAway(db, input, res.rows);
     const reminder = input.purpose === 'reminder';
     let facts: RoundFacts | null = null;
     const wantsChannel = res.rows.some((r) => (r.slack_user_id && channels.slack) || (r.email && channels.mailer));
@@ -84,6 +86,19 @@ export function makeNotifyApprovers(db: Db, channels: ChannelDeps = {}) {
     }
     return deliveries;
   };
+}
+
+/**
+ * Approvers away under a delegation in force are not notified: their delegate (a member of the same group, so
+ * among the recipients already) is, and answers for them. Someone whose delegate is not among the recipients
+ * is still notified, so a round never loses its last reachable approver to a delegation.
+ */
+async function withoutAway<R extends { id: string }>(db: Db, input: NotifyInput, rows: R[]): Promise<R[]> {
+  if (rows.length < 2) return rows;
+  const away = await withTenant(db, input.tenantId, (c) => awayApprovers(c, input.tenantId, input.groups, new Date()));
+  if (away.size === 0) return rows;
+  const ids = new Set(rows.map((r) => r.id));
+  return rows.filter((r) => { const to = away.get(r.id); return to === undefined || !ids.has(to); });
 }
 
 async function extendLinks(db: Db, f: RoundFacts): Promise<void> {

@@ -1,3 +1,4 @@
+import type { ActiveDelegation } from '../services/decisions/delegation-rules.ts';
 import type { DecisionResult } from '../schemas/decision.ts';
 import type { ApprovalChannel } from '../schemas/approval-channel.ts';
 import type { NewEvent, PolicyChange } from '../schemas/events.ts';
@@ -30,7 +31,9 @@ export type IssueReceiptInput = { decisionId: string; tenantId: string; headVers
 export type Attestation = { issued_at: string; mac: string };
 export type Attested<T> = T & { attestation: Attestation };
 export type AuthorizeInput = Attested<{ kind: string; tenant_id: string } & Record<string, unknown>>;
-export type AuthorizeResult = { ok: true; principal_id: string; roles: string[]; groups: string[] } | { ok: false; reason: string };
+export type AuthorizeResult =
+  | { ok: true; principal_id: string; roles: string[]; groups: string[]; /** For an answer: delegations to the approver in force now (absent when none). */ delegations?: ActiveDelegation[] }
+  | { ok: false; reason: string };
 
 export type NotifyInput = { decisionId: string; tenantId: string; round: number; purpose: 'request' | 'escalation' | 'reminder'; groups: string[]; requestedBy: string };
 /** One delivery: sent, failed (`error`), or held back by the per-approver cap for the approver's digest (`queued`). */

@@ -97,6 +97,8 @@ export const EvaluationApproval = z.strictObject({
   escalate_after: z.string().optional(),
   escalate_after_sec: z.number().int().nonnegative().optional(),
   on_timeout: z.enum(['DENY', 'ALLOW']),
+  levels: z.array(z.strictObject({ approvers: z.array(z.string()), quorum: z.number().int().positive(), timeout: z.string(), timeout_sec: z.number().int().positive() }))
+    .optional().describe('An escalation ladder (the policy wrote levels): each level in turn, then on_timeout.'),
 });
 export type EvaluationApproval = z.infer<typeof EvaluationApproval>;
 
@@ -111,6 +113,8 @@ export const Evaluation = z.strictObject({
   facts: z.record(z.string(), z.unknown()),
   now: z.iso.datetime({ offset: true }),
   approval: EvaluationApproval.optional(),
+  requirements: z.array(z.strictObject({ policy_id: z.string(), version: z.number().int().nonnegative(), rule: z.string(), approval: EvaluationApproval }))
+    .optional().describe('Present when more than one matched rule requires approval: every one of them, in evaluation order; each must be satisfied.'),
 });
 export type Evaluation = z.infer<typeof Evaluation>;
 
@@ -123,6 +127,22 @@ export const REASON_CODES = [
 ] as const;
 export const ReasonCode = z.enum(REASON_CODES);
 export type ReasonCode = z.infer<typeof ReasonCode>;
+
+/** One requirement of an approval round, where it stands (services/decisions/approval-requirements.ts). */
+export const ApprovalRequirementStatus = z.strictObject({
+  id: z.number().int().positive(),
+  policy_id: z.string(),
+  version: z.number().int().nonnegative(),
+  rule: z.string(),
+  status: z.enum(['open', 'approved', 'waived', 'expired']).describe('waived: its last level ended unanswered and its fallback is ALLOW.'),
+  level: z.number().int().nonnegative().describe('The level it is at (0-based) of levels.'),
+  levels: z.number().int().positive(),
+  groups: z.array(z.string()).describe('Who may answer for it now: its levels\' groups so far.'),
+  quorum: z.number().int().positive(),
+  approvals: z.number().int().nonnegative(),
+  deadline: z.string(),
+  on_timeout: z.enum(['DENY', 'ALLOW']),
+});
 
 export const DecisionResult = z.strictObject({
   decision_id: z.string(),
@@ -137,5 +157,7 @@ export const DecisionResult = z.strictObject({
     'allowed | allowed_with_constraints | policy_violation (a rule or list denied) | default_decision (nothing matched) | approval_required (pending) | approved | approval_rejected | approval_expired | override_granted | override_denied.',
   ),
   policy_id: z.string().nullable().optional().describe('The policy whose rule decided (the first matched rule with the deciding name); null when the tenant default decided.'),
+  approval_requirements: z.array(ApprovalRequirementStatus).optional()
+    .describe('When several rules require approval, or one declares an escalation ladder: each requirement of the approval round (every one must approve) and where it stands.'),
 });
 export type DecisionResult = z.infer<typeof DecisionResult>;

@@ -68,6 +68,25 @@ export const DecisionFinalizedData = z.strictObject({
 export const ApprovalChannelName = z.enum(APPROVAL_CHANNELS);
 export const RoundKind = z.enum(['approval', 'override']);
 
+/**
+ * One requirement of a round: a matched rule's approval, as an escalation ladder (a single-level block is a ladder
+ * of one level, or two with escalate_to). Each requirement of a round must be satisfied; a rejection ends them all.
+ */
+export const RoundRequirement = z.strictObject({
+  id: z.number().int().positive().describe('1-based, in evaluation order.'),
+  policy_id: z.string(),
+  version: z.number().int().nonnegative(),
+  rule: z.string(),
+  levels: z.array(z.strictObject({
+    groups: z.array(z.string()).min(1).describe('Groups added at this level; those of earlier levels may still answer.'),
+    quorum: z.number().int().positive().describe('Approvals the requirement needs while at this level.'),
+    timeout_sec: z.number().int().positive(),
+  })).min(1),
+  on_timeout: z.enum(['DENY', 'ALLOW']).describe('After the last level: DENY ends the round; ALLOW waives this requirement.'),
+  deadline: z.iso.datetime({ offset: true }).describe('When the first level ends.'),
+});
+export type RoundRequirement = z.infer<typeof RoundRequirement>;
+
 export const ApprovalRequestedData = z.strictObject({
   round: z.number().int().positive().describe('Round number within the run: 1 for the first, then one per override.'),
   kind: RoundKind,
@@ -81,6 +100,8 @@ export const ApprovalRequestedData = z.strictObject({
   args_digest: Sha256.nullable().describe('The exact arguments the approval is bound to.'),
   snapshot_hash: Sha256.describe('The policy snapshot the approval is bound to.'),
   justification: z.string().optional(),
+  requirements: z.array(RoundRequirement).min(1).optional()
+    .describe('Present when several rules require approval or one declares an escalation ladder: each requirement must be satisfied. Then groups is the union of their first levels\' groups, quorum the sum of their first quorums, deadline the earliest.'),
 });
 
 export const ApprovalAnswerData = z.strictObject({
@@ -89,6 +110,9 @@ export const ApprovalAnswerData = z.strictObject({
   channel: ApprovalChannelName,
   comment: z.string().max(4000).optional(),
   at: z.iso.datetime({ offset: true }),
+  requirements: z.array(z.number().int().positive()).optional().describe('In a round of requirements: the open requirements this answer counts for (the approver is in one of their groups).'),
+  on_behalf_of: z.string().optional().describe('The approver answered as the delegate of this principal (a delegation active at the time).'),
+  delegation_id: z.string().optional(),
 });
 
 export const ApprovalEscalatedData = z.strictObject({
@@ -96,12 +120,16 @@ export const ApprovalEscalatedData = z.strictObject({
   level: z.number().int().positive(),
   groups: z.array(z.string()).min(1),
   deadline: z.iso.datetime({ offset: true }),
+  requirements: z.array(z.strictObject({ id: z.number().int().positive(), level: z.number().int().positive(), deadline: z.iso.datetime({ offset: true }) })).min(1).optional()
+    .describe('In a round of requirements: those that moved to their next level (0-based index into their levels), with that level\'s deadline.'),
 });
 
 export const ApprovalExpiredData = z.strictObject({
   round: z.number().int().positive(),
   fallback: z.enum(['DENY', 'ALLOW']),
   at: z.iso.datetime({ offset: true }),
+  requirements: z.array(z.number().int().positive()).min(1).optional()
+    .describe('In a round of requirements: those whose last level ended unanswered. The round ends only if one falls back to DENY or none is left open; DecisionFinalized follows when it does.'),
 });
 
 export const NotificationData = z.strictObject({
@@ -270,6 +298,17 @@ export const ApiKeyCreatedData = z.strictObject({
   by: z.string(),
 });
 export const ApiKeyRevokedData = z.strictObject({ key_id: z.string(), prefix: z.string(), principal_id: z.string(), by: z.string() });
+/** An approver away: another member of the same approver group answers for them between starts_at and ends_at. */
+export const DelegationGrantedData = z.strictObject({
+  delegation_id: z.string(),
+  from: z.string().describe('The approver who is away.'),
+  to: z.string().describe('The member of the same group who answers for them.'),
+  group: z.string(),
+  starts_at: z.iso.datetime({ offset: true }),
+  ends_at: z.iso.datetime({ offset: true }),
+  by: z.string(),
+});
+export const DelegationRevokedData = z.strictObject({ delegation_id: z.string(), from: z.string(), to: z.string(), group: z.string(), by: z.string() });
 export const TenantConfig = z.strictObject({ name: z.string(), default_decision: Decision, settings: TenantSettings });
 export const TenantCreatedData = z.strictObject({ tenant_id: z.string(), config: TenantConfig, by: z.string() });
 export const TenantChangedData = z.strictObject({ tenant_id: z.string(), before: TenantConfig, after: TenantConfig, by: z.string() });
@@ -316,6 +355,8 @@ export const EVENT_DATA = {
   PrincipalChanged: PrincipalChangedData,
   ApiKeyCreated: ApiKeyCreatedData,
   ApiKeyRevoked: ApiKeyRevokedData,
+  DelegationGranted: DelegationGrantedData,
+  DelegationRevoked: DelegationRevokedData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;
 export const EVENT_TYPES = Object.keys(EVENT_DATA) as EventType[];

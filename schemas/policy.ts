@@ -77,13 +77,38 @@ export const Limit = z
   });
 export type Limit = z.infer<typeof Limit>;
 
+/** One level of an escalation ladder: who is asked, how many must approve, and how long the level waits. */
+export const ApprovalLevel = z.strictObject({
+  approvers: z.array(Name).min(1).max(20).describe('Approver groups added at this level; the groups of earlier levels may still answer.'),
+  quorum: z.number().int().min(1).max(20).optional().describe('Approvals the requirement needs while at this level (default 1); approvals given at earlier levels count.'),
+  timeout: Duration.optional().describe('How long this level waits before the next level (or, after the last, the fallback); default 1h.'),
+});
+export type ApprovalLevel = z.infer<typeof ApprovalLevel>;
+
+export const MAX_APPROVAL_LEVELS = 10;
+
+/**
+ * Who approves a REQUIRE_APPROVAL rule. Either the single-level form (approvers, quorum, timeout, optionally
+ * escalate_to/escalate_after), or an escalation ladder (`levels`), never both.
+ */
 export const Approval = z.strictObject({
-  approvers: z.array(Name).min(1).max(20).describe('Approver groups; any member may answer.'),
-  quorum: z.number().int().min(1).max(20).default(1),
-  timeout: Duration.default('1h'),
+  approvers: z.array(Name).min(1).max(20).optional().describe('Approver groups; any member may answer. Required unless levels is given.'),
+  quorum: z.number().int().min(1).max(20).optional().describe('Approvals needed; default 1.'),
+  timeout: Duration.optional().describe('How long the round waits (after an escalation, the escalated level waits as long again); default 1h.'),
   escalate_to: z.array(Name).min(1).max(20).optional().describe('Groups notified when escalate_after passes without a quorum.'),
   escalate_after: Duration.optional(),
+  levels: z.array(ApprovalLevel).min(1).max(MAX_APPROVAL_LEVELS).optional()
+    .describe('An escalation ladder: each level in turn, with its groups, quorum and timeout; after the last level\'s timeout, on_timeout.'),
   on_timeout: z.enum(['DENY', 'ALLOW']).default('DENY').describe('Fallback decision when the timeout passes.'),
+}).superRefine((a, ctx) => {
+  const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+  if (a.levels === undefined) {
+    if (a.approvers === undefined) issue('approvers', 'an approval block needs approvers (or levels: an escalation ladder)');
+    return;
+  }
+  for (const k of ['approvers', 'quorum', 'timeout', 'escalate_to', 'escalate_after'] as const) {
+    if (a[k] !== undefined) issue(k, `${k} is not allowed beside levels: each level names its own approvers, quorum and timeout, and the next level is the escalation`);
+  }
 });
 export type Approval = z.infer<typeof Approval>;
 

@@ -42,6 +42,7 @@ export const ReceiptApproval = z.strictObject({
   channel: ApprovalChannel,
   at: Instant,
   comment: z.string().max(4000).optional(),
+  on_behalf_of: Id.optional().describe('The approver answered as the delegate of this principal.'),
 });
 export type ReceiptApproval = z.infer<typeof ReceiptApproval>;
 
@@ -70,6 +71,29 @@ export const ReceiptOutcome = z.strictObject({
 });
 export type ReceiptOutcome = z.infer<typeof ReceiptOutcome>;
 
+/** A round of requirements as the receipt records it: each requirement's ladder and outcome, and who was asked at each level. */
+export const ReceiptApprovalRound = z.strictObject({
+  round: z.number().int().positive(),
+  requirements: z.array(z.strictObject({
+    id: z.number().int().positive(),
+    policy_id: z.string(),
+    version: z.number().int().nonnegative(),
+    rule: z.string(),
+    levels: z.array(z.strictObject({ groups: z.array(z.string()), quorum: z.number().int().positive(), timeout_sec: z.number().int().positive() })),
+    on_timeout: z.enum(['DENY', 'ALLOW']),
+    level: z.number().int().nonnegative().describe('The level it reached (0-based).'),
+    status: z.enum(['open', 'approved', 'waived', 'expired']),
+    approved_by: z.array(Id),
+  })),
+  levels: z.array(z.strictObject({
+    level: z.number().int().nonnegative(),
+    groups: z.array(z.string()),
+    deadline: Instant,
+    asked: z.array(z.string()).describe('Principals notified while the round was at this level.'),
+  })),
+});
+export type ReceiptApprovalRound = z.infer<typeof ReceiptApprovalRound>;
+
 export const Receipt = z
   .strictObject({
     receipt_version: z.literal(RECEIPT_VERSION),
@@ -89,6 +113,7 @@ export const Receipt = z
     evaluated_at: Instant.describe('The `now` the evaluator used.'),
     constraints: Constraints,
     approvals: z.array(ReceiptApproval),
+    approval_rounds: z.array(ReceiptApprovalRound).optional().describe('Present only for runs whose round had requirements (several rules, or a ladder).'),
     overrides: z.array(ReceiptOverride),
     outcome: ReceiptOutcome.nullable(),
     stream_id: Id,

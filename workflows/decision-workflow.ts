@@ -9,6 +9,8 @@ import { runEventId } from '../services/decisions/ids.ts';
 import { evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
 import { decide, runState, type RunCommand } from '../services/decisions/run-decider.ts';
 import { reasonFields } from '../services/decisions/reason-code.ts';
+import { approvalRequirementsOf, escalationGroups } from '../services/decisions/approval-requirements.ts';
+import { withDelegations } from '../services/decisions/delegation-rules.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
 import type { StartAttestation } from '../services/decisions/start-attestation.ts';
 
@@ -100,6 +102,7 @@ export function toResult(view: RunView): DecisionResult {
     constraints: view.constraints,
     snapshot_hash: view.snapshot_hash ?? '',
     ...reasonFields(view),
+    ...approvalRequirementsOf(view),
   };
 }
 
@@ -211,7 +214,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       if (left > 0 && (await waitForAnswers(n, left))) break;
       // The deadline passed: the rules escalate the round once if it may, or expire it and end the run.
       must({ type: 'ReachDeadline', data: { round: n } });
-      if (view!.rounds.find((x) => x.round === n)!.status === 'open') await notify(n, 'escalation', r.escalate_to);
+      const escalated = escalationGroups(r, view!.rounds.find((x) => x.round === n)!);
+      if (escalated !== null) await notify(n, 'escalation', escalated);
     }
     await flush();
     await announceClosed(n);
@@ -334,7 +338,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         // The API's attestation and the approver's current roles and groups, from the database.
         const who = await authorize(a);
         if (!who.ok) throw refuseFrom(a.approver_id, who.reason);
-        const refused = apply(answerCommand(a, who.roles, who.groups));
+        const refused = apply(withDelegations(answerCommand(a, who.roles, who.groups), who.delegations));
         if (refused !== null) throw refuseFrom(a.approver_id, refused);
         await flush();
         const r = view!.rounds.find((x) => x.round === a.round)!;

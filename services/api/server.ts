@@ -23,6 +23,7 @@ import { registerPolicyRoutes } from './routes/policies.ts';
 import { registerChannelRoutes } from './routes/channels.ts';
 import { registerToolCatalogRoutes } from './routes/tool-catalog.ts';
 import { registerConsoleRoutes } from './routes/console.ts';
+import { registerDelegationRoutes } from './routes/delegations.ts';
 import { sessionPrincipal } from '../console/session-auth.ts';
 import { ApiKeyCache } from '../identity/key-cache.ts';
 import { ToolCatalogs } from '../catalog/catalog-cache.ts';
@@ -145,6 +146,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   registerChannelRoutes(app, deps);
   registerToolCatalogRoutes(app, { ...deps, catalogs });
   registerConsoleRoutes(app, deps);
+  registerDelegationRoutes(app, deps);
   return app;
 }
 

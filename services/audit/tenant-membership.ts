@@ -108,6 +108,13 @@ export function foldTenantStream(tenantId: string, events: readonly StoredEvent[
         if (m) m.keys.revoked += 1;
         break;
       }
+      case 'DelegationGranted':
+      case 'DelegationRevoked': {
+        // Who may answer for whom: both ends are members of the tenant the stream knows of.
+        const d = e.data as EventData<'DelegationGranted'>;
+        for (const who of [d.from, d.to]) if (!members.has(who)) problems.push({ position: e.position, problem: `${e.type} ${d.delegation_id} names ${who}, who is not a member of the tenant` });
+        break;
+      }
       default:
         problems.push({ position: e.position, problem: `${e.type} does not belong on a tenant stream` });
     }

@@ -30,6 +30,7 @@ function factLines(f: RoundFacts): Array<[string, string]> {
     ['Policy version', f.policies.map((p) => `${p.policy_id} v${p.version}`).join(', ') || 'none'],
     ['Agent', f.agent_id],
     ['Deadline', f.deadline],
+    ...(f.requirements ?? []).map((line, i): [string, string] => [`Requirement ${i + 1} (each must approve)`, line]),
   ];
 }
 function agentLines(f: RoundFacts): Array<[string, string]> {

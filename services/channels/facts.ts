@@ -1,6 +1,7 @@
 import { withTenant, type Db } from '../events/db.ts';
 import { loadRunView } from '../decisions/read-decision.ts';
 import type { Round } from '../decisions/run-view.ts';
+import { finalDeadlineOf, requirementLines } from '../decisions/approval-requirements.ts';
 
 /** What an approver is shown about one round. `facts` come from Countersign; `untrusted` from the agent. */
 export type RoundFacts = {
@@ -20,6 +21,8 @@ export type RoundFacts = {
   agent_id: string;
   /** Answers already counted in this round, in order. */
   answers: Array<{ approver_id: string; verdict: 'approve' | 'reject'; channel: string }>;
+  /** A round of requirements: one line per requirement (each must be satisfied), else absent. */
+  requirements?: string[];
   /** Agent-supplied: shown escaped and apart. */
   untrusted: { tool: string; operation: string | null; args: unknown; reason: string; justification: string | null };
 };
@@ -39,7 +42,7 @@ export async function loadRoundFacts(db: Db, tenantId: string, decisionId: strin
       status: r.status,
       deadline: r.deadline,
       level: r.level,
-      final_deadline: r.level === 0 && r.escalate_to.length > 0 ? new Date(Date.parse(r.deadline) + r.level_timeout_sec * 1000).toISOString() : r.deadline,
+      final_deadline: r.requirements ? finalDeadlineOf(r) : r.level === 0 && r.escalate_to.length > 0 ? new Date(Date.parse(r.deadline) + r.level_timeout_sec * 1000).toISOString() : r.deadline,
       args_digest: r.args_digest,
       matched_rule: view.matched_rule,
       policies: view.policies.map((p) => ({ policy_id: p.policy_id, version: p.version })),
@@ -48,6 +51,7 @@ export async function loadRoundFacts(db: Db, tenantId: string, decisionId: strin
         ...r.approvals.map((a) => ({ approver_id: a.approver_id, verdict: 'approve' as const, channel: a.channel, at: a.at })),
         ...r.rejections.map((a) => ({ approver_id: a.approver_id, verdict: 'reject' as const, channel: a.channel, at: a.at })),
       ].sort((a, b) => a.at.localeCompare(b.at)).map(({ approver_id, verdict, channel }) => ({ approver_id, verdict, channel })),
+      ...(r.requirements ? { requirements: requirementLines(r) } : {}),
       untrusted: { tool: view.action.tool, operation: view.action.operation ?? null, args, reason: view.reason, justification: r.justification ?? null },
     };
   });

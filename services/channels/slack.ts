@@ -47,6 +47,7 @@ export function approvalBlocks(f: RoundFacts, ref: string, purpose: 'request' | 
         field('Policy version', slackFact(policies, 200)),
         field('Reason', slackFact(f.untrusted.reason, 300)),
         field('Agent', slackFact(f.agent_id, 120)),
+        ...(f.requirements ? [field('Every one of these must approve', slackFact(f.requirements.join('\n'), 1000))] : []),
       ],
     },
     { type: 'context', elements: [{ type: 'mrkdwn', text: 'Written by the agent (unverified; shown as text):', verbatim: true }] },

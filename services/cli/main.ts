@@ -3,6 +3,7 @@ import { registerPolicyCommands } from './commands/policy.ts';
 import { registerAgentCommands } from './commands/agent.ts';
 import { registerAuditCommands } from './commands/audit.ts';
 import { registerApprovalCommands } from './commands/approvals.ts';
+import { registerDelegateCommands } from './commands/delegate.ts';
 import { registerDecisionCommands } from './commands/decisions.ts';
 import { registerKeyCommands } from './commands/keys.ts';
 import { registerLoginCommands } from './commands/login.ts';
@@ -19,7 +20,7 @@ export { EXIT };
 /** Subcommands are grouped in --help by who uses them. */
 const GROUPS: Array<[string, Array<(p: Command) => void>]> = [
   ['Policy authors:', [registerPolicyCommands, registerAgentCommands]],
-  ['Agents, approvers and operators:', [registerDecisionCommands, registerApprovalCommands, registerMcpCommands]],
+  ['Agents, approvers and operators:', [registerDecisionCommands, registerApprovalCommands, registerDelegateCommands, registerMcpCommands]],
   ['Auditors:', [registerAuditCommands]],
   ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands, registerToolCommands, registerAdminCommands]],
   ['Connection:', [registerLoginCommands]],

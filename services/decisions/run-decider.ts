@@ -1,6 +1,9 @@
 import type { Evaluation } from '../../schemas/decision.ts';
 import type { EventData } from '../../schemas/events.ts';
 import { checkAnswer, evolve, openRound, type AnswerCommand, type Round, type RunEvent, type RunView } from './run-view.ts';
+import { DEFAULT_APPROVAL, firstRequirements, requirementsAtDeadline, requirementsFor, usesRequirements } from './approval-requirements.ts';
+
+export { DEFAULT_APPROVAL };
 
 /**
  * The rules of one decision run as a pure decider: `decide(state, command, now)` answers the events the command
@@ -17,9 +20,6 @@ export type RunState =
   | (RunView & { status: 'final' });
 
 export const runState = (view: RunView | null): RunState => (view ?? { status: 'not_started' });
-
-/** Approval settings when the deciding rule names none (a rule always names them once compiled; a test may not). */
-export const DEFAULT_APPROVAL = { approvers: ['approvers'], quorum: 1, timeout_sec: 3600, on_timeout: 'DENY' } as const;
 
 /** Who may lift a DENY and for how long: the tenant's windows, as the run was started with them. */
 export type OverrideSettings = { groups: string[]; timeout_sec: number; window_sec: number };
@@ -113,11 +113,20 @@ function firstRound(requested: EventData<'DecisionRequested'>, e: Evaluation, no
   };
 }
 
+/** The first round when several rules require approval or one declares a ladder: one requirement per rule. */
+function firstRoundOfRequirements(requested: EventData<'DecisionRequested'>, e: Evaluation, now: Date): EventData<'ApprovalRequested'> {
+  const f = firstRequirements(e, now);
+  return {
+    round: 1, kind: 'approval', groups: f.groups, quorum: f.quorum, deadline: f.deadline, escalate_to: [], level_timeout_sec: f.level_timeout_sec,
+    on_timeout: f.on_timeout, requested_by: requested.requested_by, args_digest: requested.args_digest, snapshot_hash: e.snapshot_hash, requirements: f.requirements,
+  };
+}
+
 function startRun(state: RunState, d: StartRun['data'], now: Date): Decided {
   if (state.status !== 'not_started') return refused('the run has already started');
   const e = d.evaluated.evaluation;
   const third = e.decision === 'REQUIRE_APPROVAL'
-    ? ev('ApprovalRequested', firstRound(d.requested, e, now))
+    ? ev('ApprovalRequested', usesRequirements(e) ? firstRoundOfRequirements(d.requested, e, now) : firstRound(d.requested, e, now))
     : ev('DecisionFinalized', { decision: e.decision, reason: e.reason, matched_rule: e.matched_rule, constraints: e.constraints, via: 'policy' });
   return accepted([ev('DecisionRequested', d.requested), ev('PolicyEvaluated', d.evaluated), third]);
 }
@@ -134,7 +143,8 @@ function closeRound(view: RunView, r: Round, now: Date): RunEvent[] {
       const by = r.rejections[0];
       return [ev('DecisionFinalized', { decision: 'DENY', reason: `rejected by ${by?.approver_id}${by?.comment ? `: ${by.comment}` : ''}`, matched_rule: e.matched_rule, constraints: {}, via: 'rejection' })];
     }
-    return [ev('DecisionFinalized', { decision: r.on_timeout, reason: `no answer before ${r.deadline}: fallback ${r.on_timeout}`, matched_rule: e.matched_rule, constraints: r.on_timeout === 'DENY' ? {} : e.constraints, via: 'expiry' })];
+    const fallback = r.fallback ?? r.on_timeout;
+    return [ev('DecisionFinalized', { decision: fallback, reason: `no answer before ${r.deadline}: fallback ${fallback}`, matched_rule: e.matched_rule, constraints: fallback === 'DENY' ? {} : e.constraints, via: 'expiry' })];
   }
   const at = now.toISOString();
   if (r.status === 'approved') {
@@ -159,7 +169,11 @@ function answerRound(state: RunState, a: AnswerRound['data'], now: Date): Decide
   if (state.status === 'not_started') return refused('the run has not been recorded yet');
   const check = checkAnswer(state, a, now);
   if (!check.ok) return refused(check.reason);
-  const answer = { round: a.round, approver_id: a.approver_id, channel: a.channel, at: now.toISOString(), ...(a.comment ? { comment: a.comment } : {}) };
+  const answer = {
+    round: a.round, approver_id: a.approver_id, channel: a.channel, at: now.toISOString(), ...(a.comment ? { comment: a.comment } : {}),
+    ...(check.round.requirements ? { requirements: requirementsFor(check.round, a.approver_groups) } : {}),
+    ...(check.delegation ? { on_behalf_of: check.delegation.from, delegation_id: check.delegation.id } : {}),
+  };
   return accepted(withClosing(state, a.round, [ev(a.verdict === 'approve' ? 'ApprovalGranted' : 'ApprovalRejected', answer)], now));
 }
 
@@ -169,6 +183,10 @@ function reachDeadline(state: RunState, n: number, now: Date): Decided {
   if (!r) return refused(`round ${n} does not exist`);
   if (r.status !== 'open') return refused(`round ${n} is already ${r.status}`);
   if (now.getTime() < Date.parse(r.deadline)) return refused(`round ${n} is open until ${r.deadline}`);
+  if (r.requirements) {
+    const { escalated, expired } = requirementsAtDeadline(r, now);
+    return accepted(withClosing(state, n, [...(escalated ? [ev('ApprovalEscalated', escalated)] : []), ...(expired ? [ev('ApprovalExpired', expired)] : [])], now));
+  }
   if (r.level === 0 && r.escalate_to.length > 0) {
     const groups = [...new Set([...r.groups, ...r.escalate_to])];
     return accepted([ev('ApprovalEscalated', { round: n, level: 1, groups, deadline: iso(now.getTime() + r.level_timeout_sec * 1000) })]);

@@ -15,6 +15,7 @@ import { loadRunView, notFound } from './read-decision.ts';
 import { asTemporalError } from './request-decision.ts';
 import { checkAnswer, openRound, type RunView } from './run-view.ts';
 import { snapshotForRun } from './run-snapshot.ts';
+import { requirementSummaries, type RequirementSummary } from './approval-requirements.ts';
 
 export type MessageDeps = { db: Db; temporal: Client; secret: () => Buffer };
 
@@ -152,6 +153,8 @@ export type PendingApproval = {
   args_digest: string | null;
   snapshot_hash: string;
   justification: string | null;
+  /** A round of requirements: each one and where it stands (every one must approve). */
+  requirements?: RequirementSummary[];
 };
 
 /**
@@ -177,7 +180,8 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
                               ORDER BY x.stream_version DESC LIMIT 1) e ON true
           WHERE r.tenant_id = $1 AND r.type = 'ApprovalRequested'
             AND NOT EXISTS (SELECT 1 FROM events f WHERE f.stream_id = r.stream_id AND f.stream_version > r.stream_version
-                              AND f.type IN ('DecisionFinalized', 'OverrideGranted', 'OverrideDenied', 'ApprovalExpired'))
+                              AND (f.type IN ('DecisionFinalized', 'OverrideGranted', 'OverrideDenied')
+                                   OR (f.type = 'ApprovalExpired' AND NOT f.data ? 'requirements')))
        ) o
        WHERE o.groups ?| $2::text[]
          AND o.round_requested_by <> $3
@@ -202,6 +206,7 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
       decision_id: view.decision_id, round: r.round, kind: r.kind, agent_id: view.agent_id, tool: view.action.tool, operation: view.action.operation ?? null,
       reason: view.reason, matched_rule: view.matched_rule, groups: r.groups, quorum: r.quorum, approvals: r.approvals.length, deadline: r.deadline,
       args_digest: r.args_digest, snapshot_hash: r.snapshot_hash, justification: r.justification ?? null,
+      ...(r.requirements ? { requirements: requirementSummaries(r)! } : {}),
     });
   }
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));

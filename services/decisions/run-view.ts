@@ -1,12 +1,32 @@
 import type { Constraints, Decision, Evaluation, MatchedRule } from '../../schemas/decision.ts';
-import type { EventData, EventType } from '../../schemas/events.ts';
+import type { EventData, EventType, RoundRequirement } from '../../schemas/events.ts';
+import { delegationFor, type ActiveDelegation } from './delegation-rules.ts';
+import { answerRequirements, closeRequirements, escalateRequirements, expireRequirements, openRequirements } from './approval-requirements.ts';
 
 /**
  * The state of one decision run, folded from its events. The workflow, the receipt builder, the API's read
  * path and the auditor's replay all fold with this one `evolve`, so they cannot disagree about a run.
  * Pure and deterministic: safe in workflow code (no clock, no I/O, no node: imports).
  */
-export type Answer = { approver_id: string; channel: EventData<'ApprovalGranted'>['channel']; comment?: string | undefined; at: string };
+export type Answer = {
+  approver_id: string;
+  channel: EventData<'ApprovalGranted'>['channel'];
+  comment?: string | undefined;
+  at: string;
+  /** Present only when the answer was given as a delegate, or in a round of requirements. */
+  on_behalf_of?: string | undefined;
+  requirements?: number[] | undefined;
+};
+
+/** One requirement of a round of requirements (approval-requirements.ts), as its events leave it. */
+export type RequirementState = RoundRequirement & {
+  /** The level it is at: a 0-based index into levels. */
+  level: number;
+  /** Approvers whose approvals count for it. */
+  approvals: string[];
+  /** waived: its last level ended unanswered and its fallback is ALLOW; expired: the same with DENY. */
+  status: 'open' | 'approved' | 'waived' | 'expired';
+};
 
 export type Round = {
   round: number;
@@ -25,7 +45,18 @@ export type Round = {
   approvals: Answer[];
   rejections: Answer[];
   status: 'open' | 'approved' | 'rejected' | 'expired';
+  /** A round of requirements: each must be satisfied (absent in a round of one single-level approval). */
+  requirements?: RequirementState[] | undefined;
+  /**
+   * A round of requirements: its levels in turn (the first, then one per escalation), with who was asked at each
+   * (the recipients of its notices while it was at that level).
+   */
+  steps?: RoundStep[] | undefined;
+  /** A round of requirements that expired: the fallback it expired to. */
+  fallback?: 'DENY' | 'ALLOW' | undefined;
 };
+
+export type RoundStep = { level: number; groups: string[]; deadline: string; asked: string[] };
 
 export type OverrideRecord = {
   round: number;
@@ -133,6 +164,10 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
         level_timeout_sec: d.level_timeout_sec, on_timeout: d.on_timeout, requested_by: d.requested_by, args_digest: d.args_digest,
         snapshot_hash: d.snapshot_hash, justification: d.justification, approvals: [], rejections: [], status: 'open',
       };
+      if (d.requirements) {
+        round.requirements = openRequirements(d.requirements);
+        round.steps = [{ level: 0, groups: d.groups, deadline: d.deadline, asked: [] }];
+      }
       return { ...v, rounds: [...v.rounds, round] };
     }
     case 'ApprovalGranted': {
@@ -140,22 +175,37 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       return {
         ...v,
         rounds: updateRound(v, d.round, (r) => {
-          const approvals = [...r.approvals, { approver_id: d.approver_id, channel: d.channel, comment: d.comment, at: d.at }];
+          const approvals = [...r.approvals, answerOf(d)];
+          if (r.requirements) return closeRequirements({ ...r, approvals, requirements: answerRequirements(r.requirements, d.approver_id, d.requirements ?? []) });
           return { ...r, approvals, status: approvals.length >= r.quorum ? 'approved' : r.status };
         }),
       };
     }
     case 'ApprovalRejected': {
       const d = event.data;
-      return { ...v, rounds: updateRound(v, d.round, (r) => ({ ...r, rejections: [...r.rejections, { approver_id: d.approver_id, channel: d.channel, comment: d.comment, at: d.at }], status: 'rejected' })) };
+      return { ...v, rounds: updateRound(v, d.round, (r) => ({ ...r, rejections: [...r.rejections, answerOf(d)], status: 'rejected' })) };
     }
     case 'ApprovalEscalated': {
       const d = event.data;
-      return { ...v, rounds: updateRound(v, d.round, (r) => ({ ...r, level: d.level, groups: d.groups, deadline: d.deadline })) };
+      return {
+        ...v,
+        rounds: updateRound(v, d.round, (r) => {
+          const moved = { ...r, level: d.level, groups: d.groups, deadline: d.deadline, ...(r.steps ? { steps: [...r.steps, { level: d.level, groups: d.groups, deadline: d.deadline, asked: [] }] } : {}) };
+          return r.requirements && d.requirements ? closeRequirements({ ...moved, requirements: escalateRequirements(r.requirements, d.requirements) }) : moved;
+        }),
+      };
     }
-    case 'ApprovalExpired':
-      return { ...v, rounds: updateRound(v, event.data.round, (r) => ({ ...r, status: 'expired' })) };
+    case 'ApprovalExpired': {
+      const d = event.data;
+      return {
+        ...v,
+        rounds: updateRound(v, d.round, (r) => (r.requirements && d.requirements
+          ? closeRequirements({ ...r, requirements: expireRequirements(r.requirements, d.requirements) })
+          : { ...r, status: 'expired' })),
+      };
+    }
     case 'NotificationSent':
+      return { ...v, notifications: v.notifications + 1, rounds: askedIn(v, event.data) };
     case 'NotificationFailed':
       return { ...v, notifications: v.notifications + 1 };
     case 'OverrideRequested': {
@@ -199,12 +249,31 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     case 'PrincipalChanged':
     case 'ApiKeyCreated':
     case 'ApiKeyRevoked':
+    case 'DelegationGranted':
+    case 'DelegationRevoked':
       return view;
     default: {
       const never: never = event;
       return never;
     }
   }
+}
+
+/** A notice of a round of requirements adds its recipient to those asked at the level the round is at. */
+function askedIn(v: RunView, d: EventData<'NotificationSent'>): Round[] {
+  const r = v.rounds.find((x) => x.round === d.round);
+  if (!r?.steps || !['request', 'escalation', 'digest'].includes(d.purpose)) return v.rounds;
+  const last = r.steps[r.steps.length - 1]!;
+  if (last.asked.includes(d.recipient)) return v.rounds;
+  return updateRound(v, d.round, (x) => ({ ...x, steps: [...r.steps!.slice(0, -1), { ...last, asked: [...last.asked, d.recipient] }] }));
+}
+
+/** An answer as a round keeps it: the delegation and requirements only when the event has them. */
+function answerOf(d: EventData<'ApprovalGranted'>): Answer {
+  const a: Answer = { approver_id: d.approver_id, channel: d.channel, comment: d.comment, at: d.at };
+  if (d.on_behalf_of !== undefined) a.on_behalf_of = d.on_behalf_of;
+  if (d.requirements !== undefined) a.requirements = d.requirements;
+  return a;
 }
 
 export function foldRun(events: Iterable<RunEvent>): RunView | null {
@@ -225,6 +294,8 @@ export type AnswerCommand = {
   tenant_id: string;
   args_digest: string | null;
   snapshot_hash: string;
+  /** Delegations to the approver, as the database confirms them now (services/identity/delegations.ts). */
+  delegations?: ActiveDelegation[] | undefined;
 };
 
 /**
@@ -232,7 +303,7 @@ export type AnswerCommand = {
  * round, once, before the deadline, never the requester, and only for the exact arguments and snapshot the
  * round is bound to. Returns the precise reason when it may not.
  */
-export function checkAnswer(view: RunView | null, a: AnswerCommand, now: Date): { ok: true; round: Round } | { ok: false; reason: string } {
+export function checkAnswer(view: RunView | null, a: AnswerCommand, now: Date): { ok: true; round: Round; delegation?: ActiveDelegation } | { ok: false; reason: string } {
   if (!view) return { ok: false, reason: 'the run has not been recorded yet' };
   if (a.tenant_id !== view.tenant_id) return { ok: false, reason: 'the approver belongs to another tenant' };
   const round = view.rounds.find((r) => r.round === a.round);
@@ -242,8 +313,9 @@ export function checkAnswer(view: RunView | null, a: AnswerCommand, now: Date): 
   if (a.approver_id === round.requested_by || a.approver_id === view.requested_by) return { ok: false, reason: 'the requester cannot answer its own request' };
   if (!a.approver_roles.includes('approver')) return { ok: false, reason: 'the principal does not hold the approver role' };
   if (!a.approver_groups.some((g) => round.groups.includes(g))) return { ok: false, reason: `the approver is in none of the round's groups (${round.groups.join(', ')})` };
-  if ([...round.approvals, ...round.rejections].some((x) => x.approver_id === a.approver_id)) return { ok: false, reason: `the approver already answered round ${a.round}` };
+  if ([...round.approvals, ...round.rejections].some((x) => x.approver_id === a.approver_id || x.on_behalf_of === a.approver_id)) return { ok: false, reason: `the approver already answered round ${a.round}` };
   if (a.args_digest !== round.args_digest) return { ok: false, reason: 'the answer is for other arguments than the round is bound to' };
   if (a.snapshot_hash !== round.snapshot_hash) return { ok: false, reason: 'the answer is for another policy snapshot than the round is bound to' };
-  return { ok: true, round };
+  const delegation = a.delegations?.length ? delegationFor(view, round, a, now) : undefined;
+  return delegation ? { ok: true, round, delegation } : { ok: true, round };
 }

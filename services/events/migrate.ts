@@ -24,6 +24,7 @@ const APP_GRANTS: Array<[string, string]> = [
   ['channel_slack_workspaces', 'SELECT, INSERT, UPDATE'],
   ['console_sessions', 'SELECT, INSERT, UPDATE'],
   ['decision_monitor', 'SELECT, INSERT, UPDATE'],
+  ['delegations', 'SELECT, INSERT, UPDATE'],
 ];
 
 /**

@@ -20,7 +20,9 @@ export type TenantEvent =
   | { type: 'PrincipalCreated'; data: EventData<'PrincipalCreated'> }
   | { type: 'PrincipalChanged'; data: EventData<'PrincipalChanged'> }
   | { type: 'ApiKeyCreated'; data: EventData<'ApiKeyCreated'> }
-  | { type: 'ApiKeyRevoked'; data: EventData<'ApiKeyRevoked'> };
+  | { type: 'ApiKeyRevoked'; data: EventData<'ApiKeyRevoked'> }
+  | { type: 'DelegationGranted'; data: EventData<'DelegationGranted'> }
+  | { type: 'DelegationRevoked'; data: EventData<'DelegationRevoked'> };
 
 /** Appends inside the caller's transaction (which holds the table change): both commit, or neither. */
 export async function appendTenantEvents(client: pg.PoolClient, tenantId: string, events: TenantEvent[], now = new Date()): Promise<void> {

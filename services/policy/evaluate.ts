@@ -260,11 +260,25 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
   };
   // Approval settings come from stored policies only: a per-call rule that decides leaves the workflow's defaults.
   if (decision === 'REQUIRE_APPROVAL' && deciding?.approval !== undefined && deciding.policy !== PER_CALL_POLICY) evaluation.approval = { ...deciding.approval };
+  if (decision === 'REQUIRE_APPROVAL') approvalRequirements(all, evaluation);
   // The box and the arrays would otherwise keep this request reachable until the next evaluation.
   vars.vars = undefined;
   stored.length = 0;
   pack.length = 0;
   return evaluation;
+}
+
+/**
+ * Every matched rule that requires approval is a requirement of its own: each one's approvers must approve.
+ * Recorded only when there is more than one (with one, `approval` says it all, as it always did).
+ */
+function approvalRequirements(all: Hit[], evaluation: Evaluation): void {
+  let found: NonNullable<Evaluation['requirements']> | undefined;
+  for (const h of all) {
+    if (h.decision !== 'REQUIRE_APPROVAL' || h.approval === undefined || h.policy === PER_CALL_POLICY) continue;
+    (found ??= []).push({ policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, approval: { ...h.approval } });
+  }
+  if (found !== undefined && found.length > 1) evaluation.requirements = found;
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Decision } from '../../schemas/decision-kind.ts';
 import { compileCel } from './cel.ts';
 import { compileSentence, nameFromSentence } from './natural-language.ts';
 import type { IssuePath } from './policy-error.ts';
-import type { CompiledApproval, CompiledLimit, CompiledMatch, CompiledRule } from './snapshot.ts';
+import type { CompiledApproval, CompiledApprovalLevel, CompiledLimit, CompiledMatch, CompiledRule } from './snapshot.ts';
 
 /**
  * Lowers one validated rule, whatever form it was written in, to the single compiled shape evaluation
@@ -15,14 +15,25 @@ export type RuleIssue = { path: IssuePath; message: string };
 export type LowerResult = { ok: true; rule: CompiledRule } | { ok: false; errors: RuleIssue[] };
 
 const DEFAULT_APPROVAL = Approval.parse({ approvers: ['approvers'] });
+const DEFAULT_QUORUM = 1;
+const DEFAULT_TIMEOUT = '1h';
 
 export function normaliseApproval(a: Approval | undefined): CompiledApproval {
   const src = a ?? DEFAULT_APPROVAL;
+  if (src.levels !== undefined) {
+    const levels: CompiledApprovalLevel[] = src.levels.map((l) => {
+      const timeout = l.timeout ?? DEFAULT_TIMEOUT;
+      return { approvers: [...l.approvers], quorum: l.quorum ?? DEFAULT_QUORUM, timeout, timeout_sec: durationSeconds(timeout)! };
+    });
+    const first = levels[0]!;
+    return { approvers: [...first.approvers], quorum: first.quorum, timeout: first.timeout, timeout_sec: first.timeout_sec, on_timeout: src.on_timeout, levels };
+  }
+  const timeout = src.timeout ?? DEFAULT_TIMEOUT;
   const out: CompiledApproval = {
-    approvers: [...src.approvers],
-    quorum: src.quorum,
-    timeout: src.timeout,
-    timeout_sec: durationSeconds(src.timeout)!,
+    approvers: [...(src.approvers ?? DEFAULT_APPROVAL.approvers!)],
+    quorum: src.quorum ?? DEFAULT_QUORUM,
+    timeout,
+    timeout_sec: durationSeconds(timeout)!,
     on_timeout: src.on_timeout,
   };
   if (src.escalate_to !== undefined) out.escalate_to = [...src.escalate_to];

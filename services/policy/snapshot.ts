@@ -41,7 +41,14 @@ export type CompiledApproval = {
   escalate_after?: string;
   escalate_after_sec?: number;
   on_timeout: 'DENY' | 'ALLOW';
+  /**
+   * An escalation ladder, only when the document wrote `levels` (then approvers, quorum and timeout above are
+   * level 1's). Absent, the single-level form above is the whole of it, as it always was.
+   */
+  levels?: CompiledApprovalLevel[];
 };
+
+export type CompiledApprovalLevel = { approvers: string[]; quorum: number; timeout: string; timeout_sec: number };
 
 export type CompiledRule = {
   name: string;

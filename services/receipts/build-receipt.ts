@@ -1,4 +1,4 @@
-import { RECEIPT_VERSION, type Receipt } from '../../schemas/receipt.ts';
+import { RECEIPT_VERSION, type Receipt, type ReceiptApprovalRound } from '../../schemas/receipt.ts';
 import { isKnownEventType, type StoredEvent } from '../../schemas/events.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
 import { legacyStreamId } from '../events/stream-ids.ts';
@@ -30,8 +30,18 @@ export function buildReceipt(events: readonly ReceiptSource[]): Receipt | null {
   const approvals: Receipt['approvals'] = view.rounds.flatMap((r) =>
     [...r.approvals.map((a) => ({ ...a, verdict: 'approve' as const })), ...r.rejections.map((a) => ({ ...a, verdict: 'reject' as const }))]
       .sort((x, y) => x.at.localeCompare(y.at))
-      .map((a) => ({ approver_id: a.approver_id, verdict: a.verdict, channel: a.channel, at: a.at, ...(a.comment !== undefined ? { comment: a.comment } : {}) })),
+      .map((a) => ({
+        approver_id: a.approver_id, verdict: a.verdict, channel: a.channel, at: a.at, ...(a.comment !== undefined ? { comment: a.comment } : {}),
+        ...(a.on_behalf_of !== undefined ? { on_behalf_of: a.on_behalf_of } : {}),
+      })),
   );
+  const approvalRounds: ReceiptApprovalRound[] = view.rounds.flatMap((r) => (r.requirements && r.steps ? [{
+    round: r.round,
+    requirements: r.requirements.map((q) => ({
+      id: q.id, policy_id: q.policy_id, version: q.version, rule: q.rule, levels: q.levels, on_timeout: q.on_timeout, level: q.level, status: q.status, approved_by: q.approvals,
+    })),
+    levels: r.steps.map((x) => ({ level: x.level, groups: x.groups, deadline: x.deadline, asked: x.asked })),
+  }] : []));
   const overrides: Receipt['overrides'] = view.overrides.map((o) => ({
     requested_by: o.requested_by,
     justification: o.justification,
@@ -57,6 +67,7 @@ export function buildReceipt(events: readonly ReceiptSource[]): Receipt | null {
     evaluated_at: view.evaluation.now,
     constraints: view.constraints,
     approvals,
+    ...(approvalRounds.length > 0 ? { approval_rounds: approvalRounds } : {}),
     overrides,
     outcome: view.outcome
       ? { status: view.outcome.status, reported_at: view.outcome.at, output_digest: view.outcome.output_digest, violations: view.outcome.violations }

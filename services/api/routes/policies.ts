@@ -2,7 +2,10 @@ import { z } from 'zod';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
-import { AgentId } from '../../../schemas/decision.ts';
+import { AgentId, type Evaluation } from '../../../schemas/decision.ts';
+import { approvalRoute } from '../../decisions/approval-requirements.ts';
+import { routePeople, type PeopleRoute } from '../../decisions/approval-route-people.ts';
+import type { Principal } from '../../identity/principals.ts';
 import { CountersignError } from '../../errors.ts';
 import { simulate } from '../../policy/index.ts';
 import { parseDataText } from '../../policy/parse-text.ts';
@@ -312,9 +315,20 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
         if (out.unprocessable) throw new CountersignError('unprocessable', `the simulation cannot be run: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, { errors });
         throw new CountersignError('validation_failed', 'the simulation request is invalid', { errors });
       }
-      return { ...out.result, policies: active.policies };
+      return { ...out.result, policies: active.policies, ...(await whoWouldBeAsked(deps, p, out.result, readsOnlyOwn(p) ? p.id : null)) };
     });
   }
+}
+
+/**
+ * For a REQUIRE_APPROVAL: the approval route, each requirement's levels with their groups, deadlines and the
+ * people (and channels) each would notify now. Absent for any other decision.
+ */
+async function whoWouldBeAsked(deps: ApiDeps, p: Principal, e: Evaluation, requester: string | null): Promise<{ approval_route?: PeopleRoute }> {
+  if (e.decision !== 'REQUIRE_APPROVAL') return {};
+  const now = new Date(e.now);
+  const route = approvalRoute(e, now);
+  return { approval_route: await routePeople(deps.db, p.tenant_id, route, { requester, slack: !!deps.config.COUNTERSIGN_SLACK_BOT_TOKEN, email: !!deps.config.COUNTERSIGN_SMTP_URL, now: new Date() }) };
 }
 
 /** A simulation body whose request leaves the agent (or its id) out, given the agent it is simulated for. */

@@ -11,6 +11,8 @@ import { simulate, type SimulationResult } from '../../policy/simulate.ts';
 import { runCase } from '../../policy/test-suite.ts';
 import type { CompiledPolicy } from '../../policy/snapshot.ts';
 import { loadDataFile, loadPolicyFile, loadSuiteFile, readText } from './policy-files.ts';
+import { approvalRoute, type RouteLevel, type RouteRequirement } from '../../decisions/approval-requirements.ts';
+import { run, transport } from './remote.ts';
 import { isExportFile, validateDraftRemote, validateExportFile } from './policy-export-check.ts';
 
 /** `countersign policy …`: owned by the policy engine (services/policy). Exit codes follow EXIT in main.ts. */
@@ -45,7 +47,7 @@ function validate(file: string): number {
   return 0;
 }
 
-function printResult(r: SimulationResult): void {
+function printResult(r: SimulationResult, route = true): void {
   out(`decision:      ${r.decision} (${r.status})`);
   out(`reason:        ${r.reason}`);
   out(`matched_rule:  ${r.matched_rule ?? '(none)'}`);
@@ -54,6 +56,54 @@ function printResult(r: SimulationResult): void {
   if (r.approval !== undefined) out(`approval:      ${JSON.stringify(r.approval)}`);
   out(`snapshot_hash: ${r.snapshot_hash}`);
   out(`now:           ${r.now}`);
+  if (route && r.decision === 'REQUIRE_APPROVAL') printRoute(approvalRoute(r, new Date(r.now)));
+}
+
+type PrintedLevel = RouteLevel & { notified?: Array<{ principal_id: string; channels: string[]; on_behalf_of?: string[] }> };
+
+/** Who would be asked: each requirement (every one must approve), its levels, and with --remote the people and their channels. */
+function printRoute(route: Array<Omit<RouteRequirement, 'levels'> & { levels: PrintedLevel[] }>): void {
+  out(`approval route (${route.length === 1 ? 'one requirement' : `${route.length} requirements, every one must approve`}):`);
+  for (const q of route) {
+    out(`  requirement ${q.id}: ${q.policy_id} v${q.version} ${q.rule}`);
+    for (const l of q.levels) {
+      out(`    level ${l.level + 1}: ${l.groups.join(', ')} (quorum ${l.quorum}${l.eligible_groups.length > l.groups.length ? `; ${l.eligible_groups.join(', ')} may answer` : ''}) ${l.starts_at} -> ${l.deadline}`);
+      for (const p of l.notified ?? []) out(`      notifies ${p.principal_id} by ${p.channels.join(', ')}${p.on_behalf_of ? ` (for ${p.on_behalf_of.join(', ')})` : ''}`);
+      if (l.notified?.length === 0) out('      notifies nobody: no enabled approver is in these groups');
+    }
+    out(`    then ${q.on_timeout} at ${q.final_deadline}`);
+  }
+}
+
+/** The API's simulation against the tenant's active set (the policy files as drafts): the route with the people it would notify. */
+async function simulateRemote(opts: { policy?: string[]; request: string; at?: string; json?: boolean }): Promise<number> {
+  const req = loadDataFile(opts.request);
+  const docs: unknown[] = [];
+  const errors: PolicyError[] = req.ok ? [] : req.errors;
+  for (const f of opts.policy ?? []) {
+    const d = loadDataFile(f);
+    if (d.ok) docs.push(d.value);
+    else errors.push(...d.errors);
+  }
+  if (errors.length > 0 || !req.ok) {
+    printErrors(errors);
+    return FAILED;
+  }
+  const value = req.value as Record<string, unknown>;
+  const isBody = typeof value === 'object' && value !== null && ('job' in value || ('request' in value && !('action' in value)));
+  const body: Record<string, unknown> = { ...(isBody ? value : { request: value }), ...(opts.at ? { at: opts.at } : {}), ...(docs.length ? { policy: docs.length === 1 ? docs[0] : docs } : {}) };
+  await run(async () => {
+    const r = await transport().request<SimulationResult & { approval_route?: Parameters<typeof printRoute>[0] }>('POST', '/v1/policy/simulate', body);
+    if (opts.json === true) {
+      out(JSON.stringify(r, null, 2));
+      return;
+    }
+    const { approval_route: route, ...rest } = r;
+    printResult(rest, false);
+    if (route) printRoute(route);
+  });
+  // run() reports a failure itself and sets the exit code.
+  return Number(process.exitCode ?? 0);
 }
 
 function simulateCommand(opts: { policy: string[]; request: string; at?: string; json?: boolean; facts?: string; defaultDecision?: string; circuitBreakers?: boolean }): number {
@@ -153,20 +203,30 @@ export function registerPolicyCommands(program: Command): void {
   policy
     .command('simulate')
     .description('Evaluate a request against policy files, without starting anything.')
-    .requiredOption('--policy <file...>', 'policy file (repeatable)')
+    .option('--policy <file...>', 'policy file (repeatable); required unless --remote')
     .requiredOption('--request <file>', 'decision request (JSON or YAML), or a simulate body { request | job, at, facts }')
+    .option('--remote', 'ask the API you are logged in to: its active policies (the files as drafts), and the people each approval level would notify')
     .option('--at <iso-8601>', 'evaluate as of this instant (default: now)')
     .option('--facts <file>', 'facts for limit rules: { counters: { key: n } }')
     .option('--default-decision <decision>', 'decision when no rule matches (default DENY)')
     .option('--no-circuit-breakers', 'leave out the built-in circuit-breaker pack')
     .option('--json', 'print the decision result as JSON')
-    .action((opts: { policy: string[]; request: string; at?: string; json?: boolean; facts?: string; defaultDecision?: string; circuitBreakers?: boolean }) => {
+    .action(async (opts: { policy?: string[]; request: string; at?: string; json?: boolean; facts?: string; defaultDecision?: string; circuitBreakers?: boolean; remote?: boolean }) => {
       if (opts.at !== undefined && Number.isNaN(Date.parse(opts.at))) {
         err(`countersign: --at must be an ISO-8601 instant, got ${opts.at}`);
         process.exitCode = USAGE;
         return;
       }
-      process.exitCode = simulateCommand(opts);
+      if (opts.remote === true) {
+        process.exitCode = await simulateRemote(opts);
+        return;
+      }
+      if (opts.policy === undefined) {
+        err("error: required option '--policy <file...>' not specified (or use --remote)");
+        process.exitCode = USAGE;
+        return;
+      }
+      process.exitCode = simulateCommand({ ...opts, policy: opts.policy });
     });
   policy
     .command('test')
