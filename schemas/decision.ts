@@ -100,6 +100,32 @@ export const EvaluationApproval = z.strictObject({
 });
 export type EvaluationApproval = z.infer<typeof EvaluationApproval>;
 
+/** A judgment rule that applied to a request: its sentence is the approvers' checklist. */
+export const JudgmentItem = z.strictObject({
+  policy_id: z.string(),
+  version: z.number().int().nonnegative(),
+  rule: z.string(),
+  text: z.string().describe('The sentence as written in the policy; untrusted text for every channel that shows it.'),
+  effect: z.enum(['DENY', 'REQUIRE_APPROVAL']).describe("What a fail verdict of the tenant's evaluator decides."),
+});
+export type JudgmentItem = z.infer<typeof JudgmentItem>;
+
+/**
+ * The judgment rules of a REQUIRE_APPROVAL, and what the evaluation decides when every one of them passes
+ * (the tenant's evaluator said pass): the other rules' decision, or the tenant default when only they matched.
+ */
+export const EvaluationJudgment = z.strictObject({
+  checklist: z.array(JudgmentItem).min(1),
+  if_passed: z.strictObject({
+    decision: Decision,
+    reason: z.string(),
+    matched_rule: z.string().nullable(),
+    constraints: Constraints,
+    approval: z.lazy(() => EvaluationApproval).optional(),
+  }),
+});
+export type EvaluationJudgment = z.infer<typeof EvaluationJudgment>;
+
 /** What the pure evaluator returns: everything a replay needs to re-derive the decision. */
 export const Evaluation = z.strictObject({
   decision: Decision,
@@ -111,6 +137,7 @@ export const Evaluation = z.strictObject({
   facts: z.record(z.string(), z.unknown()),
   now: z.iso.datetime({ offset: true }),
   approval: EvaluationApproval.optional(),
+  judgment: EvaluationJudgment.optional().describe('Present when judgment rules applied to a REQUIRE_APPROVAL: their checklist.'),
 });
 export type Evaluation = z.infer<typeof Evaluation>;
 

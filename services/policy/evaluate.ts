@@ -22,6 +22,8 @@ export type Hit = {
   builtin: boolean;
   /** The hit of a requirement that failed (or could not be evaluated). */
   requirement?: true;
+  /** The hit of a judgment rule: its sentence, and what a fail verdict decides. */
+  judgment?: { text: string; effect: 'DENY' | 'REQUIRE_APPROVAL' };
 };
 
 /** The rule name of a requirement policy's ALLOW. */
@@ -61,6 +63,7 @@ function hitFromRule(p: PreparedRule): Hit {
     h = { policy: p.policy, rule: p.rule.name, decision: p.rule.decision, reason: p.rule.reason, constraints: p.rule.constraints, namesTool: p.namesTool, builtin: p.builtin };
     if (p.rule.approval !== undefined) h.approval = p.rule.approval;
     if (p.rule.requirement !== undefined) h.requirement = true;
+    if (p.rule.judgment !== undefined) h.judgment = { text: p.rule.text ?? p.rule.reason, effect: p.rule.judgment.effect };
     hits.set(p, h);
   }
   return h;
@@ -240,7 +243,40 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
   };
   // Approval settings come from stored policies only: a per-call rule that decides leaves the workflow's defaults.
   if (decision === 'REQUIRE_APPROVAL' && deciding?.approval !== undefined && deciding.policy !== PER_CALL_POLICY) evaluation.approval = { ...deciding.approval };
+  if (decision === 'REQUIRE_APPROVAL') {
+    let judged = false;
+    for (const h of all) if (h.judgment !== undefined) judged = true;
+    if (judged) evaluation.judgment = judgmentOf(all, snapshot.default_decision, request, agentId);
+  }
   return evaluation;
+}
+
+/** The checklist of the judgment rules that matched, and the decision of the other hits when they all pass. */
+function judgmentOf(all: Hit[], defaultDecision: Decision, request: DecisionRequest, agentId: string): NonNullable<Evaluation['judgment']> {
+  const checklist: NonNullable<Evaluation['judgment']>['checklist'] = [];
+  const rest: Hit[] = [];
+  for (const h of all) {
+    if (h.judgment !== undefined) checklist.push({ policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, text: h.judgment.text, effect: h.judgment.effect });
+    else rest.push(h);
+  }
+  const decision = rest.length > 0 ? mostRestrictive(rest, 'ALLOW') : defaultDecision;
+  let deciding: Hit | undefined;
+  for (const h of rest) {
+    if (h.decision === decision) {
+      deciding = h;
+      break;
+    }
+  }
+  const constraints: Record<string, unknown> = {};
+  if (decision !== 'DENY') for (const h of rest) mergeConstraints(constraints, h.constraints);
+  const if_passed: NonNullable<Evaluation['judgment']>['if_passed'] = {
+    decision,
+    reason: deciding?.reason ?? `no rule but judgment rules matched ${describeAction(request)} for agent ${agentId}; the tenant default decision is ${decision}`,
+    matched_rule: deciding?.rule ?? null,
+    constraints,
+  };
+  if (decision === 'REQUIRE_APPROVAL' && deciding?.approval !== undefined && deciding.policy !== PER_CALL_POLICY) if_passed.approval = { ...deciding.approval };
+  return { checklist, if_passed };
 }
 
 /**
