@@ -164,5 +164,6 @@ export const DecisionResult = z.strictObject({
     'allowed | allowed_with_constraints | policy_violation (a rule or list denied) | default_decision (nothing matched) | approval_required (pending) | approved | approval_rejected | approval_expired | override_granted | override_denied.',
   ),
   policy_id: z.string().nullable().optional().describe('The policy whose rule decided (the first matched rule with the deciding name); null when the tenant default decided.'),
+  checklist: z.array(JudgmentItem).optional().describe('The judgment rules that applied to the request: what its approvers check (present only when there are any).'),
 });
 export type DecisionResult = z.infer<typeof DecisionResult>;

@@ -1,3 +1,5 @@
+import type { JudgmentItem } from '../../schemas/decision.ts';
+import { checklistOf } from './checklist.ts';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import {
   answerUpdate, outcomeUpdate, overrideUpdate,
@@ -152,6 +154,8 @@ export type PendingApproval = {
   args_digest: string | null;
   snapshot_hash: string;
   justification: string | null;
+  /** The judgment rules the approvers check (approval rounds of requests judgment rules applied to). */
+  checklist?: JudgmentItem[];
 };
 
 /**
@@ -202,6 +206,7 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
       decision_id: view.decision_id, round: r.round, kind: r.kind, agent_id: view.agent_id, tool: view.action.tool, operation: view.action.operation ?? null,
       reason: view.reason, matched_rule: view.matched_rule, groups: r.groups, quorum: r.quorum, approvals: r.approvals.length, deadline: r.deadline,
       args_digest: r.args_digest, snapshot_hash: r.snapshot_hash, justification: r.justification ?? null,
+      ...(r.kind === 'approval' && checklistOf(view).length > 0 ? { checklist: checklistOf(view) } : {}),
     });
   }
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));

@@ -23,6 +23,7 @@ const APP_GRANTS: Array<[string, string]> = [
   ['channel_digest_items', 'SELECT, INSERT, UPDATE'],
   ['channel_slack_workspaces', 'SELECT, INSERT, UPDATE'],
   ['console_sessions', 'SELECT, INSERT, UPDATE'],
+  ['tenant_evaluators', 'SELECT, INSERT, UPDATE, DELETE'],
 ];
 
 /**
