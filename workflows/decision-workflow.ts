@@ -463,7 +463,10 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     // A run final at its start (ALLOW, DENY, constraints) records its events and its receipt in one local
     // activity, so its first workflow task is its only one until the outcome or override window: no activity
     // task and no second workflow task, which is most of what a decision costs the server beyond its start.
-    await flush(!awaitingJudgment, true);
+    // Final after the evaluator's verdicts: the run's first events are in already, so its receipt is issued
+    // by its own activity, as after an approval.
+    if (awaitingJudgment) await issue();
+    else await flush(true, true);
   }
   finalAt = Date.now();
   if (needsApproval) await issue();

@@ -168,7 +168,8 @@ function lowerJudgment(rule: PolicyRule, sentence: string, decisionHint: Decisio
     on: 'request',
     match,
     decision: 'REQUIRE_APPROVAL',
-    reason: rule.reason ?? `needs a person's judgment: ${sentence}`,
+    // The sentence itself is shown only as the checklist (escaped as untrusted text on every channel).
+    reason: rule.reason ?? `judgment rule ${name} needs a person: see its checklist`,
     constraints: {},
     approval: normaliseApproval(rule.approval),
     text: sentence,
