@@ -67,7 +67,7 @@ function fakeEvaluator(): Server {
     req.on('data', (d: Buffer) => (raw += d.toString()));
     req.on('end', () => {
       const body = JSON.parse(raw) as { messages: Array<{ content: string }> };
-      asked.push({ auth: req.headers.authorization, body: body as unknown as Record<string, unknown> });
+      asked.push({ auth: req.headers.authorization, body: body });
       let mode = 'pass';
       try {
         mode = String((JSON.parse(body.messages[1]!.content) as { request: { context: { mode?: string } } }).request.context.mode ?? 'pass');
