@@ -151,11 +151,27 @@ function mostRestrictive(hits: Hit[], from: Decision): Decision {
 
 // The hot path below uses plain loops and no closures: under tsx every arrow function allocated per
 // evaluation is also renamed (keepNames), which cost more than the matching itself.
-function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, nowIso: string): Evaluation {
+function run(rt: Runtime, asked: DecisionRequest, facts: Facts, now: Date, nowIso: string): Evaluation {
   const snapshot = rt.snapshot;
   if (rt.defect !== undefined) return denyAll(snapshot, facts, nowIso, `${rt.defect}; failing closed`);
-  const agentId = request.agent.id;
-  const vars = lazyVars(request, now);
+  const agentId = asked.agent.id;
+  let request = asked;
+  let vars = lazyVars(request, now);
+  // Flags first: a request flagged ("Flag as high-risk if …") carries the tag for every rule after, as the
+  // catalog's tags do (added, never removed). Pure, so replay flags it the same way.
+  const flagRules = rt.flagRules;
+  if (flagRules.length > 0) {
+    const tags: string[] = [];
+    for (let i = 0; i < flagRules.length; i++) {
+      const p = flagRules[i]!;
+      if (!policyApplies(p.policy, agentId)) continue;
+      if (checkRule(p, request, now, facts, vars).applies === true) tags.push(p.rule.flag!);
+    }
+    if (tags.length > 0) {
+      request = withRiskTags(request, tags);
+      vars = lazyVars(request, now);
+    }
+  }
 
   const stored: Hit[] = [];
   const pack: Hit[] = [];
