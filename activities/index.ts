@@ -7,6 +7,7 @@ import { makeAppendRunEvents, type StartGuard } from './append-run-events.ts';
 import { makeAuthorize } from './authorize.ts';
 import { makeDeliverCallback } from './deliver-callback.ts';
 import { makeIssueReceipt } from './issue-receipt.ts';
+import { makeJudgeRequest } from './judge-request.ts';
 import { makeNotifyApprovers, type ChannelDeps } from './notify-approvers.ts';
 import { makePolicyReviewActivities } from './policy-review.ts';
 import type { PrincipalCache } from '../services/identity/key-cache.ts';
@@ -17,6 +18,8 @@ export type ActivityDeps = {
   keysDir: string;
   attestationSecret?: string | undefined;
   callbackAllowPrivate?: boolean;
+  /** Hosts (host or host:port) whose evaluator URLs skip the private-address check (COUNTERSIGN_EVALUATOR_ALLOW_HOSTS). */
+  evaluatorAllowHosts?: string[];
   crashAt?: string | undefined;
   channels?: ChannelDeps;
   /** The worker's cache of principals' roles and groups (answers are checked against it). */
@@ -55,6 +58,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     notifyApprovers: makeNotifyApprovers(deps.db, deps.channels),
     announceRoundClosed: makeAnnounceRoundClosed(deps.db, deps.channels?.slack),
     deliverCallback: makeDeliverCallback(getKeyring, deps.callbackAllowPrivate ?? false),
+    judgeRequest: makeJudgeRequest(deps.db, { allowHosts: deps.evaluatorAllowHosts ?? [] }),
     ...makePolicyReviewActivities(deps.db, getKeyring, getSecret, guard.refused),
   };
 }

@@ -1,7 +1,7 @@
 import type { ActiveDelegation } from '../services/decisions/delegation-rules.ts';
-import type { DecisionResult } from '../schemas/decision.ts';
+import type { DecisionRequest, DecisionResult, JudgmentItem } from '../schemas/decision.ts';
 import type { ApprovalChannel } from '../schemas/approval-channel.ts';
-import type { NewEvent, PolicyChange } from '../schemas/events.ts';
+import type { JudgmentVerdict, NewEvent, PolicyChange } from '../schemas/events.ts';
 
 /** Activity signatures, importable by workflow code (types only: no I/O crosses this file). */
 export type AppendRunEventsInput = {
@@ -41,6 +41,10 @@ export type Delivery = { channel: ApprovalChannel; recipient: string; error?: st
 export type RoundClosedInput = { decisionId: string; tenantId: string; round: number };
 export type RoundClosedResult = { updated: number; errors: string[] };
 
+/** Asks the tenant's evaluator about each judgment rule of a request; never throws for the evaluator's faults (verdict error). */
+export type JudgeInput = { tenantId: string; decisionId: string; request: DecisionRequest; checklist: JudgmentItem[] };
+export type JudgeResult = { verdicts: JudgmentVerdict[]; model: string };
+
 export type CallbackInput = { url: string; tenantId: string; decisionId: string; result: DecisionResult };
 
 /** Four-eyes policy activation (issue 7): the review workflow's steps, each one idempotent append to the policy stream. */
@@ -66,6 +70,7 @@ export interface Activities {
   /** Shows a closed round's final state on every Slack message that carried its buttons. */
   announceRoundClosed(input: RoundClosedInput): Promise<RoundClosedResult>;
   deliverCallback(input: CallbackInput): Promise<{ status: number }>;
+  judgeRequest(input: JudgeInput): Promise<JudgeResult>;
   openPolicyReview(input: OpenPolicyReviewInput): Promise<OpenPolicyReviewResult>;
   completePolicyReview(input: CompletePolicyReviewInput): Promise<CompletePolicyReviewResult>;
   closePolicyReview(input: ClosePolicyReviewInput): Promise<{ ok: true } | { ok: false; reason: string }>;

@@ -102,6 +102,32 @@ export const EvaluationApproval = z.strictObject({
 });
 export type EvaluationApproval = z.infer<typeof EvaluationApproval>;
 
+/** A judgment rule that applied to a request: its sentence is the approvers' checklist. */
+export const JudgmentItem = z.strictObject({
+  policy_id: z.string(),
+  version: z.number().int().nonnegative(),
+  rule: z.string(),
+  text: z.string().describe('The sentence as written in the policy; untrusted text for every channel that shows it.'),
+  effect: z.enum(['DENY', 'REQUIRE_APPROVAL']).describe("What a fail verdict of the tenant's evaluator decides."),
+});
+export type JudgmentItem = z.infer<typeof JudgmentItem>;
+
+/**
+ * The judgment rules of a REQUIRE_APPROVAL, and what the evaluation decides when every one of them passes
+ * (the tenant's evaluator said pass): the other rules' decision, or the tenant default when only they matched.
+ */
+export const EvaluationJudgment = z.strictObject({
+  checklist: z.array(JudgmentItem).min(1),
+  if_passed: z.strictObject({
+    decision: Decision,
+    reason: z.string(),
+    matched_rule: z.string().nullable(),
+    constraints: Constraints,
+    approval: z.lazy(() => EvaluationApproval).optional(),
+  }),
+});
+export type EvaluationJudgment = z.infer<typeof EvaluationJudgment>;
+
 /** What the pure evaluator returns: everything a replay needs to re-derive the decision. */
 export const Evaluation = z.strictObject({
   decision: Decision,
@@ -115,6 +141,7 @@ export const Evaluation = z.strictObject({
   approval: EvaluationApproval.optional(),
   requirements: z.array(z.strictObject({ policy_id: z.string(), version: z.number().int().nonnegative(), rule: z.string(), approval: EvaluationApproval }))
     .optional().describe('Present when more than one matched rule requires approval: every one of them, in evaluation order; each must be satisfied.'),
+  judgment: EvaluationJudgment.optional().describe('Present when judgment rules applied to a REQUIRE_APPROVAL: their checklist.'),
 });
 export type Evaluation = z.infer<typeof Evaluation>;
 
@@ -159,5 +186,6 @@ export const DecisionResult = z.strictObject({
   policy_id: z.string().nullable().optional().describe('The policy whose rule decided (the first matched rule with the deciding name); null when the tenant default decided.'),
   approval_requirements: z.array(ApprovalRequirementStatus).optional()
     .describe('When several rules require approval, or one declares an escalation ladder: each requirement of the approval round (every one must approve) and where it stands.'),
+  checklist: z.array(JudgmentItem).optional().describe('The judgment rules that applied to the request: what its approvers check (present only when there are any).'),
 });
 export type DecisionResult = z.infer<typeof DecisionResult>;

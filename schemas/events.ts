@@ -61,7 +61,27 @@ export const DecisionFinalizedData = z.strictObject({
   reason: z.string(),
   matched_rule: z.string().nullable(),
   constraints: Constraints,
-  via: z.enum(['policy', 'approval', 'rejection', 'expiry', 'override', 'override_denied']),
+  via: z.enum(['policy', 'approval', 'rejection', 'expiry', 'override', 'override_denied', 'evaluator']),
+});
+
+/** One judgment rule's verdict from the tenant's evaluator; `error` when it could not be asked or answered nothing usable. */
+export const JudgmentVerdict = z.strictObject({
+  policy_id: z.string(),
+  version: z.number().int().nonnegative(),
+  rule: z.string(),
+  verdict: z.enum(['pass', 'fail', 'unsure', 'error']),
+  reason: z.string().max(2000).describe("The evaluator's reason (untrusted text), or why it gave no usable verdict."),
+});
+export type JudgmentVerdict = z.infer<typeof JudgmentVerdict>;
+
+/**
+ * The tenant evaluator's verdicts on a request's judgment rules, recorded before the decision they lead to:
+ * replay re-derives that decision from these, never asking the evaluator again.
+ */
+export const JudgmentEvaluatedData = z.strictObject({
+  verdicts: z.array(JudgmentVerdict).min(1),
+  model: z.string().max(200).describe('The model the evaluator was asked with.'),
+  at: z.iso.datetime({ offset: true }),
 });
 
 // --- approval rounds (REQUIRE_APPROVAL and override requests) ----------------------------------
@@ -317,6 +337,7 @@ export const EVENT_DATA = {
   DecisionRequested: DecisionRequestedData,
   PolicyEvaluated: PolicyEvaluatedData,
   DecisionFinalized: DecisionFinalizedData,
+  JudgmentEvaluated: JudgmentEvaluatedData,
   ReceiptIssued: ReceiptIssuedData,
   ApprovalRequested: ApprovalRequestedData,
   NotificationSent: NotificationData,

@@ -139,6 +139,7 @@ export const PolicyRule = z
     constraints: Constraints.optional(),
     approval: Approval.optional(),
     text: z.string().min(1).max(1000).optional().describe('A natural-language rule, compiled when the policy is saved.'),
+    applies_to: Match.optional().describe('For a type: nl rule that needs judgment: the requests it applies to (default: every request of its policy).'),
     type: z.enum(['deterministic', 'nl']).optional(),
     expr: CelText.optional(),
   })
@@ -147,12 +148,13 @@ export const PolicyRule = z
     if (r.decision !== undefined && r.effect !== undefined) issue('effect', 'give decision or effect, not both');
     if (r.type === 'deterministic') {
       if (r.expr === undefined) issue('expr', 'a deterministic rule needs expr: a CEL expression the request must satisfy');
-      for (const k of ['text', 'match', 'condition', 'limit', 'decision', 'effect', 'constraints'] as const) if (r[k] !== undefined) issue(k, `${k} is not allowed in a deterministic rule: it is a requirement; the policy's on_fail says what a failed one decides`);
+      for (const k of ['text', 'match', 'condition', 'limit', 'decision', 'effect', 'constraints', 'applies_to'] as const) if (r[k] !== undefined) issue(k, `${k} is not allowed in a deterministic rule: it is a requirement; the policy's on_fail says what a failed one decides`);
       if (r.on === 'outcome') issue('on', 'a deterministic rule is a requirement on the request, not on the outcome');
       return;
     }
     if (r.expr !== undefined) issue('expr', 'expr belongs to type: deterministic rules');
     if (r.type === 'nl' && r.text === undefined) issue('text', 'a type: nl rule needs text');
+    if (r.applies_to !== undefined && r.type !== 'nl') issue('applies_to', 'applies_to is for type: nl rules that need judgment: it says which requests their approvers check');
     if (r.text !== undefined) {
       for (const k of ['match', 'condition', 'limit'] as const) if (r[k] !== undefined) issue(k, `${k} is not allowed beside text: a natural-language rule is compiled into its own match and condition`);
       return;
@@ -229,3 +231,18 @@ export const PolicyDocument = z.strictObject({
 });
 export type PolicyDocument = z.infer<typeof PolicyDocument>;
 export type PolicyDocumentInput = z.input<typeof PolicyDocument>;
+
+/**
+ * How a saved natural-language rule reads back (`interpreted` in the answers of POST/PUT /v1/policies and of
+ * simulation): either the structured rule its sentence compiled to, or a judgment rule that people enforce.
+ */
+export const JudgmentReading = z.strictObject({
+  kind: z.literal('judgment'),
+  checklist: z.string().describe("The sentence as written: what the approvers (or the tenant's evaluator) check."),
+  applies_to: z.record(z.string(), z.unknown()).describe('The compiled match of applies_to; {} is every request of the policy.'),
+  decision: z.literal('REQUIRE_APPROVAL').describe('What a request it applies to gets, unless an evaluator decides it.'),
+  effect: z.enum(['DENY', 'REQUIRE_APPROVAL']).describe("What a fail verdict of the tenant's evaluator decides."),
+  approval: z.record(z.string(), z.unknown()),
+  enforced_by: z.literal('people, or the tenant evaluator when one is configured'),
+});
+export type JudgmentReading = z.infer<typeof JudgmentReading>;

@@ -1,6 +1,6 @@
 import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, log, proxyActivities, proxyLocalActivities, setHandler, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { Decision, DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
-import type { NewEvent } from '../schemas/events.ts';
+import type { JudgmentVerdict, NewEvent } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
 import { checkEnvelope, messageSchemas, parseMessage, type AnswerInput, type OutcomeInput, type OverrideInput } from './decision-messages.ts';
 
@@ -11,6 +11,7 @@ import { decide, runState, type RunCommand } from '../services/decisions/run-dec
 import { reasonFields } from '../services/decisions/reason-code.ts';
 import { approvalRequirementsOf, escalationGroups } from '../services/decisions/approval-requirements.ts';
 import { withDelegations } from '../services/decisions/delegation-rules.ts';
+import { checklistOf } from '../services/decisions/checklist.ts';
 import { reminderAt, type RemindBefore } from './decision-reminders.ts';
 import type { StartAttestation } from '../services/decisions/start-attestation.ts';
 
@@ -46,6 +47,11 @@ export type DecisionWorkflowInput = {
    * DecisionRequested; the run's first append is refused without a valid one, so nothing is written.
    */
   attestation?: StartAttestation;
+  /**
+   * The tenant has an evaluator for judgment rules and the evaluation has some: the run asks it (activity
+   * judgeRequest) and records its verdicts before opening a round. Absent in every other run.
+   */
+  judge?: boolean;
 };
 
 export type DecisionStatus = { result: DecisionResult; requestDigest: string; requestedBy?: string };
@@ -86,12 +92,19 @@ const { notifyApprovers, issueReceipt } = proxyActivities<Activities>(storeOptio
 const { appendRunEvents, authorize } = proxyLocalActivities<Activities>(storeOptions);
 // Closing notices on Slack are bounded (the activity never throws) and never hold a run.
 const { announceRoundClosed } = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 3 } });
+// The evaluator's own timeout bounds each question (services/judgment); a failed attempt costs nothing, since
+// nothing is recorded until the workflow has the verdicts, and people decide if every attempt fails.
+const { judgeRequest } = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 3, nonRetryableErrorTypes: ['CountersignError'] },
+});
 const { deliverCallback } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 12 },
 });
 
 export function toResult(view: RunView): DecisionResult {
+  const checklist = checklistOf(view);
   return {
     decision_id: view.decision_id,
     decision: view.decision!,
@@ -103,6 +116,7 @@ export function toResult(view: RunView): DecisionResult {
     snapshot_hash: view.snapshot_hash ?? '',
     ...reasonFields(view),
     ...approvalRequirementsOf(view),
+    ...(checklist.length > 0 ? { checklist } : {}),
   };
 }
 
@@ -399,6 +413,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   }
 
   // --- the run -------------------------------------------------------------------------------------
+  const awaitingJudgment = input.judge === true && input.evaluation.decision === 'REQUIRE_APPROVAL' && input.evaluation.judgment !== undefined;
   must({
     type: 'StartRun',
     data: {
@@ -421,15 +436,30 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         } : {}),
       },
       evaluated: { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision },
+      ...(awaitingJudgment ? { awaiting_judgment: true } : {}),
     },
   });
-  const needsApproval = view!.status === 'pending_approval';
   // Registered here, before the first await and after the run's first events are in `view`: an update that
   // reaches a run in its first task (a worker that died before completing it, an answer sent while no worker
   // ran) is delivered the moment its handler is set, and its validator must see the run.
   registerUpdates();
-  if (needsApproval) {
+  if (awaitingJudgment) {
+    // The request and its evaluation are in the log before the evaluator is asked; its verdicts are recorded
+    // before the decision they lead to. An evaluator that cannot be asked leaves the decision to people.
     await flush(true);
+    const checklist = input.evaluation.judgment!.checklist;
+    let judged: { verdicts: JudgmentVerdict[]; model: string };
+    try {
+      judged = await judgeRequest({ tenantId: input.tenantId, decisionId: input.decisionId, request: input.request, checklist });
+    } catch (err) {
+      const reason = `the evaluator could not be asked: ${err instanceof Error ? err.message : String(err)}`.slice(0, 500);
+      judged = { verdicts: checklist.map((j) => ({ policy_id: j.policy_id, version: j.version, rule: j.rule, verdict: 'error' as const, reason })), model: '' };
+    }
+    must({ type: 'RecordVerdicts', data: { verdicts: judged.verdicts, model: judged.model, at: iso(Date.now()) } });
+  }
+  const needsApproval = view!.status === 'pending_approval';
+  if (needsApproval) {
+    await flush(!awaitingJudgment);
     // An answer delivered in the first task may already have closed the round: nobody is asked to approve it.
     if (openRound(view)?.round === 1) await notify(1, 'request', view!.rounds[0]!.groups);
     await runRound(1);
@@ -437,7 +467,10 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     // A run final at its start (ALLOW, DENY, constraints) records its events and its receipt in one local
     // activity, so its first workflow task is its only one until the outcome or override window: no activity
     // task and no second workflow task, which is most of what a decision costs the server beyond its start.
-    await flush(true, true);
+    // Final after the evaluator's verdicts: the run's first events are in already, so its receipt is issued
+    // by its own activity, as after an approval.
+    if (awaitingJudgment) await issue();
+    else await flush(true, true);
   }
   finalAt = Date.now();
   if (needsApproval) await issue();

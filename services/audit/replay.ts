@@ -1,3 +1,4 @@
+import { afterVerdicts } from '../decisions/judgment-verdicts.ts';
 import { CURRENT_SCHEMA_VERSION, EVENT_DATA, isKnownEventType, StoredEvent, type EventData } from '../../schemas/events.ts';
 import type { PublicKeySet, Receipt, SignedReceipt } from '../../schemas/receipt.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
@@ -570,6 +571,37 @@ export class Replay {
     if (again.decision !== recorded.decision || again.matched_rule !== recorded.matched_rule) {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `re-evaluation gives ${again.decision} (${again.matched_rule}), recorded ${recorded.decision} (${recorded.matched_rule})` });
       return false;
+    }
+    if (canonicalJson(again.judgment ?? null) !== canonicalJson(recorded.judgment ?? null)) {
+      this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: 're-evaluation gives other judgment rules (checklist) than recorded' });
+      return false;
+    }
+    return this.reDeriveVerdicts(events, recorded);
+  }
+
+  /**
+   * A run whose evaluator was asked: the decision after the verdicts is re-derived from the recorded
+   * JudgmentEvaluated (afterVerdicts), never by asking the evaluator again.
+   */
+  private reDeriveVerdicts(events: StoredEvent[], recorded: EventData<'PolicyEvaluated'>['evaluation']): boolean {
+    const i = events.findIndex((e) => e.type === 'JudgmentEvaluated');
+    if (i < 0) return true;
+    const judged = events[i]!;
+    const fail = (problem: string) => {
+      this.divergences.push({ stream_id: judged.stream_id, position: judged.position, problem });
+      return false;
+    };
+    if (recorded.judgment === undefined || recorded.decision !== 'REQUIRE_APPROVAL') return fail('verdicts recorded for a run whose evaluation has no judgment rules');
+    const next = afterVerdicts(recorded, (judged.data as EventData<'JudgmentEvaluated'>).verdicts);
+    const after = events[i + 1];
+    if (after === undefined) return true;
+    if (next.kind === 'final') {
+      const d = after.data as Partial<EventData<'DecisionFinalized'>>;
+      if (after.type !== 'DecisionFinalized' || d.decision !== next.decision || d.matched_rule !== next.matched_rule || d.via !== 'evaluator') {
+        return fail(`the recorded verdicts give ${next.decision} (${next.matched_rule}), the run recorded ${after.type} ${d.decision ?? ''}`);
+      }
+    } else if (after.type !== 'ApprovalRequested') {
+      return fail(`the recorded verdicts leave the decision to people, the run recorded ${after.type}`);
     }
     return true;
   }

@@ -43,11 +43,19 @@ function agentLines(f: RoundFacts): Array<[string, string]> {
   return rows.map(([k, v]): [string, string] => [cleanText(k, 80), cleanText(v, 300)]);
 }
 
+/** The judgment rules the approver checks (policy text: cleaned, escaped in HTML, never linked). */
+function checklistLines(f: RoundFacts): string[] {
+  return (f.checklist ?? []).map((j) => `${cleanText(j.text, 600).replace(/:\/\//g, '[:]//')} (rule ${cleanText(j.rule, 100)}, ${cleanText(j.policy_id, 100)} v${j.version})`);
+}
+
 const table = (rows: Array<[string, string]>) => rows.map(([k, v]) => `<tr><th align="left">${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('');
 
 /** Facts and agent text as HTML: every value escaped; the agent's part boxed and labelled. */
 export function factsHtml(f: RoundFacts): string {
-  return `<h2>Countersign approval</h2><table>${table(factLines(f))}</table>
+  const checklist = checklistLines(f);
+  return `<h2>Countersign approval</h2><table>${table(factLines(f))}</table>${checklist.length > 0 ? `
+<p><strong>Checklist (judgment rules of the policy): check each before you approve</strong></p>
+<ul>${checklist.map((l) => `<li>${escapeHtml(l)}</li>`).join('')}</ul>` : ''}
 <p><strong>Written by the agent (unverified, shown as text):</strong></p>
 <pre style="border:1px solid #999;padding:8px;white-space:pre-wrap">${agentLines(f).map(([k, v]) => `${escapeHtml(k)}: ${escapeHtml(v)}`).join('\n')}</pre>`;
 }
@@ -60,6 +68,7 @@ export function approvalEmail(f: RoundFacts, link: string, purpose: 'request' | 
     '',
     ...factLines(f).map(([k, v]) => `${k}: ${cleanText(v, 300)}`),
     '',
+    ...((f.checklist ?? []).length > 0 ? ['Checklist (judgment rules of the policy): check each before you approve', ...checklistLines(f).map((l) => `- ${l}`), ''] : []),
     '--- Written by the agent (unverified) ---',
     ...agentLines(f).map(([k, v]) => `${k}: ${v.replace(/:\/\//g, '[:]//')}`),
     '--- end of agent text ---',

@@ -2,6 +2,7 @@ import { withTenant, type Db } from '../events/db.ts';
 import { loadRunView } from '../decisions/read-decision.ts';
 import type { Round } from '../decisions/run-view.ts';
 import { finalDeadlineOf, requirementLines } from '../decisions/approval-requirements.ts';
+import { checklistOf } from '../decisions/checklist.ts';
 
 /** What an approver is shown about one round. `facts` come from Countersign; `untrusted` from the agent. */
 export type RoundFacts = {
@@ -23,6 +24,8 @@ export type RoundFacts = {
   answers: Array<{ approver_id: string; verdict: 'approve' | 'reject'; channel: string }>;
   /** A round of requirements: one line per requirement (each must be satisfied), else absent. */
   requirements?: string[];
+  /** The judgment rules the approver checks (policy text: shown escaped, as untrusted). */
+  checklist?: Array<{ policy_id: string; version: number; rule: string; text: string }> | undefined;
   /** Agent-supplied: shown escaped and apart. */
   untrusted: { tool: string; operation: string | null; args: unknown; reason: string; justification: string | null };
 };
@@ -52,6 +55,7 @@ export async function loadRoundFacts(db: Db, tenantId: string, decisionId: strin
         ...r.rejections.map((a) => ({ approver_id: a.approver_id, verdict: 'reject' as const, channel: a.channel, at: a.at })),
       ].sort((a, b) => a.at.localeCompare(b.at)).map(({ approver_id, verdict, channel }) => ({ approver_id, verdict, channel })),
       ...(r.requirements ? { requirements: requirementLines(r) } : {}),
+      checklist: r.kind === 'approval' ? checklistOf(view).map(({ policy_id, version, rule, text }) => ({ policy_id, version, rule, text })) : [],
       untrusted: { tool: view.action.tool, operation: view.action.operation ?? null, args, reason: view.reason, justification: r.justification ?? null },
     };
   });

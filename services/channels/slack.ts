@@ -50,6 +50,7 @@ export function approvalBlocks(f: RoundFacts, ref: string, purpose: 'request' | 
         ...(f.requirements ? [field('Every one of these must approve', slackFact(f.requirements.join('\n'), 1000))] : []),
       ],
     },
+    ...checklistBlocks(f),
     { type: 'context', elements: [{ type: 'mrkdwn', text: 'Written by the agent (unverified; shown as text):', verbatim: true }] },
     { type: 'section', text: { type: 'mrkdwn', text: `\`\`\`${agentText}\`\`\``, verbatim: true } },
     {
@@ -60,6 +61,22 @@ export function approvalBlocks(f: RoundFacts, ref: string, purpose: 'request' | 
         { type: 'button', action_id: 'countersign_reject', style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value: ref },
       ],
     },
+  ];
+}
+
+/** Most checklist items one message shows; the rest are named by count (GET /v1/approvals has them all). */
+export const CHECKLIST_MAX_ITEMS = 10;
+
+/** The judgment rules the approver checks before answering: policy text, escaped like the agent's. */
+export function checklistBlocks(f: RoundFacts): Block[] {
+  const all = f.checklist ?? [];
+  if (all.length === 0) return [];
+  const shown = all.slice(0, CHECKLIST_MAX_ITEMS);
+  const lines = shown.map((j) => `• ${slackUntrusted(j.text, 600)} (rule ${slackFact(j.rule, 100)}, ${slackFact(j.policy_id, 100)} v${j.version})`);
+  if (all.length > shown.length) lines.push(`… and ${all.length - shown.length} more (see GET /v1/approvals)`);
+  return [
+    { type: 'context', elements: [{ type: 'mrkdwn', text: 'Checklist: judgment rules of the policy. Check each before you approve:', verbatim: true }] },
+    { type: 'section', text: { type: 'mrkdwn', text: lines.join('\n'), verbatim: true } },
   ];
 }
 

@@ -10,6 +10,7 @@ import { catalogFact, catalogOf, counterIncrements, enrichRequest, evaluate, per
 import { loadCatalog } from '../catalog/catalog-store.ts';
 import type { CatalogReader } from '../catalog/catalog-cache.ts';
 import { readCounters } from './counters.ts';
+import { hasEvaluator } from '../judgment/evaluator-config.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import type { Principal } from '../identity/principals.ts';
 import { requireAgent } from '../identity/agent-binding.ts';
@@ -90,6 +91,10 @@ export async function requestDecisionAnswer(deps: DecideDeps, principal: Princip
   const specs = requiredCounters(set.snapshot, enriched);
   const facts: Facts = specs.length ? { counters: await readCounters(deps.db, tenantId, specs, now), ...catalogFacts } : catalogFacts;
   const evaluation = evaluate(set.snapshot, request, facts, now);
+  // Judgment rules applied: the run asks the tenant's evaluator first, if it has one (else people decide).
+  const judge = evaluation.judgment !== undefined && (await hasEvaluator(deps.db, tenantId).catch((err: unknown) => {
+    throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
+  }));
   const increments = evaluation.decision === 'DENY' ? [] : counterIncrements(set.snapshot, enriched, now).map((i) => ({ key: i.key, amount: i.amount }));
   const workflowId = workflowIdFor(tenantId, decisionId);
   const argsDigest = request.action.args ? sha256Digest(request.action.args) : null;
@@ -115,7 +120,7 @@ export async function requestDecisionAnswer(deps: DecideDeps, principal: Princip
       // Refuse a second run for the same id even after the first closed (within retention); past
       // retention the idempotency_keys row answers above.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows: deps.windows, callbackUrl, counterIncrements: increments, attestation, ...(actingPrincipal ? { actingPrincipal } : {}) }],
+      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows: deps.windows, callbackUrl, counterIncrements: increments, attestation, ...(actingPrincipal ? { actingPrincipal } : {}), ...(judge ? { judge: true } : {}) }],
     }));
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError && key !== undefined) {

@@ -1,5 +1,6 @@
 import type { Evaluation } from '../../schemas/decision.ts';
 import type { EventData } from '../../schemas/events.ts';
+import { afterVerdicts } from './judgment-verdicts.ts';
 import { checkAnswer, evolve, openRound, type AnswerCommand, type Round, type RunEvent, type RunView } from './run-view.ts';
 import { DEFAULT_APPROVAL, firstRequirements, requirementsAtDeadline, requirementsFor, usesRequirements } from './approval-requirements.ts';
 
@@ -26,8 +27,11 @@ export type OverrideSettings = { groups: string[]; timeout_sec: number; window_s
 
 export type StartRun = {
   type: 'StartRun';
-  data: { requested: EventData<'DecisionRequested'>; evaluated: EventData<'PolicyEvaluated'> };
+  /** awaiting_judgment: the tenant's evaluator is asked first, so a REQUIRE_APPROVAL opens no round yet. */
+  data: { requested: EventData<'DecisionRequested'>; evaluated: EventData<'PolicyEvaluated'>; awaiting_judgment?: boolean };
 };
+/** The evaluator's verdicts on the judgment rules: recorded, then the run goes on as they say (afterVerdicts). */
+export type RecordVerdicts = { type: 'RecordVerdicts'; data: EventData<'JudgmentEvaluated'> };
 export type AnswerRound = {
   type: 'AnswerRound';
   /** The answer as checkAnswer reads it (the approver's roles and groups as the database confirms them now). */
@@ -70,7 +74,7 @@ export type RecordDeliveries = {
   };
 };
 
-export type RunCommand = StartRun | AnswerRound | ReachDeadline | RequestOverride | ReportOutcome | RecordDeliveries;
+export type RunCommand = StartRun | AnswerRound | ReachDeadline | RequestOverride | ReportOutcome | RecordDeliveries | RecordVerdicts;
 
 export type Decided = { ok: true; events: RunEvent[] } | { ok: false; reason: string };
 
@@ -93,6 +97,8 @@ export function decide(state: RunState, command: RunCommand, now: Date): Decided
       return reportOutcome(state, command.data, now);
     case 'RecordDeliveries':
       return recordDeliveries(state, command.data);
+    case 'RecordVerdicts':
+      return recordVerdicts(state, command.data, now);
     default: {
       const never: never = command;
       return never;
@@ -101,8 +107,8 @@ export function decide(state: RunState, command: RunCommand, now: Date): Decided
 }
 
 /** The first round of a REQUIRE_APPROVAL, from the deciding rule's approval settings. */
-function firstRound(requested: EventData<'DecisionRequested'>, e: Evaluation, now: Date): EventData<'ApprovalRequested'> {
-  const a = e.approval;
+function firstRound(requested: EventData<'DecisionRequested'>, e: Evaluation, now: Date, approval = e.approval): EventData<'ApprovalRequested'> {
+  const a = approval;
   const timeout = a?.timeout_sec ?? DEFAULT_APPROVAL.timeout_sec;
   const first = a?.escalate_after_sec ?? timeout;
   return {
@@ -125,6 +131,9 @@ function firstRoundOfRequirements(requested: EventData<'DecisionRequested'>, e: 
 function startRun(state: RunState, d: StartRun['data'], now: Date): Decided {
   if (state.status !== 'not_started') return refused('the run has already started');
   const e = d.evaluated.evaluation;
+  if (d.awaiting_judgment === true && e.decision === 'REQUIRE_APPROVAL' && e.judgment !== undefined) {
+    return accepted([ev('DecisionRequested', d.requested), ev('PolicyEvaluated', d.evaluated)]);
+  }
   const third = e.decision === 'REQUIRE_APPROVAL'
     ? ev('ApprovalRequested', usesRequirements(e) ? firstRoundOfRequirements(d.requested, e, now) : firstRound(d.requested, e, now))
     : ev('DecisionFinalized', { decision: e.decision, reason: e.reason, matched_rule: e.matched_rule, constraints: e.constraints, via: 'policy' });
@@ -220,6 +229,18 @@ function reportOutcome(state: RunState, o: ReportOutcome['data'], now: Date): De
     ev('OutcomeReported', { status: o.status, output_digest: o.output_digest, reported_by: o.reported_by, at: now.toISOString() }),
     ...o.violations.map((v) => ev('OutputViolation', v)),
   ]);
+}
+
+function recordVerdicts(state: RunState, d: RecordVerdicts['data'], now: Date): Decided {
+  if (state.status !== 'pending_approval' || state.evaluation?.judgment === undefined) return refused('the run is not waiting for a judgment');
+  if (state.rounds.length > 0 || state.verdicts !== undefined) return refused('the judgment was already recorded');
+  const e = state.evaluation;
+  const next = afterVerdicts(e, d.verdicts);
+  const requested = { requested_by: state.requested_by, args_digest: state.args_digest } as EventData<'DecisionRequested'>;
+  const after = next.kind === 'final'
+    ? ev('DecisionFinalized', { decision: next.decision, reason: next.reason, matched_rule: next.matched_rule, constraints: next.constraints, via: 'evaluator' })
+    : ev('ApprovalRequested', firstRound(requested, e, now, next.approval));
+  return accepted([ev('JudgmentEvaluated', d), after]);
 }
 
 function recordDeliveries(state: RunState, d: RecordDeliveries['data']): Decided {

@@ -1,3 +1,5 @@
+import type { JudgmentItem } from '../../schemas/decision.ts';
+import { checklistOf } from './checklist.ts';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import {
   answerUpdate, outcomeUpdate, overrideUpdate,
@@ -155,6 +157,8 @@ export type PendingApproval = {
   justification: string | null;
   /** A round of requirements: each one and where it stands (every one must approve). */
   requirements?: RequirementSummary[];
+  /** The judgment rules the approvers check (approval rounds of requests judgment rules applied to). */
+  checklist?: JudgmentItem[];
 };
 
 /**
@@ -207,6 +211,7 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
       reason: view.reason, matched_rule: view.matched_rule, groups: r.groups, quorum: r.quorum, approvals: r.approvals.length, deadline: r.deadline,
       args_digest: r.args_digest, snapshot_hash: r.snapshot_hash, justification: r.justification ?? null,
       ...(r.requirements ? { requirements: requirementSummaries(r)! } : {}),
+      ...(r.kind === 'approval' && checklistOf(view).length > 0 ? { checklist: checklistOf(view) } : {}),
     });
   }
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));

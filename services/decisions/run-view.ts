@@ -94,6 +94,8 @@ export type RunView = {
   outcome: { status: 'succeeded' | 'failed'; output_digest: string; reported_by: string; at: string; violations: Array<{ policy_id: string; rule: string; reason: string }> } | null;
   receipt: { digest: string; head_version: number; signature: { alg: 'Ed25519'; key_id: string; value: string } } | null;
   events: number;
+  /** The tenant evaluator's verdicts on the request's judgment rules, when it was asked. */
+  verdicts?: EventData<'JudgmentEvaluated'>['verdicts'];
 };
 
 export type RunEvent = { [K in EventType]: { type: K; data: EventData<K> } }[EventType];
@@ -153,6 +155,8 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
         default_decision: event.data.default_decision ?? 'DENY',
       };
     }
+    case 'JudgmentEvaluated':
+      return { ...v, verdicts: event.data.verdicts };
     case 'DecisionFinalized': {
       const d = event.data;
       return { ...v, status: 'final', decision: d.decision, reason: d.reason, matched_rule: d.matched_rule, constraints: d.constraints, finalized_via: d.via };

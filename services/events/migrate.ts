@@ -25,6 +25,7 @@ const APP_GRANTS: Array<[string, string]> = [
   ['console_sessions', 'SELECT, INSERT, UPDATE'],
   ['decision_monitor', 'SELECT, INSERT, UPDATE'],
   ['delegations', 'SELECT, INSERT, UPDATE'],
+  ['tenant_evaluators', 'SELECT, INSERT, UPDATE, DELETE'],
 ];
 
 /**

@@ -23,6 +23,8 @@ export type Hit = {
   builtin: boolean;
   /** The hit of a requirement that failed (or could not be evaluated). */
   requirement?: true;
+  /** The hit of a judgment rule: its sentence, and what a fail verdict decides. */
+  judgment?: { text: string; effect: 'DENY' | 'REQUIRE_APPROVAL' };
 };
 
 /** The rule name of a requirement policy's ALLOW. */
@@ -62,6 +64,7 @@ function hitFromRule(p: PreparedRule): Hit {
     h = { policy: p.policy, rule: p.rule.name, decision: p.rule.decision, reason: p.rule.reason, constraints: p.rule.constraints, namesTool: p.namesTool, builtin: p.builtin };
     if (p.rule.approval !== undefined) h.approval = p.rule.approval;
     if (p.rule.requirement !== undefined) h.requirement = true;
+    if (p.rule.judgment !== undefined) h.judgment = { text: p.rule.text ?? p.rule.reason, effect: p.rule.judgment.effect };
     hits.set(p, h);
   }
   return h;
@@ -158,15 +161,33 @@ const VARS: LazyVars = lazyVars({ agent: { id: '' }, action: { tool: '' } } as D
 
 // The hot path below uses plain loops and no closures: under tsx every arrow function allocated per
 // evaluation is also renamed (keepNames), which cost more than the matching itself.
-function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, nowIso: string): Evaluation {
+function run(rt: Runtime, asked: DecisionRequest, facts: Facts, now: Date, nowIso: string): Evaluation {
   const snapshot = rt.snapshot;
   if (rt.defect !== undefined) return denyAll(snapshot, facts, nowIso, `${rt.defect}; failing closed`);
-  const agentId = request.agent.id;
+  const agentId = asked.agent.id;
+  let request = asked;
   const vars = VARS;
   vars.request = request;
   vars.now = now;
   vars.vars = undefined;
   vars.budget.left = CEL_EVALUATION_BUDGET;
+  // Flags first: a request flagged ("Flag as high-risk if …") carries the tag for every rule after, as the
+  // catalog's tags do (added, never removed). Pure, so replay flags it the same way.
+  const flagRules = rt.flagRules;
+  if (flagRules.length > 0) {
+    const tags: string[] = [];
+    for (let i = 0; i < flagRules.length; i++) {
+      const p = flagRules[i]!;
+      if (!policyApplies(p.policy, agentId)) continue;
+      if (checkRule(p, request, now, facts, vars).applies === true) tags.push(p.rule.flag!);
+    }
+    if (tags.length > 0) {
+      request = withRiskTags(request, tags);
+      // The same box, its variables rebuilt from the tagged request; the CEL budget runs on.
+      vars.request = request;
+      vars.vars = undefined;
+    }
+  }
 
   const stored = STORED;
   const pack = PACK;
@@ -260,12 +281,45 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
   };
   // Approval settings come from stored policies only: a per-call rule that decides leaves the workflow's defaults.
   if (decision === 'REQUIRE_APPROVAL' && deciding?.approval !== undefined && deciding.policy !== PER_CALL_POLICY) evaluation.approval = { ...deciding.approval };
-  if (decision === 'REQUIRE_APPROVAL') approvalRequirements(all, evaluation);
+  if (decision === 'REQUIRE_APPROVAL') {
+    approvalRequirements(all, evaluation);
+    let judged = false;
+    for (const h of all) if (h.judgment !== undefined) judged = true;
+    if (judged) evaluation.judgment = judgmentOf(all, snapshot.default_decision, request, agentId);
+  }
   // The box and the arrays would otherwise keep this request reachable until the next evaluation.
   vars.vars = undefined;
   stored.length = 0;
   pack.length = 0;
   return evaluation;
+}
+
+/** The checklist of the judgment rules that matched, and the decision of the other hits when they all pass. */
+function judgmentOf(all: Hit[], defaultDecision: Decision, request: DecisionRequest, agentId: string): NonNullable<Evaluation['judgment']> {
+  const checklist: NonNullable<Evaluation['judgment']>['checklist'] = [];
+  const rest: Hit[] = [];
+  for (const h of all) {
+    if (h.judgment !== undefined) checklist.push({ policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, text: h.judgment.text, effect: h.judgment.effect });
+    else rest.push(h);
+  }
+  const decision = rest.length > 0 ? mostRestrictive(rest, 'ALLOW') : defaultDecision;
+  let deciding: Hit | undefined;
+  for (const h of rest) {
+    if (h.decision === decision) {
+      deciding = h;
+      break;
+    }
+  }
+  const constraints: Record<string, unknown> = {};
+  if (decision !== 'DENY') for (const h of rest) mergeConstraints(constraints, h.constraints);
+  const if_passed: NonNullable<Evaluation['judgment']>['if_passed'] = {
+    decision,
+    reason: deciding?.reason ?? `no rule but judgment rules matched ${describeAction(request)} for agent ${agentId}; the tenant default decision is ${decision}`,
+    matched_rule: deciding?.rule ?? null,
+    constraints,
+  };
+  if (decision === 'REQUIRE_APPROVAL' && deciding?.approval !== undefined && deciding.policy !== PER_CALL_POLICY) if_passed.approval = { ...deciding.approval };
+  return { checklist, if_passed };
 }
 
 /**

@@ -100,6 +100,8 @@ export function lowerRule(rule: PolicyRule, index: number, onFail: 'DENY' | 'REQ
   let approval = rule.approval;
   let text: string | undefined;
   let conditionPath: IssuePath = ['condition'];
+  let judgment: CompiledRule['judgment'];
+  let flag: string | undefined;
 
   const sentence = rule.text ?? (rule.effect !== undefined ? rule.condition : undefined);
   if (rule.type === 'deterministic') {
@@ -114,8 +116,12 @@ export function lowerRule(rule: PolicyRule, index: number, onFail: 'DENY' | 'REQ
   } else if (sentence !== undefined) {
     const sentencePath: IssuePath = [rule.text !== undefined ? 'text' : 'condition'];
     const compiled = compileSentence(sentence, decisionHint);
-    if (!compiled.ok) return { ok: false, errors: [{ path: sentencePath, message: compiled.message }] };
+    // A sentence outside the grammar (not one whose verb contradicts the rule's decision) needs judgment.
+    if (!compiled.ok && rule.type === 'nl' && (decisionHint === undefined || !compileSentence(sentence).ok)) return lowerJudgment(rule, sentence, decisionHint, onFail);
+    if (!compiled.ok) return { ok: false, errors: [{ path: sentencePath, message: rule.type === 'nl' ? compiled.message : `${compiled.message}; or, if it needs a person's judgment, write it as { type: nl, text: ... } (a judgment rule: approvers check it)` }] };
+    if (rule.applies_to !== undefined) return { ok: false, errors: [{ path: ['applies_to'], message: `applies_to is for judgment rules; "${sentence}" has one exact reading, which says what it applies to` }] };
     const interpreted = compiled.rule;
+    if (interpreted.flag !== undefined) flag = interpreted.flag;
     const parsedMatch = Match.safeParse(interpreted.match);
     if (!parsedMatch.success) return { ok: false, errors: [{ path: sentencePath, message: `cannot compile "${sentence}": ${parsedMatch.error.issues[0]?.message ?? 'bad match'}` }] };
     match = normaliseMatch(parsedMatch.data);
@@ -148,6 +154,38 @@ export function lowerRule(rule: PolicyRule, index: number, onFail: 'DENY' | 'REQ
   if (decision === 'REQUIRE_APPROVAL') out.approval = normaliseApproval(approval);
   if (text !== undefined) out.text = text;
   if (rule.type === 'deterministic') out.requirement = rule.expr!;
+  if (flag !== undefined) out.flag = flag;
+  if (judgment !== undefined) out.judgment = judgment;
+  return { ok: true, rule: out };
+}
+
+/**
+ * A `type: nl` sentence the grammar cannot read exactly: a judgment rule. It applies to every request of its
+ * policy (or those `applies_to` matches) and needs approval, with the sentence as the approvers' checklist;
+ * a tenant's evaluator may decide it instead, and its `fail` decides the effect: the rule's decision or
+ * effect if given, else the policy's on_fail, else DENY. Never an ALLOW: a judgment only ever tightens.
+ */
+function lowerJudgment(rule: PolicyRule, sentence: string, decisionHint: Decision | undefined, onFail: 'DENY' | 'REQUIRE_APPROVAL'): LowerResult {
+  if (decisionHint !== undefined && decisionHint !== 'DENY' && decisionHint !== 'REQUIRE_APPROVAL') {
+    return { ok: false, errors: [{ path: [rule.decision !== undefined ? 'decision' : 'effect'], message: `"${sentence}" needs judgment, and a judgment rule decides DENY or REQUIRE_APPROVAL when it fails, never ${decisionHint}` }] };
+  }
+  if (rule.constraints !== undefined) return { ok: false, errors: [{ path: ['constraints'], message: 'constraints are not allowed on a judgment rule: it decides by a person (or an evaluator), not by constraints' }] };
+  if (rule.on === 'outcome') return { ok: false, errors: [{ path: ['on'], message: 'a judgment rule checks requests, not outcomes' }] };
+  let match: CompiledMatch = {};
+  if (rule.applies_to !== undefined) match = normaliseMatch(rule.applies_to);
+  const name = rule.name ?? nameFromSentence(sentence);
+  const out: CompiledRule = {
+    name,
+    on: 'request',
+    match,
+    decision: 'REQUIRE_APPROVAL',
+    // The sentence itself is shown only as the checklist (escaped as untrusted text on every channel).
+    reason: rule.reason ?? `judgment rule ${name} needs a person: see its checklist`,
+    constraints: {},
+    approval: normaliseApproval(rule.approval),
+    text: sentence,
+    judgment: { effect: decisionHint === 'REQUIRE_APPROVAL' ? 'REQUIRE_APPROVAL' : decisionHint === 'DENY' ? 'DENY' : onFail },
+  };
   return { ok: true, rule: out };
 }
 

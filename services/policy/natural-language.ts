@@ -23,6 +23,8 @@ export type InterpretedRule = {
   decision: Decision;
   reason: string;
   approval?: { approvers: string[] };
+  /** "Flag as high-risk if …": the risk tag a request that meets the condition is flagged with. */
+  flag?: string;
 };
 
 export type NlResult = { ok: true; rule: InterpretedRule } | { ok: false; message: string };
@@ -169,7 +171,10 @@ function days(c: Cursor): Weekday[] | undefined {
   return [...new Set(out)];
 }
 
-type Draft = Omit<InterpretedRule, 'decision' | 'reason'> & { decision?: Decision };
+type Draft = Omit<InterpretedRule, 'decision' | 'reason'> & { decision?: Decision; flagged?: boolean };
+
+/** Words that open a condition clause ("… if the description contains 'urgent'"). */
+const CLAUSE_WORDS = new Set(['if', 'when', 'where', 'whose']);
 
 function verb(c: Cursor, d: Draft): void {
   if (c.eat('require')) {
@@ -188,13 +193,25 @@ function verb(c: Cursor, d: Draft): void {
     d.decision = 'ALLOW';
     return;
   }
+  if (c.eat('flag') || c.eat('mark') || c.eat('tag')) {
+    c.skipAny('as');
+    const tag = c.peek();
+    if (tag === undefined || !/^[a-z0-9][a-z0-9._:-]{0,99}$/.test(tag) || CLAUSE_WORDS.has(tag)) fail(c, 'the risk tag to flag with, e.g. "Flag as high-risk if …"');
+    c.i++;
+    d.flag = tag;
+    d.flagged = true;
+    return;
+  }
   if (c.eat('deny') || c.eat('block') || c.eat('forbid') || c.eat('reject') || c.eat('prevent') || c.eat('disallow') || c.eat('no')) {
     d.decision = 'DENY';
   }
 }
 
 function subject(c: Cursor, d: Draft): void {
+  // "Flag as high-risk if …": no subject, the rule is about every request its policy applies to.
+  if (CLAUSE_WORDS.has(c.peek() ?? '')) return;
   c.skipAny('all', 'any');
+  if (c.eat('requests') || c.eat('request') || c.eat('calls') || c.eat('actions')) return;
   const tags: string[] = [];
   for (;;) {
     const w = c.peek();
@@ -243,6 +260,31 @@ function modifiers(c: Cursor, d: Draft): void {
     }
     if (c.eat('up', 'to') || c.eat('of', 'up', 'to') || c.eat('of', 'at', 'most')) {
       conditions.push(amountCondition('<=', requireMoney(c)));
+      continue;
+    }
+    if (c.eat('between')) {
+      // Inclusive at both ends: "between $1 and $5" allows $1 and $5.
+      const lo = requireMoney(c);
+      if (!c.eat('and')) fail(c, '"and" in "between $1 and $5"');
+      const hi = requireMoney(c);
+      if (hi < lo) fail(c, `an upper bound at least ${lo}`);
+      conditions.push(amountCondition('>=', lo), amountCondition('<=', hi));
+      continue;
+    }
+    if (CLAUSE_WORDS.has(c.peek() ?? '')) {
+      c.i++;
+      conditions.push(...clauses(c));
+      continue;
+    }
+    if (c.eat('tagged') || c.eat('with', 'risk', 'tag') || c.eat('with', 'risk', 'tags')) {
+      const tags = [...(d.match.risk_tags ?? [])];
+      do {
+        const t = c.peek();
+        if (t === undefined || !/^[a-z0-9][a-z0-9._:-]{0,99}$/.test(t)) fail(c, 'a risk tag such as destructive');
+        tags.push(t);
+        c.i++;
+      } while (c.eat('and') || c.eat(','));
+      d.match.risk_tags = [...new Set(tags)];
       continue;
     }
     if (c.eat('of', 'at', 'least')) {
@@ -318,9 +360,127 @@ function modifiers(c: Cursor, d: Draft): void {
       d.match.time = { ...(d.match.time ?? { timezone: 'UTC' }), days: ds };
       continue;
     }
-    fail(c, 'an amount (over $500, of $100 or less), an environment (in prod), agents (on support agents) or a time (after 5pm, on Fridays)');
+    fail(c, 'an amount (over $500, of $100 or less, between $1 and $5), a condition (if the description contains \'urgent\'), an environment (in prod), agents (on support agents), risk tags (tagged destructive) or a time (after 5pm, on Fridays)');
   }
   if (conditions.length > 0) d.condition = conditions.join(' && ');
+}
+
+/** Request fields a clause may name by a plain word; any other word names a context field. */
+const ACTION_FIELDS: Record<string, string> = { tool: 'action.tool', operation: 'action.operation', topic: 'action.topic', capability: 'action.capability', agent: 'agent.id' };
+const FIELD_PATH = /^[A-Za-z_][A-Za-z0-9_]{0,63}(?:\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,7}$/;
+const PREDICATE_WORDS = new Set(['contains', 'contain', 'includes', 'does', "doesn't", 'is', "isn't", 'equals', 'exceeds', '>', '<', '>=', '<=', '==', '!=']);
+
+/**
+ * The field a clause is about: `backticked.path` as written (action.args.memo, context.x), or up to four plain
+ * words joined with "_" as a context field ("the invoice description" is context.invoice_description).
+ */
+function field(c: Cursor): string {
+  c.skipAny('the', 'its', 'their');
+  const raw = c.raw() ?? '';
+  const ticked = /^`([^`]+)`$/.exec(raw);
+  if (ticked !== null) {
+    if (!FIELD_PATH.test(ticked[1]!)) fail(c, 'a field path such as `action.args.memo`');
+    c.i++;
+    const path = ticked[1]!;
+    return path.includes('.') ? path : `context.${path}`;
+  }
+  const parts: string[] = [];
+  while (!c.done && !PREDICATE_WORDS.has(c.peek()!) && parts.length < 4) {
+    const w = c.peek()!;
+    if (!/^[a-z][a-z0-9_]{0,63}$/.test(w)) fail(c, 'a field name (plain words, or a `backticked.path`)');
+    parts.push(w);
+    c.i++;
+  }
+  if (parts.length === 0) fail(c, 'the field the condition is about, e.g. "if the description contains \'urgent\'"');
+  if (!PREDICATE_WORDS.has(c.peek() ?? '')) fail(c, 'contains, is, is not, is over, is between, … after the field');
+  const name = parts.join('_');
+  return parts.length === 1 && ACTION_FIELDS[name] !== undefined ? ACTION_FIELDS[name] : `context.${name}`;
+}
+
+/** A literal: 'quoted' or "quoted" text, an amount or number, true/false, or one bare word (taken as text). */
+function literal(c: Cursor): string {
+  const raw = c.raw();
+  if (raw === undefined) fail(c, 'a value');
+  const quoted = /^(['"])(.*)\1$/s.exec(raw);
+  if (quoted !== null) {
+    c.i++;
+    return JSON.stringify(quoted[2]);
+  }
+  const n = money(c);
+  if (n !== undefined) return String(n);
+  const w = c.peek()!;
+  if (w === 'true' || w === 'false') {
+    c.i++;
+    return w;
+  }
+  if (/^[A-Za-z0-9_.:@-]{1,200}$/.test(raw) && !['and', 'or'].includes(w)) {
+    c.i++;
+    return JSON.stringify(raw);
+  }
+  fail(c, "a value: 'quoted text', a number or an amount");
+}
+
+function literals(c: Cursor): string[] {
+  const out = [literal(c)];
+  // Commas are not words: "'fraud', 'chargeback'" arrives as two quoted words in a row.
+  for (;;) {
+    if (c.peek() === 'or' && c.peek(1) !== undefined && !CLAUSE_WORDS.has(c.peek(1)!)) c.i++;
+    else if (!/^['"]/.test(c.raw() ?? '')) return out;
+    out.push(literal(c));
+  }
+}
+
+/** One predicate on a field, as CEL. "contains" is false for an absent field; every other test fails closed on one. */
+function predicate(c: Cursor, f: string): string {
+  const present = `has(${f})`;
+  const anyOf = (vs: string[]) => (vs.length === 1 ? `${f}.contains(${vs[0]})` : `(${vs.map((v) => `${f}.contains(${v})`).join(' || ')})`);
+  if (c.eat('contains') || c.eat('includes')) return `(${present} && ${anyOf(literals(c))})`;
+  if (c.eat('does', 'not', 'contain') || c.eat("doesn't", 'contain')) return `!(${present} && ${anyOf(literals(c))})`;
+  const compare = (op: string) => {
+    const n = money(c);
+    if (n === undefined) fail(c, 'a number or an amount');
+    return `${f} ${op} ${n}`;
+  };
+  if (c.eat('>=')) return compare('>=');
+  if (c.eat('<=')) return compare('<=');
+  if (c.eat('>') || c.eat('exceeds')) return compare('>');
+  if (c.eat('<')) return compare('<');
+  if (c.eat('==') || c.eat('equals')) return `${f} == ${literal(c)}`;
+  if (c.eat('!=') || c.eat("isn't")) return `${f} != ${literal(c)}`;
+  if (!c.eat('is')) fail(c, 'contains, is, is not, is over, is between, …');
+  if (c.eat('not', 'one', 'of')) return `!(${f} in [${literals(c).join(', ')}])`;
+  if (c.eat('one', 'of') || c.eat('any', 'of')) return `${f} in [${literals(c).join(', ')}]`;
+  if (c.eat('over') || c.eat('above') || c.eat('more', 'than') || c.eat('greater', 'than')) return compare('>');
+  if (c.eat('under') || c.eat('below') || c.eat('less', 'than')) return compare('<');
+  if (c.eat('at', 'least')) return compare('>=');
+  if (c.eat('at', 'most')) return compare('<=');
+  if (c.eat('between')) {
+    const lo = compare('>=');
+    if (!c.eat('and')) fail(c, '"and" in "between 1 and 5"');
+    return `${lo} && ${compare('<=')}`;
+  }
+  if (c.eat('not')) {
+    c.skipAny('equal');
+    if (c.peek() === 'to' && c.peek(1) !== undefined) c.i++;
+    return `${f} != ${literal(c)}`;
+  }
+  c.skipAny('equal');
+  if (c.peek() === 'to' && c.peek(1) !== undefined) c.i++;
+  return `${f} == ${literal(c)}`;
+}
+
+/** "the description contains 'urgent' or 'rush' and the amount is over $100": every clause must hold. */
+function clauses(c: Cursor): string[] {
+  const out: string[] = [];
+  for (;;) {
+    const f = field(c);
+    out.push(predicate(c, f));
+    if (c.peek() === 'and' && c.peek(1) !== undefined && !['over', 'under', 'in'].includes(c.peek(1)!)) {
+      c.i++;
+      continue;
+    }
+    return out;
+  }
 }
 
 /** "Per-day spend cap 50 USD", "Daily spend cap of $50 per agent". */
@@ -368,8 +528,17 @@ function rateLimit(c: Cursor): Draft | undefined {
 }
 
 function words(text: string): { words: string[]; lower: string[] } {
-  const cleaned = text.trim().replace(/[.!]+$/, '').replace(/,/g, ' , ').replace(/\s+,\s+(?=\d{3}\b)/g, ',');
-  const ws = cleaned.split(/\s+/).filter((w) => w !== '' && w !== ',');
+  const ws: string[] = [];
+  // Quoted text is one word whatever it holds ('next day', "a, b"); elsewhere commas separate words.
+  for (const m of text.trim().replace(/[.!]+$/, '').matchAll(/'[^']*'|"[^"]*"|[^\s'"]+(?:'[A-Za-z]+\b)*|['"]/g)) {
+    const w = m[0];
+    if (w.startsWith("'") || w.startsWith('"')) {
+      ws.push(w);
+      continue;
+    }
+    const cleaned = w.replace(/,/g, ' , ').replace(/(\d) , (?=\d{3}\b)/g, '$1,');
+    for (const part of cleaned.split(/\s+/)) if (part !== '' && part !== ',') ws.push(part);
+  }
   return { words: ws, lower: ws.map((w) => w.toLowerCase()) };
 }
 
@@ -387,13 +556,16 @@ export function compileSentence(text: string, decisionHint?: Decision): NlResult
     if (d === undefined) {
       d = { match: {} };
       verb(c, d);
-      if (d.decision === undefined && decisionHint === undefined) fail(c, 'a verb: Require … approval for, Allow, Auto-approve, Deny, Block or No');
+      if (d.decision === undefined && d.flagged !== true && decisionHint === undefined) fail(c, 'a verb: Require … approval for, Allow, Auto-approve, Deny, Block or No');
       subject(c, d);
       modifiers(c, d);
     }
     if (decisionHint !== undefined && d.decision !== undefined && d.decision !== decisionHint) {
       return { ok: false, message: `cannot compile "${text}": the sentence says ${d.decision} but the rule says ${decisionHint}` };
     }
+    // A flagged request goes to people unless the rule's own decision or effect says otherwise.
+    if (d.flagged === true) d.decision = decisionHint ?? 'REQUIRE_APPROVAL';
+    if (d.flag !== undefined && d.condition === undefined) return { ok: false, message: `cannot compile "${text}": a flag needs a condition, e.g. "Flag as high-risk if the description contains 'urgent'"; ${STRUCTURED_HINT}` };
     const decision = d.decision ?? decisionHint!;
     if (decision === 'REQUIRE_APPROVAL' && d.approval === undefined) d.approval = { approvers: ['approvers'] };
     if (decision !== 'REQUIRE_APPROVAL') delete d.approval;
@@ -401,6 +573,7 @@ export function compileSentence(text: string, decisionHint?: Decision): NlResult
     if (d.condition !== undefined) rule.condition = d.condition;
     if (d.limit !== undefined) rule.limit = d.limit;
     if (d.approval !== undefined) rule.approval = d.approval;
+    if (d.flag !== undefined) rule.flag = d.flag;
     return { ok: true, rule };
   } catch (err) {
     if (err instanceof NlError) return { ok: false, message: `cannot compile "${text}": ${err.message}; ${STRUCTURED_HINT}` };

@@ -45,6 +45,8 @@ export type Runtime = {
   limitRules: PreparedRule[];
   /** Policies with requirements (CompiledRule.requirement), in snapshot order: each ALLOWs when all of its hold. */
   requirementPolicies: CompiledPolicy[];
+  /** Rules that flag a request with a risk tag ("Flag as high-risk if …"), checked before every other rule. */
+  flagRules: PreparedRule[];
 };
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -147,7 +149,7 @@ function snapshotBody(s: Snapshot): SnapshotBody {
 }
 
 function prepare(snapshot: Snapshot): Runtime {
-  const empty: Runtime = { snapshot, lists: [], byTool: new Map(), anyTool: [], outcomeRules: [], limitRules: [], requirementPolicies: [] };
+  const empty: Runtime = { snapshot, lists: [], byTool: new Map(), anyTool: [], outcomeRules: [], limitRules: [], requirementPolicies: [], flagRules: [] };
   try {
     if (typeof snapshot !== 'object' || snapshot === null || !Array.isArray(snapshot.policies)) return { ...empty, defect: 'snapshot is malformed' };
     // An altered snapshot must not decide: the hash is what receipts and replays point at.
@@ -172,7 +174,7 @@ function prepare(snapshot: Snapshot): Runtime {
         (rule.on === 'outcome' ? outcomeRules : requestRules).push(p);
       }
     }
-    return { snapshot, lists, ...buildIndex(requestRules), outcomeRules, limitRules: requestRules.filter((r) => r.rule.limit !== undefined), requirementPolicies };
+    return { snapshot, lists, ...buildIndex(requestRules), outcomeRules, limitRules: requestRules.filter((r) => r.rule.limit !== undefined), requirementPolicies, flagRules: requestRules.filter((r) => r.rule.flag !== undefined) };
   } catch (err) {
     return { ...empty, defect: `snapshot could not be loaded: ${err instanceof Error ? err.message : String(err)}` };
   }

@@ -68,7 +68,16 @@ export type CompiledRule = {
    * when every requirement of a policy holds, that policy ALLOWs the request (rule `requirements`).
    */
   requirement?: string;
+  /** "Flag as high-risk if …": the risk tag the sentence flags a request with (its reason names it too). */
+  flag?: string;
+  /**
+   * A judgment rule: a sentence no grammar can decide, enforced by people (the rule is a REQUIRE_APPROVAL whose
+   * approvers read `text` as their checklist) or by the tenant's evaluator, whose `fail` decides `effect`.
+   */
+  judgment?: CompiledJudgment;
 };
+
+export type CompiledJudgment = { effect: 'DENY' | 'REQUIRE_APPROVAL' };
 
 export type CompiledToolLists = { allowed: string[]; denied: string[]; require_approval: string[]; approval: CompiledApproval };
 

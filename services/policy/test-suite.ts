@@ -21,6 +21,7 @@ const Expect = z.strictObject({
   matched_rule: z.string().nullable().optional(),
   matched_rules: z.array(z.string()).optional().describe('Names of every matched rule, in order.'),
   reason_contains: z.string().optional(),
+  checklist: z.array(z.string()).optional().describe("The judgment rules' sentences the approvers get as their checklist, in order ([] for none)."),
   constraints: z.record(z.string(), z.unknown()).optional(),
   approval: z.record(z.string(), z.unknown()).optional().describe('Fields the approval block must have (subset).'),
   violations: z.array(z.string()).optional().describe('For outcome cases: names of the violated output rules.'),
@@ -98,6 +99,8 @@ export function runCase(snapshot: Snapshot, suite: TestSuite, tc: TestCase): Cas
   if (want.matched_rule !== undefined && e.matched_rule !== want.matched_rule) diffs.push(`matched_rule:\n  - expected ${show(want.matched_rule)}\n  + actual   ${show(e.matched_rule)}`);
   if (want.matched_rules !== undefined && show(e.matched_rules.map((m) => m.rule)) !== show(want.matched_rules))
     diffs.push(`matched_rules:\n  - expected ${show(want.matched_rules)}\n  + actual   ${show(e.matched_rules.map((m) => m.rule))}`);
+  if (want.checklist !== undefined && show((e.judgment?.checklist ?? []).map((j) => j.text)) !== show(want.checklist))
+    diffs.push(`checklist:\n  - expected ${show(want.checklist)}\n  + actual   ${show((e.judgment?.checklist ?? []).map((j) => j.text))}`);
   if (want.reason_contains !== undefined && !e.reason.includes(want.reason_contains)) diffs.push(`reason:\n  - expected to contain ${show(want.reason_contains)}\n  + actual   ${show(e.reason)}`);
   if (want.constraints !== undefined && show(e.constraints) !== show(want.constraints)) diffs.push(`constraints:\n  - expected ${show(want.constraints)}\n  + actual   ${show(e.constraints)}`);
   if (want.approval !== undefined) subsetDiff('approval', want.approval, e.approval, diffs);

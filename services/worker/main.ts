@@ -42,6 +42,7 @@ const activities = createActivities({
   keysDir: config.keysDir,
   attestationSecret: config.COUNTERSIGN_ATTESTATION_SECRET,
   callbackAllowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE,
+  evaluatorAllowHosts: config.COUNTERSIGN_EVALUATOR_ALLOW_HOSTS,
   crashAt: config.COUNTERSIGN_CRASH_AT,
   channels,
   principals,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { ApprovalRequirementStatus, DecisionRequestBody, DecisionResult } from '../../../schemas/decision.ts';
+import { ApprovalRequirementStatus, DecisionRequestBody, DecisionResult, JudgmentItem } from '../../../schemas/decision.ts';
 import { readsOnlyOwn } from '../../identity/agent-binding.ts';
 import { readAttestationSecret } from '../../decisions/attestation.ts';
 import { requestDecisionAnswer } from '../../decisions/request-decision.ts';
@@ -40,6 +40,7 @@ const PendingApprovalSchema = z.strictObject({
   reason: z.string(), matched_rule: z.string().nullable(), groups: z.array(z.string()), quorum: z.number(), approvals: z.number(), deadline: z.string(),
   args_digest: z.string().nullable(), snapshot_hash: z.string(), justification: z.string().nullable(),
   requirements: z.array(ApprovalRequirementStatus).optional().describe('A round of requirements: each one and where it stands; every one must approve.'),
+  checklist: z.array(JudgmentItem).optional().describe('The judgment rules of the request: the sentences the approver checks before answering.'),
 });
 
 export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): void {

@@ -7,6 +7,8 @@ import { CountersignError } from '../../errors.ts';
 import { createTenant, getTenant, listTenants, updateTenant } from '../../identity/tenants.ts';
 import { actorOf } from '../../identity/members.ts';
 import { keysetCursor, nextCursor } from '../cursor.ts';
+import { deleteEvaluator, EvaluatorSettingsBody, EvaluatorSettingsView, loadEvaluator, saveEvaluator, viewOf } from '../../judgment/evaluator-config.ts';
+import { checkEvaluatorUrl } from '../../judgment/evaluator-target.ts';
 import { authenticated, platformAdmin, principalOf, type ApiDeps } from '../server.ts';
 
 const TenantParams = z.strictObject({ id: z.string().min(1).max(63) });
@@ -53,5 +55,39 @@ export function registerTenantRoutes(app: FastifyInstance, deps: ApiDeps): void 
   }, async (req) => {
     visible(req, req.params.id);
     return (await updateTenant(deps.db, req.params.id, req.body, actorOf(principalOf(req)))) ?? Promise.reject(notFound(req.params.id));
+  });
+
+  // The tenant's evaluator for judgment rules. The API key is write-only: no answer carries it.
+  r.put('/v1/tenants/:id/evaluator', {
+    onRequest: authenticated(deps, ['admin']),
+    schema: {
+      tags: ['identity'],
+      summary: "Set the tenant's evaluator for judgment rules: an OpenAI-compatible chat-completions endpoint (its admins)",
+      params: TenantParams, body: EvaluatorSettingsBody, response: { 200: EvaluatorSettingsView, 422: ProblemSchema, ...problems },
+    },
+  }, async (req) => {
+    visible(req, req.params.id);
+    const check = await checkEvaluatorUrl(req.body.url, { allowHosts: deps.config.COUNTERSIGN_EVALUATOR_ALLOW_HOSTS });
+    if (!check.ok) throw new CountersignError('unprocessable', check.reason, { errors: [{ path: 'body.url', message: check.reason }] });
+    return viewOf(await saveEvaluator(deps.db, req.params.id, req.body, principalOf(req).id));
+  });
+
+  r.get('/v1/tenants/:id/evaluator', {
+    onRequest: authenticated(deps, ['admin', 'auditor']),
+    schema: { tags: ['identity'], summary: "Read the tenant's evaluator settings, without its key", params: TenantParams, response: { 200: EvaluatorSettingsView, ...problems } },
+  }, async (req) => {
+    visible(req, req.params.id);
+    const s = await loadEvaluator(deps.db, req.params.id);
+    if (s === null) throw new CountersignError('not_found', `tenant ${req.params.id} has no evaluator`);
+    return viewOf(s);
+  });
+
+  r.delete('/v1/tenants/:id/evaluator', {
+    onRequest: authenticated(deps, ['admin']),
+    schema: { tags: ['identity'], summary: "Remove the tenant's evaluator: judgment rules go to people only", params: TenantParams, response: { 204: z.null(), ...problems } },
+  }, async (req, reply) => {
+    visible(req, req.params.id);
+    if (!(await deleteEvaluator(deps.db, req.params.id))) throw new CountersignError('not_found', `tenant ${req.params.id} has no evaluator`);
+    return reply.status(204).send(null);
   });
 }

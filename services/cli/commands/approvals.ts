@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
 import { print, record, run, transport } from './remote.ts';
+import { cleanText } from '../../channels/untrusted-text.ts';
+
+const terminalText = (s: string) => cleanText(String(s), 600).replace(/[\t\n]/g, ' ');
 
 type AnswerOptions = { comment?: string; round?: string; json?: boolean };
 
@@ -16,6 +19,24 @@ export function registerApprovalCommands(program: Command): void {
       const res = await transport().request<{ items: Array<Record<string, unknown>> } | Array<Record<string, unknown>>>('GET', '/v1/approvals', undefined, { query: { limit: opts.limit } });
       const items = Array.isArray(res) ? res : res.items;
       print(opts.json, res, items, ['decision_id', 'kind', 'round', 'agent_id', 'tool', 'operation', 'groups', 'approvals', 'quorum', 'deadline', 'reason']);
+    }));
+
+  approvals
+    .command('show <decision-id>')
+    .description('One request: its facts, and the checklist of judgment rules to check before answering.')
+    .option('--json', 'print JSON')
+    .action((id: string, opts: { json?: boolean }) => run(async () => {
+      const res = await transport().request<{ items: Array<Record<string, unknown>> }>('GET', '/v1/approvals', undefined, { query: { limit: '500' } });
+      const waiting = res.items.find((i) => i['decision_id'] === id);
+      const item = waiting ?? await transport().request<Record<string, unknown>>('GET', `/v1/decisions/${encodeURIComponent(id)}`);
+      if (opts.json) return print(true, item);
+      const { checklist, ...rest } = item as Record<string, unknown> & { checklist?: Array<{ text: string; rule: string; policy_id: string; version: number }> };
+      record(false, rest);
+      if (checklist !== undefined && checklist.length > 0) {
+        process.stdout.write('\nchecklist (judgment rules of the policy; check each before you answer):\n');
+        // Policy text is shown as text: control and escape characters are stripped so it cannot restyle the terminal.
+        for (const j of checklist) process.stdout.write(`  - ${terminalText(j.text)} (rule ${terminalText(j.rule)}, ${terminalText(j.policy_id)} v${j.version})\n`);
+      }
     }));
 
   for (const verdict of ['approve', 'reject'] as const) {
