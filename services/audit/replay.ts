@@ -2,7 +2,7 @@ import { CURRENT_SCHEMA_VERSION, EVENT_DATA, isKnownEventType, StoredEvent, type
 import type { PublicKeySet, Receipt, SignedReceipt } from '../../schemas/receipt.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
 import { eventHashMatches, verifyChain } from '../events/hash-chain.ts';
-import { catalogStreamId, currentStreamId, legacyStreamId, parseStreamId, tenantOfStream } from '../events/stream-ids.ts';
+import { catalogStreamId, currentStreamId, legacyStreamId, parseStreamId, PLATFORM_SCOPE, tenantOfStream } from '../events/stream-ids.ts';
 import { upcast, UPCASTERS, type UpcasterRegistry } from '../events/upcast.ts';
 import { applyCatalogChange, catalogOf, assembleEffective, catalogRiskTags, EMPTY_CATALOG, evaluate, type CatalogState, type CompiledPolicy, type Snapshot } from '../policy/index.ts';
 import { ToolCatalogFact } from '../../schemas/tool-catalog.ts';
@@ -143,7 +143,8 @@ export class Replay {
     // A copy published before migration 0014 holds `-` stream ids: read them as the current ids (the hash
     // check still covers the id as appended: eventHashMatches).
     const e = { ...parsed.data, stream_id: currentStreamId(parsed.data.stream_id, parsed.data.tenant_id) };
-    if (this.opts.tenantId && e.tenant_id !== this.opts.tenantId) return;
+    // One tenant's replay keeps the platform's policy streams: they decided its runs too.
+    if (this.opts.tenantId && e.tenant_id !== this.opts.tenantId && e.tenant_id !== PLATFORM_SCOPE) return;
     const seen = this.byId.get(e.event_id);
     if (seen) {
       // Transport duplicates are allowed; two different events with one id are not.
@@ -440,13 +441,14 @@ export class Replay {
 
   /** The effective set a run was evaluated with, assembled once per distinct set (replay of 100k events). */
   private snapshotFor(tenantId: string, ev: EventData<'PolicyEvaluated'>, policyEvents: Map<string, EventData<'PolicyActivated'>>, at: StoredEvent): Snapshot | null {
-    const key = `${tenantId}\u0000${ev.default_decision ?? 'DENY'}\u0000${ev.policies.map((p) => `${p.policy_id}@${p.version}:${p.hash}`).join(',')}`;
+    const key = `${tenantId}\u0000${ev.default_decision ?? 'DENY'}\u0000${ev.policies.map((p) => `${p.scope ?? ''}/${p.policy_id}@${p.version}:${p.hash}`).join(',')}`;
     const hit = this.compiled.get(key);
     if (hit !== undefined) return hit;
     const frozen: CompiledPolicy[] = [];
     let problem: string | null = null;
     for (const p of ev.policies) {
-      const d = policyEvents.get(`${tenantId}/${p.policy_id}@${p.version}`) ?? policyEvents.get(`platform/${p.policy_id}@${p.version}`);
+      // The run's reference names the owner: the platform's policy (scope platform) or the tenant's own.
+      const d = policyEvents.get(`${p.scope === 'platform' ? PLATFORM_SCOPE : tenantId}/${p.policy_id}@${p.version}`);
       if (!d) { problem = `policy ${p.policy_id} v${p.version} is not in the log`; break; }
       if (d.hash !== p.hash) { problem = `policy ${p.policy_id} v${p.version} hash differs from the activated one`; break; }
       // What was frozen at activation re-derives the decision: today's compiler never re-reads the document.

@@ -52,7 +52,7 @@ export type RunView = {
   matched_rules: MatchedRule[];
   constraints: Constraints;
   snapshot_hash: string | null;
-  policies: Array<{ policy_id: string; version: number; hash: string }>;
+  policies: Array<{ policy_id: string; version: number; hash: string; scope?: 'platform' }>;
   evaluation: Evaluation | null;
   /** The tenant's decision when no rule matches, as it stood when the run was evaluated. */
   default_decision: Decision;
@@ -199,6 +199,7 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     case 'PrincipalChanged':
     case 'ApiKeyCreated':
     case 'ApiKeyRevoked':
+    case 'PlatformSettingsChanged':
       return view;
     default: {
       const never: never = event;

@@ -227,7 +227,12 @@ function run(rt: Runtime, request: DecisionRequest, facts: Facts, now: Date, now
   const constraints: Record<string, unknown> = {};
   if (decision !== 'DENY') for (const h of all) mergeConstraints(constraints, h.constraints);
   const matched: MatchedRule[] = [];
-  for (const h of all) matched.push({ policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, decision: h.decision });
+  for (const h of all) {
+    const m: MatchedRule = { policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, decision: h.decision };
+    // A platform policy's rule says so: a tenant may have a policy of the same id, and needs to know it cannot change this one.
+    if (h.policy.level === 'platform') m.scope = 'platform';
+    matched.push(m);
+  }
   const evaluation: Evaluation = {
     decision,
     reason: deciding?.reason ?? `no rule matched ${describeAction(request)} for agent ${agentId}; the tenant default decision is ${decision}`,
