@@ -8,6 +8,7 @@ import { registerKeyCommands } from './commands/keys.ts';
 import { registerLoginCommands } from './commands/login.ts';
 import { registerPrincipalCommands } from './commands/principals.ts';
 import { registerTenantCommands } from './commands/tenants.ts';
+import { registerPlatformCommands } from './commands/platform.ts';
 import { registerToolCommands } from './commands/tools.ts';
 import { registerMcpCommands } from './commands/mcp.ts';
 
@@ -20,7 +21,7 @@ const GROUPS: Array<[string, Array<(p: Command) => void>]> = [
   ['Policy authors:', [registerPolicyCommands, registerAgentCommands]],
   ['Agents, approvers and operators:', [registerDecisionCommands, registerApprovalCommands, registerMcpCommands]],
   ['Auditors:', [registerAuditCommands]],
-  ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands, registerToolCommands]],
+  ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands, registerPlatformCommands, registerToolCommands]],
   ['Connection:', [registerLoginCommands]],
 ];
 
