@@ -64,3 +64,14 @@ describe('verifyExport checks the frozen compiled policy, never a recompilation'
     expect(verifyExport(legacy, keyring.publicKeys())).toMatchObject({ ok: true });
   });
 });
+
+describe('verifyExport names an altered document', () => {
+  it('a document altered in the file is refused with its hash', () => {
+    const e = exportVersion(keyring, 'ledger', earlierVersion(), new Date('2026-02-01T00:00:00Z'));
+    const altered = structuredClone(e);
+    (altered.document['rules'] as Array<Record<string, unknown>>)[0] = { name: 'all', decision: 'ALLOW' };
+    const v = verifyExport(altered, keyring.publicKeys());
+    expect(v).toMatchObject({ ok: false, reason: 'hash_mismatch' });
+    expect(v.ok ? '' : v.detail).toMatch(/the document hashes to .* not the recorded .*altered/);
+  });
+});
