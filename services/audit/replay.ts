@@ -203,6 +203,14 @@ export class Replay {
         policyEvents.set(`${e.tenant_id}/${d.policy_id}@${d.version}`, d);
         (policies[`${e.tenant_id}/${d.policy_id}`] ??= []).push({ policy_id: d.policy_id, tenant_id: e.tenant_id, version: d.version, hash: d.hash, signing_key_id: d.signing_key_id ?? null, position: e.position });
         this.checkPolicyVersion(e, d);
+        // Platform-level versions live only in platform streams, and only those: a copy of a platform activation
+        // in a tenant's stream (or a tenant's in the platform's) is never one that could decide.
+        const platformStream = e.tenant_id === PLATFORM_SCOPE;
+        if (platformStream !== (d.scope['level'] === 'platform')) {
+          this.divergences.push({ stream_id: streamId, position: e.position, problem: platformStream
+            ? `platform policy ${d.policy_id} v${d.version} is not platform-level (scope ${String(d.scope['level'])})`
+            : `policy ${d.policy_id} v${d.version} of tenant ${e.tenant_id} says scope platform: platform policies are written only to platform/policy/<id>` });
+        }
       }
       if (parsed?.kind === 'catalog') this.foldCatalog(streamId, events);
       if (parsed?.kind === 'run') runs.push(events);
