@@ -56,7 +56,7 @@ export const PlatformSettings = z
     policy_four_eyes: z.boolean().optional().describe('A platform policy change (activate, rollback, deprecate) needs a second platform admin, who wrote no part of it. Default false.'),
     policy_require_validation: z.boolean().optional().describe('Activation of a platform policy is refused unless the exact draft was validated against recent runs of every tenant. Default false.'),
     policy_refuse_loosening: z.boolean().optional().describe("Activation is refused while the draft's validation shows loosening by rules not declared in expected_loosening (implies validation). Default false."),
-    policy_activation_timeout: z.string().regex(/^\d+[smhd]$/, 'a duration like 30m or 1h').optional().describe('How long a four-eyes review of a platform policy waits. Default 72h.'),
+    policy_activation_timeout: z.string().regex(/^\d{1,4}[smhd]$/, 'a duration like 30m or 72h (at most 4 digits)').optional().describe('How long a four-eyes review of a platform policy waits. Default 72h.'),
   })
   .describe('Platform-wide policy settings.');
 export type PlatformSettings = z.infer<typeof PlatformSettings>;

@@ -81,7 +81,8 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
   const actor = (req: FastifyRequest): Actor => ({ tenantId: scope.owner(req), principalId: principalOf(req).id });
   /** Before a tenant's change: a platform policy of that id (and none of the tenant's own) is a 403. */
   const guard = async (req: FastifyRequest, policyId: string, what: string): Promise<void> => {
-    if (scope.platformReadThrough) await refusePlatformPolicy(deps.db, scope.owner(req), policyId, what);
+    // An id that is not one (from a body) is the lifecycle's to refuse, with its path.
+    if (scope.platformReadThrough && PolicyIdParam.safeParse(policyId).success) await refusePlatformPolicy(deps.db, scope.owner(req), policyId, what);
   };
   /** A policy as the caller may read it: its owner's, or (tenant routes) the platform's activated one, read-only. */
   const readable = async (req: FastifyRequest, policyId: string): Promise<{ s: PolicyState; platform: boolean }> => {
