@@ -2,7 +2,9 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { verifyAttestation, verifyReviewStart } from '../services/decisions/attestation.ts';
 import type { StartGuard } from './append-run-events.ts';
-import { withTenant, type Db } from '../services/events/db.ts';
+import { withSystem, withTenant, type Db } from '../services/events/db.ts';
+import { isPlatformScope } from '../services/events/stream-ids.ts';
+import { REVIEWER_ROLE } from '../services/lifecycle/activation-review.ts';
 import { closeReview } from '../services/lifecycle/policy-lifecycle.ts';
 import { completePolicyReview, openPolicyReview } from '../services/lifecycle/policy-change.ts';
 import type { Keyring } from '../services/receipts/keyring.ts';
@@ -39,6 +41,17 @@ export function makePolicyReviewActivities(db: Db, keyring: () => Promise<Keyrin
     async authorizePolicyReviewer(input: AuthorizeReviewerInput): Promise<AuthorizeResult> {
       const att = verifyAttestation(secret(), input, new Date());
       if (!att.ok) return att;
+      if (isPlatformScope(input.tenant_id)) {
+        // A platform policy's review: the answer counts from a platform admin (of any home tenant), who is the
+        // platform's admin whatever its roles in that tenant.
+        const res = await withSystem(db, 'platform-admin', (c) =>
+          c.query<{ platform_admin: boolean; disabled: boolean }>('SELECT platform_admin, disabled_at IS NOT NULL AS disabled FROM principals WHERE id = $1', [input.by]),
+        );
+        const row = res.rows[0];
+        if (!row || !row.platform_admin) return { ok: false, reason: 'only a platform admin may answer the review of a platform policy' };
+        if (row.disabled) return { ok: false, reason: 'the principal is disabled' };
+        return { ok: true, principal_id: input.by, roles: [REVIEWER_ROLE], groups: [] };
+      }
       const res = await withTenant(db, input.tenant_id, (c) =>
         c.query<{ roles: string[]; groups: string[]; disabled: boolean }>('SELECT roles, groups, disabled_at IS NOT NULL AS disabled FROM principals WHERE id = $1 AND tenant_id = $2', [input.by, input.tenant_id]),
       );

@@ -81,6 +81,7 @@ export const MatchedRule = z.strictObject({
   version: z.number().int().nonnegative(),
   rule: z.string(),
   decision: Decision,
+  scope: z.literal('platform').optional().describe('Present when the rule is a platform policy\'s (it applies to every tenant; no tenant can change it).'),
 });
 export type MatchedRule = z.infer<typeof MatchedRule>;
 

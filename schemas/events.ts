@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DecisionRequest, Evaluation, Decision, Constraints } from './decision.ts';
 import { ToolCatalogRegisteredData, ToolCatalogRemovedData } from './tool-catalog.ts';
-import { Role, TenantSettings } from './identity.ts';
+import { PlatformSettings, Role, TenantSettings } from './identity.ts';
 import { APPROVAL_CHANNELS } from './approval-channel.ts';
 
 /**
@@ -52,7 +52,10 @@ export const DecisionRequestedData = z.strictObject({
 
 export const PolicyEvaluatedData = z.strictObject({
   evaluation: Evaluation,
-  policies: z.array(z.strictObject({ policy_id: z.string(), version: z.number().int(), hash: Sha256 })),
+  policies: z.array(z.strictObject({
+    policy_id: z.string(), version: z.number().int(), hash: Sha256,
+    scope: z.literal('platform').optional().describe('A platform policy (stream platform/policy/<id>), which applies to every tenant.'),
+  })),
   default_decision: Decision.optional().describe("The tenant's decision when no rule matches, as it stood; replay needs it."),
 });
 
@@ -332,6 +335,8 @@ export const DelegationRevokedData = z.strictObject({ delegation_id: z.string(),
 export const TenantConfig = z.strictObject({ name: z.string(), default_decision: Decision, settings: TenantSettings });
 export const TenantCreatedData = z.strictObject({ tenant_id: z.string(), config: TenantConfig, by: z.string() });
 export const TenantChangedData = z.strictObject({ tenant_id: z.string(), before: TenantConfig, after: TenantConfig, by: z.string() });
+// the platform's settings stream: `platform/settings`
+export const PlatformSettingsChangedData = z.strictObject({ before: PlatformSettings, after: PlatformSettings, by: z.string() });
 
 export const EVENT_DATA = {
   DecisionRequested: DecisionRequestedData,
@@ -378,6 +383,7 @@ export const EVENT_DATA = {
   ApiKeyRevoked: ApiKeyRevokedData,
   DelegationGranted: DelegationGrantedData,
   DelegationRevoked: DelegationRevokedData,
+  PlatformSettingsChanged: PlatformSettingsChangedData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;
 export const EVENT_TYPES = Object.keys(EVENT_DATA) as EventType[];

@@ -11,7 +11,7 @@ export const ROLES = ['agent', 'approver', 'author', 'admin', 'auditor'] as cons
 export const Role = z.enum(ROLES).describe('agent: ask for decisions, report outcomes, request overrides of its own runs; approver: answer approvals of its groups; author: draft and validate policies; admin: activate, bind, manage keys and members; auditor: read everything of the tenant, replay.');
 export type Role = z.infer<typeof Role>;
 
-/** The pseudo-tenant that owns platform-scope policies; no tenant may take its id. */
+/** Names no tenant may take: they would read as the platform (whose policies have streams of their own). */
 export const RESERVED_TENANT_IDS = ['platform', 'system'] as const;
 
 export const TenantId = z
@@ -49,6 +49,17 @@ export const TenantSettings = z
     policy_activation_timeout: z.string().regex(/^\d+[smhd]$/, 'a duration like 30m or 1h').optional().describe('How long a four-eyes activation waits for the second admin. Default 72h.'),
   })
   .describe('Tenant-wide settings.');
+
+/** The platform's own policy settings (PATCH /v1/platform/settings, platform admins): they gate platform policies only. */
+export const PlatformSettings = z
+  .strictObject({
+    policy_four_eyes: z.boolean().optional().describe('A platform policy change (activate, rollback, deprecate) needs a second platform admin, who wrote no part of it. Default false.'),
+    policy_require_validation: z.boolean().optional().describe('Activation of a platform policy is refused unless the exact draft was validated against recent runs of every tenant. Default false.'),
+    policy_refuse_loosening: z.boolean().optional().describe("Activation is refused while the draft's validation shows loosening by rules not declared in expected_loosening (implies validation). Default false."),
+    policy_activation_timeout: z.string().regex(/^\d{1,4}[smhd]$/, 'a duration like 30m or 72h (at most 4 digits)').optional().describe('How long a four-eyes review of a platform policy waits. Default 72h.'),
+  })
+  .describe('Platform-wide policy settings.');
+export type PlatformSettings = z.infer<typeof PlatformSettings>;
 
 export const CreateTenantBody = z.strictObject({
   id: TenantId,

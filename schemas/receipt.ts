@@ -29,6 +29,7 @@ export const ReceiptPolicy = z.strictObject({
   policy_id: z.string(),
   version: z.number().int().nonnegative(),
   hash: Sha256.describe('Hash of the activated policy version that took part in the evaluation.'),
+  scope: z.literal('platform').optional().describe('Present for a platform policy: one that applies to every tenant, written by platform admins.'),
 });
 export type ReceiptPolicy = z.infer<typeof ReceiptPolicy>;
 

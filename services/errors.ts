@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   forbidden: { status: 403, title: 'Your role does not allow this' },
   agent_mismatch: { status: 403, title: 'Your key does not decide as this agent' },
   platform_principal: { status: 403, title: 'Only platform admins manage platform principals' },
+  platform_policy: { status: 403, title: 'Platform policies are changed by platform admins only' },
   not_found: { status: 404, title: 'Not found' },
   conflict: { status: 409, title: 'Conflict with the current state' },
   payload_too_large: { status: 413, title: 'The request body is too large' },

@@ -3,7 +3,7 @@ import { CURRENT_SCHEMA_VERSION, EVENT_DATA, isKnownEventType, StoredEvent, type
 import type { PublicKeySet, Receipt, SignedReceipt } from '../../schemas/receipt.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
 import { eventHashMatches, verifyChain } from '../events/hash-chain.ts';
-import { catalogStreamId, currentStreamId, legacyStreamId, parseStreamId, tenantOfStream } from '../events/stream-ids.ts';
+import { catalogStreamId, currentStreamId, legacyStreamId, parseStreamId, PLATFORM_SCOPE, tenantOfStream } from '../events/stream-ids.ts';
 import { upcast, UPCASTERS, type UpcasterRegistry } from '../events/upcast.ts';
 import { applyCatalogChange, catalogOf, assembleEffective, catalogRiskTags, EMPTY_CATALOG, evaluate, type CatalogState, type CompiledPolicy, type Snapshot } from '../policy/index.ts';
 import { ToolCatalogFact } from '../../schemas/tool-catalog.ts';
@@ -148,7 +148,8 @@ export class Replay {
     // zod's output is a fresh object of our own: renamed in place, not copied (one allocation less per event).
     const e = parsed.data;
     e.stream_id = currentStreamId(e.stream_id, e.tenant_id);
-    if (this.opts.tenantId && e.tenant_id !== this.opts.tenantId) return;
+    // One tenant's replay keeps the platform's policy streams: they decided its runs too.
+    if (this.opts.tenantId && e.tenant_id !== this.opts.tenantId && e.tenant_id !== PLATFORM_SCOPE) return;
     const seen = this.byId.get(e.event_id);
     if (seen) {
       // Transport duplicates are allowed; two different events with one id are not.
@@ -207,6 +208,14 @@ export class Replay {
         policyEvents.set(`${e.tenant_id}/${d.policy_id}@${d.version}`, d);
         (policies[`${e.tenant_id}/${d.policy_id}`] ??= []).push({ policy_id: d.policy_id, tenant_id: e.tenant_id, version: d.version, hash: d.hash, signing_key_id: d.signing_key_id ?? null, position: e.position });
         this.checkPolicyVersion(e, d);
+        // Platform-level versions live only in platform streams, and only those: a copy of a platform activation
+        // in a tenant's stream (or a tenant's in the platform's) is never one that could decide.
+        const platformStream = e.tenant_id === PLATFORM_SCOPE;
+        if (platformStream !== (d.scope['level'] === 'platform')) {
+          this.divergences.push({ stream_id: streamId, position: e.position, problem: platformStream
+            ? `platform policy ${d.policy_id} v${d.version} is not platform-level (scope ${String(d.scope['level'])})`
+            : `policy ${d.policy_id} v${d.version} of tenant ${e.tenant_id} says scope platform: platform policies are written only to platform/policy/<id>` });
+        }
       }
       if (parsed?.kind === 'catalog') this.foldCatalog(streamId, events);
       if (parsed?.kind === 'run') runs.push(events);
@@ -446,13 +455,14 @@ export class Replay {
 
   /** The effective set a run was evaluated with, assembled once per distinct set (replay of 100k events). */
   private snapshotFor(tenantId: string, ev: EventData<'PolicyEvaluated'>, policyEvents: Map<string, EventData<'PolicyActivated'>>, at: StoredEvent): Snapshot | null {
-    const key = `${tenantId}\u0000${ev.default_decision ?? 'DENY'}\u0000${ev.policies.map((p) => `${p.policy_id}@${p.version}:${p.hash}`).join(',')}`;
+    const key = `${tenantId}\u0000${ev.default_decision ?? 'DENY'}\u0000${ev.policies.map((p) => `${p.scope ?? ''}/${p.policy_id}@${p.version}:${p.hash}`).join(',')}`;
     const hit = this.compiled.get(key);
     if (hit !== undefined) return hit;
     const frozen: CompiledPolicy[] = [];
     let problem: string | null = null;
     for (const p of ev.policies) {
-      const d = policyEvents.get(`${tenantId}/${p.policy_id}@${p.version}`) ?? policyEvents.get(`platform/${p.policy_id}@${p.version}`);
+      // The run's reference names the owner: the platform's policy (scope platform) or the tenant's own.
+      const d = policyEvents.get(`${p.scope === 'platform' ? PLATFORM_SCOPE : tenantId}/${p.policy_id}@${p.version}`);
       if (!d) { problem = `policy ${p.policy_id} v${p.version} is not in the log`; break; }
       if (d.hash !== p.hash) { problem = `policy ${p.policy_id} v${p.version} hash differs from the activated one`; break; }
       // What was frozen at activation re-derives the decision: today's compiler never re-reads the document.

@@ -1,5 +1,6 @@
 import type { EventData, StoredEvent } from '../../schemas/events.ts';
 import { verifyChain } from '../events/hash-chain.ts';
+import { PLATFORM_SCOPE } from '../events/stream-ids.ts';
 
 export type WhichPolicy = {
   decision_id: string;
@@ -8,7 +9,7 @@ export type WhichPolicy = {
   matched_rule: string | null;
   snapshot_hash: string;
   evaluated_at: string;
-  policies: Array<{ policy_id: string; version: number; hash: string; activated_at: string | null; activation_position: string | null; signing_key_id: string | null; activation_hash_matches: boolean }>;
+  policies: Array<{ policy_id: string; version: number; hash: string; scope?: 'platform'; activated_at: string | null; activation_position: string | null; signing_key_id: string | null; activation_hash_matches: boolean }>;
   /** Problems found on the way (a broken run chain, a policy version missing from the log): the answer is not trustworthy. */
   warnings: string[];
 };
@@ -30,9 +31,10 @@ export function whichPolicy(runEvents: readonly StoredEvent[], activations: read
   if (broken) warnings.push(`run chain broken at position ${broken.position}: ${broken.problem}`);
   const ev = evaluated.data as EventData<'PolicyEvaluated'>;
   const policies = ev.policies.map((p) => {
+    const owner = p.scope === 'platform' ? PLATFORM_SCOPE : evaluated.tenant_id;
     const found = activations.find((a) => {
       const d = a.data as EventData<'PolicyActivated'>;
-      return a.type === 'PolicyActivated' && (a.tenant_id === evaluated.tenant_id || a.tenant_id === 'platform') && d.policy_id === p.policy_id && d.version === p.version;
+      return a.type === 'PolicyActivated' && a.tenant_id === owner && d.policy_id === p.policy_id && d.version === p.version;
     });
     const d = found?.data as EventData<'PolicyActivated'> | undefined;
     if (!found) warnings.push(`policy ${p.policy_id} v${p.version} has no activation in the log`);
@@ -41,6 +43,7 @@ export function whichPolicy(runEvents: readonly StoredEvent[], activations: read
       policy_id: p.policy_id,
       version: p.version,
       hash: p.hash,
+      ...(p.scope ? { scope: p.scope } : {}),
       activated_at: found?.recorded_at ?? null,
       activation_position: found?.position ?? null,
       signing_key_id: d?.signing_key_id ?? null,

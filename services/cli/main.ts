@@ -9,6 +9,7 @@ import { registerKeyCommands } from './commands/keys.ts';
 import { registerLoginCommands } from './commands/login.ts';
 import { registerPrincipalCommands } from './commands/principals.ts';
 import { registerTenantCommands } from './commands/tenants.ts';
+import { registerPlatformCommands } from './commands/platform.ts';
 import { registerToolCommands } from './commands/tools.ts';
 import { registerMcpCommands } from './commands/mcp.ts';
 import { registerAdminCommands } from './commands/admin.ts';
@@ -22,7 +23,7 @@ const GROUPS: Array<[string, Array<(p: Command) => void>]> = [
   ['Policy authors:', [registerPolicyCommands, registerAgentCommands]],
   ['Agents, approvers and operators:', [registerDecisionCommands, registerApprovalCommands, registerDelegateCommands, registerMcpCommands]],
   ['Auditors:', [registerAuditCommands]],
-  ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands, registerToolCommands, registerAdminCommands]],
+  ['Admins:', [registerKeyCommands, registerPrincipalCommands, registerTenantCommands, registerPlatformCommands, registerToolCommands, registerAdminCommands]],
   ['Connection:', [registerLoginCommands]],
 ];
 

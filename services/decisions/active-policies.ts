@@ -4,12 +4,14 @@ import { NotifiedCache } from '../events/listener.ts';
 import type { LogFn } from '../logger.ts';
 import { assembleEffective, type CompiledPolicy, type Snapshot } from '../policy/index.ts';
 import { frozenPolicy } from '../lifecycle/policy-version.ts';
+import { PLATFORM_SCOPE } from '../events/stream-ids.ts';
 
-/** Policies of this pseudo-tenant apply to every tenant (platform scope). */
-export const PLATFORM_TENANT = 'platform';
+export type ActivePolicy = { policy_id: string; version: number; hash: string; scope: Record<string, unknown>; document: Record<string, unknown>; snapshot: Record<string, unknown>; platform?: true };
+/** A policy version a run records: `scope: platform` marks a platform policy (a tenant may have its own of the same id). */
+export type PolicyRef = { policy_id: string; version: number; hash: string; scope?: 'platform' };
+export type EffectiveSet = { snapshot: Snapshot; policies: PolicyRef[]; defaultDecision: Decision };
 
-export type ActivePolicy = { policy_id: string; version: number; hash: string; scope: Record<string, unknown>; document: Record<string, unknown>; snapshot: Record<string, unknown> };
-export type EffectiveSet = { snapshot: Snapshot; policies: Array<{ policy_id: string; version: number; hash: string }>; defaultDecision: Decision };
+export const policyRef = (p: ActivePolicy): PolicyRef => ({ policy_id: p.policy_id, version: p.version, hash: p.hash, ...(p.platform ? { scope: 'platform' as const } : {}) });
 
 /**
  * The compiled effective policy set per (tenant, agent), cached and rebuilt when a policy event lands
@@ -21,7 +23,7 @@ export class ActivePolicies {
 
   constructor(private readonly db: Db, url: string, log: LogFn) {
     // A tenant's change drops its agents' sets; a platform change drops every set.
-    this.cache = new NotifiedCache({ url, channel: 'policy_changed', log, drops: (tenant, key) => tenant === PLATFORM_TENANT || key.startsWith(`${tenant}\u0000`) });
+    this.cache = new NotifiedCache({ url, channel: 'policy_changed', log, drops: (tenant, key) => tenant === PLATFORM_SCOPE || key.startsWith(`${tenant}\u0000`) });
   }
 
   start(): Promise<void> {
@@ -37,7 +39,9 @@ export class ActivePolicies {
   }
 
   /**
-   * Latest active version of every policy that applies to this agent of this tenant. A deprecated policy
+   * Latest active version of every policy that applies to this agent of this tenant: the platform's active
+   * policies (streams `platform/policy/<id>`, which apply to every tenant and which no tenant can bind, change
+   * or deprecate) and the tenant's own. A deprecated policy
    * (PolicyDeprecated after its last PolicyActivated) is out. A tenant policy bound to agents
    * (POST /v1/agents/{id}/binding) applies only to the agents bound to it; with agentId null, all are listed.
    * (The binding filters membership instead of passing PolicySource.agents: runs record only policy id and
@@ -47,7 +51,7 @@ export class ActivePolicies {
     const res = await withTenant(this.db, tenantId, (c) => c.query<{ tenant_id: string; type: string; data: ActivePolicy & { agent_id?: string } }>(
       `SELECT tenant_id, type, data FROM events WHERE tenant_id = ANY($1::text[])
          AND type IN ('PolicyActivated', 'PolicyDeprecated', 'PolicyBound', 'PolicyUnbound') ORDER BY position`,
-      [[tenantId, PLATFORM_TENANT]],
+      [[tenantId, PLATFORM_SCOPE]],
     ));
     const latest = new Map<string, ActivePolicy>();
     const bound = new Map<string, string>(); // agent -> policy id (this tenant's bindings only)
@@ -63,9 +67,12 @@ export class ActivePolicies {
         continue;
       }
       const level = data.scope['level'];
-      if (tenant_id === PLATFORM_TENANT && level !== 'platform') continue;
+      const platform = tenant_id === PLATFORM_SCOPE;
+      // Only platform admins write platform streams, and only platform-level documents; a tenant's policy is
+      // never platform-level (checkDocument). Either mismatch is not applied.
+      if (platform !== (level === 'platform')) continue;
       if (level === 'agent' && (agentId === null || data.scope['agent'] !== agentId)) continue;
-      latest.set(`${tenant_id}/${data.policy_id}`, data);
+      latest.set(`${tenant_id}/${data.policy_id}`, platform ? { ...data, platform: true } : data);
     }
     const boundPolicies = new Set(bound.values());
     const mine = agentId === null ? undefined : bound.get(agentId);
@@ -88,6 +95,6 @@ export class ActivePolicies {
       frozen.push(f.policy);
     }
     const snapshot = assembleEffective(frozen, { defaultDecision });
-    return { snapshot, policies: policies.map((p) => ({ policy_id: p.policy_id, version: p.version, hash: p.hash })), defaultDecision };
+    return { snapshot, policies: policies.map(policyRef), defaultDecision };
   }
 }

@@ -83,7 +83,7 @@ export type RunView = {
   matched_rules: MatchedRule[];
   constraints: Constraints;
   snapshot_hash: string | null;
-  policies: Array<{ policy_id: string; version: number; hash: string }>;
+  policies: Array<{ policy_id: string; version: number; hash: string; scope?: 'platform' }>;
   evaluation: Evaluation | null;
   /** The tenant's decision when no rule matches, as it stood when the run was evaluated. */
   default_decision: Decision;
@@ -255,6 +255,7 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     case 'ApiKeyRevoked':
     case 'DelegationGranted':
     case 'DelegationRevoked':
+    case 'PlatformSettingsChanged':
       return view;
     default: {
       const never: never = event;

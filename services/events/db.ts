@@ -69,7 +69,7 @@ export const SYSTEM_SCOPES = {
   authenticate: 'finding an API key by its public prefix, before the tenant is known',
   publisher: 'publishing every committed event to Kafka',
   audit: 'replaying every tenant’s log',
-  'platform-admin': 'a platform admin creating or listing tenants',
+  'platform-admin': "a platform admin creating or listing tenants, validating a platform policy's draft against every tenant's runs, or answering a platform policy's review",
   channels: 'tying a Slack click or an email link to its tenant before the tenant is known; the Slack inbox sweep; recording refusals that name no tenant',
   inspection: 'tests and operator tools that inspect the whole database',
 } as const;

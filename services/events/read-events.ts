@@ -1,5 +1,6 @@
 import type { StoredEvent } from '../../schemas/events.ts';
 import type { Queryable } from './db.ts';
+import { PLATFORM_SCOPE } from './stream-ids.ts';
 import { EVENT_COLUMNS, rowToEvent, type EventRow } from './stored-event.ts';
 import { upcast, UPCASTERS, type UpcasterRegistry } from './upcast.ts';
 
@@ -27,7 +28,8 @@ export async function* readAll(db: Queryable, opts: ReadOptions & { tenantId?: s
   let after = '0';
   for (;;) {
     const res = opts.tenantId
-      ? await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE position > $1 AND tenant_id = $2 ORDER BY position LIMIT $3`, [after, opts.tenantId, pageSize])
+      // One tenant's events, and the platform's: platform policies decide that tenant's runs too.
+      ? await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE position > $1 AND tenant_id = ANY($2::text[]) ORDER BY position LIMIT $3`, [after, [opts.tenantId, PLATFORM_SCOPE], pageSize])
       : await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2`, [after, pageSize]);
     for (const r of res.rows) yield read(rowToEvent(r));
     if (res.rows.length < pageSize) return;

@@ -14,16 +14,27 @@
  * | agent   | `agent/<tenant>/<agent>`    | one agent's binding and forced manifests         |
  * | catalog | `catalog/<tenant>`          | the tenant's tool catalog                        |
  * | tenant  | `tenant/<tenant>`           | the tenant's identity and settings changes       |
+ * | platform policy | `platform/policy/<policy>` | one platform policy's lifecycle (every tenant) |
+ * | platform settings | `platform/settings`      | the platform's policy settings (four-eyes)      |
+ *
+ * Events of the platform streams carry PLATFORM_SCOPE in the log's tenant column: a value outside the tenant
+ * id grammar (schemas/identity.ts, and the tenants table's CHECK), so no tenant can ever own them.
  */
 
-export type StreamKind = 'run' | 'policy' | 'agent' | 'catalog' | 'tenant';
+/** The owner of the platform streams, where the log records a tenant; no tenant id can take this form. */
+export const PLATFORM_SCOPE = ':platform';
+
+export const isPlatformScope = (owner: string): boolean => owner === PLATFORM_SCOPE;
+
+export type StreamKind = 'run' | 'policy' | 'agent' | 'catalog' | 'tenant' | 'platform';
 
 export type ParsedStreamId =
   | { kind: 'run'; decisionId: string }
   | { kind: 'policy'; tenantId: string; policyId: string }
   | { kind: 'agent'; tenantId: string; agentId: string }
   | { kind: 'catalog'; tenantId: string }
-  | { kind: 'tenant'; tenantId: string };
+  | { kind: 'tenant'; tenantId: string }
+  | { kind: 'platform-settings'; tenantId: typeof PLATFORM_SCOPE };
 
 /** Thrown when a part would make an ambiguous id: a bug upstream (every boundary validates these ids). */
 export class StreamIdError extends Error {
@@ -38,20 +49,24 @@ function part(what: string, value: string): string {
 }
 
 export const runStreamId = (decisionId: string): string => `run/${part('decision id', decisionId)}`;
-export const policyStreamId = (tenantId: string, policyId: string): string => `policy/${part('tenant id', tenantId)}/${part('policy id', policyId)}`;
+/** A policy's stream: a tenant's (`policy/<tenant>/<policy>`), or the platform's when the owner is PLATFORM_SCOPE. */
+export const policyStreamId = (owner: string, policyId: string): string =>
+  (isPlatformScope(owner) ? `platform/policy/${part('policy id', policyId)}` : `policy/${part('tenant id', owner)}/${part('policy id', policyId)}`);
+export const platformSettingsStreamId = 'platform/settings';
 export const agentStreamId = (tenantId: string, agentId: string): string => `agent/${part('tenant id', tenantId)}/${part('agent id', agentId)}`;
 export const catalogStreamId = (tenantId: string): string => `catalog/${part('tenant id', tenantId)}`;
 export const tenantStreamId = (tenantId: string): string => `tenant/${part('tenant id', tenantId)}`;
 
 /** The prefix every policy stream of one tenant starts with (listing a tenant's policies). */
-export const policyStreamPrefix = (tenantId: string): string => `policy/${part('tenant id', tenantId)}/`;
+export const policyStreamPrefix = (owner: string): string => (isPlatformScope(owner) ? 'platform/policy/' : `policy/${part('tenant id', owner)}/`);
 
-const PARTS: Record<StreamKind, number> = { run: 1, policy: 2, agent: 2, catalog: 1, tenant: 1 };
+const PARTS: Record<StreamKind, number> = { run: 1, policy: 2, agent: 2, catalog: 1, tenant: 1, platform: 2 };
 
 /** The parts of a stream id, or null when it is not one this version writes. */
 export function parseStreamId(id: string): ParsedStreamId | null {
   const [kind, ...rest] = id.split(SEPARATOR);
   if (kind === undefined || !Object.hasOwn(PARTS, kind)) return null;
+  if (kind === 'platform' && id === platformSettingsStreamId) return { kind: 'platform-settings', tenantId: PLATFORM_SCOPE };
   if (rest.length !== PARTS[kind as StreamKind] || rest.some((p) => p.length === 0)) return null;
   switch (kind as StreamKind) {
     case 'run': return { kind: 'run', decisionId: rest[0]! };
@@ -59,6 +74,7 @@ export function parseStreamId(id: string): ParsedStreamId | null {
     case 'agent': return { kind: 'agent', tenantId: rest[0]!, agentId: rest[1]! };
     case 'catalog': return { kind: 'catalog', tenantId: rest[0]! };
     case 'tenant': return { kind: 'tenant', tenantId: rest[0]! };
+    case 'platform': return rest[0] === 'policy' ? { kind: 'policy', tenantId: PLATFORM_SCOPE, policyId: rest[1]! } : null;
   }
 }
 
@@ -73,7 +89,8 @@ export const tenantOfStream = (p: ParsedStreamId): string | null => (p.kind === 
  */
 export function legacyStreamId(id: string): string | null {
   const p = parseStreamId(id);
-  if (!p || p.kind === 'tenant') return null;
+  // Platform streams were never written in the `-` form.
+  if (!p || p.kind === 'tenant' || p.kind === 'platform-settings' || (p.kind !== 'run' && isPlatformScope(p.tenantId))) return null;
   return id.split(SEPARATOR).join('-');
 }
 

@@ -11,6 +11,8 @@ import type { Db } from '../events/db.ts';
 import type { Principal } from '../identity/principals.ts';
 import { loadPolicy, planActivation, type ActivationAnswer, type ActivationOptions, type Actor } from './policy-lifecycle.ts';
 import { openReview } from './policy-store.ts';
+import { REVIEWER_ROLE } from './activation-review.ts';
+import { isPlatformScope } from '../events/stream-ids.ts';
 import { planChange, type PolicyChange } from './policy-change.ts';
 
 /**
@@ -80,10 +82,15 @@ export async function requestChangeReview(deps: ReviewDeps, a: Actor, policyId: 
 }
 
 /** An admin's answer to the review waiting on a policy: counted when this returns, refused with the reason otherwise. */
+/**
+ * `owner` is the principal's tenant, or PLATFORM_SCOPE for a platform admin answering a platform policy's review
+ * (the worker then checks the answer's author is a platform admin, wherever its home tenant).
+ */
 export async function answerActivationReview(
   deps: ReviewDeps, principal: Principal, policyId: string, body: { verdict: 'approve' | 'reject'; comment?: string | undefined; review_id?: string | undefined },
+  owner: string = principal.tenant_id,
 ): Promise<ReviewAnswerResult & { id: string; review_id: string }> {
-  const s = await loadPolicy(deps.db, principal.tenant_id, policyId);
+  const s = await loadPolicy(deps.db, owner, policyId);
   if (!s || s.deleted) throw new CountersignError('not_found', `policy ${policyId} not found`);
   const review = openReview(s);
   if (!review) {
@@ -100,8 +107,9 @@ export async function answerActivationReview(
     verdict: body.verdict,
     ...(body.comment ? { comment: body.comment } : {}),
     by: principal.id,
-    roles: principal.roles,
-    tenant_id: principal.tenant_id,
+    // In the platform scope a platform admin is the reviewer role (the route checked the flag; the worker re-checks it).
+    roles: isPlatformScope(owner) ? [REVIEWER_ROLE] : principal.roles,
+    tenant_id: owner,
     document_hash: review.document_hash,
   }, new Date());
   try {

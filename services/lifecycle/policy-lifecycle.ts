@@ -8,15 +8,17 @@ import { compileDocument, evaluate, interpretations, withDrafts, type Snapshot }
 import type { Keyring } from '../receipts/keyring.ts';
 import { canonicalJson, sha256Digest } from '../receipts/canonical.ts';
 import { signedActivation } from './activate-policy.ts';
-import { policyStreamId, policyStreamPrefix } from '../events/stream-ids.ts';
+import { isPlatformScope, policyStreamId, policyStreamPrefix } from '../events/stream-ids.ts';
 import { compilePolicyVersion } from './policy-version.ts';
 import { agentStreamId, foldPolicy, openReview, type PolicyEvent, type PolicyState } from './policy-store.ts';
 import { durationSeconds } from '../../schemas/duration.ts';
 import { TenantSettings } from '../../schemas/identity.ts';
+import type { z } from 'zod';
 import { restrictiveness } from '../../schemas/decision-kind.ts';
 import type { PublicKeySet } from '../../schemas/receipt.ts';
 import { verifyExport } from './policy-export.ts';
-import { PLATFORM_TENANT } from '../decisions/active-policies.ts';
+import { readPlatformSettings } from './platform-settings.ts';
+import { withSystem } from '../events/db.ts';
 
 /**
  * The policy lifecycle (issue 7): Draft -> Validated -> Active (immutable, signed) -> Deprecated, folded
@@ -24,6 +26,10 @@ import { PLATFORM_TENANT } from '../decisions/active-policies.ts';
  * it was decided on, so two racing transitions cannot both land; every refusal writes nothing.
  */
 
+/**
+ * Who changes a policy, and whose policy it is: `tenantId` is the owner, a tenant or PLATFORM_SCOPE (a platform
+ * admin acting on platform policies, streams `platform/policy/<id>`; services/api/routes/platform-policies.ts).
+ */
 export type Actor = { tenantId: string; principalId: string };
 
 const POLICY_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -35,7 +41,13 @@ export function checkDocument(doc: unknown, tenantId: string): { policyId: strin
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new CountersignError('validation_failed', 'a policy document is an object', { errors: [{ path: '', message: 'expected an object' }] });
   const c = compileDocument(doc, 1);
   if (!c.ok) throw new CountersignError('validation_failed', 'policy does not compile', { errors: c.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })) });
-  if (c.policy.level === 'platform' && tenantId !== PLATFORM_TENANT) {
+  if (isPlatformScope(tenantId)) {
+    if (c.policy.level !== 'platform') {
+      throw new CountersignError('validation_failed', 'a platform policy says scope: { level: platform }', {
+        errors: [{ path: 'scope.level', message: `a platform policy applies to every tenant: scope: { level: platform }, not ${c.policy.level}` }],
+      });
+    }
+  } else if (c.policy.level === 'platform') {
     // A tenant's policy applies to that tenant only: saying platform would not make it one, so it is refused.
     throw new CountersignError('validation_failed', 'a tenant cannot author a platform policy', {
       errors: [{ path: 'scope.level', message: 'platform policies apply to every tenant and are authored by platform admins; a tenant policy is scope: { level: tenant } (or agent)' }],
@@ -127,10 +139,15 @@ export type PolicySettings = { fourEyes: boolean; requireValidation: boolean; re
 
 export const DEFAULT_REVIEW_TIMEOUT_SEC = 72 * 3600;
 
+/** The settings that gate an owner's policies: a tenant's (its tenants row), or the platform's own (PLATFORM_SCOPE). */
 export async function policySettings(db: Db, tenantId: string): Promise<PolicySettings> {
-  const res = await withTenant(db, tenantId, (c) => c.query<{ settings: unknown }>('SELECT settings FROM tenants WHERE id = $1', [tenantId]));
-  const parsed = TenantSettings.safeParse(res.rows[0]?.settings ?? {});
-  const t = parsed.success ? parsed.data : {};
+  let t: z.infer<typeof TenantSettings>;
+  if (isPlatformScope(tenantId)) t = (await readPlatformSettings(db)).settings;
+  else {
+    const res = await withTenant(db, tenantId, (c) => c.query<{ settings: unknown }>('SELECT settings FROM tenants WHERE id = $1', [tenantId]));
+    const parsed = TenantSettings.safeParse(res.rows[0]?.settings ?? {});
+    t = parsed.success ? parsed.data : {};
+  }
   return {
     fourEyes: t.policy_four_eyes === true,
     requireValidation: t.policy_require_validation === true || t.policy_refuse_loosening === true,
@@ -301,7 +318,7 @@ export async function validateDraft(
   db: Db,
   a: Actor,
   policyId: string,
-  activeSnapshot: (agentId: string) => Promise<{ snapshot: Snapshot; defaultDecision: string }>,
+  activeSnapshot: (agentId: string, tenantId: string) => Promise<{ snapshot: Snapshot; defaultDecision: string }>,
   now = new Date(),
 ): Promise<ValidationReport & { version: number; document_hash: string }> {
   const s = await mustLoad(db, a.tenantId, policyId);
@@ -310,21 +327,24 @@ export async function validateDraft(
   const compiled = compileDocument(s.draft.document, s.draft.version);
   if (!compiled.ok) throw new CountersignError('validation_failed', 'the draft does not compile', { errors: compiled.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })) });
   const since = new Date(now.getTime() - 7 * 24 * 3600 * 1000);
-  const rows = await withTenant(db, a.tenantId, (c) => c.query<{ decision_id: string; request: DecisionRequest; evaluation: Evaluation }>(
-    `SELECT r.data->>'decision_id' AS decision_id, r.data->'request' AS request, p.data->'evaluation' AS evaluation
-       FROM events r JOIN events p ON p.stream_id = r.stream_id AND p.type = 'PolicyEvaluated' AND p.tenant_id = r.tenant_id
-      WHERE r.tenant_id = $1 AND r.type = 'DecisionRequested' AND r.recorded_at >= $2
-      ORDER BY r.position DESC LIMIT 1000`,
-    [a.tenantId, since.toISOString()],
-  ));
+  type Row = { tenant_id: string; decision_id: string; request: DecisionRequest; evaluation: Evaluation };
+  const cols = `r.tenant_id, r.data->>'decision_id' AS decision_id, r.data->'request' AS request, p.data->'evaluation' AS evaluation
+       FROM events r JOIN events p ON p.stream_id = r.stream_id AND p.type = 'PolicyEvaluated' AND p.tenant_id = r.tenant_id`;
+  // A platform policy applies to every tenant: its draft is replayed against every tenant's recent runs.
+  const rows = isPlatformScope(a.tenantId)
+    ? await withSystem(db, 'platform-admin', (c) => c.query<Row>(
+      `SELECT ${cols} WHERE r.type = 'DecisionRequested' AND r.recorded_at >= $1 ORDER BY r.position DESC LIMIT 1000`, [since.toISOString()]))
+    : await withTenant(db, a.tenantId, (c) => c.query<Row>(
+      `SELECT ${cols} WHERE r.tenant_id = $1 AND r.type = 'DecisionRequested' AND r.recorded_at >= $2 ORDER BY r.position DESC LIMIT 1000`, [a.tenantId, since.toISOString()]));
   const report: ValidationReport = { runs: rows.rows.length, window_days: 7, changed: 0, stricter: 0, looser: 0, unchanged: 0, by_rule: {}, examples: [] };
   const snapshots = new Map<string, Promise<Snapshot>>();
   for (const row of rows.rows) {
     const agentId = row.request.agent.id;
-    let snap = snapshots.get(agentId);
+    const key = `${row.tenant_id}\u0000${agentId}`;
+    let snap = snapshots.get(key);
     if (!snap) {
-      snap = activeSnapshot(agentId).then((e) => withDrafts(e.snapshot, [compiled.policy], e.snapshot.default_decision));
-      snapshots.set(agentId, snap);
+      snap = activeSnapshot(agentId, row.tenant_id).then((e) => withDrafts(e.snapshot, [compiled.policy], e.snapshot.default_decision));
+      snapshots.set(key, snap);
     }
     const after = evaluate(await snap, row.request, row.evaluation.facts, new Date(row.evaluation.now));
     const before = row.evaluation.decision;

@@ -267,7 +267,10 @@ function run(rt: Runtime, asked: DecisionRequest, facts: Facts, now: Date, nowIs
   const matched: MatchedRule[] = new Array<MatchedRule>(all.length);
   for (let i = 0; i < all.length; i++) {
     const h = all[i]!;
-    matched[i] = { policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, decision: h.decision };
+    const m: MatchedRule = { policy_id: h.policy.policy_id, version: h.policy.version, rule: h.rule, decision: h.decision };
+    // A platform policy's rule says so: a tenant may have a policy of the same id, and needs to know it cannot change this one.
+    if (h.policy.level === 'platform') m.scope = 'platform';
+    matched[i] = m;
   }
   const evaluation: Evaluation = {
     decision,

@@ -90,9 +90,11 @@ function overBudget(drafts: CompiledPolicy[], request: DecisionRequest, now: Dat
 
 /** Replaces (or adds) drafts in an active snapshot and rehashes it. */
 export function withDrafts(active: Snapshot | undefined, drafts: CompiledPolicy[], defaultDecision: Decision): Snapshot {
-  const ids = new Set(drafts.map((d) => d.policy_id));
+  // A draft stands in for the active version of its own policy: a platform policy and a tenant's may share an id.
+  const key = (p: CompiledPolicy) => `${p.level === 'platform' ? 'platform' : 'tenant'}/${p.policy_id}`;
+  const ids = new Set(drafts.map(key));
   const base = active?.policies ?? [circuitBreakerPack()];
-  return assembleSnapshot([...base.filter((p) => !ids.has(p.policy_id)), ...drafts], active?.default_decision ?? defaultDecision);
+  return assembleSnapshot([...base.filter((p) => !ids.has(key(p))), ...drafts], active?.default_decision ?? defaultDecision);
 }
 
 /**

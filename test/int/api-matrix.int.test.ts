@@ -103,6 +103,25 @@ const ROWS: Record<string, Row> = {
   'POST /v1/policies/:id/activation/approvals': { auth: 'roles', path: (i) => `/v1/policies/${i.policy}/activation/approvals`, body: () => ({ verdict: 'approve' }), wrongType: [{ verdict: 1 }, 'verdict'] },
   'GET /v1/policies/:id/export': { auth: 'any', path: (i) => `/v1/policies/${i.policy}/export`, strictQuery: true },
   'POST /v1/policies/import': { auth: 'roles', path: () => '/v1/policies/import', body: () => matrixExport, wrongType: [{ ...matrixExport, version: 'one' }, 'version'], noIds: true },
+  // Platform policies and settings (platform admins); a tenant admin is the wrong role. The platform policy
+  // `matrix-platform` is made in beforeAll.
+  'POST /v1/platform/policies': { auth: 'platform-admin', path: () => '/v1/platform/policies', body: () => ({ ...matrixPolicy('matrix-new-platform'), scope: { level: 'platform' } }), wrongType: [{ ...matrixPolicy('matrix-new-platform'), scope: { level: 'platform' }, rules: 'x' }, 'rules'], noIds: true },
+  'GET /v1/platform/policies': { auth: 'platform-admin', path: () => '/v1/platform/policies', strictQuery: true, noIds: true },
+  'GET /v1/platform/policies/:id': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform', strictQuery: true, noIds: true },
+  'PUT /v1/platform/policies/:id': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform', body: () => ({ ...matrixPolicy('matrix-platform'), scope: { level: 'platform' } }), wrongType: [{ ...matrixPolicy('matrix-platform'), scope: { level: 'platform' }, rules: 'x' }, 'rules'], noIds: true },
+  'DELETE /v1/platform/policies/:id': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform', noIds: true },
+  'GET /v1/platform/policies/:id/versions': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform/versions', strictQuery: true, noIds: true },
+  'GET /v1/platform/policies/:id/diff': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform/diff?from=1&to=1', noIds: true },
+  'POST /v1/platform/policies/:id/activate': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform/activate', noIds: true },
+  'POST /v1/platform/policies/:id/deprecate': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform/deprecate', noIds: true },
+  'POST /v1/platform/policies/:id/clone': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform/clone', noIds: true },
+  'POST /v1/platform/policies/:id/rollback': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform/rollback', body: () => ({ to_version: 1 }), wrongType: [{ to_version: 'one' }, 'to_version'], noIds: true },
+  'POST /v1/platform/policies/:id/validate': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform/validate', noIds: true },
+  'POST /v1/platform/policies/:id/activation/approvals': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform/activation/approvals', body: () => ({ verdict: 'approve' }), wrongType: [{ verdict: 1 }, 'verdict'], noIds: true },
+  'GET /v1/platform/policies/:id/export': { auth: 'platform-admin', path: () => '/v1/platform/policies/matrix-platform/export', strictQuery: true, noIds: true },
+  'POST /v1/platform/policies/import': { auth: 'platform-admin', path: () => '/v1/platform/policies/import', body: () => matrixExport, wrongType: [{ ...matrixExport, version: 'one' }, 'version'], noIds: true },
+  'GET /v1/platform/settings': { auth: 'platform-admin', path: () => '/v1/platform/settings', strictQuery: true, noIds: true },
+  'PATCH /v1/platform/settings': { auth: 'platform-admin', path: () => '/v1/platform/settings', body: () => ({ policy_four_eyes: false }), wrongType: [{ policy_four_eyes: 'yes' }, 'policy_four_eyes'], noIds: true },
   'POST /v1/agents/:id/manifest': { auth: 'roles', path: () => '/v1/agents/matrix-bot/manifest', body: () => ({ agent: { id: 'matrix-bot' }, tools: ['search_tool'] }), wrongType: [{ agent: { id: 'matrix-bot' }, tools: 5 }, 'tools'], noIds: true },
   'GET /v1/agents/:id/binding': { auth: 'any', path: () => '/v1/agents/matrix-bot/binding', strictQuery: true, noIds: true },
   'POST /v1/agents/:id/binding': { auth: 'roles', path: () => '/v1/agents/matrix-bot/binding', body: (i) => ({ policy_id: i.policy }), wrongType: [{ policy_id: 5 }, 'policy_id'] },
@@ -188,6 +207,9 @@ beforeAll(async () => {
   expect((await api(as(keys.adminB), 'POST', '/v1/policies', matrixPolicy('b-only-policy'))).status).toBe(201);
   expect((await api(as(keys.adminB), 'POST', '/v1/tools/catalog', { format: 'mcp', source: 'b-only-source', document: { tools: [{ name: 'b_tool' }] } })).status).toBe(201);
   idsB = { tenant: 'tenant-b', principal: bAgent.body.id, apiKey: bKey.body.id, decision: decB.body.decision_id, policy: 'b-only-policy', catalogSource: 'b-only-source' };
+  const platformDoc = { ...matrixPolicy('matrix-platform'), scope: { level: 'platform' } };
+  expect((await api(as(keys.platform), 'POST', '/v1/platform/policies', platformDoc)).status).toBe(201);
+  expect((await api(as(keys.platform), 'POST', '/v1/platform/policies/matrix-platform/activate')).status).toBe(200);
   SECRETS.push(keys.adminB, bAgent.body.api_key, bKey.body.api_key, keys.bootstrap, keys.platform, keys.adminA);
   // Both runs have receipts, so the receipt route answers 200 for the owner (and must still 404 for others).
   for (const id of [idsA.decision, idsB.decision]) {

@@ -9,52 +9,29 @@ import type { Principal } from '../../identity/principals.ts';
 import { CountersignError } from '../../errors.ts';
 import { simulate } from '../../policy/index.ts';
 import { parseDataText } from '../../policy/parse-text.ts';
-import { loadKeyring, type Keyring } from '../../receipts/keyring.ts';
-import {
-  activateDraft, clonePolicy, createDraft, currentBinding, deleteDraft, importPolicy, listPolicies, loadPolicy,
-  mustLoad, policySettings, replaceDraft, validateDraft, type Actor,
-} from '../../lifecycle/policy-lifecycle.ts';
+import { currentBinding, loadPolicy, policySettings, type Actor } from '../../lifecycle/policy-lifecycle.ts';
 import { changeNow, unbindTarget, type PolicyChange } from '../../lifecycle/policy-change.ts';
-import { diffDocuments, policySummary, versionSummary, type PolicyState } from '../../lifecycle/policy-store.ts';
-import { answerActivationReview, requestActivationReview, requestChangeReview, type ReviewDeps } from '../../lifecycle/activation-reviews.ts';
-import { exportVersion, PolicyExport } from '../../lifecycle/policy-export.ts';
+import { requestChangeReview, type ReviewDeps } from '../../lifecycle/activation-reviews.ts';
 import { AgentManifest, pushManifest } from '../../lifecycle/agent-manifest.ts';
 import { readAttestationSecret } from '../../decisions/attestation.ts';
-import { authenticated, principalOf, type ApiDeps } from '../server.ts';
+import { authenticated, platformAdmin, principalOf, type ApiDeps } from '../server.ts';
+import { changePlatformSettings, readPlatformSettings } from '../../lifecycle/platform-settings.ts';
+import { refusePlatformPolicy } from '../../lifecycle/platform-policies.ts';
+import { PlatformSettings } from '../../../schemas/identity.ts';
 import { readsOnlyOwn, requireAgent } from '../../identity/agent-binding.ts';
-
-const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSchema, 404: ProblemSchema, 409: ProblemSchema, 429: ProblemSchema, 503: ProblemSchema };
-// Ids as the lifecycle accepts them (never `/`, which separates the parts of stream ids).
-const PolicyIdParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'policy ids are letters, digits, dots, dashes or underscores');
-const IdParams = z.strictObject({ id: PolicyIdParam });
-const Doc = z.record(z.string(), z.unknown());
-const Answer = z.record(z.string(), z.unknown());
-const WRITERS = ['author', 'admin'] as const;
+import {
+  Answer, Doc, keyring, PLATFORM_ROUTES, PolicyIdParam, problems, registerLifecycleRoutes, TENANT_ROUTES, WRITERS,
+} from './policy-lifecycle-routes.ts';
 
 const actor = (req: FastifyRequest): Actor => {
   const p = principalOf(req);
   return { tenantId: p.tenant_id, principalId: p.id };
 };
 
-function notFound(id: string): CountersignError {
-  return new CountersignError('not_found', `policy ${id} not found`);
-}
-
-function draftAnswer(s: PolicyState, interpreted: unknown[]): Record<string, unknown> {
-  return { ...policySummary(s), version: s.draft?.version ?? s.active_version, status: s.status, document: s.draft?.document ?? null, interpreted };
-}
-
-async function keyring(deps: ApiDeps): Promise<Keyring> {
-  try {
-    return await loadKeyring(deps.config.keysDir);
-  } catch (err) {
-    throw new CountersignError('dependency_unavailable', 'the signing keyring cannot be read', { extra: { dependency: 'keyring' }, cause: err });
-  }
-}
-
 /**
- * The policy lifecycle over HTTP (issue 7): drafts (JSON or YAML), activation (signed, immutable),
- * deprecation, clone, rollback, versions, diff, validation against recent runs, agent bindings, simulation.
+ * Policies over HTTP: the lifecycle routes of a tenant's policies (/v1/policies) and of the platform's
+ * (/v1/platform/policies, platform admins; policy-lifecycle-routes.ts), the platform's settings, agent
+ * bindings and manifests, simulation.
  */
 export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -74,76 +51,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     done(null, parsed.value);
   });
 
-  r.post('/v1/policies', {
-    onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: 'Create a policy draft (JSON, or YAML with content-type application/yaml)', body: Doc, response: { 201: Answer, ...problems } },
-  }, async (req, reply) => {
-    const { state, interpreted } = await createDraft(deps.db, actor(req), req.body);
-    void reply.status(201);
-    return draftAnswer(state, interpreted);
-  });
-
-  r.get('/v1/policies', {
-    onRequest: authenticated(deps, []),
-    schema: { tags: ['policies'], summary: "The tenant's policies and their status", querystring: z.strictObject({}), response: { 200: z.strictObject({ items: z.array(Answer) }), ...problems } },
-  }, async (req) => ({ items: (await listPolicies(deps.db, principalOf(req).tenant_id)).map(policySummary) }));
-
-  r.get('/v1/policies/:id', {
-    onRequest: authenticated(deps, []),
-    schema: { tags: ['policies'], summary: 'A policy: status, draft, and the active version with its document', params: IdParams, querystring: z.strictObject({}), response: { 200: Answer, ...problems } },
-  }, async (req) => {
-    const s = await loadPolicy(deps.db, principalOf(req).tenant_id, req.params.id);
-    if (!s || s.deleted) throw notFound(req.params.id);
-    const active = s.versions.find((v) => v.version === s.active_version);
-    return { ...policySummary(s), draft_document: s.draft?.document ?? null, active: active ? { ...versionSummary(active, s.active_version), document: active.document } : null };
-  });
-
-  r.put('/v1/policies/:id', {
-    onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: "Replace a policy's draft (409 when it has none: active versions are immutable)", params: IdParams, body: Doc, response: { 200: Answer, ...problems } },
-  }, async (req) => {
-    const { state, interpreted } = await replaceDraft(deps.db, actor(req), req.params.id, req.body);
-    return draftAnswer(state, interpreted);
-  });
-
-  r.delete('/v1/policies/:id', {
-    onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: 'Delete a draft (409 for anything but a draft)', params: IdParams, response: { 200: Answer, ...problems } },
-  }, async (req) => policySummary(await deleteDraft(deps.db, actor(req), req.params.id)));
-
-  r.get('/v1/policies/:id/versions', {
-    onRequest: authenticated(deps, []),
-    schema: { tags: ['policies'], summary: 'Every activated version, oldest first', params: IdParams, querystring: z.strictObject({}), response: { 200: Answer, ...problems } },
-  }, async (req) => {
-    const s = await loadPolicy(deps.db, principalOf(req).tenant_id, req.params.id);
-    if (!s || s.deleted) throw notFound(req.params.id);
-    return { id: s.policy_id, active_version: s.active_version, items: s.versions.map((v) => versionSummary(v, s.active_version)) };
-  });
-
-  r.get('/v1/policies/:id/diff', {
-    onRequest: authenticated(deps, []),
-    schema: {
-      tags: ['policies'], summary: 'Rule-by-rule difference between two versions (`draft` names the draft)', params: IdParams,
-      querystring: z.strictObject({ from: z.string().regex(/^(\d+|draft)$/), to: z.string().regex(/^(\d+|draft)$/) }), response: { 200: Answer, ...problems },
-    },
-  }, async (req) => {
-    const s = await loadPolicy(deps.db, principalOf(req).tenant_id, req.params.id);
-    if (!s || s.deleted) throw notFound(req.params.id);
-    const doc = (v: string) => {
-      const d = v === 'draft' ? s.draft?.document : s.versions.find((x) => x.version === Number(v))?.document;
-      if (!d) throw new CountersignError('not_found', `policy ${s.policy_id} has no version ${v}`);
-      return d;
-    };
-    return { id: s.policy_id, from: req.query.from, to: req.query.to, ...diffDocuments(doc(req.query.from), doc(req.query.to)) };
-  });
-
-  const ActivateBody = z.strictObject({
-    expected_loosening: z.array(z.string().min(1).max(200)).max(200).optional().describe('Rules whose looser decisions in the validation are intended (tenants with policy_refuse_loosening).'),
-  }).nullish(); // an empty POST arrives as null
-  /**
-   * A change of the active set other than activation: applied at once, or, in a four-eyes tenant, a review
-   * (202) that a second admin answers at POST /v1/policies/{id}/activation/approvals.
-   */
+  /** A binding change: applied at once, or, in a four-eyes tenant, a review (202) on the policy. */
   const change = async (reply: FastifyReply, a: Actor, policyId: string, c: PolicyChange): Promise<Record<string, unknown>> => {
     if ((await policySettings(deps.db, a.tenantId)).fourEyes) {
       const res = await requestChangeReview(reviews, a, policyId, c);
@@ -153,105 +61,21 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     return changeNow(deps.db, await keyring(deps), a, policyId, c);
   };
 
-  r.post('/v1/policies/:id/activate', {
-    onRequest: authenticated(deps, [...WRITERS]),
+  registerLifecycleRoutes(app, deps, reviews, TENANT_ROUTES(deps));
+  registerLifecycleRoutes(app, deps, reviews, PLATFORM_ROUTES(deps));
+
+  r.get('/v1/platform/settings', {
+    onRequest: platformAdmin(deps),
+    schema: { tags: ['platform'], summary: "The platform's policy settings (platform admins): four-eyes, validation and review timeout of platform policies", querystring: z.strictObject({}), response: { 200: PlatformSettings, ...problems } },
+  }, async () => (await readPlatformSettings(deps.db)).settings);
+
+  r.patch('/v1/platform/settings', {
+    onRequest: platformAdmin(deps),
     schema: {
-      tags: ['policies'], params: IdParams, body: ActivateBody, response: { 200: Answer, 202: Answer, ...problems },
-      summary: 'Activate the draft as the next version: compiled, hashed, signed, immutable. With four-eyes (tenant setting) it opens a review instead (202) that a second admin answers',
+      tags: ['platform'], summary: "Change the platform's policy settings (platform admins); recorded as PlatformSettingsChanged on platform/settings",
+      body: PlatformSettings.refine((b) => Object.keys(b).length > 0, 'nothing to change'), response: { 200: PlatformSettings, ...problems },
     },
-  }, async (req, reply) => {
-    const a = actor(req);
-    if (!(await loadPolicy(deps.db, a.tenantId, req.params.id))) throw notFound(req.params.id);
-    const opts = { expected_loosening: req.body?.expected_loosening };
-    if ((await policySettings(deps.db, a.tenantId)).fourEyes) {
-      const res = await requestActivationReview(reviews, a, req.params.id, opts);
-      if (res.status === 'pending_approval') void reply.status(202);
-      return res;
-    }
-    return activateDraft(deps.db, await keyring(deps), a, req.params.id, opts);
-  });
-
-  r.post('/v1/policies/:id/activation/approvals', {
-    onRequest: authenticated(deps, ['admin']),
-    schema: {
-      tags: ['policies'], params: IdParams,
-      summary: "A second admin's answer to the activation review waiting on a policy (four-eyes): 200 when it counted, 409 with the reason when not",
-      body: z.strictObject({ verdict: z.enum(['approve', 'reject']), comment: z.string().max(4000).optional(), review_id: z.string().min(1).max(300).optional() }),
-      response: { 200: Answer, ...problems },
-    },
-  }, async (req) => answerActivationReview(reviews, principalOf(req), req.params.id, req.body));
-
-  r.get('/v1/policies/:id/export', {
-    onRequest: authenticated(deps, []),
-    schema: {
-      tags: ['policies'], params: IdParams, summary: 'One activated version as signed JSON (hash, signature, signing_key_id); default the active version',
-      querystring: z.strictObject({ version: z.coerce.number().int().positive().optional() }), response: { 200: PolicyExport, ...problems },
-    },
-  }, async (req) => {
-    const s = await loadPolicy(deps.db, principalOf(req).tenant_id, req.params.id);
-    if (!s || s.deleted) throw notFound(req.params.id);
-    const want = req.query.version ?? s.active_version ?? s.versions.at(-1)?.version;
-    const v = s.versions.find((x) => x.version === want);
-    if (!v) throw new CountersignError('not_found', `policy ${s.policy_id} has no version ${want ?? '(none activated)'}`);
-    return exportVersion(await keyring(deps), s.policy_id, v, new Date());
-  });
-
-  r.post('/v1/policies/import', {
-    onRequest: authenticated(deps, [...WRITERS]),
-    schema: {
-      tags: ['policies'], summary: 'Import a signed export as a draft; a tampered file or an unknown key is refused (422) with the reason', body: z.record(z.string(), z.unknown()),
-      response: { 201: Answer, ...problems, 422: ProblemSchema },
-    },
-  }, async (req, reply) => {
-    const s = await importPolicy(deps.db, (await keyring(deps)).publicKeys(), actor(req), req.body);
-    void reply.status(201);
-    return draftAnswer(s, []);
-  });
-
-  r.post('/v1/policies/:id/deprecate', {
-    onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: 'Deprecate the active version: it stops applying. With four-eyes it opens a review instead (202)', params: IdParams, response: { 200: Answer, 202: Answer, ...problems } },
-  }, async (req, reply) => {
-    const a = actor(req);
-    const s = await mustLoad(deps.db, a.tenantId, req.params.id);
-    if (s.active_version === null) throw new CountersignError('conflict', `policy ${req.params.id} has no active version to deprecate`);
-    const res = await change(reply, a, req.params.id, { kind: 'deprecate', version: s.active_version });
-    if (res['status'] === 'pending_approval') return res;
-    const after = await loadPolicy(deps.db, a.tenantId, req.params.id);
-    return policySummary(after!);
-  });
-
-  r.post('/v1/policies/:id/clone', {
-    onRequest: authenticated(deps, [...WRITERS]),
-    schema: {
-      tags: ['policies'], summary: "Make the next version's draft from the active version, or from `from_version` (lineage recorded)", params: IdParams,
-      body: z.strictObject({ from_version: z.number().int().positive().optional() }).nullish(), response: { 201: Answer, ...problems },
-    },
-  }, async (req, reply) => {
-    const s = await clonePolicy(deps.db, actor(req), req.params.id, req.body?.from_version);
-    void reply.status(201);
-    return draftAnswer(s, []);
-  });
-
-  r.post('/v1/policies/:id/rollback', {
-    onRequest: authenticated(deps, [...WRITERS]),
-    schema: {
-      tags: ['policies'], params: IdParams, body: z.strictObject({ to_version: z.number().int().positive() }), response: { 200: Answer, 202: Answer, ...problems },
-      summary: "Re-activate an earlier version's document as the next version. With four-eyes it opens a review instead (202); with the validation gate it is refused (clone, validate, activate)",
-    },
-  }, async (req, reply) => {
-    const a = actor(req);
-    if (!(await loadPolicy(deps.db, a.tenantId, req.params.id))) throw notFound(req.params.id);
-    return change(reply, a, req.params.id, { kind: 'rollback', to_version: req.body.to_version });
-  });
-
-  r.post('/v1/policies/:id/validate', {
-    onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: "Replay the draft against the last 7 days of runs (at most 1000): which decisions would change", params: IdParams, response: { 200: Answer, ...problems } },
-  }, async (req) => {
-    const a = actor(req);
-    return validateDraft(deps.db, a, req.params.id, async (agentId) => deps.policies.effective(a.tenantId, agentId));
-  });
+  }, async (req) => changePlatformSettings(deps.db, principalOf(req).id, req.body));
 
   const AgentParams = z.strictObject({ id: AgentId });
   r.get('/v1/agents/:id/binding', {
@@ -268,7 +92,10 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
   r.post('/v1/agents/:id/binding', {
     onRequest: authenticated(deps, [...WRITERS]),
     schema: { tags: ['policies'], summary: 'Bind a policy to an agent (at most one per agent: 409 while another is bound). With four-eyes it opens a review instead (202)', params: AgentParams, body: z.strictObject({ policy_id: PolicyIdParam }), response: { 200: Answer, 202: Answer, ...problems } },
-  }, async (req, reply) => change(reply, actor(req), req.body.policy_id, { kind: 'bind', agent_id: req.params.id }));
+  }, async (req, reply) => {
+    await refusePlatformPolicy(deps.db, principalOf(req).tenant_id, req.body.policy_id, 'bind');
+    return change(reply, actor(req), req.body.policy_id, { kind: 'bind', agent_id: req.params.id });
+  });
 
   r.delete('/v1/agents/:id/binding', {
     onRequest: authenticated(deps, [...WRITERS]),

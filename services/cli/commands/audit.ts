@@ -250,7 +250,7 @@ async function runWhichPolicy(runId: string, opts: WhichPolicyOptions): Promise<
 function humanWhich(w: WhichPolicy): string {
   const lines = [`run ${w.decision_id} (tenant ${w.tenant_id}): ${w.decision}, rule ${w.matched_rule ?? '-'}, evaluated at ${w.evaluated_at}`, `snapshot ${w.snapshot_hash}`];
   for (const p of w.policies) {
-    lines.push(`policy ${p.policy_id} v${p.version}  ${p.hash}  activated ${p.activated_at ?? '?'} at position ${p.activation_position ?? '?'}  key=${p.signing_key_id ?? '-'}`);
+    lines.push(`${p.scope === 'platform' ? 'platform policy' : 'policy'} ${p.policy_id} v${p.version}  ${p.hash}  activated ${p.activated_at ?? '?'} at position ${p.activation_position ?? '?'}  key=${p.signing_key_id ?? '-'}`);
   }
   for (const warning of w.warnings) lines.push(`WARNING ${warning}`);
   return `${lines.join('\n')}\n`;

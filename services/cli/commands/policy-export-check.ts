@@ -6,7 +6,7 @@ import { loadClientConfig, record, run, transport } from './remote.ts';
 
 /**
  * `countersign policy validate --file EXPORT.json`: the offline check of a signed policy export (schema, the
- * hash recomputed from the document, the Ed25519 signature), with the same `verifyExport` the import uses.
+ * frozen compiled policy against its hash, the Ed25519 signature), with the same `verifyExport` the import uses.
  * And `policy validate --draft ID`: the server-side validation of a draft against recent runs.
  */
 export function isExportFile(file: string): boolean {
@@ -50,9 +50,9 @@ export async function validateExportFile(file: string, opts: { keys?: string; js
   return r.ok ? EXIT.ok : EXIT.failed;
 }
 
-export async function validateDraftRemote(id: string, json: boolean | undefined): Promise<void> {
+export async function validateDraftRemote(id: string, json: boolean | undefined, platform = false): Promise<void> {
   await run(async () => {
-    const report = await transport().request<Record<string, unknown>>('POST', `/v1/policies/${encodeURIComponent(id)}/validate`, undefined, { retry: false });
+    const report = await transport().request<Record<string, unknown>>('POST', `${platform ? '/v1/platform/policies' : '/v1/policies'}/${encodeURIComponent(id)}/validate`, undefined, { retry: false });
     record(json, report);
   });
 }

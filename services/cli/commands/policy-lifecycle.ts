@@ -6,6 +6,10 @@ import { list, record, run, transport, UsageError } from './remote.ts';
 
 const enc = encodeURIComponent;
 
+/** `--platform`: the platform's policies (platform admins), which apply to every tenant; otherwise the tenant's. */
+export const PLATFORM_OPTION = ['--platform', "a platform policy (/v1/platform/policies; platform admins): it applies to every tenant"] as const;
+export const policiesBase = (opts: { platform?: boolean }): string => (opts.platform ? '/v1/platform/policies' : '/v1/policies');
+
 function readJson(file: string): unknown {
   let text: string;
   try {
@@ -20,7 +24,7 @@ function readJson(file: string): unknown {
   }
 }
 
-/** Remote policy lifecycle commands (issue 7): push, activate, approve/reject, clone, rollback, deprecate, pull, diff, export, import. */
+/** Remote policy lifecycle commands: push, activate, approve/reject, clone, rollback, deprecate, pull, diff, export, import; each but pull takes --platform. */
 export function registerPolicyLifecycleCommands(policy: Command): void {
   policy
     .command('activate')
@@ -28,9 +32,10 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
     .argument('<id>')
     .option('--expect-loosening <rules>', "comma-separated rules whose looser decisions in the draft's validation are intended")
     .option('--json', 'print JSON')
-    .action((id: string, opts: { expectLoosening?: string; json?: boolean }) => run(async () => {
+    .option(...PLATFORM_OPTION)
+    .action((id: string, opts: { expectLoosening?: string; json?: boolean; platform?: boolean }) => run(async () => {
       const body = opts.expectLoosening ? { expected_loosening: list(opts.expectLoosening) } : undefined;
-      record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/policies/${enc(id)}/activate`, body, { retry: false }));
+      record(opts.json, await transport().request<Record<string, unknown>>('POST', `${policiesBase(opts)}/${enc(id)}/activate`, body, { retry: false }));
     }));
 
   for (const verdict of ['approve', 'reject'] as const) {
@@ -40,8 +45,9 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
       .argument('<id>')
       .option('--comment <text>', 'why')
       .option('--json', 'print JSON')
-      .action((id: string, opts: { comment?: string; json?: boolean }) => run(async () => {
-        record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/policies/${enc(id)}/activation/approvals`, { verdict, ...(opts.comment ? { comment: opts.comment } : {}) }, { retry: false }));
+      .option(...PLATFORM_OPTION)
+    .action((id: string, opts: { comment?: string; json?: boolean; platform?: boolean }) => run(async () => {
+        record(opts.json, await transport().request<Record<string, unknown>>('POST', `${policiesBase(opts)}/${enc(id)}/activation/approvals`, { verdict, ...(opts.comment ? { comment: opts.comment } : {}) }, { retry: false }));
       }));
   }
 
@@ -51,10 +57,11 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
     .argument('<id>')
     .option('--from <n>', 'the version to clone')
     .option('--json', 'print JSON')
-    .action((id: string, opts: { from?: string; json?: boolean }) => run(async () => {
+    .option(...PLATFORM_OPTION)
+    .action((id: string, opts: { from?: string; json?: boolean; platform?: boolean }) => run(async () => {
       const n = opts.from === undefined ? undefined : Number(opts.from);
       if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new UsageError('--from takes a version number');
-      record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/policies/${enc(id)}/clone`, n === undefined ? undefined : { from_version: n }, { retry: false }));
+      record(opts.json, await transport().request<Record<string, unknown>>('POST', `${policiesBase(opts)}/${enc(id)}/clone`, n === undefined ? undefined : { from_version: n }, { retry: false }));
     }));
 
   policy
@@ -62,8 +69,9 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
     .description('Deprecate the active version of policy ID: bound agents stop using it')
     .argument('<id>')
     .option('--json', 'print JSON')
-    .action((id: string, opts: { json?: boolean }) => run(async () => {
-      record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/policies/${enc(id)}/deprecate`, undefined, { retry: false }));
+    .option(...PLATFORM_OPTION)
+    .action((id: string, opts: { json?: boolean; platform?: boolean }) => run(async () => {
+      record(opts.json, await transport().request<Record<string, unknown>>('POST', `${policiesBase(opts)}/${enc(id)}/deprecate`, undefined, { retry: false }));
     }));
 
   policy
@@ -72,8 +80,9 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
     .argument('<id>')
     .option('--version <n>', 'the version to export')
     .option('--out <file>', 'write to FILE (default stdout)')
-    .action((id: string, opts: { version?: string; out?: string }) => run(async () => {
-      const e = await transport().request<Record<string, unknown>>('GET', `/v1/policies/${enc(id)}/export`, undefined, { query: { version: opts.version } });
+    .option(...PLATFORM_OPTION)
+    .action((id: string, opts: { version?: string; out?: string; platform?: boolean }) => run(async () => {
+      const e = await transport().request<Record<string, unknown>>('GET', `${policiesBase(opts)}/${enc(id)}/export`, undefined, { query: { version: opts.version } });
       const text = `${JSON.stringify(e, null, 2)}\n`;
       if (opts.out) {
         writeFileSync(opts.out, text);
@@ -86,8 +95,9 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
     .description('Import a signed export as a draft (a tampered file or an unknown key is refused)')
     .argument('<file>')
     .option('--json', 'print JSON')
-    .action((file: string, opts: { json?: boolean }) => run(async () => {
-      record(opts.json, await transport().request<Record<string, unknown>>('POST', '/v1/policies/import', readJson(file), { retry: false }));
+    .option(...PLATFORM_OPTION)
+    .action((file: string, opts: { json?: boolean; platform?: boolean }) => run(async () => {
+      record(opts.json, await transport().request<Record<string, unknown>>('POST', `${policiesBase(opts)}/import`, readJson(file), { retry: false }));
     }));
 
   policy
@@ -96,7 +106,8 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
     .argument('<file>')
     .option('--activate', 'activate the pushed draft')
     .option('--json', 'print JSON')
-    .action((file: string, opts: { activate?: boolean; json?: boolean }) => run(async () => {
+    .option(...PLATFORM_OPTION)
+    .action((file: string, opts: { activate?: boolean; json?: boolean; platform?: boolean }) => run(async () => {
       const parsed = parsePolicyText(readFileSync(file, 'utf8'), file);
       if (!parsed.ok) throw new UsageError(parsed.errors.map((e) => `${file}: ${e.path}: ${e.message}`).join('\n'));
       const doc = parsed.document as unknown as Record<string, unknown>;
@@ -104,14 +115,14 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
       const t = transport();
       let answer: Record<string, unknown>;
       try {
-        answer = await t.request<Record<string, unknown>>('POST', '/v1/policies', doc, { retry: false });
+        answer = await t.request<Record<string, unknown>>('POST', policiesBase(opts), doc, { retry: false });
       } catch (err) {
         if (!(err instanceof CountersignApiError) || err.status !== 409) throw err;
-        const current = await t.request<{ draft: unknown }>('GET', `/v1/policies/${encodeURIComponent(id)}`);
-        if (!current.draft) await t.request('POST', `/v1/policies/${encodeURIComponent(id)}/clone`, undefined, { retry: false });
-        answer = await t.request<Record<string, unknown>>('PUT', `/v1/policies/${encodeURIComponent(id)}`, doc, { retry: false });
+        const current = await t.request<{ draft: unknown }>('GET', `${policiesBase(opts)}/${encodeURIComponent(id)}`);
+        if (!current.draft) await t.request('POST', `${policiesBase(opts)}/${encodeURIComponent(id)}/clone`, undefined, { retry: false });
+        answer = await t.request<Record<string, unknown>>('PUT', `${policiesBase(opts)}/${encodeURIComponent(id)}`, doc, { retry: false });
       }
-      if (opts.activate) answer = await t.request<Record<string, unknown>>('POST', `/v1/policies/${encodeURIComponent(id)}/activate`, undefined, { retry: false });
+      if (opts.activate) answer = await t.request<Record<string, unknown>>('POST', `${policiesBase(opts)}/${encodeURIComponent(id)}/activate`, undefined, { retry: false });
       record(opts.json, answer);
     }));
 
@@ -121,10 +132,11 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
     .argument('<id>')
     .requiredOption('--to <n>', 'the version to roll back to')
     .option('--json', 'print JSON')
-    .action((id: string, opts: { to: string; json?: boolean }) => run(async () => {
+    .option(...PLATFORM_OPTION)
+    .action((id: string, opts: { to: string; json?: boolean; platform?: boolean }) => run(async () => {
       const n = Number(opts.to);
       if (!Number.isInteger(n) || n < 1) throw new UsageError('--to takes a version number');
-      record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/policies/${encodeURIComponent(id)}/rollback`, { to_version: n }, { retry: false }));
+      record(opts.json, await transport().request<Record<string, unknown>>('POST', `${policiesBase(opts)}/${encodeURIComponent(id)}/rollback`, { to_version: n }, { retry: false }));
     }));
 
   policy
@@ -133,8 +145,9 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
     .argument('<id>')
     .requiredOption('--from <v>', 'version or draft')
     .requiredOption('--to <v>', 'version or draft')
-    .action((id: string, opts: { from: string; to: string }) => run(async () => {
-      const d = await transport().request<{ rules: Array<{ rule: string; change: string }> }>('GET', `/v1/policies/${encodeURIComponent(id)}/diff?from=${encodeURIComponent(opts.from)}&to=${encodeURIComponent(opts.to)}`);
+    .option(...PLATFORM_OPTION)
+    .action((id: string, opts: { from: string; to: string; platform?: boolean }) => run(async () => {
+      const d = await transport().request<{ rules: Array<{ rule: string; change: string }> }>('GET', `${policiesBase(opts)}/${encodeURIComponent(id)}/diff?from=${encodeURIComponent(opts.from)}&to=${encodeURIComponent(opts.to)}`);
       for (const r of d.rules) process.stdout.write(`${r.change === 'added' ? '+' : r.change === 'removed' ? '-' : r.change === 'changed' ? '~' : ' '} ${r.rule}\n`);
     }));
 }

@@ -187,9 +187,10 @@ export function registerPolicyCommands(program: Command): void {
     .option('--keys <url|file|dir>', 'public keys for a signed export: a URL (…/v1/keys), a JWKS file or a keyring directory; default: the API you are logged in to, else the local keyring')
     .option('--draft <id>', "validate policy ID's draft against the tenant's recent runs (remote)")
     .option('--json', 'print JSON (exports and --draft)')
-    .action(async (file: string | undefined, opts: { file?: string; keys?: string; draft?: string; json?: boolean }) => {
+    .option('--platform', "with --draft: a platform policy's draft, against every tenant's recent runs (platform admins)")
+    .action(async (file: string | undefined, opts: { file?: string; keys?: string; draft?: string; json?: boolean; platform?: boolean }) => {
       if (opts.draft !== undefined) {
-        await validateDraftRemote(opts.draft, opts.json);
+        await validateDraftRemote(opts.draft, opts.json, opts.platform === true);
         return;
       }
       const target = opts.file ?? file;
