@@ -11,7 +11,8 @@ const durationSetting = (def: string) =>
  * Every field says what it means and its default; the README's configuration table mirrors this.
  */
 const ConfigSchema = z.object({
-  DATABASE_URL: z.string().url().describe('Postgres URL of the application role (read and append only). Default: the local cluster from `make up`.'),
+  DATABASE_URL: z.string().url().describe('Postgres URL of the application role (read and append only). TLS through its parameters, as libpq spells them: sslmode=verify-full&sslrootcert=/path/ca.pem (and sslcert, sslkey for a client certificate). Default: the local cluster from `make up`.'),
+  COUNTERSIGN_PG_POOL_MAX: z.coerce.number().int().min(1).max(1_000).optional().describe('Most pooled Postgres connections of each process. Default: 20 for the API, 10 for the worker, 2 for the publisher. Each process also holds one or two connections of its own for notifications (LISTEN) and, in the publisher, the leadership lock.'),
   DATABASE_ADMIN_URL: z.string().url().optional().describe('Postgres URL of the schema owner, used for migrations. Default: DATABASE_URL.'),
   // Temporal: read through the SDK's environment configuration (services/temporal/connection-settings.ts), which
   // also reads TEMPORAL_TLS_*_DATA and TEMPORAL_GRPC_META_*; listed here so each is documented.

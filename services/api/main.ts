@@ -16,7 +16,7 @@ await requireSigningKeys(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET).
   log('error', `refusing to start: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 });
-const db = createPool(config.DATABASE_URL, 20);
+const db = createPool(config.DATABASE_URL, config.COUNTERSIGN_PG_POOL_MAX ?? 20);
 // Lazy: the API starts (and answers 503 naming temporal) even while Temporal is down. Credentials Temporal
 // refuses (a missing or wrong client certificate, an untrusted server, a wrong API key) are no outage: the API
 // refuses to start, with one line, as soon as Temporal (or its TLS proxy) says so.

@@ -9,7 +9,7 @@ import { loadCheckpoint, runPublisher } from './outbox.ts';
 
 const config = loadConfig();
 const log = createLogger('publisher', config.COUNTERSIGN_LOG_LEVEL);
-const db = createPool(config.DATABASE_URL, 2);
+const db = createPool(config.DATABASE_URL, config.COUNTERSIGN_PG_POOL_MAX ?? 2);
 const kafka = { brokers: config.KAFKA_BROKERS.split(','), topic: config.COUNTERSIGN_KAFKA_TOPIC, clientId: 'countersign-publisher' };
 const name = `kafka:${kafka.topic}`;
 const controller = new AbortController();

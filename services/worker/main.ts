@@ -28,7 +28,7 @@ await requireSigningKeys(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET).
   log('error', `refusing to start: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 });
-const db = createPool(config.DATABASE_URL, 10);
+const db = createPool(config.DATABASE_URL, config.COUNTERSIGN_PG_POOL_MAX ?? 10);
 const channels = {
   slack: config.COUNTERSIGN_SLACK_BOT_TOKEN ? slackClient({ botToken: config.COUNTERSIGN_SLACK_BOT_TOKEN, apiUrl: config.COUNTERSIGN_SLACK_API_URL }) : undefined,
   mailer: config.COUNTERSIGN_SMTP_URL ? smtpMailer(config.COUNTERSIGN_SMTP_URL, config.COUNTERSIGN_MAIL_FROM) : undefined,
