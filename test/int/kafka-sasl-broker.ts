@@ -20,7 +20,7 @@ export type SaslBrokerUsers = { scram: { user: string; password: string }; plain
  * a client certificate. Its keystore and truststore are made with keytool, from a CA of its own whose PEM the
  * clients trust; `clientCert`/`clientKey` are a client certificate that CA signed (the key made with openssl).
  */
-export async function startSaslBroker(opts: { dir: string; saslPort: number; sslPort: number; controllerPort: number; users: SaslBrokerUsers }): Promise<{ ca: string; clientCert: string; clientKey: string; stop: () => Promise<void>; log: () => string }> {
+export async function startSaslBroker(opts: { dir: string; saslPort: number; sslPort: number; controllerPort: number; users: SaslBrokerUsers }): Promise<{ ca: string; clientCert: string; clientKey: string; ready: Promise<void>; stop: () => Promise<void>; log: () => string }> {
   const d = opts.dir;
   mkdirSync(path.join(d, 'logs'), { recursive: true });
   const pass = 'kafka-test-store';
@@ -87,13 +87,18 @@ export async function startSaslBroker(opts: { dir: string; saslPort: number; ssl
     const s = connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
     s.once('error', () => resolve(false));
   });
-  const deadline = Date.now() + 120_000;
-  while (!(/Kafka Server started/.test(out) && (await open(opts.saslPort)))) {
-    if (child.exitCode !== null) throw new Error(`the SASL_SSL broker exited: ${out.slice(-3000)}`);
-    if (Date.now() > deadline) throw new Error(`the SASL_SSL broker did not start: ${out.slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  // Answered at once: the caller starts what needs the broker's files while the broker starts.
+  const ready = (async () => {
+    const deadline = Date.now() + 120_000;
+    while (!(/Kafka Server started/.test(out) && (await open(opts.saslPort)))) {
+      if (child.exitCode !== null) throw new Error(`the SASL_SSL broker exited: ${out.slice(-3000)}`);
+      if (Date.now() > deadline) throw new Error(`the SASL_SSL broker did not start: ${out.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  ready.catch(() => {});
   return {
+    ready,
     ca,
     clientCert,
     clientKey,

@@ -51,7 +51,8 @@ describe('Kafka over SASL_SSL (SCRAM-SHA-512, PLAIN) and mutual TLS', () => {
   const mtlsEnv = () => ({ KAFKA_BROKERS: ssl, KAFKA_SSL_CA_FILE: broker.ca, KAFKA_SSL_CERT_FILE: broker.clientCert, KAFKA_SSL_KEY_FILE: broker.clientKey });
 
   it('the publisher (SCRAM-SHA-512) creates the topic as configured and publishes; replay reads it over PLAIN and over mutual TLS', async () => {
-    stack = await startTestStack({ COUNTERSIGN_KAFKA_PARTITIONS: '2' }, { processEnv: (e) => ({ ...e, ...scramEnv() }) });
+    // The publisher waits for the broker (it starts meanwhile) as it waits out any outage.
+    [stack] = await Promise.all([startTestStack({ COUNTERSIGN_KAFKA_PARTITIONS: '2' }, { processEnv: (e) => ({ ...e, ...scramEnv() }) }), broker.ready]);
     expect(stack.publisher.output()).not.toContain(users.scram.password);
     const bot = await addPrincipal(stack, { name: 'sasl-bot', kind: 'agent', roles: ['agent'] });
     const res = await api({ url: stack.url, key: bot.key }, 'POST', '/v1/decisions', { agent: { id: 'sasl-bot' }, action: { tool: 'payment_tool', operation: 'Refund' }, context: { amount: 120 } });
