@@ -89,7 +89,9 @@ export async function probeTemporal(s: TemporalSettings, timeoutMs = 5_000): Pro
       else finish({ kind: 'ok' });
       return true;
     };
+    let answered = false;
     req.on('response', (headers) => {
+      answered = true;
       const status = Number(headers[':status']);
       if (status === 502 || status === 503 || status === 504) return finish({ kind: 'unreachable', reason: `HTTP ${status} from a proxy in front of Temporal` });
       if (status !== 200) {
@@ -99,7 +101,11 @@ export async function probeTemporal(s: TemporalSettings, timeoutMs = 5_000): Pro
       grpcStatus(headers);
     });
     req.on('trailers', (trailers: http2.IncomingHttpHeaders) => { grpcStatus(trailers); });
-    req.on('end', () => finish({ kind: 'ok' }));
+    // An HTTP 200 that ends without a gRPC status is still Temporal past TLS and authentication; a stream that
+    // closes unanswered is a connection cut (a server restarting, a proxy without a backend).
+    req.on('end', () => finish(answered ? { kind: 'ok' } : { kind: 'unreachable', reason: 'connection closed before an answer' }));
+    req.on('close', () => finish(answered ? { kind: 'ok' } : { kind: 'unreachable', reason: 'connection closed before an answer' }));
+    session.on('close', () => finish({ kind: 'unreachable', reason: 'connection closed before an answer' }));
     req.resume();
     req.end(describeNamespaceFrame(s.namespace));
   });
