@@ -5,7 +5,7 @@ import path from 'node:path';
 import kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOPIC_MAX_MESSAGE_BYTES } from '../../services/events/event-size.ts';
-import { ROOT, addPrincipal, api, eventually, freePort, startProcess, startTestStack, type TestStack } from './harness.ts';
+import { ROOT, addPrincipal, api, eventually, freePort, stackEnv, startProcess, startTestStack, type TestStack } from './harness.ts';
 import { startSaslBroker } from './kafka-sasl-broker.ts';
 import { makeTestPki } from './test-pki.ts';
 
@@ -85,7 +85,13 @@ describe('Kafka over SASL_SSL (SCRAM-SHA-512, PLAIN) and mutual TLS', () => {
   }, 300_000);
 
   it('credentials the broker refuses: the publisher refuses to start with one line, replay reads nothing', async () => {
-    if (!stack) throw new Error('needs the first case');
+    await broker.ready;
+    // The shared stack's database and keys: a publisher that refuses never reads them.
+    const shared = stackEnv();
+    const base: Record<string, string> = {
+      DATABASE_URL: shared.DATABASE_URL, TEMPORAL_ADDRESS: shared.TEMPORAL_ADDRESS, COUNTERSIGN_DATA_DIR: shared.COUNTERSIGN_DATA_DIR,
+      COUNTERSIGN_KEYS_DIR: path.join(shared.COUNTERSIGN_DATA_DIR, 'keys'), COUNTERSIGN_KAFKA_TOPIC: `countersign.test.refusals.${path.basename(dir)}`,
+    };
     const otherCa = makeTestPki(dir).otherCa.cert;
     const cases: Array<{ what: string; env: Record<string, string>; expect: RegExp }> = [
       { what: 'a wrong SCRAM password', env: { ...scramEnv(), KAFKA_SASL_PASSWORD: 'wrong' }, expect: /SCRAM.*authentication failed/i },
@@ -102,7 +108,7 @@ describe('Kafka over SASL_SSL (SCRAM-SHA-512, PLAIN) and mutual TLS', () => {
     await Promise.all([0, 1, 2].map(async () => {
       for (let c = queue.shift(); c; c = queue.shift()) {
         attempts += 2;
-        const env = { ...stack!.env, ...clear, ...c.env, COUNTERSIGN_LOG_LEVEL: 'info' };
+        const env = { ...base, ...clear, ...c.env, COUNTERSIGN_LOG_LEVEL: 'info' };
         let output: string;
         let started = false;
         try {

@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadAttestationSecret } from '../../services/decisions/attestation.ts';
+import { loadOrCreateKeyring } from '../../services/receipts/keyring.ts';
 import { addPrincipal, api, eventually, freePort, stackEnv, startProcess, startTestStack, type AppProcess, type TestStack } from './harness.ts';
 import { startNginxGrpcProxy } from './nginx-grpc-proxy.ts';
 import { makeTestPki, type TestPki } from './test-pki.ts';
@@ -101,7 +103,15 @@ describe('Temporal over TLS, mutual TLS and an API key', () => {
   }, 180_000);
 
   it('with no, a wrong or an untrusted credential, the API and the worker each refuse to start with one line', async () => {
-    if (!stack) throw new Error('needs the first case');
+    // The shared stack's database and keys: a process that refuses never writes to them.
+    const shared = stackEnv();
+    const base: Record<string, string> = {
+      DATABASE_URL: shared.DATABASE_URL, KAFKA_BROKERS: shared.KAFKA_BROKERS, COUNTERSIGN_DATA_DIR: shared.COUNTERSIGN_DATA_DIR,
+      COUNTERSIGN_KEYS_DIR: path.join(shared.COUNTERSIGN_DATA_DIR, 'keys'), COUNTERSIGN_TASK_QUEUE: `countersign-tls-refusals-${path.basename(dir)}`,
+      COUNTERSIGN_WORKFLOW_BUNDLE: process.env['COUNTERSIGN_WORKFLOW_BUNDLE'] ?? '',
+    };
+    await loadOrCreateKeyring(base['COUNTERSIGN_KEYS_DIR']!);
+    loadAttestationSecret(base['COUNTERSIGN_KEYS_DIR']!);
     const good = mutualEnv();
     const rogue = pki.issue('rogue-client', pki.otherCa, 'DNS:countersign');
     const selfMade = pki.issue('self-made', pki.otherCa, 'DNS:countersign');
@@ -132,7 +142,7 @@ describe('Temporal over TLS, mutual TLS and an API key', () => {
         const { name, entry, ready } = r;
         const c = r;
         attempts += 1;
-        const env = { ...stack!.env, TEMPORAL_TLS_SERVER_CA_CERT_PATH: '', TEMPORAL_TLS_SERVER_NAME: '', ...c.env, COUNTERSIGN_PORT: String(await freePort()), COUNTERSIGN_LOG_LEVEL: 'info' };
+        const env = { ...base, TEMPORAL_TLS_SERVER_CA_CERT_PATH: '', TEMPORAL_TLS_SERVER_NAME: '', ...c.env, COUNTERSIGN_PORT: String(await freePort()), COUNTERSIGN_LOG_LEVEL: 'info' };
         let output: string;
         let started = false;
         try {
