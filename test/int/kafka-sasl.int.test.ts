@@ -112,7 +112,7 @@ describe('Kafka over SASL_SSL (SCRAM-SHA-512, PLAIN) and mutual TLS', () => {
         let output: string;
         let started = false;
         try {
-          const p = await startProcess(`publisher with ${c.what}`, 'services/publisher/main.ts', env, /publisher leading|publisher standing by|publishing/, 60_000);
+          const p = await startProcess(`publisher with ${c.what}`, 'services/publisher/main.ts', env, /publisher leading|publisher standing by|publishing/, 180_000);
           started = true;
           output = p.output();
           await p.stop();

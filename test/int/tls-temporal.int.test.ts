@@ -146,7 +146,7 @@ describe('Temporal over TLS, mutual TLS and an API key', () => {
         let output: string;
         let started = false;
         try {
-          const p = await startProcess(`${name} with ${c.what}`, entry, env, ready, 60_000);
+          const p = await startProcess(`${name} with ${c.what}`, entry, env, ready, 180_000);
           started = true;
           output = p.output();
           await p.stop();
