@@ -39,7 +39,8 @@ describe('Kafka over SASL_SSL (SCRAM-SHA-512, PLAIN) and mutual TLS', () => {
     broker = await startSaslBroker({ dir, saslPort, sslPort, controllerPort, users });
     sasl = `127.0.0.1:${saslPort}`;
     ssl = `127.0.0.1:${sslPort}`;
-  }, 180_000);
+    // Ten short JVMs (keytool, the storage format): seconds on a quiet machine, minutes on a loaded one.
+  }, 600_000);
   afterAll(async () => {
     await stack?.stop();
     await broker?.stop();
