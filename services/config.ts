@@ -1,6 +1,11 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { durationSeconds } from '../schemas/duration.ts';
+import { kafkaConnection, type KafkaConnection } from './publisher/kafka-settings.ts';
+import { oneLine, temporalSettings, type TemporalSettings } from './temporal/connection-settings.ts';
+
+/** An optional setting for which an empty variable means unset (compose files and charts pass empty values through). */
+const optionalEnum = <T extends [string, ...string[]]>(values: T) => z.preprocess((v) => (v === '' ? undefined : v), z.enum(values).optional());
 
 const durationSetting = (def: string) =>
   z.string().default(def).refine((v) => durationSeconds(v) !== undefined, 'expected a duration such as 90s, 30m, 24h, 7d').transform((v) => durationSeconds(v)!);
@@ -10,12 +15,32 @@ const durationSetting = (def: string) =>
  * Every field says what it means and its default; the README's configuration table mirrors this.
  */
 const ConfigSchema = z.object({
-  DATABASE_URL: z.string().url().describe('Postgres URL of the application role (read and append only). Default: the local cluster from `make up`.'),
+  DATABASE_URL: z.string().url().describe('Postgres URL of the application role (read and append only). TLS through its parameters, as libpq spells them: sslmode=verify-full&sslrootcert=/path/ca.pem (and sslcert, sslkey for a client certificate). Default: the local cluster from `make up`.'),
+  COUNTERSIGN_PG_POOL_MAX: z.coerce.number().int().min(1).max(1_000).optional().describe('Most pooled Postgres connections of each process. Default: 20 for the API, 10 for the worker, 2 for the publisher. Each process also holds one or two connections of its own for notifications (LISTEN) and, in the publisher, the leadership lock.'),
   DATABASE_ADMIN_URL: z.string().url().optional().describe('Postgres URL of the schema owner, used for migrations. Default: DATABASE_URL.'),
-  TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233').describe('Temporal frontend host:port.'),
-  TEMPORAL_NAMESPACE: z.string().default('default').describe('Temporal namespace.'),
+  // Temporal: read through the SDK's environment configuration (services/temporal/connection-settings.ts), which
+  // also reads TEMPORAL_TLS_*_DATA and TEMPORAL_GRPC_META_*; listed here so each is documented.
+  TEMPORAL_ADDRESS: z.string().optional().describe('Temporal frontend host:port. Default: the profile\'s address, else 127.0.0.1:7233.'),
+  TEMPORAL_NAMESPACE: z.string().optional().describe('Temporal namespace. Default: the profile\'s namespace, else default.'),
+  TEMPORAL_CONFIG_FILE: z.string().optional().describe('TOML file of Temporal connection profiles, as the temporal CLI reads it. Default: ~/.config/temporalio/temporal.toml when it exists.'),
+  TEMPORAL_PROFILE: z.string().optional().describe('Profile of TEMPORAL_CONFIG_FILE to use. Default: default.'),
+  TEMPORAL_API_KEY: z.string().optional().describe('API key sent to Temporal as a bearer token; turns TLS on. Default: none.'),
+  TEMPORAL_TLS: optionalEnum(['true', 'false', '1', '0']).describe('TLS to Temporal on or off. Default: on when any TEMPORAL_TLS_* setting or an API key is given.'),
+  TEMPORAL_TLS_SERVER_CA_CERT_PATH: z.string().optional().describe('PEM file of the CA that signs the Temporal server (or TLS proxy) certificate. Default: the system roots.'),
+  TEMPORAL_TLS_SERVER_NAME: z.string().optional().describe('Name the Temporal server certificate must carry. Default: the host of TEMPORAL_ADDRESS.'),
+  TEMPORAL_TLS_CLIENT_CERT_PATH: z.string().optional().describe('PEM client certificate for mutual TLS (with TEMPORAL_TLS_CLIENT_KEY_PATH). Default: none.'),
+  TEMPORAL_TLS_CLIENT_KEY_PATH: z.string().optional().describe('PEM private key of TEMPORAL_TLS_CLIENT_CERT_PATH. Default: none.'),
   COUNTERSIGN_TASK_QUEUE: z.string().default('countersign-decisions').describe('Task queue of the decision workflows.'),
   KAFKA_BROKERS: z.string().default('127.0.0.1:9092').describe('Comma-separated Kafka bootstrap brokers.'),
+  KAFKA_SSL: optionalEnum(['true', 'false']).describe('TLS to the Kafka brokers. Default: on when any KAFKA_SSL_* file is given, else off.'),
+  KAFKA_SSL_CA_FILE: z.string().optional().describe('PEM file of the CA that signs the brokers\' certificates. Default: the system roots.'),
+  KAFKA_SSL_CERT_FILE: z.string().optional().describe('PEM client certificate for mutual TLS with the brokers (with KAFKA_SSL_KEY_FILE). Default: none.'),
+  KAFKA_SSL_KEY_FILE: z.string().optional().describe('PEM private key of KAFKA_SSL_CERT_FILE. Default: none.'),
+  KAFKA_SASL_MECHANISM: optionalEnum(['plain', 'scram-sha-256', 'scram-sha-512']).describe('SASL mechanism for the brokers (plain only over TLS). Default: none.'),
+  KAFKA_SASL_USERNAME: z.string().optional().describe('SASL user name. Default: none.'),
+  KAFKA_SASL_PASSWORD: z.string().optional().describe('SASL password. Default: none.'),
+  COUNTERSIGN_KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(10_000).default(3).describe('Partitions the event topic is created with (each stream stays in one partition, by its key). Never changed on an existing topic: that would move streams between partitions.'),
+  COUNTERSIGN_KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(16).default(1).describe('Replication factor the event topic is created with (3 on a production cluster); min.insync.replicas is set to one less (at least 1).'),
   COUNTERSIGN_KAFKA_TOPIC: z.string().regex(/^[A-Za-z0-9._-]+$/).default('countersign.events').describe('Topic the publisher writes every event to, keyed by stream id.'),
   COUNTERSIGN_HOST: z.string().default('127.0.0.1').describe('Address the HTTP API binds to.'),
   COUNTERSIGN_PORT: z.coerce.number().int().min(0).max(65535).default(8080).describe('Port of the HTTP API.'),
@@ -67,7 +92,18 @@ export function trustProxySetting(v: string): boolean | number | string[] | unde
   return list.length > 0 && list.every((x) => address.test(x)) ? list : undefined;
 }
 
-export type Config = z.infer<typeof ConfigSchema> & { keysDir: string; publicUrl: string; bootstrapKeyFile: string; adminDatabaseUrl: string };
+export type Config = Omit<z.infer<typeof ConfigSchema>, 'TEMPORAL_ADDRESS' | 'TEMPORAL_NAMESPACE'> & {
+  TEMPORAL_ADDRESS: string;
+  TEMPORAL_NAMESPACE: string;
+  /** How to reach Kafka (brokers, TLS, SASL): the publisher and audit replay connect with exactly this. */
+  kafka: KafkaConnection;
+  /** How to reach Temporal (address, namespace, TLS, API key): every process connects with exactly this. */
+  temporal: TemporalSettings;
+  keysDir: string;
+  publicUrl: string;
+  bootstrapKeyFile: string;
+  adminDatabaseUrl: string;
+};
 export const CONFIG_FIELDS = ConfigSchema.shape;
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -77,11 +113,36 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new Error(`invalid configuration:\n${lines.join('\n')}`);
   }
   const c = parsed.data;
+  let temporal: TemporalSettings;
+  let kafka: KafkaConnection;
+  try {
+    temporal = temporalSettings(env);
+    kafka = kafkaConnection(c);
+  } catch (err) {
+    throw new Error(`invalid configuration:\n  ${oneLine(err)}`);
+  }
   return {
     ...c,
+    TEMPORAL_ADDRESS: temporal.address,
+    TEMPORAL_NAMESPACE: temporal.namespace,
+    temporal,
+    kafka,
     adminDatabaseUrl: c.DATABASE_ADMIN_URL ?? c.DATABASE_URL,
     keysDir: c.COUNTERSIGN_KEYS_DIR ?? path.join(c.COUNTERSIGN_DATA_DIR, 'keys'),
     publicUrl: c.COUNTERSIGN_PUBLIC_URL ?? `http://${c.COUNTERSIGN_HOST}:${c.COUNTERSIGN_PORT}`,
     bootstrapKeyFile: c.COUNTERSIGN_BOOTSTRAP_KEY_FILE ?? path.join(c.COUNTERSIGN_DATA_DIR, 'bootstrap-key'),
   };
+}
+
+/**
+ * loadConfig for a process's start: a configuration that does not parse (or names a certificate file that cannot
+ * be read) ends the process with one line on stderr, never a stack trace.
+ */
+export function loadConfigOrExit(env: Record<string, string | undefined> = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    process.stderr.write(`refusing to start: ${oneLine(err)}\n`);
+    process.exit(1);
+  }
 }

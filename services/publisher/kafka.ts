@@ -6,52 +6,76 @@ import { eventRecordBytes, kafkaMessage, TOPIC_MAX_MESSAGE_BYTES } from '../even
 // A CommonJS enum that Node's ESM loader does not see as a named export.
 const { ConfigResourceTypes } = kafkajs;
 import type { EventSink, EventSource, SourceRecord } from './event-sink.ts';
+import type { KafkaConnection } from './kafka-settings.ts';
 
-export type KafkaOptions = { brokers: string[]; topic: string; clientId?: string; partitions?: number };
+/** A connection (brokers, TLS, SASL: services/publisher/kafka-settings.ts), the topic, and how to create it. */
+export type KafkaOptions = KafkaConnection & { topic: string; clientId?: string; partitions?: number; replicationFactor?: number };
 
-function client(opts: KafkaOptions): Kafka {
+/** Every Kafka client of ours, made in one place so none connects without the configured TLS and SASL. */
+function client(opts: KafkaOptions, tuning: { connectionTimeout: number; requestTimeout: number; retry: { retries: number; initialRetryTime?: number; maxRetryTime?: number } } = {
+  connectionTimeout: 3_000,
+  requestTimeout: 10_000,
+  retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2_000 },
+}): Kafka {
   return new Kafka({
     clientId: opts.clientId ?? 'countersign',
     brokers: opts.brokers,
+    ...(opts.ssl !== undefined ? { ssl: opts.ssl } : {}),
+    ...(opts.sasl !== undefined ? { sasl: opts.sasl } : {}),
     logLevel: logLevel.NOTHING,
-    connectionTimeout: 3_000,
-    requestTimeout: 10_000,
-    retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2_000 },
+    ...tuning,
   });
 }
 
 /**
- * What the event topic must be configured with, explicitly rather than by the broker's defaults: kept forever
- * (replay reads from offset 0), and taking any event the write path accepts (services/events/event-size.ts).
+ * What the event topic must be configured with, explicitly rather than by the broker's defaults: kept forever,
+ * by time and by size (replay reads from offset 0, and the log is the audit trail), taking any event the write
+ * path accepts (services/events/event-size.ts), and acknowledged by all but one replica (acks=all).
  */
-export const TOPIC_CONFIG: ReadonlyArray<{ name: string; value: string }> = [
-  { name: 'retention.ms', value: '-1' },
-  { name: 'max.message.bytes', value: String(TOPIC_MAX_MESSAGE_BYTES) },
-];
+export function topicConfig(replicationFactor = 1): ReadonlyArray<{ name: string; value: string }> {
+  return [
+    { name: 'retention.ms', value: '-1' },
+    { name: 'retention.bytes', value: '-1' },
+    { name: 'max.message.bytes', value: String(TOPIC_MAX_MESSAGE_BYTES) },
+    { name: 'min.insync.replicas', value: String(Math.max(1, replicationFactor - 1)) },
+  ];
+}
+export const TOPIC_CONFIG = topicConfig(1);
 
 /**
- * Creates the topic with TOPIC_CONFIG if it does not exist, and sets TOPIC_CONFIG on one that differs (a topic
- * made by an older version, or changed by hand): idempotent. The publisher calls it on every (re)connect, so a
- * send refused after someone lowered the topic's limit is followed by the limit being put back and a resend.
+ * Creates the topic with its partitions, replication factor and topicConfig if it does not exist, and sets
+ * topicConfig on one that differs (a topic made by an older version, or changed by hand): idempotent. The
+ * publisher calls it on every (re)connect, so a send refused after someone lowered the topic's limit is followed
+ * by the limit being put back and a resend. Partitions and replicas of an existing topic are only reported:
+ * more partitions would move streams to other partitions (and out of order), and replicas are the operator's
+ * reassignment to make.
  */
-export async function ensureTopic(opts: KafkaOptions): Promise<void> {
+export async function ensureTopic(opts: KafkaOptions): Promise<{ created: boolean; differences: string[] }> {
   const admin: Admin = client(opts).admin();
+  const config = topicConfig(opts.replicationFactor ?? 1);
   await admin.connect();
   try {
     const topics = await admin.listTopics();
     if (!topics.includes(opts.topic)) {
       await admin.createTopics({
         waitForLeaders: true,
-        topics: [{ topic: opts.topic, numPartitions: opts.partitions ?? 3, replicationFactor: 1, configEntries: [...TOPIC_CONFIG] }],
+        topics: [{ topic: opts.topic, numPartitions: opts.partitions ?? 3, replicationFactor: opts.replicationFactor ?? 1, configEntries: [...config] }],
       });
-      return;
+      return { created: true, differences: [] };
     }
-    const described = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: opts.topic, configNames: TOPIC_CONFIG.map((c) => c.name) }] });
+    const described = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: opts.topic, configNames: config.map((c) => c.name) }] });
     const current = new Map((described.resources[0]?.configEntries ?? []).map((c) => [c.configName, c.configValue]));
-    if (TOPIC_CONFIG.some((c) => current.get(c.name) !== c.value)) {
+    if (config.some((c) => current.get(c.name) !== c.value)) {
       // alterConfigs replaces the topic's whole set of overrides: these are the only ones we make.
-      await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: opts.topic, configEntries: [...TOPIC_CONFIG] }] });
+      await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: opts.topic, configEntries: [...config] }] });
     }
+    const meta = (await admin.fetchTopicMetadata({ topics: [opts.topic] })).topics[0];
+    const differences: string[] = [];
+    const partitions = meta?.partitions.length ?? 0;
+    const replicas = Math.min(...(meta?.partitions ?? []).map((p) => p.replicas.length));
+    if (opts.partitions !== undefined && partitions !== opts.partitions) differences.push(`has ${partitions} partitions, not ${opts.partitions}`);
+    if (opts.replicationFactor !== undefined && replicas !== opts.replicationFactor) differences.push(`has ${replicas} replicas, not ${opts.replicationFactor}`);
+    return { created: false, differences };
   } finally {
     await admin.disconnect();
   }
@@ -59,7 +83,7 @@ export async function ensureTopic(opts: KafkaOptions): Promise<void> {
 
 /** Whether a broker answers (readiness): connects an admin client, lists topics, disconnects. */
 export async function kafkaReachable(opts: KafkaOptions): Promise<void> {
-  const admin = new Kafka({ clientId: opts.clientId ?? 'countersign', brokers: opts.brokers, logLevel: logLevel.NOTHING, connectionTimeout: 2_000, requestTimeout: 3_000, retry: { retries: 0 } }).admin();
+  const admin = client(opts, { connectionTimeout: 2_000, requestTimeout: 3_000, retry: { retries: 0 } }).admin();
   try {
     await admin.connect();
     await admin.listTopics();
@@ -194,7 +218,8 @@ export function createKafkaSource(opts: KafkaOptions): EventSource {
       const pending = new Map(ends.filter((e) => BigInt(e.high) > BigInt(e.low)).map((e) => [e.partition, BigInt(e.high)]));
       if (pending.size === 0) return;
       // Per partition, at least the largest record batch the topic takes.
-      const consumer = kafka.consumer({ groupId: `countersign-replay-${process.pid}-${Date.now()}`, maxBytes: 50 * 1024 * 1024, maxBytesPerPartition: 2 * TOPIC_MAX_MESSAGE_BYTES });
+      // Never creates the topic: replay of a topic that does not exist is an error, not an empty topic with defaults.
+      const consumer = kafka.consumer({ allowAutoTopicCreation: false, groupId: `countersign-replay-${process.pid}-${Date.now()}`, maxBytes: 50 * 1024 * 1024, maxBytesPerPartition: 2 * TOPIC_MAX_MESSAGE_BYTES });
       await consumer.connect();
       let finish = () => {};
       // A partition written in transactions ends with a commit marker, which no message carries: a batch's
@@ -237,4 +262,43 @@ export function createKafkaSource(opts: KafkaOptions): EventSource {
       }
     },
   };
+}
+
+/**
+ * The reason when a Kafka error means the brokers refuse our credentials (SASL authentication failed, a broker
+ * certificate our CA does not sign or that names another host, a client certificate the broker refused), which
+ * no wait will fix; undefined for anything that may pass (a broker down or restarting).
+ */
+export function kafkaRefusal(err: unknown): string | undefined {
+  const e = err as { name?: string; message?: string; cause?: { message?: string } } | null;
+  if (!e) return undefined;
+  const text = [e.message, e.cause?.message].filter(Boolean).join(': ').replace(/\s+/g, ' ').trim();
+  if (e.name === 'KafkaJSSASLAuthenticationError') return text;
+  if (/certificate|altnames|self-signed|unable to verify|unknown ca|alert bad|handshake failure|wrong version number/i.test(text)) return text;
+  return undefined;
+}
+
+/**
+ * Waits while no broker answers (backoff up to 5 s) and resolves once one accepts our connection; throws one line
+ * when the brokers refuse our credentials, which the publisher turns into a refusal to start.
+ */
+export async function awaitKafkaCredentials(opts: KafkaOptions, o: { signal?: AbortSignal; onWait?: (reason: string, retryMs: number) => void } = {}): Promise<void> {
+  let backoff = 250;
+  while (!o.signal?.aborted) {
+    try {
+      await kafkaReachable(opts);
+      return;
+    } catch (err) {
+      const refused = kafkaRefusal(err);
+      if (refused !== undefined) throw new Error(`Kafka at ${opts.brokers.join(',')} refused the connection: ${refused}`);
+      const reason = err instanceof Error ? err.message : String(err);
+      // A TLS or SASL listener closes a connection that speaks neither.
+      o.onWait?.(/Closed connection/i.test(reason) ? `${reason} (if the brokers want TLS or SASL, set KAFKA_SSL and KAFKA_SASL_*)` : reason, backoff);
+    }
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, backoff);
+      o.signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    });
+    backoff = Math.min(backoff * 2, 5_000);
+  }
 }

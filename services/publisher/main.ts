@@ -1,16 +1,23 @@
-import { loadConfig } from '../config.ts';
+import { loadConfigOrExit } from '../config.ts';
 import { createPool, withSystem } from '../events/db.ts';
 import { createLogger } from '../logger.ts';
 import { probe, serveMetrics } from '../worker/metrics.ts';
-import { createKafkaSink, ensureTopic, kafkaReachable } from './kafka.ts';
+import { awaitKafkaCredentials, createKafkaSink, ensureTopic, kafkaReachable } from './kafka.ts';
+import { describeKafka } from './kafka-settings.ts';
 import { whileLeader } from './leadership.ts';
 import { publisherMetrics } from './metrics.ts';
 import { loadCheckpoint, runPublisher } from './outbox.ts';
 
-const config = loadConfig();
+const config = loadConfigOrExit();
 const log = createLogger('publisher', config.COUNTERSIGN_LOG_LEVEL);
-const db = createPool(config.DATABASE_URL, 2);
-const kafka = { brokers: config.KAFKA_BROKERS.split(','), topic: config.COUNTERSIGN_KAFKA_TOPIC, clientId: 'countersign-publisher' };
+const db = createPool(config.DATABASE_URL, config.COUNTERSIGN_PG_POOL_MAX ?? 2);
+const kafka = {
+  ...config.kafka,
+  topic: config.COUNTERSIGN_KAFKA_TOPIC,
+  clientId: 'countersign-publisher',
+  partitions: config.COUNTERSIGN_KAFKA_PARTITIONS,
+  replicationFactor: config.COUNTERSIGN_KAFKA_REPLICATION_FACTOR,
+};
 const name = `kafka:${kafka.topic}`;
 const controller = new AbortController();
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => controller.abort());
@@ -37,7 +44,17 @@ const metricsServer = config.COUNTERSIGN_PUBLISHER_METRICS_PORT !== undefined
   })
   : null;
 
-log('info', 'publisher starting', { topic: kafka.topic, brokers: kafka.brokers });
+log('info', 'publisher starting', { topic: kafka.topic, kafka: describeKafka(config.kafka) });
+// Brokers that refuse our credentials are no outage to wait out: the publisher refuses to start, with one line.
+await awaitKafkaCredentials(kafka, {
+  signal: controller.signal,
+  onWait: (reason, retryMs) => log('warn', 'Kafka unreachable; waiting for it', { kafka: describeKafka(config.kafka), error: reason, retry_ms: retryMs }),
+}).catch(async (err: unknown) => {
+  log('error', `refusing to start: ${err instanceof Error ? err.message : String(err)}`);
+  metricsServer?.close();
+  await db.end().catch(() => {});
+  process.exit(1);
+});
 // Any number of publishers may run: the one holding the lock publishes, the others stand by to take over.
 await whileLeader({
   url: config.DATABASE_URL,
@@ -52,7 +69,9 @@ await whileLeader({
   db,
   name,
   connectSink: async () => {
-    await ensureTopic(kafka);
+    const topic = await ensureTopic(kafka);
+    if (topic.created) log('info', 'created the event topic', { topic: kafka.topic, partitions: kafka.partitions, replication_factor: kafka.replicationFactor });
+    for (const d of topic.differences) log('warn', `the event topic ${d}; left as it is (see COUNTERSIGN_KAFKA_PARTITIONS)`, { topic: kafka.topic });
     // One transactional id per topic, shared by every publisher of it (services/publisher/kafka.ts).
     return createKafkaSink({ ...kafka, exactlyOnce: { id: `countersign.publisher.${kafka.topic}` }, recordsPerCall: config.COUNTERSIGN_PUBLISH_BATCH });
   },

@@ -31,8 +31,26 @@ ensure_chromium() {
   fi
 }
 
+# The TLS tests put Debian's nginx (grpc_pass) in front of Temporal as the TLS-terminating proxy that a
+# production cluster sits behind. Installed here when missing and we may (not started: the test runs its own).
+ensure_nginx() {
+  [ -x /usr/sbin/nginx ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[test] installing Debian's nginx-light for the Temporal TLS tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends nginx-light >/dev/null 2>&1 \
+      || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends nginx-light >/dev/null 2>&1; } \
+      || echo "[test] could not install nginx-light: the Temporal TLS cases will fail under CI"
+    # The package may start a default server on :80 where services are allowed to start; the tests need none.
+    if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then /usr/sbin/nginx -s quit 2>/dev/null || true; fi
+  else
+    echo "[test] no nginx (apt-get install nginx-light): the Temporal TLS cases will fail under CI"
+  fi
+}
+
 cd "$ROOT"
 ensure_chromium
+ensure_nginx
 provision
 migrate
 init_keys

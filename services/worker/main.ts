@@ -4,16 +4,19 @@ import { slackTeamOf } from '../../activities/notify-approvers.ts';
 import { startDigestSweeper } from '../channels/digest.ts';
 import { smtpMailer } from '../channels/email.ts';
 import { slackClient } from '../channels/slack.ts';
-import { loadConfig } from '../config.ts';
+import { loadConfigOrExit } from '../config.ts';
 import { createPool } from '../events/db.ts';
 import { PrincipalCache } from '../identity/key-cache.ts';
 import { requireSigningKeys } from '../receipts/deployment-keys.ts';
 import { createLogger } from '../logger.ts';
+import { connectionOptions } from '../temporal/connection-options.ts';
+import { describeTemporal } from '../temporal/connection-settings.ts';
+import { awaitTemporalCredentials } from '../temporal/credentials-check.ts';
 import { staleBuildSource } from './stale-build.ts';
 import { workflowsPath } from './workflows-path.ts';
 import { probe, refusalKind, serveMetrics, workerMetrics } from './metrics.ts';
 
-const config = loadConfig();
+const config = loadConfigOrExit();
 const log = createLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
 const stale = staleBuildSource();
 if (stale) {
@@ -25,7 +28,7 @@ await requireSigningKeys(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET).
   log('error', `refusing to start: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 });
-const db = createPool(config.DATABASE_URL, 10);
+const db = createPool(config.DATABASE_URL, config.COUNTERSIGN_PG_POOL_MAX ?? 10);
 const channels = {
   slack: config.COUNTERSIGN_SLACK_BOT_TOKEN ? slackClient({ botToken: config.COUNTERSIGN_SLACK_BOT_TOKEN, apiUrl: config.COUNTERSIGN_SLACK_API_URL }) : undefined,
   mailer: config.COUNTERSIGN_SMTP_URL ? smtpMailer(config.COUNTERSIGN_SMTP_URL, config.COUNTERSIGN_MAIL_FROM) : undefined,
@@ -86,22 +89,33 @@ const pause = (ms: number) => new Promise<void>((resolve) => {
  * that fails later) is waited out with a backoff of up to 5 s, never a reason to exit: the worker serves as
  * soon as Temporal answers. A Postgres outage only fails the activities that need it, which Temporal retries.
  */
+const temporalInfo = describeTemporal(config.temporal);
+const refuseToStart = async (err: unknown) => {
+  log('error', `refusing to start: ${err instanceof Error ? err.message : String(err)}`);
+  await Promise.allSettled([digests.stop(), principals.stop(), db.end()]);
+  metricsServer?.close();
+  process.exit(1);
+};
+// Credentials Temporal refuses are no outage to wait out: the worker refuses to start, with one line.
+await awaitTemporalCredentials(config.temporal, {
+  signal: stopping.signal,
+  onWait: (reason, retryMs) => log('warn', 'Temporal unreachable; waiting for it', { temporal: temporalInfo, error: reason, retry_ms: retryMs }),
+}).catch(refuseToStart);
 // Neither a workflow bundle nor the sources to bundle (a deployment without COUNTERSIGN_WORKFLOW_BUNDLE): no
 // retry can help, so the worker refuses to start with one line instead of waiting.
 try {
   workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE);
 } catch (err) {
-  log('error', `refusing to start: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  await refuseToStart(err);
 }
 let backoff = 250;
 let started = false;
 while (!stopping.signal.aborted) {
   try {
-    connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+    connection = await NativeConnection.connect(connectionOptions(config.temporal));
     const worker = await Worker.create({
       connection,
-      namespace: config.TEMPORAL_NAMESPACE,
+      namespace: config.temporal.namespace,
       taskQueue: config.COUNTERSIGN_TASK_QUEUE,
       ...workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE, (msg) => log('warn', msg)),
       activities,
@@ -111,16 +125,16 @@ while (!stopping.signal.aborted) {
     backoff = 250;
     if (!started) {
       const cpu = process.cpuUsage();
-      log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS, start_ms: Math.round(performance.now()), start_cpu_ms: Math.round((cpu.user + cpu.system) / 1000) });
+      log('info', 'worker started', { task_queue: config.COUNTERSIGN_TASK_QUEUE, temporal: temporalInfo, start_ms: Math.round(performance.now()), start_cpu_ms: Math.round((cpu.user + cpu.system) / 1000) });
     } else {
-      log('info', 'worker polling again', { temporal: config.TEMPORAL_ADDRESS });
+      log('info', 'worker polling again', { temporal: temporalInfo });
     }
     started = true;
     await worker.run(); // resolves after SIGINT/SIGTERM, which the SDK handles by shutting down gracefully
     if (!stopping.signal.aborted) log('warn', 'worker stopped without being asked to; starting it again');
   } catch (err) {
     if (stopping.signal.aborted) break;
-    log('warn', started ? 'worker failed; starting it again once Temporal answers' : 'Temporal unreachable; waiting for it', { temporal: config.TEMPORAL_ADDRESS, error: err instanceof Error ? err.message : String(err), retry_ms: backoff });
+    log('warn', started ? 'worker failed; starting it again once Temporal answers' : 'Temporal unreachable; waiting for it', { temporal: temporalInfo, error: err instanceof Error ? err.message : String(err), retry_ms: backoff });
   } finally {
     polling = false;
     await connection?.close().catch(() => {});

@@ -110,7 +110,7 @@ async function runReplay(opts: ReplayOptions): Promise<number> {
   try {
     if (opts.from === 'kafka') {
       const config = loadConfig({ DATABASE_URL: 'postgres://unused/unused', ...env });
-      const source = createKafkaSource({ brokers: config.KAFKA_BROKERS.split(','), topic: config.COUNTERSIGN_KAFKA_TOPIC, clientId: 'countersign-audit' });
+      const source = createKafkaSource({ ...config.kafka, topic: config.COUNTERSIGN_KAFKA_TOPIC, clientId: 'countersign-audit' });
       await source.readToEnd((r) => { replay.add({ value: r.value, where: `kafka:${r.partition}@${r.offset}` }); tick(); });
     } else {
       const config = loadConfig();
@@ -217,7 +217,7 @@ async function runWhichPolicy(runId: string, opts: WhichPolicyOptions): Promise<
     } else {
       const env = process.env as Record<string, string | undefined>;
       const config = loadConfig({ DATABASE_URL: 'postgres://unused/unused', ...env });
-      const source = createKafkaSource({ brokers: config.KAFKA_BROKERS.split(','), topic: config.COUNTERSIGN_KAFKA_TOPIC, clientId: 'countersign-audit' });
+      const source = createKafkaSource({ ...config.kafka, topic: config.COUNTERSIGN_KAFKA_TOPIC, clientId: 'countersign-audit' });
       const seen = new Set<string>();
       await source.readToEnd((r) => {
         let e: StoredEvent;
