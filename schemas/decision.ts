@@ -97,6 +97,7 @@ export const EvaluationApproval = z.strictObject({
   escalate_after: z.string().optional(),
   escalate_after_sec: z.number().int().nonnegative().optional(),
   on_timeout: z.enum(['DENY', 'ALLOW']),
+  allow_edits: z.boolean().optional().describe('false when the rule forbids approving changed arguments; absent means allowed.'),
 });
 export type EvaluationApproval = z.infer<typeof EvaluationApproval>;
 
@@ -137,5 +138,10 @@ export const DecisionResult = z.strictObject({
     'allowed | allowed_with_constraints | policy_violation (a rule or list denied) | default_decision (nothing matched) | approval_required (pending) | approved | approval_rejected | approval_expired | override_granted | override_denied.',
   ),
   policy_id: z.string().nullable().optional().describe('The policy whose rule decided (the first matched rule with the deciding name); null when the tenant default decided.'),
+  edited_args: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe('Present when an approver approved changed arguments: the tool must be called with these, not the ones asked for.'),
+  edited_args_digest: z.string().optional().describe('sha256 over the canonical JSON of edited_args: the arguments the approval is bound to.'),
 });
 export type DecisionResult = z.infer<typeof DecisionResult>;

@@ -56,12 +56,16 @@ export const PolicyEvaluatedData = z.strictObject({
   default_decision: Decision.optional().describe("The tenant's decision when no rule matches, as it stood; replay needs it."),
 });
 
+export const EditedArgs = z.record(z.string(), z.unknown());
+
 export const DecisionFinalizedData = z.strictObject({
   decision: Decision,
   reason: z.string(),
   matched_rule: z.string().nullable(),
   constraints: Constraints,
   via: z.enum(['policy', 'approval', 'rejection', 'expiry', 'override', 'override_denied']),
+  edited_args: EditedArgs.optional().describe('The arguments the approvers approved instead of the ones asked for; the agent gets these.'),
+  edited_args_digest: Sha256.optional().describe('sha256 of edited_args: the approval is bound to it.'),
 });
 
 // --- approval rounds (REQUIRE_APPROVAL and override requests) ----------------------------------
@@ -83,12 +87,25 @@ export const ApprovalRequestedData = z.strictObject({
   justification: z.string().optional(),
 });
 
+/**
+ * An approval of changed arguments: the edited arguments, their digest (what the approval is bound to), and
+ * their evaluation against the run's own snapshot with the run's recorded facts and clock, which must be no
+ * looser than the run's (services/decisions/approval-edit.ts); replay re-derives it.
+ */
+export const ApprovalEdit = z.strictObject({
+  args: EditedArgs,
+  args_digest: Sha256,
+  evaluation: Evaluation,
+});
+export type ApprovalEdit = z.infer<typeof ApprovalEdit>;
+
 export const ApprovalAnswerData = z.strictObject({
   round: z.number().int().positive(),
   approver_id: z.string(),
   channel: ApprovalChannelName,
   comment: z.string().max(4000).optional(),
   at: z.iso.datetime({ offset: true }),
+  edit: ApprovalEdit.optional().describe('Present when the approver approved changed arguments (approvals only).'),
 });
 
 export const ApprovalEscalatedData = z.strictObject({

@@ -84,6 +84,10 @@ export const Approval = z.strictObject({
   escalate_to: z.array(Name).min(1).max(20).optional().describe('Groups notified when escalate_after passes without a quorum.'),
   escalate_after: Duration.optional(),
   on_timeout: z.enum(['DENY', 'ALLOW']).default('DENY').describe('Fallback decision when the timeout passes.'),
+  allow_edits: z
+    .boolean()
+    .optional()
+    .describe('Whether an approver may approve changed arguments (re-evaluated against the run\'s snapshot, counted only when no looser). Default true; false forbids edits.'),
 });
 export type Approval = z.infer<typeof Approval>;
 

@@ -15,6 +15,8 @@ import { loadRunView, notFound } from './read-decision.ts';
 import { asTemporalError } from './request-decision.ts';
 import { checkAnswer, openRound, type RunView } from './run-view.ts';
 import { snapshotForRun } from './run-snapshot.ts';
+import { checkApprovalEdit } from './run-decider.ts';
+import { evaluateEdit } from './evaluate-edit.ts';
 
 export type MessageDeps = { db: Db; temporal: Client; secret: () => Buffer };
 
@@ -61,7 +63,7 @@ export async function answerApproval(
   deps: MessageDeps,
   principal: Principal,
   decisionId: string,
-  body: { verdict: 'approve' | 'reject'; comment?: string | undefined; round?: number | undefined; args_digest?: string | null | undefined },
+  body: { verdict: 'approve' | 'reject'; comment?: string | undefined; round?: number | undefined; args_digest?: string | null | undefined; edited_args?: Record<string, unknown> | undefined },
   channel: AnswerInput['channel'],
 ): Promise<AnswerResult> {
   const view = await runOf(deps, principal, decisionId);
@@ -77,6 +79,11 @@ export async function answerApproval(
     args_digest: round.args_digest, snapshot_hash: round.snapshot_hash,
   }, new Date());
   if (!check.ok) throw new CountersignError('answer_refused', check.reason, { extra: { counted: false } });
+  // Approve with edit: the edited arguments evaluated against the run's own snapshot, judged by the run's rules
+  // here (a refusal never reaches the workflow) and again in the workflow; the MAC covers them and their digest.
+  const edit = body.edited_args === undefined ? undefined : await withTenant(deps.db, principal.tenant_id, (c) => evaluateEdit(c, view, body.edited_args!));
+  const editRefused = checkApprovalEdit(view, round, body.verdict, edit);
+  if (editRefused !== null) throw new CountersignError('answer_refused', editRefused, { extra: { counted: false } });
   const message: AnswerInput = attest(deps.secret(), {
     kind: 'answer' as const,
     decision_id: decisionId,
@@ -89,6 +96,7 @@ export async function answerApproval(
     tenant_id: principal.tenant_id,
     args_digest: round.args_digest,
     snapshot_hash: round.snapshot_hash,
+    ...(edit ? { edit } : {}),
   }, new Date());
   return send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(answerUpdate, { args: [message] }), 'answer_refused');
 }

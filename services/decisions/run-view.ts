@@ -6,7 +6,14 @@ import type { EventData, EventType } from '../../schemas/events.ts';
  * path and the auditor's replay all fold with this one `evolve`, so they cannot disagree about a run.
  * Pure and deterministic: safe in workflow code (no clock, no I/O, no node: imports).
  */
-export type Answer = { approver_id: string; channel: EventData<'ApprovalGranted'>['channel']; comment?: string | undefined; at: string };
+export type Answer = {
+  approver_id: string;
+  channel: EventData<'ApprovalGranted'>['channel'];
+  comment?: string | undefined;
+  at: string;
+  /** When this approval approved changed arguments: their digest. */
+  edited_args_digest?: string | undefined;
+};
 
 export type Round = {
   round: number;
@@ -22,6 +29,8 @@ export type Round = {
   args_digest: string | null;
   snapshot_hash: string;
   justification?: string | undefined;
+  /** The changed arguments the round's approvals approve, from its first approval that edited them. */
+  edit?: EventData<'ApprovalGranted'>['edit'];
   approvals: Answer[];
   rejections: Answer[];
   status: 'open' | 'approved' | 'rejected' | 'expired';
@@ -57,6 +66,9 @@ export type RunView = {
   /** The tenant's decision when no rule matches, as it stood when the run was evaluated. */
   default_decision: Decision;
   finalized_via: string | null;
+  /** The arguments the approvers approved instead of the ones asked for, once the run is final with them. */
+  edited_args: Record<string, unknown> | null;
+  edited_args_digest: string | null;
   rounds: Round[];
   overrides: OverrideRecord[];
   notifications: number;
@@ -95,6 +107,8 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       evaluation: null,
       default_decision: 'DENY',
       finalized_via: null,
+      edited_args: null,
+      edited_args_digest: null,
       rounds: [],
       overrides: [],
       notifications: 0,
@@ -124,7 +138,10 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     }
     case 'DecisionFinalized': {
       const d = event.data;
-      return { ...v, status: 'final', decision: d.decision, reason: d.reason, matched_rule: d.matched_rule, constraints: d.constraints, finalized_via: d.via };
+      return {
+        ...v, status: 'final', decision: d.decision, reason: d.reason, matched_rule: d.matched_rule, constraints: d.constraints, finalized_via: d.via,
+        edited_args: d.edited_args ?? v.edited_args, edited_args_digest: d.edited_args_digest ?? v.edited_args_digest,
+      };
     }
     case 'ApprovalRequested': {
       const d = event.data;
@@ -140,8 +157,8 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       return {
         ...v,
         rounds: updateRound(v, d.round, (r) => {
-          const approvals = [...r.approvals, { approver_id: d.approver_id, channel: d.channel, comment: d.comment, at: d.at }];
-          return { ...r, approvals, status: approvals.length >= r.quorum ? 'approved' : r.status };
+          const approvals = [...r.approvals, { approver_id: d.approver_id, channel: d.channel, comment: d.comment, at: d.at, ...(d.edit ? { edited_args_digest: d.edit.args_digest } : {}) }];
+          return { ...r, approvals, status: approvals.length >= r.quorum ? 'approved' : r.status, ...(d.edit && !r.edit ? { edit: d.edit } : {}) };
         }),
       };
     }

@@ -41,6 +41,8 @@ export type CompiledApproval = {
   escalate_after?: string;
   escalate_after_sec?: number;
   on_timeout: 'DENY' | 'ALLOW';
+  /** Only when the rule says: false forbids approving changed arguments. */
+  allow_edits?: boolean;
 };
 
 export type CompiledRule = {

@@ -28,6 +28,8 @@ export const AnswerBody = z.strictObject({
   comment: z.string().max(4000).optional(),
   round: z.number().int().positive().optional().describe('Defaults to the open round.'),
   args_digest: Sha.nullable().optional().describe('When given, the answer counts only if the round is bound to exactly these arguments.'),
+  edited_args: z.record(z.string(), z.unknown()).optional()
+    .describe("Approve with edit: the arguments approved instead of the ones asked for (approve only). Re-evaluated against the run's own policy snapshot, facts and clock; counted only when no looser than the request (not DENY, still REQUIRE_APPROVAL by rules the round asked, constraints no wider). The agent receives them as edited_args; at most 65536 characters of JSON."),
   channel: z.enum(['api', 'cli', 'dashboard']).optional()
     .describe('Where the answer was given, recorded as its channel (default api). A label only: who answers is the key\'s principal. Slack and email answers come through their own routes.'),
 });

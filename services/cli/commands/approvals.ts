@@ -1,7 +1,20 @@
 import type { Command } from 'commander';
-import { print, record, run, transport } from './remote.ts';
+import { readFileSync } from 'node:fs';
+import { print, record, run, transport, UsageError } from './remote.ts';
 
-type AnswerOptions = { comment?: string; round?: string; json?: boolean };
+type AnswerOptions = { comment?: string; round?: string; json?: boolean; editArgs?: string };
+
+/** `--edit-args '{…}'`, or `--edit-args @FILE`: a JSON object, the arguments to approve instead. */
+function editedArgs(text: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text.startsWith('@') ? readFileSync(text.slice(1), 'utf8') : text);
+  } catch (err) {
+    throw new UsageError(`--edit-args: not JSON (${err instanceof Error ? err.message : String(err)})`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UsageError('--edit-args: expected a JSON object (the tool arguments)');
+  return value as Record<string, unknown>;
+}
 
 /** `countersign approvals …`: what waits for you as an approver, and your answer. */
 export function registerApprovalCommands(program: Command): void {
@@ -19,14 +32,20 @@ export function registerApprovalCommands(program: Command): void {
     }));
 
   for (const verdict of ['approve', 'reject'] as const) {
-    approvals
+    const cmd = approvals
       .command(`${verdict} <decision-id>`)
       .description(`${verdict === 'approve' ? 'Approve' : 'Reject'} a request waiting for your group.`)
       .option('--comment <text>', 'why (kept in the record)')
       .option('--round <n>', 'the round to answer (default: the open one)')
-      .option('--json', 'print JSON')
-      .action((id: string, opts: AnswerOptions) => run(async () => {
-        const body = { verdict, channel: 'cli', ...(opts.comment ? { comment: opts.comment } : {}), ...(opts.round ? { round: Number(opts.round) } : {}) };
+      .option('--json', 'print JSON');
+    if (verdict === 'approve') {
+      cmd.option('--edit-args <json>', "approve these arguments instead (a JSON object, or @FILE); counted only when the run's policy finds them no looser");
+    }
+    cmd.action((id: string, opts: AnswerOptions) => run(async () => {
+        const body = {
+          verdict, channel: 'cli', ...(opts.comment ? { comment: opts.comment } : {}), ...(opts.round ? { round: Number(opts.round) } : {}),
+          ...(opts.editArgs !== undefined ? { edited_args: editedArgs(opts.editArgs) } : {}),
+        };
         // Not retried: an answer is not idempotent on our side of the wire; the workflow refuses a second one.
         record(opts.json, await transport().request<Record<string, unknown>>('POST', `/v1/decisions/${encodeURIComponent(id)}/approvals`, body, { retry: false }));
       }));
