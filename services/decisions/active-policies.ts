@@ -1,4 +1,5 @@
 import type { Decision } from '../../schemas/decision.ts';
+import type { TenantSettings } from '../../schemas/identity.ts';
 import { withTenant, type Db } from '../events/db.ts';
 import { NotifiedCache } from '../events/listener.ts';
 import type { LogFn } from '../logger.ts';
@@ -9,7 +10,13 @@ import { frozenPolicy } from '../lifecycle/policy-version.ts';
 export const PLATFORM_TENANT = 'platform';
 
 export type ActivePolicy = { policy_id: string; version: number; hash: string; scope: Record<string, unknown>; document: Record<string, unknown>; snapshot: Record<string, unknown> };
-export type EffectiveSet = { snapshot: Snapshot; policies: Array<{ policy_id: string; version: number; hash: string }>; defaultDecision: Decision };
+export type EffectiveSet = {
+  snapshot: Snapshot;
+  policies: Array<{ policy_id: string; version: number; hash: string }>;
+  defaultDecision: Decision;
+  /** The tenant's settings as they stand (its override settings among them); cached with the set, dropped on any tenant change. */
+  settings?: TenantSettings;
+};
 
 /**
  * The compiled effective policy set per (tenant, agent), cached and rebuilt when a policy event lands
@@ -77,9 +84,10 @@ export class ActivePolicies {
   private async load(tenantId: string, agentId: string): Promise<EffectiveSet> {
     const [policies, tenant] = await Promise.all([
       this.activePolicies(tenantId, agentId),
-      withTenant(this.db, tenantId, (c) => c.query<{ default_decision: Decision }>('SELECT default_decision FROM tenants WHERE id = $1', [tenantId])),
+      withTenant(this.db, tenantId, (c) => c.query<{ default_decision: Decision; settings: TenantSettings | null }>('SELECT default_decision, settings FROM tenants WHERE id = $1', [tenantId])),
     ]);
     const defaultDecision = tenant.rows[0]?.default_decision ?? 'DENY';
+    const settings = tenant.rows[0]?.settings ?? {};
     // The compiled policies frozen at activation evaluate; the documents are not compiled again.
     const frozen: CompiledPolicy[] = [];
     for (const p of policies) {
@@ -88,6 +96,6 @@ export class ActivePolicies {
       frozen.push(f.policy);
     }
     const snapshot = assembleEffective(frozen, { defaultDecision });
-    return { snapshot, policies: policies.map((p) => ({ policy_id: p.policy_id, version: p.version, hash: p.hash })), defaultDecision };
+    return { snapshot, policies: policies.map((p) => ({ policy_id: p.policy_id, version: p.version, hash: p.hash })), defaultDecision, settings };
   }
 }

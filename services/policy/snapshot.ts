@@ -80,6 +80,8 @@ export type CompiledPolicy = {
   default_decision?: Decision;
   models?: Required<ModelLists>;
   tools?: CompiledToolLists;
+  /** Override settings of DENYs this policy decides, each only when the document gives it. */
+  override?: { groups?: string[]; timeout_sec?: number; window_sec?: number };
   rules: CompiledRule[];
 };
 
