@@ -22,13 +22,13 @@ export function registerApprovalCommands(program: Command): void {
 
   approvals
     .command('list')
-    .description('List the approval and override requests waiting for your groups.')
+    .description('List the approval and override requests waiting for your groups, and (admins) the policy reviews you may answer.')
     .option('--limit <n>', 'at most this many', '100')
     .option('--json', 'print JSON')
     .action((opts: { limit: string; json?: boolean }) => run(async () => {
       const res = await transport().request<{ items: Array<Record<string, unknown>> } | Array<Record<string, unknown>>>('GET', '/v1/approvals', undefined, { query: { limit: opts.limit } });
       const items = Array.isArray(res) ? res : res.items;
-      print(opts.json, res, items, ['decision_id', 'kind', 'round', 'agent_id', 'tool', 'operation', 'groups', 'approvals', 'quorum', 'deadline', 'reason']);
+      print(opts.json, res, items, ['decision_id', 'kind', 'round', 'agent_id', 'tool', 'operation', 'groups', 'approvals', 'quorum', 'deadline', 'reason', 'policy_id', 'change']);
     }));
 
   for (const verdict of ['approve', 'reject'] as const) {

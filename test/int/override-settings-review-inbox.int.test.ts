@@ -82,3 +82,35 @@ describe('override settings per tenant and per policy', () => {
     expect(own.waitsSec).toBeLessThan(601);
   }, 180_000);
 });
+
+describe('four-eyes reviews in the inbox', () => {
+  it("an activation review is in the inbox of each admin who may answer it, not the requester's nor an approver's, until answered", async () => {
+    const t = await api(as(stack.bootstrapKey), 'POST', '/v1/tenants', { id: `inbox-${RUN}`, name: 'inbox', settings: { policy_four_eyes: true } });
+    expect(t.status).toBe(201);
+    const admin = t.body.admin_api_key as string;
+    const second = await api(as(admin), 'POST', '/v1/principals', { name: 'bea', kind: 'person', roles: ['admin'] });
+    const approver = await api(as(admin), 'POST', '/v1/principals', { name: 'carl', kind: 'person', roles: ['approver'], groups: ['finance'] });
+    const id = `rev-${RUN}`;
+    const doc = { apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: id }, rules: [{ name: 'gate', match: { tool: 'rev_tool' }, decision: 'DENY' }] };
+    expect((await api(as(admin), 'POST', '/v1/policies', doc)).status).toBe(201);
+    const asked = await api(as(admin), 'POST', `/v1/policies/${id}/activate`);
+    expect(asked.status).toBe(202);
+
+    const inbox = async (key: string) => {
+      const res = await api(as(key), 'GET', '/v1/approvals');
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      return res.body.items as Array<Record<string, unknown>>;
+    };
+    const items = await inbox(second.body.api_key);
+    expect(items).toEqual([{
+      kind: 'activation_review', review_id: asked.body.review_id, policy_id: id, version: 1, change: 'activate', requested_by: asked.body.requested_by,
+      authors: asked.body.authors, document_hash: expect.stringMatching(/^sha256:/), expected_loosening: [], deadline: asked.body.deadline,
+    }]);
+    expect(await inbox(admin)).toEqual([]); // the requester and author
+    expect(await inbox(approver.body.api_key)).toEqual([]); // not an admin
+    // Through the CLI too.
+    const ok = await api(as(second.body.api_key), 'POST', `/v1/policies/${id}/activation/approvals`, { verdict: 'approve', review_id: asked.body.review_id });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    expect(await inbox(second.body.api_key)).toEqual([]);
+  }, 120_000);
+});
