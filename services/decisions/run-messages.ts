@@ -15,6 +15,7 @@ import { loadRunView, notFound } from './read-decision.ts';
 import { asTemporalError } from './request-decision.ts';
 import { checkAnswer, openRound, type RunView } from './run-view.ts';
 import { snapshotForRun } from './run-snapshot.ts';
+import { agentHistory, type HistoryEntry } from './agent-history.ts';
 import { checkApprovalEdit } from './run-decider.ts';
 import { evaluateEdit } from './evaluate-edit.ts';
 
@@ -160,6 +161,10 @@ export type PendingApproval = {
   args_digest: string | null;
   snapshot_hash: string;
   justification: string | null;
+  /** The constraints that will apply when the round approves. */
+  constraints: Record<string, unknown>;
+  /** The agent's last decisions for the same tool before this one, newest first. */
+  history: HistoryEntry[];
 };
 
 /**
@@ -201,7 +206,10 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
   for (const { stream_id } of rows.rows) {
     const run = parseStreamId(stream_id);
     if (run?.kind !== 'run') continue;
-    const { view } = await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, run.decisionId));
+    const { view, history } = await withTenant(deps.db, principal.tenant_id, async (c) => {
+      const v = (await loadRunView(c, run.decisionId)).view;
+      return { view: v, history: v ? await agentHistory(c, principal.tenant_id, v.decision_id, v.agent_id, v.action.tool) : [] };
+    });
     const r = openRound(view);
     if (!view || !r) continue;
     if (!principal.groups.some((g) => r.groups.includes(g)) || view.requested_by === principal.id) continue;
@@ -210,6 +218,7 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
       decision_id: view.decision_id, round: r.round, kind: r.kind, agent_id: view.agent_id, tool: view.action.tool, operation: view.action.operation ?? null,
       reason: view.reason, matched_rule: view.matched_rule, groups: r.groups, quorum: r.quorum, approvals: r.approvals.length, deadline: r.deadline,
       args_digest: r.args_digest, snapshot_hash: r.snapshot_hash, justification: r.justification ?? null,
+      constraints: view.constraints, history,
     });
   }
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));

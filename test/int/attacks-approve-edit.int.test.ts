@@ -115,6 +115,14 @@ describe('approve with edit', () => {
     const run = await pending(650);
     const waiting = api(as(bot.key), 'GET', `/v1/decisions/${run.id}?wait=60`);
     const edited = { order: run.args.order, amount: 600 };
+    // The approver's context: the constraints that will apply, and the agent's last decisions for the same tool.
+    const inbox = (await api(as(ann.key), 'GET', '/v1/approvals')).body.items as Array<Record<string, any>>;
+    const item = inbox.find((x) => x['decision_id'] === run.id)!;
+    expect(item.constraints).toEqual({ max_runtime_sec: 600 });
+    expect(item.history.length).toBeGreaterThan(0);
+    expect(item.history.length).toBeLessThanOrEqual(5);
+    expect(item.history.map((h: { decision_id: string }) => h.decision_id)).not.toContain(run.id);
+    expect(item.history[0]).toMatchObject({ decision_id: expect.stringMatching(/^dec_/), operation: 'Refund' });
     // Through the CLI, recorded as channel cli.
     const env = { ...stack.env, COUNTERSIGN_URL: stack.url, COUNTERSIGN_API_KEY: ann.key };
     const out = await cli(['approvals', 'approve', run.id, '--edit-args', JSON.stringify(edited), '--json'], env);

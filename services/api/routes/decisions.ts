@@ -42,6 +42,11 @@ const PendingApprovalSchema = z.strictObject({
   decision_id: z.string(), round: z.number(), kind: z.enum(['approval', 'override']), agent_id: z.string(), tool: z.string(), operation: z.string().nullable(),
   reason: z.string(), matched_rule: z.string().nullable(), groups: z.array(z.string()), quorum: z.number(), approvals: z.number(), deadline: z.string(),
   args_digest: z.string().nullable(), snapshot_hash: z.string(), justification: z.string().nullable(),
+  constraints: z.record(z.string(), z.unknown()).describe('The constraints that will apply when the round approves.'),
+  history: z.array(z.strictObject({
+    decision_id: z.string(), asked_at: z.string(), operation: z.string().nullable(), decision: z.string().nullable(), finalized_via: z.string().nullable(),
+    outcome: z.enum(['succeeded', 'failed']).nullable(),
+  })).describe("The agent's last 5 decisions for the same tool before this one, newest first: what it got, and the outcome it reported."),
 });
 const PendingReviewSchema = z.strictObject({
   kind: z.literal('activation_review'),
