@@ -31,6 +31,23 @@ export function registerApprovalCommands(program: Command): void {
       print(opts.json, res, items, ['decision_id', 'kind', 'round', 'agent_id', 'tool', 'operation', 'groups', 'approvals', 'quorum', 'deadline', 'reason', 'policy_id', 'change']);
     }));
 
+  approvals
+    .command('show <id>')
+    .description("One item of your inbox (a decision id, or a review id) with its context: constraints, the agent's recent history for the tool.")
+    .option('--json', 'print JSON')
+    .action((id: string, opts: { json?: boolean }) => run(async () => {
+      const res = await transport().request<{ items: Array<Record<string, unknown>> }>('GET', '/v1/approvals', undefined, { query: { limit: '500' } });
+      const item = res.items.find((x) => x['decision_id'] === id || x['review_id'] === id);
+      if (!item) throw new UsageError(`${id} is not waiting for your answer`);
+      if (opts.json) return print(true, item);
+      const { history, ...rest } = item as { history?: Array<Record<string, unknown>> } & Record<string, unknown>;
+      record(false, rest);
+      if (history) {
+        process.stdout.write(history.length ? '\nrecent decisions of this agent for this tool:\n' : '\nno earlier decisions of this agent for this tool\n');
+        if (history.length) print(false, history, history, ['decision_id', 'asked_at', 'operation', 'decision', 'finalized_via', 'outcome']);
+      }
+    }));
+
   for (const verdict of ['approve', 'reject'] as const) {
     const cmd = approvals
       .command(`${verdict} <decision-id>`)
