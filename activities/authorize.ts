@@ -1,5 +1,6 @@
 import { withTenant, type Db } from '../services/events/db.ts';
 import { verifyAttestation } from '../services/decisions/attestation.ts';
+import { sha256Digest } from '../services/receipts/canonical.ts';
 import type { PrincipalCache } from '../services/identity/key-cache.ts';
 import type { AuthorizeInput, AuthorizeResult } from './types.ts';
 import { activeDelegationsTo } from '../services/identity/delegations.ts';
@@ -16,6 +17,9 @@ export function makeAuthorize(db: Db, secret: () => Buffer, cache?: PrincipalCac
   return async function authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
     const att = verifyAttestation(secret(), input, new Date());
     if (!att.ok) return att;
+    const edit = input['edit'] as { args?: unknown; args_digest?: unknown } | undefined;
+    // Approve with edit: the approval is bound to the digest, so the digest must be the arguments' own.
+    if (edit !== undefined && sha256Digest(edit.args ?? null) !== edit.args_digest) return { ok: false, reason: 'the edited arguments do not match their digest' };
     const field = PRINCIPAL_FIELD[input.kind];
     const principalId = field ? input[field] : undefined;
     if (typeof principalId !== 'string') return { ok: false, reason: `unknown message kind ${input.kind}` };

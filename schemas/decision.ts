@@ -100,6 +100,7 @@ export const EvaluationApproval = z.strictObject({
   on_timeout: z.enum(['DENY', 'ALLOW']),
   levels: z.array(z.strictObject({ approvers: z.array(z.string()), quorum: z.number().int().positive(), timeout: z.string(), timeout_sec: z.number().int().positive() }))
     .optional().describe('An escalation ladder (the policy wrote levels): each level in turn, then on_timeout.'),
+  allow_edits: z.boolean().optional().describe('false when the rule forbids approving changed arguments; absent means allowed.'),
 });
 export type EvaluationApproval = z.infer<typeof EvaluationApproval>;
 
@@ -188,5 +189,10 @@ export const DecisionResult = z.strictObject({
   approval_requirements: z.array(ApprovalRequirementStatus).optional()
     .describe('When several rules require approval, or one declares an escalation ladder: each requirement of the approval round (every one must approve) and where it stands.'),
   checklist: z.array(JudgmentItem).optional().describe('The judgment rules that applied to the request: what its approvers check (present only when there are any).'),
+  edited_args: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe('Present when an approver approved changed arguments: the tool must be called with these, not the ones asked for.'),
+  edited_args_digest: z.string().optional().describe('sha256 over the canonical JSON of edited_args: the arguments the approval is bound to.'),
 });
 export type DecisionResult = z.infer<typeof DecisionResult>;

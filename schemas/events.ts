@@ -59,12 +59,16 @@ export const PolicyEvaluatedData = z.strictObject({
   default_decision: Decision.optional().describe("The tenant's decision when no rule matches, as it stood; replay needs it."),
 });
 
+export const EditedArgs = z.record(z.string(), z.unknown());
+
 export const DecisionFinalizedData = z.strictObject({
   decision: Decision,
   reason: z.string(),
   matched_rule: z.string().nullable(),
   constraints: Constraints,
   via: z.enum(['policy', 'approval', 'rejection', 'expiry', 'override', 'override_denied', 'evaluator']),
+  edited_args: EditedArgs.optional().describe('The arguments the approvers approved instead of the ones asked for; the agent gets these.'),
+  edited_args_digest: Sha256.optional().describe('sha256 of edited_args: the approval is bound to it.'),
 });
 
 /** One judgment rule's verdict from the tenant's evaluator; `error` when it could not be asked or answered nothing usable. */
@@ -127,6 +131,18 @@ export const ApprovalRequestedData = z.strictObject({
     .describe('Present when several rules require approval or one declares an escalation ladder: each requirement must be satisfied. Then groups is the union of their first levels\' groups, quorum the sum of their first quorums, deadline the earliest.'),
 });
 
+/**
+ * An approval of changed arguments: the edited arguments, their digest (what the approval is bound to), and
+ * their evaluation against the run's own snapshot with the run's recorded facts and clock, which must be no
+ * looser than the run's (services/decisions/approval-edit.ts); replay re-derives it.
+ */
+export const ApprovalEdit = z.strictObject({
+  args: EditedArgs,
+  args_digest: Sha256,
+  evaluation: Evaluation,
+});
+export type ApprovalEdit = z.infer<typeof ApprovalEdit>;
+
 export const ApprovalAnswerData = z.strictObject({
   round: z.number().int().positive(),
   approver_id: z.string(),
@@ -136,6 +152,7 @@ export const ApprovalAnswerData = z.strictObject({
   requirements: z.array(z.number().int().positive()).optional().describe('In a round of requirements: the open requirements this answer counts for (the approver is in one of their groups).'),
   on_behalf_of: z.string().optional().describe('The approver answered as the delegate of this principal (a delegation active at the time).'),
   delegation_id: z.string().optional(),
+  edit: ApprovalEdit.optional().describe('Present when the approver approved changed arguments (approvals only).'),
 });
 
 export const ApprovalEscalatedData = z.strictObject({

@@ -47,8 +47,12 @@ export const TenantSettings = z
     policy_require_validation: z.boolean().optional().describe('Activation is refused unless the exact draft was validated against recent runs. Default false.'),
     policy_refuse_loosening: z.boolean().optional().describe('Activation is refused while the draft\'s validation shows loosening by rules the activation does not declare in expected_loosening (implies validation). Default false.'),
     policy_activation_timeout: z.string().regex(/^\d+[smhd]$/, 'a duration like 30m or 1h').optional().describe('How long a four-eyes activation waits for the second admin. Default 72h.'),
+    override_groups: z.array(GroupName).min(1).max(20).optional().describe('Approver groups that decide override requests; a policy\'s override.groups wins. Default: COUNTERSIGN_OVERRIDE_GROUPS.'),
+    override_timeout: z.string().regex(/^[1-9]\d*[smhd]$/, 'a duration like 30m or 1h').optional().describe('How long an override request waits for an answer; a policy\'s override.timeout wins. Default: COUNTERSIGN_OVERRIDE_TIMEOUT.'),
+    override_window: z.string().regex(/^[1-9]\d*[smhd]$/, 'a duration like 30m or 1h').optional().describe('How long after a DENY the agent may ask for an override; a policy\'s override.window wins. Default: COUNTERSIGN_OVERRIDE_WINDOW.'),
   })
   .describe('Tenant-wide settings.');
+export type TenantSettings = z.infer<typeof TenantSettings>;
 
 /** The platform's own policy settings (PATCH /v1/platform/settings, platform admins): they gate platform policies only. */
 export const PlatformSettings = z

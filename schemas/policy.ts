@@ -100,6 +100,10 @@ export const Approval = z.strictObject({
   levels: z.array(ApprovalLevel).min(1).max(MAX_APPROVAL_LEVELS).optional()
     .describe('An escalation ladder: each level in turn, with its groups, quorum and timeout; after the last level\'s timeout, on_timeout.'),
   on_timeout: z.enum(['DENY', 'ALLOW']).default('DENY').describe('Fallback decision when the timeout passes.'),
+  allow_edits: z
+    .boolean()
+    .optional()
+    .describe('Whether an approver may approve changed arguments (re-evaluated against the run\'s snapshot, counted only when no looser). Default true; false forbids edits.'),
 }).superRefine((a, ctx) => {
   const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
   if (a.levels === undefined) {
@@ -218,6 +222,18 @@ export const PolicyMetadata = z.strictObject({
 
 export const MAX_RULES_PER_POLICY = 2000;
 
+/**
+ * Who may lift this policy's DENYs and for how long. Each field, when given, wins over the tenant's setting
+ * (override_groups, override_timeout, override_window), which wins over the deployment's
+ * (COUNTERSIGN_OVERRIDE_GROUPS, _TIMEOUT, _WINDOW). Applies to runs whose deciding rule is this policy's.
+ */
+export const OverrideSettings = z.strictObject({
+  groups: z.array(Name).min(1).max(20).optional().describe('Approver groups that decide override requests of DENYs by this policy.'),
+  timeout: Duration.optional().describe('How long an override request waits for an answer before it is denied.'),
+  window: Duration.optional().describe('How long after a DENY the agent may ask for an override.'),
+});
+export type OverrideSettings = z.infer<typeof OverrideSettings>;
+
 export const PolicyDocument = z.strictObject({
   apiVersion: z.literal('countersign/v1', { error: 'apiVersion must be countersign/v1' }),
   kind: z.literal('Policy', { error: 'kind must be Policy' }),
@@ -227,6 +243,7 @@ export const PolicyDocument = z.strictObject({
   on_fail: z.enum(['DENY', 'REQUIRE_APPROVAL']).optional().describe('What a failed requirement (a type: deterministic rule) decides; DENY unless set. With REQUIRE_APPROVAL a requirement may carry an approval block.'),
   models: ModelLists.optional(),
   tools: ToolLists.optional(),
+  override: OverrideSettings.optional().describe("Override settings for DENYs this policy's rules decide (groups, timeout, window); absent: the tenant's, then the deployment's."),
   rules: z.array(PolicyRule).max(MAX_RULES_PER_POLICY).default([]),
 });
 export type PolicyDocument = z.infer<typeof PolicyDocument>;

@@ -22,6 +22,7 @@ export const ReceiptAction = z.strictObject({
   topic: z.string().min(1).optional(),
   capability: z.string().min(1).optional(),
   args_digest: Sha256.nullable().describe('sha256 over the canonical JSON of the arguments; null when there were none.'),
+  edited_args_digest: Sha256.optional().describe('When approvers approved changed arguments: the digest of those, which the decision is for.'),
 });
 export type ReceiptAction = z.infer<typeof ReceiptAction>;
 
@@ -44,6 +45,7 @@ export const ReceiptApproval = z.strictObject({
   at: Instant,
   comment: z.string().max(4000).optional(),
   on_behalf_of: Id.optional().describe('The approver answered as the delegate of this principal.'),
+  edited_args_digest: Sha256.optional().describe('The digest of the changed arguments this approval approved, when it approved an edit.'),
 });
 export type ReceiptApproval = z.infer<typeof ReceiptApproval>;
 

@@ -34,6 +34,25 @@ export function checkEnvelope(m: { nonce: string; attestation: { issued_at: stri
   return null;
 }
 const channelSchema = lazily(() => z.enum(APPROVAL_CHANNELS));
+/**
+ * Approve with edit: the changed arguments, their digest, and their evaluation against the run's snapshot (the
+ * API's, under its MAC; the decider checks it is no looser, the worker that the digest is the arguments').
+ */
+const editSchema = lazily(() => z.strictObject({
+  args: z.record(z.string(), z.unknown()),
+  args_digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  evaluation: z.strictObject({
+    decision: z.enum(['DENY', 'REQUIRE_APPROVAL', 'ALLOW_WITH_CONSTRAINTS', 'ALLOW']),
+    reason: z.string(),
+    matched_rule: z.string().nullable(),
+    matched_rules: z.array(z.strictObject({ policy_id: z.string(), version: z.number().int().nonnegative(), rule: z.string(), decision: z.enum(['DENY', 'REQUIRE_APPROVAL', 'ALLOW_WITH_CONSTRAINTS', 'ALLOW']) })).max(1000),
+    constraints: z.record(z.string(), z.unknown()),
+    snapshot_hash: z.string(),
+    facts: z.record(z.string(), z.unknown()),
+    now: z.string(),
+    approval: z.record(z.string(), z.unknown()).optional(),
+  }),
+}));
 const answerInput = lazily(() => z.strictObject({
   kind: z.literal('answer'),
   decision_id: z.string().min(1).max(200),
@@ -46,6 +65,7 @@ const answerInput = lazily(() => z.strictObject({
   tenant_id: z.string().min(1),
   args_digest: z.string().nullable(),
   snapshot_hash: z.string(),
+  edit: editSchema().optional(),
   attestation: attestationSchema(),
 }));
 const overrideInput = lazily(() => z.strictObject({

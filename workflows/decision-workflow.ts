@@ -1,6 +1,6 @@
 import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, log, proxyActivities, proxyLocalActivities, setHandler, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { Decision, DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
-import type { JudgmentVerdict, NewEvent } from '../schemas/events.ts';
+import type { ApprovalEdit, JudgmentVerdict, NewEvent } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
 import { checkEnvelope, messageSchemas, parseMessage, type AnswerInput, type OutcomeInput, type OverrideInput } from './decision-messages.ts';
 
@@ -117,6 +117,7 @@ export function toResult(view: RunView): DecisionResult {
     ...reasonFields(view),
     ...approvalRequirementsOf(view),
     ...(checklist.length > 0 ? { checklist } : {}),
+    ...(view.edited_args ? { edited_args: view.edited_args, edited_args_digest: view.edited_args_digest ?? '' } : {}),
   };
 }
 
@@ -329,6 +330,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     data: {
       round: a.round, verdict: a.verdict, approver_id: a.approver_id, approver_roles: roles, approver_groups: groups, tenant_id: a.tenant_id,
       channel: a.channel, comment: a.comment, args_digest: a.args_digest, snapshot_hash: a.snapshot_hash,
+      // Built by the API from the run's own snapshot and under its MAC; the decider checks it is no looser.
+      ...(a.edit ? { edit: a.edit as ApprovalEdit } : {}),
     },
   });
   const overrideCommand = (o: OverrideInput): RunCommand => ({

@@ -7,7 +7,8 @@ import { catalogStreamId, currentStreamId, legacyStreamId, parseStreamId, PLATFO
 import { upcast, UPCASTERS, type UpcasterRegistry } from '../events/upcast.ts';
 import { applyCatalogChange, catalogOf, assembleEffective, catalogRiskTags, EMPTY_CATALOG, evaluate, type CatalogState, type CompiledPolicy, type Snapshot } from '../policy/index.ts';
 import { ToolCatalogFact } from '../../schemas/tool-catalog.ts';
-import type { DecisionRequest } from '../../schemas/decision.ts';
+import type { DecisionRequest, Evaluation } from '../../schemas/decision.ts';
+import { checkEditNoLooser, editedRequest, sameJson } from '../decisions/approval-edit.ts';
 import { buildReceipt } from '../receipts/build-receipt.ts';
 import { canonicalJson, sha256Digest, sha256OfCanonical } from '../receipts/canonical.ts';
 import { ed25519Verify, prepareDocumentSignature, verifyDocument, type KeyResolution, type PreparedSignature } from '../receipts/verify.ts';
@@ -34,6 +35,8 @@ export type ReplayReport = {
   /** Each tenant's stream folded: members, roles, groups (who joined and left when), agent permissions, keys, settings. */
   memberships: Record<string, TenantMembership>;
   re_evaluated: number;
+  /** Runs approved with edited arguments: both digests, and who approved the edit (each edit re-derived). */
+  edited_runs: Array<{ decision_id: string; args_digest: string | null; edited_args_digest: string; approved_by: string[] }>;
   divergences: Divergence[];
 };
 
@@ -117,6 +120,7 @@ export class Replay {
   private readonly keyCache = new Map<string, KeyResolution>();
   /** Events whose data as stored (not upcast) passed its type's schema in checkStream. */
   private readonly validatedAsStored = new WeakSet<StoredEvent>();
+  private readonly editedRuns: ReplayReport['edited_runs'] = [];
 
   constructor(private readonly opts: ReplayOptions) {}
 
@@ -282,6 +286,7 @@ export class Replay {
       policy_chains: chains,
       memberships,
       re_evaluated: reEvaluated,
+      edited_runs: this.editedRuns,
       divergences: this.divergences,
     };
   }
@@ -586,7 +591,8 @@ export class Replay {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: 're-evaluation gives other judgment rules (checklist) than recorded' });
       return false;
     }
-    return this.reDeriveVerdicts(events, recorded);
+    if (!this.reDeriveVerdicts(events, recorded)) return false;
+    return this.checkEdits(events, snapshot, req, recorded);
   }
 
   /**
@@ -613,6 +619,38 @@ export class Replay {
     } else if (after.type !== 'ApprovalRequested') {
       return fail(`the recorded verdicts leave the decision to people, the run recorded ${after.type}`);
     }
+    return true;
+  }
+
+  /**
+   * Approvals with edited arguments: each digest is its arguments', each edit re-derives from the run's snapshot,
+   * facts and clock and is no looser than the run's evaluation, and the final decision carries the approved edit.
+   */
+  private checkEdits(events: StoredEvent[], snapshot: Snapshot, req: EventData<'DecisionRequested'>, recorded: Evaluation): boolean {
+    const problem = (e: StoredEvent, text: string) => {
+      this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: text });
+      return false;
+    };
+    const approvedBy: string[] = [];
+    let approved: string | undefined;
+    for (const e of events) {
+      if (e.type !== 'ApprovalGranted') continue;
+      const a = e.data as EventData<'ApprovalGranted'>;
+      if (!a.edit) continue;
+      if (sha256Digest(a.edit.args) !== a.edit.args_digest) return problem(e, 'edited arguments do not match their recorded digest');
+      const again = evaluate(snapshot, editedRequest(req.request, a.edit.args), recorded.facts, new Date(recorded.now));
+      if (again.decision !== a.edit.evaluation.decision || again.matched_rule !== a.edit.evaluation.matched_rule || !sameJson(again.constraints, a.edit.evaluation.constraints)) {
+        return problem(e, `re-evaluation of the edited arguments gives ${again.decision} (${again.matched_rule}), recorded ${a.edit.evaluation.decision} (${a.edit.evaluation.matched_rule})`);
+      }
+      const looser = checkEditNoLooser(recorded, again);
+      if (!looser.ok) return problem(e, `an approval counted edited arguments looser than the request: ${looser.reason}`);
+      approvedBy.push(a.approver_id);
+      approved = a.edit.args_digest;
+    }
+    const final = events.find((e) => e.type === 'DecisionFinalized' && (e.data as EventData<'DecisionFinalized'>).via === 'approval');
+    const finalDigest = final ? (final.data as EventData<'DecisionFinalized'>).edited_args_digest : undefined;
+    if (final && finalDigest !== undefined && finalDigest !== approved) return problem(final, `the decision carries edited arguments ${finalDigest} that no approval approved`);
+    if (finalDigest !== undefined) this.editedRuns.push({ decision_id: req.decision_id, args_digest: req.args_digest, edited_args_digest: finalDigest, approved_by: approvedBy });
     return true;
   }
 }

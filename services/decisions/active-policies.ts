@@ -1,4 +1,5 @@
 import type { Decision } from '../../schemas/decision.ts';
+import type { TenantSettings } from '../../schemas/identity.ts';
 import { withTenant, type Db } from '../events/db.ts';
 import { NotifiedCache } from '../events/listener.ts';
 import type { LogFn } from '../logger.ts';
@@ -9,7 +10,13 @@ import { PLATFORM_SCOPE } from '../events/stream-ids.ts';
 export type ActivePolicy = { policy_id: string; version: number; hash: string; scope: Record<string, unknown>; document: Record<string, unknown>; snapshot: Record<string, unknown>; platform?: true };
 /** A policy version a run records: `scope: platform` marks a platform policy (a tenant may have its own of the same id). */
 export type PolicyRef = { policy_id: string; version: number; hash: string; scope?: 'platform' };
-export type EffectiveSet = { snapshot: Snapshot; policies: PolicyRef[]; defaultDecision: Decision };
+export type EffectiveSet = {
+  snapshot: Snapshot;
+  policies: PolicyRef[];
+  defaultDecision: Decision;
+  /** The tenant's settings as they stand (its override settings among them); cached with the set, dropped on any tenant change. */
+  settings?: TenantSettings;
+};
 
 export const policyRef = (p: ActivePolicy): PolicyRef => ({ policy_id: p.policy_id, version: p.version, hash: p.hash, ...(p.platform ? { scope: 'platform' as const } : {}) });
 
@@ -84,9 +91,10 @@ export class ActivePolicies {
   private async load(tenantId: string, agentId: string): Promise<EffectiveSet> {
     const [policies, tenant] = await Promise.all([
       this.activePolicies(tenantId, agentId),
-      withTenant(this.db, tenantId, (c) => c.query<{ default_decision: Decision }>('SELECT default_decision FROM tenants WHERE id = $1', [tenantId])),
+      withTenant(this.db, tenantId, (c) => c.query<{ default_decision: Decision; settings: TenantSettings | null }>('SELECT default_decision, settings FROM tenants WHERE id = $1', [tenantId])),
     ]);
     const defaultDecision = tenant.rows[0]?.default_decision ?? 'DENY';
+    const settings = tenant.rows[0]?.settings ?? {};
     // The compiled policies frozen at activation evaluate; the documents are not compiled again.
     const frozen: CompiledPolicy[] = [];
     for (const p of policies) {
@@ -95,6 +103,6 @@ export class ActivePolicies {
       frozen.push(f.policy);
     }
     const snapshot = assembleEffective(frozen, { defaultDecision });
-    return { snapshot, policies: policies.map(policyRef), defaultDecision };
+    return { snapshot, policies: policies.map(policyRef), defaultDecision, settings };
   }
 }

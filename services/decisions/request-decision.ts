@@ -2,6 +2,7 @@ import { WorkflowIdReusePolicy, WorkflowExecutionAlreadyStartedError } from '@te
 import { isGrpcServiceError, type Client } from '@temporalio/client';
 import type { DecisionRequest, DecisionRequestBody, DecisionResult, Evaluation } from '../../schemas/decision.ts';
 import { reasonFields } from './reason-code.ts';
+import { overrideWindows } from './override-settings.ts';
 import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/decision-workflow.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
@@ -97,6 +98,7 @@ export async function requestDecisionAnswer(deps: DecideDeps, principal: Princip
   }));
   const increments = evaluation.decision === 'DENY' ? [] : counterIncrements(set.snapshot, enriched, now).map((i) => ({ key: i.key, amount: i.amount }));
   const workflowId = workflowIdFor(tenantId, decisionId);
+  const windows = overrideWindows(deps.windows, set.settings, set.snapshot, evaluation);
   const argsDigest = request.action.args ? sha256Digest(request.action.args) : null;
   const callbackUrl = request.callback_url;
   const actingPrincipal = agent.actingFor ? principal.id : undefined;
@@ -108,7 +110,7 @@ export async function requestDecisionAnswer(deps: DecideDeps, principal: Princip
     keyring,
     { decision_id: decisionId, tenant_id: tenantId, request, request_digest: requestDigest, args_digest: argsDigest, idempotency_key: key ?? null, requested_by: principal.id, ...(actingPrincipal ? { acting_principal: actingPrincipal } : {}) },
     { evaluation, policies: set.policies, default_decision: set.defaultDecision },
-    { workflow_id: workflowId, counter_increments: increments, windows: deps.windows, callback_url: callbackUrl ?? null },
+    { workflow_id: workflowId, counter_increments: increments, windows, callback_url: callbackUrl ?? null },
     now,
   );
 
@@ -120,7 +122,7 @@ export async function requestDecisionAnswer(deps: DecideDeps, principal: Princip
       // Refuse a second run for the same id even after the first closed (within retention); past
       // retention the idempotency_keys row answers above.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows: deps.windows, callbackUrl, counterIncrements: increments, attestation, ...(actingPrincipal ? { actingPrincipal } : {}), ...(judge ? { judge: true } : {}) }],
+      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows, callbackUrl, counterIncrements: increments, attestation, ...(actingPrincipal ? { actingPrincipal } : {}), ...(judge ? { judge: true } : {}) }],
     }));
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError && key !== undefined) {

@@ -1,6 +1,8 @@
 import type { Evaluation } from '../../schemas/decision.ts';
 import type { EventData } from '../../schemas/events.ts';
 import { afterVerdicts } from './judgment-verdicts.ts';
+import type { ApprovalEdit } from '../../schemas/events.ts';
+import { checkEditNoLooser, editedConstraints, editsAllowed, MAX_EDITED_ARGS_CHARS } from './approval-edit.ts';
 import { checkAnswer, evolve, openRound, type AnswerCommand, type Round, type RunEvent, type RunView } from './run-view.ts';
 import { DEFAULT_APPROVAL, firstRequirements, requirementsAtDeadline, requirementsFor, usesRequirements } from './approval-requirements.ts';
 
@@ -38,6 +40,8 @@ export type AnswerRound = {
   data: AnswerCommand & {
     channel: EventData<'ApprovalGranted'>['channel'];
     comment?: string | undefined;
+    /** An approval of changed arguments (approve with edit), evaluated by the API against the run's snapshot. */
+    edit?: ApprovalEdit | undefined;
   };
 };
 /** A round's deadline passed without it closing: it escalates once if it may, then expires. */
@@ -144,6 +148,7 @@ function startRun(state: RunState, d: StartRun['data'], now: Date): Decided {
 function closeRound(view: RunView, r: Round, now: Date): RunEvent[] {
   const e = view.evaluation!;
   if (r.kind === 'approval') {
+    if (r.status === 'approved' && r.edit) return [approvedWithEdit(e, r.edit)];
     if (r.status === 'approved') {
       const decision = Object.keys(e.constraints).length > 0 ? 'ALLOW_WITH_CONSTRAINTS' : 'ALLOW';
       return [ev('DecisionFinalized', { decision, reason: `approved: ${e.reason}`, matched_rule: e.matched_rule, constraints: e.constraints, via: 'approval' })];
@@ -178,8 +183,10 @@ function answerRound(state: RunState, a: AnswerRound['data'], now: Date): Decide
   if (state.status === 'not_started') return refused('the run has not been recorded yet');
   const check = checkAnswer(state, a, now);
   if (!check.ok) return refused(check.reason);
+  const bad = checkApprovalEdit(state, check.round, a.verdict, a.edit);
+  if (bad !== null) return refused(bad);
   const answer = {
-    round: a.round, approver_id: a.approver_id, channel: a.channel, at: now.toISOString(), ...(a.comment ? { comment: a.comment } : {}),
+    round: a.round, approver_id: a.approver_id, channel: a.channel, at: now.toISOString(), ...(a.comment ? { comment: a.comment } : {}), ...(a.edit ? { edit: a.edit } : {}),
     ...(check.round.requirements ? { requirements: requirementsFor(check.round, a.approver_groups) } : {}),
     ...(check.delegation ? { on_behalf_of: check.delegation.from, delegation_id: check.delegation.id } : {}),
   };
@@ -249,4 +256,45 @@ function recordDeliveries(state: RunState, d: RecordDeliveries['data']): Decided
   return accepted(d.deliveries.map((x) => x.error
     ? ev('NotificationFailed', { round: d.round, channel: x.channel, recipient: x.recipient, purpose: d.purpose, error: x.error })
     : ev('NotificationSent', { round: d.round, channel: x.channel, recipient: x.recipient, purpose: x.queued ? 'digest' : d.purpose })));
+}
+
+/**
+ * Approve with edit (services/decisions/approval-edit.ts): whether this answer's edit, or its lack of one, may
+ * join the round. An edit only approves, only in an approval round whose rule allows edits, only when its
+ * evaluation against the run's snapshot is no looser than the run's; and every approval of a round approves the
+ * same arguments (as asked, or the same edit), so a quorum is never made of approvals of different arguments.
+ * The edited arguments' digest is checked against the arguments by the worker (activities/authorize.ts).
+ */
+export function checkApprovalEdit(view: RunView, round: Round, verdict: 'approve' | 'reject', edit: ApprovalEdit | undefined): string | null {
+  const agreed = round.approvals[0];
+  if (edit === undefined) {
+    if (verdict === 'approve' && agreed?.edited_args_digest !== undefined) {
+      return `round ${round.round} is being approved with the arguments ${agreed.approver_id} edited (${agreed.edited_args_digest}): approve those same arguments, or reject`;
+    }
+    return null;
+  }
+  if (verdict !== 'approve') return 'only an approval can change the arguments';
+  if (round.kind !== 'approval' || !view.evaluation) return 'an override round decides whether to lift the DENY; it cannot change the arguments';
+  if (!editsAllowed(view.evaluation)) return `rule ${view.matched_rule ?? '(none)'} does not allow approving changed arguments`;
+  if (JSON.stringify(edit.args).length > MAX_EDITED_ARGS_CHARS) return `the edited arguments exceed ${MAX_EDITED_ARGS_CHARS} characters of JSON`;
+  if (edit.args_digest === round.args_digest) return 'the edited arguments are the ones asked for: approve without an edit';
+  if (edit.evaluation.snapshot_hash !== round.snapshot_hash) return 'the edited arguments were evaluated against another policy snapshot than the round is bound to';
+  const looser = checkEditNoLooser(view.evaluation, edit.evaluation);
+  if (!looser.ok) return looser.reason;
+  if (agreed && agreed.edited_args_digest !== edit.args_digest) {
+    return agreed.edited_args_digest === undefined
+      ? `round ${round.round} already has approvals of the arguments as asked: approve those, or reject`
+      : `round ${round.round} is being approved with other edited arguments (${agreed.edited_args_digest}): approve those same arguments, or reject`;
+  }
+  return null;
+}
+
+/** The final decision of a round approved with edited arguments: the edit's arguments, the constraints of both evaluations, tightest. */
+function approvedWithEdit(e: Evaluation, edit: ApprovalEdit): RunEvent {
+  const constraints = editedConstraints(e.constraints, edit.evaluation.constraints);
+  const decision = Object.keys(constraints).length > 0 ? 'ALLOW_WITH_CONSTRAINTS' : 'ALLOW';
+  return ev('DecisionFinalized', {
+    decision, reason: `approved with edited arguments: ${e.reason}`, matched_rule: e.matched_rule, constraints, via: 'approval',
+    edited_args: edit.args, edited_args_digest: edit.args_digest,
+  });
 }

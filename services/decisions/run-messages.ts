@@ -18,6 +18,9 @@ import { asTemporalError } from './request-decision.ts';
 import { checkAnswer, openRound, type RunView } from './run-view.ts';
 import { snapshotForRun } from './run-snapshot.ts';
 import { requirementSummaries, type RequirementSummary } from './approval-requirements.ts';
+import { agentHistory, type HistoryEntry } from './agent-history.ts';
+import { checkApprovalEdit } from './run-decider.ts';
+import { evaluateEdit } from './evaluate-edit.ts';
 
 export type MessageDeps = { db: Db; temporal: Client; secret: () => Buffer };
 
@@ -64,7 +67,7 @@ export async function answerApproval(
   deps: MessageDeps,
   principal: Principal,
   decisionId: string,
-  body: { verdict: 'approve' | 'reject'; comment?: string | undefined; round?: number | undefined; args_digest?: string | null | undefined },
+  body: { verdict: 'approve' | 'reject'; comment?: string | undefined; round?: number | undefined; args_digest?: string | null | undefined; edited_args?: Record<string, unknown> | undefined },
   channel: AnswerInput['channel'],
 ): Promise<AnswerResult> {
   const view = await runOf(deps, principal, decisionId);
@@ -80,6 +83,11 @@ export async function answerApproval(
     args_digest: round.args_digest, snapshot_hash: round.snapshot_hash,
   }, new Date());
   if (!check.ok) throw new CountersignError('answer_refused', check.reason, { extra: { counted: false } });
+  // Approve with edit: the edited arguments evaluated against the run's own snapshot, judged by the run's rules
+  // here (a refusal never reaches the workflow) and again in the workflow; the MAC covers them and their digest.
+  const edit = body.edited_args === undefined ? undefined : await withTenant(deps.db, principal.tenant_id, (c) => evaluateEdit(c, view, body.edited_args!));
+  const editRefused = checkApprovalEdit(view, round, body.verdict, edit);
+  if (editRefused !== null) throw new CountersignError('answer_refused', editRefused, { extra: { counted: false } });
   const message: AnswerInput = attest(deps.secret(), {
     kind: 'answer' as const,
     decision_id: decisionId,
@@ -92,6 +100,7 @@ export async function answerApproval(
     tenant_id: principal.tenant_id,
     args_digest: round.args_digest,
     snapshot_hash: round.snapshot_hash,
+    ...(edit ? { edit } : {}),
   }, new Date());
   return send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(answerUpdate, { args: [message] }), 'answer_refused');
 }
@@ -159,6 +168,10 @@ export type PendingApproval = {
   requirements?: RequirementSummary[];
   /** The judgment rules the approvers check (approval rounds of requests judgment rules applied to). */
   checklist?: JudgmentItem[];
+  /** The constraints that will apply when the round approves. */
+  constraints: Record<string, unknown>;
+  /** The agent's last decisions for the same tool before this one, newest first. */
+  history: HistoryEntry[];
 };
 
 /**
@@ -201,7 +214,10 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
   for (const { stream_id } of rows.rows) {
     const run = parseStreamId(stream_id);
     if (run?.kind !== 'run') continue;
-    const { view } = await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, run.decisionId));
+    const { view, history } = await withTenant(deps.db, principal.tenant_id, async (c) => {
+      const v = (await loadRunView(c, run.decisionId)).view;
+      return { view: v, history: v ? await agentHistory(c, principal.tenant_id, v.decision_id, v.agent_id, v.action.tool) : [] };
+    });
     const r = openRound(view);
     if (!view || !r) continue;
     if (!principal.groups.some((g) => r.groups.includes(g)) || view.requested_by === principal.id) continue;
@@ -212,6 +228,7 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
       args_digest: r.args_digest, snapshot_hash: r.snapshot_hash, justification: r.justification ?? null,
       ...(r.requirements ? { requirements: requirementSummaries(r)! } : {}),
       ...(r.kind === 'approval' && checklistOf(view).length > 0 ? { checklist: checklistOf(view) } : {}),
+      constraints: view.constraints, history,
     });
   }
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));

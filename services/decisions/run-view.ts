@@ -16,6 +16,8 @@ export type Answer = {
   /** Present only when the answer was given as a delegate, or in a round of requirements. */
   on_behalf_of?: string | undefined;
   requirements?: number[] | undefined;
+  /** When this approval approved changed arguments: their digest. */
+  edited_args_digest?: string | undefined;
 };
 
 /** One requirement of a round of requirements (approval-requirements.ts), as its events leave it. */
@@ -42,6 +44,8 @@ export type Round = {
   args_digest: string | null;
   snapshot_hash: string;
   justification?: string | undefined;
+  /** The changed arguments the round's approvals approve, from its first approval that edited them. */
+  edit?: EventData<'ApprovalGranted'>['edit'];
   approvals: Answer[];
   rejections: Answer[];
   status: 'open' | 'approved' | 'rejected' | 'expired';
@@ -88,6 +92,9 @@ export type RunView = {
   /** The tenant's decision when no rule matches, as it stood when the run was evaluated. */
   default_decision: Decision;
   finalized_via: string | null;
+  /** The arguments the approvers approved instead of the ones asked for, once the run is final with them. */
+  edited_args: Record<string, unknown> | null;
+  edited_args_digest: string | null;
   rounds: Round[];
   overrides: OverrideRecord[];
   notifications: number;
@@ -128,6 +135,8 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       evaluation: null,
       default_decision: 'DENY',
       finalized_via: null,
+      edited_args: null,
+      edited_args_digest: null,
       rounds: [],
       overrides: [],
       notifications: 0,
@@ -159,7 +168,10 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       return { ...v, verdicts: event.data.verdicts };
     case 'DecisionFinalized': {
       const d = event.data;
-      return { ...v, status: 'final', decision: d.decision, reason: d.reason, matched_rule: d.matched_rule, constraints: d.constraints, finalized_via: d.via };
+      return {
+        ...v, status: 'final', decision: d.decision, reason: d.reason, matched_rule: d.matched_rule, constraints: d.constraints, finalized_via: d.via,
+        edited_args: d.edited_args ?? v.edited_args, edited_args_digest: d.edited_args_digest ?? v.edited_args_digest,
+      };
     }
     case 'ApprovalRequested': {
       const d = event.data;
@@ -179,9 +191,10 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       return {
         ...v,
         rounds: updateRound(v, d.round, (r) => {
-          const approvals = [...r.approvals, answerOf(d)];
-          if (r.requirements) return closeRequirements({ ...r, approvals, requirements: answerRequirements(r.requirements, d.approver_id, d.requirements ?? []) });
-          return { ...r, approvals, status: approvals.length >= r.quorum ? 'approved' : r.status };
+          const approvals = [...r.approvals, { ...answerOf(d), ...(d.edit ? { edited_args_digest: d.edit.args_digest } : {}) }];
+          const edit = d.edit && !r.edit ? { edit: d.edit } : {};
+          if (r.requirements) return closeRequirements({ ...r, approvals, ...edit, requirements: answerRequirements(r.requirements, d.approver_id, d.requirements ?? []) });
+          return { ...r, approvals, status: approvals.length >= r.quorum ? 'approved' : r.status, ...edit };
         }),
       };
     }

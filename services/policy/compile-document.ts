@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { MAX_RULES_PER_POLICY, PolicyDocument, PolicyRule } from '../../schemas/policy.ts';
+import { durationSeconds } from '../../schemas/duration.ts';
 import { checkValueBounds } from './input-bounds.ts';
 import { adaptForeignDocument } from './foreign-formats.ts';
 import { lowerRule, normaliseApproval } from './lower-rule.ts';
@@ -89,6 +90,14 @@ export function compileDocument(raw: unknown, version: number, bound_agents?: st
   if (issues.length > 0) return { ok: false, issues };
   const policy: CompiledPolicy = { policy_id: doc.metadata.id, version, level: doc.scope.level, rules };
   if (doc.scope.agent !== undefined) policy.agent = doc.scope.agent;
+  if (doc.override !== undefined) {
+    // Only the fields given, so a policy without override settings compiles (and hashes) as before.
+    const o: NonNullable<CompiledPolicy['override']> = {};
+    if (doc.override.groups !== undefined) o.groups = [...doc.override.groups];
+    if (doc.override.timeout !== undefined) o.timeout_sec = durationSeconds(doc.override.timeout)!;
+    if (doc.override.window !== undefined) o.window_sec = durationSeconds(doc.override.window)!;
+    policy.override = o;
+  }
   if (bound_agents !== undefined) policy.bound_agents = [...bound_agents].sort();
   if (doc.models !== undefined) {
     policy.models = {

@@ -41,6 +41,8 @@ export function normaliseApproval(a: Approval | undefined): CompiledApproval {
     out.escalate_after = src.escalate_after;
     out.escalate_after_sec = durationSeconds(src.escalate_after)!;
   }
+  // Only when written, so the compiled form (and the hash) of a policy that does not use it is unchanged.
+  if (src.allow_edits !== undefined) out.allow_edits = src.allow_edits;
   return out;
 }
 

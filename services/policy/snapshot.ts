@@ -46,6 +46,8 @@ export type CompiledApproval = {
    * level 1's). Absent, the single-level form above is the whole of it, as it always was.
    */
   levels?: CompiledApprovalLevel[];
+  /** Only when the rule says: false forbids approving changed arguments. */
+  allow_edits?: boolean;
 };
 
 export type CompiledApprovalLevel = { approvers: string[]; quorum: number; timeout: string; timeout_sec: number };
@@ -94,6 +96,8 @@ export type CompiledPolicy = {
   default_decision?: Decision;
   models?: Required<ModelLists>;
   tools?: CompiledToolLists;
+  /** Override settings of DENYs this policy decides, each only when the document gives it. */
+  override?: { groups?: string[]; timeout_sec?: number; window_sec?: number };
   rules: CompiledRule[];
 };
 

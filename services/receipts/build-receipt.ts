@@ -27,12 +27,14 @@ export function buildReceipt(events: readonly ReceiptSource[]): Receipt | null {
   if (view.action.operation !== undefined) action.operation = view.action.operation;
   if (view.action.topic !== undefined) action.topic = view.action.topic;
   if (view.action.capability !== undefined) action.capability = view.action.capability;
+  if (view.edited_args_digest !== null) action.edited_args_digest = view.edited_args_digest;
   const approvals: Receipt['approvals'] = view.rounds.flatMap((r) =>
     [...r.approvals.map((a) => ({ ...a, verdict: 'approve' as const })), ...r.rejections.map((a) => ({ ...a, verdict: 'reject' as const }))]
       .sort((x, y) => x.at.localeCompare(y.at))
       .map((a) => ({
         approver_id: a.approver_id, verdict: a.verdict, channel: a.channel, at: a.at, ...(a.comment !== undefined ? { comment: a.comment } : {}),
         ...(a.on_behalf_of !== undefined ? { on_behalf_of: a.on_behalf_of } : {}),
+        ...('edited_args_digest' in a && a.edited_args_digest !== undefined ? { edited_args_digest: a.edited_args_digest } : {}),
       })),
   );
   const approvalRounds: ReceiptApprovalRound[] = view.rounds.flatMap((r) => (r.requirements && r.steps ? [{

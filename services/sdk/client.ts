@@ -84,7 +84,7 @@ export class Countersign {
   }
 
   /** Wraps a tool so that every call asks first (see guard.ts). */
-  guard<A extends unknown[], R>(tool: (...args: A) => Promise<R> | R, describe: Describe<A>, opts: GuardOptions = {}): (...args: A) => Promise<R> {
+  guard<A extends unknown[], R>(tool: (...args: A) => Promise<R> | R, describe: Describe<A>, opts: GuardOptions<A> = {}): (...args: A) => Promise<R> {
     return guard(this, tool, describe, opts);
   }
 

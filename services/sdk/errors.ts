@@ -71,3 +71,18 @@ export class ConstraintExceeded extends Error {
     this.constraint = constraint;
   }
 }
+
+/**
+ * The approvers approved changed arguments (`editedArgs`), and the guard has no `applyEdit` to call the tool with
+ * them. The tool did not run: it never runs with arguments nobody approved.
+ */
+export class ArgumentsEdited extends Error {
+  readonly decisionId: string;
+  readonly editedArgs: Record<string, unknown>;
+  constructor(decisionId: string, editedArgs: Record<string, unknown>) {
+    super(`decision ${decisionId} was approved with edited arguments; give guard an applyEdit to run the tool with them`);
+    this.name = 'ArgumentsEdited';
+    this.decisionId = decisionId;
+    this.editedArgs = editedArgs;
+  }
+}

@@ -1,17 +1,23 @@
 import type { DecisionRequestInput, DecisionResult } from '../../schemas/decision.ts';
 import type { Countersign } from './client.ts';
-import { ConstraintExceeded, DecisionDenied } from './errors.ts';
+import { ArgumentsEdited, ConstraintExceeded, DecisionDenied } from './errors.ts';
 
 /** Turns a tool call's arguments into the decision request (agent, action, context). */
 export type Describe<A extends unknown[]> = (...args: A) => DecisionRequestInput;
 
-export type GuardOptions = {
+export type GuardOptions<A extends unknown[] = unknown[]> = {
   /** How long to wait for an approver on REQUIRE_APPROVAL before giving up (ApprovalTimeout), ms. Default 10 min. */
   approvalTimeoutMs?: number;
   /** What to report as the outcome's output. Default: nothing (tool results may hold data the log must not keep). */
   outcomeOutput?: (result: unknown) => unknown;
   /** Called with the decision before the tool runs (logging, tracing). */
   onDecision?: (decision: DecisionResult) => void;
+  /**
+   * Approve with edit: the tool's arguments from the `action.args` the approvers approved instead (the decision's
+   * `edited_args`) and the call's own. Without it, a decision with edited arguments throws ArgumentsEdited and the
+   * tool does not run.
+   */
+  applyEdit?: (editedArgs: Record<string, unknown>, args: A) => A;
 };
 
 /**
@@ -20,9 +26,10 @@ export type GuardOptions = {
  * - REQUIRE_APPROVAL: waits for the approvers (up to approvalTimeoutMs, then ApprovalTimeout), then as above.
  * - ALLOW / ALLOW_WITH_CONSTRAINTS: runs the tool, applying the constraints it can: max_runtime_sec becomes
  *   a deadline (ConstraintExceeded; the tool's promise is abandoned, so a tool that can stop should).
+ * - Approved with edited arguments: runs the tool with `applyEdit(edited_args, args)`, or throws ArgumentsEdited.
  * Then reports the outcome (succeeded/failed). An outcome report that fails never hides the tool's result.
  */
-export function guard<A extends unknown[], R>(client: Countersign, tool: (...args: A) => Promise<R> | R, describe: Describe<A>, opts: GuardOptions = {}): (...args: A) => Promise<R> {
+export function guard<A extends unknown[], R>(client: Countersign, tool: (...args: A) => Promise<R> | R, describe: Describe<A>, opts: GuardOptions<A> = {}): (...args: A) => Promise<R> {
   return async (...args: A): Promise<R> => {
     let decision = await client.decide(describe(...args));
     if (decision.status === 'pending_approval') {
@@ -32,10 +39,16 @@ export function guard<A extends unknown[], R>(client: Countersign, tool: (...arg
     if (decision.decision === 'DENY' || decision.decision === 'REQUIRE_APPROVAL') {
       throw new DecisionDenied(decision.decision_id, decision.reason, decision.matched_rule, decision.reason_code, decision.policy_id);
     }
+    // The tool runs with the arguments the approvers approved, never the ones they changed.
+    let callArgs = args;
+    if (decision.edited_args !== undefined) {
+      if (!opts.applyEdit) throw new ArgumentsEdited(decision.decision_id, decision.edited_args);
+      callArgs = opts.applyEdit(decision.edited_args, args);
+    }
     const maxRuntime = decision.constraints.max_runtime_sec;
     let result: R;
     try {
-      result = await withDeadline(Promise.resolve().then(() => tool(...args)), maxRuntime, decision.decision_id);
+      result = await withDeadline(Promise.resolve().then(() => tool(...callArgs)), maxRuntime, decision.decision_id);
     } catch (err) {
       await client.reportOutcome(decision.decision_id, { status: 'failed', output: { error: err instanceof Error ? err.name : 'error' } }).catch(() => undefined);
       throw err;

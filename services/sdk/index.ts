@@ -8,5 +8,5 @@
 export { Countersign, type Acknowledgement, type Outcome, type SimulateInput } from './client.ts';
 export { guard, type Describe, type GuardOptions } from './guard.ts';
 export { Transport, type RequestOptions, type TransportOptions } from './transport.ts';
-export { ApprovalTimeout, ConstraintExceeded, CountersignApiError, CountersignNetworkError, DecisionDenied, type ProblemBody } from './errors.ts';
+export { ApprovalTimeout, ArgumentsEdited, ConstraintExceeded, CountersignApiError, CountersignNetworkError, DecisionDenied, type ProblemBody } from './errors.ts';
 export type { DecisionRequestInput, DecisionResult } from '../../schemas/decision.ts';

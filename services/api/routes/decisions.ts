@@ -9,6 +9,7 @@ import { requireSafeCallbackUrl } from '../../callbacks/callback-target.ts';
 import { waitForDecision } from '../../decisions/read-decision.ts';
 import { answerApproval, pendingApprovals, reportOutcome, requestOverride } from '../../decisions/run-messages.ts';
 import { RunWatcher } from '../../decisions/run-watcher.ts';
+import { pendingReviews } from '../../lifecycle/activation-review-inbox.ts';
 import { createLogger } from '../../logger.ts';
 import { Outcome } from '../../policy/index.ts';
 import { durationSeconds } from '../../../schemas/duration.ts';
@@ -28,6 +29,8 @@ export const AnswerBody = z.strictObject({
   comment: z.string().max(4000).optional(),
   round: z.number().int().positive().optional().describe('Defaults to the open round.'),
   args_digest: Sha.nullable().optional().describe('When given, the answer counts only if the round is bound to exactly these arguments.'),
+  edited_args: z.record(z.string(), z.unknown()).optional()
+    .describe("Approve with edit: the arguments approved instead of the ones asked for (approve only). Re-evaluated against the run's own policy snapshot, facts and clock; counted only when no looser than the request (not DENY, still REQUIRE_APPROVAL by rules the round asked, constraints no wider). The agent receives them as edited_args; at most 65536 characters of JSON."),
   channel: z.enum(['api', 'cli', 'dashboard']).optional()
     .describe('Where the answer was given, recorded as its channel (default api). A label only: who answers is the key\'s principal. Slack and email answers come through their own routes.'),
 });
@@ -41,7 +44,18 @@ const PendingApprovalSchema = z.strictObject({
   args_digest: z.string().nullable(), snapshot_hash: z.string(), justification: z.string().nullable(),
   requirements: z.array(ApprovalRequirementStatus).optional().describe('A round of requirements: each one and where it stands; every one must approve.'),
   checklist: z.array(JudgmentItem).optional().describe('The judgment rules of the request: the sentences the approver checks before answering.'),
+  constraints: z.record(z.string(), z.unknown()).describe('The constraints that will apply when the round approves.'),
+  history: z.array(z.strictObject({
+    decision_id: z.string(), asked_at: z.string(), operation: z.string().nullable(), decision: z.string().nullable(), finalized_via: z.string().nullable(),
+    outcome: z.enum(['succeeded', 'failed']).nullable(),
+  })).describe("The agent's last 5 decisions for the same tool before this one, newest first: what it got, and the outcome it reported."),
 });
+const PendingReviewSchema = z.strictObject({
+  kind: z.literal('activation_review'),
+  review_id: z.string(), policy_id: z.string(), version: z.number(),
+  change: z.enum(['activate', 'rollback', 'deprecate', 'bind', 'unbind']).describe('What the four-eyes review stands for; answer it at POST /v1/policies/{policy_id}/activation/approvals.'),
+  requested_by: z.string(), authors: z.array(z.string()), document_hash: z.string(), expected_loosening: z.array(z.string()), deadline: z.string(),
+}).describe('A four-eyes review of a change of the active policy set that the caller (an admin who wrote none of it) may answer.');
 
 export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -143,12 +157,19 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
   }, async (req) => reportOutcome(messages, principalOf(req), req.params.id, req.body));
 
   r.get('/v1/approvals', {
-    onRequest: authenticated(deps, ['approver']),
+    onRequest: authenticated(deps, ['approver', 'admin']),
     schema: {
       tags: ['approvals'],
-      summary: "Approval rounds waiting for the caller's answer",
+      summary: "What waits for the caller's answer, soonest deadline first: approval and override rounds of its groups (approvers), and four-eyes policy reviews it may answer (admins)",
       querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) }),
-      response: { 200: z.strictObject({ items: z.array(PendingApprovalSchema) }), 401: Problem, 403: Problem },
+      response: { 200: z.strictObject({ items: z.array(z.union([PendingApprovalSchema, PendingReviewSchema])) }), 401: Problem, 403: Problem },
     },
-  }, async (req) => ({ items: await pendingApprovals(messages, principalOf(req), req.query.limit) }));
+  }, async (req) => {
+    const p = principalOf(req);
+    const [rounds, reviews] = await Promise.all([
+      p.roles.includes('approver') ? pendingApprovals(messages, p, req.query.limit) : [],
+      pendingReviews(deps.db, p, req.query.limit),
+    ]);
+    return { items: [...rounds, ...reviews].sort((a, b) => a.deadline.localeCompare(b.deadline)).slice(0, req.query.limit) };
+  });
 }

@@ -175,6 +175,7 @@ function humanReport(r: ReplayReport, from: string): string {
   }
   lines.push(`replayed from ${from}: ${r.records} records, ${r.events} events (${r.duplicates} duplicates), ${r.streams} streams, ${r.runs} runs, ${r.receipts.length} receipts verified, ${r.re_evaluated} decisions re-derived`);
   if (r.unsigned_runs.length) lines.push(`${r.unsigned_runs.length} runs have no receipt yet (pending or in flight)`);
+  for (const e of r.edited_runs) lines.push(`edited  ${e.decision_id}  asked ${e.args_digest ?? '-'}  approved ${e.edited_args_digest}  by ${e.approved_by.join(', ')}`);
   for (const d of r.divergences) lines.push(`DIVERGENCE ${d.stream_id ?? '-'} at ${d.position ?? '-'}: ${d.problem}`);
   lines.push(r.divergences.length ? `FAILED: ${r.divergences.length} divergences` : 'OK: no divergence');
   return `${lines.join('\n')}\n`;

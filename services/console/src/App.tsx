@@ -67,7 +67,7 @@ function Nav({ me }: { me: Me }) {
   return (
     <header className="top">
       <nav aria-label="Main">
-        {hasRole(me, 'approver') && <Link to="/inbox">Approvals</Link>}
+        {(hasRole(me, 'approver') || hasRole(me, 'admin')) && <Link to="/inbox">Approvals</Link>}
         <Link to="/decisions">Decisions</Link>
         <Link to="/policies">Policies</Link>
       </nav>
@@ -84,7 +84,7 @@ function Page({ path, me }: { path: string; me: Me }) {
   if (policy) return <PolicyEditor id={policy[1] === 'new' ? null : policy[1]!} />;
   if (path === '/decisions') return <Decisions />;
   if (path === '/policies') return <Policies />;
-  if (path === '/inbox' || (path === '/' && hasRole(me, 'approver'))) return hasRole(me, 'approver') ? <Inbox /> : <p>Your role answers no approvals.</p>;
+  if (path === '/inbox' || (path === '/' && hasRole(me, 'approver'))) return hasRole(me, 'approver') || hasRole(me, 'admin') ? <Inbox /> : <p>Your role answers no approvals.</p>;
   return <Decisions />;
 }
 

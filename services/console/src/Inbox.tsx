@@ -3,7 +3,9 @@ import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { ApiError, client, unwrap } from './api.ts';
 import { ErrorBox, Link } from './App.tsx';
 
-type Round = NonNullable<Awaited<ReturnType<typeof loadApprovals>>>['items'][number];
+type Item = NonNullable<Awaited<ReturnType<typeof loadApprovals>>>['items'][number];
+type Round = Exclude<Item, { kind: 'activation_review' }>;
+type Review = Extract<Item, { kind: 'activation_review' }>;
 const loadApprovals = async () => unwrap(await client.GET('/v1/approvals', { params: { query: { limit: 100 } } }));
 
 /** Rounds waiting for my answer, polled every few seconds so a round closed elsewhere leaves the list. */
@@ -21,7 +23,9 @@ export function Inbox() {
       ))}
       {approvals.data && approvals.data.items.length === 0 && <p className="empty">Nothing waits for your answer.</p>}
       <ul className="cards">
-        {approvals.data?.items.map((r) => <RoundCard key={`${r.decision_id}/${r.round}`} round={r} notify={notify} />)}
+        {approvals.data?.items.map((r) => (r.kind === 'activation_review'
+          ? <ReviewCard key={r.review_id} review={r} notify={notify} />
+          : <RoundCard key={`${r.decision_id}/${r.round}`} round={r} notify={notify} />))}
       </ul>
     </section>
   );
@@ -67,6 +71,49 @@ function RoundCard({ round: r, notify }: { round: Round; notify: (n: Notice) => 
       </dl>
       <label htmlFor={`comment-${r.decision_id}`}>Comment</label>
       <textarea id={`comment-${r.decision_id}`} value={comment} maxLength={4000} onChange={(e) => setComment(e.target.value)} />
+      <div className="actions">
+        <button type="button" className="approve" disabled={busy} onClick={() => void answer('approve')}>Approve</button>
+        <button type="button" className="reject" disabled={busy} onClick={() => void answer('reject')}>Reject</button>
+      </div>
+    </li>
+  );
+}
+
+/** A four-eyes review of a policy change this admin may answer. */
+function ReviewCard({ review: r, notify }: { review: Review; notify: (n: Notice) => void }) {
+  const qc = useQueryClient();
+  const [comment, setComment] = useState('');
+  const [busy, setBusy] = useState(false);
+  const answer = async (verdict: 'approve' | 'reject') => {
+    setBusy(true);
+    try {
+      unwrap(await client.POST('/v1/policies/{id}/activation/approvals', {
+        params: { path: { id: r.policy_id } },
+        body: { verdict, review_id: r.review_id, ...(comment ? { comment } : {}) },
+      }));
+      notify({ decisionId: r.policy_id, ok: true, text: `your ${verdict} of the ${r.change} counted` });
+    } catch (err) {
+      notify({ decisionId: r.policy_id, ok: false, text: `your answer did not count: ${err instanceof ApiError ? err.message : String(err)}` });
+    } finally {
+      await qc.invalidateQueries({ queryKey: ['approvals'] });
+      setBusy(false);
+    }
+  };
+  return (
+    <li className="card" data-review={r.review_id}>
+      <h2>
+        <span className="tool">policy {r.policy_id} v{r.version}</span>
+        <span className="badge">{r.change} review</span>
+      </h2>
+      <dl className="facts">
+        <dt>Asked by</dt><dd>{r.requested_by}</dd>
+        <dt>Authors</dt><dd>{r.authors.join(', ')}</dd>
+        <dt>Document</dt><dd className="mono">{r.document_hash}</dd>
+        {r.expected_loosening.length > 0 && (<><dt>Expected loosening</dt><dd>{r.expected_loosening.join(', ')}</dd></>)}
+        <dt>Deadline</dt><dd><time dateTime={r.deadline}>{new Date(r.deadline).toLocaleString()}</time></dd>
+      </dl>
+      <label htmlFor={`comment-${r.review_id}`}>Comment</label>
+      <textarea id={`comment-${r.review_id}`} value={comment} maxLength={4000} onChange={(e) => setComment(e.target.value)} />
       <div className="actions">
         <button type="button" className="approve" disabled={busy} onClick={() => void answer('approve')}>Approve</button>
         <button type="button" className="reject" disabled={busy} onClick={() => void answer('reject')}>Reject</button>
