@@ -215,7 +215,7 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, opti
   const refused = started.find((s) => s.status === 'rejected');
   if (refused) {
     // One process not ready: the others must not outlive the failed set-up (they would load every later test).
-    await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.stop('SIGKILL') : undefined)));
+    await Promise.all(started.flatMap((s) => (s.status === 'fulfilled' ? [s.value.stop('SIGKILL')] : [])));
     await db.end();
     await database.drop().catch(() => {});
     throw refused.reason;
