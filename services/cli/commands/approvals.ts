@@ -36,36 +36,27 @@ export function registerApprovalCommands(program: Command): void {
 
   approvals
     .command('show <id>')
-    .description("One item of your inbox (a decision id, or a review id) with its context: constraints, the agent's recent history for the tool.")
+    .description("One request (a decision id, or a review id): its facts, the checklist of judgment rules to check before answering, the constraints that will apply and the agent's recent history for the tool.")
     .option('--json', 'print JSON')
     .action((id: string, opts: { json?: boolean }) => run(async () => {
       const res = await transport().request<{ items: Array<Record<string, unknown>> }>('GET', '/v1/approvals', undefined, { query: { limit: '500' } });
-      const item = res.items.find((x) => x['decision_id'] === id || x['review_id'] === id);
-      if (!item) throw new UsageError(`${id} is not waiting for your answer`);
-      if (opts.json) return print(true, item);
-      const { history, ...rest } = item as { history?: Array<Record<string, unknown>> } & Record<string, unknown>;
-      record(false, rest);
-      if (history) {
-        process.stdout.write(history.length ? '\nrecent decisions of this agent for this tool:\n' : '\nno earlier decisions of this agent for this tool\n');
-        if (history.length) print(false, history, history, ['decision_id', 'asked_at', 'operation', 'decision', 'finalized_via', 'outcome']);
-      }
-    }));
-
-  approvals
-    .command('show <decision-id>')
-    .description('One request: its facts, and the checklist of judgment rules to check before answering.')
-    .option('--json', 'print JSON')
-    .action((id: string, opts: { json?: boolean }) => run(async () => {
-      const res = await transport().request<{ items: Array<Record<string, unknown>> }>('GET', '/v1/approvals', undefined, { query: { limit: '500' } });
-      const waiting = res.items.find((i) => i['decision_id'] === id);
+      const waiting = res.items.find((x) => x['decision_id'] === id || x['review_id'] === id);
+      // Not waiting for you (answered, closed, another group's): the decision itself, as far as you may read it.
       const item = waiting ?? await transport().request<Record<string, unknown>>('GET', `/v1/decisions/${encodeURIComponent(id)}`);
       if (opts.json) return print(true, item);
-      const { checklist, ...rest } = item as Record<string, unknown> & { checklist?: Array<{ text: string; rule: string; policy_id: string; version: number }> };
+      const { checklist, history, ...rest } = item as Record<string, unknown> & {
+        checklist?: Array<{ text: string; rule: string; policy_id: string; version: number }>;
+        history?: Array<Record<string, unknown>>;
+      };
       record(false, rest);
       if (checklist !== undefined && checklist.length > 0) {
         process.stdout.write('\nchecklist (judgment rules of the policy; check each before you answer):\n');
         // Policy text is shown as text: control and escape characters are stripped so it cannot restyle the terminal.
         for (const j of checklist) process.stdout.write(`  - ${terminalText(j.text)} (rule ${terminalText(j.rule)}, ${terminalText(j.policy_id)} v${j.version})\n`);
+      }
+      if (history) {
+        process.stdout.write(history.length ? '\nrecent decisions of this agent for this tool:\n' : '\nno earlier decisions of this agent for this tool\n');
+        if (history.length) print(false, history, history, ['decision_id', 'asked_at', 'operation', 'decision', 'finalized_via', 'outcome']);
       }
     }));
 
