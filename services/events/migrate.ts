@@ -23,6 +23,8 @@ const APP_GRANTS: Array<[string, string]> = [
   ['channel_digest_items', 'SELECT, INSERT, UPDATE'],
   ['channel_slack_workspaces', 'SELECT, INSERT, UPDATE'],
   ['console_sessions', 'SELECT, INSERT, UPDATE'],
+  ['console_links', 'SELECT, INSERT, UPDATE'],
+  ['audit_replays', 'SELECT, INSERT'],
 ];
 
 /**
