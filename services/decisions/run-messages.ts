@@ -152,6 +152,15 @@ export type PendingApproval = {
   args_digest: string | null;
   snapshot_hash: string;
   justification: string | null;
+  /** The request's arguments as the agent sent them (the round is bound to their digest). */
+  args: unknown;
+  constraints: Record<string, unknown>;
+  /** The policy versions that decided the run. */
+  policies: Array<{ policy_id: string; version: number }>;
+  /** Who answered this round so far (the caller never, or the round would not be in its inbox). */
+  answers: Array<{ approver_id: string; verdict: 'approve' | 'reject'; channel: string; at: string; comment: string | null }>;
+  on_timeout: 'DENY' | 'ALLOW';
+  escalate_to: string[];
 };
 
 /**
@@ -193,7 +202,7 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
   for (const { stream_id } of rows.rows) {
     const run = parseStreamId(stream_id);
     if (run?.kind !== 'run') continue;
-    const { view } = await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, run.decisionId));
+    const { view, events } = await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, run.decisionId));
     const r = openRound(view);
     if (!view || !r) continue;
     if (!principal.groups.some((g) => r.groups.includes(g)) || view.requested_by === principal.id) continue;
@@ -202,8 +211,19 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
       decision_id: view.decision_id, round: r.round, kind: r.kind, agent_id: view.agent_id, tool: view.action.tool, operation: view.action.operation ?? null,
       reason: view.reason, matched_rule: view.matched_rule, groups: r.groups, quorum: r.quorum, approvals: r.approvals.length, deadline: r.deadline,
       args_digest: r.args_digest, snapshot_hash: r.snapshot_hash, justification: r.justification ?? null,
+      args: requestArgs(events), constraints: view.constraints, policies: view.policies.map((p) => ({ policy_id: p.policy_id, version: p.version })),
+      answers: [
+        ...r.approvals.map((a) => ({ approver_id: a.approver_id, verdict: 'approve' as const, channel: a.channel, at: a.at, comment: a.comment ?? null })),
+        ...r.rejections.map((a) => ({ approver_id: a.approver_id, verdict: 'reject' as const, channel: a.channel, at: a.at, comment: a.comment ?? null })),
+      ].sort((a, b) => a.at.localeCompare(b.at)),
+      on_timeout: r.on_timeout, escalate_to: r.escalate_to,
     });
   }
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));
 }
 
+/** The arguments of a run's request, from its DecisionRequested event (null when it sent none). */
+function requestArgs(events: ReadonlyArray<{ type: string; data: unknown }>): unknown {
+  const first = events.find((e) => e.type === 'DecisionRequested');
+  return (first?.data as { request?: { action?: { args?: unknown } } } | undefined)?.request?.action?.args ?? null;
+}

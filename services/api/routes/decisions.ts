@@ -39,6 +39,13 @@ const PendingApprovalSchema = z.strictObject({
   decision_id: z.string(), round: z.number(), kind: z.enum(['approval', 'override']), agent_id: z.string(), tool: z.string(), operation: z.string().nullable(),
   reason: z.string(), matched_rule: z.string().nullable(), groups: z.array(z.string()), quorum: z.number(), approvals: z.number(), deadline: z.string(),
   args_digest: z.string().nullable(), snapshot_hash: z.string(), justification: z.string().nullable(),
+  args: z.unknown().describe("The request's arguments as the agent sent them (the round is bound to their digest)."),
+  constraints: z.record(z.string(), z.unknown()),
+  policies: z.array(z.strictObject({ policy_id: z.string(), version: z.number() })).describe('The policy versions that decided the run.'),
+  answers: z.array(z.strictObject({ approver_id: z.string(), verdict: z.enum(['approve', 'reject']), channel: z.string(), at: z.string(), comment: z.string().nullable() }))
+    .describe('Who answered this round so far.'),
+  on_timeout: z.enum(['DENY', 'ALLOW']).describe('What the run becomes at the deadline without a quorum.'),
+  escalate_to: z.array(z.string()),
 });
 
 export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): void {
