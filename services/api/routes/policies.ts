@@ -4,7 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
 import { AgentId } from '../../../schemas/decision.ts';
 import { CountersignError } from '../../errors.ts';
-import { simulate } from '../../policy/index.ts';
+import { compileDocument, interpretations, simulate } from '../../policy/index.ts';
 import { parseDataText } from '../../policy/parse-text.ts';
 import { loadKeyring, type Keyring } from '../../receipts/keyring.ts';
 import {
@@ -92,7 +92,13 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
     const s = await loadPolicy(deps.db, principalOf(req).tenant_id, req.params.id);
     if (!s || s.deleted) throw notFound(req.params.id);
     const active = s.versions.find((v) => v.version === s.active_version);
-    return { ...policySummary(s), draft_document: s.draft?.document ?? null, active: active ? { ...versionSummary(active, s.active_version), document: active.document } : null };
+    // The natural-language rules of the document shown (the draft, else the active version) with their compiled form.
+    const shown = s.draft?.document ?? active?.document;
+    const compiled = shown ? compileDocument(shown, s.draft?.version ?? active?.version ?? 1) : null;
+    return {
+      ...policySummary(s), draft_document: s.draft?.document ?? null, active: active ? { ...versionSummary(active, s.active_version), document: active.document } : null,
+      interpreted: compiled?.ok ? interpretations(compiled.policy) : [],
+    };
   });
 
   r.put('/v1/policies/:id', {
