@@ -176,12 +176,13 @@ describe('tenant audit replay route', () => {
     expect(run.body.runs).toBeGreaterThanOrEqual(1);
     // Tenant B sees none of A's replays, and its own replay covers only its own log.
     attempts++;
-    if ((await api({ url: stack.url, key: tenantB.adminKey }, 'GET', '/v1/audit/replays/latest')).status !== 404) through++;
+    const latestB = await api({ url: stack.url, key: tenantB.adminKey }, 'GET', '/v1/audit/replays/latest');
+    if (latestB.status !== 200 || latestB.body.replay !== null) through++;
     const runB = await api({ url: stack.url, key: tenantB.adminKey }, 'POST', '/v1/audit/replays', {});
     expect(runB.status).toBe(201);
     expect(runB.body.tenant_id).toBe('tenant-b');
     expect(runB.body.events).toBeLessThan(run.body.events);
-    expect((await api({ url: stack.url, key: stack.bootstrapKey }, 'GET', '/v1/audit/replays/latest')).body.id).toBe(run.body.id);
+    expect((await api({ url: stack.url, key: stack.bootstrapKey }, 'GET', '/v1/audit/replays/latest')).body.replay.id).toBe(run.body.id);
     // Within the interval, the tenant gets no second replay, by any of its admins or auditors.
     for (const key of [auditor.key, stack.bootstrapKey, stack.key, auditor.key]) {
       attempts++;

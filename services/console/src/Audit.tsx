@@ -8,11 +8,7 @@ export function Audit() {
   const qc = useQueryClient();
   const latest = useQuery({
     queryKey: ['audit-latest'],
-    queryFn: async () => {
-      const res = await client.GET('/v1/audit/replays/latest');
-      if (res.response.status === 404) return null;
-      return unwrap(res);
-    },
+    queryFn: async () => unwrap(await client.GET('/v1/audit/replays/latest')).replay,
   });
   const [busy, setBusy] = useState(false);
   const [failure, setFailure] = useState<unknown>(null);

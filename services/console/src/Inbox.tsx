@@ -16,7 +16,7 @@ async function whyClosed(r: Round): Promise<string> {
   const res = await client.GET('/v1/decisions/{id}', { params: { path: { id: r.decision_id }, query: { wait: 0 } } });
   if (!res.data) return 'round closed elsewhere; an answer now would not count';
   const d = res.data;
-  if (d.status === 'final') return `closed elsewhere: the run is final, ${d.decision}${d.reason_code ? ` (${d.reason_code.replace(/_/g, ' ')})` : ''}; an answer now would not count`;
+  if (d.status === 'final') return `closed elsewhere: the run is final, ${d.decision}${d.reason_code ? ` (${d.reason_code.replace(/_/g, ' ')})` : ''}: ${d.reason}; an answer now would not count`;
   return `round ${r.round} moved on elsewhere (answered by its quorum, escalated to other groups, or superseded); an answer to it now would not count`;
 }
 

@@ -64,7 +64,7 @@ export function Policies() {
               <tr key={p.id}>
                 <td><Link to={`/policies/${p.id}`}>{p.id}</Link></td>
                 <td>{show(p.name, '')}</td>
-                <td><span className={`status ${p.status}`}>{p.status}</span>{p.activation_review?.status === 'pending' ? ' · review pending' : ''}</td>
+                <td><span className={`status ${p.status}`}>{p.status}</span>{p.activation_review?.status === 'open' ? ' · review pending' : ''}</td>
                 <td>{show(p.active_version)}</td>
                 <td>{show(p.domain)}</td>
                 <td>{p.scope.level ?? 'tenant'}{p.scope.agent ? ` (${p.scope.agent})` : ''}</td>

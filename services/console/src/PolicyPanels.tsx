@@ -45,13 +45,13 @@ function ReviewPanel({ id, review, busy, run }: { id: string; review: Review; bu
     const res = unwrap(await client.POST('/v1/policies/{id}/activation/approvals', { params: { path: { id } }, body: { verdict, review_id: review.review_id, ...(comment ? { comment } : {}) } }));
     return `Your ${verdict} counted: the review is ${show(res['status'])}`;
   });
-  const mayAnswer = review.status === 'pending' && can(me, 'reviewActivation') && review.requested_by !== me.id;
+  const mayAnswer = review.status === 'open' && can(me, 'reviewActivation') && review.requested_by !== me.id;
   return (
     <section aria-labelledby="review-title" className="panel" data-testid="activation-review">
-      <h2 id="review-title">Four-eyes review of v{review.version}: {review.status}</h2>
+      <h2 id="review-title">Four-eyes review of v{review.version}: {review.status === 'open' ? 'waiting for a second admin' : review.status}</h2>
       <p>Requested by {review.requested_by}; deadline <time dateTime={review.deadline}>{new Date(review.deadline).toLocaleString()}</time>
         {review.approved_by ? `; approved by ${review.approved_by}` : ''}{review.rejected_by ? `; rejected by ${review.rejected_by}` : ''}</p>
-      {review.status === 'pending' && review.requested_by === me.id && <p className="hint">A second admin answers this review; the requester cannot.</p>}
+      {review.status === 'open' && review.requested_by === me.id && <p className="hint">A second admin answers this review; the requester cannot.</p>}
       {mayAnswer && (
         <>
           <label htmlFor="review-comment">Review comment</label>
