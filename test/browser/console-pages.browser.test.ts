@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { parse, stringify } from 'yaml';
 import { activateYaml, addPrincipal, api, eventually, ROOT, startTestStack, type TestStack } from '../int/harness.ts';
 
 /**
@@ -170,8 +171,10 @@ describe.runIf(CHROMIUM || CI)('console pages in a real browser', () => {
     await expect.poll(() => page.locator('.meta').textContent()).toContain('draft v2');
     const editor = page.getByLabel('Policy (YAML)');
     await expect.poll(async () => (await editor.inputValue()).includes('lookups')).toBe(true);
-    const draft = (await editor.inputValue()).replace(/(name: lookups[\s\S]*?decision: )ALLOW/, '$1DENY') + '  - text: Deny shell_exec in prod\n';
-    await editor.fill(draft);
+    // The author's edit: lookups become DENY, and a natural-language rule is added.
+    const doc = parse(await editor.inputValue()) as { rules: Array<Record<string, unknown>> };
+    doc.rules = [...doc.rules.map((r) => (r['name'] === 'lookups' ? { ...r, decision: 'DENY' } : r)), { text: 'Deny shell_exec in prod' }];
+    await editor.fill(stringify(doc));
     await page.getByRole('button', { name: 'Save draft' }).click();
     await page.getByText('Draft saved').waitFor();
     const nl = page.getByRole('region', { name: /Natural-language rules/ });

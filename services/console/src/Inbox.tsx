@@ -93,6 +93,8 @@ function RoundCard({ round: r, notify, onAnswered }: { round: Round; notify: (n:
     }
   };
   const constraints = Object.keys(r.constraints).length ? json(r.constraints) : null;
+  // Decision rounds and overrides are answered through the run; any other kind the API lists is shown, not answered here.
+  const answeredHere = r.kind === 'approval' || r.kind === 'override';
   const titleId = `round-${r.decision_id}-${r.round}`;
   return (
     <li className="card" data-decision={r.decision_id} aria-labelledby={titleId}>
@@ -122,12 +124,16 @@ function RoundCard({ round: r, notify, onAnswered }: { round: Round; notify: (n:
         <dt>Bound to</dt><dd className="mono">{r.args_digest ?? 'no arguments'}</dd>
         <dt>Run</dt><dd><Link to={`/decisions/${r.decision_id}`}>{r.decision_id}</Link></dd>
       </dl>
-      <label htmlFor={`comment-${r.decision_id}`}>Comment</label>
-      <textarea id={`comment-${r.decision_id}`} value={comment} maxLength={4000} onChange={(e) => setComment(e.target.value)} />
-      <div className="actions">
-        <button type="button" className="approve" disabled={busy} onClick={() => void answer('approve')}>Approve</button>
-        <button type="button" className="reject" disabled={busy} onClick={() => void answer('reject')}>Reject</button>
-      </div>
+      {answeredHere ? (
+        <>
+          <label htmlFor={`comment-${r.decision_id}`}>Comment</label>
+          <textarea id={`comment-${r.decision_id}`} value={comment} maxLength={4000} onChange={(e) => setComment(e.target.value)} />
+          <div className="actions">
+            <button type="button" className="approve" disabled={busy} onClick={() => void answer('approve')}>Approve</button>
+            <button type="button" className="reject" disabled={busy} onClick={() => void answer('reject')}>Reject</button>
+          </div>
+        </>
+      ) : <p className="hint">A {String(r.kind)} round is answered on its own page, not through a run's approvals.</p>}
     </li>
   );
 }
