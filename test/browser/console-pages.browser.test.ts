@@ -202,8 +202,8 @@ describe.runIf(CHROMIUM || CI)('console pages in a real browser', () => {
     await page.getByRole('button', { name: 'Activate' }).click();
     await expect.poll(() => page.getByTestId('policy-status').textContent(), { timeout: 15_000 }).toBe('active');
     // Diff v1 -> v2, rule by rule.
-    await page.getByLabel('From').selectOption('1');
-    await page.getByLabel('To').selectOption('2');
+    await page.getByLabel('From', { exact: true }).selectOption('1');
+    await page.getByLabel('To', { exact: true }).selectOption('2');
     const diff = page.getByRole('list', { name: 'Rule changes' });
     await expect.poll(() => diff.textContent()).toContain('changed lookups');
     expect(await diff.textContent()).toContain('added Deny shell_exec in prod');
