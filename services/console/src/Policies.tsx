@@ -131,7 +131,7 @@ export function PolicyEditor({ id }: { id: string | null }) {
     const d = policy.data;
     if (!d) return;
     const doc = d.draft_document ?? d.active?.document;
-    if (doc) setText(stringify(doc));
+    if (doc) setText(stringify(tidy(doc)));
   }, [policy.data]);
 
   const hasDraft = Boolean(policy.data?.draft);
@@ -257,4 +257,22 @@ export function draftDocument(text: string): Record<string, unknown> | null {
   } catch {
     return null;
   }
+}
+
+const DOCUMENT_ORDER = ['apiVersion', 'kind', 'metadata', 'scope', 'models', 'tools', 'rules'];
+const METADATA_ORDER = ['id', 'name', 'domain', 'description'];
+const RULE_ORDER = ['name', 'text', 'on', 'match', 'condition', 'decision', 'reason', 'constraints', 'approval'];
+
+/** Keys in the order people write them (stored documents come back with their keys sorted by the database). */
+function ordered(obj: Record<string, unknown>, order: string[]): Record<string, unknown> {
+  const rank = (k: string) => (order.includes(k) ? order.indexOf(k) : order.length);
+  return Object.fromEntries(Object.entries(obj).sort(([a], [b]) => rank(a) - rank(b)));
+}
+
+function tidy(doc: Record<string, unknown>): Record<string, unknown> {
+  const out = ordered(doc, DOCUMENT_ORDER);
+  const meta = out['metadata'];
+  if (meta && typeof meta === 'object' && !Array.isArray(meta)) out['metadata'] = ordered(meta as Record<string, unknown>, METADATA_ORDER);
+  if (Array.isArray(out['rules'])) out['rules'] = (out['rules'] as unknown[]).map((r) => (r && typeof r === 'object' && !Array.isArray(r) ? ordered(r as Record<string, unknown>, RULE_ORDER) : r));
+  return out;
 }

@@ -122,8 +122,11 @@ function VersionsPanel({ id, policy, busy, run }: { id: string; policy: PolicySu
 
 function DiffPanel({ id, policy }: { id: string; policy: PolicySummary }) {
   const choices = [...Array.from({ length: policy.latest_version ?? 0 }, (_, i) => String(i + 1)), ...(policy.draft ? ['draft'] : [])];
-  const [from, setFrom] = useState(choices.length > 1 ? choices[choices.length - 2]! : '');
-  const [to, setTo] = useState(choices.length > 1 ? choices[choices.length - 1]! : '');
+  // The latest two by default (the draft against the version before it, or the last two versions).
+  const [fromChoice, setFrom] = useState('');
+  const [toChoice, setTo] = useState('');
+  const from = fromChoice || (choices.length > 1 ? choices[choices.length - 2]! : '');
+  const to = toChoice || (choices.length > 1 ? choices[choices.length - 1]! : '');
   const diff = useQuery({
     queryKey: ['policy-diff', id, from, to],
     enabled: Boolean(from && to && from !== to),
