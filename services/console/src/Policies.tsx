@@ -226,7 +226,7 @@ export function ValidationReportView({ report }: { report: ValidationReport }) {
   const rules = Object.entries(report.by_rule);
   return (
     <section aria-labelledby="validation-title" className="panel" data-testid="validation-report">
-      <h2 id="validation-title">Validation: {report.changed} of {report.runs} runs of the last {report.window_days} days would change</h2>
+      <h2 id="validation-title">Recent runs replayed: {report.changed} of {report.runs} (last {report.window_days} days) would change</h2>
       <p>{report.stricter} stricter · {report.looser} looser · {report.unchanged} unchanged</p>
       {rules.length > 0 && (
         <div className="scroll">
