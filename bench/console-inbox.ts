@@ -76,7 +76,12 @@ async function firstCard(page: Page): Promise<number> {
   await page.goto('/decisions');
   await page.getByRole('heading', { name: 'Decisions' }).waitFor();
   await page.goto('/inbox', { waitUntil: 'commit' });
-  const handle = await page.waitForFunction('document.querySelector("li.card") ? performance.now() : 0', undefined, { polling: 'raf', timeout: 60_000 });
+  // A function, not a string: the page's CSP (no unsafe-eval) refuses a predicate given as a string.
+  type PageGlobals = { document: { querySelector: (s: string) => unknown }; performance: { now: () => number } };
+  const handle = await page.waitForFunction(() => {
+    const g = globalThis as unknown as PageGlobals;
+    return g.document.querySelector('li.card') ? g.performance.now() : 0;
+  }, undefined, { polling: 'raf', timeout: 60_000 });
   return Number(await handle.jsonValue());
 }
 
