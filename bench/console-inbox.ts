@@ -9,9 +9,10 @@
 // PolicyEvaluated: REQUIRE_APPROVAL by the example policy's big-refunds rule) and its ApprovalRequested are built
 // and hash-chained offline (services/audit/synthetic-runs.ts, storeOffline) and INSERTed straight into the events
 // table in batches: the tables the inbox reads, with the rows the workflow would have written. The publisher is
-// stopped first so it does not ship 30,000 events to Kafka while we measure.
+// stopped first so it does not ship 30,000 events to Kafka while we measure, and no worker runs (none is needed).
 //   eval "$(services/stack/stack.sh env)"; npx tsx bench/console-inbox.ts [rounds] [measurements]
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { chromium, type Page } from 'playwright-core';
 import type { NewEvent, StoredEvent } from '../schemas/events.ts';
 import { exampleSnapshot, firstRunEvents, storeOffline, syntheticDecisionId } from '../services/audit/synthetic-runs.ts';
@@ -19,7 +20,7 @@ import { runEventId, runStreamId } from '../services/decisions/ids.ts';
 import { loadOrCreateKeyring } from '../services/receipts/keyring.ts';
 import { sha256Digest } from '../services/receipts/canonical.ts';
 import { withTenant } from '../services/events/db.ts';
-import { api, startTestStack, type TestStack } from '../test/int/harness.ts';
+import { api, ROOT, startTestStack, type TestStack } from '../test/int/harness.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 10_000);
 const MEASUREMENTS = Number(process.argv[3] ?? 7);
@@ -86,7 +87,9 @@ async function firstCard(page: Page): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const stack = await startTestStack();
+  // No workflow runs in this bench (the rounds are written directly), so no worker either: a stand-in answers the
+  // harness's wait for one (bench/lib/no-worker.mjs).
+  const stack = await startTestStack({ COUNTERSIGN_RATE_LIMIT: '1000000' }, { workerEntry: path.join(ROOT, 'bench', 'lib', 'no-worker.mjs') });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
   try {
     await stack.publisher.stop();
