@@ -5,7 +5,7 @@ import { ErrorBox, Link } from './App.tsx';
 
 type Round = NonNullable<Awaited<ReturnType<typeof loadApprovals>>>['items'][number];
 /** The first page: the soonest deadlines (the API picks the caller's rounds in SQL before this limit). */
-export const INBOX_PAGE = 50;
+export const INBOX_PAGE = 20;
 const loadApprovals = async () => unwrap(await client.GET('/v1/approvals', { params: { query: { limit: INBOX_PAGE } } }));
 const keyOf = (r: Round) => `${r.decision_id}/${r.round}`;
 
