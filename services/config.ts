@@ -57,6 +57,8 @@ const ConfigSchema = z.object({
   COUNTERSIGN_OVERRIDE_TIMEOUT: durationSetting('24h').describe('How long an override request waits for an answer before it is denied.'),
   COUNTERSIGN_CONSOLE_IDLE: durationSetting('30m').describe('A console session ends after this long without a request.'),
   COUNTERSIGN_CONSOLE_MAX_AGE: durationSetting('12h').describe('A console session ends this long after sign-in, however active.'),
+  COUNTERSIGN_CONSOLE_LINK_TTL: durationSetting('5m').describe('A one-time console sign-in link (countersign login --web) is good for this long, and for one use.'),
+  COUNTERSIGN_AUDIT_REPLAY_INTERVAL: durationSetting('1m').describe('A tenant may run one audit replay through the API (POST /v1/audit/replays) per this interval.'),
   COUNTERSIGN_OUTCOME_WINDOW: durationSetting('24h').describe('How long after a final decision the agent may report the outcome.'),
   COUNTERSIGN_CALLBACK_ALLOW_PRIVATE: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('Allow callback URLs that resolve to private, loopback or other non-public addresses (development only). Read by the API, which checks callback_url when a decision is asked for, and by the worker, which checks it again when it delivers.'),
   COUNTERSIGN_EVALUATOR_ALLOW_HOSTS: z.string().default('').transform((v) => v.split(',').map((h) => h.trim()).filter((h) => h !== '')).describe("Comma-separated hosts (host or host:port) whose judgment-rule evaluator URLs may resolve to private or loopback addresses (an operator's own model server). Every other evaluator URL is checked like a callback URL. Read by the API (when a tenant sets its evaluator) and by the worker (each time it asks)."),

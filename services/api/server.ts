@@ -22,6 +22,7 @@ import { registerTenantRoutes } from './routes/tenants.ts';
 import { registerPolicyRoutes } from './routes/policies.ts';
 import { registerChannelRoutes } from './routes/channels.ts';
 import { registerToolCatalogRoutes } from './routes/tool-catalog.ts';
+import { registerAuditRoutes } from './routes/audit.ts';
 import { registerConsoleRoutes } from './routes/console.ts';
 import { registerDelegationRoutes } from './routes/delegations.ts';
 import { sessionPrincipal } from '../console/session-auth.ts';
@@ -145,6 +146,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   registerPolicyRoutes(app, deps);
   registerChannelRoutes(app, deps);
   registerToolCatalogRoutes(app, { ...deps, catalogs });
+  registerAuditRoutes(app, deps);
   registerConsoleRoutes(app, deps);
   registerDelegationRoutes(app, deps);
   return app;

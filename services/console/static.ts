@@ -8,7 +8,7 @@ import { CountersignError } from '../errors.ts';
 export const CONSOLE_DIST = path.join(import.meta.dirname, 'dist');
 export const CONSOLE_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 /** The console's own paths: each answers index.html, and the page reads its path. */
-export const CONSOLE_PAGES = ['/', '/sign-in', '/inbox', '/decisions', '/decisions/:id', '/policies', '/policies/:id'];
+export const CONSOLE_PAGES = ['/', '/sign-in', '/inbox', '/decisions', '/decisions/:id', '/policies', '/policies/:id', '/agents', '/agents/:id', '/tools', '/members', '/audit'];
 
 const TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json' };
 

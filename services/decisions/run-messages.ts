@@ -170,6 +170,14 @@ export type PendingApproval = {
   checklist?: JudgmentItem[];
   /** The constraints that will apply when the round approves. */
   constraints: Record<string, unknown>;
+  /** The request's arguments as the agent sent them (the round is bound to their digest). */
+  args: unknown;
+  /** The policy versions that decided the run. */
+  policies: Array<{ policy_id: string; version: number }>;
+  /** Who answered this round so far (the caller never, or the round would not be in its inbox). */
+  answers: Array<{ approver_id: string; verdict: 'approve' | 'reject'; channel: string; at: string; comment: string | null }>;
+  on_timeout: 'DENY' | 'ALLOW';
+  escalate_to: string[];
   /** The agent's last decisions for the same tool before this one, newest first. */
   history: HistoryEntry[];
 };
@@ -214,9 +222,10 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
   for (const { stream_id } of rows.rows) {
     const run = parseStreamId(stream_id);
     if (run?.kind !== 'run') continue;
-    const { view, history } = await withTenant(deps.db, principal.tenant_id, async (c) => {
-      const v = (await loadRunView(c, run.decisionId)).view;
-      return { view: v, history: v ? await agentHistory(c, principal.tenant_id, v.decision_id, v.agent_id, v.action.tool) : [] };
+    const { view, events, history } = await withTenant(deps.db, principal.tenant_id, async (c) => {
+      const loaded = await loadRunView(c, run.decisionId);
+      const v = loaded.view;
+      return { view: v, events: loaded.events, history: v ? await agentHistory(c, principal.tenant_id, v.decision_id, v.agent_id, v.action.tool) : [] };
     });
     const r = openRound(view);
     if (!view || !r) continue;
@@ -229,8 +238,19 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
       ...(r.requirements ? { requirements: requirementSummaries(r)! } : {}),
       ...(r.kind === 'approval' && checklistOf(view).length > 0 ? { checklist: checklistOf(view) } : {}),
       constraints: view.constraints, history,
+      args: requestArgs(events), policies: view.policies.map((p) => ({ policy_id: p.policy_id, version: p.version })),
+      answers: [
+        ...r.approvals.map((a) => ({ approver_id: a.approver_id, verdict: 'approve' as const, channel: a.channel, at: a.at, comment: a.comment ?? null })),
+        ...r.rejections.map((a) => ({ approver_id: a.approver_id, verdict: 'reject' as const, channel: a.channel, at: a.at, comment: a.comment ?? null })),
+      ].sort((a, b) => a.at.localeCompare(b.at)),
+      on_timeout: r.on_timeout, escalate_to: r.escalate_to,
     });
   }
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));
 }
 
+/** The arguments of a run's request, from its DecisionRequested event (null when it sent none). */
+function requestArgs(events: ReadonlyArray<{ type: string; data: unknown }>): unknown {
+  const first = events.find((e) => e.type === 'DecisionRequested');
+  return (first?.data as { request?: { action?: { args?: unknown } } } | undefined)?.request?.action?.args ?? null;
+}

@@ -26,6 +26,8 @@ const APP_GRANTS: Array<[string, string]> = [
   ['decision_monitor', 'SELECT, INSERT, UPDATE'],
   ['delegations', 'SELECT, INSERT, UPDATE'],
   ['tenant_evaluators', 'SELECT, INSERT, UPDATE, DELETE'],
+  ['console_links', 'SELECT, INSERT, UPDATE'],
+  ['audit_replays', 'SELECT, INSERT'],
 ];
 
 /**

@@ -154,6 +154,7 @@ export function policySummary(s: PolicyState): Record<string, unknown> {
   return {
     id: s.policy_id,
     name: meta['name'] ?? null,
+    domain: meta['domain'] ?? null,
     status: s.status,
     active_version: s.active_version,
     latest_version: latest?.version ?? null,

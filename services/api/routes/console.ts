@@ -13,6 +13,7 @@ import { loadPublicKeys } from '../../receipts/keyring.ts';
 import { verifyReceipt } from '../../receipts/verify.ts';
 import { clearedSessionCookie, openSession, endSession, sessionCookie } from '../../console/sessions.ts';
 import { sessionLimits } from '../../console/session-auth.ts';
+import { mintSignInLink, redeemSignInLink } from '../../console/sign-in-links.ts';
 import { serveConsole } from '../../console/static.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
@@ -69,6 +70,48 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ApiDeps): void
     if (!principal) throw new CountersignError('unauthorized', 'invalid, revoked or expired API key');
     // Agents act through the API with their key; the console is for people.
     if (principal.kind !== 'person') throw new CountersignError('forbidden', 'only people sign in to the console; agents use their key with the API');
+    const { id, session } = await openSession(deps.db, principal, limits);
+    void reply.header('set-cookie', sessionCookie(id, secure(req), limits.maxAgeSec)).header('cache-control', 'no-store');
+    return reply.status(201).send(view(session));
+  });
+
+  r.post('/v1/console/links', {
+    onRequest: authenticated(deps, []),
+    schema: {
+      tags: ['console'], summary: 'A one-time console sign-in link for the key\'s own person (countersign login --web): short-lived, single use, minted only with an API key',
+      body: z.strictObject({}).nullish(),
+      response: {
+        201: z.strictObject({
+          path: z.string().describe('Open it on this API\'s origin; the token sits in the fragment, so it is never sent in a request line or a Referer.'),
+          token: z.string(), expires_at: z.string(),
+        }),
+        ...problems,
+      },
+    },
+  }, async (req, reply) => {
+    const p = principalOf(req);
+    // A session minting links would outlive its own absolute expiry: only the key's holder mints.
+    if (req.consoleSession) throw new CountersignError('forbidden', 'sign-in links are minted with an API key, not from a console session');
+    if (p.kind !== 'person') throw new CountersignError('forbidden', 'only people sign in to the console; agents use their key with the API');
+    const link = await mintSignInLink(deps.db, p, deps.config.COUNTERSIGN_CONSOLE_LINK_TTL);
+    void reply.header('cache-control', 'no-store');
+    return reply.status(201).send({ path: `/sign-in#link=${link.token}`, token: link.token, expires_at: link.expiresAt.toISOString() });
+  });
+
+  r.post('/v1/console/links/redeem', {
+    schema: {
+      tags: ['console'], summary: 'Open a console session with a one-time sign-in link (spent by its first use, whatever the outcome)', security: [],
+      body: z.strictObject({ token: z.string().min(1).max(200) }),
+      response: { 201: SessionView, ...problems },
+    },
+  }, async (req, reply) => {
+    let principal;
+    try {
+      principal = await redeemSignInLink(deps.db, req.body.token);
+    } catch (err) {
+      throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
+    }
+    if (!principal) throw new CountersignError('unauthorized', 'the sign-in link is unknown, spent or expired: run countersign login --web again');
     const { id, session } = await openSession(deps.db, principal, limits);
     void reply.header('set-cookie', sessionCookie(id, secure(req), limits.maxAgeSec)).header('cache-control', 'no-store');
     return reply.status(201).send(view(session));

@@ -44,11 +44,17 @@ const PendingApprovalSchema = z.strictObject({
   args_digest: z.string().nullable(), snapshot_hash: z.string(), justification: z.string().nullable(),
   requirements: z.array(ApprovalRequirementStatus).optional().describe('A round of requirements: each one and where it stands; every one must approve.'),
   checklist: z.array(JudgmentItem).optional().describe('The judgment rules of the request: the sentences the approver checks before answering.'),
+  args: z.unknown().describe("The request's arguments as the agent sent them (the round is bound to their digest)."),
   constraints: z.record(z.string(), z.unknown()).describe('The constraints that will apply when the round approves.'),
   history: z.array(z.strictObject({
     decision_id: z.string(), asked_at: z.string(), operation: z.string().nullable(), decision: z.string().nullable(), finalized_via: z.string().nullable(),
     outcome: z.enum(['succeeded', 'failed']).nullable(),
   })).describe("The agent's last 5 decisions for the same tool before this one, newest first: what it got, and the outcome it reported."),
+  policies: z.array(z.strictObject({ policy_id: z.string(), version: z.number() })).describe('The policy versions that decided the run.'),
+  answers: z.array(z.strictObject({ approver_id: z.string(), verdict: z.enum(['approve', 'reject']), channel: z.string(), at: z.string(), comment: z.string().nullable() }))
+    .describe('Who answered this round so far.'),
+  on_timeout: z.enum(['DENY', 'ALLOW']).describe('What the run becomes at the deadline without a quorum.'),
+  escalate_to: z.array(z.string()),
 });
 const PendingReviewSchema = z.strictObject({
   kind: z.literal('activation_review'),

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookH
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
 import { CountersignError } from '../../errors.ts';
+import { compileDocument, interpretations } from '../../policy/index.ts';
 import { loadKeyring, type Keyring } from '../../receipts/keyring.ts';
 import {
   activateDraft, clonePolicy, createDraft, deleteDraft, importPolicy, listPolicies, loadPolicy,
@@ -120,7 +121,13 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
   }, async (req) => {
     const { s, platform } = await readable(req, req.params.id);
     const active = s.versions.find((v) => v.version === s.active_version);
-    const out = { ...policySummary(s), draft_document: s.draft?.document ?? null, active: active ? { ...versionSummary(active, s.active_version), document: active.document } : null };
+    // The natural-language rules of the document shown (the draft, else the active version) with their compiled form.
+    const shown = s.draft?.document ?? active?.document;
+    const compiled = shown ? compileDocument(shown, s.draft?.version ?? active?.version ?? 1) : null;
+    const out = {
+      ...policySummary(s), draft_document: s.draft?.document ?? null, active: active ? { ...versionSummary(active, s.active_version), document: active.document } : null,
+      interpreted: compiled?.ok ? interpretations(compiled.policy) : [],
+    };
     return platform ? asPlatform(out) : out;
   });
 

@@ -1,4 +1,4 @@
-import { useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { ApiError, client, unwrap } from './api.ts';
 import { ErrorBox, Link } from './App.tsx';
@@ -6,34 +6,76 @@ import { ErrorBox, Link } from './App.tsx';
 type Item = NonNullable<Awaited<ReturnType<typeof loadApprovals>>>['items'][number];
 type Round = Exclude<Item, { kind: 'activation_review' }>;
 type Review = Extract<Item, { kind: 'activation_review' }>;
-const loadApprovals = async () => unwrap(await client.GET('/v1/approvals', { params: { query: { limit: 100 } } }));
+/** The first page: the soonest deadlines (the API picks the caller's rounds in SQL before this limit). */
+export const INBOX_PAGE = 20;
+const loadApprovals = async () => unwrap(await client.GET('/v1/approvals', { params: { query: { limit: INBOX_PAGE } } }));
+const keyOf = (r: Item) => (r.kind === 'activation_review' ? `review/${r.review_id}` : `${r.decision_id}/${r.round}`);
 
-/** Rounds waiting for my answer, polled every few seconds so a round closed elsewhere leaves the list. */
+type Notice = { decisionId: string; ok: boolean; text: string };
+
+/** Why a round that was in the list is gone, read from the decision itself. */
+async function whyClosed(r: Round): Promise<string> {
+  const res = await client.GET('/v1/decisions/{id}', { params: { path: { id: r.decision_id }, query: { wait: 0 } } });
+  if (!res.data) return 'round closed elsewhere; an answer now would not count';
+  const d = res.data;
+  if (d.status === 'final') return `closed elsewhere: the run is final, ${d.decision}${d.reason_code ? ` (${d.reason_code.replace(/_/g, ' ')})` : ''}: ${d.reason}; an answer now would not count`;
+  return `round ${r.round} moved on elsewhere (answered by its quorum, escalated to other groups, or superseded); an answer to it now would not count`;
+}
+
+/**
+ * Rounds waiting for my answer, polled every few seconds: a round closed elsewhere (another approver, Slack,
+ * email, the deadline) leaves the list, and a notice says why.
+ */
 export function Inbox() {
   const approvals = useQuery({ queryKey: ['approvals'], queryFn: loadApprovals, refetchInterval: 3000 });
-  // Kept above the cards: a round closes (and its card leaves) as soon as an answer counts or is refused.
   const [notices, setNotices] = useState<Notice[]>([]);
   const notify = (n: Notice) => setNotices((all) => [n, ...all].slice(0, 5));
+  const shown = useRef<Map<string, Item> | null>(null);
+  const answered = useRef(new Set<string>());
+  useEffect(() => {
+    const items = approvals.data?.items;
+    if (!items) return;
+    const now = new Map(items.map((r) => [keyOf(r), r]));
+    // Only rounds this page showed and that left without my answer; the first load explains nothing.
+    for (const [k, r] of shown.current ?? []) {
+      if (now.has(k) || answered.current.has(k) || items.length >= INBOX_PAGE || r.kind === 'activation_review') continue;
+      void whyClosed(r).then((text) => notify({ decisionId: r.decision_id, ok: false, text }));
+    }
+    shown.current = now;
+  }, [approvals.data]);
+  const items = approvals.data?.items ?? [];
   return (
     <section aria-labelledby="inbox-title">
       <h1 id="inbox-title">Approvals waiting for you</h1>
+      <p className="hint" aria-live="polite">
+        {approvals.data ? `${items.length}${items.length >= INBOX_PAGE ? '+' : ''} open, soonest deadline first · updates every 3 s` : 'Loading…'}
+      </p>
       <ErrorBox error={approvals.error} />
-      {notices.map((n, i) => (
-        <p key={i} role={n.ok ? 'status' : 'alert'} className={n.ok ? 'ok notice' : 'error notice'}>{n.decisionId}: {n.text}</p>
-      ))}
-      {approvals.data && approvals.data.items.length === 0 && <p className="empty">Nothing waits for your answer.</p>}
+      <div aria-live="polite">
+        {notices.map((n, i) => (
+          <p key={i} role={n.ok ? 'status' : 'alert'} className={n.ok ? 'ok notice' : 'error notice'}>{n.decisionId}: {n.text}</p>
+        ))}
+      </div>
+      {approvals.data && items.length === 0 && <p className="empty">Nothing waits for your answer.</p>}
       <ul className="cards">
-        {approvals.data?.items.map((r) => (r.kind === 'activation_review'
-          ? <ReviewCard key={r.review_id} review={r} notify={notify} />
-          : <RoundCard key={`${r.decision_id}/${r.round}`} round={r} notify={notify} />))}
+        {items.map((r) => (r.kind === 'activation_review'
+          ? <ReviewCard key={keyOf(r)} review={r} notify={notify} />
+          : <RoundCard key={keyOf(r)} round={r} notify={notify} onAnswered={() => answered.current.add(keyOf(r))} />))}
       </ul>
     </section>
   );
 }
 
-type Notice = { decisionId: string; ok: boolean; text: string };
+const json = (v: unknown) => JSON.stringify(v, null, 2);
 
-function RoundCard({ round: r, notify }: { round: Round; notify: (n: Notice) => void }) {
+function until(deadline: string): string {
+  const ms = new Date(deadline).getTime() - Date.now();
+  if (ms <= 0) return 'past';
+  const m = Math.round(ms / 60_000);
+  return m < 90 ? `in ${m} min` : `in ${Math.round(m / 60)} h`;
+}
+
+function RoundCard({ round: r, notify, onAnswered }: { round: Round; notify: (n: Notice) => void; onAnswered: () => void }) {
   const qc = useQueryClient();
   const [comment, setComment] = useState('');
   const [busy, setBusy] = useState(false);
@@ -42,39 +84,60 @@ function RoundCard({ round: r, notify }: { round: Round; notify: (n: Notice) => 
     try {
       const res = unwrap(await client.POST('/v1/decisions/{id}/approvals', {
         params: { path: { id: r.decision_id } },
-        body: { verdict, round: r.round, args_digest: r.args_digest, ...(comment ? { comment } : {}) },
+        body: { verdict, round: r.round, args_digest: r.args_digest, channel: 'dashboard', ...(comment ? { comment } : {}) },
       }));
+      onAnswered();
       notify({ decisionId: r.decision_id, ok: true, text: `your ${verdict} counted: round ${res.round} is ${res.round_status}` });
     } catch (err) {
+      onAnswered();
       notify({ decisionId: r.decision_id, ok: false, text: `your answer did not count: ${err instanceof ApiError ? err.message : String(err)}` });
     } finally {
       await qc.invalidateQueries({ queryKey: ['approvals'] });
       setBusy(false);
     }
   };
+  const constraints = Object.keys(r.constraints).length ? json(r.constraints) : null;
+  // Decision rounds and overrides are answered through the run; any other kind the API lists is shown, not answered here.
+  const answeredHere = r.kind === 'approval' || r.kind === 'override';
+  const titleId = `round-${r.decision_id}-${r.round}`;
   return (
-    <li className="card" data-decision={r.decision_id}>
-      <h2>
+    <li className="card" data-decision={r.decision_id} aria-labelledby={titleId}>
+      <h2 id={titleId}>
         <span className="tool">{r.tool}{r.operation ? ` · ${r.operation}` : ''}</span>
-        <span className="badge">{r.kind === 'override' ? 'override' : `round ${r.round}`}</span>
+        <span className="badge">{r.kind === 'approval' ? `round ${r.round}` : r.kind}</span>
       </h2>
       <dl className="facts">
         <dt>Agent</dt><dd>{r.agent_id}</dd>
         <dt>Reason</dt><dd>{r.reason}</dd>
         <dt>Rule</dt><dd>{r.matched_rule ?? '—'}</dd>
-        <dt>Arguments</dt><dd className="mono">{r.args_digest ?? 'not bound'}</dd>
-        <dt>Groups</dt><dd>{r.groups.join(', ')}</dd>
-        <dt>Quorum</dt><dd>{r.approvals} of {r.quorum}</dd>
-        <dt>Deadline</dt><dd><time dateTime={r.deadline}>{new Date(r.deadline).toLocaleString()}</time></dd>
+        <dt>Policy</dt><dd>{r.policies.length ? r.policies.map((p) => `${p.policy_id} v${p.version}`).join(', ') : '—'}</dd>
+        <dt>Arguments</dt><dd><pre className="mono args">{r.args === null || r.args === undefined ? 'none' : json(r.args)}</pre></dd>
+        <dt>Constraints</dt><dd>{constraints ? <pre className="mono args">{constraints}</pre> : 'none'}</dd>
+        <dt>Groups</dt><dd>{r.groups.join(', ')}{r.escalate_to.length ? ` (escalates to ${r.escalate_to.join(', ')})` : ''}</dd>
+        <dt>Quorum</dt><dd>{r.approvals} of {r.quorum} approvals</dd>
+        <dt>Answered</dt>
+        <dd data-testid="answers">
+          {r.answers.length === 0 ? 'nobody yet' : (
+            <ul className="answers">
+              {r.answers.map((a) => <li key={`${a.approver_id}/${a.at}`}>{a.approver_id} {a.verdict === 'approve' ? 'approved' : 'rejected'} via {a.channel} at <time dateTime={a.at}>{new Date(a.at).toLocaleTimeString()}</time>{a.comment ? `: “${a.comment}”` : ''}</li>)}
+            </ul>
+          )}
+        </dd>
+        <dt>Deadline</dt><dd><time dateTime={r.deadline}>{new Date(r.deadline).toLocaleString()}</time> ({until(r.deadline)}; then {r.on_timeout})</dd>
         {r.justification && (<><dt>Justification</dt><dd>{r.justification}</dd></>)}
+        <dt>Bound to</dt><dd className="mono">{r.args_digest ?? 'no arguments'}</dd>
         <dt>Run</dt><dd><Link to={`/decisions/${r.decision_id}`}>{r.decision_id}</Link></dd>
       </dl>
-      <label htmlFor={`comment-${r.decision_id}`}>Comment</label>
-      <textarea id={`comment-${r.decision_id}`} value={comment} maxLength={4000} onChange={(e) => setComment(e.target.value)} />
-      <div className="actions">
-        <button type="button" className="approve" disabled={busy} onClick={() => void answer('approve')}>Approve</button>
-        <button type="button" className="reject" disabled={busy} onClick={() => void answer('reject')}>Reject</button>
-      </div>
+      {answeredHere ? (
+        <>
+          <label htmlFor={`comment-${r.decision_id}`}>Comment</label>
+          <textarea id={`comment-${r.decision_id}`} value={comment} maxLength={4000} onChange={(e) => setComment(e.target.value)} />
+          <div className="actions">
+            <button type="button" className="approve" disabled={busy} onClick={() => void answer('approve')}>Approve</button>
+            <button type="button" className="reject" disabled={busy} onClick={() => void answer('reject')}>Reject</button>
+          </div>
+        </>
+      ) : <p className="hint">A {String(r.kind)} round is answered on its own page, not through a run's approvals.</p>}
     </li>
   );
 }
