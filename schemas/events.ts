@@ -34,6 +34,7 @@ export const RunStartData = z.strictObject({
     remind_before: z.union([z.strictObject({ sec: z.number().positive() }), z.strictObject({ percent: z.number().positive().max(100) })]).nullable().optional(),
   }),
   callback_url: z.string().max(2000).nullable(),
+  judge: z.literal(true).optional().describe("Present when the run asks the tenant's evaluator about its judgment rules before opening a round."),
   issued_at: z.iso.datetime({ offset: true }),
   signature: z.strictObject({ alg: z.literal('Ed25519'), key_id: z.string(), value: z.string() }),
 });

@@ -434,6 +434,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         ...(input.attestation ? {
           start: {
             workflow_id: wfId, counter_increments: input.counterIncrements ?? [], windows: input.windows, callback_url: input.callbackUrl ?? null,
+            ...(input.judge ? { judge: true as const } : {}),
             issued_at: input.attestation.issued_at, signature: input.attestation.signature,
           },
         } : {}),

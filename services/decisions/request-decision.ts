@@ -110,7 +110,7 @@ export async function requestDecisionAnswer(deps: DecideDeps, principal: Princip
     keyring,
     { decision_id: decisionId, tenant_id: tenantId, request, request_digest: requestDigest, args_digest: argsDigest, idempotency_key: key ?? null, requested_by: principal.id, ...(actingPrincipal ? { acting_principal: actingPrincipal } : {}) },
     { evaluation, policies: set.policies, default_decision: set.defaultDecision },
-    { workflow_id: workflowId, counter_increments: increments, windows, callback_url: callbackUrl ?? null },
+    { workflow_id: workflowId, counter_increments: increments, windows, callback_url: callbackUrl ?? null, ...(judge ? { judge: true as const } : {}) },
     now,
   );
 

@@ -51,6 +51,8 @@ export function runStartDocument(requested: Requested, evaluated: Evaluated, sta
     counter_increments: start.counter_increments,
     windows: start.windows,
     callback_url: start.callback_url,
+    // Only for a run that asks the evaluator: every other start signs the same document as before.
+    ...(start.judge ? { judge: true } : {}),
     issued_at: start.issued_at,
   };
 }
@@ -120,7 +122,7 @@ export function startEventsOf(input: DecisionWorkflowInput, workflowId: string):
       decision_id: input.decisionId, tenant_id: input.tenantId, request: input.request, request_digest: input.requestDigest, args_digest: input.argsDigest,
       idempotency_key: input.idempotencyKey, requested_by: input.requestedBy,
       ...(input.actingPrincipal ? { acting_principal: input.actingPrincipal } : {}),
-      ...(att ? { start: { workflow_id: workflowId, counter_increments: input.counterIncrements ?? [], windows: input.windows, callback_url: input.callbackUrl ?? null, issued_at: att.issued_at, signature: att.signature } } : {}),
+      ...(att ? { start: { workflow_id: workflowId, counter_increments: input.counterIncrements ?? [], windows: input.windows, callback_url: input.callbackUrl ?? null, ...(input.judge ? { judge: true as const } : {}), issued_at: att.issued_at, signature: att.signature } } : {}),
     },
     evaluated: { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision },
   };

@@ -68,12 +68,24 @@ describe('run start attestation (the API signs the whole start; the worker and t
       ['callback url', (r) => { r.start.callback_url = 'https://evil.example/'; r.request.callback_url = 'https://evil.example/'; r.request_digest = sha256Digest(r.request); }],
       ['issued at', (r) => { r.start.issued_at = '2026-12-01T10:00:01.000Z'; }],
       ['signature', (r) => { r.start.signature.value = Buffer.alloc(64).toString('base64url'); }],
+      // Asking the tenant's evaluator can end a judgment round without people: never on a start that did not say so.
+      ['evaluator asked', (r) => { r.start.judge = true; }],
     ];
     for (const [name, alter] of cases) {
       const { requested, evaluated } = signedStart();
       alter(requested, evaluated);
       expect(checkRunStart(requested, evaluated, keys), name).toMatchObject({ ok: false });
     }
+  });
+
+  it('signs whether the run asks the evaluator: a start that says so verifies, and dropping it is refused', () => {
+    const { requested, evaluated } = signedStart();
+    const { signature: _s, issued_at: _i, ...start } = requested.start;
+    const att = signRunStart(keyring, requested, evaluated, { ...start, judge: true }, NOW);
+    const judged = { ...requested, start: { ...start, judge: true as const, ...att } };
+    expect(checkRunStart(judged, evaluated, keys)).toEqual({ ok: true });
+    const { judge: _j, ...dropped } = judged.start;
+    expect(checkRunStart({ ...judged, start: dropped }, evaluated, keys)).toMatchObject({ ok: false });
   });
 
   it('refuses a signature that holds but is for another workflow (a start replayed under another id)', () => {
