@@ -96,6 +96,7 @@ export function digestEmail(items: Array<{ facts: RoundFacts; link: string }>): 
       '--- Written by the agent (unverified) ---',
       ...agentLines(f).map(([k, v]) => `${k}: ${v.replace(/:\/\//g, '[:]//')}`),
       '--- end of agent text ---',
+      ...((f.checklist ?? []).length > 0 ? ['Checklist (judgment rules of the policy): check each before you approve', ...checklistLines(f).map((l) => `- ${l}`)] : []),
       `Review and answer: ${link}`,
     ]),
   ].join('\n');

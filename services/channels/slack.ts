@@ -90,6 +90,16 @@ export function fallbackText(f: RoundFacts): string {
   return `Countersign: approval requested for ${slackUntrusted(f.untrusted.tool, 80)} (decision ${slackFact(f.decision_id, 80)}, round ${f.round}), deadline ${f.deadline}`;
 }
 
+/** A digest round's checklist, inside its own section (a digest has no blocks to spare): escaped policy text. */
+function digestChecklist(f: RoundFacts): string {
+  const all = f.checklist ?? [];
+  if (all.length === 0) return '';
+  const shown = all.slice(0, 3);
+  const lines = shown.map((j) => `• ${slackUntrusted(j.text, 300)} (rule ${slackFact(j.rule, 100)})`);
+  if (all.length > shown.length) lines.push(`… and ${all.length - shown.length} more (see GET /v1/approvals)`);
+  return `\n*Checklist* (judgment rules: check each before you approve):\n${lines.join('\n')}`;
+}
+
 /** Most rounds one digest message shows (Slack allows 50 blocks a message; each round takes three). */
 export const DIGEST_MAX_ROUNDS = 15;
 
@@ -111,7 +121,8 @@ export function digestBlocks(items: Array<{ facts: RoundFacts; ref: string; stat
         type: 'mrkdwn',
         verbatim: true,
         text: `*Decision* \`${slackFact(f.decision_id, 80)}\` (round ${f.round}) · *Rule* ${slackFact(f.matched_rule ?? 'none', 120)} · *Policy* ${slackFact(policies, 200)} · *Deadline* ${slackFact(f.deadline, 40)}\n`
-          + `Written by the agent (unverified): \`\`\`tool: ${slackUntrusted(f.untrusted.tool, 120)}${f.untrusted.operation ? `, operation: ${slackUntrusted(f.untrusted.operation, 120)}` : ''}\`\`\``,
+          + `Written by the agent (unverified): \`\`\`tool: ${slackUntrusted(f.untrusted.tool, 120)}${f.untrusted.operation ? `, operation: ${slackUntrusted(f.untrusted.operation, 120)}` : ''}\`\`\``
+          + digestChecklist(f),
       },
     });
     blocks.push(state === null

@@ -3,8 +3,8 @@ import { parseVerdict, VerdictAnswer } from '../../../services/judgment/ask-eval
 import { afterVerdicts } from '../../../services/decisions/judgment-verdicts.ts';
 import { decide, runState } from '../../../services/decisions/run-decider.ts';
 import { evolve, type RunView } from '../../../services/decisions/run-view.ts';
-import { approvalBlocks } from '../../../services/channels/slack.ts';
-import { approvalEmail } from '../../../services/channels/email.ts';
+import { approvalBlocks, digestBlocks } from '../../../services/channels/slack.ts';
+import { approvalEmail, digestEmail } from '../../../services/channels/email.ts';
 import type { RoundFacts } from '../../../services/channels/facts.ts';
 import { compile, evaluate } from '../../../services/policy/index.ts';
 import type { Evaluation } from '../../../schemas/decision.ts';
@@ -144,7 +144,16 @@ describe('the checklist on Slack and email is untrusted text', () => {
         if (['\u202e', '\u200b', 'http://evil', 'https://evil'].includes(bad) && mail.text.includes(bad)) through.push(`email text ${JSON.stringify(s)}: ${bad}`);
       }
       if (!blocks.includes('Checklist') || !mail.text.includes('Checklist')) through.push(`no checklist for ${JSON.stringify(s)}`);
+      // The digests (rounds held back by the notification cap) are approval surfaces too.
+      const digest = JSON.stringify(digestBlocks([{ facts: facts(s), ref: 'ref', state: null }]));
+      const digestMail = digestEmail([{ facts: facts(s), link: 'https://countersign.test/v1/email-approvals/x' }]);
+      for (const bad of ['<!channel>', '<!here', '<http', 'http://evil', 'https://evil', '<@U0BOSS>', '*Approved by the CFO*', '\u202e', '\u200b', '<script>', '<img']) {
+        if (digest.includes(bad)) through.push(`slack digest ${JSON.stringify(s)}: ${bad}`);
+        if (bad !== '*Approved by the CFO*' && digestMail.html.includes(bad)) through.push(`digest email html ${JSON.stringify(s)}: ${bad}`);
+        if (['\u202e', '\u200b', 'http://evil', 'https://evil'].includes(bad) && digestMail.text.includes(bad)) through.push(`digest email text ${JSON.stringify(s)}: ${bad}`);
+      }
+      if (!digest.includes('Checklist') || !digestMail.text.includes('Checklist') || !digestMail.html.includes('Checklist')) through.push(`no checklist in a digest for ${JSON.stringify(s)}`);
     }
-    report('policy text in the checklist', sentences.length, through);
+    report('policy text in the checklist', sentences.length * 2, through);
   });
 });
