@@ -16,3 +16,15 @@ export function navigate(to: string): void {
   window.history.pushState(null, '', to);
   window.dispatchEvent(new Event('cs:navigate'));
 }
+
+/** The page's query string, kept in step with history (filters live there so a view can be linked and reloaded). */
+export function useSearch(): string {
+  const [search, setSearch] = useState(window.location.search);
+  useEffect(() => {
+    const on = () => setSearch(window.location.search);
+    window.addEventListener('popstate', on);
+    window.addEventListener('cs:navigate', on);
+    return () => { window.removeEventListener('popstate', on); window.removeEventListener('cs:navigate', on); };
+  }, []);
+  return search;
+}
