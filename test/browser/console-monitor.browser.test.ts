@@ -142,6 +142,19 @@ describe.runIf(CHROMIUM || CI)('the console monitor in a real browser', () => {
     await page.getByRole('button', { name: 'First page' }).click();
     await expect.poll(() => shown(page), { timeout: 15_000 }).toEqual(first);
 
+    // A time window: nothing was requested before 2000, and the window too survives a reload.
+    await page.getByLabel('Until').fill('2000-01-01T00:00');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await page.getByText('No decisions match these filters.').waitFor({ timeout: 15_000 });
+    expect(new URL(page.url()).searchParams.get('until')).toBe(new Date('2000-01-01T00:00').toISOString());
+    await page.reload();
+    await page.getByText('No decisions match these filters.').waitFor({ timeout: 15_000 });
+    expect(await page.getByLabel('Until').inputValue()).toBe('2000-01-01T00:00');
+    await page.getByLabel('Until').fill('');
+    await page.getByLabel('Since').fill('2000-01-01T00:00');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await expect.poll(async () => (await shown(page)).length, { timeout: 15_000 }).toBe(2);
+
     await page.goto('/decisions?decision=MAYBE&policy_id=other-guard');
     await expect.poll(() => shown(page), { timeout: 15_000 }).toEqual([runs.otherBlock]);
     expect(await page.getByRole('status').first().textContent()).toContain('decision');

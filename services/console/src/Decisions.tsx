@@ -1,54 +1,13 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { client, unwrap, type paths } from './api.ts';
+import { client, unwrap } from './api.ts';
 import { ErrorBox, Link } from './App.tsx';
 import { navigate, useSearch } from './router.ts';
+import { TEXT, VERDICTS, filtersFromSearch, searchOf, type MonitorQuery, type Status, type Verdict } from './monitor-filters.ts';
 
-type Query = NonNullable<paths['/v1/decisions']['get']['parameters']['query']>;
-type Status = NonNullable<Query['status']>;
-type Verdict = NonNullable<Query['decision']>;
-
-const STATUSES: readonly Status[] = ['pending_approval', 'final'];
-const VERDICTS: readonly Verdict[] = ['DENY', 'REQUIRE_APPROVAL', 'ALLOW_WITH_CONSTRAINTS', 'ALLOW'];
-const TEXT = ['policy_id', 'rule', 'agent', 'tool', 'operation'] as const;
+// The typed client checks MonitorQuery against the API's route where the page sends it.
+type Query = MonitorQuery;
 const PAGE_SIZE = 50;
-
-/**
- * The monitor's filters as the address bar holds them (so a filtered view can be linked and reloaded). A value
- * the API could not take is left out and named, rather than sent to fail the whole page.
- */
-export function filtersFromSearch(search: string): { query: Query; ignored: string[] } {
-  const u = new URLSearchParams(search);
-  const query: Query = {};
-  const ignored: string[] = [];
-  const take = (key: string, ok: (v: string) => boolean, set: (v: string) => void) => {
-    const v = u.get(key)?.trim();
-    if (!v) return;
-    if (ok(v)) set(v);
-    else ignored.push(key);
-  };
-  const text = (v: string) => v.length <= 200 && !/\p{Cc}/u.test(v);
-  for (const k of TEXT) take(k, text, (v) => { query[k] = v; });
-  take('status', (v) => (STATUSES as readonly string[]).includes(v), (v) => { query.status = v as Status; });
-  take('decision', (v) => (VERDICTS as readonly string[]).includes(v), (v) => { query.decision = v as Verdict; });
-  take('policy_version', (v) => /^\d{1,9}$/.test(v), (v) => { query.policy_version = Number(v); });
-  take('since', (v) => !Number.isNaN(Date.parse(v)), (v) => { query.since = new Date(v).toISOString(); });
-  take('until', (v) => !Number.isNaN(Date.parse(v)), (v) => { query.until = new Date(v).toISOString(); });
-  take('limit', (v) => /^\d{1,3}$/.test(v) && Number(v) >= 1 && Number(v) <= 200, (v) => { query.limit = Number(v); });
-  take('cursor', (v) => v.length <= 200, (v) => { query.cursor = v; });
-  return { query, ignored };
-}
-
-/** The address of a filtered view: its keys in a fixed order, empty ones left out. */
-export function searchOf(query: Query): string {
-  const u = new URLSearchParams();
-  for (const k of ['decision', 'status', ...TEXT, 'policy_version', 'since', 'until', 'limit', 'cursor'] as const) {
-    const v = query[k];
-    if (v !== undefined && v !== '') u.set(k, String(v));
-  }
-  const s = u.toString();
-  return s ? `?${s}` : '';
-}
 
 /** datetime-local speaks the browser's local time without a zone; the API and the address speak ISO instants. */
 const toLocalInput = (iso: string | undefined) => {
