@@ -10,6 +10,10 @@ import { Evaluation } from './decision.ts';
 const Json = z.record(z.string(), z.unknown());
 const Iso = z.string().describe('ISO 8601 instant.');
 const PolicyStatus = z.enum(['draft', 'active', 'deprecated', 'deleted']);
+const Scope = z.looseObject({
+  level: z.enum(['platform', 'tenant', 'agent']),
+  agent: z.string().optional().describe('level agent: the agent it applies to.'),
+}).describe('Where the policy applies.');
 const PlatformMark = {
   read_only: z.literal(true).optional().describe('A platform policy shown to a tenant: it cannot change it.'),
 };
@@ -44,7 +48,7 @@ export const PolicySummary = z.looseObject({
   status: PolicyStatus,
   active_version: z.number().int().nullable(),
   latest_version: z.number().int().nullable(),
-  scope: Json.describe('Where the policy applies: { level: tenant | agent | platform, … }.'),
+  scope: Scope,
   draft: DraftSummary.nullable(),
   activation_review: ActivationReviewSummary.nullable(),
   ...PlatformMark,
@@ -72,7 +76,7 @@ export const VersionSummary = z.looseObject({
   hash: z.string(),
   signature: z.string().nullable(),
   signing_key_id: z.string().nullable(),
-  scope: Json,
+  scope: Scope,
   activated_by: z.string(),
   activated_at: Iso,
   active: z.boolean(),
@@ -94,7 +98,7 @@ export const PolicyVersions = z.looseObject({
   id: z.string(),
   active_version: z.number().int().nullable(),
   items: z.array(VersionSummary).describe('Every activated version, oldest first.'),
-  scope: Json.optional().describe('Present (level platform) on a platform policy shown to a tenant.'),
+  scope: Scope.optional().describe('Present (level platform) on a platform policy shown to a tenant.'),
   ...PlatformMark,
 });
 export type PolicyVersions = z.infer<typeof PolicyVersions>;

@@ -159,7 +159,7 @@ export function policySummary(s: PolicyState): PolicySummary {
     status: s.status,
     active_version: s.active_version,
     latest_version: latest?.version ?? null,
-    scope: s.scope ?? (s.draft?.document['scope'] as Record<string, unknown> | undefined) ?? { level: 'tenant' },
+    scope: (s.scope ?? s.draft?.document['scope'] ?? { level: 'tenant' }) as PolicySummary['scope'],
     draft: s.draft ? { version: s.draft.version, updated_at: s.draft.updated_at, cloned_from: s.draft.cloned_from ?? null, imported: s.draft.imported ?? false, authors: s.draft.authors, validation: s.draft.validation ?? null } : null,
     activation_review: s.review ? reviewSummary(s.review) : null,
   };
@@ -174,7 +174,7 @@ export function reviewSummary(r: ActivationReview): ActivationReviewSummary {
 
 export function versionSummary(v: ActivatedVersion, active: number | null): VersionSummary {
   return {
-    version: v.version, hash: v.hash, signature: v.signature, signing_key_id: v.signing_key_id, scope: v.scope,
+    version: v.version, hash: v.hash, signature: v.signature, signing_key_id: v.signing_key_id, scope: v.scope as VersionSummary['scope'],
     activated_by: v.activated_by, activated_at: v.activated_at, active: v.version === active,
     rolled_back_to: v.rolled_back_to ?? null, cloned_from: v.cloned_from ?? null, approved_by: v.approved_by ?? null, imported: v.imported ?? false,
   };

@@ -157,7 +157,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
     schema: { tags: [tag], summary: 'Every activated version, oldest first', params: IdParams, querystring: z.strictObject({}), response: { 200: PolicyVersions, ...problems } },
   }, async (req) => {
     const { s, platform } = await readable(req, req.params.id);
-    return { id: s.policy_id, active_version: s.active_version, items: s.versions.map((v) => versionSummary(v, s.active_version)), ...(platform ? { scope: { level: 'platform' }, read_only: true as const } : {}) };
+    return { id: s.policy_id, active_version: s.active_version, items: s.versions.map((v) => versionSummary(v, s.active_version)), ...(platform ? { scope: { level: 'platform' as const }, read_only: true as const } : {}) };
   });
 
   r.get(`${base}/:id/diff`, {

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { serializerCompiler } from 'fastify-type-provider-zod';
-import type { ApprovalRoute} from '../../../schemas/policy-api.ts';
-import { ActivationAnswer, PolicyDetail, PolicyDiff, PolicyList, PolicyVersions, ReviewRequested, SimulateAnswer, ValidationReport } from '../../../schemas/policy-api.ts';
+import { ActivationAnswer, type ApprovalRoute, PolicyDetail, PolicyDiff, PolicyList, PolicyVersions, ReviewRequested, SimulateAnswer, ValidationReport } from '../../../schemas/policy-api.ts';
 import { diffDocuments, foldPolicy, policySummary, versionSummary, type PolicyEvent } from '../../../services/lifecycle/policy-store.ts';
 import { approvalRoute } from '../../../services/decisions/approval-requirements.ts';
 import { compile, simulate } from '../../../services/policy/index.ts';
@@ -41,6 +40,19 @@ describe('the policy routes\' answer schemas', () => {
     expect(sent(ActivationAnswer, rollback)).toEqual(rollback);
     const review = { id: 'refunds', version: 2, status: 'pending_approval', review_id: 'r', deadline: at, authors: ['bob'], requested_by: 'bob', change: { kind: 'rollback', to_version: 1 } };
     expect(sent(ReviewRequested, review)).toEqual(review);
+  });
+
+  it('send an agent-scoped policy\'s scope as built', () => {
+    const scoped = { ...doc('bot-refunds', [{ name: 'r', match: { tool: 'pay' }, decision: 'ALLOW' }]), scope: { level: 'agent', agent: 'bot' } };
+    const t = foldPolicy('bot-refunds', [
+      { type: 'PolicyDrafted', data: { policy_id: 'bot-refunds', version: 1, document: scoped, drafted_by: 'ann' }, recorded_at: at, stream_version: 1 },
+      { type: 'PolicyActivated', data: { policy_id: 'bot-refunds', version: 1, scope: scoped.scope, document: scoped, snapshot: {}, hash: HASH, activated_by: 'ann' }, recorded_at: at, stream_version: 2 },
+    ])!;
+    const list = { items: [policySummary(t)] };
+    expect(sent(PolicyList, list)).toEqual(asJson(list));
+    expect(list.items[0]!.scope).toEqual({ level: 'agent', agent: 'bot' });
+    const versions = { id: t.policy_id, active_version: t.active_version, items: t.versions.map((v) => versionSummary(v, t.active_version)) };
+    expect(sent(PolicyVersions, versions)).toEqual(asJson(versions));
   });
 
   it('keep a field a later version adds', () => {
