@@ -1,4 +1,5 @@
 import type { EventData, EventType } from '../../schemas/events.ts';
+import type { ActivationReviewSummary, PolicySummary, VersionSummary } from '../../schemas/policy-api.ts';
 import { canonicalJson } from '../receipts/canonical.ts';
 import { adaptForeignDocument } from '../policy/foreign-formats.ts';
 import { evolveReview, isReviewEvent, type ActivationReview } from './activation-review.ts';
@@ -145,7 +146,7 @@ export function foldPolicy(policyId: string, events: PolicyEvent[]): PolicyState
 }
 
 /** The summary a list or read answers. */
-export function policySummary(s: PolicyState): Record<string, unknown> {
+export function policySummary(s: PolicyState): PolicySummary {
   const latest = s.versions.at(-1);
   // Documents in the seed pages' shapes keep their own names (or none, for a bare rules list): read them as converted.
   const adapted = adaptForeignDocument(s.draft?.document ?? latest?.document);
@@ -153,27 +154,27 @@ export function policySummary(s: PolicyState): Record<string, unknown> {
   const meta = (doc?.['metadata'] ?? {}) as Record<string, unknown>;
   return {
     id: s.policy_id,
-    name: meta['name'] ?? null,
-    domain: meta['domain'] ?? null,
+    name: typeof meta['name'] === 'string' ? meta['name'] : null,
+    domain: typeof meta['domain'] === 'string' ? meta['domain'] : null,
     status: s.status,
     active_version: s.active_version,
     latest_version: latest?.version ?? null,
-    scope: s.scope ?? (s.draft?.document['scope']) ?? { level: 'tenant' },
+    scope: (s.scope ?? s.draft?.document['scope'] ?? { level: 'tenant' }) as PolicySummary['scope'],
     draft: s.draft ? { version: s.draft.version, updated_at: s.draft.updated_at, cloned_from: s.draft.cloned_from ?? null, imported: s.draft.imported ?? false, authors: s.draft.authors, validation: s.draft.validation ?? null } : null,
     activation_review: s.review ? reviewSummary(s.review) : null,
   };
 }
 
-export function reviewSummary(r: ActivationReview): Record<string, unknown> {
+export function reviewSummary(r: ActivationReview): ActivationReviewSummary {
   return {
     review_id: r.review_id, version: r.version, status: r.status, requested_by: r.requested_by, authors: r.authors, deadline: r.deadline,
     document_hash: r.document_hash, expected_loosening: r.expected_loosening, approved_by: r.approvals[0]?.by ?? null, rejected_by: r.rejections[0]?.by ?? null,
   };
 }
 
-export function versionSummary(v: ActivatedVersion, active: number | null): Record<string, unknown> {
+export function versionSummary(v: ActivatedVersion, active: number | null): VersionSummary {
   return {
-    version: v.version, hash: v.hash, signature: v.signature, signing_key_id: v.signing_key_id, scope: v.scope,
+    version: v.version, hash: v.hash, signature: v.signature, signing_key_id: v.signing_key_id, scope: v.scope as VersionSummary['scope'],
     activated_by: v.activated_by, activated_at: v.activated_at, active: v.version === active,
     rolled_back_to: v.rolled_back_to ?? null, cloned_from: v.cloned_from ?? null, approved_by: v.approved_by ?? null, imported: v.imported ?? false,
   };

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
+import { AgentBinding, BindingChangeAnswer, ManifestAnswer, ReviewRequested, SimulateAnswer } from '../../../schemas/policy-api.ts';
 import { AgentId, type Evaluation } from '../../../schemas/decision.ts';
 import { approvalRoute } from '../../decisions/approval-requirements.ts';
 import { routePeople, type PeopleRoute } from '../../decisions/approval-route-people.ts';
@@ -20,7 +21,7 @@ import { refusePlatformPolicy } from '../../lifecycle/platform-policies.ts';
 import { PlatformSettings } from '../../../schemas/identity.ts';
 import { readsOnlyOwn, requireAgent } from '../../identity/agent-binding.ts';
 import {
-  Answer, Doc, keyring, PLATFORM_ROUTES, PolicyIdParam, problems, registerLifecycleRoutes, TENANT_ROUTES, WRITERS,
+  Doc, keyring, PLATFORM_ROUTES, PolicyIdParam, problems, registerLifecycleRoutes, TENANT_ROUTES, WRITERS,
 } from './policy-lifecycle-routes.ts';
 
 const actor = (req: FastifyRequest): Actor => {
@@ -52,13 +53,16 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
   });
 
   /** A binding change: applied at once, or, in a four-eyes tenant, a review (202) on the policy. */
-  const change = async (reply: FastifyReply, a: Actor, policyId: string, c: PolicyChange): Promise<Record<string, unknown>> => {
+  const change = async <T>(reply: FastifyReply, a: Actor, policyId: string, c: PolicyChange): Promise<T | ReviewRequested> => {
     if ((await policySettings(deps.db, a.tenantId)).fourEyes) {
       const res = await requestChangeReview(reviews, a, policyId, c);
-      if (res['status'] === 'pending_approval') void reply.status(202);
-      return res;
+      if (res['status'] === 'pending_approval') {
+        void reply.status(202);
+        return res as ReviewRequested;
+      }
+      return res as T;
     }
-    return changeNow(deps.db, await keyring(deps), a, policyId, c);
+    return (await changeNow(deps.db, await keyring(deps), a, policyId, c)) as T;
   };
 
   registerLifecycleRoutes(app, deps, reviews, TENANT_ROUTES(deps));
@@ -80,7 +84,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
   const AgentParams = z.strictObject({ id: AgentId });
   r.get('/v1/agents/:id/binding', {
     onRequest: authenticated(deps, []),
-    schema: { tags: ['policies'], summary: "The policy bound to an agent (and its active version's document)", params: AgentParams, querystring: z.strictObject({}), response: { 200: Answer, ...problems } },
+    schema: { tags: ['policies'], summary: "The policy bound to an agent (and its active version's document)", params: AgentParams, querystring: z.strictObject({}), response: { 200: AgentBinding, ...problems } },
   }, async (req) => {
     const tenantId = principalOf(req).tenant_id;
     const b = await currentBinding(deps.db, tenantId, req.params.id);
@@ -91,18 +95,18 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
 
   r.post('/v1/agents/:id/binding', {
     onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: 'Bind a policy to an agent (at most one per agent: 409 while another is bound). With four-eyes it opens a review instead (202)', params: AgentParams, body: z.strictObject({ policy_id: PolicyIdParam }), response: { 200: Answer, 202: Answer, ...problems } },
+    schema: { tags: ['policies'], summary: 'Bind a policy to an agent (at most one per agent: 409 while another is bound). With four-eyes it opens a review instead (202)', params: AgentParams, body: z.strictObject({ policy_id: PolicyIdParam }), response: { 200: BindingChangeAnswer, 202: ReviewRequested, ...problems } },
   }, async (req, reply) => {
     await refusePlatformPolicy(deps.db, principalOf(req).tenant_id, req.body.policy_id, 'bind');
-    return change(reply, actor(req), req.body.policy_id, { kind: 'bind', agent_id: req.params.id });
+    return change<BindingChangeAnswer>(reply, actor(req), req.body.policy_id, { kind: 'bind', agent_id: req.params.id });
   });
 
   r.delete('/v1/agents/:id/binding', {
     onRequest: authenticated(deps, [...WRITERS]),
-    schema: { tags: ['policies'], summary: "Unbind an agent's policy. With four-eyes it opens a review on the bound policy instead (202)", params: AgentParams, response: { 200: Answer, 202: Answer, ...problems } },
+    schema: { tags: ['policies'], summary: "Unbind an agent's policy. With four-eyes it opens a review on the bound policy instead (202)", params: AgentParams, response: { 200: BindingChangeAnswer, 202: ReviewRequested, ...problems } },
   }, async (req, reply) => {
     const a = actor(req);
-    return change(reply, a, await unbindTarget(deps.db, a.tenantId, req.params.id), { kind: 'unbind', agent_id: req.params.id });
+    return change<BindingChangeAnswer>(reply, a, await unbindTarget(deps.db, a.tenantId, req.params.id), { kind: 'unbind', agent_id: req.params.id });
   });
 
   r.post('/v1/agents/:id/manifest', {
@@ -111,7 +115,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
       tags: ['policies'], params: AgentParams, body: AgentManifest,
       querystring: z.strictObject({ force: z.enum(['true', 'false']).optional().describe('Accept despite violations (admins and authors; recorded as AgentManifestForced)') }),
       summary: "Check an agent's declared providers, models and tools against the active policies: 409 listing each violation unless force",
-      response: { 200: Answer, ...problems },
+      response: { 200: ManifestAnswer, ...problems },
     },
   }, async (req) => {
     const p = principalOf(req);
@@ -123,7 +127,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
   for (const url of ['/v1/policy/simulate', '/api/v1/policy/simulate']) {
     r.post(url, {
       onRequest: authenticated(deps, []),
-      schema: { tags: ['policies'], summary: 'The decision a request would get (against the active set, or with a draft policy), without starting anything', body: Doc, response: { 200: Answer, ...problems, 422: ProblemSchema } },
+      schema: { tags: ['policies'], summary: 'The decision a request would get (against the active set, or with a draft policy), without starting anything', body: Doc, response: { 200: SimulateAnswer, ...problems, 422: ProblemSchema } },
     }, async (req) => {
       const p = principalOf(req);
       const tenantId = p.tenant_id;

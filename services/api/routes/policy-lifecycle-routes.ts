@@ -2,6 +2,9 @@ import { z } from 'zod';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
+import {
+  ActivationAnswer, PolicyDetail, PolicyDiff, PolicyDraftAnswer, PolicyList, PolicySummary, PolicyVersions, ReviewAnswer, ReviewRequested, ValidationReport,
+} from '../../../schemas/policy-api.ts';
 import { CountersignError } from '../../errors.ts';
 import { compileDocument, interpretations } from '../../policy/index.ts';
 import { loadKeyring, type Keyring } from '../../receipts/keyring.ts';
@@ -22,14 +25,15 @@ export const problems = { 400: ProblemSchema, 401: ProblemSchema, 403: ProblemSc
 export const PolicyIdParam = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'policy ids are letters, digits, dots, dashes or underscores');
 const IdParams = z.strictObject({ id: PolicyIdParam });
 export const Doc = z.record(z.string(), z.unknown());
-export const Answer = z.record(z.string(), z.unknown());
 export const WRITERS = ['author', 'admin'] as const;
+
+const isReview = (res: unknown): res is ReviewRequested => (res as { status?: unknown }).status === 'pending_approval';
 
 export function notFound(id: string): CountersignError {
   return new CountersignError('not_found', `policy ${id} not found`);
 }
 
-export function draftAnswer(s: PolicyState, interpreted: unknown[]): Record<string, unknown> {
+export function draftAnswer(s: PolicyState, interpreted: unknown[]): PolicyDraftAnswer {
   return { ...policySummary(s), version: s.draft?.version ?? s.active_version, status: s.status, document: s.draft?.document ?? null, interpreted };
 }
 
@@ -70,7 +74,7 @@ export const PLATFORM_ROUTES = (deps: ApiDeps): LifecycleScope => ({
 });
 
 /** A platform policy in a tenant's listing or read: which scope, and that the tenant cannot change it. */
-const asPlatform = (summary: Record<string, unknown>): Record<string, unknown> => ({ ...summary, scope: { level: 'platform' }, read_only: true });
+const asPlatform = <T extends object>(summary: T): T & { scope: { level: 'platform' }; read_only: true } => ({ ...summary, scope: { level: 'platform' }, read_only: true });
 
 /**
  * The policy lifecycle over HTTP: drafts (JSON or YAML), activation (signed, immutable; a review under
@@ -96,7 +100,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
 
   r.post(base, {
     onRequest: scope.writers,
-    schema: { tags: [tag], summary: 'Create a policy draft (JSON, or YAML with content-type application/yaml)', body: Doc, response: { 201: Answer, ...problems } },
+    schema: { tags: [tag], summary: 'Create a policy draft (JSON, or YAML with content-type application/yaml)', body: Doc, response: { 201: PolicyDraftAnswer, ...problems } },
   }, async (req, reply) => {
     const meta = req.body['metadata'];
     const id = typeof meta === 'object' && meta !== null ? (meta as Record<string, unknown>)['id'] : undefined;
@@ -108,7 +112,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
 
   r.get(base, {
     onRequest: scope.readers,
-    schema: { tags: [tag], summary: scope.platformReadThrough ? "The tenant's policies and their status, then the platform's (scope platform, read_only)" : "The platform's policies and their status", querystring: z.strictObject({}), response: { 200: z.strictObject({ items: z.array(Answer) }), ...problems } },
+    schema: { tags: [tag], summary: scope.platformReadThrough ? "The tenant's policies and their status, then the platform's (scope platform, read_only)" : "The platform's policies and their status", querystring: z.strictObject({}), response: { 200: PolicyList, ...problems } },
   }, async (req) => {
     const own = (await listPolicies(deps.db, scope.owner(req))).map(policySummary);
     const platform = scope.platformReadThrough ? (await visiblePlatformPolicies(deps.db, scope.owner(req))).map((s) => asPlatform(policySummary(s))) : [];
@@ -117,7 +121,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
 
   r.get(`${base}/:id`, {
     onRequest: scope.readers,
-    schema: { tags: [tag], summary: 'A policy: status, draft, and the active version with its document', params: IdParams, querystring: z.strictObject({}), response: { 200: Answer, ...problems } },
+    schema: { tags: [tag], summary: 'A policy: status, draft, and the active version with its document', params: IdParams, querystring: z.strictObject({}), response: { 200: PolicyDetail, ...problems } },
   }, async (req) => {
     const { s, platform } = await readable(req, req.params.id);
     const active = s.versions.find((v) => v.version === s.active_version);
@@ -133,7 +137,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
 
   r.put(`${base}/:id`, {
     onRequest: scope.writers,
-    schema: { tags: [tag], summary: "Replace a policy's draft (409 when it has none: active versions are immutable)", params: IdParams, body: Doc, response: { 200: Answer, ...problems } },
+    schema: { tags: [tag], summary: "Replace a policy's draft (409 when it has none: active versions are immutable)", params: IdParams, body: Doc, response: { 200: PolicyDraftAnswer, ...problems } },
   }, async (req) => {
     await guard(req, req.params.id, 'edit');
     const { state, interpreted } = await replaceDraft(deps.db, actor(req), req.params.id, req.body);
@@ -142,7 +146,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
 
   r.delete(`${base}/:id`, {
     onRequest: scope.writers,
-    schema: { tags: [tag], summary: 'Delete a draft (409 for anything but a draft)', params: IdParams, response: { 200: Answer, ...problems } },
+    schema: { tags: [tag], summary: 'Delete a draft (409 for anything but a draft)', params: IdParams, response: { 200: PolicySummary, ...problems } },
   }, async (req) => {
     await guard(req, req.params.id, 'delete');
     return policySummary(await deleteDraft(deps.db, actor(req), req.params.id));
@@ -150,17 +154,17 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
 
   r.get(`${base}/:id/versions`, {
     onRequest: scope.readers,
-    schema: { tags: [tag], summary: 'Every activated version, oldest first', params: IdParams, querystring: z.strictObject({}), response: { 200: Answer, ...problems } },
+    schema: { tags: [tag], summary: 'Every activated version, oldest first', params: IdParams, querystring: z.strictObject({}), response: { 200: PolicyVersions, ...problems } },
   }, async (req) => {
     const { s, platform } = await readable(req, req.params.id);
-    return { id: s.policy_id, active_version: s.active_version, items: s.versions.map((v) => versionSummary(v, s.active_version)), ...(platform ? { scope: { level: 'platform' }, read_only: true } : {}) };
+    return { id: s.policy_id, active_version: s.active_version, items: s.versions.map((v) => versionSummary(v, s.active_version)), ...(platform ? { scope: { level: 'platform' as const }, read_only: true as const } : {}) };
   });
 
   r.get(`${base}/:id/diff`, {
     onRequest: scope.readers,
     schema: {
       tags: [tag], summary: 'Rule-by-rule difference between two versions (`draft` names the draft)', params: IdParams,
-      querystring: z.strictObject({ from: z.string().regex(/^(\d+|draft)$/), to: z.string().regex(/^(\d+|draft)$/) }), response: { 200: Answer, ...problems },
+      querystring: z.strictObject({ from: z.string().regex(/^(\d+|draft)$/), to: z.string().regex(/^(\d+|draft)$/) }), response: { 200: PolicyDiff, ...problems },
     },
   }, async (req) => {
     const { s } = await readable(req, req.params.id);
@@ -179,19 +183,22 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
    * A change of the active set other than activation: applied at once, or, under four-eyes, a review (202)
    * that a second admin answers at POST …/{id}/activation/approvals.
    */
-  const change = async (reply: FastifyReply, a: Actor, policyId: string, c: PolicyChange): Promise<Record<string, unknown>> => {
+  const change = async <T>(reply: FastifyReply, a: Actor, policyId: string, c: PolicyChange): Promise<T | ReviewRequested> => {
     if ((await policySettings(deps.db, a.tenantId)).fourEyes) {
       const res = await requestChangeReview(reviews, a, policyId, c);
-      if (res['status'] === 'pending_approval') void reply.status(202);
-      return res;
+      if (res['status'] === 'pending_approval') {
+        void reply.status(202);
+        return res as ReviewRequested;
+      }
+      return res as T;
     }
-    return changeNow(deps.db, await keyring(deps), a, policyId, c);
+    return (await changeNow(deps.db, await keyring(deps), a, policyId, c)) as T;
   };
 
   r.post(`${base}/:id/activate`, {
     onRequest: scope.writers,
     schema: {
-      tags: [tag], params: IdParams, body: ActivateBody, response: { 200: Answer, 202: Answer, ...problems },
+      tags: [tag], params: IdParams, body: ActivateBody, response: { 200: ActivationAnswer, 202: ReviewRequested, ...problems },
       summary: 'Activate the draft as the next version: compiled, hashed, signed, immutable. With four-eyes it opens a review instead (202) that a second admin answers',
     },
   }, async (req, reply) => {
@@ -213,7 +220,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
       tags: [tag], params: IdParams,
       summary: "A second admin's answer to the review waiting on a policy (four-eyes): 200 when it counted, 409 with the reason when not",
       body: z.strictObject({ verdict: z.enum(['approve', 'reject']), comment: z.string().max(4000).optional(), review_id: z.string().min(1).max(300).optional() }),
-      response: { 200: Answer, ...problems },
+      response: { 200: ReviewAnswer, ...problems },
     },
   }, async (req) => {
     await guard(req, req.params.id, 'review');
@@ -238,7 +245,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
     onRequest: scope.writers,
     schema: {
       tags: [tag], summary: 'Import a signed export as a draft; a tampered file or an unknown key is refused (422) with the reason', body: z.record(z.string(), z.unknown()),
-      response: { 201: Answer, ...problems, 422: ProblemSchema },
+      response: { 201: PolicyDraftAnswer, ...problems, 422: ProblemSchema },
     },
   }, async (req, reply) => {
     const id = req.body['policy_id'];
@@ -250,14 +257,14 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
 
   r.post(`${base}/:id/deprecate`, {
     onRequest: scope.writers,
-    schema: { tags: [tag], summary: 'Deprecate the active version: it stops applying. With four-eyes it opens a review instead (202)', params: IdParams, response: { 200: Answer, 202: Answer, ...problems } },
+    schema: { tags: [tag], summary: 'Deprecate the active version: it stops applying. With four-eyes it opens a review instead (202)', params: IdParams, response: { 200: PolicySummary, 202: ReviewRequested, ...problems } },
   }, async (req, reply) => {
     await guard(req, req.params.id, 'deprecate');
     const a = actor(req);
     const s = await mustLoad(deps.db, a.tenantId, req.params.id);
     if (s.active_version === null) throw new CountersignError('conflict', `policy ${req.params.id} has no active version to deprecate`);
-    const res = await change(reply, a, req.params.id, { kind: 'deprecate', version: s.active_version });
-    if (res['status'] === 'pending_approval') return res;
+    const res = await change<unknown>(reply, a, req.params.id, { kind: 'deprecate', version: s.active_version });
+    if (isReview(res)) return res;
     const after = await loadPolicy(deps.db, a.tenantId, req.params.id);
     return policySummary(after!);
   });
@@ -266,7 +273,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
     onRequest: scope.writers,
     schema: {
       tags: [tag], summary: "Make the next version's draft from the active version, or from `from_version` (lineage recorded)", params: IdParams,
-      body: z.strictObject({ from_version: z.number().int().positive().optional() }).nullish(), response: { 201: Answer, ...problems },
+      body: z.strictObject({ from_version: z.number().int().positive().optional() }).nullish(), response: { 201: PolicyDraftAnswer, ...problems },
     },
   }, async (req, reply) => {
     await guard(req, req.params.id, 'clone');
@@ -278,20 +285,20 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
   r.post(`${base}/:id/rollback`, {
     onRequest: scope.writers,
     schema: {
-      tags: [tag], params: IdParams, body: z.strictObject({ to_version: z.number().int().positive() }), response: { 200: Answer, 202: Answer, ...problems },
+      tags: [tag], params: IdParams, body: z.strictObject({ to_version: z.number().int().positive() }), response: { 200: ActivationAnswer, 202: ReviewRequested, ...problems },
       summary: "Re-activate an earlier version's compiled policy as the next version. With four-eyes it opens a review instead (202); with the validation gate it is refused (clone, validate, activate)",
     },
   }, async (req, reply) => {
     await guard(req, req.params.id, 'roll back');
     const a = actor(req);
     if (!(await loadPolicy(deps.db, a.tenantId, req.params.id))) throw notFound(req.params.id);
-    return change(reply, a, req.params.id, { kind: 'rollback', to_version: req.body.to_version });
+    return change<ActivationAnswer>(reply, a, req.params.id, { kind: 'rollback', to_version: req.body.to_version });
   });
 
   r.post(`${base}/:id/validate`, {
     onRequest: scope.writers,
     schema: {
-      tags: [tag], params: IdParams, response: { 200: Answer, ...problems },
+      tags: [tag], params: IdParams, response: { 200: ValidationReport, ...problems },
       summary: scope.platformReadThrough ? 'Replay the draft against the last 7 days of runs (at most 1000): which decisions would change' : "Replay the draft against the last 7 days of every tenant's runs (at most 1000): which decisions would change",
     },
   }, async (req) => {

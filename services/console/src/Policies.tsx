@@ -8,7 +8,7 @@ import { can } from './roles.ts';
 import { navigate } from './router.ts';
 import { PolicyPanels, type Review, type ValidationReport } from './PolicyPanels.tsx';
 
-/** A summary field as text (the policy routes answer loosely typed records). */
+/** A summary field as text, a dash when absent. */
 export const show = (v: unknown, none = '—'): string => (typeof v === 'string' || typeof v === 'number' ? String(v) : none);
 
 /** The fields of a policy summary the pages read (GET /v1/policies, GET /v1/policies/{id}). */
@@ -19,7 +19,6 @@ export type PolicySummary = {
   activation_review: Review | null;
 };
 type Interpretation = { index: number; text: string; interpreted: Record<string, unknown> };
-type PolicyDetail = PolicySummary & { draft_document: Record<string, unknown> | null; active: { version: number; document: Record<string, unknown> } | null; interpreted?: Interpretation[] };
 
 export function Policies() {
   const me = useMe();
@@ -42,7 +41,7 @@ export function Policies() {
       setFailure(err instanceof SyntaxError ? new Error(`${file.name} is not JSON: ${err.message}`) : err);
     }
   };
-  const items = (list.data?.items ?? []) as unknown as PolicySummary[];
+  const items = list.data?.items ?? [];
   return (
     <section aria-labelledby="policies-title">
       <h1 id="policies-title">Policies</h1>
@@ -118,7 +117,7 @@ export function PolicyEditor({ id }: { id: string | null }) {
   const policy = useQuery({
     queryKey: ['policy', id],
     enabled: id !== null,
-    queryFn: async () => unwrap(await client.GET('/v1/policies/{id}', { params: { path: { id: id! } } })) as unknown as PolicyDetail,
+    queryFn: async () => unwrap(await client.GET('/v1/policies/{id}', { params: { path: { id: id! } } })),
   });
   const [text, setText] = useState(id === null ? STARTER : '');
   const [errors, setErrors] = useState<Located[]>([]);
@@ -164,7 +163,7 @@ export function PolicyEditor({ id }: { id: string | null }) {
     if (id === null) navigate(`/policies/${show(res['id'])}`);
   });
   const validate = () => run('Validated', async () => {
-    const res = unwrap(await client.POST('/v1/policies/{id}/validate', { params: { path: { id: id! } } })) as unknown as ValidationReport;
+    const res = unwrap(await client.POST('/v1/policies/{id}/validate', { params: { path: { id: id! } } }));
     setReport(res);
     return `Validation: ${res.runs} recent runs replayed, ${res.changed} would change (${res.stricter} stricter, ${res.looser} looser)`;
   });

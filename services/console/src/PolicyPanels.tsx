@@ -12,8 +12,6 @@ export type ValidationReport = {
   by_rule: Record<string, { stricter: number; looser: number; unchanged: number; changed: number }>;
   examples: Array<{ decision_id: string; before: string; after: string; rule: string | null }>;
 };
-type Version = { version: number; hash: string; signing_key_id: string | null; activated_by: string; activated_at: string; active: boolean; rolled_back_to: number | null; cloned_from: number | null; approved_by: string | null; imported: boolean };
-type RuleDiff = { rule: string; change: 'added' | 'removed' | 'changed' | 'unchanged'; from?: unknown; to?: unknown };
 type Run = (what: string, fn: () => Promise<string | void>) => Promise<void>;
 
 /** Saves a JSON value as a file (a blob of this page: nothing is fetched from elsewhere). */
@@ -71,7 +69,7 @@ function VersionsPanel({ id, policy, busy, run }: { id: string; policy: PolicySu
   const writer = can(me, 'writePolicies');
   const versions = useQuery({
     queryKey: ['policy-versions', id],
-    queryFn: async () => unwrap(await client.GET('/v1/policies/{id}/versions', { params: { path: { id } } })) as unknown as { items: Version[] },
+    queryFn: async () => unwrap(await client.GET('/v1/policies/{id}/versions', { params: { path: { id } } })),
   });
   const pending = (status: number, what: string) => (status === 202 ? `${what} waits for a second admin's review (four-eyes)` : undefined);
   const rollback = (to: number) => run(`Rolled back to v${to}`, async () => {
@@ -130,7 +128,7 @@ function DiffPanel({ id, policy }: { id: string; policy: PolicySummary }) {
   const diff = useQuery({
     queryKey: ['policy-diff', id, from, to],
     enabled: Boolean(from && to && from !== to),
-    queryFn: async () => unwrap(await client.GET('/v1/policies/{id}/diff', { params: { path: { id }, query: { from, to } } })) as unknown as { rules: RuleDiff[]; other: Array<{ field: string; from: unknown; to: unknown }> },
+    queryFn: async () => unwrap(await client.GET('/v1/policies/{id}/diff', { params: { path: { id }, query: { from, to } } })),
   });
   if (choices.length < 2) return null;
   const label = (c: string) => (c === 'draft' ? 'draft' : `v${c}`);
@@ -182,7 +180,7 @@ function SimulatePanel({ draftText }: { draftText: string }) {
       const parsed = JSON.parse(request) as Record<string, unknown>;
       const policy = withDraft ? draftDocument(draftText) : null;
       if (withDraft && !policy) throw new Error('the draft in the editor does not parse as YAML');
-      setResult(unwrap(await client.POST('/v1/policy/simulate', { body: { request: parsed, ...(policy ? { policy } : {}) } })) as unknown as Simulated);
+      setResult(unwrap(await client.POST('/v1/policy/simulate', { body: { request: parsed, ...(policy ? { policy } : {}) } })));
     } catch (err) {
       setFailure(err instanceof SyntaxError ? new Error(`the request is not JSON: ${err.message}`) : err);
     }
