@@ -66,7 +66,7 @@ export function Agent({ id }: { id: string }) {
   const [check, setCheck] = useState<{ ok: boolean; text: string; violations: Violation[] } | null>(null);
   const [message, setMessage] = useState<string | null>(null);
   const [failure, setFailure] = useState<unknown>(null);
-  const bound = binding.data?.['policy_id'] as string | null | undefined;
+  const bound = binding.data?.['policy_id'];
   const act = async (fn: () => Promise<string>) => {
     setFailure(null);
     setMessage(null);
