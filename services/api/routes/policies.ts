@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
 import { AgentBinding, BindingChangeAnswer, ManifestAnswer, ReviewRequested, SimulateAnswer } from '../../../schemas/policy-api.ts';
@@ -10,9 +10,9 @@ import type { Principal } from '../../identity/principals.ts';
 import { CountersignError } from '../../errors.ts';
 import { simulate } from '../../policy/index.ts';
 import { parseDataText } from '../../policy/parse-text.ts';
-import { currentBinding, loadPolicy, policySettings, type Actor } from '../../lifecycle/policy-lifecycle.ts';
-import { changeNow, unbindTarget, type PolicyChange } from '../../lifecycle/policy-change.ts';
-import { requestChangeReview, type ReviewDeps } from '../../lifecycle/activation-reviews.ts';
+import { currentBinding, loadPolicy, type Actor } from '../../lifecycle/policy-lifecycle.ts';
+import { unbindTarget } from '../../lifecycle/policy-change.ts';
+import type { ReviewDeps } from '../../lifecycle/activation-reviews.ts';
 import { AgentManifest, pushManifest } from '../../lifecycle/agent-manifest.ts';
 import { readAttestationSecret } from '../../decisions/attestation.ts';
 import { authenticated, platformAdmin, principalOf, type ApiDeps } from '../server.ts';
@@ -21,7 +21,7 @@ import { refusePlatformPolicy } from '../../lifecycle/platform-policies.ts';
 import { PlatformSettings } from '../../../schemas/identity.ts';
 import { readsOnlyOwn, requireAgent } from '../../identity/agent-binding.ts';
 import {
-  Doc, keyring, PLATFORM_ROUTES, PolicyIdParam, problems, registerLifecycleRoutes, TENANT_ROUTES, WRITERS,
+  changeOfActiveSet, Doc, PLATFORM_ROUTES, PolicyIdParam, problems, registerLifecycleRoutes, TENANT_ROUTES, WRITERS,
 } from './policy-lifecycle-routes.ts';
 
 const actor = (req: FastifyRequest): Actor => {
@@ -53,17 +53,7 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
   });
 
   /** A binding change: applied at once, or, in a four-eyes tenant, a review (202) on the policy. */
-  const change = async <T>(reply: FastifyReply, a: Actor, policyId: string, c: PolicyChange): Promise<T | ReviewRequested> => {
-    if ((await policySettings(deps.db, a.tenantId)).fourEyes) {
-      const res = await requestChangeReview(reviews, a, policyId, c);
-      if (res['status'] === 'pending_approval') {
-        void reply.status(202);
-        return res as ReviewRequested;
-      }
-      return res as T;
-    }
-    return (await changeNow(deps.db, await keyring(deps), a, policyId, c)) as T;
-  };
+  const change = changeOfActiveSet(deps, reviews);
 
   registerLifecycleRoutes(app, deps, reviews, TENANT_ROUTES(deps));
   registerLifecycleRoutes(app, deps, reviews, PLATFORM_ROUTES(deps));

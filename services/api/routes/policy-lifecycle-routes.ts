@@ -77,6 +77,24 @@ export const PLATFORM_ROUTES = (deps: ApiDeps): LifecycleScope => ({
 const asPlatform = <T extends object>(summary: T): T & { scope: { level: 'platform' }; read_only: true } => ({ ...summary, scope: { level: 'platform' }, read_only: true });
 
 /**
+ * A change of the active set other than activation (rollback, deprecate, bind, unbind): applied at once, or,
+ * under four-eyes, a review (202) that a second admin answers at POST …/{id}/activation/approvals.
+ */
+export function changeOfActiveSet(deps: ApiDeps, reviews: ReviewDeps) {
+  return async <T>(reply: FastifyReply, a: Actor, policyId: string, c: PolicyChange): Promise<T | ReviewRequested> => {
+    if ((await policySettings(deps.db, a.tenantId)).fourEyes) {
+      const res = await requestChangeReview(reviews, a, policyId, c);
+      if (res['status'] === 'pending_approval') {
+        void reply.status(202);
+        return res as ReviewRequested;
+      }
+      return res as T;
+    }
+    return (await changeNow(deps.db, await keyring(deps), a, policyId, c)) as T;
+  };
+}
+
+/**
  * The policy lifecycle over HTTP: drafts (JSON or YAML), activation (signed, immutable; a review under
  * four-eyes), deprecation, clone, rollback, versions, diff, validation against recent runs, export and import.
  */
@@ -179,21 +197,7 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
   const ActivateBody = z.strictObject({
     expected_loosening: z.array(z.string().min(1).max(200)).max(200).optional().describe('Rules whose looser decisions in the validation are intended (with policy_refuse_loosening).'),
   }).nullish(); // an empty POST arrives as null
-  /**
-   * A change of the active set other than activation: applied at once, or, under four-eyes, a review (202)
-   * that a second admin answers at POST …/{id}/activation/approvals.
-   */
-  const change = async <T>(reply: FastifyReply, a: Actor, policyId: string, c: PolicyChange): Promise<T | ReviewRequested> => {
-    if ((await policySettings(deps.db, a.tenantId)).fourEyes) {
-      const res = await requestChangeReview(reviews, a, policyId, c);
-      if (res['status'] === 'pending_approval') {
-        void reply.status(202);
-        return res as ReviewRequested;
-      }
-      return res as T;
-    }
-    return (await changeNow(deps.db, await keyring(deps), a, policyId, c)) as T;
-  };
+  const change = changeOfActiveSet(deps, reviews);
 
   r.post(`${base}/:id/activate`, {
     onRequest: scope.writers,
