@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { activateYaml, addPrincipal, api, eventually, ROOT, startTestStack, type TestStack } from '../int/harness.ts';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from '../int/harness.ts';
+import { shot, signInWithKey, SHOTS } from './console-session.ts';
 
 /**
  * The console's monitor (seed 001's "Monitor filtered by policy id"): filters by decision, policy and the
@@ -10,7 +10,6 @@ import { activateYaml, addPrincipal, api, eventually, ROOT, startTestStack, type
  * opens its run. Debian's Chromium, driven by playwright-core, against a whole test stack.
  */
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
-const SHOTS = path.join(ROOT, '.data', 'test-output', 'console');
 const CI = Boolean(process.env['CI']);
 
 let stack: TestStack;
@@ -45,20 +44,8 @@ rules:
     reason: no deletes from agents
 `;
 
-async function signIn(key: string): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ baseURL: stack.url, viewport: { width: 1300, height: 800 } });
-  const page = await context.newPage();
-  const violations: string[] = [];
-  page.on('console', (m) => { if (/Content[- ]Security[- ]Policy/i.test(m.text())) violations.push(m.text()); });
-  await page.goto('/');
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('button', { name: 'Sign out' }).waitFor();
-  expect(violations).toEqual([]);
-  return { context, page };
-}
+const signIn = (key: string) => signInWithKey(browser, stack.url, key, { viewport: { width: 1300, height: 800 } });
 
-const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
 async function ask(tool: string, want: string): Promise<string> {
   const res = await api({ url: stack.url, key: bot.key }, 'POST', '/v1/decisions', { agent: { id: 'pay-bot' }, action: { tool, operation: 'Run' } });

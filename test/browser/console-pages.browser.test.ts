@@ -3,9 +3,10 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser } from 'playwright-core';
 import { parse, stringify } from 'yaml';
 import { activateYaml, addPrincipal, api, eventually, ROOT, startTestStack, type TestStack } from '../int/harness.ts';
+import { openConsole, shot, signInWithKey, SHOTS } from './console-session.ts';
 
 /**
  * The console's pages beyond the first flows (console.browser.test.ts): the inbox's full context and live
@@ -14,7 +15,6 @@ import { activateYaml, addPrincipal, api, eventually, ROOT, startTestStack, type
  * role sees. Debian's Chromium, driven by playwright-core, against a whole test stack.
  */
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
-const SHOTS = path.join(ROOT, '.data', 'test-output', 'console');
 const CI = Boolean(process.env['CI']);
 
 let stack: TestStack;
@@ -25,25 +25,10 @@ let bot: { id: string; key: string };
 const DESKTOP = { width: 1100, height: 800 };
 const PHONE = { width: 390, height: 844 };
 
-async function open(viewport = DESKTOP, mobile = false): Promise<{ context: BrowserContext; page: Page; violations: string[] }> {
-  const context = await browser.newContext({ baseURL: stack.url, viewport, isMobile: mobile, hasTouch: mobile, acceptDownloads: true });
-  const page = await context.newPage();
-  const violations: string[] = [];
-  page.on('console', (m) => { if (/Content[- ]Security[- ]Policy/i.test(m.text())) violations.push(m.text()); });
-  return { context, page, violations };
-}
+const open = (viewport = DESKTOP, mobile = false) => openConsole(browser, stack.url, { viewport, mobile });
 
-async function signIn(key: string, viewport = DESKTOP, mobile = false): Promise<{ context: BrowserContext; page: Page }> {
-  const { context, page, violations } = await open(viewport, mobile);
-  await page.goto('/');
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('button', { name: 'Sign out' }).waitFor();
-  expect(violations).toEqual([]);
-  return { context, page };
-}
+const signIn = (key: string, viewport = DESKTOP, mobile = false) => signInWithKey(browser, stack.url, key, { viewport, mobile });
 
-const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
 async function ask(body: unknown): Promise<{ decision_id: string; status: string; decision: string }> {
   const res = await api({ url: stack.url, key: bot.key }, 'POST', '/v1/decisions', body);

@@ -1,12 +1,11 @@
 import { existsSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { addPrincipal, api, eventually, ROOT, startTestStack, type TestStack } from '../int/harness.ts';
+import { chromium, type Browser } from 'playwright-core';
+import { addPrincipal, api, eventually, startTestStack, type TestStack } from '../int/harness.ts';
+import { shot, signInWithKey, SHOTS } from './console-session.ts';
 
 /** Debian's Chromium (apt-get install chromium): no browser download. Under CI its absence fails the file. */
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
-const SHOTS = path.join(ROOT, '.data', 'test-output', 'console');
 const CI = Boolean(process.env['CI']);
 
 let stack: TestStack;
@@ -15,20 +14,8 @@ const people: Record<string, { id: string; key: string }> = {};
 let bot: { id: string; key: string };
 let tenantB: { decision: string };
 
-async function signIn(key: string): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ baseURL: stack.url, viewport: { width: 1100, height: 800 } });
-  const page = await context.newPage();
-  const violations: string[] = [];
-  page.on('console', (m) => { if (/Content[- ]Security[- ]Policy/i.test(m.text())) violations.push(m.text()); });
-  await page.goto('/');
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('button', { name: 'Sign out' }).waitFor();
-  expect(violations).toEqual([]);
-  return { context, page };
-}
+const signIn = (key: string) => signInWithKey(browser, stack.url, key);
 
-const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
 async function askFor(body: unknown, key = bot.key): Promise<{ decision_id: string; status: string; decision: string; matched_rules: Array<{ policy_id: string; version: number }> }> {
   const res = await api({ url: stack.url, key }, 'POST', '/v1/decisions', body);
