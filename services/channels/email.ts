@@ -1,7 +1,8 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import type { RoundFacts } from './facts.ts';
-import { cleanText, escapeHtml, keyArguments } from './untrusted-text.ts';
+import { cleanText, escapeHtml } from './untrusted-text.ts';
+import { CONTEXT_HEADINGS, roundContent, type ApprovalContent, type Line } from './approval-content.ts';
 
 /** A single-use link token: 32 random bytes; only its SHA-256 is stored. */
 export function newEmailToken(): { token: string; hash: string } {
@@ -22,55 +23,57 @@ export function csrfMatches(secret: Buffer, tokenHash: string, given: unknown): 
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function factLines(f: RoundFacts): Array<[string, string]> {
+const defang = (text: string) => text.replace(/:\/\//g, '[:]//');
+const pairs = (lines: Line[], max: number): Array<[string, string]> => lines.map((l): [string, string] => [cleanText(l.label, 80), cleanText(l.value, max)]);
+const factLines = (c: ApprovalContent) => pairs(c.facts, 300);
+const agentLines = (c: ApprovalContent) => pairs(c.agent, 300);
+/** The judgment rules the approver checks (policy text: cleaned, escaped in HTML, never linked). */
+const checklistLines = (c: ApprovalContent) => c.checklist.map((l) => defang(cleanText(l, 800)));
+const constraintLines = (c: ApprovalContent) => c.constraints.map((l) => defang(`${cleanText(l.label, 60)}: ${cleanText(l.value, 200)}`));
+const historyLines = (c: ApprovalContent) => c.history.map((l) => defang(cleanText(l, 300)));
+
+/** The approver context as plain-text lines: constraints that will apply, the agent's recent history for the tool. */
+function contextText(c: ApprovalContent, agentId: string): string[] {
   return [
-    ['Decision', `${f.decision_id} (round ${f.round}${f.kind === 'override' ? ', override' : ''})`],
-    ['Rule', f.matched_rule ?? 'none'],
-    ['Reason', f.untrusted.reason],
-    ['Policy version', f.policies.map((p) => `${p.policy_id} v${p.version}`).join(', ') || 'none'],
-    ['Agent', f.agent_id],
-    ['Deadline', f.deadline],
-    ...(f.requirements ?? []).map((line, i): [string, string] => [`Requirement ${i + 1} (each must approve)`, line]),
+    ...(c.constraints.length > 0 ? [`${CONTEXT_HEADINGS.constraints}:`, ...constraintLines(c).map((l) => `- ${l}`)] : [CONTEXT_HEADINGS.noConstraints]),
+    ...(c.history.length > 0 ? [`${cleanText(CONTEXT_HEADINGS.history(agentId), 200)}:`, ...historyLines(c).map((l) => `- ${l}`)] : [CONTEXT_HEADINGS.noHistory]),
   ];
-}
-function agentLines(f: RoundFacts): Array<[string, string]> {
-  const rows: Array<[string, string]> = [
-    ['tool', f.untrusted.tool],
-    ...(f.untrusted.operation ? [['operation', f.untrusted.operation] as [string, string]] : []),
-    ...keyArguments(f.untrusted.args).map(([k, v]) => [`argument ${k}`, v] as [string, string]),
-    ...(f.untrusted.justification ? [['justification', f.untrusted.justification] as [string, string]] : []),
-  ];
-  return rows.map(([k, v]): [string, string] => [cleanText(k, 80), cleanText(v, 300)]);
 }
 
-/** The judgment rules the approver checks (policy text: cleaned, escaped in HTML, never linked). */
-function checklistLines(f: RoundFacts): string[] {
-  return (f.checklist ?? []).map((j) => `${cleanText(j.text, 600).replace(/:\/\//g, '[:]//')} (rule ${cleanText(j.rule, 100)}, ${cleanText(j.policy_id, 100)} v${j.version})`);
+function contextHtml(c: ApprovalContent, agentId: string): string {
+  const list = (lines: string[]) => `<ul>${lines.map((l) => `<li>${escapeHtml(l)}</li>`).join('')}</ul>`;
+  return (c.constraints.length > 0 ? `<p><strong>${escapeHtml(CONTEXT_HEADINGS.constraints)}</strong></p>${list(constraintLines(c))}` : `<p>${escapeHtml(CONTEXT_HEADINGS.noConstraints)}</p>`)
+    + (c.history.length > 0 ? `<p><strong>${escapeHtml(cleanText(CONTEXT_HEADINGS.history(agentId), 200))}</strong></p>${list(historyLines(c))}` : `<p>${escapeHtml(CONTEXT_HEADINGS.noHistory)}</p>`);
 }
 
 const table = (rows: Array<[string, string]>) => rows.map(([k, v]) => `<tr><th align="left">${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('');
 
 /** Facts and agent text as HTML: every value escaped; the agent's part boxed and labelled. */
 export function factsHtml(f: RoundFacts): string {
-  const checklist = checklistLines(f);
-  return `<h2>Countersign approval</h2><table>${table(factLines(f))}</table>${checklist.length > 0 ? `
+  const c = roundContent(f);
+  const checklist = checklistLines(c);
+  return `<h2>Countersign approval</h2><table>${table(factLines(c))}</table>${checklist.length > 0 ? `
 <p><strong>Checklist (judgment rules of the policy): check each before you approve</strong></p>
 <ul>${checklist.map((l) => `<li>${escapeHtml(l)}</li>`).join('')}</ul>` : ''}
+${contextHtml(c, f.agent_id)}
 <p><strong>Written by the agent (unverified, shown as text):</strong></p>
-<pre style="border:1px solid #999;padding:8px;white-space:pre-wrap">${agentLines(f).map(([k, v]) => `${escapeHtml(k)}: ${escapeHtml(v)}`).join('\n')}</pre>`;
+<pre style="border:1px solid #999;padding:8px;white-space:pre-wrap">${agentLines(c).map(([k, v]) => `${escapeHtml(k)}: ${escapeHtml(v)}`).join('\n')}</pre>`;
 }
 
 export function approvalEmail(f: RoundFacts, link: string, purpose: 'request' | 'escalation' | 'reminder' = 'request'): { subject: string; text: string; html: string } {
   const prefix = purpose === 'reminder' ? `Reminder (deadline ${f.deadline}): ` : purpose === 'escalation' ? 'Escalated to you: ' : '';
   const subject = cleanText(`${prefix}Approval needed: decision ${f.decision_id} (round ${f.round})`, 200);
+  const c = roundContent(f);
   const text = [
     purpose === 'reminder' ? `Countersign is still waiting for your answer; the next deadline is ${f.deadline}.` : 'Countersign needs your answer.',
     '',
-    ...factLines(f).map(([k, v]) => `${k}: ${cleanText(v, 300)}`),
+    ...factLines(c).map(([k, v]) => `${k}: ${v}`),
     '',
-    ...((f.checklist ?? []).length > 0 ? ['Checklist (judgment rules of the policy): check each before you approve', ...checklistLines(f).map((l) => `- ${l}`), ''] : []),
+    ...(c.checklist.length > 0 ? ['Checklist (judgment rules of the policy): check each before you approve', ...checklistLines(c).map((l) => `- ${l}`), ''] : []),
+    ...contextText(c, f.agent_id),
+    '',
     '--- Written by the agent (unverified) ---',
-    ...agentLines(f).map(([k, v]) => `${k}: ${v.replace(/:\/\//g, '[:]//')}`),
+    ...agentLines(c).map(([k, v]) => `${k}: ${defang(v)}`),
     '--- end of agent text ---',
     '',
     `Open this link to review and answer (it works once, for you only, until ${f.final_deadline}):`,
@@ -89,14 +92,15 @@ export function digestEmail(items: Array<{ facts: RoundFacts; link: string }>): 
   const intro = 'You reached the hourly notification limit; these requests were held back and are grouped here. Each link works once, for you only, until its deadline.';
   const text = [
     intro,
-    ...items.flatMap(({ facts: f, link }) => [
+    ...items.map(({ facts: f, link }) => ({ f, c: roundContent(f), link })).flatMap(({ f, c, link }) => [
       '',
       '========',
-      ...factLines(f).map(([k, v]) => `${k}: ${cleanText(v, 300)}`),
+      ...factLines(c).map(([k, v]) => `${k}: ${v}`),
+      ...contextText(c, f.agent_id),
       '--- Written by the agent (unverified) ---',
-      ...agentLines(f).map(([k, v]) => `${k}: ${v.replace(/:\/\//g, '[:]//')}`),
+      ...agentLines(c).map(([k, v]) => `${k}: ${defang(v)}`),
       '--- end of agent text ---',
-      ...((f.checklist ?? []).length > 0 ? ['Checklist (judgment rules of the policy): check each before you approve', ...checklistLines(f).map((l) => `- ${l}`)] : []),
+      ...(c.checklist.length > 0 ? ['Checklist (judgment rules of the policy): check each before you approve', ...checklistLines(c).map((l) => `- ${l}`)] : []),
       `Review and answer: ${link}`,
     ]),
   ].join('\n');

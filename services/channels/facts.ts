@@ -3,6 +3,8 @@ import { loadRunView } from '../decisions/read-decision.ts';
 import type { Round } from '../decisions/run-view.ts';
 import { finalDeadlineOf, requirementLines } from '../decisions/approval-requirements.ts';
 import { checklistOf } from '../decisions/checklist.ts';
+import { agentHistory, type HistoryEntry } from '../decisions/agent-history.ts';
+import { editsAllowed } from '../decisions/approval-edit.ts';
 
 /** What an approver is shown about one round. `facts` come from Countersign; `untrusted` from the agent. */
 export type RoundFacts = {
@@ -26,6 +28,12 @@ export type RoundFacts = {
   requirements?: string[];
   /** The judgment rules the approver checks (policy text: shown escaped, as untrusted). */
   checklist?: Array<{ policy_id: string; version: number; rule: string; text: string }> | undefined;
+  /** The constraints that will apply when the round approves (as GET /v1/approvals shows them). */
+  constraints?: Record<string, unknown>;
+  /** The agent's last decisions for the same tool before this one, newest first (as GET /v1/approvals shows them). */
+  history?: HistoryEntry[];
+  /** Whether an approver may approve changed arguments in this round (an approval round whose rules allow edits). */
+  edits_allowed?: boolean;
   /** Agent-supplied: shown escaped and apart. */
   untrusted: { tool: string; operation: string | null; args: unknown; reason: string; justification: string | null };
 };
@@ -37,6 +45,7 @@ export async function loadRoundFacts(db: Db, tenantId: string, decisionId: strin
     if (!view || !r || view.tenant_id !== tenantId) return null;
     const requested = events.find((e) => e.type === 'DecisionRequested');
     const args = (requested?.data as { request?: { action?: { args?: unknown } } } | undefined)?.request?.action?.args;
+    const history = await agentHistory(c, tenantId, view.decision_id, view.agent_id, view.action.tool);
     return {
       decision_id: view.decision_id,
       tenant_id: view.tenant_id,
@@ -56,6 +65,9 @@ export async function loadRoundFacts(db: Db, tenantId: string, decisionId: strin
       ].sort((a, b) => a.at.localeCompare(b.at)).map(({ approver_id, verdict, channel }) => ({ approver_id, verdict, channel })),
       ...(r.requirements ? { requirements: requirementLines(r) } : {}),
       checklist: r.kind === 'approval' ? checklistOf(view).map(({ policy_id, version, rule, text }) => ({ policy_id, version, rule, text })) : [],
+      constraints: view.constraints,
+      history,
+      edits_allowed: r.kind === 'approval' && view.evaluation !== null && editsAllowed(view.evaluation),
       untrusted: { tool: view.action.tool, operation: view.action.operation ?? null, args, reason: view.reason, justification: r.justification ?? null },
     };
   });

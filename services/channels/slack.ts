@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { LogLevel, WebClient } from '@slack/web-api';
 import type { RoundFacts } from './facts.ts';
-import { keyArguments, slackFact, slackUntrusted } from './untrusted-text.ts';
+import { slackFact, slackUntrusted } from './untrusted-text.ts';
+import { CONTEXT_HEADINGS, roundContent, type ApprovalContent } from './approval-content.ts';
 
 export type SlackConfig = { botToken: string; apiUrl: string };
 
@@ -24,43 +25,56 @@ type Block = Record<string, unknown>;
 
 const field = (label: string, value: string) => ({ type: 'mrkdwn', text: `*${label}*\n${value}`, verbatim: true });
 
-/** The approval message: Countersign's facts, the agent's text apart in a quote, and the two buttons. */
+/** The action ids of the buttons on an approval message (and the one that opens the edit modal). */
+export const APPROVE_ACTION = 'countersign_approve';
+export const REJECT_ACTION = 'countersign_reject';
+export const EDIT_ACTION = 'countersign_edit';
+
+/** The answer buttons: Approve, Reject, and Approve with edit where the round allows edits. */
+export function answerButtons(ref: string, edits: boolean, blockId = 'countersign_answer'): Block {
+  return {
+    type: 'actions',
+    block_id: blockId,
+    elements: [
+      { type: 'button', action_id: APPROVE_ACTION, style: 'primary', text: { type: 'plain_text', text: 'Approve' }, value: ref },
+      { type: 'button', action_id: REJECT_ACTION, style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value: ref },
+      ...(edits ? [{ type: 'button', action_id: EDIT_ACTION, text: { type: 'plain_text', text: 'Approve with edit' }, value: ref }] : []),
+    ],
+  };
+}
+
+/** The approver context: constraints that will apply and the agent's recent history for the tool, as inert text. */
+export function contextBlocks(c: ApprovalContent, agentId: string): Block[] {
+  const constraints = c.constraints.length > 0
+    ? `*${CONTEXT_HEADINGS.constraints}*\n${c.constraints.map((l) => `• ${slackUntrusted(l.label, 60)}: ${slackUntrusted(l.value, 200)}`).join('\n')}`
+    : CONTEXT_HEADINGS.noConstraints;
+  const history = c.history.length > 0
+    ? `*${slackFact(CONTEXT_HEADINGS.history(agentId), 200)}*\n${c.history.map((l) => `• ${slackUntrusted(l, 300)}`).join('\n')}`
+    : CONTEXT_HEADINGS.noHistory;
+  return [{ type: 'section', text: { type: 'mrkdwn', text: `${constraints}\n${history}`, verbatim: true } }];
+}
+
+/** The approval message: Countersign's facts, the approver context, the agent's text apart in a quote, and the buttons. */
 export function approvalBlocks(f: RoundFacts, ref: string, purpose: 'request' | 'escalation' | 'reminder'): Block[] {
   const what = f.kind === 'override' ? 'Override requested' : purpose === 'escalation' ? 'Approval escalated to you' : 'Approval requested';
   const title = purpose === 'reminder' ? `Reminder: ${what.toLowerCase()}, deadline ${f.deadline}` : what;
-  const policies = f.policies.map((p) => `${p.policy_id} v${p.version}`).join(', ') || 'none';
-  const args = keyArguments(f.untrusted.args).map(([k, v]) => `${slackUntrusted(k, 60)}: ${slackUntrusted(v, 200)}`).join('\n');
-  const agentText = [
-    `tool: ${slackUntrusted(f.untrusted.tool, 120)}`,
-    f.untrusted.operation ? `operation: ${slackUntrusted(f.untrusted.operation, 120)}` : null,
-    args ? `arguments:\n${args}` : null,
-    f.untrusted.justification ? `justification: ${slackUntrusted(f.untrusted.justification, 500)}` : null,
-  ].filter(Boolean).join('\n');
+  const c = roundContent(f);
+  const requirements = c.facts.filter((l) => l.label.startsWith('Requirement '));
+  const agentText = c.agent.map((l) => `${slackUntrusted(l.label, 70)}: ${slackUntrusted(l.value, l.label === 'justification' ? 500 : 200)}`).join('\n');
   return [
     { type: 'header', text: { type: 'plain_text', text: `Countersign: ${title}`, emoji: false } },
     {
       type: 'section',
       fields: [
-        field('Decision', `\`${slackFact(f.decision_id, 80)}\` (round ${f.round})`),
-        field('Deadline', slackFact(f.deadline, 40)),
-        field('Rule', slackFact(f.matched_rule ?? 'none', 120)),
-        field('Policy version', slackFact(policies, 200)),
-        field('Reason', slackFact(f.untrusted.reason, 300)),
-        field('Agent', slackFact(f.agent_id, 120)),
-        ...(f.requirements ? [field('Every one of these must approve', slackFact(f.requirements.join('\n'), 1000))] : []),
+        ...c.facts.filter((l) => !l.label.startsWith('Requirement ')).map((l) => field(l.label, slackFact(l.value, 300))),
+        ...(requirements.length > 0 ? [field('Every one of these must approve', slackFact(requirements.map((l) => l.value).join('\n'), 1000))] : []),
       ],
     },
     ...checklistBlocks(f),
+    ...contextBlocks(c, f.agent_id),
     { type: 'context', elements: [{ type: 'mrkdwn', text: 'Written by the agent (unverified; shown as text):', verbatim: true }] },
     { type: 'section', text: { type: 'mrkdwn', text: `\`\`\`${agentText}\`\`\``, verbatim: true } },
-    {
-      type: 'actions',
-      block_id: 'countersign_answer',
-      elements: [
-        { type: 'button', action_id: 'countersign_approve', style: 'primary', text: { type: 'plain_text', text: 'Approve' }, value: ref },
-        { type: 'button', action_id: 'countersign_reject', style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value: ref },
-      ],
-    },
+    answerButtons(ref, f.edits_allowed === true),
   ];
 }
 
@@ -69,10 +83,10 @@ export const CHECKLIST_MAX_ITEMS = 10;
 
 /** The judgment rules the approver checks before answering: policy text, escaped like the agent's. */
 export function checklistBlocks(f: RoundFacts): Block[] {
-  const all = f.checklist ?? [];
+  const all = roundContent(f).checklist;
   if (all.length === 0) return [];
   const shown = all.slice(0, CHECKLIST_MAX_ITEMS);
-  const lines = shown.map((j) => `• ${slackUntrusted(j.text, 600)} (rule ${slackFact(j.rule, 100)}, ${slackFact(j.policy_id, 100)} v${j.version})`);
+  const lines = shown.map((j) => `• ${slackUntrusted(j, 800)}`);
   if (all.length > shown.length) lines.push(`… and ${all.length - shown.length} more (see GET /v1/approvals)`);
   return [
     { type: 'context', elements: [{ type: 'mrkdwn', text: 'Checklist: judgment rules of the policy. Check each before you approve:', verbatim: true }] },
@@ -126,14 +140,7 @@ export function digestBlocks(items: Array<{ facts: RoundFacts; ref: string; stat
       },
     });
     blocks.push(state === null
-      ? {
-          type: 'actions',
-          block_id: `countersign_answer_${i}`,
-          elements: [
-            { type: 'button', action_id: 'countersign_approve', style: 'primary', text: { type: 'plain_text', text: 'Approve' }, value: ref },
-            { type: 'button', action_id: 'countersign_reject', style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value: ref },
-          ],
-        }
+      ? answerButtons(ref, f.edits_allowed === true, `countersign_answer_${i}`)
       : { type: 'context', elements: [{ type: 'mrkdwn', text: slackFact(state, 500), verbatim: true }] });
     blocks.push({ type: 'divider' });
   });

@@ -1,0 +1,72 @@
+import type { HistoryEntry } from '../decisions/agent-history.ts';
+import type { RoundFacts } from './facts.ts';
+import { keyArguments } from './untrusted-text.ts';
+
+/**
+ * What an approval message says, for every channel: one builder, so Slack and email show the same facts, the
+ * same approver context and the same checklist. Values are raw here; each channel escapes them as it renders
+ * (services/channels/untrusted-text.ts): `facts` are Countersign's own (ids, rule names, deadlines it produced),
+ * everything else was written by someone else (the policy's author or the agent) and is shown as inert text.
+ */
+export type Line = { label: string; value: string };
+
+export type ApprovalContent = {
+  /** Countersign's facts about the round or review. */
+  facts: Line[];
+  /** The constraints that will apply once approved (policy values). */
+  constraints: Line[];
+  /** The agent's last decisions for the same tool, newest first (the operation in each is the agent's text). */
+  history: string[];
+  /** The judgment rules the approver checks before answering (policy text). */
+  checklist: string[];
+  /** Written by the agent: tool, operation, arguments, justification. */
+  agent: Line[];
+};
+
+/** Most history entries and constraints one message shows (GET /v1/approvals has them all). */
+export const CONTEXT_MAX_LINES = 8;
+
+/** One earlier decision as a line: when, what, what it got, how it ended. */
+export function historyLine(h: HistoryEntry): string {
+  const decision = h.decision === null ? 'still pending' : `${h.decision}${h.finalized_via ? ` (${h.finalized_via})` : ''}`;
+  const outcome = h.outcome === null ? 'no outcome reported' : `outcome ${h.outcome}`;
+  return `${h.asked_at.slice(0, 16).replace('T', ' ')}Z ${h.operation ?? '(no operation)'}: ${decision}, ${outcome} [${h.decision_id}]`;
+}
+
+const constraintValue = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v) ?? 'null');
+
+/** The content of an approval (or override) round's message. */
+export function roundContent(f: RoundFacts): ApprovalContent {
+  const constraints = Object.entries(f.constraints ?? {}).filter(([, v]) => v !== undefined);
+  return {
+    facts: [
+      { label: 'Decision', value: `${f.decision_id} (round ${f.round}${f.kind === 'override' ? ', override' : ''})` },
+      { label: 'Deadline', value: f.deadline },
+      { label: 'Rule', value: f.matched_rule ?? 'none' },
+      { label: 'Policy version', value: f.policies.map((p) => `${p.policy_id} v${p.version}`).join(', ') || 'none' },
+      { label: 'Reason', value: f.untrusted.reason },
+      { label: 'Agent', value: f.agent_id },
+      ...(f.requirements ?? []).map((line, i) => ({ label: `Requirement ${i + 1} (each must approve)`, value: line })),
+    ],
+    constraints: [
+      ...constraints.slice(0, CONTEXT_MAX_LINES).map(([k, v]) => ({ label: k, value: constraintValue(v) })),
+      ...(constraints.length > CONTEXT_MAX_LINES ? [{ label: '…', value: `${constraints.length - CONTEXT_MAX_LINES} more (see GET /v1/approvals)` }] : []),
+    ],
+    history: (f.history ?? []).slice(0, CONTEXT_MAX_LINES).map(historyLine),
+    checklist: (f.checklist ?? []).map((j) => `${j.text} (rule ${j.rule}, ${j.policy_id} v${j.version})`),
+    agent: [
+      { label: 'tool', value: f.untrusted.tool },
+      ...(f.untrusted.operation ? [{ label: 'operation', value: f.untrusted.operation }] : []),
+      ...keyArguments(f.untrusted.args).map(([k, v]) => ({ label: `argument ${k}`, value: v })),
+      ...(f.untrusted.justification ? [{ label: 'justification', value: f.untrusted.justification }] : []),
+    ],
+  };
+}
+
+/** The headings each channel gives the approver context, so both say the same. */
+export const CONTEXT_HEADINGS = {
+  constraints: 'Constraints that will apply once approved',
+  noConstraints: 'No constraints will apply once approved.',
+  history: (agent: string) => `Recent decisions of ${agent} for this tool (newest first)`,
+  noHistory: 'No earlier decisions of this agent for this tool.',
+} as const;
