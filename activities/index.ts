@@ -10,6 +10,7 @@ import { makeIssueReceipt } from './issue-receipt.ts';
 import { makeJudgeRequest } from './judge-request.ts';
 import { makeNotifyApprovers, type ChannelDeps } from './notify-approvers.ts';
 import { makePolicyReviewActivities } from './policy-review.ts';
+import { makeAnnounceReviewClosed, makeNotifyReviewers } from './notify-reviewers.ts';
 import type { PrincipalCache } from '../services/identity/key-cache.ts';
 import type { Activities } from './types.ts';
 
@@ -59,6 +60,8 @@ export function createActivities(deps: ActivityDeps): Activities {
     announceRoundClosed: makeAnnounceRoundClosed(deps.db, deps.channels?.slack),
     deliverCallback: makeDeliverCallback(getKeyring, deps.callbackAllowPrivate ?? false),
     judgeRequest: makeJudgeRequest(deps.db, { allowHosts: deps.evaluatorAllowHosts ?? [] }),
+    notifyReviewers: makeNotifyReviewers(deps.db, deps.channels),
+    announceReviewClosed: makeAnnounceReviewClosed(deps.db, deps.channels?.slack),
     ...makePolicyReviewActivities(deps.db, getKeyring, getSecret, guard.refused),
   };
 }

@@ -52,7 +52,7 @@ export type OpenPolicyReviewInput = {
   tenantId: string; policyId: string; reviewId: string; expectedStreamVersion: number; requestedBy: string;
   documentHash: string; deadline: string; expectedLoosening: string[];
   /** The workflow's whole input, with the API's attestation: checked before the review is opened. */
-  start?: { reviewId: string; tenantId: string; policyId: string; documentHash: string; requestedBy: string; expectedStreamVersion: number; timeoutSec: number; expectedLoosening: string[]; attestation?: Attestation; change?: PolicyChange | undefined };
+  start?: { reviewId: string; tenantId: string; policyId: string; documentHash: string; requestedBy: string; expectedStreamVersion: number; timeoutSec: number; expectedLoosening: string[]; attestation?: Attestation; change?: PolicyChange | undefined; notify?: boolean | undefined };
   /** Set when the review stands for a rollback, deprecation, binding or unbinding instead of the draft's activation. */
   change?: PolicyChange;
 };
@@ -60,6 +60,8 @@ export type OpenPolicyReviewResult = { ok: true; version: number; authors: strin
 export type CompletePolicyReviewInput = { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined };
 export type CompletePolicyReviewResult = { ok: true; version: number; hash: string } | { ok: false; reason: string };
 export type ClosePolicyReviewInput = { tenantId: string; policyId: string; reviewId: string; outcome: 'rejected' | 'expired'; by?: string; comment?: string | undefined };
+/** A four-eyes review whose reviewers are notified, or whose messages show how it ended. */
+export type ReviewNoticeInput = { tenantId: string; policyId: string; reviewId: string };
 export type AuthorizeReviewerInput = Attested<{ kind: 'policy_review'; tenant_id: string; by: string } & Record<string, unknown>>;
 
 export interface Activities {
@@ -75,4 +77,8 @@ export interface Activities {
   completePolicyReview(input: CompletePolicyReviewInput): Promise<CompletePolicyReviewResult>;
   closePolicyReview(input: ClosePolicyReviewInput): Promise<{ ok: true } | { ok: false; reason: string }>;
   authorizePolicyReviewer(input: AuthorizeReviewerInput): Promise<AuthorizeResult>;
+  /** Notifies the admins who may answer a review on Slack and by email. */
+  notifyReviewers(input: ReviewNoticeInput): Promise<Delivery[]>;
+  /** Shows a closed review's outcome on every Slack message that carried its buttons. */
+  announceReviewClosed(input: ReviewNoticeInput): Promise<RoundClosedResult>;
 }

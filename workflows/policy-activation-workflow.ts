@@ -1,4 +1,4 @@
-import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, proxyActivities, setHandler } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, log, proxyActivities, setHandler } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { EventData, PolicyChange } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
@@ -27,6 +27,11 @@ export type PolicyActivationInput = {
   expectedLoosening: string[];
   /** A rollback, deprecation, binding or unbinding instead of the draft's activation; `documentHash` is then the change's hash. */
   change?: PolicyChange;
+  /**
+   * Notify the admins who may answer on Slack and by email once the review is open, and show how it ended on
+   * the messages; without it the review is in their inbox (GET /v1/approvals) only. Under the MAC like the rest.
+   */
+  notify?: boolean;
   /** The API's MAC over all of the above (kind `policy_review_start`): the review opens only with a valid one. */
   attestation?: { issued_at: string; mac: string };
 };
@@ -64,6 +69,9 @@ const { openPolicyReview, completePolicyReview, closePolicyReview, authorizePoli
   startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['CountersignError'] },
 });
+
+// Notices never hold a review nor change it: bounded, and their failures are only logged.
+const { notifyReviewers, announceReviewClosed } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3 } });
 
 /** Answers accepted and then refused (see MAX_REFUSED_PER_RUN in decision-workflow.ts): past these, the validator refuses. */
 export const MAX_REFUSED_REVIEW_ANSWERS = 20;
@@ -164,6 +172,15 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
     },
   });
 
+  const notice = { tenantId: input.tenantId, policyId: input.policyId, reviewId: input.reviewId };
+  // The reviewers are told while the review already waits: an answer from the API may come before the notices.
+  const notified = input.notify
+    ? notifyReviewers(notice).then(
+      (deliveries) => { const failed = deliveries.filter((d) => d.error); if (failed.length) log.warn('review notices failed', { failed }); },
+      (err: unknown) => { log.warn('review notices failed', { error: String(err) }); },
+    )
+    : Promise.resolve();
+
   // Wait for the answer that counts, or the deadline; an answer being recorded at the deadline finishes first.
   const left = deadlineMs - Date.now();
   if (!(left > 0 && (await condition(() => outcome !== null, left)))) {
@@ -175,6 +192,11 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
     }
   }
   await condition(allHandlersFinished);
+  if (input.notify) {
+    await notified;
+    const closedNotice = await announceReviewClosed(notice).catch((err: unknown) => ({ updated: 0, errors: [String(err)] }));
+    if (closedNotice.errors.length) log.warn('review closing notices failed', { errors: closedNotice.errors });
+  }
   return outcome!;
 }
 

@@ -3,15 +3,20 @@ import type { WebClient } from '@slack/web-api';
 import { CountersignError } from '../errors.ts';
 import { withSystem, withTenant, type Db } from '../events/db.ts';
 import type pg from 'pg';
-import { answerApproval, type MessageDeps } from '../decisions/run-messages.ts';
+import { answerApproval, checkedAnswer, type MessageDeps } from '../decisions/run-messages.ts';
+import { answerActivationReview } from '../lifecycle/activation-reviews.ts';
+import { closeReviewMessages, reviewStateText } from '../../activities/notify-reviewers.ts';
+import { loadReviewFacts } from './review-facts.ts';
+import { editableArgs, editModal, EDIT_CALLBACK, sealEdit, unsealEdit } from './slack-edit.ts';
+import { parseEditedArgs } from './edited-args.ts';
 import { findPerson } from '../identity/people.ts';
 import type { Principal } from '../identity/principals.ts';
 import type { PrincipalView } from '../../schemas/identity.ts';
 import { hashEmailToken, isEmailTokenShape } from './email.ts';
 import { loadRoundFacts } from './facts.ts';
 import { closeRoundMessages, principalNames, rerenderDigest, roundStateText } from './round-messages.ts';
-import { approvalBlocks, resultBlocks } from './slack.ts';
-import { cleanText } from './untrusted-text.ts';
+import { APPROVE_ACTION, approvalBlocks, EDIT_ACTION, REJECT_ACTION, resultBlocks, reviewBlocks } from './slack.ts';
+import { cleanText, slackFact } from './untrusted-text.ts';
 import { boundSlackTeam } from './slack-workspaces.ts';
 
 export type Verdict = 'approve' | 'reject';
@@ -21,9 +26,26 @@ const principalOf = (p: PrincipalView, via: string): Principal => ({
   id: p.id, tenant_id: p.tenant_id, name: p.name, kind: p.kind, roles: p.roles, groups: p.groups, platform_admin: false, agent_id: null, acts_for: [], key_prefix: via,
 });
 
-async function count(messages: MessageDeps, person: PrincipalView, decisionId: string, round: number, verdict: Verdict, channel: 'slack' | 'email', comment?: string): Promise<AnswerOutcome> {
+/** What a channel's answer is about: a decision's round, or a four-eyes review (the message's or link's `policy_id` set). */
+type Answered = { decision_id: string; round: number; purpose: string; policy_id: string | null };
+export type ChannelEdit = { args: Record<string, unknown>; argsDigest?: string | null | undefined };
+
+/**
+ * Counts an answer through the API's own path: a round's through answerApproval (the run's rules, an edit
+ * re-evaluated against the run's snapshot), a review's through answerActivationReview (the review's rules: a
+ * second admin, never the requester nor an author). A refusal (4xx) is an outcome; anything else is thrown.
+ */
+async function count(messages: MessageDeps, person: PrincipalView, about: Answered, verdict: Verdict, channel: 'slack' | 'email', comment?: string, edit?: ChannelEdit): Promise<AnswerOutcome> {
   try {
-    await answerApproval(messages, principalOf(person, channel), decisionId, { verdict, round, ...(comment ? { comment } : {}) }, channel);
+    if (about.purpose === 'review') {
+      if (edit) return { counted: false, reason: 'a policy review cannot be approved with an edit' };
+      await answerActivationReview(messages, principalOf(person, channel), about.policy_id ?? '', { verdict, review_id: about.decision_id, ...(comment ? { comment } : {}) });
+    } else {
+      await answerApproval(messages, principalOf(person, channel), about.decision_id, {
+        verdict, round: about.round, ...(comment ? { comment } : {}),
+        ...(edit ? { edited_args: edit.args, ...(edit.argsDigest !== undefined ? { args_digest: edit.argsDigest } : {}) } : {}),
+      }, channel);
+    }
     return { counted: true, approver: person.name };
   } catch (err) {
     if (err instanceof CountersignError && err.status < 500) return { counted: false, reason: err.message };
@@ -60,14 +82,19 @@ export async function logAnswer(db: Db, e: AnswerLogEntry): Promise<void> {
 
 /**
  * What a verified Slack request asks for: a click on Approve (counted), a click on Reject (opens the modal
- * that asks for a reason: `triggerId`), or the submitted reason (a reject with its `comment`).
+ * that asks for a reason: `triggerId`), the submitted reason (a reject with its `comment`), a click on Approve
+ * with edit (opens the edit modal: `opensEdit` with `triggerId`), or the submitted edit (`submitted`: the text
+ * typed and the modal's sealed metadata, checked by the route; `edit` once they are).
  */
-export type SlackAction = { teamId: string; userId: string; verdict: Verdict; ref: string; comment?: string | undefined; triggerId?: string | undefined };
+export type SlackAction = {
+  teamId: string; userId: string; verdict: Verdict; ref: string; comment?: string | undefined; triggerId?: string | undefined;
+  opensEdit?: true; submitted?: { text: string; sealed: string }; edit?: ChannelEdit;
+};
 
 export const REJECT_REASON_CALLBACK = 'countersign_reject_reason';
 const REF = /^[A-Za-z0-9_-]{16,64}$/;
 
-/** The kinds of interaction we act on: a click on one of our two buttons, or the reject-reason modal. Anything else is null. */
+/** The kinds of interaction we act on: a click on one of our buttons, or one of our two modals. Anything else is null. */
 export function parseSlackInteraction(rawBody: string): SlackAction | null {
   let payload: unknown;
   try {
@@ -80,27 +107,51 @@ export function parseSlackInteraction(rawBody: string): SlackAction | null {
   const o = payload as {
     type?: unknown; team?: { id?: unknown }; user?: { id?: unknown; team_id?: unknown }; trigger_id?: unknown;
     actions?: Array<{ action_id?: unknown; value?: unknown }>;
-    view?: { callback_id?: unknown; private_metadata?: unknown; state?: { values?: { reason?: { reason?: { value?: unknown } } } } };
+    view?: { callback_id?: unknown; private_metadata?: unknown; state?: { values?: { reason?: { reason?: { value?: unknown } }; args?: { args?: { value?: unknown } } } } };
   };
   if (!o || typeof o !== 'object') return null;
   const teamId = o.team?.id ?? o.user?.team_id;
   if (typeof teamId !== 'string' || typeof o.user?.id !== 'string') return null;
   if (o.type === 'view_submission') {
     const v = o.view;
+    if (v?.callback_id === EDIT_CALLBACK) {
+      const text = v.state?.values?.args?.args?.value;
+      if (typeof v.private_metadata !== 'string' || typeof text !== 'string') return null;
+      // The ref is taken from the metadata here and trusted only once the route has checked its MAC.
+      const ref = v.private_metadata.split('.')[0] ?? '';
+      if (!REF.test(ref)) return null;
+      return { teamId, userId: o.user.id, verdict: 'approve', ref, submitted: { text, sealed: v.private_metadata } };
+    }
     const reason = v?.state?.values?.reason?.reason?.value;
     if (v?.callback_id !== REJECT_REASON_CALLBACK || typeof v.private_metadata !== 'string' || !REF.test(v.private_metadata) || typeof reason !== 'string' || !reason.trim()) return null;
     return { teamId, userId: o.user.id, verdict: 'reject', ref: v.private_metadata, comment: reason.trim().slice(0, 2000) };
   }
   if (o.type !== 'block_actions' || !Array.isArray(o.actions) || o.actions.length !== 1) return null;
   const a = o.actions[0]!;
-  const verdict = a.action_id === 'countersign_approve' ? 'approve' : a.action_id === 'countersign_reject' ? 'reject' : null;
+  const verdict = a.action_id === APPROVE_ACTION || a.action_id === EDIT_ACTION ? 'approve' : a.action_id === REJECT_ACTION ? 'reject' : null;
   if (!verdict || typeof a.value !== 'string' || !REF.test(a.value)) return null;
-  if (verdict === 'reject') return typeof o.trigger_id === 'string' && o.trigger_id.length <= 255 ? { teamId, userId: o.user.id, verdict, ref: a.value, triggerId: o.trigger_id } : null;
+  const trigger = typeof o.trigger_id === 'string' && o.trigger_id.length <= 255 ? o.trigger_id : null;
+  if (a.action_id === EDIT_ACTION) return trigger ? { teamId, userId: o.user.id, verdict, ref: a.value, triggerId: trigger, opensEdit: true } : null;
+  if (verdict === 'reject') return trigger ? { teamId, userId: o.user.id, verdict, ref: a.value, triggerId: trigger } : null;
   return { teamId, userId: o.user.id, verdict, ref: a.value };
 }
 
-export type SlackMessageRow = { ref: string; tenant_id: string; decision_id: string; round: number; purpose: string; approver_id: string; slack_user_id: string; team_id: string; channel: string | null; ts: string | null };
-const MESSAGE_COLUMNS = 'ref, tenant_id, decision_id, round, purpose, approver_id, slack_user_id, team_id, channel, ts';
+/**
+ * A submitted edit checked: the metadata sealed by us for this very message, Slack user and round, and the text
+ * a JSON object within bounds. The action then carries the edit (and the arguments' digest the modal was opened
+ * for); otherwise the field error to show in the modal.
+ */
+export function checkEditSubmission(secret: Buffer, action: SlackAction): { ok: true; action: SlackAction; round: number } | { ok: false; reason: string; forged: boolean } {
+  if (!action.submitted) return { ok: false, reason: 'not an edit', forged: true };
+  const seal = unsealEdit(secret, action.submitted.sealed);
+  if (!seal || seal.ref !== action.ref || seal.userId !== action.userId) return { ok: false, reason: 'this form was not opened by Countersign for you: open it again from the message', forged: true };
+  const parsed = parseEditedArgs(action.submitted.text);
+  if (!parsed.ok) return { ok: false, reason: parsed.reason, forged: false };
+  return { ok: true, round: seal.round, action: { ...action, edit: { args: parsed.args, argsDigest: seal.argsDigest } } };
+}
+
+export type SlackMessageRow = { ref: string; tenant_id: string; decision_id: string; round: number; purpose: string; approver_id: string; slack_user_id: string; team_id: string; channel: string | null; ts: string | null; policy_id: string | null };
+const MESSAGE_COLUMNS = 'ref, tenant_id, decision_id, round, purpose, approver_id, slack_user_id, team_id, channel, ts, policy_id';
 
 /**
  * The Slack inbox. A verified click is stored (by the digest of its raw body) before Slack is acknowledged,
@@ -115,9 +166,9 @@ export async function claimSlackInteraction(db: Db, rawBody: string, action: Sla
   if (!message) return null;
   const bodyHash = createHash('sha256').update(rawBody).digest('hex');
   const ins = await withTenant(db, message.tenant_id, (c) => c.query(
-    `INSERT INTO channel_slack_interactions (body_hash, tenant_id, ref, slack_user_id, team_id, verdict, comment, attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+    `INSERT INTO channel_slack_interactions (body_hash, tenant_id, ref, slack_user_id, team_id, verdict, comment, edited_args, attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
      ON CONFLICT (body_hash) DO NOTHING`,
-    [bodyHash, message.tenant_id, message.ref, action.userId, action.teamId, action.verdict, action.comment ?? null],
+    [bodyHash, message.tenant_id, message.ref, action.userId, action.teamId, action.verdict, action.comment ?? null, action.edit ? JSON.stringify(action.edit.args) : null],
   ));
   return { message, bodyHash, first: ins.rowCount === 1 };
 }
@@ -128,19 +179,34 @@ export async function findSlackMessage(db: Db, ref: string): Promise<SlackMessag
 }
 
 /**
- * A click on Reject: when it could count, Slack is asked to open the modal that asks for the reason (the
- * answer is its submission); when it could not, the refusal is recorded and shown like any other.
+ * A click on Reject or on Approve with edit: when it could count, Slack is asked to open the modal that asks
+ * for the reason or the edited arguments (the answer is its submission); when it could not, the refusal is
+ * recorded and shown like any other. `secret` seals the edit modal's metadata.
  */
-export async function openRejectReason(db: Db, slack: WebClient | undefined, message: SlackMessageRow, action: SlackAction): Promise<AnswerOutcome | null> {
+export async function openAnswerModal(db: Db, slack: WebClient | undefined, secret: Buffer, message: SlackMessageRow, action: SlackAction): Promise<AnswerOutcome | null> {
   const person = await findPerson(db, message.tenant_id, { slack_user_id: action.userId });
-  const refusal = await refusalOf(db, message, action, person);
+  let refusal = await refusalOf(db, message, action, person);
+  const facts = !refusal && action.opensEdit ? await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null) : null;
+  const prefill = facts ? editableArgs(facts) : null;
+  if (!refusal && action.opensEdit) {
+    if (message.purpose === 'review') refusal = 'a policy review cannot be approved with an edit';
+    else if (!facts || facts.status !== 'open') refusal = `round ${message.round} is not open`;
+    else if (!facts.edits_allowed) refusal = `rule ${facts.matched_rule ?? '(none)'} does not allow approving changed arguments`;
+    else if (prefill === null) refusal = 'the arguments are too long to edit in Slack: approve with edit from the console or the API';
+  }
   if (refusal || !person) {
     const outcome: AnswerOutcome = { counted: false, reason: refusal ?? 'this Slack user is not a member of the tenant' };
-    await logAnswer(db, { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor: `slack:${action.teamId}/${action.userId}`, verdict: 'reject', counted: false, reason: outcome.reason });
+    await logAnswer(db, { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor: `slack:${action.teamId}/${action.userId}`, verdict: action.opensEdit ? 'approve' : 'reject', counted: false, reason: outcome.reason });
     await showOutcome(db, slack, message, action, outcome);
     return outcome;
   }
   if (!slack || !action.triggerId) return null;
+  if (action.opensEdit && facts && prefill !== null) {
+    const sealed = sealEdit(secret, { ref: message.ref, userId: action.userId, round: message.round, argsDigest: facts.args_digest });
+    await slack.views.open({ trigger_id: action.triggerId, view: editModal(facts, sealed, prefill) as never });
+    return null;
+  }
+  const what = message.purpose === 'review' ? `The policy change under review (${slackFact(message.policy_id ?? '', 130)})` : `Decision \`${message.decision_id}\`, round ${message.round}`;
   await slack.views.open({
     trigger_id: action.triggerId,
     view: {
@@ -151,7 +217,7 @@ export async function openRejectReason(db: Db, slack: WebClient | undefined, mes
       submit: { type: 'plain_text', text: 'Reject' },
       close: { type: 'plain_text', text: 'Cancel' },
       blocks: [
-        { type: 'section', text: { type: 'mrkdwn', verbatim: true, text: `Decision \`${message.decision_id}\`, round ${message.round}: why do you reject it?` } },
+        { type: 'section', text: { type: 'mrkdwn', verbatim: true, text: `${what}: why do you reject it?` } },
         { type: 'input', block_id: 'reason', label: { type: 'plain_text', text: 'Reason' }, element: { type: 'plain_text_input', action_id: 'reason', multiline: true, max_length: 2000 } },
       ],
     } as never,
@@ -203,41 +269,60 @@ async function answerStoredClick(db: Db, messages: MessageDeps, slack: WebClient
   const refusal = await refusalOf(db, message, action, person);
   let outcome: AnswerOutcome;
   if (refusal || !person) outcome = { counted: false, reason: refusal ?? 'this Slack user is not a member of the tenant' };
-  else {
-    const before = await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null);
-    const earlier = before?.answers.find((a) => a.approver_id === person.id && a.channel === 'slack' && a.verdict === action.verdict);
-    outcome = earlier ? { counted: true, approver: person.name } : await count(messages, person, message.decision_id, message.round, action.verdict, 'slack', action.comment);
-  }
-  await logAnswer(db, { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor: `slack:${action.teamId}/${action.userId}`, verdict: action.verdict, counted: outcome.counted, reason: outcome.counted ? `counted (${person?.id})` : outcome.reason });
+  else if ((await answeredBefore(db, message, person.id, action.verdict)) === true) outcome = { counted: true, approver: person.name };
+  else outcome = await count(messages, person, message, action.verdict, 'slack', action.comment, action.edit);
+  await logAnswer(db, { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor: `slack:${action.teamId}/${action.userId}`, verdict: action.edit ? 'approve_edit' : action.verdict, counted: outcome.counted, reason: outcome.counted ? `counted (${person?.id})` : outcome.reason });
   await markProcessed(db, message.tenant_id, bodyHash, outcome);
 
   await showOutcome(db, slack, message, action, outcome);
   return outcome;
 }
 
+/** Whether this approver's answer is already in the round or review (a stored click processed again after a crash). */
+async function answeredBefore(db: Db, message: SlackMessageRow, approverId: string, verdict: Verdict): Promise<boolean> {
+  if (message.purpose === 'review') {
+    const review = await loadReviewFacts(db, message.tenant_id, message.policy_id ?? '', message.decision_id).catch(() => null);
+    return review?.answers.some((a) => a.by === approverId && a.verdict === verdict) ?? false;
+  }
+  const before = await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null);
+  return before?.answers.some((a) => a.approver_id === approverId && a.channel === 'slack' && a.verdict === verdict) ?? false;
+}
+
 /** Shows on the message who decided, or why a click did not count; a closed round closes its other messages too. */
 async function showOutcome(db: Db, slack: WebClient | undefined, message: SlackMessageRow, action: SlackAction, outcome: AnswerOutcome): Promise<void> {
-  if (slack && message.channel && message.ts) {
-    const facts = await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null);
-    const text = outcome.counted
-      ? `${action.verdict === 'approve' ? 'Approved' : 'Rejected'} by ${cleanText(outcome.approver, 100)} (counted).`
-      : `A ${action.verdict} click by Slack user ${cleanText(action.userId, 40)} was not counted: ${cleanText(outcome.reason, 300)}`;
-    if (message.purpose === 'digest') {
-      await rerenderDigest(db, slack, message.tenant_id, message.channel, message.ts).catch(() => undefined);
-    } else if (outcome.counted) {
-      const names = facts ? await principalNames(db, message.tenant_id, facts.answers.map((a) => a.approver_id)) : new Map<string, string>();
-      const state = facts && facts.status !== 'open' ? ` ${roundStateText(facts, names)}` : '';
-      await slack.chat.update({ channel: message.channel, ts: message.ts, text: `${text}${state}`, blocks: resultBlocks(facts, message.ref, `${text}${state}`) as never }).catch(() => undefined);
-    } else if (facts) {
-      // A click that did not count says why; the rightful approver keeps the buttons while the round is open.
-      const blocks = facts.status === 'open'
-        ? [...approvalBlocks(facts, message.ref, message.purpose === 'escalation' || message.purpose === 'reminder' ? message.purpose : 'request'), { type: 'context', elements: [{ type: 'mrkdwn', text: text.replace(/[<>&]/g, ''), verbatim: true }] }]
-        : resultBlocks(facts, message.ref, text);
-      await slack.chat.update({ channel: message.channel, ts: message.ts, text, blocks: blocks as never }).catch(() => undefined);
+  if (!slack || !message.channel || !message.ts) return;
+  const verdict = action.edit ? 'approve-with-edit' : action.verdict;
+  const text = outcome.counted
+    ? `${action.edit ? 'Approved with edited arguments' : action.verdict === 'approve' ? 'Approved' : 'Rejected'} by ${cleanText(outcome.approver, 100)} (counted).`
+    : `A ${verdict} click by Slack user ${cleanText(action.userId, 40)} was not counted: ${cleanText(outcome.reason, 300)}`;
+  if (message.purpose === 'review') {
+    const review = await loadReviewFacts(db, message.tenant_id, message.policy_id ?? '', message.decision_id).catch(() => null);
+    if (!review) return;
+    if (review.status !== 'open') {
+      // The review closed: every message of it shows how (the review workflow does the same once it ends).
+      await closeReviewMessages(db, slack, review).catch(() => undefined);
+      return;
     }
-    // The round closed with this answer: the other approvers' messages lose their buttons too.
-    if (outcome.counted && facts && facts.status !== 'open') await closeRoundMessages(db, slack, message.tenant_id, message.decision_id, message.round).catch(() => undefined);
+    const blocks = [...reviewBlocks(review, message.ref, null), { type: 'context', elements: [{ type: 'mrkdwn', text: text.replace(/[<>&]/g, ''), verbatim: true }] }];
+    await slack.chat.update({ channel: message.channel, ts: message.ts, text: outcome.counted ? text : `${text} ${reviewStateText(review, new Map())}`, blocks: blocks as never }).catch(() => undefined);
+    return;
   }
+  const facts = await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null);
+  if (message.purpose === 'digest') {
+    await rerenderDigest(db, slack, message.tenant_id, message.channel, message.ts).catch(() => undefined);
+  } else if (outcome.counted) {
+    const names = facts ? await principalNames(db, message.tenant_id, facts.answers.map((a) => a.approver_id)) : new Map<string, string>();
+    const state = facts && facts.status !== 'open' ? ` ${roundStateText(facts, names)}` : '';
+    await slack.chat.update({ channel: message.channel, ts: message.ts, text: `${text}${state}`, blocks: resultBlocks(facts, message.ref, `${text}${state}`) as never }).catch(() => undefined);
+  } else if (facts) {
+    // A click that did not count says why; the rightful approver keeps the buttons while the round is open.
+    const blocks = facts.status === 'open'
+      ? [...approvalBlocks(facts, message.ref, message.purpose === 'escalation' || message.purpose === 'reminder' ? message.purpose : 'request'), { type: 'context', elements: [{ type: 'mrkdwn', text: text.replace(/[<>&]/g, ''), verbatim: true }] }]
+      : resultBlocks(facts, message.ref, text);
+    await slack.chat.update({ channel: message.channel, ts: message.ts, text, blocks: blocks as never }).catch(() => undefined);
+  }
+  // The round closed with this answer: the other approvers' messages lose their buttons too.
+  if (outcome.counted && facts && facts.status !== 'open') await closeRoundMessages(db, slack, message.tenant_id, message.decision_id, message.round).catch(() => undefined);
 }
 
 /** How long a click stays leased to the process that stored it before another may take it over. */
@@ -248,11 +333,11 @@ export const SLACK_INBOX_LEASE_SECONDS = 10;
  * Each is leased before it is worked on, so concurrent API processes never take the same one.
  */
 export async function processSlackInbox(db: Db, messages: MessageDeps, slack: WebClient | undefined, limit = 50): Promise<number> {
-  const due = (await withSystem(db, 'channels', (c) => c.query<{ body_hash: string; tenant_id: string; slack_user_id: string; team_id: string | null; verdict: Verdict | null; comment: string | null } & { message: SlackMessageRow }>(
+  const due = (await withSystem(db, 'channels', (c) => c.query<{ body_hash: string; tenant_id: string; slack_user_id: string; team_id: string | null; verdict: Verdict | null; comment: string | null; edited_args: Record<string, unknown> | null } & { message: SlackMessageRow }>(
     `UPDATE channel_slack_interactions i SET attempt_at = now()
       WHERE body_hash IN (SELECT body_hash FROM channel_slack_interactions WHERE processed_at IS NULL
                             AND (attempt_at IS NULL OR attempt_at < now() - make_interval(secs => $1)) ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-      RETURNING body_hash, tenant_id, slack_user_id, team_id, verdict, comment,
+      RETURNING body_hash, tenant_id, slack_user_id, team_id, verdict, comment, edited_args,
         (SELECT row_to_json(m) FROM (SELECT ${MESSAGE_COLUMNS} FROM channel_slack_messages WHERE ref = i.ref) m) AS message`,
     [SLACK_INBOX_LEASE_SECONDS, limit],
   ))).rows;
@@ -264,7 +349,11 @@ export async function processSlackInbox(db: Db, messages: MessageDeps, slack: We
       continue;
     }
     try {
-      await answerSlackClick(db, messages, slack, row.message, { teamId: row.team_id, userId: row.slack_user_id, verdict: row.verdict, ref: row.message.ref, comment: row.comment ?? undefined }, row.body_hash);
+      await answerSlackClick(db, messages, slack, row.message, {
+        teamId: row.team_id, userId: row.slack_user_id, verdict: row.verdict, ref: row.message.ref, comment: row.comment ?? undefined,
+        // A stored edit was checked (its seal and JSON) before it was stored; its round is the message's.
+        ...(row.edited_args ? { edit: { args: row.edited_args } } : {}),
+      }, row.body_hash);
       done++;
     } catch (err) {
       // Left unprocessed (Temporal or Postgres unavailable): its lease runs out and a later sweep tries again.
@@ -277,13 +366,13 @@ export async function processSlackInbox(db: Db, messages: MessageDeps, slack: We
 
 // ---- Email ----
 
-export type EmailTokenRow = { token_hash: string; tenant_id: string; decision_id: string; round: number; approver_id: string; email: string; expires_at: Date; used_at: Date | null };
+export type EmailTokenRow = { token_hash: string; tenant_id: string; decision_id: string; round: number; purpose: string; policy_id: string | null; approver_id: string; email: string; expires_at: Date; used_at: Date | null };
 
 /** The live link behind a token, or why there is none. Reading never consumes it. */
 export async function readEmailToken(db: Db, token: string): Promise<{ row: EmailTokenRow } | { refused: string; row?: EmailTokenRow }> {
   if (!isEmailTokenShape(token)) return { refused: 'this link is not valid' };
   const row = (await withSystem(db, 'channels', (c) => c.query<EmailTokenRow>(
-    `SELECT token_hash, tenant_id, decision_id, round, approver_id, email, expires_at, used_at FROM channel_email_tokens WHERE token_hash = $1`, [hashEmailToken(token)],
+    `SELECT token_hash, tenant_id, decision_id, round, purpose, policy_id, approver_id, email, expires_at, used_at FROM channel_email_tokens WHERE token_hash = $1`, [hashEmailToken(token)],
   ))).rows[0];
   if (!row) return { refused: 'this link is not valid' };
   if (row.used_at) return { refused: 'this link has already been used', row };
@@ -308,14 +397,39 @@ async function unspendEmailLink(db: Db, row: EmailTokenRow): Promise<void> {
   await withTenant(db, row.tenant_id, (c) => c.query(`UPDATE channel_email_tokens SET used_at = NULL, used_verdict = NULL WHERE token_hash = $1`, [row.token_hash]));
 }
 
-/** Counts the answer of a link already spent by `spendEmailLink`, through the API's own path. */
-export async function answerEmail(db: Db, messages: MessageDeps, row: EmailTokenRow, verdict: Verdict, comment: string | undefined): Promise<AnswerOutcome> {
+/** The member a link was sent to, as the tenant has them now; null when they are gone or changed address. */
+export async function emailAddressee(db: Db, row: EmailTokenRow): Promise<PrincipalView | null> {
   const person = await findPerson(db, row.tenant_id, { email: row.email });
-  if (!person || person.id !== row.approver_id) return { counted: false, reason: 'the approver this link was sent to is no longer a member with this address' };
+  return person && person.id === row.approver_id ? person : null;
+}
+
+/** Counts the answer of a link already spent by `spendEmailLink`, through the API's own path (with the approver's edit, if any). */
+export async function answerEmail(db: Db, messages: MessageDeps, row: EmailTokenRow, verdict: Verdict, comment: string | undefined, edit?: ChannelEdit): Promise<AnswerOutcome> {
+  const person = await emailAddressee(db, row);
+  if (!person) return { counted: false, reason: 'the approver this link was sent to is no longer a member with this address' };
   try {
-    return await count(messages, person, row.decision_id, row.round, verdict, 'email', comment);
+    return await count(messages, person, row, verdict, 'email', comment, edit);
   } catch (err) {
     await unspendEmailLink(db, row);
+    throw err;
+  }
+}
+
+/**
+ * Whether an emailed edit would be refused, asked before its link is spent so the approver can correct it on the
+ * same page: the reason, or null. The same checks the answer then passes (and passes again in the workflow).
+ */
+export async function emailEditRefusal(db: Db, messages: MessageDeps, row: EmailTokenRow, edit: ChannelEdit): Promise<string | null> {
+  if (row.purpose === 'review') return 'a policy review cannot be approved with an edit';
+  const person = await emailAddressee(db, row);
+  if (!person) return 'the approver this link was sent to is no longer a member with this address';
+  try {
+    await checkedAnswer(messages, principalOf(person, 'email'), row.decision_id, {
+      verdict: 'approve', round: row.round, edited_args: edit.args, ...(edit.argsDigest !== undefined ? { args_digest: edit.argsDigest } : {}),
+    }, 'email');
+    return null;
+  } catch (err) {
+    if (err instanceof CountersignError && err.status < 500) return err.message;
     throw err;
   }
 }

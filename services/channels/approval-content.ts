@@ -1,5 +1,6 @@
 import type { HistoryEntry } from '../decisions/agent-history.ts';
 import type { RoundFacts } from './facts.ts';
+import type { ReviewFacts } from './review-facts.ts';
 import { keyArguments } from './untrusted-text.ts';
 
 /**
@@ -70,3 +71,35 @@ export const CONTEXT_HEADINGS = {
   history: (agent: string) => `Recent decisions of ${agent} for this tool (newest first)`,
   noHistory: 'No earlier decisions of this agent for this tool.',
 } as const;
+
+/** What a review stands for, in words. */
+export function changeText(r: ReviewFacts): string {
+  const c = r.change;
+  switch (c.kind) {
+    case 'activate': return `activate ${r.policy_id} v${r.version}`;
+    case 'rollback': return `roll ${r.policy_id} back to v${c.to_version}`;
+    case 'deprecate': return `deprecate ${r.policy_id} v${c.version}`;
+    case 'bind': return `bind agent ${c.agent_id} to ${r.policy_id}`;
+    case 'unbind': return `unbind agent ${c.agent_id} from ${r.policy_id}`;
+  }
+}
+
+/** The content of a four-eyes review's message: Countersign's record of the change, nothing an agent wrote. */
+export function reviewContent(r: ReviewFacts): ApprovalContent {
+  return {
+    facts: [
+      { label: 'Change', value: changeText(r) },
+      { label: 'Policy version', value: `${r.policy_id} v${r.version}` },
+      { label: 'Requested by', value: r.requested_by },
+      { label: 'Authors (none of them may answer)', value: r.authors.join(', ') || r.requested_by },
+      { label: 'Deadline', value: r.deadline },
+      { label: 'Bound to', value: r.document_hash },
+      ...(r.expected_loosening.length > 0 ? [{ label: 'Loosening the requester expects', value: r.expected_loosening.join(', ') }] : []),
+      { label: 'Review', value: r.review_id },
+    ],
+    constraints: [],
+    history: [],
+    checklist: [],
+    agent: [],
+  };
+}

@@ -2,7 +2,9 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import nodemailer from 'nodemailer';
 import type { RoundFacts } from './facts.ts';
 import { cleanText, escapeHtml } from './untrusted-text.ts';
-import { CONTEXT_HEADINGS, roundContent, type ApprovalContent, type Line } from './approval-content.ts';
+import { changeText, CONTEXT_HEADINGS, reviewContent, roundContent, type ApprovalContent, type Line } from './approval-content.ts';
+import type { ReviewFacts } from './review-facts.ts';
+import { MAX_EDITED_ARGS_CHARS } from '../decisions/approval-edit.ts';
 
 /** A single-use link token: 32 random bytes; only its SHA-256 is stored. */
 export function newEmailToken(): { token: string; hash: string } {
@@ -108,6 +110,27 @@ export function digestEmail(items: Array<{ facts: RoundFacts; link: string }>): 
   return { subject, text, html };
 }
 
+/** A four-eyes review's facts as HTML (Countersign's record of the change, every value escaped). */
+export function reviewFactsHtml(r: ReviewFacts): string {
+  return `<h2>Countersign: policy change to review (four eyes)</h2><table>${table(factLines(reviewContent(r)))}</table>
+<p>A second admin approves or rejects this change; whoever asked for it or wrote it cannot.</p>`;
+}
+
+export function reviewEmail(r: ReviewFacts, link: string): { subject: string; text: string; html: string } {
+  const c = reviewContent(r);
+  const subject = cleanText(`Review needed: ${changeText(r)}`, 200);
+  const text = [
+    'Countersign needs a second admin to review a policy change.',
+    '',
+    ...factLines(c).map(([k, v]) => `${k}: ${v}`),
+    '',
+    `Open this link to review and answer (it works once, for you only, until ${r.deadline}):`,
+    link,
+  ].join('\n');
+  const html = `<!doctype html><html><body>${reviewFactsHtml(r)}<p><a href="${escapeHtml(link)}">Review and answer</a> (works once, for you only, until ${escapeHtml(r.deadline)}).</p></body></html>`;
+  return { subject, text, html };
+}
+
 export type Mailer = { send(to: string, mail: { subject: string; text: string; html: string }): Promise<void> };
 
 export function smtpMailer(smtpUrl: string, from: string): Mailer {
@@ -119,14 +142,44 @@ export function smtpMailer(smtpUrl: string, from: string): Mailer {
   };
 }
 
-/** The confirmation page (GET/HEAD): facts, two buttons, the CSRF token. Showing it answers nothing. */
-export function confirmationPage(f: RoundFacts, action: string, csrf: string): string {
+/**
+ * The confirmation page (GET/HEAD): facts, two buttons, the CSRF token. Showing it answers nothing. Where the
+ * round allows edits, a second form on the same link approves changed arguments (JSON, prefilled with the
+ * round's); `edit` re-shows a refused edit with the reason, so the approver can correct it.
+ */
+export function confirmationPage(f: RoundFacts, action: string, csrf: string, edit?: { text: string; error: string }): string {
+  const hidden = `<input type="hidden" name="csrf" value="${escapeHtml(csrf)}">
+<input type="hidden" name="decision_id" value="${escapeHtml(f.decision_id)}">
+<input type="hidden" name="round" value="${f.round}">`;
+  const editForm = f.edits_allowed ? `
+<h3>Approve with edit</h3>
+<p>Change the arguments, then approve. The edit counts only if the policy judges it no looser than what was asked (same rule or a stricter one, constraints no wider).</p>
+${edit ? `<p role="alert"><strong>Not counted:</strong> ${escapeHtml(cleanText(edit.error, 500))}</p>` : ''}
+<form method="post" action="${escapeHtml(action)}">
+${hidden}
+<input type="hidden" name="args_digest" value="${escapeHtml(f.args_digest ?? '')}">
+<p><label>Arguments (JSON)<br><textarea name="edited_args" rows="12" cols="80" maxlength="${MAX_EDITED_ARGS_CHARS}">${escapeHtml(edit?.text ?? JSON.stringify(f.untrusted.args ?? {}, null, 2))}</textarea></label></p>
+<p><label>Comment (optional) <input type="text" name="comment" maxlength="500"></label></p>
+<button type="submit" name="verdict" value="approve_edit">Approve with edit</button>
+</form>` : '';
   return `<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer"><title>Countersign approval</title></head><body>
 ${factsHtml(f)}
 <form method="post" action="${escapeHtml(action)}">
+${hidden}
+<p><label>Comment (optional) <input type="text" name="comment" maxlength="500"></label></p>
+<button type="submit" name="verdict" value="approve">Approve</button>
+<button type="submit" name="verdict" value="reject">Reject</button>
+</form>${editForm}</body></html>`;
+}
+
+/** A review's confirmation page: the change, Approve and Reject, the CSRF token. Showing it answers nothing. */
+export function reviewConfirmationPage(r: ReviewFacts, action: string, csrf: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer"><title>Countersign review</title></head><body>
+${reviewFactsHtml(r)}
+<form method="post" action="${escapeHtml(action)}">
 <input type="hidden" name="csrf" value="${escapeHtml(csrf)}">
-<input type="hidden" name="decision_id" value="${escapeHtml(f.decision_id)}">
-<input type="hidden" name="round" value="${f.round}">
+<input type="hidden" name="decision_id" value="${escapeHtml(r.review_id)}">
+<input type="hidden" name="round" value="1">
 <p><label>Comment (optional) <input type="text" name="comment" maxlength="500"></label></p>
 <button type="submit" name="verdict" value="approve">Approve</button>
 <button type="submit" name="verdict" value="reject">Reject</button>

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { LogLevel, WebClient } from '@slack/web-api';
 import type { RoundFacts } from './facts.ts';
 import { slackFact, slackUntrusted } from './untrusted-text.ts';
-import { CONTEXT_HEADINGS, roundContent, type ApprovalContent } from './approval-content.ts';
+import { changeText, CONTEXT_HEADINGS, reviewContent, roundContent, type ApprovalContent } from './approval-content.ts';
+import type { ReviewFacts } from './review-facts.ts';
 
 export type SlackConfig = { botToken: string; apiUrl: string };
 
@@ -92,6 +93,24 @@ export function checklistBlocks(f: RoundFacts): Block[] {
     { type: 'context', elements: [{ type: 'mrkdwn', text: 'Checklist: judgment rules of the policy. Check each before you approve:', verbatim: true }] },
     { type: 'section', text: { type: 'mrkdwn', text: lines.join('\n'), verbatim: true } },
   ];
+}
+
+/**
+ * A four-eyes review's message: Countersign's record of the policy change and the buttons while it is open, or
+ * how it ended (`state`) once it is not. Nothing in it was written by an agent.
+ */
+export function reviewBlocks(r: ReviewFacts, ref: string, state: string | null): Block[] {
+  const c = reviewContent(r);
+  return [
+    { type: 'header', text: { type: 'plain_text', text: 'Countersign: policy change to review (four eyes)', emoji: false } },
+    { type: 'section', fields: c.facts.slice(0, 10).map((l) => field(l.label, slackFact(l.value, 300))) },
+    { type: 'context', elements: [{ type: 'mrkdwn', text: 'A second admin approves or rejects this change; whoever asked for it or wrote it cannot.', verbatim: true }] },
+    state === null ? answerButtons(ref, false) : { type: 'section', text: { type: 'mrkdwn', text: slackFact(state, 500), verbatim: true } },
+  ];
+}
+
+export function reviewFallbackText(r: ReviewFacts): string {
+  return `Countersign: review requested: ${slackFact(changeText(r), 200)}, deadline ${slackFact(r.deadline, 40)}`;
 }
 
 /** The message after a click: the facts stay, the buttons give way to what happened. */

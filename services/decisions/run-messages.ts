@@ -62,14 +62,14 @@ async function send<R>(deps: MessageDeps, tenantId: string, decisionId: string, 
   }
 }
 
-/** An approver's answer (POST /v1/decisions/{id}/approvals). Counted when this returns; refused with the reason otherwise. */
-export async function answerApproval(
-  deps: MessageDeps,
-  principal: Principal,
-  decisionId: string,
-  body: { verdict: 'approve' | 'reject'; comment?: string | undefined; round?: number | undefined; args_digest?: string | null | undefined; edited_args?: Record<string, unknown> | undefined },
-  channel: AnswerInput['channel'],
-): Promise<AnswerResult> {
+export type AnswerBody = { verdict: 'approve' | 'reject'; comment?: string | undefined; round?: number | undefined; args_digest?: string | null | undefined; edited_args?: Record<string, unknown> | undefined };
+
+/**
+ * Every check an answer passes before it is sent (the run's rules with the caller's roles and groups, the edit
+ * re-evaluated against the run's snapshot), and the attested message that carries it. Refused with the reason
+ * (a CountersignError) otherwise. A channel may ask this first to keep a form open for a correction.
+ */
+export async function checkedAnswer(deps: MessageDeps, principal: Principal, decisionId: string, body: AnswerBody, channel: AnswerInput['channel']): Promise<AnswerInput> {
   const view = await runOf(deps, principal, decisionId);
   const round = body.round !== undefined ? view.rounds.find((r) => r.round === body.round) : openRound(view) ?? view.rounds[view.rounds.length - 1];
   if (!round) throw new CountersignError('answer_refused', 'the decision has no approval round', { extra: { counted: false } });
@@ -88,7 +88,7 @@ export async function answerApproval(
   const edit = body.edited_args === undefined ? undefined : await withTenant(deps.db, principal.tenant_id, (c) => evaluateEdit(c, view, body.edited_args!));
   const editRefused = checkApprovalEdit(view, round, body.verdict, edit);
   if (editRefused !== null) throw new CountersignError('answer_refused', editRefused, { extra: { counted: false } });
-  const message: AnswerInput = attest(deps.secret(), {
+  return attest(deps.secret(), {
     kind: 'answer' as const,
     decision_id: decisionId,
     nonce: newNonce(),
@@ -102,6 +102,11 @@ export async function answerApproval(
     snapshot_hash: round.snapshot_hash,
     ...(edit ? { edit } : {}),
   }, new Date());
+}
+
+/** An approver's answer (POST /v1/decisions/{id}/approvals, Slack, email). Counted when this returns; refused with the reason otherwise. */
+export async function answerApproval(deps: MessageDeps, principal: Principal, decisionId: string, body: AnswerBody, channel: AnswerInput['channel']): Promise<AnswerResult> {
+  const message = await checkedAnswer(deps, principal, decisionId, body, channel);
   return send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(answerUpdate, { args: [message] }), 'answer_refused');
 }
 

@@ -42,7 +42,7 @@ export async function requestActivationReview(deps: ReviewDeps, a: Actor, policy
   const reviewId = `policy-review/${a.tenantId}/${policyId}/v${s.draft!.version}/${randomUUID()}`;
   return startReview(deps, a, {
     reviewId, tenantId: a.tenantId, policyId, documentHash: plan.documentHash, requestedBy: a.principalId,
-    expectedStreamVersion: s.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: plan.expectedLoosening,
+    expectedStreamVersion: s.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: plan.expectedLoosening, notify: true,
   });
 }
 
@@ -76,7 +76,7 @@ export async function requestChangeReview(deps: ReviewDeps, a: Actor, policyId: 
   const reviewId = `policy-review/${a.tenantId}/${policyId}/${change.kind}/${randomUUID()}`;
   const opened = await startReview(deps, a, {
     reviewId, tenantId: a.tenantId, policyId, documentHash: plan.changeHash, requestedBy: a.principalId,
-    expectedStreamVersion: plan.state.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: [], change,
+    expectedStreamVersion: plan.state.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: [], change, notify: true,
   });
   return { ...opened, change };
 }
@@ -87,7 +87,7 @@ export async function requestChangeReview(deps: ReviewDeps, a: Actor, policyId: 
  * (the worker then checks the answer's author is a platform admin, wherever its home tenant).
  */
 export async function answerActivationReview(
-  deps: ReviewDeps, principal: Principal, policyId: string, body: { verdict: 'approve' | 'reject'; comment?: string | undefined; review_id?: string | undefined },
+  deps: Omit<ReviewDeps, 'taskQueue'>, principal: Principal, policyId: string, body: { verdict: 'approve' | 'reject'; comment?: string | undefined; review_id?: string | undefined },
   owner: string = principal.tenant_id,
 ): Promise<ReviewAnswerResult & { id: string; review_id: string }> {
   const s = await loadPolicy(deps.db, owner, policyId);

@@ -3,9 +3,14 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ProblemSchema } from '../../../schemas/api.ts';
 import { readAttestationSecret } from '../../decisions/attestation.ts';
-import { answerEmail, answerSlackClick, claimSlackInteraction, findSlackMessage, logAnswer, openRejectReason, parseSlackInteraction, processSlackInbox, readEmailToken, SLACK_INBOX_LEASE_SECONDS, spendEmailLink } from '../../channels/answers.ts';
+import {
+  answerEmail, answerSlackClick, checkEditSubmission, claimSlackInteraction, emailEditRefusal, findSlackMessage, logAnswer, openAnswerModal, parseSlackInteraction,
+  processSlackInbox, readEmailToken, SLACK_INBOX_LEASE_SECONDS, spendEmailLink, type AnswerOutcome, type ChannelEdit,
+} from '../../channels/answers.ts';
+import { parseEditedArgs } from '../../channels/edited-args.ts';
+import { loadReviewFacts } from '../../channels/review-facts.ts';
 import { bindSlackTeam, boundSlackTeam } from '../../channels/slack-workspaces.ts';
-import { confirmationPage, csrfMatches, csrfFor, messagePage } from '../../channels/email.ts';
+import { confirmationPage, csrfMatches, csrfFor, messagePage, reviewConfirmationPage } from '../../channels/email.ts';
 import { loadRoundFacts } from '../../channels/facts.ts';
 import { slackClient } from '../../channels/slack.ts';
 import { verifySlackSignature } from '../../channels/slack-signature.ts';
@@ -13,6 +18,8 @@ import { CountersignError } from '../../errors.ts';
 import { authenticated, principalOf, type ApiDeps } from '../server.ts';
 
 const FORM_LIMIT_BYTES = 64 * 1024;
+/** How long a modal submission waits for its answer before Slack (3 s) is answered anyway; the message then shows the outcome. */
+const MODAL_ANSWER_WAIT_MS = 2_500;
 /**
  * Only the message of an error is logged: a Slack client error can carry the request it failed on, and with
  * it the bot token in its headers.
@@ -59,17 +66,50 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
         await logAnswer(deps.db, { tenantId: null, channel: 'slack', counted: false, reason: 'not a click on a Countersign button' });
         return reply.status(200).send({ ok: true, handled: false });
       }
+      const actor = `slack:${action.teamId}/${action.userId}`;
+      if (action.submitted) {
+        // Approve with edit, submitted: answered in the modal itself (a refusal is a field error the approver can
+        // correct), within Slack's 3 s when the answer is quick, else closed and shown on the message.
+        const fieldError = (reason: string) => reply.status(200).send({ response_action: 'errors', errors: { args: reason.slice(0, 300) } });
+        const checked = checkEditSubmission(messages.secret(), action);
+        const message = await findSlackMessage(deps.db, action.ref);
+        if (!checked.ok || !message || message.round !== checked.round) {
+          const reason = !checked.ok ? checked.reason : !message ? 'unknown message' : 'this form was not opened by Countersign for you: open it again from the message';
+          const tied = message && !(checked.ok === false && checked.forged);
+          await logAnswer(deps.db, tied
+            ? { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor, verdict: 'approve_edit', counted: false, reason }
+            : { tenantId: null, channel: 'slack', actor, verdict: 'approve_edit', counted: false, reason: `edit refused: ${reason}` });
+          return fieldError(reason);
+        }
+        const claimed = await claimSlackInteraction(deps.db, raw, checked.action);
+        if (!claimed) return fieldError('unknown message');
+        if (!claimed.first) {
+          await logAnswer(deps.db, { tenantId: message.tenant_id, channel: 'slack', decisionId: message.decision_id, round: message.round, actor, verdict: 'approve_edit', counted: false, reason: 'replayed payload' });
+          return reply.status(200).send();
+        }
+        const answering = answerSlackClick(deps.db, messages, slack, claimed.message, checked.action, claimed.bodyHash);
+        const outcome = await Promise.race([
+          answering,
+          new Promise<null>((r) => setTimeout(() => r(null), MODAL_ANSWER_WAIT_MS).unref()),
+        ]).catch((err: unknown): AnswerOutcome | null => {
+          req.log.error({ error: errorMessage(err) }, 'slack edit answer failed; the inbox retries it');
+          return null;
+        });
+        if (outcome === null) answering.catch((err: unknown) => req.log.error({ error: errorMessage(err) }, 'slack edit answer failed; the inbox retries it'));
+        return outcome && !outcome.counted ? fieldError(outcome.reason) : reply.status(200).send();
+      }
       // Slack closes a submitted modal on an empty 200; clicks get a small JSON acknowledgement.
       const ack = (body: Record<string, unknown>) => (action.comment !== undefined ? reply.status(200).send() : reply.status(200).send(body));
       if (action.triggerId) {
-        // Reject asks for a reason first: the modal opens (Slack's trigger lives 3 s), its submission is the answer.
+        // Reject asks for a reason first, Approve with edit for the arguments: the modal opens (Slack's trigger
+        // lives 3 s), its submission is the answer.
         const message = await findSlackMessage(deps.db, action.ref);
         if (!message) {
           await logAnswer(deps.db, { tenantId: null, channel: 'slack', actor: `slack:${action.teamId}/${action.userId}`, verdict: action.verdict, counted: false, reason: 'unknown message' });
           return ack({ ok: true, handled: false });
         }
-        void openRejectReason(deps.db, slack, message, action).catch((err: unknown) => req.log.error({ error: errorMessage(err) }, 'slack reject modal failed'));
-        return ack({ ok: true, handled: true, asks: 'reason' });
+        void openAnswerModal(deps.db, slack, messages.secret(), message, action).catch((err: unknown) => req.log.error({ error: errorMessage(err) }, 'slack answer modal failed'));
+        return ack({ ok: true, handled: true, asks: action.opensEdit ? 'edited arguments' : 'reason' });
       }
       const claimed = await claimSlackInteraction(deps.db, raw, action);
       if (!claimed) {
@@ -92,13 +132,21 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
       return ack({ ok: true, handled: true });
     });
 
-    const page = async (token: string, reply: FastifyReply) => {
+    const page = async (token: string, reply: FastifyReply, edit?: { text: string; error: string }) => {
       const found = await readEmailToken(deps.db, token);
       if ('refused' in found) return html(reply, 404, messagePage('Link not usable', found.refused));
-      const facts = await loadRoundFacts(deps.db, found.row.tenant_id, found.row.decision_id, found.row.round);
+      const { row } = found;
+      const csrf = csrfFor(messages.secret(), row.token_hash);
+      if (row.purpose === 'review') {
+        const review = await loadReviewFacts(deps.db, row.tenant_id, row.policy_id ?? '', row.decision_id);
+        if (!review) return html(reply, 404, messagePage('Link not usable', 'this link is not valid'));
+        if (review.status !== 'open') return html(reply, 409, messagePage('Review closed', `This policy review is ${review.status}; there is nothing to answer.`));
+        return html(reply, 200, reviewConfirmationPage(review, `/v1/email-approvals/${token}`, csrf));
+      }
+      const facts = await loadRoundFacts(deps.db, row.tenant_id, row.decision_id, row.round);
       if (!facts) return html(reply, 404, messagePage('Link not usable', 'this link is not valid'));
       if (facts.status !== 'open') return html(reply, 409, messagePage('Round closed', `This approval round is ${facts.status}; there is nothing to answer.`));
-      return html(reply, 200, confirmationPage(facts, `/v1/email-approvals/${token}`, csrfFor(messages.secret(), found.row.token_hash)));
+      return html(reply, edit ? 409 : 200, confirmationPage(facts, `/v1/email-approvals/${token}`, csrf, edit));
     };
 
     // GET (and the HEAD Fastify derives from it) only shows the page: link scanners and previews answer nothing.
@@ -126,15 +174,29 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
       if (!csrfMatches(messages.secret(), row.token_hash, form.get('csrf'))) return refuse(403, 'Not answered', 'the form is missing its CSRF token: open the link and answer from that page');
       const origin = req.headers.origin;
       if (origin && origin !== 'null' && origin !== new URL(config.publicUrl).origin) return refuse(403, 'Not answered', 'the answer came from another site');
+      // Approve with edit: the edit is checked before the link is spent, so a refused one (not JSON, or looser than
+      // what was asked) is shown on the same page for a correction, and the link stays usable.
+      let edit: ChannelEdit | undefined;
+      if (verdict === 'approve_edit') {
+        const text = form.get('edited_args') ?? '';
+        const parsed = parseEditedArgs(text);
+        const digest = form.get('args_digest');
+        edit = parsed.ok ? { args: parsed.args, argsDigest: digest ? digest : null } : undefined;
+        const refusal = parsed.ok ? await emailEditRefusal(deps.db, messages, row, edit!) : parsed.reason;
+        if (refusal !== null) {
+          await logAnswer(deps.db, { tenantId: row.tenant_id, channel: 'email', decisionId: row.decision_id, round: row.round, actor: `email:${row.approver_id}`, verdict, counted: false, reason: refusal });
+          return page(req.params.token, reply, { text: text.slice(0, 65_536), error: refusal });
+        }
+      }
       // From here on this is the link's one use, whatever becomes of the answer.
-      if (!(await spendEmailLink(deps.db, row, verdict))) return refuse(404, 'Not answered', 'this link has already been used or has expired');
+      if (!(await spendEmailLink(deps.db, row, verdict === 'approve_edit' ? 'approve' : verdict))) return refuse(404, 'Not answered', 'this link has already been used or has expired');
       if (form.get('decision_id') !== row.decision_id || form.get('round') !== String(row.round)) return refuse(409, 'Not answered', 'this link is for another decision or round (the link is now used)');
-      if (verdict !== 'approve' && verdict !== 'reject') return refuse(400, 'Not answered', 'choose Approve or Reject (the link is now used)');
+      if (verdict !== 'approve' && verdict !== 'reject' && verdict !== 'approve_edit') return refuse(400, 'Not answered', 'choose Approve or Reject (the link is now used)');
       const comment = (form.get('comment') ?? '').slice(0, 500) || undefined;
-      const outcome = await answerEmail(deps.db, messages, row, verdict, comment);
+      const outcome = await answerEmail(deps.db, messages, row, verdict === 'reject' ? 'reject' : 'approve', comment, edit);
       if (!outcome.counted) return refuse(409, 'Not counted', outcome.reason);
       await logAnswer(deps.db, { tenantId: row.tenant_id, channel: 'email', decisionId: row.decision_id, round: row.round, actor: `email:${row.approver_id}`, verdict, counted: true, reason: 'counted' });
-      return html(reply, 200, messagePage('Answer counted', `${verdict === 'approve' ? 'Approved' : 'Rejected'} by ${outcome.approver}.`));
+      return html(reply, 200, messagePage('Answer counted', `${edit ? 'Approved with edited arguments' : verdict === 'approve' ? 'Approved' : 'Rejected'} by ${outcome.approver}.`));
     });
   });
 
