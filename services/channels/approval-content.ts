@@ -16,8 +16,8 @@ export type ApprovalContent = {
   facts: Line[];
   /** The constraints that will apply once approved (policy values). */
   constraints: Line[];
-  /** The agent's last decisions for the same tool, newest first (the operation in each is the agent's text). */
-  history: string[];
+  /** The agent's last decisions for the same tool, newest first: the operation the agent wrote, and Countersign's record of the rest. */
+  history: Array<{ operation: string; fact: string }>;
   /** The judgment rules the approver checks before answering (policy text). */
   checklist: string[];
   /** Written by the agent: tool, operation, arguments, justification. */
@@ -27,11 +27,11 @@ export type ApprovalContent = {
 /** Most history entries and constraints one message shows (GET /v1/approvals has them all). */
 export const CONTEXT_MAX_LINES = 8;
 
-/** One earlier decision as a line: when, what, what it got, how it ended. */
-export function historyLine(h: HistoryEntry): string {
+/** One earlier decision: what the agent asked (its text), and when, what it got, how it ended (Countersign's record). */
+export function historyLine(h: HistoryEntry): { operation: string; fact: string } {
   const decision = h.decision === null ? 'still pending' : `${h.decision}${h.finalized_via ? ` (${h.finalized_via})` : ''}`;
   const outcome = h.outcome === null ? 'no outcome reported' : `outcome ${h.outcome}`;
-  return `${h.asked_at.slice(0, 16).replace('T', ' ')}Z ${h.operation ?? '(no operation)'}: ${decision}, ${outcome} [${h.decision_id}]`;
+  return { operation: h.operation ?? '(no operation)', fact: `${decision}, ${outcome}, ${h.asked_at.slice(0, 16).replace('T', ' ')}Z, ${h.decision_id}` };
 }
 
 const constraintValue = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v) ?? 'null');

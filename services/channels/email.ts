@@ -32,7 +32,7 @@ const agentLines = (c: ApprovalContent) => pairs(c.agent, 300);
 /** The judgment rules the approver checks (policy text: cleaned, escaped in HTML, never linked). */
 const checklistLines = (c: ApprovalContent) => c.checklist.map((l) => defang(cleanText(l, 800)));
 const constraintLines = (c: ApprovalContent) => c.constraints.map((l) => defang(`${cleanText(l.label, 60)}: ${cleanText(l.value, 200)}`));
-const historyLines = (c: ApprovalContent) => c.history.map((l) => defang(cleanText(l, 300)));
+const historyLines = (c: ApprovalContent) => c.history.map((l) => `${defang(cleanText(l.operation, 120))}: ${cleanText(l.fact, 200)}`);
 
 /** The approver context as plain-text lines: constraints that will apply, the agent's recent history for the tool. */
 function contextText(c: ApprovalContent, agentId: string): string[] {

@@ -50,7 +50,7 @@ export function contextBlocks(c: ApprovalContent, agentId: string): Block[] {
     ? `*${CONTEXT_HEADINGS.constraints}*\n${c.constraints.map((l) => `• ${slackUntrusted(l.label, 60)}: ${slackUntrusted(l.value, 200)}`).join('\n')}`
     : CONTEXT_HEADINGS.noConstraints;
   const history = c.history.length > 0
-    ? `*${slackFact(CONTEXT_HEADINGS.history(agentId), 200)}*\n${c.history.map((l) => `• ${slackUntrusted(l, 300)}`).join('\n')}`
+    ? `*${slackFact(CONTEXT_HEADINGS.history(agentId), 200)}*\n${c.history.map((l) => `• ${slackUntrusted(l.operation, 120)}: ${slackFact(l.fact, 200)}`).join('\n')}`
     : CONTEXT_HEADINGS.noHistory;
   return [{ type: 'section', text: { type: 'mrkdwn', text: `${constraints}\n${history}`, verbatim: true } }];
 }
