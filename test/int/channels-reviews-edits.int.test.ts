@@ -173,7 +173,18 @@ describe('four-eyes policy reviews on Slack and by email', () => {
       ['approve with edit on a review', () => { const b = click({ user: 'U0RAY', action: 'edit', ref }); return post(b, signed(b)); }],
     ];
     for (const [, send] of attempts) expect([200, 401]).toContain((await send()).status);
-    await eventually(async () => ((await stack.db.query(`SELECT 1 FROM channel_answer_log WHERE decision_id = $1 AND NOT counted`, [reviewId])).rowCount! >= 5 ? true : undefined), 20_000, 'refusals logged');
+    // Even a message addressed to the requester (as if a notice had gone to the wrong person) cannot carry their
+    // own approval: the click reaches the review's rules, which refuse it.
+    const selfRef = `self${randomUUID().replace(/-/g, '')}`.slice(0, 24);
+    await stack.db.query(
+      `INSERT INTO channel_slack_messages (ref, tenant_id, decision_id, round, purpose, approver_id, slack_user_id, team_id, level, policy_id) VALUES ($1, $2, $3, 1, 'review', $4, 'U0RAE', $5, 0, $6)`,
+      [selfRef, tenant.id, reviewId, rae.id, TEAM, policyId],
+    );
+    const selfClick = click({ user: 'U0RAE', action: 'approve', ref: selfRef });
+    expect((await post(selfClick, signed(selfClick))).status).toBe(200);
+    const selfRefusal = await eventually(async () => (await stack.db.query<{ reason: string }>(`SELECT reason FROM channel_answer_log WHERE decision_id = $1 AND actor = 'slack:${TEAM}/U0RAE' AND reason LIKE '%second admin%'`, [reviewId])).rows[0], 20_000, 'self-approval refused by the review');
+    expect(selfRefusal.reason).toMatch(/cannot approve or reject it/);
+    await eventually(async () => ((await stack.db.query(`SELECT 1 FROM channel_answer_log WHERE decision_id = $1 AND NOT counted`, [reviewId])).rowCount! >= 6 ? true : undefined), 20_000, 'refusals logged');
     expect(await reviewAnswers(policyId)).toEqual([]);
     expect((await api(as(rae.key), 'GET', `/v1/policies/${policyId}`)).body.status).not.toBe('active');
 
@@ -193,7 +204,7 @@ describe('four-eyes policy reviews on Slack and by email', () => {
     const { link } = await linkFor('rex@example.test', policyId);
     expect((await pageOf(link)).status).toBe(409);
     const got = answers.filter((a) => a.data.by !== ray.id).length + (answers.length - 1);
-    console.log(`attack review answers from Slack (self-approval, non-admin, other tenant, other workspace, forged, edit, 10 replays): ${attempts.length + 10} attempts, ${got} got through`);
+    console.log(`attack review answers from Slack (self-approval twice, self-approval on a message addressed to the requester, non-admin, other tenant, other workspace, forged, edit, 10 replays): ${attempts.length + 1 + 10} attempts, ${got} got through`);
     expect(got).toBe(0);
   }, 120_000);
 
