@@ -31,7 +31,8 @@ export const CONTEXT_MAX_LINES = 8;
 export function historyLine(h: HistoryEntry): { operation: string; fact: string } {
   const decision = h.decision === null ? 'still pending' : `${h.decision}${h.finalized_via ? ` (${h.finalized_via})` : ''}`;
   const outcome = h.outcome === null ? 'no outcome reported' : `outcome ${h.outcome}`;
-  return { operation: h.operation ?? '(no operation)', fact: `${decision}, ${outcome}, ${h.asked_at.slice(0, 16).replace('T', ' ')}Z, ${h.decision_id}` };
+  // Without the decision id: a message names one decision only (mail filters and searches find it by its id).
+  return { operation: h.operation ?? '(no operation)', fact: `${decision}, ${outcome}, asked ${h.asked_at.slice(0, 16).replace('T', ' ')}Z` };
 }
 
 const constraintValue = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v) ?? 'null');

@@ -1,7 +1,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import type { RoundFacts } from './facts.ts';
-import { cleanText, escapeHtml } from './untrusted-text.ts';
+import { cleanText, escapeHtml, visibleJson } from './untrusted-text.ts';
 import { changeText, CONTEXT_HEADINGS, reviewContent, roundContent, type ApprovalContent, type Line } from './approval-content.ts';
 import type { ReviewFacts } from './review-facts.ts';
 import { MAX_EDITED_ARGS_CHARS } from '../decisions/approval-edit.ts';
@@ -158,7 +158,7 @@ ${edit ? `<p role="alert"><strong>Not counted:</strong> ${escapeHtml(cleanText(e
 <form method="post" action="${escapeHtml(action)}">
 ${hidden}
 <input type="hidden" name="args_digest" value="${escapeHtml(f.args_digest ?? '')}">
-<p><label>Arguments (JSON)<br><textarea name="edited_args" rows="12" cols="80" maxlength="${MAX_EDITED_ARGS_CHARS}">${escapeHtml(edit?.text ?? JSON.stringify(f.untrusted.args ?? {}, null, 2))}</textarea></label></p>
+<p><label>Arguments (JSON)<br><textarea name="edited_args" rows="12" cols="80" maxlength="${MAX_EDITED_ARGS_CHARS}">${escapeHtml(edit ? edit.text.replace(/[^\n\t\P{C}]/gu, '') : visibleJson(f.untrusted.args))}</textarea></label></p>
 <p><label>Comment (optional) <input type="text" name="comment" maxlength="500"></label></p>
 <button type="submit" name="verdict" value="approve_edit">Approve with edit</button>
 </form>` : '';

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { RoundFacts } from './facts.ts';
-import { slackFact } from './untrusted-text.ts';
+import { slackFact, visibleJson } from './untrusted-text.ts';
 
 /**
  * "Approve with edit" on Slack: the button opens a modal (views.open) whose input holds the round's arguments
@@ -40,7 +40,7 @@ export function unsealEdit(secret: Buffer, sealed: string): EditSeal | null {
 
 /** The arguments as the modal prefills them, or null when they do not fit Slack's input. */
 export function editableArgs(f: RoundFacts): string | null {
-  const text = JSON.stringify(f.untrusted.args ?? {}, null, 2);
+  const text = visibleJson(f.untrusted.args);
   return text.length <= SLACK_INPUT_MAX_CHARS ? text : null;
 }
 

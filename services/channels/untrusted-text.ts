@@ -15,6 +15,16 @@ export function cleanText(text: string, max = 500): string {
   return cleaned.length > max ? `${cleaned.slice(0, max - 1)}…` : cleaned;
 }
 
+/**
+ * A value as indented JSON for an approver to edit (the edit forms' prefill): every invisible, bidirectional
+ * or control character written as its \\u escape, so nothing is hidden in the text and it parses back to the
+ * very same value.
+ */
+export function visibleJson(value: unknown): string {
+  return (JSON.stringify(value ?? {}, null, 2) ?? '{}').replace(INVISIBLE, escapeCodeUnit).replace(CONTROL, escapeCodeUnit);
+}
+const escapeCodeUnit = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
 /** HTML text/attribute escaping. */
 export function escapeHtml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
