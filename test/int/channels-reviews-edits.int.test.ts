@@ -208,6 +208,26 @@ describe('four-eyes policy reviews on Slack and by email', () => {
     expect(got).toBe(0);
   }, 120_000);
 
+  it('Reject on a review asks for the reason in a modal; the submitted reason rejects the change', async () => {
+    const policyId = `slack-reject-${RUN}`;
+    const reviewId = await draftAndActivate(policyId);
+    const ref = refOf(await messageTo('U0RAY', reviewId));
+    const b = click({ user: 'U0RAY', action: 'reject', ref });
+    expect((await post(b, signed(b))).status).toBe(200);
+    const opened = await eventually(async () => calls.find((c) => c.method === 'views.open' && JSON.stringify(c.body).includes(ref)), 20_000, 'reason modal');
+    const view = typeof opened.body['view'] === 'string' ? JSON.parse(opened.body['view']) : opened.body['view'];
+    expect(view).toMatchObject({ callback_id: 'countersign_reject_reason', private_metadata: ref });
+    const reason = form({
+      type: 'view_submission', team: { id: TEAM, domain: 'test' }, user: { id: 'U0RAY', team_id: TEAM }, api_app_id: 'A1',
+      view: { id: 'V1', type: 'modal', callback_id: 'countersign_reject_reason', private_metadata: ref, state: { values: { reason: { reason: { type: 'plain_text_input', value: 'not before the audit' } } } } },
+    });
+    expect((await post(reason, signed(reason))).status).toBe(200);
+    await eventually(async () => ((await reviewAnswers(policyId)).length ? true : undefined), 30_000, 'the review rejected');
+    expect(await reviewAnswers(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationRejected', data: expect.objectContaining({ by: ray.id, comment: 'not before the audit' }) })]);
+    expect((await api(as(rae.key), 'GET', `/v1/policies/${policyId}`)).body.active_version).toBeNull();
+    await eventually(async () => calls.find((c) => c.method === 'chat.update' && c.body['channel'] === 'DU0RAY' && blocksOf(c).includes(reviewId) && /Rejected by Ray/.test(String(c.body['text']))), 20_000, 'the message closed');
+  }, 120_000);
+
   it('a review is answered from the emailed link through the same path; forged forms and the requester count nothing', async () => {
     const policyId = `mail-review-${RUN}`;
     const reviewId = await draftAndActivate(policyId);
