@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { ApiError, client, unwrap } from './api.ts';
 import { ErrorBox, Link } from './App.tsx';
+import { parseEditedArgs } from './edited-args.ts';
 import { browserStreamDeps, watchApprovalStream, type StreamMode } from './approval-stream.ts';
 
 type Item = NonNullable<Awaited<ReturnType<typeof loadApprovals>>>['items'][number];
@@ -91,18 +92,6 @@ function until(deadline: string): string {
   if (ms <= 0) return 'past';
   const m = Math.round(ms / 60_000);
   return m < 90 ? `in ${m} min` : `in ${Math.round(m / 60)} h`;
-}
-
-/** The edited arguments as typed: an object, or why not (checked before anything is sent). */
-export function parseEditedArgs(text: string): { ok: true; args: Record<string, unknown> } | { ok: false; message: string } {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    return { ok: false, message: `not JSON: ${err instanceof Error ? err.message : String(err)}` };
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { ok: false, message: 'the arguments must be a JSON object ({ "name": value, … })' };
-  return { ok: true, args: v as Record<string, unknown> };
 }
 
 type AnswerBody = { verdict: 'approve' | 'reject'; edited_args?: Record<string, unknown> };
