@@ -72,15 +72,22 @@ async function ask(action: Record<string, unknown>): Promise<string> {
 
 const card = (page: Page, id: string) => page.locator(`li[data-decision="${id}"]`);
 
-/** Whether this API serves the approvals stream (the status of its first answer, then the connection dropped). */
-async function streamStatus(key: string): Promise<number> {
-  const abort = new AbortController();
-  try {
-    const res = await fetch(`${stack.url}/v1/approvals/stream`, { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' }, signal: abort.signal });
-    return res.status;
-  } finally {
+/**
+ * Whether this API serves the approvals stream to the page's session: the status of its answer, read by the
+ * page itself (its cookie), then the connection dropped; 0 when no answer came within the wait.
+ */
+async function streamStatus(page: Page): Promise<number> {
+  type G = { fetch: (u: string, i: { signal: unknown }) => Promise<{ status: number }>; AbortController: new () => { signal: unknown; abort: () => void }; setTimeout: (f: () => void, ms: number) => void };
+  return page.evaluate(async () => {
+    const g = globalThis as unknown as G;
+    const abort = new g.AbortController();
+    const status = await Promise.race([
+      g.fetch('/v1/approvals/stream', { signal: abort.signal }).then((r) => r.status, () => 0),
+      new Promise<number>((resolve) => g.setTimeout(() => resolve(0), 20_000)),
+    ]);
     abort.abort();
-  }
+    return status;
+  });
 }
 
 /** Signs in, with the approvals stream refused (404) when `noStream`, and records the page's stream requests. */
@@ -213,7 +220,7 @@ describe.runIf(CHROMIUM || CI)('the inbox: approve with edit, checklist, live up
       : 'a round another approver closes leaves the inbox, over the approvals stream when the API serves it (polling otherwise)', async () => {
       const id = await ask({ tool: 'refund_tool', operation: 'Refund', args: { order: `R-live-${String(noStream)}`, amount: 800 } });
       const { context, page, streamRequests } = await signIn(alice.key, { noStream });
-      const expected = noStream || (await streamStatus(alice.key)) !== 200 ? 'polling' : 'live';
+      const expected = noStream || (await streamStatus(page)) !== 200 ? 'polling' : 'live';
       const status = page.getByTestId('inbox-status');
       await expect.poll(() => status.getAttribute('data-mode'), { timeout: 15_000 }).toBe(expected);
       // The page asked for the stream through EventSource (allowed by the CSP's connect-src), whatever the answer.
