@@ -107,6 +107,6 @@ export function watchApprovalStream(deps: StreamDeps, handlers: StreamHandlers):
 /** The browser's EventSource and timers. */
 export const browserStreamDeps: StreamDeps = {
   open: (path) => new EventSource(path, { withCredentials: true }) as unknown as StreamSource,
-  setTimer: (fn, ms) => window.setTimeout(fn, ms),
-  clearTimer: (t) => window.clearTimeout(t as number),
+  setTimer: (fn, ms) => setTimeout(fn, ms),
+  clearTimer: (t) => clearTimeout(t as ReturnType<typeof setTimeout>),
 };
