@@ -47,6 +47,16 @@ rules:
     decision: REQUIRE_APPROVAL
     reason: wipes need finance, as asked
     approval: { approvers: [finance], quorum: 1, timeout: 2h, allow_edits: false }
+  - name: pair-refunds
+    match: { tool: pair_tool }
+    condition: action.args.amount > 500
+    decision: REQUIRE_APPROVAL
+    reason: pair refunds need two of finance
+    approval: { approvers: [finance], quorum: 2, timeout: 2h }
+  - name: small-pairs
+    match: { tool: pair_tool }
+    condition: action.args.amount <= 500
+    decision: ALLOW
 `;
 
 const JUDGMENT = `apiVersion: countersign/v1
@@ -200,6 +210,26 @@ describe.runIf(CHROMIUM || CI)('the inbox: approve with edit, checklist, live up
     expect(await r.textContent()).toContain('max_runtime_sec');
     await context.close();
   }, 180_000);
+
+  it('a round being approved with edited arguments shows them, and Approve approves those', async () => {
+    const order = `P-${randomUUID().slice(0, 6)}`;
+    const id = await ask({ tool: 'pair_tool', operation: 'Refund', args: { order, amount: 900 } });
+    const edited = { order, amount: 700 };
+    expect((await api({ url: stack.url, key: bob.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve', edited_args: edited })).body).toMatchObject({ counted: true, round_status: 'open' });
+    const { context, page } = await signIn(alice.key);
+    const c = card(page, id);
+    await c.waitFor({ timeout: 30_000 });
+    const shown = await c.getByTestId('edited-args').textContent();
+    expect(shown).toContain(bob.id);
+    expect(shown).toContain('"amount": 700');
+    expect(await c.textContent()).toContain('1 of 2 approvals');
+    await shot(page, 'inbox-edit-pending');
+    const waiting = api({ url: stack.url, key: bot.key }, 'GET', `/v1/decisions/${id}?wait=90`);
+    await c.getByRole('button', { name: 'Approve', exact: true }).click();
+    await page.getByText(/your approve of the edited arguments counted: round 1 is approved/).waitFor({ timeout: 30_000 });
+    expect((await waiting).body).toMatchObject({ status: 'final', edited_args: edited });
+    await context.close();
+  }, 120_000);
 
   it('on a phone, the edit form fits the screen', async () => {
     const id = await ask({ tool: 'refund_tool', operation: 'Refund', args: { order: 'R-phone', amount: 1200, note: 'a long note that wraps on a narrow screen rather than widening the page' } });

@@ -33,7 +33,9 @@ function useApprovalStream(): StreamMode {
   const qc = useQueryClient();
   const [mode, setMode] = useState<StreamMode>('polling');
   useEffect(() => watchApprovalStream(browserStreamDeps, {
-    onChange: () => { void qc.invalidateQueries({ queryKey: ['approvals'] }); },
+    // A round event refreshes at once (a read already under way may predate the change); the stream's opening
+    // refreshes only when no read is under way (the page's first read is, at load).
+    onChange: (event) => { void qc.invalidateQueries({ queryKey: ['approvals'] }, { cancelRefetch: event !== null }); },
     onMode: setMode,
   }), [qc]);
   return mode;
