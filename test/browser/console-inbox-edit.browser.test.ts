@@ -138,7 +138,7 @@ describe.runIf(CHROMIUM || CI)('the inbox: approve with edit, checklist, live up
     const { context, page } = await signIn(alice.key);
     const c = card(page, id);
     await c.waitFor({ timeout: 30_000 });
-    await c.getByRole('button', { name: 'Approve with edit…' }).click();
+    await c.getByRole('button', { name: 'Edit arguments…' }).click();
     const box = c.getByLabel('Edited arguments (JSON)');
     expect(JSON.parse(await box.inputValue())).toEqual({ order, amount: 900 });
     const submit = c.getByRole('button', { name: 'Approve edited arguments' });
@@ -185,8 +185,8 @@ describe.runIf(CHROMIUM || CI)('the inbox: approve with edit, checklist, live up
     const { context, page } = await signIn(alice.key);
     const w = card(page, wipe);
     await w.waitFor({ timeout: 30_000 });
-    expect(await w.getByRole('button', { name: 'Approve' }).count()).toBe(1);
-    expect(await w.getByRole('button', { name: 'Approve with edit…' }).count()).toBe(0);
+    expect(await w.getByRole('button', { name: 'Approve', exact: true }).count()).toBe(1);
+    expect(await w.getByRole('button', { name: 'Edit arguments…' }).count()).toBe(0);
     expect(await w.getByTestId('checklist').count()).toBe(0);
 
     const v = card(page, vendor);
@@ -236,7 +236,7 @@ describe.runIf(CHROMIUM || CI)('the inbox: approve with edit, checklist, live up
     const { context, page } = await signIn(alice.key, { phone: true });
     const c = card(page, id);
     await c.waitFor({ timeout: 30_000 });
-    await c.getByRole('button', { name: 'Approve with edit…' }).click();
+    await c.getByRole('button', { name: 'Edit arguments…' }).click();
     await c.getByLabel('Edited arguments (JSON)').waitFor();
     expect(await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth')).toBeLessThanOrEqual(0);
     await shot(page, 'inbox-edit-phone');

@@ -226,7 +226,7 @@ function RoundCard({ round: r, notify, onAnswered }: { round: Round; notify: (n:
               ? <button type="button" className="approve" disabled={busy} onClick={() => void answer({ verdict: 'approve', edited_args: r.edited_args! })}>Approve</button>
               : <button type="button" className="approve" disabled={busy} onClick={() => void answer({ verdict: 'approve' })}>Approve</button>}
             <button type="button" className="reject" disabled={busy} onClick={() => void answer({ verdict: 'reject' })}>Reject</button>
-            {r.edits_allowed && !editing && <button type="button" disabled={busy} onClick={openEdit}>Approve with edit…</button>}
+            {r.edits_allowed && !editing && <button type="button" disabled={busy} onClick={openEdit}>Edit arguments…</button>}
           </div>
           {r.edits_allowed && editing && (
             <form
