@@ -149,4 +149,5 @@ function bench(n: number): void {
 }
 
 console.log(`policy evaluation benchmark: node ${process.version}, cedar ${cedar.getCedarVersion()}`);
-for (const n of [8, 64, 512]) bench(n);
+// BENCH_RULES=64 runs one size only.
+for (const n of process.env['BENCH_RULES'] ? process.env['BENCH_RULES'].split(',').map(Number) : [8, 64, 512]) bench(n);

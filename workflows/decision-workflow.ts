@@ -192,6 +192,18 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     });
     return chain;
   };
+  /**
+   * Every local activity of the run takes its turn in the one chain, never two at once. Local activities that
+   * overlap (an answer's authorize beside a notice's append) complete live in wall-clock order but are resolved
+   * on replay in the order they started, so code that branches on which came first (is the round still open?)
+   * would start different timers on replay: a nondeterminism error for a run evicted from the worker's cache.
+   * A failed append still fails every later append; the authorize waits for it and runs regardless.
+   */
+  const inTurn = <T>(fn: () => Promise<T>): Promise<T> => {
+    const turn = chain.then(fn, fn);
+    chain = chain.then(() => turn.then(() => undefined, () => undefined));
+    return turn;
+  };
   // The receipt takes its version when it is asked for, and is appended in the same serial chain as every
   // batch: an outcome or override handled while it is being signed gets the next version, never the same one.
   const issue = async () => {
@@ -353,7 +365,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       answerUpdate,
       async (a) => handle(a.nonce, async () => {
         // The API's attestation and the approver's current roles and groups, from the database.
-        const who = await authorize(a);
+        const who = await inTurn(() => authorize(a));
         if (!who.ok) throw refuseFrom(a.approver_id, who.reason);
         const refused = apply(withDelegations(answerCommand(a, who.roles, who.groups), who.delegations));
         if (refused !== null) throw refuseFrom(a.approver_id, refused);
@@ -376,7 +388,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     setHandler(
       overrideUpdate,
       async (o) => handle(o.nonce, async () => {
-        const who = await authorize(o);
+        const who = await inTurn(() => authorize(o));
         if (!who.ok) throw refuseFrom(o.requested_by, who.reason);
         const refused = apply(overrideCommand(o));
         if (refused !== null) throw refuseFrom(o.requested_by, refused);
@@ -397,7 +409,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     setHandler(
       outcomeUpdate,
       async (o) => handle(o.nonce, async () => {
-        const who = await authorize(o);
+        const who = await inTurn(() => authorize(o));
         if (!who.ok) throw refuseFrom(o.reported_by, who.reason);
         const refused = apply(outcomeCommand(o));
         if (refused !== null) throw refuseFrom(o.reported_by, refused);

@@ -15,11 +15,12 @@ import { parseStreamId } from '../events/stream-ids.ts';
 import { runStreamId, workflowIdFor } from './ids.ts';
 import { loadRunView, notFound } from './read-decision.ts';
 import { asTemporalError } from './request-decision.ts';
-import { checkAnswer, openRound, type RunView } from './run-view.ts';
+import { checkAnswer, openRound, type Round, type RunView } from './run-view.ts';
 import { snapshotForRun } from './run-snapshot.ts';
 import { requirementSummaries, type RequirementSummary } from './approval-requirements.ts';
 import { agentHistory, type HistoryEntry } from './agent-history.ts';
 import { checkApprovalEdit } from './run-decider.ts';
+import { editsAllowed } from './approval-edit.ts';
 import { evaluateEdit } from './evaluate-edit.ts';
 
 export type MessageDeps = { db: Db; temporal: Client; secret: () => Buffer };
@@ -185,6 +186,12 @@ export type PendingApproval = {
   escalate_to: string[];
   /** The agent's last decisions for the same tool before this one, newest first. */
   history: HistoryEntry[];
+  /** Whether an approval may change the arguments (approve with edit): an approval round whose rules allow it. */
+  edits_allowed: boolean;
+  /** When the round's approvals so far approved changed arguments: those (every further approval must approve the same). */
+  edited_args?: Record<string, unknown>;
+  edited_args_digest?: string;
+  edited_by?: string | null;
 };
 
 /**
@@ -249,9 +256,23 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
         ...r.rejections.map((a) => ({ approver_id: a.approver_id, verdict: 'reject' as const, channel: a.channel, at: a.at, comment: a.comment ?? null })),
       ].sort((a, b) => a.at.localeCompare(b.at)),
       on_timeout: r.on_timeout, escalate_to: r.escalate_to,
+      ...inboxEditFields(view, r),
     });
   }
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));
+}
+
+/**
+ * Approve with edit, as an approver's inbox shows it: whether an approval may carry edited arguments (the
+ * conditions checkApprovalEdit applies before judging the edit itself: an approval round whose rules allow
+ * edits), and the edited arguments the round's approvals so far approved, which every further approval must
+ * approve.
+ */
+function inboxEditFields(view: RunView, r: Round): Pick<PendingApproval, 'edits_allowed' | 'edited_args' | 'edited_args_digest' | 'edited_by'> {
+  return {
+    edits_allowed: r.kind === 'approval' && view.evaluation !== null && editsAllowed(view.evaluation),
+    ...(r.edit ? { edited_args: r.edit.args, edited_args_digest: r.edit.args_digest, edited_by: r.approvals[0]?.approver_id ?? null } : {}),
+  };
 }
 
 /** The arguments of a run's request, from its DecisionRequested event (null when it sent none). */

@@ -1,4 +1,5 @@
 import { Environment, type ASTNode, type ParseResult } from '@marcbachmann/cel-js';
+import { fastCondition, type FastCondition } from './cel-fast.ts';
 import { CEL_EVALUATION_BUDGET, celShape, childNodes, estimateCelCost, instrumentProgram, isBudgetExceeded, metered, newCelBudget, type CelBudget } from './cel-budget.ts';
 
 /**
@@ -72,6 +73,12 @@ function vetAst(root: ASTNode): string | undefined {
 
 const cache = new Map<string, CelProgram>();
 const meteredPrograms = new WeakSet<CelProgram>();
+const fastPrograms = new WeakMap<CelProgram, FastCondition>();
+
+/** The direct form of a compiled, unmetered program (cel-fast.ts), when it has one. */
+export function fastOf(program: CelProgram): FastCondition | undefined {
+  return fastPrograms.get(program);
+}
 const MAX_CACHE = 20_000;
 
 export type CelCompileResult = { ok: true; program: CelProgram } | { ok: false; message: string };
@@ -102,6 +109,9 @@ export function compileCel(expression: string, kind: CelKind = 'request'): CelCo
   if (celShape(program.ast).metered) {
     if (!instrumentProgram(program.ast)) return { ok: false, message: 'invalid CEL: the expression cannot be metered' };
     meteredPrograms.add(program);
+  } else {
+    const fast = fastCondition(program.ast);
+    if (fast !== undefined) fastPrograms.set(program, fast);
   }
   if (cache.size >= MAX_CACHE) cache.clear();
   cache.set(key, program);

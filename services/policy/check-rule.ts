@@ -1,5 +1,6 @@
 import type { DecisionRequest } from '../../schemas/decision.ts';
 import { runCel } from './cel.ts';
+import { UNSURE } from './cel-fast.ts';
 import { newCelBudget, type CelBudget } from './cel-budget.ts';
 import { counterKey, counterValue, requestAmount, type Facts } from './counters.ts';
 import type { PreparedRule } from './runtime.ts';
@@ -30,9 +31,13 @@ export function checkRule(p: PreparedRule, request: DecisionRequest, now: Date, 
   if (!p.test(request, now)) return NO;
   if (p.programError !== undefined) return { applies: 'error', error: p.programError };
   if (p.program !== undefined) {
-    const r = runCel(p.program, varsOf(vars), vars.budget);
-    if (!r.ok) return { applies: 'error', error: r.error };
-    if (!r.value) return NO;
+    const direct = p.fast === undefined ? UNSURE : p.fast(vars);
+    if (direct === false) return NO;
+    if (direct === UNSURE) {
+      const r = runCel(p.program, varsOf(vars), vars.budget);
+      if (!r.ok) return { applies: 'error', error: r.error };
+      if (!r.value) return NO;
+    }
   }
   const limit = p.rule.limit;
   if (limit !== undefined) {

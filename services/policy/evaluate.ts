@@ -55,17 +55,15 @@ function isoOf(now: Date): string {
   return lastIso;
 }
 
-const hits = new WeakMap<PreparedRule, Hit>();
-
 /** The hit of a matched rule; built once per prepared rule, since it depends on nothing else. */
 function hitFromRule(p: PreparedRule): Hit {
-  let h = hits.get(p);
+  let h = p.hit as Hit | undefined;
   if (h === undefined) {
     h = { policy: p.policy, rule: p.rule.name, decision: p.rule.decision, reason: p.rule.reason, constraints: p.rule.constraints, namesTool: p.namesTool, builtin: p.builtin };
     if (p.rule.approval !== undefined) h.approval = p.rule.approval;
     if (p.rule.requirement !== undefined) h.requirement = true;
     if (p.rule.judgment !== undefined) h.judgment = { text: p.rule.text ?? p.rule.reason, effect: p.rule.judgment.effect };
-    hits.set(p, h);
+    p.hit = h;
   }
   return h;
 }
@@ -191,8 +189,9 @@ function run(rt: Runtime, asked: DecisionRequest, facts: Facts, now: Date, nowIs
 
   const stored = STORED;
   const pack = PACK;
-  stored.length = 0;
-  pack.length = 0;
+  // Emptied at the end of every evaluation; emptied here only after one that threw (setting a length is a call).
+  if (stored.length !== 0) stored.length = 0;
+  if (pack.length !== 0) pack.length = 0;
   // Lists come before their policy's rules; stored policies come before the pack (snapshot order).
   const candidates = candidateRules(rt, request.action.tool, request.action.operation);
   const lists = rt.lists;
@@ -292,8 +291,8 @@ function run(rt: Runtime, asked: DecisionRequest, facts: Facts, now: Date, nowIs
   }
   // The box and the arrays would otherwise keep this request reachable until the next evaluation.
   vars.vars = undefined;
-  stored.length = 0;
-  pack.length = 0;
+  if (stored.length !== 0) stored.length = 0;
+  if (pack.length !== 0) pack.length = 0;
   return evaluation;
 }
 

@@ -1,5 +1,6 @@
 import type { DecisionRequest } from '../../schemas/decision.ts';
-import { compileCel, type CelProgram } from './cel.ts';
+import { compileCel, fastOf, type CelProgram } from './cel.ts';
+import type { FastCondition } from './cel-fast.ts';
 import { hashSnapshotBody } from './compile.ts';
 import { compileGlobList, isGlob, type GlobMatcher } from './glob.ts';
 import { inTimeWindow } from './time-window.ts';
@@ -19,11 +20,15 @@ export type PreparedRule = {
   rule: CompiledRule;
   test: MatchTest;
   program?: CelProgram;
+  /** The program's direct form (cel-fast.ts), tried first; the program decides whenever it is unsure. */
+  fast?: FastCondition;
   /** A CEL compile error (only possible if the snapshot was altered or the CEL library changed). */
   programError?: string;
   /** The rule names a tool with a pattern other than a bare `*` (it can set a circuit breaker aside). */
   namesTool: boolean;
   builtin: boolean;
+  /** What evaluate.ts reports when this rule matches, built on first match (it depends on the rule alone). */
+  hit?: object;
 };
 
 export type PreparedLists = {
@@ -107,7 +112,11 @@ export function prepareRule(seq: number, policy: CompiledPolicy, rule: CompiledR
   };
   if (rule.condition !== undefined) {
     const c = compileCel(rule.condition, rule.on === 'outcome' ? 'outcome' : 'request');
-    if (c.ok) p.program = c.program;
+    if (c.ok) {
+      p.program = c.program;
+      const fast = fastOf(c.program);
+      if (fast !== undefined) p.fast = fast;
+    }
     else p.programError = c.message;
   }
   return p;
@@ -181,15 +190,20 @@ function prepare(snapshot: Snapshot): Runtime {
 }
 
 const runtimes = new WeakMap<object, Runtime>();
+// The runtime used last, checked before the WeakMap: consecutive evaluations mostly share a snapshot, and a
+// WeakMap probe is several cache misses when other work has run in between.
+let last: Runtime | undefined;
 
 /** The prepared form of a snapshot, built once per snapshot object. */
 export function loadSnapshot(snapshot: Snapshot): Runtime {
+  if (last !== undefined && last.snapshot === snapshot) return last;
   if (typeof snapshot !== 'object' || snapshot === null) return prepare(snapshot);
   let rt = runtimes.get(snapshot);
   if (rt === undefined) {
     rt = prepare(snapshot);
     runtimes.set(snapshot, rt);
   }
+  last = rt;
   return rt;
 }
 

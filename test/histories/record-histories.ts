@@ -106,23 +106,29 @@ try {
     apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: id }, scope: { level: 'tenant' },
     rules: [{ name: 'r', match: { tool: 't' }, decision: 'DENY' }],
   });
-  const tenant = `hist-${Date.now().toString(36)}`;
-  const made = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: tenant, name: tenant, settings: { policy_four_eyes: true, policy_activation_timeout: '2s' } });
-  if (made.status !== 201) throw new Error(`tenant: ${made.status} ${JSON.stringify(made.body)}`);
-  const tenantAdmin = { url: stack.url, key: made.body.admin_api_key as string };
-  const second = await api(tenantAdmin, 'POST', '/v1/principals', { name: 'second admin', kind: 'person', roles: ['admin'] });
-  const asSecond = { url: stack.url, key: second.body.api_key as string };
+  // Reviewed branches get time for the second admin under load; the expired one a deadline that passes.
+  const tenantWith = async (suffix: string, timeout: string) => {
+    const tenant = `hist-${suffix}-${Date.now().toString(36)}`;
+    const made = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/tenants', { id: tenant, name: tenant, settings: { policy_four_eyes: true, policy_activation_timeout: timeout } });
+    if (made.status !== 201) throw new Error(`tenant: ${made.status} ${JSON.stringify(made.body)}`);
+    const admin = { url: stack.url, key: made.body.admin_api_key as string };
+    const second = await api(admin, 'POST', '/v1/principals', { name: 'second admin', kind: 'person', roles: ['admin'] });
+    return { tenant, admin, second: { url: stack.url, key: second.body.api_key as string } };
+  };
+  const reviewed = await tenantWith('reviewed', '10m');
+  const expiring = await tenantWith('expiring', '2s');
   const reviews: Record<string, string> = {};
   for (const b of ['policy-activation-approved', 'policy-activation-rejected', 'policy-activation-expired']) {
-    const pid = `${b}-${tenant}`;
-    const draft = await api(tenantAdmin, 'POST', '/v1/policies', doc(pid));
+    const t = b === 'policy-activation-expired' ? expiring : reviewed;
+    const pid = `${b}-${t.tenant}`;
+    const draft = await api(t.admin, 'POST', '/v1/policies', doc(pid));
     if (draft.status !== 201) throw new Error(`draft: ${draft.status} ${JSON.stringify(draft.body)}`);
-    const asked = await api(tenantAdmin, 'POST', `/v1/policies/${pid}/activate`);
+    const asked = await api(t.admin, 'POST', `/v1/policies/${pid}/activate`);
     if (asked.status !== 202) throw new Error(`activate: ${asked.status} ${JSON.stringify(asked.body)}`);
     reviews[b] = asked.body.review_id as string;
     if (b !== 'policy-activation-expired') {
       const verdict = b === 'policy-activation-approved' ? 'approve' : 'reject';
-      const res = await api(asSecond, 'POST', `/v1/policies/${pid}/activation/approvals`, { verdict });
+      const res = await api(t.second, 'POST', `/v1/policies/${pid}/activation/approvals`, { verdict });
       if (res.status !== 200) throw new Error(`${verdict}: ${res.status} ${JSON.stringify(res.body)}`);
     }
   }

@@ -44,6 +44,15 @@ rules:
     match: { tool: edit_wipe_tool }
     decision: REQUIRE_APPROVAL
     approval: { approvers: [finance], quorum: 1, timeout: 1h, allow_edits: false }
+  - name: pairs
+    match: { tool: edit_pair_tool }
+    decision: REQUIRE_APPROVAL
+    condition: action.args.amount > 500
+    approval: { approvers: [finance], quorum: 2, timeout: 1h }
+  - name: small-pairs
+    match: { tool: edit_pair_tool }
+    condition: action.args.amount <= 500
+    decision: ALLOW
 `;
 
 function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -258,6 +267,44 @@ describe('attacks on approve with edit', () => {
     console.log(`attack other-tenant-edit: ${attempts.length} attempts, ${through} got through`);
     expect(through).toBe(0);
   }, 120_000);
+
+  it('the inbox says where an edit may count, and which edited arguments a round is being approved with: the API refuses anything else', async () => {
+    const wipe = await pending(0, 'edit_wipe_tool');
+    const refundRun = await pending(650);
+    const cy = await addPrincipal(stack, { name: `cy-${RUN}`, roles: ['approver'], groups: ['finance'] });
+    const inbox = async (key: string) => (await api(as(key), 'GET', '/v1/approvals?limit=500')).body.items as Array<Record<string, any>>;
+    const items = await inbox(ann.key);
+    expect(items.find((x) => x['decision_id'] === wipe.id)).toMatchObject({ edits_allowed: false });
+    expect(items.find((x) => x['decision_id'] === refundRun.id)).toMatchObject({ edits_allowed: true });
+    expect(items.find((x) => x['decision_id'] === refundRun.id)).not.toHaveProperty('edited_args');
+    // Every round the inbox says takes no edit refuses one.
+    const noEdits = items.filter((x) => x['edits_allowed'] === false);
+    let through = 0;
+    for (const x of noEdits) {
+      const args = (x['args'] ?? {}) as Record<string, unknown>;
+      if ((await approve(ann.key, x['decision_id'] as string, { ...args, edited: true })).status !== 409) through += 1;
+    }
+    if (!(await stillPending(wipe.id))) through += 1;
+
+    // A round of two being approved with an edit: the next approver's inbox shows those arguments and who edited
+    // them; approving as asked, or another edit, is refused; approving the arguments shown counts.
+    const order = `pair-${RUN}`;
+    const asked = await api(as(bot.key), 'POST', '/v1/decisions', { agent: { id: 'edit-bot' }, action: { tool: 'edit_pair_tool', operation: 'Refund', args: { order, amount: 900 } }, idempotency_key: `${order}/${RUN}` });
+    expect(asked.body.decision).toBe('REQUIRE_APPROVAL');
+    const pairId = asked.body.decision_id as string;
+    await eventually(async () => ((await types(pairId)).includes('ApprovalRequested') ? true : undefined), 60_000, 'the round');
+    const edited = { order, amount: 700 };
+    expect((await approve(ann.key, pairId, edited)).body).toMatchObject({ counted: true, round_status: 'open' });
+    const shown = (await inbox(cy.key)).find((x) => x['decision_id'] === pairId)!;
+    expect(shown).toMatchObject({ edits_allowed: true, edited_args: edited, edited_args_digest: sha256Digest(edited), edited_by: ann.id, approvals: 1 });
+    const refused = [await approve(cy.key, pairId), await approve(cy.key, pairId, { order, amount: 650 })];
+    through += refused.filter((r) => r.status !== 409).length;
+    if ((await api(as(bot.key), 'GET', `/v1/decisions/${pairId}`)).body.status !== 'pending_approval') through += 1;
+    expect((await approve(cy.key, pairId, shown['edited_args'])).body).toMatchObject({ counted: true, decision_status: 'final' });
+    expect((await api(as(bot.key), 'GET', `/v1/decisions/${pairId}`)).body).toMatchObject({ status: 'final', edited_args: edited });
+    console.log(`attack inbox-edit-fields: ${noEdits.length + refused.length} attempts, ${through} got through`);
+    expect(through).toBe(0);
+  }, 180_000);
 
   it('looser edits through the API never count', async () => {
     const run = await pending(650);

@@ -11,10 +11,12 @@ const DIR = path.resolve(import.meta.dirname, '..', 'fixtures', 'histories');
 const WORKFLOWS = path.resolve(import.meta.dirname, '..', '..', 'workflows', 'index.ts');
 // Every branch of the decision workflow and of the four-eyes activation workflow, recorded against the real
 // stack by test/histories/record-histories.ts (the channels' reminder, escalation and closing notice by
-// test/histories/record-channel-histories.ts).
+// test/histories/record-channel-histories.ts; parallel requirements, ladders, delegation, edits and judgment
+// rules by test/histories/record-approval-histories.ts).
 const BRANCHES = [
   'allow', 'deny', 'constraints', 'approve', 'reject', 'quorum', 'escalate', 'expire', 'override-granted', 'override-denied', 'outcome', 'early-answer',
   'channels-remind-escalate-expire', 'policy-activation-approved', 'policy-activation-rejected', 'policy-activation-expired',
+  'requirements', 'ladder', 'delegation', 'approve-with-edit', 'judgment-people', 'judgment-evaluated',
 ];
 
 const load = (name: string) => historyFromJSON(JSON.parse(readFileSync(path.join(DIR, `${name}.json`), 'utf8')));
@@ -35,9 +37,21 @@ describe('replay tier: recorded workflow histories', () => {
     for (const [name, updates] of Object.entries({ approve: 1, reject: 1, quorum: 2, escalate: 1, 'override-granted': 2, 'override-denied': 1, outcome: 1, 'early-answer': 1 })) {
       expect(accepted(name), name).toBe(updates);
     }
-    for (const name of ['escalate', 'expire', 'override-denied', 'channels-remind-escalate-expire']) {
+    for (const name of ['escalate', 'expire', 'override-denied', 'channels-remind-escalate-expire', 'ladder']) {
       expect(types(name).filter((t) => t === EventType.EVENT_TYPE_TIMER_FIRED).length, name).toBeGreaterThan(1);
     }
+    // Two requirements of one round: both groups answered. A ladder: answered at its third level, after two
+    // escalations. A delegate's answer, an edited approval and a people-decided judgment rule: one answer each.
+    for (const [name, updates] of Object.entries({ requirements: 2, ladder: 1, delegation: 1, 'approve-with-edit': 1, 'judgment-people': 1, 'judgment-evaluated': 0 })) {
+      expect(accepted(name), name).toBe(updates);
+    }
+    expect(types('ladder').filter((t) => t === EventType.EVENT_TYPE_TIMER_FIRED).length).toBeGreaterThanOrEqual(3);
+    // The edited arguments travelled in the answer; the evaluator's branch asked it (an activity) and no person.
+    const payloads = (name: string) => readFileSync(path.join(DIR, `${name}.json`), 'utf8').match(/"data":\s*"[A-Za-z0-9+/=]+"/g)?.map((d) => Buffer.from(d.split('"')[3]!, 'base64').toString('utf8')).join('\n') ?? '';
+    expect(payloads('approve-with-edit')).toContain('"edit":{"args":{"order":"o-1","amount":600}');
+    const activities = (name: string) => (load(name).events ?? []).flatMap((e) => (e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes.activityType?.name] : []));
+    expect(activities('judgment-evaluated')).toContain('judgeRequest');
+    expect(activities('judgment-evaluated')).not.toContain('notifyApprovers');
   });
 
   it('the recorded histories carry no patch markers: one code path', () => {

@@ -55,6 +55,11 @@ const PendingApprovalSchema = z.strictObject({
     .describe('Who answered this round so far.'),
   on_timeout: z.enum(['DENY', 'ALLOW']).describe('What the run becomes at the deadline without a quorum.'),
   escalate_to: z.array(z.string()),
+  edits_allowed: z.boolean().describe('Whether an approval may carry edited_args (approve with edit): an approval round whose rules do not say allow_edits: false. An edit still counts only when no looser than the request.'),
+  edited_args: z.record(z.string(), z.unknown()).optional()
+    .describe('Present when the round is being approved with changed arguments: the arguments its approvals so far approved. A further approval counts only with these same edited_args (or reject).'),
+  edited_args_digest: z.string().optional().describe('sha256 over the canonical JSON of edited_args.'),
+  edited_by: z.string().nullable().optional().describe('Who first approved the edited arguments.'),
 });
 const PendingReviewSchema = z.strictObject({
   kind: z.literal('activation_review'),
