@@ -22,6 +22,8 @@ export type ApprovalContent = {
   checklist: string[];
   /** Written by the agent: tool, operation, arguments, justification. */
   agent: Line[];
+  /** Written by the approver who first approved with an edit: the arguments every further approval must approve. */
+  edited: Line[];
 };
 
 /** Most history entries and constraints one message shows (GET /v1/approvals has them all). */
@@ -62,8 +64,13 @@ export function roundContent(f: RoundFacts): ApprovalContent {
       ...keyArguments(f.untrusted.args).map(([k, v]) => ({ label: `argument ${k}`, value: v })),
       ...(f.untrusted.justification ? [{ label: 'justification', value: f.untrusted.justification }] : []),
     ],
+    edited: f.edited_args === undefined ? [] : keyArguments(f.edited_args).map(([k, v]) => ({ label: `argument ${k}`, value: v })),
   };
 }
+
+/** The heading of the edited arguments a round is being approved with, on every channel. */
+export const EDITED_HEADING = (by: string | null | undefined) =>
+  `Being approved with edited arguments${by ? ` (edited by ${by})` : ''}: approve these with Approve with edit, or reject`;
 
 /** The headings each channel gives the approver context, so both say the same. */
 export const CONTEXT_HEADINGS = {
@@ -102,5 +109,6 @@ export function reviewContent(r: ReviewFacts): ApprovalContent {
     history: [],
     checklist: [],
     agent: [],
+    edited: [],
   };
 }

@@ -2,7 +2,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import nodemailer from 'nodemailer';
 import type { RoundFacts } from './facts.ts';
 import { cleanText, escapeHtml, visibleJson } from './untrusted-text.ts';
-import { changeText, CONTEXT_HEADINGS, reviewContent, roundContent, type ApprovalContent, type Line } from './approval-content.ts';
+import { changeText, CONTEXT_HEADINGS, EDITED_HEADING, reviewContent, roundContent, type ApprovalContent, type Line } from './approval-content.ts';
 import type { ReviewFacts } from './review-facts.ts';
 import { MAX_EDITED_ARGS_CHARS } from '../decisions/approval-edit.ts';
 
@@ -59,7 +59,9 @@ export function factsHtml(f: RoundFacts): string {
 <ul>${checklist.map((l) => `<li>${escapeHtml(l)}</li>`).join('')}</ul>` : ''}
 ${contextHtml(c, f.agent_id)}
 <p><strong>Written by the agent (unverified, shown as text):</strong></p>
-<pre style="border:1px solid #999;padding:8px;white-space:pre-wrap">${agentLines(c).map(([k, v]) => `${escapeHtml(k)}: ${escapeHtml(v)}`).join('\n')}</pre>`;
+<pre style="border:1px solid #999;padding:8px;white-space:pre-wrap">${agentLines(c).map(([k, v]) => `${escapeHtml(k)}: ${escapeHtml(v)}`).join('\n')}</pre>${c.edited.length > 0 ? `
+<p><strong>${escapeHtml(cleanText(EDITED_HEADING(f.edited_by), 300))}</strong></p>
+<pre style="border:1px solid #999;padding:8px;white-space:pre-wrap">${pairs(c.edited, 300).map(([k, v]) => `${escapeHtml(k)}: ${escapeHtml(v)}`).join('\n')}</pre>` : ''}`;
 }
 
 export function approvalEmail(f: RoundFacts, link: string, purpose: 'request' | 'escalation' | 'reminder' = 'request'): { subject: string; text: string; html: string } {
@@ -77,6 +79,7 @@ export function approvalEmail(f: RoundFacts, link: string, purpose: 'request' | 
     '--- Written by the agent (unverified) ---',
     ...agentLines(c).map(([k, v]) => `${defang(k)}: ${defang(v)}`),
     '--- end of agent text ---',
+    ...(c.edited.length > 0 ? ['', cleanText(EDITED_HEADING(f.edited_by), 300), ...pairs(c.edited, 300).map(([k, v]) => `${defang(k)}: ${defang(v)}`)] : []),
     '',
     `Open this link to review and answer (it works once, for you only, until ${f.final_deadline}):`,
     link,
@@ -158,7 +161,7 @@ ${edit ? `<p role="alert"><strong>Not counted:</strong> ${escapeHtml(cleanText(e
 <form method="post" action="${escapeHtml(action)}">
 ${hidden}
 <input type="hidden" name="args_digest" value="${escapeHtml(f.args_digest ?? '')}">
-<p><label>Arguments (JSON)<br><textarea name="edited_args" rows="12" cols="80" maxlength="${MAX_EDITED_ARGS_CHARS}">${escapeHtml(edit ? edit.text.replace(/[^\n\t\P{C}]/gu, '') : visibleJson(f.untrusted.args))}</textarea></label></p>
+<p><label>Arguments (JSON)<br><textarea name="edited_args" rows="12" cols="80" maxlength="${MAX_EDITED_ARGS_CHARS}">${escapeHtml(edit ? edit.text.replace(/[^\n\t\P{C}]/gu, '') : visibleJson(f.edited_args ?? f.untrusted.args))}</textarea></label></p>
 <p><label>Comment (optional) <input type="text" name="comment" maxlength="500"></label></p>
 <button type="submit" name="verdict" value="approve_edit">Approve with edit</button>
 </form>` : '';

@@ -4,7 +4,7 @@ import type { Round } from '../decisions/run-view.ts';
 import { finalDeadlineOf, requirementLines } from '../decisions/approval-requirements.ts';
 import { checklistOf } from '../decisions/checklist.ts';
 import { agentHistory, type HistoryEntry } from '../decisions/agent-history.ts';
-import { editsAllowed } from '../decisions/approval-edit.ts';
+import { inboxEditFields } from '../decisions/run-messages.ts';
 
 /** What an approver is shown about one round. `facts` come from Countersign; `untrusted` from the agent. */
 export type RoundFacts = {
@@ -34,6 +34,9 @@ export type RoundFacts = {
   history?: HistoryEntry[];
   /** Whether an approver may approve changed arguments in this round (an approval round whose rules allow edits). */
   edits_allowed?: boolean;
+  /** The edited arguments the round's approvals so far approved (every further approval must approve them), and by whom. */
+  edited_args?: unknown;
+  edited_by?: string | null;
   /** Agent-supplied: shown escaped and apart. */
   untrusted: { tool: string; operation: string | null; args: unknown; reason: string; justification: string | null };
 };
@@ -67,7 +70,7 @@ export async function loadRoundFacts(db: Db, tenantId: string, decisionId: strin
       checklist: r.kind === 'approval' ? checklistOf(view).map(({ policy_id, version, rule, text }) => ({ policy_id, version, rule, text })) : [],
       constraints: view.constraints,
       history,
-      edits_allowed: r.kind === 'approval' && view.evaluation !== null && editsAllowed(view.evaluation),
+      ...inboxEditFields(view, r),
       untrusted: { tool: view.action.tool, operation: view.action.operation ?? null, args, reason: view.reason, justification: r.justification ?? null },
     };
   });

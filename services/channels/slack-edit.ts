@@ -40,7 +40,8 @@ export function unsealEdit(secret: Buffer, sealed: string): EditSeal | null {
 
 /** The arguments as the modal prefills them, or null when they do not fit Slack's input. */
 export function editableArgs(f: RoundFacts): string | null {
-  const text = visibleJson(f.untrusted.args);
+  // A round already being approved with an edit: those are the arguments every further approval must approve.
+  const text = visibleJson(f.edited_args ?? f.untrusted.args);
   return text.length <= SLACK_INPUT_MAX_CHARS ? text : null;
 }
 

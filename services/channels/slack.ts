@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { LogLevel, WebClient } from '@slack/web-api';
 import type { RoundFacts } from './facts.ts';
 import { slackFact, slackUntrusted } from './untrusted-text.ts';
-import { changeText, CONTEXT_HEADINGS, reviewContent, roundContent, type ApprovalContent } from './approval-content.ts';
+import { changeText, CONTEXT_HEADINGS, EDITED_HEADING, reviewContent, roundContent, type ApprovalContent } from './approval-content.ts';
 import type { ReviewFacts } from './review-facts.ts';
 
 export type SlackConfig = { botToken: string; apiUrl: string };
@@ -75,6 +75,10 @@ export function approvalBlocks(f: RoundFacts, ref: string, purpose: 'request' | 
     ...contextBlocks(c, f.agent_id),
     { type: 'context', elements: [{ type: 'mrkdwn', text: 'Written by the agent (unverified; shown as text):', verbatim: true }] },
     { type: 'section', text: { type: 'mrkdwn', text: `\`\`\`${agentText}\`\`\``, verbatim: true } },
+    ...(c.edited.length > 0 ? [
+      { type: 'context', elements: [{ type: 'mrkdwn', text: slackFact(EDITED_HEADING(f.edited_by), 300), verbatim: true }] },
+      { type: 'section', text: { type: 'mrkdwn', text: `\`\`\`${c.edited.map((l) => `${slackUntrusted(l.label, 70)}: ${slackUntrusted(l.value, 200)}`).join('\n')}\`\`\``, verbatim: true } },
+    ] : []),
     answerButtons(ref, f.edits_allowed === true),
   ];
 }

@@ -268,7 +268,7 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
  * edits), and the edited arguments the round's approvals so far approved, which every further approval must
  * approve.
  */
-function inboxEditFields(view: RunView, r: Round): Pick<PendingApproval, 'edits_allowed' | 'edited_args' | 'edited_args_digest' | 'edited_by'> {
+export function inboxEditFields(view: RunView, r: Round): Pick<PendingApproval, 'edits_allowed' | 'edited_args' | 'edited_args_digest' | 'edited_by'> {
   return {
     edits_allowed: r.kind === 'approval' && view.evaluation !== null && editsAllowed(view.evaluation),
     ...(r.edit ? { edited_args: r.edit.args, edited_args_digest: r.edit.args_digest, edited_by: r.approvals[0]?.approver_id ?? null } : {}),

@@ -97,6 +97,16 @@ describe('approve with edit: the Slack modal and the edited arguments', () => {
     expect(editableArgs(facts({ untrusted: { tool: 't', operation: null, args: { pad: 'x'.repeat(4000) }, reason: 'r', justification: null } }))).toBeNull();
   });
 
+  it('a round already being approved with an edit shows those arguments and prefills the edit with them', () => {
+    const f = facts({ edited_args: { amount: 600, note: 'hi' }, edited_by: 'p-ann' });
+    const slack = JSON.stringify(approvalBlocks(f, 'r'.repeat(24), 'request'));
+    const mail = approvalEmail(f, 'https://x/y');
+    for (const text of [slack, mail.text, mail.html]) expect(text).toContain('Being approved with edited arguments (edited by p-ann)');
+    expect(mail.text).toContain('argument amount: 600');
+    expect(JSON.parse(editableArgs(f)!)).toEqual({ amount: 600, note: 'hi' });
+    expect(confirmationPage(f, '/v1/email-approvals/x', 'c')).toContain('&quot;amount&quot;: 600');
+  });
+
   it('attack: forged, moved or re-addressed metadata and malformed arguments never carry an edit', () => {
     const sealed = sealEdit(SECRET, seal);
     const parts = sealed.split('.');
