@@ -88,7 +88,7 @@ BEGIN
   v_payload := jsonb_build_object(
     'tenant', p_item.tenant_id, 'id', coalesce(p_item.decision_id, p_item.review_id), 'kind', p_item.kind,
     'status', p_status, 'reason', p_reason, 'key', p_item.item_key,
-    'groups', to_jsonb(p_groups), 'excluded', to_jsonb(p_item.excluded), 'only', to_jsonb(p_only));
+    'groups', to_jsonb(p_groups), 'excluded', to_jsonb(p_item.excluded), 'answered', to_jsonb(p_item.answered), 'only', to_jsonb(p_only));
   IF octet_length(v_payload::text) > 7900 THEN
     v_payload := jsonb_build_object(
       'tenant', p_item.tenant_id, 'id', coalesce(p_item.decision_id, p_item.review_id), 'kind', p_item.kind,
