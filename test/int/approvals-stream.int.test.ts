@@ -200,6 +200,34 @@ describe('the inbox stream', () => {
     expect(again.status).toBe(200);
   });
 
+  it('pings every 15 s, and ends a stream whose key was revoked at its next ping (the key is checked again, not only at the start)', async () => {
+    const dan = await addPrincipal(stack, { name: 'dan', roles: ['approver'], groups: ['finance'] });
+    const second = await api({ url: stack.url, key: stack.key }, 'POST', '/v1/api-keys', { principal_id: dan.id, name: 'to revoke' });
+    expect(second.status).toBe(201);
+    const live = keep(await openStream(stack.url, bearer(dan.key)));
+    const revoked = keep(await openStream(stack.url, bearer(second.body.api_key)));
+    expect([live.status, revoked.status]).toEqual([200, 200]);
+    expect((await api({ url: stack.url, key: stack.key }, 'DELETE', `/v1/api-keys/${second.body.id}`)).status).toBe(200);
+    let ended = false;
+    void revoked.ended.then(() => { ended = true; });
+    await eventually(async () => (live.comments.includes('ping') ? true : undefined), 40_000, 'a ping');
+    await eventually(async () => (ended ? true : undefined), 40_000, 'the revoked stream to end');
+    // Rounds asked after the revocation reach the live stream only.
+    const id = await ask(200);
+    await eventually(async () => (live.events.some((e) => e.id === id) ? true : undefined), 60_000, 'the round on the live stream');
+    expect(revoked.events.some((e) => e.id === id)).toBe(false);
+  }, 120_000);
+
+  it('rebuilds the inbox from the log (platform admins): the same inbox after as before', async () => {
+    const before = await api({ url: stack.url, key: bob.key }, 'GET', '/v1/approvals');
+    expect(before.body.items.length).toBeGreaterThan(0);
+    expect((await api({ url: stack.url, key: stack.key }, 'POST', '/v1/admin/inbox/rebuild')).status).toBe(403);
+    const res = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/admin/inbox/rebuild');
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body.rows).toBeGreaterThanOrEqual(before.body.items.length);
+    expect((await api({ url: stack.url, key: bob.key }, 'GET', '/v1/approvals')).body).toEqual(before.body);
+  });
+
   it('ends every stream cleanly when the API shuts down', async () => {
     const s = keep(await openStream(stack.url, bearer(alice.key)));
     expect(s.status).toBe(200);
