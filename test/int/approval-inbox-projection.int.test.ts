@@ -55,7 +55,7 @@ async function rows(): Promise<unknown[]> {
   return [items.rows, audience.rows];
 }
 const openKeys = async () => (await owner.query<{ item_key: string }>('SELECT item_key FROM approval_inbox ORDER BY item_key')).rows.map((r) => r.item_key);
-const noticesOf = (id: string) => notices.filter((n) => n['id'] === id).map((n) => `${n['status']}:${n['reason']}`);
+const noticesOf = (id: string) => notices.filter((n) => n['id'] === id).map((n) => `${String(n['status'])}:${String(n['reason'])}`);
 
 beforeAll(async () => {
   database = await createTestDatabase();
