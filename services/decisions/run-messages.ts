@@ -20,7 +20,7 @@ import { asTemporalError } from './request-decision.ts';
 import { checkAnswer, foldRun, openRound, type Round, type RunEvent, type RunView } from './run-view.ts';
 import { snapshotForRun } from './run-snapshot.ts';
 import { requirementSummaries, type RequirementSummary } from './approval-requirements.ts';
-import { agentHistory, type HistoryEntry } from './agent-history.ts';
+import { agentHistories, type HistoryEntry } from './agent-history.ts';
 import { checkApprovalEdit } from './run-decider.ts';
 import { evaluateEdit } from './evaluate-edit.ts';
 
@@ -202,18 +202,19 @@ export async function pendingApprovals(deps: MessageDeps, principal: Principal, 
   const out = await withTenant(deps.db, principal.tenant_id, async (c) => {
     const rows = await openRoundsFor(c, principal, limit + CLOSING_SLACK);
     const streams = await readStreams(c, [...new Set(rows.map((r) => r.stream_id))]);
-    const items: PendingApproval[] = [];
+    const open: Array<{ view: RunView; round: Round; events: ReadonlyArray<{ type: string; data: unknown }> }> = [];
     for (const row of rows) {
-      if (items.length >= limit) break;
+      if (open.length >= limit) break;
       const events = streams.get(row.stream_id) ?? [];
       const view = foldRun(events.filter((e) => isKnownEventType(e.type)).map((e) => ({ type: e.type, data: e.data }) as RunEvent));
       const r = openRound(view);
       if (!view || !r || r.round !== row.round || view.tenant_id !== principal.tenant_id) continue;
       if (!principal.groups.some((g) => r.groups.includes(g)) || view.requested_by === principal.id || r.requested_by === principal.id) continue;
       if ([...r.approvals, ...r.rejections].some((a) => a.approver_id === principal.id || a.on_behalf_of === principal.id)) continue;
-      const history = await agentHistory(c, principal.tenant_id, view.decision_id, view.agent_id, view.action.tool);
-      items.push(pendingItem(view, r, events, history));
+      open.push({ view, round: r, events });
     }
+    const histories = await agentHistories(c, principal.tenant_id, open.map((o) => ({ decision_id: o.view.decision_id, agent_id: o.view.agent_id, tool: o.view.action.tool })));
+    const items = open.map((o) => pendingItem(o.view, o.round, o.events, histories.get(o.view.decision_id) ?? []));
     return items;
   });
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));
