@@ -35,7 +35,8 @@ export async function agentHistories(c: Queryable, tenantId: string, runs: reado
        CROSS JOIN LATERAL (
          SELECT m.stream_id, m.decision_id, m.requested_at, m.operation, m.status, m.decision, m.finalized_via, m.seq
            FROM decision_monitor m
-          WHERE m.tenant_id = $1 AND m.agent_id = q.agent_id AND m.tool = q.tool AND m.seq < me.seq
+          -- A row comparison, so that the (tenant, agent, requested_at, seq) index starts at this run, not at the newest.
+          WHERE m.tenant_id = $1 AND m.agent_id = q.agent_id AND (m.requested_at, m.seq) < (me.requested_at, me.seq) AND m.tool = q.tool
           ORDER BY m.requested_at DESC, m.seq DESC
           LIMIT $5) h
        LEFT JOIN LATERAL (SELECT x.data->>'status' AS outcome FROM events x WHERE x.stream_id = h.stream_id AND x.type = 'OutcomeReported'
