@@ -1,8 +1,10 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApprovalStreamEvent } from '../../schemas/approval-stream.ts';
 import { STREAMS_PER_PRINCIPAL } from '../../services/api/routes/approval-stream.ts';
-import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
+import { activateYaml, addPrincipal, api, eventually, ROOT, startTestStack, type TestStack } from './harness.ts';
 
 // GET /v1/approvals/stream: the caller's inbox as server-sent events, on the real stack (the decision workflow
 // writes the rounds; the append's trigger notifies; the API's one LISTEN connection fans out). An approval by
@@ -225,6 +227,15 @@ describe('the inbox stream', () => {
     const res = await api({ url: stack.url, key: stack.bootstrapKey }, 'POST', '/v1/admin/inbox/rebuild');
     expect(res.status, JSON.stringify(res.body)).toBe(200);
     expect(res.body.rows).toBeGreaterThanOrEqual(before.body.items.length);
+    expect((await api({ url: stack.url, key: bob.key }, 'GET', '/v1/approvals')).body).toEqual(before.body);
+    // The same through the CLI.
+    const cli = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [path.join(ROOT, 'services/cli/countersign.mjs'), 'admin', 'rebuild-projection', '--projection', 'inbox', '--json'],
+        { cwd: ROOT, env: { ...process.env, COUNTERSIGN_URL: stack.url, COUNTERSIGN_API_KEY: stack.bootstrapKey } },
+        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+    });
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(JSON.parse(cli.stdout)).toMatchObject({ rows: res.body.rows, events_per_second: expect.any(Number) });
     expect((await api({ url: stack.url, key: bob.key }, 'GET', '/v1/approvals')).body).toEqual(before.body);
   });
 
