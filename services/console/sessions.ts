@@ -74,7 +74,7 @@ export async function resumeSession(db: Db, id: string, limits: SessionLimits, n
 export async function peekSession(db: Db, id: string, limits: SessionLimits, now = new Date()): Promise<Principal | null> {
   if (!SESSION_ID.test(id)) return null;
   const res = await withSystem(db, 'authenticate', (c) => c.query<Principal>(
-    `SELECT p.id, p.tenant_id, p.name, p.kind, p.roles, p.groups, p.platform_admin, s.key_prefix
+    `SELECT p.id, p.tenant_id, p.name, p.kind, p.roles, p.groups, p.platform_admin, p.agent_id, p.acts_for, s.key_prefix
        FROM console_sessions s, principals p, api_keys k
       WHERE s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > $2 AND s.last_seen_at > $2::timestamptz - make_interval(secs => $3)
         AND p.id = s.principal_id AND p.tenant_id = s.tenant_id AND p.disabled_at IS NULL
