@@ -70,6 +70,8 @@ let bob: { id: string; key: string };
 let auditor: { id: string; key: string };
 let otherTenantApprover: string;
 const opened: Stream[] = [];
+let viaSession: Stream;
+const lastSeen = async (principalId: string) => (await stack.db.query<{ at: Date }>('SELECT last_seen_at AS at FROM console_sessions WHERE principal_id = $1', [principalId])).rows.map((r) => r.at.toISOString());
 
 beforeAll(async () => {
   stack = await startTestStack();
@@ -104,7 +106,7 @@ describe('the inbox stream', () => {
     const signIn = await fetch(`${stack.url}/v1/console/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ api_key: alice.key }) });
     expect(signIn.status).toBe(201);
     const cookie = signIn.headers.get('set-cookie')!.split(';')[0]!;
-    const viaSession = keep(await openStream(stack.url, { cookie }));
+    viaSession = keep(await openStream(stack.url, { cookie }));
     expect(viaSession.status).toBe(200);
     const foreign = keep(await openStream(stack.url, bearer(otherTenantApprover)));
     expect(foreign.status).toBe(200);
@@ -212,7 +214,11 @@ describe('the inbox stream', () => {
     expect((await api({ url: stack.url, key: stack.key }, 'DELETE', `/v1/api-keys/${second.body.id}`)).status).toBe(200);
     let ended = false;
     void revoked.ended.then(() => { ended = true; });
-    await eventually(async () => (live.comments.includes('ping') ? true : undefined), 40_000, 'a ping');
+    const seen = await lastSeen(alice.id);
+    await eventually(async () => (live.comments.includes('ping') && viaSession.comments.includes('ping') ? true : undefined), 40_000, 'a ping');
+    // The session stream re-checks its session at each ping without counting as activity: an open tab alone
+    // never keeps a session from idling out.
+    expect(await lastSeen(alice.id)).toEqual(seen);
     await eventually(async () => (ended ? true : undefined), 40_000, 'the revoked stream to end');
     // Rounds asked after the revocation reach the live stream only.
     const id = await ask(200);
