@@ -166,6 +166,16 @@ describe('the inbox projection of open rounds', () => {
     expect(['rv_ok', 'rv_no', 'rv_late'].map(noticesOf)).toEqual([['open:requested', 'closed:approved'], ['open:requested', 'closed:rejected'], ['open:requested', 'closed:expired']]);
   });
 
+  it('a round whose audience does not fit a notification is announced without it (wide), never refused', async () => {
+    const groups = Array.from({ length: 400 }, (_, i) => `a-rather-long-group-name-${i}`);
+    await append('run/dec_wide', [requested(), round(1, groups)]);
+    await eventually(async () => (noticesOf('dec_wide').length === 1 ? true : undefined), 10_000, 'the wide notice');
+    const n = notices.find((x) => x['id'] === 'dec_wide')!;
+    expect(n).toMatchObject({ status: 'open', reason: 'requested', wide: true, key: 'run/dec_wide/1' });
+    expect(n['groups']).toBeUndefined();
+    expect((await owner.query('SELECT cardinality(groups) AS n FROM approval_inbox WHERE item_key = $1', ['run/dec_wide/1'])).rows).toEqual([{ n: 400 }]);
+  });
+
   it('rebuilt from the log, in any batch size, it has exactly the rows the live trigger left', async () => {
     const live = await rows();
     const before = notices.length;
