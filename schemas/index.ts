@@ -6,3 +6,4 @@ export * from './api.ts';
 export * from './policy.ts';
 export * from './duration.ts';
 export * from './tool-catalog.ts';
+export * from './approval-stream.ts';

@@ -25,6 +25,7 @@ import { registerToolCatalogRoutes } from './routes/tool-catalog.ts';
 import { registerAuditRoutes } from './routes/audit.ts';
 import { registerConsoleRoutes } from './routes/console.ts';
 import { registerDelegationRoutes } from './routes/delegations.ts';
+import { registerApprovalStreamRoute } from './routes/approval-stream.ts';
 import { sessionPrincipal } from '../console/session-auth.ts';
 import { ApiKeyCache } from '../identity/key-cache.ts';
 import { ToolCatalogs } from '../catalog/catalog-cache.ts';
@@ -149,6 +150,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   registerAuditRoutes(app, deps);
   registerConsoleRoutes(app, deps);
   registerDelegationRoutes(app, deps);
+  registerApprovalStreamRoute(app, deps);
   return app;
 }
 

@@ -3,7 +3,7 @@ import { loadRunView } from '../decisions/read-decision.ts';
 import type { Round } from '../decisions/run-view.ts';
 import { finalDeadlineOf, requirementLines } from '../decisions/approval-requirements.ts';
 import { checklistOf } from '../decisions/checklist.ts';
-import { agentHistory, type HistoryEntry } from '../decisions/agent-history.ts';
+import { agentHistories, type HistoryEntry } from '../decisions/agent-history.ts';
 import { inboxEditFields } from '../decisions/run-messages.ts';
 
 /** What an approver is shown about one round. `facts` come from Countersign; `untrusted` from the agent. */
@@ -48,7 +48,7 @@ export async function loadRoundFacts(db: Db, tenantId: string, decisionId: strin
     if (!view || !r || view.tenant_id !== tenantId) return null;
     const requested = events.find((e) => e.type === 'DecisionRequested');
     const args = (requested?.data as { request?: { action?: { args?: unknown } } } | undefined)?.request?.action?.args;
-    const history = await agentHistory(c, tenantId, view.decision_id, view.agent_id, view.action.tool);
+    const history = (await agentHistories(c, tenantId, [{ decision_id: view.decision_id, agent_id: view.agent_id, tool: view.action.tool }])).get(view.decision_id) ?? [];
     return {
       decision_id: view.decision_id,
       tenant_id: view.tenant_id,

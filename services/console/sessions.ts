@@ -67,6 +67,24 @@ export async function resumeSession(db: Db, id: string, limits: SessionLimits, n
   return { principal, csrfToken: csrfTokenOf(id), expiresAt, idleExpiresAt: idleEnd(now, expiresAt, limits) };
 }
 
+/**
+ * The principal of a live session, without counting as activity (last_seen_at unchanged): for a stream that
+ * re-checks its session while open, so that an open tab alone never keeps a session from idling out.
+ */
+export async function peekSession(db: Db, id: string, limits: SessionLimits, now = new Date()): Promise<Principal | null> {
+  if (!SESSION_ID.test(id)) return null;
+  const res = await withSystem(db, 'authenticate', (c) => c.query<Principal>(
+    `SELECT p.id, p.tenant_id, p.name, p.kind, p.roles, p.groups, p.platform_admin, p.agent_id, p.acts_for, s.key_prefix
+       FROM console_sessions s, principals p, api_keys k
+      WHERE s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > $2 AND s.last_seen_at > $2::timestamptz - make_interval(secs => $3)
+        AND p.id = s.principal_id AND p.tenant_id = s.tenant_id AND p.disabled_at IS NULL
+        AND k.prefix = s.key_prefix AND k.tenant_id = s.tenant_id AND k.principal_id = s.principal_id
+        AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)`,
+    [sha256(id), now, limits.idleSec],
+  ));
+  return res.rows[0] ?? null;
+}
+
 /** Ends a session (sign-out): its cookie authenticates nothing from now on. */
 export async function endSession(db: Db, tenantId: string, id: string): Promise<void> {
   await withTenant(db, tenantId, (c) => c.query('UPDATE console_sessions SET ended_at = now() WHERE id_hash = $1 AND ended_at IS NULL', [sha256(id)]));

@@ -11,14 +11,16 @@ import type { Principal } from '../identity/principals.ts';
 import { evaluateOutcome, type Outcome } from '../policy/index.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import { attest, newNonce } from './attestation.ts';
-import { parseStreamId } from '../events/stream-ids.ts';
+import { readStreams } from '../events/read-events.ts';
+import { isKnownEventType } from '../../schemas/events.ts';
+import { openRoundsFor } from './approval-inbox.ts';
 import { runStreamId, workflowIdFor } from './ids.ts';
 import { loadRunView, notFound } from './read-decision.ts';
 import { asTemporalError } from './request-decision.ts';
-import { checkAnswer, openRound, type Round, type RunView } from './run-view.ts';
+import { checkAnswer, foldRun, openRound, type Round, type RunEvent, type RunView } from './run-view.ts';
 import { snapshotForRun } from './run-snapshot.ts';
 import { requirementSummaries, type RequirementSummary } from './approval-requirements.ts';
-import { agentHistory, type HistoryEntry } from './agent-history.ts';
+import { agentHistories, type HistoryEntry } from './agent-history.ts';
 import { checkApprovalEdit } from './run-decider.ts';
 import { editsAllowed } from './approval-edit.ts';
 import { evaluateEdit } from './evaluate-edit.ts';
@@ -195,71 +197,58 @@ export type PendingApproval = {
 };
 
 /**
- * Rounds waiting for this approver: open, in one of their groups, not their own request. Folded from the
- * runs that have an ApprovalRequested and no later DecisionFinalized/Override decision.
+ * Rows the projection may list that the run's fold shows closed: a round of requirements between the approval
+ * that completed it and the run's DecisionFinalized, appended right after. Read beyond the page so that such a
+ * round never shortens it.
+ */
+const CLOSING_SLACK = 8;
+
+/**
+ * Rounds waiting for this approver: open, in one of their groups, not their own request, not answered by them or
+ * for them. Chosen from the inbox projection (approval-inbox.ts: one index range per group, soonest deadline
+ * first), then each run of the page is read in one query and folded, and the round checked against the fold
+ * (the projection chooses; the run's own rules have the last word), all in one tenant-scoped transaction.
  */
 export async function pendingApprovals(deps: MessageDeps, principal: Principal, limit = 100): Promise<PendingApproval[]> {
   if (principal.groups.length === 0) return [];
-  // The caller's inbox is chosen in SQL before the limit: the tenant's open rounds (no closing event after
-  // their request), with their current groups and deadline (the last escalation's, if any), those of one of the
-  // caller's groups, not requested by the caller and not answered by it yet, soonest deadline first. Filtering
-  // after a limit over all of the tenant's rounds would leave a busy tenant's inbox incomplete or empty.
-  const rows = await withTenant(deps.db, principal.tenant_id, (c) =>
-    c.query<{ stream_id: string }>(
-      `SELECT o.stream_id FROM (
-         SELECT r.stream_id, (r.data->>'round')::int AS round,
-                COALESCE(e.data->'groups', r.data->'groups') AS groups,
-                COALESCE(e.data->>'deadline', r.data->>'deadline')::timestamptz AS deadline,
-                r.data->>'requested_by' AS round_requested_by
-           FROM events r
-           LEFT JOIN LATERAL (SELECT x.data FROM events x WHERE x.stream_id = r.stream_id AND x.type = 'ApprovalEscalated'
-                                AND x.stream_version > r.stream_version AND (x.data->>'round')::int = (r.data->>'round')::int
-                              ORDER BY x.stream_version DESC LIMIT 1) e ON true
-          WHERE r.tenant_id = $1 AND r.type = 'ApprovalRequested'
-            AND NOT EXISTS (SELECT 1 FROM events f WHERE f.stream_id = r.stream_id AND f.stream_version > r.stream_version
-                              AND (f.type IN ('DecisionFinalized', 'OverrideGranted', 'OverrideDenied')
-                                   OR (f.type = 'ApprovalExpired' AND NOT f.data ? 'requirements')))
-       ) o
-       WHERE o.groups ?| $2::text[]
-         AND o.round_requested_by <> $3
-         AND NOT EXISTS (SELECT 1 FROM events q WHERE q.stream_id = o.stream_id AND q.type = 'DecisionRequested' AND q.data->>'requested_by' = $3)
-         AND NOT EXISTS (SELECT 1 FROM events a WHERE a.stream_id = o.stream_id AND a.type IN ('ApprovalGranted', 'ApprovalRejected')
-                           AND (a.data->>'round')::int = o.round AND a.data->>'approver_id' = $3)
-       ORDER BY o.deadline, o.stream_id
-       LIMIT $4`,
-      [principal.tenant_id, principal.groups, principal.id, limit],
-    ),
-  );
-  const out: PendingApproval[] = [];
-  for (const { stream_id } of rows.rows) {
-    const run = parseStreamId(stream_id);
-    if (run?.kind !== 'run') continue;
-    const { view, events, history } = await withTenant(deps.db, principal.tenant_id, async (c) => {
-      const loaded = await loadRunView(c, run.decisionId);
-      const v = loaded.view;
-      return { view: v, events: loaded.events, history: v ? await agentHistory(c, principal.tenant_id, v.decision_id, v.agent_id, v.action.tool) : [] };
-    });
-    const r = openRound(view);
-    if (!view || !r) continue;
-    if (!principal.groups.some((g) => r.groups.includes(g)) || view.requested_by === principal.id) continue;
-    if ([...r.approvals, ...r.rejections].some((a) => a.approver_id === principal.id)) continue;
-    out.push({
-      decision_id: view.decision_id, round: r.round, kind: r.kind, agent_id: view.agent_id, tool: view.action.tool, operation: view.action.operation ?? null,
-      reason: view.reason, matched_rule: view.matched_rule, groups: r.groups, quorum: r.quorum, approvals: r.approvals.length, deadline: r.deadline,
-      args_digest: r.args_digest, snapshot_hash: r.snapshot_hash, justification: r.justification ?? null,
-      ...(r.requirements ? { requirements: requirementSummaries(r)! } : {}),
-      ...(r.kind === 'approval' && checklistOf(view).length > 0 ? { checklist: checklistOf(view) } : {}),
-      constraints: view.constraints, history,
-      args: requestArgs(events), policies: view.policies.map((p) => ({ policy_id: p.policy_id, version: p.version })),
-      answers: [
-        ...r.approvals.map((a) => ({ approver_id: a.approver_id, verdict: 'approve' as const, channel: a.channel, at: a.at, comment: a.comment ?? null })),
-        ...r.rejections.map((a) => ({ approver_id: a.approver_id, verdict: 'reject' as const, channel: a.channel, at: a.at, comment: a.comment ?? null })),
-      ].sort((a, b) => a.at.localeCompare(b.at)),
-      on_timeout: r.on_timeout, escalate_to: r.escalate_to,
-      ...inboxEditFields(view, r),
-    });
-  }
+  const out = await withTenant(deps.db, principal.tenant_id, async (c) => {
+    const rows = await openRoundsFor(c, principal, limit + CLOSING_SLACK);
+    const streams = await readStreams(c, [...new Set(rows.map((r) => r.stream_id))]);
+    const open: Array<{ view: RunView; round: Round; events: ReadonlyArray<{ type: string; data: unknown }> }> = [];
+    for (const row of rows) {
+      if (open.length >= limit) break;
+      const events = streams.get(row.stream_id) ?? [];
+      const view = foldRun(events.filter((e) => isKnownEventType(e.type)).map((e) => ({ type: e.type, data: e.data }) as RunEvent));
+      const r = openRound(view);
+      if (!view || !r || r.round !== row.round || view.tenant_id !== principal.tenant_id) continue;
+      if (!principal.groups.some((g) => r.groups.includes(g)) || view.requested_by === principal.id || r.requested_by === principal.id) continue;
+      if ([...r.approvals, ...r.rejections].some((a) => a.approver_id === principal.id || a.on_behalf_of === principal.id)) continue;
+      open.push({ view, round: r, events });
+    }
+    const histories = await agentHistories(c, principal.tenant_id, open.map((o) => ({ decision_id: o.view.decision_id, agent_id: o.view.agent_id, tool: o.view.action.tool })));
+    const items = open.map((o) => pendingItem(o.view, o.round, o.events, histories.get(o.view.decision_id) ?? []));
+    return items;
+  });
   return out.sort((a, b) => a.deadline.localeCompare(b.deadline));
+}
+
+/** What an approver sees of one open round. */
+function pendingItem(view: RunView, r: Round, events: ReadonlyArray<{ type: string; data: unknown }>, history: HistoryEntry[]): PendingApproval {
+  return {
+    decision_id: view.decision_id, round: r.round, kind: r.kind, agent_id: view.agent_id, tool: view.action.tool, operation: view.action.operation ?? null,
+    reason: view.reason, matched_rule: view.matched_rule, groups: r.groups, quorum: r.quorum, approvals: r.approvals.length, deadline: r.deadline,
+    args_digest: r.args_digest, snapshot_hash: r.snapshot_hash, justification: r.justification ?? null,
+    ...(r.requirements ? { requirements: requirementSummaries(r)! } : {}),
+    ...(r.kind === 'approval' && checklistOf(view).length > 0 ? { checklist: checklistOf(view) } : {}),
+    constraints: view.constraints, history,
+    args: requestArgs(events), policies: view.policies.map((p) => ({ policy_id: p.policy_id, version: p.version })),
+    answers: [
+      ...r.approvals.map((a) => ({ approver_id: a.approver_id, verdict: 'approve' as const, channel: a.channel, at: a.at, comment: a.comment ?? null })),
+      ...r.rejections.map((a) => ({ approver_id: a.approver_id, verdict: 'reject' as const, channel: a.channel, at: a.at, comment: a.comment ?? null })),
+    ].sort((a, b) => a.at.localeCompare(b.at)),
+    on_timeout: r.on_timeout, escalate_to: r.escalate_to,
+    ...inboxEditFields(view, r),
+  };
 }
 
 /**

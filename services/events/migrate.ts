@@ -28,6 +28,9 @@ const APP_GRANTS: Array<[string, string]> = [
   ['tenant_evaluators', 'SELECT, INSERT, UPDATE, DELETE'],
   ['console_links', 'SELECT, INSERT, UPDATE'],
   ['audit_replays', 'SELECT, INSERT'],
+  // A projection of open rounds: a round that closes is deleted by the append's trigger (migration 0026).
+  ['approval_inbox', 'SELECT, INSERT, UPDATE, DELETE'],
+  ['approval_inbox_audience', 'SELECT, INSERT, UPDATE, DELETE'],
 ];
 
 /**

@@ -18,6 +18,21 @@ export async function readStream(db: Queryable, streamId: string, opts: ReadOpti
   return res.rows.map(rowToEvent).map(reader(opts));
 }
 
+/** The events of several streams, in one query: each stream's events in version order (a stream with none is absent). */
+export async function readStreams(db: Queryable, streamIds: readonly string[], opts: ReadOptions = {}): Promise<Map<string, StoredEvent[]>> {
+  const out = new Map<string, StoredEvent[]>();
+  if (streamIds.length === 0) return out;
+  const res = await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, stream_version`, [streamIds]);
+  const read = reader(opts);
+  for (const row of res.rows) {
+    const e = read(rowToEvent(row));
+    const list = out.get(e.stream_id);
+    if (list) list.push(e);
+    else out.set(e.stream_id, [e]);
+  }
+  return out;
+}
+
 /**
  * Every event in global position order, page by page (for the auditor's replay from Postgres). Row-level
  * security (migration 0002) applies: pass a client in the `audit` system scope to see every tenant.

@@ -1,5 +1,6 @@
 import { withTenant, type Db } from '../events/db.ts';
 import type { Principal } from '../identity/principals.ts';
+import { openReviewsFor } from '../decisions/approval-inbox.ts';
 import { checkReviewAnswer, evolveReview, REVIEW_EVENT_TYPES, type ActivationReview, type ReviewEvent } from './activation-review.ts';
 
 /** An open four-eyes review in a reviewer's inbox (GET /v1/approvals, kind activation_review). */
@@ -19,25 +20,24 @@ export type PendingReview = {
 
 /**
  * The tenant's open activation reviews this principal may answer now: the same check the review workflow makes
- * (checkReviewAnswer: an admin, not the requester nor an author, not answered yet, before the deadline), folded
- * from the policy streams' review events. Soonest deadline first, at most `limit`.
+ * (checkReviewAnswer: an admin, not the requester nor an author, not answered yet, before the deadline), chosen
+ * from the inbox projection and folded from their policy streams' review events. Soonest deadline first, at most `limit`.
  */
 export async function pendingReviews(db: Db, principal: Principal, limit: number, now = new Date()): Promise<PendingReview[]> {
   if (!principal.roles.includes('admin')) return [];
-  const rows = await withTenant(db, principal.tenant_id, (c) => c.query<{ type: ReviewEvent['type']; data: ReviewEvent['data'] }>(
-    `SELECT e.type, e.data FROM events e
-      WHERE e.tenant_id = $1 AND e.type = ANY($2::text[])
-        AND e.data->>'review_id' IN (
-          SELECT r.data->>'review_id' FROM events r
-           WHERE r.tenant_id = $1 AND r.type = 'PolicyActivationRequested' AND (r.data->>'deadline')::timestamptz > $3
-             AND NOT EXISTS (SELECT 1 FROM events x WHERE x.stream_id = r.stream_id AND x.stream_version > r.stream_version
-                               AND x.type IN ('PolicyActivationApproved', 'PolicyActivationRejected', 'PolicyActivationExpired')
-                               AND x.data->>'review_id' = r.data->>'review_id'))
-      ORDER BY e.position`,
-    [principal.tenant_id, REVIEW_EVENT_TYPES, now.toISOString()],
-  ));
+  // The candidates from the inbox projection (migration 0026), then their events folded and checked.
+  const rows = await withTenant(db, principal.tenant_id, async (c) => {
+    const open = await openReviewsFor(c, principal, limit, now);
+    if (open.length === 0) return [];
+    return (await c.query<{ type: ReviewEvent['type']; data: ReviewEvent['data'] }>(
+      `SELECT e.type, e.data FROM events e
+        WHERE e.stream_id = ANY($1::text[]) AND e.type = ANY($2::text[]) AND e.data->>'review_id' = ANY($3::text[])
+        ORDER BY e.position`,
+      [[...new Set(open.map((o) => o.stream_id))], REVIEW_EVENT_TYPES, open.map((o) => o.review_id)],
+    )).rows;
+  });
   const reviews = new Map<string, ActivationReview | null>();
-  for (const e of rows.rows) {
+  for (const e of rows) {
     const id = e.data.review_id;
     reviews.set(id, evolveReview(reviews.get(id) ?? null, { type: e.type, data: e.data } as ReviewEvent));
   }

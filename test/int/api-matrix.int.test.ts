@@ -57,6 +57,7 @@ const ROWS: Record<string, Row> = {
   'POST /v1/decisions/:id/override': { auth: 'roles', path: (i) => `/v1/decisions/${i.decision}/override`, body: () => ({ justification: 'needed' }), wrongType: [{ justification: 5 }, 'justification'] },
   'POST /v1/decisions/:id/outcome': { auth: 'roles', path: (i) => `/v1/decisions/${i.decision}/outcome`, body: () => ({ status: 'succeeded', output: null }), wrongType: [{ status: 'maybe' }, 'status'] },
   'GET /v1/approvals': { auth: 'roles', wrongRole: 'agent', path: () => '/v1/approvals', strictQuery: true, noIds: true },
+  'GET /v1/approvals/stream': { auth: 'roles', wrongRole: 'agent', path: () => '/v1/approvals/stream', strictQuery: true, noIds: true },
   'GET /v1/decisions/:id/receipt': { auth: 'any', path: (i) => `/v1/decisions/${i.decision}/receipt` },
   'GET /v1/decisions/:id/events': { auth: 'any', path: (i) => `/v1/decisions/${i.decision}/events` },
   // The console: its pages and assets are public files; its session routes answer a session cookie (a key
@@ -84,6 +85,7 @@ const ROWS: Record<string, Row> = {
   'POST /v1/tenants': { auth: 'platform-admin', path: () => '/v1/tenants', body: () => ({ id: 'matrix-new', name: 'New' }), wrongType: [{ id: 'matrix-new', name: ['x'] }, 'name'], noIds: true },
   'GET /v1/tenants': { auth: 'platform-admin', path: () => '/v1/tenants', strictQuery: true, noIds: true },
   'POST /v1/admin/monitor/rebuild': { auth: 'platform-admin', path: () => '/v1/admin/monitor/rebuild', noIds: true },
+  'POST /v1/admin/inbox/rebuild': { auth: 'platform-admin', path: () => '/v1/admin/inbox/rebuild', noIds: true },
   'GET /v1/tenants/:id': { auth: 'roles', path: (i) => `/v1/tenants/${i.tenant}` },
   'PATCH /v1/tenants/:id': { auth: 'roles', path: (i) => `/v1/tenants/${i.tenant}`, body: () => ({ default_decision: 'ALLOW' }), wrongType: [{ default_decision: 'MAYBE' }, 'default_decision'] },
   'PUT /v1/tenants/:id/evaluator': { auth: 'roles', path: (i) => `/v1/tenants/${i.tenant}/evaluator`, body: () => ({ url: 'https://8.8.8.8/v1', model: 'judge', api_key: 'sk-matrix' }), wrongType: [{ url: 'https://8.8.8.8/v1', model: 'judge', api_key: 5 }, 'api_key'] },
@@ -264,6 +266,11 @@ async function send(method: string, path: string, key: string | null, body?: str
     headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
     body,
   });
+  // A stream that opened (GET /v1/approvals/stream) is answered: its status and headers are what is checked.
+  if (res.headers.get('content-type')?.startsWith('text/event-stream')) {
+    await res.body?.cancel();
+    return { status: res.status, body: '', headers: res.headers };
+  }
   const text = await res.text();
   let parsed: unknown = text;
   try { parsed = JSON.parse(text); } catch { /* not JSON */ }

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { DecisionListQuery, DecisionSummary, ProblemSchema, pageOf } from '../../../schemas/api.ts';
 import { listDecisions } from '../../decisions/list-decisions.ts';
-import { rebuildMonitor } from '../../decisions/rebuild-monitor.ts';
+import { rebuildProjection } from '../../decisions/rebuild-monitor.ts';
 import { CountersignError } from '../../errors.ts';
 import { encodeCursor, monitorCursor } from '../cursor.ts';
 import { authenticated, platformAdmin, principalOf, type ApiDeps } from '../server.ts';
@@ -52,16 +52,24 @@ export function registerDecisionListRoute(app: FastifyInstance, deps: ApiDeps): 
     return { items: page.items, next_cursor: page.next ? encodeCursor(page.next) : null };
   });
 
+  const RebuildReportSchema = z.strictObject({ events_read: z.number().int(), rows: z.number().int(), duration_ms: z.number(), events_per_second: z.number() });
   app.withTypeProvider<ZodTypeProvider>().post('/v1/admin/monitor/rebuild', {
     onRequest: platformAdmin(deps),
     schema: {
       tags: ['admin'],
       summary: "Rebuild the monitor's projection from the event log (platform admins); lists keep answering from the old rows until it commits",
       body: z.strictObject({}).nullish(), // an empty POST arrives as null
-      response: {
-        200: z.strictObject({ events_read: z.number().int(), rows: z.number().int(), duration_ms: z.number(), events_per_second: z.number() }),
-        ...problems,
-      },
+      response: { 200: RebuildReportSchema, ...problems },
     },
-  }, async () => rebuildMonitor(deps.db));
+  }, async () => rebuildProjection(deps.db, 'monitor'));
+
+  app.withTypeProvider<ZodTypeProvider>().post('/v1/admin/inbox/rebuild', {
+    onRequest: platformAdmin(deps),
+    schema: {
+      tags: ['admin'],
+      summary: "Rebuild the approvers' inbox (the projection of open rounds and reviews behind GET /v1/approvals) from the event log (platform admins); inboxes keep answering from the old rows until it commits",
+      body: z.strictObject({}).nullish(),
+      response: { 200: RebuildReportSchema, ...problems },
+    },
+  }, async () => rebuildProjection(deps.db, 'inbox'));
 }
