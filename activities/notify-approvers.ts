@@ -109,7 +109,7 @@ async function extendLinks(db: Db, f: RoundFacts): Promise<void> {
 }
 
 /** Links and messages are one per approver, round, purpose and, for reminders, escalation level. */
-const levelOf = (input: NotifyInput, f: RoundFacts) => (input.purpose === 'reminder' ? f.level : 0);
+const levelOf = (input: NotifyInput, f: RoundFacts) => (input.purpose === 'reminder' ? (input.level ?? f.level) : 0);
 
 async function deliver(channel: 'slack' | 'email', recipient: string, fn: () => Promise<'sent' | 'queued'>): Promise<Delivery> {
   try {

@@ -35,7 +35,11 @@ export type AuthorizeResult =
   | { ok: true; principal_id: string; roles: string[]; groups: string[]; /** For an answer: delegations to the approver in force now (absent when none). */ delegations?: ActiveDelegation[] }
   | { ok: false; reason: string };
 
-export type NotifyInput = { decisionId: string; tenantId: string; round: number; purpose: 'request' | 'escalation' | 'reminder'; groups: string[]; requestedBy: string };
+export type NotifyInput = {
+  decisionId: string; tenantId: string; round: number; purpose: 'request' | 'escalation' | 'reminder'; groups: string[]; requestedBy: string;
+  /** A reminder's escalation level, as it was when the reminder was due (absent in runs recorded before it was sent). */
+  level?: number;
+};
 /** One delivery: sent, failed (`error`), or held back by the per-approver cap for the approver's digest (`queued`). */
 export type Delivery = { channel: ApprovalChannel; recipient: string; error?: string; queued?: boolean };
 export type RoundClosedInput = { decisionId: string; tenantId: string; round: number };

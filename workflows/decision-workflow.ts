@@ -219,10 +219,10 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     await chain;
   };
 
-  const notify = async (round: number, purpose: 'request' | 'escalation' | 'reminder', groups: string[]) => {
+  const notify = async (round: number, purpose: 'request' | 'escalation' | 'reminder', groups: string[], level?: number) => {
     await flushBeforeNotify();
     try {
-      const deliveries = await notifyApprovers({ decisionId: input.decisionId, tenantId: input.tenantId, round, purpose, groups, requestedBy: input.requestedBy });
+      const deliveries = await notifyApprovers({ decisionId: input.decisionId, tenantId: input.tenantId, round, purpose, groups, requestedBy: input.requestedBy, ...(level !== undefined ? { level } : {}) });
       must({ type: 'RecordDeliveries', data: { round, purpose, deliveries } });
     } catch (err) {
       // A failure to notify never changes a decision: the round stays open and answerable from the API.
@@ -270,7 +270,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       const at = reminderAt(input.windows.remind_before, now, Date.parse(r.deadline));
       if (at !== null) {
         if (await condition(closed, at - now)) return true;
-        reminders.push(notify(n, 'reminder', r.groups));
+        // The level it reminds of, fixed now: a reminder delivered after an escalation must not take the next level's place.
+        reminders.push(notify(n, 'reminder', r.groups, r.level));
         const rest = Date.parse(r.deadline) - Date.now();
         return rest > 0 ? condition(closed, rest) : false;
       }
