@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
+import { trace } from '@opentelemetry/api';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config.ts';
 import { CountersignError } from '../errors.ts';
@@ -97,6 +98,14 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
+  });
+  // The request's span (when the API exports traces) is named by its route pattern, never the raw URL.
+  app.addHook('onRequest', async (req) => {
+    const span = trace.getActiveSpan();
+    if (span && req.routeOptions.url) {
+      span.updateName(`${req.method} ${req.routeOptions.url}`);
+      span.setAttribute('http.route', req.routeOptions.url);
+    }
   });
   registerMetrics(app);
 

@@ -13,11 +13,14 @@ import { connectionOptions } from '../temporal/connection-options.ts';
 import { describeTemporal } from '../temporal/connection-settings.ts';
 import { awaitTemporalCredentials } from '../temporal/credentials-check.ts';
 import { staleBuildSource } from './stale-build.ts';
-import { workflowsPath } from './workflows-path.ts';
+import { WORKFLOW_INTERCEPTOR_MODULES, workflowsPath } from './workflows-path.ts';
+import { startTracing } from '../telemetry/tracing.ts';
+import { workerTracing } from '../telemetry/temporal-tracing.ts';
 import { probe, refusalKind, serveMetrics, workerMetrics } from './metrics.ts';
 
 const config = loadConfigOrExit();
 const log = createLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
+const tracing = await startTracing('countersign-worker', config);
 const stale = staleBuildSource();
 if (stale) {
   log('error', 'this prebuilt worker is older than its sources; rebuild it (npm run build) or run services/worker/main.ts', { source: stale });
@@ -113,11 +116,15 @@ let started = false;
 while (!stopping.signal.aborted) {
   try {
     connection = await NativeConnection.connect(connectionOptions(config.temporal));
+    const source = workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE, (msg) => log('warn', msg));
+    // A prebuilt bundle carries the workflow interceptors; sources are bundled here with them.
+    const traced = await workerTracing(tracing, 'workflowsPath' in source ? WORKFLOW_INTERCEPTOR_MODULES : []);
     const worker = await Worker.create({
       connection,
       namespace: config.temporal.namespace,
       taskQueue: config.COUNTERSIGN_TASK_QUEUE,
-      ...workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE, (msg) => log('warn', msg)),
+      ...source,
+      ...traced,
       activities,
     });
     if (stopping.signal.aborted) break;
@@ -147,4 +154,5 @@ await digests.stop();
 metricsServer?.close();
 await principals.stop();
 await db.end();
+if (tracing.enabled) await tracing.shutdown();
 log('info', 'worker stopped');
