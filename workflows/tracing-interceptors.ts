@@ -36,7 +36,7 @@ export const interceptors = (): WorkflowInterceptors => {
       handleUpdate: inbound.handleUpdate?.bind(inbound),
       validateUpdate: inbound.validateUpdate?.bind(inbound),
       handleQuery: inbound.handleQuery?.bind(inbound),
-    } as WorkflowInboundCallsInterceptor, isTraced)],
+    }, isTraced)],
     outbound: [whenTraced(new OpenTelemetryOutboundInterceptor(), isTraced)],
     internals: [whenTraced(new OpenTelemetryInternalsInterceptor(), isTraced)],
   };

@@ -32,6 +32,7 @@ import { ToolCatalogs } from '../catalog/catalog-cache.ts';
 import { createLogger } from '../logger.ts';
 import type { Resolver } from '../callbacks/callback-target.ts';
 import { registerMetrics } from './metrics.ts';
+import { approvalsWaiting } from '../decisions/approvals-waiting.ts';
 import { registerRateLimits } from './rate-limits.ts';
 import { scrubSecrets, serializeRequest } from './log-redaction.ts';
 
@@ -107,7 +108,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
       span.setAttribute('http.route', req.routeOptions.url);
     }
   });
-  registerMetrics(app);
+  registerMetrics(app, { approvalsWaiting: () => approvalsWaiting(deps.db) });
 
   // Bound the parsed body before validation walks it.
   app.addHook('preValidation', async (req) => {

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import type { IncomingMessage, ClientRequest } from 'node:http';
+import { IncomingMessage, type ClientRequest } from 'node:http';
 import type { Span, Tracer } from '@opentelemetry/api';
 import type { Resource } from '@opentelemetry/resources';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -40,16 +40,14 @@ const PROBES = /^\/(?:metrics|healthz|readyz)(?:\?|$)/;
 
 /** The same redaction as the API's request log: emailed link tokens and secret-looking query values never leave. */
 function redactHttpSpan(span: Span, req: IncomingMessage | ClientRequest): void {
-  if ('method' in req && 'headers' in req && typeof (req as IncomingMessage).url === 'string') {
-    const target = redactUrl((req as IncomingMessage).url!);
+  if (req instanceof IncomingMessage) {
+    const target = redactUrl(req.url ?? '/');
     span.setAttribute('http.target', target);
-    const host = (req as IncomingMessage).headers.host;
-    if (host) span.setAttribute('http.url', `http://${host}${target}`);
+    if (req.headers.host) span.setAttribute('http.url', `http://${req.headers.host}${target}`);
   } else {
-    const out = req as ClientRequest;
-    const target = redactUrl(out.path);
+    const target = redactUrl(req.path);
     span.setAttribute('http.target', target);
-    span.setAttribute('http.url', `${out.protocol}//${out.host}${target}`);
+    span.setAttribute('http.url', `${req.protocol}//${req.host}${target}`);
   }
 }
 

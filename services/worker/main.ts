@@ -16,7 +16,7 @@ import { staleBuildSource } from './stale-build.ts';
 import { WORKFLOW_INTERCEPTOR_MODULES, workflowsPath } from './workflows-path.ts';
 import { startTracing } from '../telemetry/tracing.ts';
 import { workerTracing } from '../telemetry/temporal-tracing.ts';
-import { probe, refusalKind, serveMetrics, workerMetrics } from './metrics.ts';
+import { messageRefusalKind, probe, refusalKind, serveMetrics, workerMetrics } from './metrics.ts';
 
 const config = loadConfigOrExit();
 const log = createLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
@@ -59,6 +59,11 @@ const activities = createActivities({
     log('warn', 'refused a workflow start that the API did not sign; nothing was written', {
       workflow_id: r.workflowId, tenant_id: r.tenantId, decision_id: r.decisionId, reason: r.reason, refused_starts_total: refusedStarts,
     });
+  },
+  onRefusedMessage: (kind, reason) => metrics.refusedMessages.inc({ kind: ['answer', 'override', 'outcome'].includes(kind) ? kind : 'other', reason: messageRefusalKind(reason) }),
+  onFinalized: (decision, via, seconds) => {
+    metrics.finalized.inc({ decision, via });
+    metrics.timeToFinal.observe({ decision, via }, seconds);
   },
 });
 let connection: NativeConnection | null = null;
