@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { durationSeconds } from '../schemas/duration.ts';
 import { kafkaConnection, type KafkaConnection } from './publisher/kafka-settings.ts';
 import { oneLine, temporalSettings, type TemporalSettings } from './temporal/connection-settings.ts';
+import { createLogger } from './logger.ts';
 
 /** An optional setting for which an empty variable means unset (compose files and charts pass empty values through). */
 const optionalEnum = <T extends [string, ...string[]]>(values: T) => z.preprocess((v) => (v === '' ? undefined : v), z.enum(values).optional());
@@ -149,11 +150,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
  * loadConfig for a process's start: a configuration that does not parse (or names a certificate file that cannot
  * be read) ends the process with one line on stderr, never a stack trace.
  */
-export function loadConfigOrExit(env: Record<string, string | undefined> = process.env): Config {
+export function loadConfigOrExit(env: Record<string, string | undefined> = process.env, component = 'config'): Config {
   try {
     return loadConfig(env);
   } catch (err) {
-    process.stderr.write(`refusing to start: ${oneLine(err)}\n`);
+    createLogger(component)('error', `refusing to start: ${oneLine(err)}`);
     process.exit(1);
   }
 }

@@ -11,7 +11,7 @@ import { buildServer } from './server.ts';
 import { startTracing } from '../telemetry/tracing.ts';
 import { clientTracing } from '../telemetry/temporal-tracing.ts';
 
-const config = loadConfigOrExit();
+const config = loadConfigOrExit(process.env, 'api');
 const log = createLogger('api', config.COUNTERSIGN_LOG_LEVEL);
 const tracing = await startTracing('countersign-api', config);
 // The API signs (activations, exports, run starts): it starts only with the deployment's keys.

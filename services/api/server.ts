@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -29,12 +29,11 @@ import { registerDelegationRoutes } from './routes/delegations.ts';
 import { sessionPrincipal } from '../console/session-auth.ts';
 import { ApiKeyCache } from '../identity/key-cache.ts';
 import { ToolCatalogs } from '../catalog/catalog-cache.ts';
-import { createLogger } from '../logger.ts';
+import { createLogger, createPinoLogger } from '../logger.ts';
 import type { Resolver } from '../callbacks/callback-target.ts';
 import { registerMetrics } from './metrics.ts';
 import { approvalsWaiting } from '../decisions/approvals-waiting.ts';
 import { registerRateLimits } from './rate-limits.ts';
-import { scrubSecrets, serializeRequest } from './log-redaction.ts';
 
 export type ApiDeps = {
   config: Config; db: Db; temporal: Client; policies: ActivePolicies; catalogs?: ToolCatalogs; keys?: ApiKeyCache;
@@ -54,20 +53,16 @@ declare module 'fastify' {
 }
 
 export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
+  const loggerInstance: FastifyBaseLogger = createPinoLogger('api', deps.config.COUNTERSIGN_LOG_LEVEL, process.stdout);
   const app = Fastify({
     bodyLimit: BODY_LIMIT_BYTES,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : `req_${randomUUID()}`;
     },
-    logger: {
-      level: deps.config.COUNTERSIGN_LOG_LEVEL,
-      // Never log keys or tokens: requests are logged by method and redacted URL, never bodies or headers
-      // (redact covers a header a child logger might add), and every line is scrubbed before it is written.
-      redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]', 'req.headers["x-slack-signature"]'],
-      serializers: { req: serializeRequest },
-      stream: { write: (line: string) => process.stdout.write(scrubSecrets(line)) },
-    },
+    // The one logger (services/logger.ts): requests by method and redacted URL, never bodies or headers, every
+    // line scrubbed of keys and tokens before it is written.
+    loggerInstance,
     ajv: undefined,
     // Which address a request comes from (rate limits of anonymous requests and failed authentications).
     trustProxy: trustProxyOption(deps.config.COUNTERSIGN_TRUST_PROXY),

@@ -10,7 +10,7 @@ import { loadCheckpoint, runPublisher } from './outbox.ts';
 import { tracedSink } from './traced-sink.ts';
 import { startTracing } from '../telemetry/tracing.ts';
 
-const config = loadConfigOrExit();
+const config = loadConfigOrExit(process.env, 'publisher');
 const log = createLogger('publisher', config.COUNTERSIGN_LOG_LEVEL);
 const tracing = await startTracing('countersign-publisher', config);
 const db = createPool(config.DATABASE_URL, config.COUNTERSIGN_PG_POOL_MAX ?? 2);

@@ -4,7 +4,7 @@ import type { Span, Tracer } from '@opentelemetry/api';
 import type { Resource } from '@opentelemetry/resources';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Config } from '../config.ts';
-import { redactUrl } from '../api/log-redaction.ts';
+import { redactUrl } from '../log-redaction.ts';
 
 /**
  * OpenTelemetry tracing of one process, configured by the standard OTEL_* variables. Off unless an OTLP

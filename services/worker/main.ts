@@ -1,4 +1,4 @@
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.ts';
 import { slackTeamOf } from '../../activities/notify-approvers.ts';
 import { startDigestSweeper } from '../channels/digest.ts';
@@ -8,7 +8,8 @@ import { loadConfigOrExit } from '../config.ts';
 import { createPool } from '../events/db.ts';
 import { PrincipalCache } from '../identity/key-cache.ts';
 import { requireSigningKeys } from '../receipts/deployment-keys.ts';
-import { createLogger } from '../logger.ts';
+import { createPinoLogger, logFnOf } from '../logger.ts';
+import { temporalLogger } from './temporal-logger.ts';
 import { connectionOptions } from '../temporal/connection-options.ts';
 import { describeTemporal } from '../temporal/connection-settings.ts';
 import { awaitTemporalCredentials } from '../temporal/credentials-check.ts';
@@ -18,8 +19,11 @@ import { startTracing } from '../telemetry/tracing.ts';
 import { workerTracing } from '../telemetry/temporal-tracing.ts';
 import { messageRefusalKind, probe, refusalKind, serveMetrics, workerMetrics } from './metrics.ts';
 
-const config = loadConfigOrExit();
-const log = createLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
+const config = loadConfigOrExit(process.env, 'worker');
+const logger = createPinoLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
+const log = logFnOf(logger);
+// The SDK's own lines, the activities' and the workflows' logs, through the same logger.
+Runtime.install({ logger: temporalLogger(logger) });
 const tracing = await startTracing('countersign-worker', config);
 const stale = staleBuildSource();
 if (stale) {
