@@ -40,6 +40,8 @@ suite('OpenTelemetry traces from the agent\'s request to Kafka, in a real OTLP r
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
       // Export within a fraction of a second, so the test need not wait for the default 5 s batches.
       OTEL_BSP_SCHEDULE_DELAY: '200',
+      // A run's workflow span ends (and is exported) when the run closes: an ALLOW closes after its outcome window.
+      COUNTERSIGN_OUTCOME_WINDOW: '2s',
     });
     bot = await addPrincipal(stack, { name: 'trace-bot', kind: 'agent', roles: ['agent'] });
   }, 180_000);
@@ -65,13 +67,16 @@ suite('OpenTelemetry traces from the agent\'s request to Kafka, in a real OTLP r
     expect(requested.data.trace?.trace_id).toBe(traceId);
 
     const has = (spans: JaegerSpan[], service: string, op: RegExp) => spans.some((s) => s.service === service && op.test(s.operationName));
+    let last: JaegerSpan[] = [];
     const spans = await eventually(async () => {
-      const s = await jaeger.trace(traceId);
+      const s = (last = await jaeger.trace(traceId));
       return has(s, 'countersign-api', /^POST \/v1\/decisions$/) && has(s, 'countersign-api', /^StartWorkflow:decisionWorkflow$/)
-        && has(s, 'countersign-worker', /^RunWorkflow:decisionWorkflow$/) && has(s, 'countersign-worker', /^RunActivity:/)
+        && has(s, 'countersign-worker', /^RunWorkflow:decisionWorkflow$/) && has(s, 'countersign-worker', /^StartActivity:/) && has(s, 'countersign-worker', /^RunActivity:/)
         && has(s, 'countersign-worker', /^pg\.query/) && has(s, 'countersign-api', /^pg\.query/)
         && has(s, 'countersign-publisher', /publish$/) ? s : undefined;
-    }, 60_000, 'the decision\'s spans in Jaeger');
+    }, 60_000, 'the decision\'s spans in Jaeger').catch((err: unknown) => {
+      throw new Error(`${String(err)}; spans found: ${last.map((x) => `${x.service} ${x.operationName}`).join(', ')}`);
+    });
     expect(new Set(spans.map((s) => s.traceID))).toEqual(new Set([traceId]));
     // The API's request span continues the agent's span; the recorded span is the API's request span.
     const request = spans.find((s) => s.service === 'countersign-api' && s.operationName === 'POST /v1/decisions')!;
@@ -81,7 +86,9 @@ suite('OpenTelemetry traces from the agent\'s request to Kafka, in a real OTLP r
     const byId = new Map(spans.map((s) => [s.spanID, s]));
     const ancestors = (s: JaegerSpan): JaegerSpan[] => s.parents.flatMap((p) => (byId.has(p) ? [byId.get(p)!, ...ancestors(byId.get(p)!)] : []));
     const activity = spans.find((s) => s.service === 'countersign-worker' && s.operationName.startsWith('RunActivity:'))!;
-    expect(ancestors(activity).map((s) => s.operationName)).toEqual(expect.arrayContaining(['RunWorkflow:decisionWorkflow', 'StartWorkflow:decisionWorkflow', 'POST /v1/decisions']));
+    expect(ancestors(activity).map((s) => s.operationName)).toEqual(expect.arrayContaining(['StartActivity:appendRunEvents', 'RunWorkflow:decisionWorkflow', 'StartWorkflow:decisionWorkflow', 'POST /v1/decisions']));
+    // Postgres: the activity's queries are its children.
+    expect(spans.some((s) => s.service === 'countersign-worker' && s.operationName.startsWith('pg.query') && ancestors(s).includes(activity))).toBe(true);
     // No secret reaches a span: the request's URL is there, its bearer key is not.
     expect(JSON.stringify(spans)).not.toContain(bot.key);
 
