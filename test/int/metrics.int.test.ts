@@ -1,8 +1,12 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
 import { answerUpdate } from '../../workflows/decision-workflow.ts';
-import { addPrincipal, api, attestedAnswer, eventually, freePort, startProcess, startTestStack, type AppProcess, type TestStack } from './harness.ts';
+import { ROOT, addPrincipal, api, attestedAnswer, eventually, freePort, startProcess, startTestStack, type AppProcess, type TestStack } from './harness.ts';
 
 // Every process's metrics move when their cause happens: decisions by outcome and latency (API and worker),
 // approvals waiting and their age, publisher lag and throughput, audit replay progress, refused forged messages.
@@ -118,6 +122,28 @@ describe('metrics from every process move with their causes', () => {
     expect(await metric(stack.url, 'countersign_audit_replays_running')).toBe(0);
     expect(await metric(stack.url, 'countersign_audit_replay_last_events_per_second')).toBeGreaterThan(0);
   }, 90_000);
+
+  it('the CLI\'s whole-log audit replay writes its progress and its end as Prometheus metrics (--metrics-file)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'cs-replay-metrics-'));
+    const file = path.join(dir, 'replay.prom');
+    try {
+      const r = await new Promise<{ code: number; stdout: string }>((resolve) => {
+        execFile(process.execPath, [path.join(ROOT, 'services/cli/countersign.mjs'), 'audit', 'replay', '--from', 'postgres', '--json', '--metrics-file', file], { cwd: ROOT, env: { ...process.env, ...stack.env } }, (err, stdout) => {
+          resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout });
+        });
+      });
+      const report = JSON.parse(r.stdout) as { records: number; divergences: unknown[] };
+      const text = readFileSync(file, 'utf8');
+      const value = (name: string) => Number(new RegExp(`^${name}\\{source="postgres"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+      expect(value('countersign_audit_replay_done')).toBe(1);
+      expect(value('countersign_audit_replay_records')).toBe(report.records);
+      expect(value('countersign_audit_replay_records')).toBeGreaterThan(0);
+      expect(value('countersign_audit_replay_events_per_second')).toBeGreaterThan(0);
+      expect(value('countersign_audit_replay_divergences')).toBe(report.divergences.length);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('publisher lag: events committed while no publisher can reach Kafka are the lag, and it drains when one can', async () => {
     await stack.publisher.stop();
