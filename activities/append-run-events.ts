@@ -18,6 +18,9 @@ export type StartGuard = {
 
 export const RUN_START_REFUSED = 'RunStartRefused';
 
+/** A decision made final by an append (told once, after the commit; never for a retry that wrote nothing). */
+export type Finalized = { tenantId: string; decisionId: string; decision: string; via: string; at: Date; requestedAt?: string };
+
 /**
  * A run's first append is its start: the API's signature over the whole start (recorded in DecisionRequested)
  * must hold before anything is written, so a workflow started straight through Temporal writes no event, no
@@ -43,7 +46,7 @@ async function checkStart(input: AppendRunEventsInput, guard: StartGuard): Promi
  * activity retried after its commit (worker crash, lost response) finds its events recorded and writes
  * nothing new.
  */
-export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string, keyring?: () => Promise<Keyring>) {
+export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string, keyring?: () => Promise<Keyring>, onFinalized: (f: Finalized) => void = () => {}) {
   return async function appendRunEvents(input: AppendRunEventsInput): Promise<AppendRunEventsResult> {
     if (input.expectedVersion === 0) await checkStart(input, guard);
     if (input.counters?.entries.some((e) => !(Number.isFinite(e.amount) && e.amount >= 0))) {
@@ -85,6 +88,16 @@ export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string,
       },
     });
     if (crashAt === 'after-append-commit') crash();
+    if (!res.duplicate) {
+      const final = input.events.find((e) => e.type === 'DecisionFinalized');
+      if (final?.type === 'DecisionFinalized') {
+        const evaluated = input.events.find((e) => e.type === 'PolicyEvaluated');
+        const requestedAt = evaluated?.type === 'PolicyEvaluated' ? evaluated.data.evaluation.now : undefined;
+        try {
+          onFinalized({ tenantId: input.tenantId, decisionId: input.decisionId, decision: final.data.decision, via: final.data.via, at: new Date(), ...(requestedAt ? { requestedAt } : {}) });
+        } catch { /* a metric never changes the append */ }
+      }
+    }
     return { streamVersion: res.streamVersion, duplicate: res.duplicate };
   };
 }

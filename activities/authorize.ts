@@ -13,8 +13,16 @@ const PRINCIPAL_FIELD: Record<string, string> = { answer: 'approver_id', overrid
  * so a revoked membership stops counting. With a cache (the worker's), read once and dropped on every
  * principal change the moment its notification lands. Read-only, so retries are harmless.
  */
-export function makeAuthorize(db: Db, secret: () => Buffer, cache?: PrincipalCache) {
+export function makeAuthorize(db: Db, secret: () => Buffer, cache?: PrincipalCache, refused: (kind: string, reason: string) => void = () => {}) {
   return async function authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
+    const res = await check(input);
+    if (!res.ok) {
+      try { refused(input.kind, res.reason); } catch { /* a metric never changes the answer */ }
+    }
+    return res;
+  };
+
+  async function check(input: AuthorizeInput): Promise<AuthorizeResult> {
     const att = verifyAttestation(secret(), input, new Date());
     if (!att.ok) return att;
     const edit = input['edit'] as { args?: unknown; args_digest?: unknown } | undefined;
@@ -35,5 +43,5 @@ export function makeAuthorize(db: Db, secret: () => Buffer, cache?: PrincipalCac
     const now = new Date();
     const delegations = await withTenant(db, input.tenant_id, (c) => activeDelegationsTo(c, input.tenant_id, principalId, now));
     return { ok: true, principal_id: principalId, roles: row.roles, groups: row.groups, ...(delegations.length > 0 ? { delegations } : {}) };
-  };
+  }
 }

@@ -194,5 +194,6 @@ export const DecisionResult = z.strictObject({
     .optional()
     .describe('Present when an approver approved changed arguments: the tool must be called with these, not the ones asked for.'),
   edited_args_digest: z.string().optional().describe('sha256 over the canonical JSON of edited_args: the arguments the approval is bound to.'),
+  trace_id: z.string().optional().describe('W3C trace id of the request that asked for the decision (recorded in DecisionRequested): its spans in the tracing backend. Absent when there was no trace.'),
 });
 export type DecisionResult = z.infer<typeof DecisionResult>;

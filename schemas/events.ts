@@ -39,6 +39,13 @@ export const RunStartData = z.strictObject({
   signature: z.strictObject({ alg: z.literal('Ed25519'), key_id: z.string(), value: z.string() }),
 });
 
+/** W3C trace context of the request that asked for a decision: its trace, and the span that asked. */
+export const TraceContext = z.strictObject({
+  trace_id: z.string().regex(/^(?!0{32})[0-9a-f]{32}$/).describe('W3C trace id (32 lowercase hex digits): find the run\'s spans under it in the tracing backend.'),
+  span_id: z.string().regex(/^(?!0{16})[0-9a-f]{16}$/).describe('The span that asked: the API\'s request span, or the caller\'s own when Countersign exports no traces.'),
+});
+export type TraceContext = z.infer<typeof TraceContext>;
+
 export const DecisionRequestedData = z.strictObject({
   decision_id: z.string(),
   tenant_id: z.string(),
@@ -49,6 +56,7 @@ export const DecisionRequestedData = z.strictObject({
   requested_by: z.string().describe('Principal id of the caller.'),
   acting_principal: z.string().optional().describe("Present when the caller asked for an agent other than its own agent id, under its acts_for permission: the caller's principal id."),
   start: RunStartData.optional().describe('The API\'s signature over the run\'s start; a run without one was not started by Countersign.'),
+  trace: TraceContext.optional().describe('The trace the decision was asked in (an incoming W3C traceparent, or the API\'s own trace when it exports traces); absent when there was none.'),
 });
 
 export const PolicyEvaluatedData = z.strictObject({

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { durationSeconds } from '../schemas/duration.ts';
 import { kafkaConnection, type KafkaConnection } from './publisher/kafka-settings.ts';
 import { oneLine, temporalSettings, type TemporalSettings } from './temporal/connection-settings.ts';
+import { createLogger } from './logger.ts';
 
 /** An optional setting for which an empty variable means unset (compose files and charts pass empty values through). */
 const optionalEnum = <T extends [string, ...string[]]>(values: T) => z.preprocess((v) => (v === '' ? undefined : v), z.enum(values).optional());
@@ -80,6 +81,15 @@ const ConfigSchema = z.object({
   COUNTERSIGN_NOTIFY_CAP_WINDOW: durationSetting('1h').describe('The window of COUNTERSIGN_NOTIFY_CAP (a sliding window, counted in Postgres).'),
   COUNTERSIGN_PUBLISHER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional().describe('Port the publisher serves GET /metrics (among them countersign_publisher_lag_events), /healthz and /readyz on (on COUNTERSIGN_HOST). Default: none (the publisher serves nothing).'),
   COUNTERSIGN_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional().describe('Port the worker serves its Prometheus metrics on (GET /metrics, on COUNTERSIGN_HOST), among them countersign_worker_refused_starts_total. GET /healthz and GET /readyz (Postgres and Temporal) are served there too. Default: none (the worker serves nothing).'),
+  // OpenTelemetry: the standard variables (services/telemetry/tracing.ts). The SDK reads the others it knows
+  // itself (OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, ...).
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.preprocess((v) => (v === '' ? undefined : v), z.string().url().optional()).describe('Base URL of the OTLP/HTTP receiver traces are sent to (traces go to its /v1/traces). Without it (and without OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) no process exports traces, at no cost. Default: none.'),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.preprocess((v) => (v === '' ? undefined : v), z.string().url().optional()).describe('Full URL traces are sent to, instead of OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces. Default: none.'),
+  OTEL_EXPORTER_OTLP_PROTOCOL: optionalEnum(['http/protobuf', 'http/json']).describe('OTLP encoding over HTTP: http/protobuf or http/json (gRPC is not offered). Default: http/protobuf.'),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: optionalEnum(['http/protobuf', 'http/json']).describe('OTLP encoding of traces, instead of OTEL_EXPORTER_OTLP_PROTOCOL. Default: that.'),
+  OTEL_SDK_DISABLED: optionalEnum(['true', 'false']).describe('true turns tracing off whatever else is set. Default: false.'),
+  OTEL_TRACES_EXPORTER: optionalEnum(['otlp', 'none']).describe('none turns tracing off. Default: otlp (when an endpoint is set).'),
+  OTEL_SERVICE_NAME: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()).describe('service.name of the spans. Default: countersign-api, countersign-worker or countersign-publisher.'),
   COUNTERSIGN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Log level of the API, worker and publisher.'),
 });
 
@@ -140,11 +150,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
  * loadConfig for a process's start: a configuration that does not parse (or names a certificate file that cannot
  * be read) ends the process with one line on stderr, never a stack trace.
  */
-export function loadConfigOrExit(env: Record<string, string | undefined> = process.env): Config {
+export function loadConfigOrExit(env: Record<string, string | undefined> = process.env, component = 'config'): Config {
   try {
     return loadConfig(env);
   } catch (err) {
-    process.stderr.write(`refusing to start: ${oneLine(err)}\n`);
+    createLogger(component)('error', `refusing to start: ${oneLine(err)}`);
     process.exit(1);
   }
 }

@@ -52,6 +52,8 @@ export type DecisionWorkflowInput = {
    * judgeRequest) and records its verdicts before opening a round. Absent in every other run.
    */
   judge?: boolean;
+  /** The trace the decision was asked in (recorded in DecisionRequested, covered by the signature). */
+  trace?: { trace_id: string; span_id: string };
 };
 
 export type DecisionStatus = { result: DecisionResult; requestDigest: string; requestedBy?: string };
@@ -118,6 +120,7 @@ export function toResult(view: RunView): DecisionResult {
     ...approvalRequirementsOf(view),
     ...(checklist.length > 0 ? { checklist } : {}),
     ...(view.edited_args ? { edited_args: view.edited_args, edited_args_digest: view.edited_args_digest ?? '' } : {}),
+    ...(view.trace_id ? { trace_id: view.trace_id } : {}),
   };
 }
 
@@ -442,6 +445,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         idempotency_key: input.idempotencyKey,
         requested_by: input.requestedBy,
         ...(input.actingPrincipal ? { acting_principal: input.actingPrincipal } : {}),
+        ...(input.trace ? { trace: input.trace } : {}),
         // Everything else the run acts on, with the API's signature over the whole start: checked before the
         // first append, and by the auditor from the log. The workflow id is this run's own, never the input's.
         ...(input.attestation ? {

@@ -8,9 +8,12 @@ import { connectionOptions } from '../temporal/connection-options.ts';
 import { describeTemporal } from '../temporal/connection-settings.ts';
 import { awaitTemporalCredentials, probeTemporal, temporalRefusal } from '../temporal/credentials-check.ts';
 import { buildServer } from './server.ts';
+import { startTracing } from '../telemetry/tracing.ts';
+import { clientTracing } from '../telemetry/temporal-tracing.ts';
 
-const config = loadConfigOrExit();
+const config = loadConfigOrExit(process.env, 'api');
 const log = createLogger('api', config.COUNTERSIGN_LOG_LEVEL);
+const tracing = await startTracing('countersign-api', config);
 // The API signs (activations, exports, run starts): it starts only with the deployment's keys.
 await requireSigningKeys(config.keysDir, config.COUNTERSIGN_ATTESTATION_SECRET).catch((err: unknown) => {
   log('error', `refusing to start: ${err instanceof Error ? err.message : String(err)}`);
@@ -28,7 +31,8 @@ const refuseToStart = (err: unknown): never => {
 const firstProbe = await probeTemporal(config.temporal);
 if (firstProbe.kind === 'refused') refuseToStart(temporalRefusal(config.temporal, firstProbe.reason));
 const connection = Connection.lazy({ ...connectionOptions(config.temporal), connectTimeout: '3s' });
-const temporal = new Client({ connection, namespace: config.temporal.namespace });
+const interceptors = await clientTracing(tracing);
+const temporal = new Client({ connection, namespace: config.temporal.namespace, ...(interceptors ? { interceptors } : {}) });
 const policies = new ActivePolicies(db, config.DATABASE_URL, log);
 await policies.start();
 
@@ -46,6 +50,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
       await policies.stop();
       await connection.close().catch(() => {});
       await db.end();
+      if (tracing.enabled) await tracing.shutdown();
       process.exit(0);
     })();
   });

@@ -1,8 +1,9 @@
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
+import { trace } from '@opentelemetry/api';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../config.ts';
 import { CountersignError } from '../errors.ts';
@@ -29,11 +30,11 @@ import { registerApprovalStreamRoute } from './routes/approval-stream.ts';
 import { sessionPrincipal } from '../console/session-auth.ts';
 import { ApiKeyCache } from '../identity/key-cache.ts';
 import { ToolCatalogs } from '../catalog/catalog-cache.ts';
-import { createLogger } from '../logger.ts';
+import { createLogger, createPinoLogger } from '../logger.ts';
 import type { Resolver } from '../callbacks/callback-target.ts';
 import { registerMetrics } from './metrics.ts';
+import { approvalsWaiting } from '../decisions/approvals-waiting.ts';
 import { registerRateLimits } from './rate-limits.ts';
-import { scrubSecrets, serializeRequest } from './log-redaction.ts';
 
 export type ApiDeps = {
   config: Config; db: Db; temporal: Client; policies: ActivePolicies; catalogs?: ToolCatalogs; keys?: ApiKeyCache;
@@ -53,20 +54,16 @@ declare module 'fastify' {
 }
 
 export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
+  const loggerInstance: FastifyBaseLogger = createPinoLogger('api', deps.config.COUNTERSIGN_LOG_LEVEL, process.stdout);
   const app = Fastify({
     bodyLimit: BODY_LIMIT_BYTES,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : `req_${randomUUID()}`;
     },
-    logger: {
-      level: deps.config.COUNTERSIGN_LOG_LEVEL,
-      // Never log keys or tokens: requests are logged by method and redacted URL, never bodies or headers
-      // (redact covers a header a child logger might add), and every line is scrubbed before it is written.
-      redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]', 'req.headers["x-slack-signature"]'],
-      serializers: { req: serializeRequest },
-      stream: { write: (line: string) => process.stdout.write(scrubSecrets(line)) },
-    },
+    // The one logger (services/logger.ts): requests by method and redacted URL, never bodies or headers, every
+    // line scrubbed of keys and tokens before it is written.
+    loggerInstance,
     ajv: undefined,
     // Which address a request comes from (rate limits of anonymous requests and failed authentications).
     trustProxy: trustProxyOption(deps.config.COUNTERSIGN_TRUST_PROXY),
@@ -99,7 +96,15 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
-  registerMetrics(app);
+  // The request's span (when the API exports traces) is named by its route pattern, never the raw URL.
+  app.addHook('onRequest', async (req) => {
+    const span = trace.getActiveSpan();
+    if (span && req.routeOptions.url) {
+      span.updateName(`${req.method} ${req.routeOptions.url}`);
+      span.setAttribute('http.route', req.routeOptions.url);
+    }
+  });
+  registerMetrics(app, { approvalsWaiting: () => approvalsWaiting(deps.db) });
 
   // Bound the parsed body before validation walks it.
   app.addHook('preValidation', async (req) => {

@@ -52,14 +52,19 @@ const fromRow = (r: Row): TenantReplaySummary => ({ ...r.summary, id: String(r.i
  * Replays one tenant's log from Postgres and records the result. Reads page by page (the event loop is free
  * between pages); the receipts' and policies' signatures are checked with this deployment's public keys.
  */
-export async function runTenantReplay(db: Db, keysDir: string, tenantId: string, principalId: string, now: () => Date = () => new Date()): Promise<TenantReplaySummary> {
+export async function runTenantReplay(db: Db, keysDir: string, tenantId: string, principalId: string, now: () => Date = () => new Date(), onProgress: (events: number) => void = () => {}): Promise<TenantReplaySummary> {
   const startedAt = now();
   const keys = await loadPublicKeys(keysDir).catch(() => null);
   // Inline checks: worker threads are for the CLI's whole-log replays, not for a request of the API.
   const replay = new Replay({ keys, tenantId, parallel: false });
   await withTenant(db, tenantId, async (c) => {
     // raw: hashes cover the stored form; Replay upcasts after checking them.
-    for await (const e of readAll(c, { tenantId, raw: true })) replay.add({ value: JSON.stringify(e), where: `postgres:${e.position}` });
+    let n = 0;
+    for await (const e of readAll(c, { tenantId, raw: true })) {
+      replay.add({ value: JSON.stringify(e), where: `postgres:${e.position}` });
+      if (++n % 1_000 === 0) onProgress(n);
+    }
+    onProgress(n);
   });
   const report = replay.finish();
   const finishedAt = now();

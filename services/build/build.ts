@@ -107,12 +107,13 @@ export async function build(opts: BuildOptions = {}): Promise<{ files: string[] 
 /** The workflow bundle, built as the worker would build it at start-up (same bundler options). */
 export async function buildWorkflowBundle(out: string): Promise<string> {
   const { bundleWorkflowCode } = await import('@temporalio/worker');
-  const { BUNDLER_OPTIONS } = await import('../worker/workflows-path.ts');
+  const { BUNDLER_OPTIONS, WORKFLOW_INTERCEPTOR_MODULES } = await import('../worker/workflows-path.ts');
   const quiet = () => {};
   const loud = (m: string) => process.stderr.write(`${m}\n`);
   const { code } = await bundleWorkflowCode({
     workflowsPath: path.join(ROOT, 'workflows', 'index.ts'),
     ...BUNDLER_OPTIONS,
+    workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES,
     logger: { log: quiet, trace: quiet, debug: quiet, info: quiet, warn: loud, error: loud },
   });
   writeAtomically(out, code);

@@ -23,6 +23,7 @@ import type { Keyring } from '../receipts/keyring.ts';
 import { checkRunStart, signRunStart, startEventsOf } from './start-attestation.ts';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { DecisionWorkflowInput } from '../../workflows/decision-workflow.ts';
+import type { TraceContext } from '../../schemas/events.ts';
 
 const START_DEADLINE_MS = 5_000;
 
@@ -47,8 +48,8 @@ export type DecideDeps = {
  * idempotency key), and answer as soon as Temporal has acknowledged the start. From then the decision is
  * durable and its events follow from the workflow.
  */
-export async function requestDecision(deps: DecideDeps, principal: Principal, body: DecisionRequestBody): Promise<DecisionResult> {
-  return (await requestDecisionAnswer(deps, principal, body)).result;
+export async function requestDecision(deps: DecideDeps, principal: Principal, body: DecisionRequestBody, trace?: TraceContext): Promise<DecisionResult> {
+  return (await requestDecisionAnswer(deps, principal, body, trace)).result;
 }
 
 /**
@@ -56,7 +57,7 @@ export async function requestDecision(deps: DecideDeps, principal: Principal, bo
  * (`replayed`) rather than from this one: a caller that executes once per decision must know that the decision
  * it got back may already have been used.
  */
-export async function requestDecisionAnswer(deps: DecideDeps, principal: Principal, body: DecisionRequestBody): Promise<{ result: DecisionResult; replayed: boolean }> {
+export async function requestDecisionAnswer(deps: DecideDeps, principal: Principal, body: DecisionRequestBody, trace?: TraceContext): Promise<{ result: DecisionResult; replayed: boolean }> {
   const tenantId = principal.tenant_id;
   // An agent is who its key says: the agent id policies, bindings and counters use is the key's own, or one
   // it may act for. Another agent's id is refused here and writes nothing.
@@ -108,7 +109,7 @@ export async function requestDecisionAnswer(deps: DecideDeps, principal: Princip
   // The whole start, signed: the worker writes nothing for a run whose start does not carry this.
   const attestation = signRunStart(
     keyring,
-    { decision_id: decisionId, tenant_id: tenantId, request, request_digest: requestDigest, args_digest: argsDigest, idempotency_key: key ?? null, requested_by: principal.id, ...(actingPrincipal ? { acting_principal: actingPrincipal } : {}) },
+    { decision_id: decisionId, tenant_id: tenantId, request, request_digest: requestDigest, args_digest: argsDigest, idempotency_key: key ?? null, requested_by: principal.id, ...(actingPrincipal ? { acting_principal: actingPrincipal } : {}), ...(trace ? { trace } : {}) },
     { evaluation, policies: set.policies, default_decision: set.defaultDecision },
     { workflow_id: workflowId, counter_increments: increments, windows, callback_url: callbackUrl ?? null, ...(judge ? { judge: true as const } : {}) },
     now,
@@ -122,7 +123,7 @@ export async function requestDecisionAnswer(deps: DecideDeps, principal: Princip
       // Refuse a second run for the same id even after the first closed (within retention); past
       // retention the idempotency_keys row answers above.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows, callbackUrl, counterIncrements: increments, attestation, ...(actingPrincipal ? { actingPrincipal } : {}), ...(judge ? { judge: true } : {}) }],
+      args: [{ decisionId, tenantId, requestedBy: principal.id, request, requestDigest, argsDigest, idempotencyKey: key ?? null, evaluation, policies: set.policies, defaultDecision: set.defaultDecision, windows, callbackUrl, counterIncrements: increments, attestation, ...(actingPrincipal ? { actingPrincipal } : {}), ...(judge ? { judge: true } : {}), ...(trace ? { trace } : {}) }],
     }));
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError && key !== undefined) {
@@ -132,7 +133,7 @@ export async function requestDecisionAnswer(deps: DecideDeps, principal: Princip
     throw asTemporalError(err);
   }
   if (deps.crashAfterStart) process.kill(process.pid, 'SIGKILL');
-  return { result: resultAtStart(decisionId, evaluation), replayed: false };
+  return { result: resultAtStart(decisionId, evaluation, trace), replayed: false };
 }
 
 async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: string, key: string, digest: string, started = false): Promise<DecisionResult | null> {
@@ -160,7 +161,7 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
       .withDeadline(Date.now() + START_DEADLINE_MS, () => deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery))
       .catch(() => null);
     if (status && status.requestDigest !== digest) throw mismatch(key);
-    return status?.result ?? resultAtStart(input.decisionId, input.evaluation);
+    return status?.result ?? resultAtStart(input.decisionId, input.evaluation, input.trace);
   } catch (err) {
     if (err instanceof CountersignError) throw err;
     // The run exists in Temporal but cannot say what it decided (no worker answers its queries, or its
@@ -173,7 +174,7 @@ async function priorDecision(deps: DecideDeps, tenantId: string, decisionId: str
 }
 
 /** The decision a run is started with: what the API answers then, and a retry that finds the run before its first events. */
-function resultAtStart(decisionId: string, e: Evaluation): DecisionResult {
+function resultAtStart(decisionId: string, e: Evaluation, trace?: TraceContext): DecisionResult {
   const status = e.decision === 'REQUIRE_APPROVAL' ? 'pending_approval' : 'final';
   return {
     decision_id: decisionId,
@@ -185,6 +186,7 @@ function resultAtStart(decisionId: string, e: Evaluation): DecisionResult {
     constraints: e.constraints,
     snapshot_hash: e.snapshot_hash,
     ...reasonFields({ decision: e.decision, status, matched_rule: e.matched_rule, matched_rules: e.matched_rules, finalized_via: null }),
+    ...(trace ? { trace_id: trace.trace_id } : {}),
   };
 }
 

@@ -103,6 +103,8 @@ export type RunView = {
   events: number;
   /** The tenant evaluator's verdicts on the request's judgment rules, when it was asked. */
   verdicts?: EventData<'JudgmentEvaluated'>['verdicts'];
+  /** W3C trace id of the request that asked (absent when there was none). */
+  trace_id?: string;
 };
 
 export type RunEvent = { [K in EventType]: { type: K; data: EventData<K> } }[EventType];
@@ -121,6 +123,7 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
       tenant_id: d.tenant_id,
       agent_id: d.request.agent.id,
       requested_by: d.requested_by,
+      ...(d.trace ? { trace_id: d.trace.trace_id } : {}),
       request_digest: d.request_digest,
       args_digest: d.args_digest,
       action: { tool: d.request.action.tool, operation: d.request.action.operation, topic: d.request.action.topic, capability: d.request.action.capability },

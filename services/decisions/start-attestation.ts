@@ -40,6 +40,8 @@ export function runStartDocument(requested: Requested, evaluated: Evaluated, sta
     requested_by: requested.requested_by,
     // Only when a principal acted for another agent: starts without it sign the same document as before.
     ...(requested.acting_principal !== undefined ? { acting_principal: requested.acting_principal } : {}),
+    // Only when the decision was asked in a trace: starts without one sign the same document as before.
+    ...(requested.trace !== undefined ? { trace: requested.trace } : {}),
     request_digest: requested.request_digest,
     args_digest: requested.args_digest,
     idempotency_key: requested.idempotency_key,
@@ -122,6 +124,7 @@ export function startEventsOf(input: DecisionWorkflowInput, workflowId: string):
       decision_id: input.decisionId, tenant_id: input.tenantId, request: input.request, request_digest: input.requestDigest, args_digest: input.argsDigest,
       idempotency_key: input.idempotencyKey, requested_by: input.requestedBy,
       ...(input.actingPrincipal ? { acting_principal: input.actingPrincipal } : {}),
+      ...(input.trace ? { trace: input.trace } : {}),
       ...(att ? { start: { workflow_id: workflowId, counter_increments: input.counterIncrements ?? [], windows: input.windows, callback_url: input.callbackUrl ?? null, ...(input.judge ? { judge: true as const } : {}), issued_at: att.issued_at, signature: att.signature } } : {}),
     },
     evaluated: { evaluation: input.evaluation, policies: input.policies, default_decision: input.defaultDecision },

@@ -72,6 +72,7 @@ export const SYSTEM_SCOPES = {
   'platform-admin': "a platform admin creating or listing tenants, validating a platform policy's draft against every tenant's runs, or answering a platform policy's review",
   channels: 'tying a Slack click or an email link to its tenant before the tenant is known; the Slack inbox sweep; recording refusals that name no tenant',
   inspection: 'tests and operator tools that inspect the whole database',
+  metrics: "counting the decisions waiting for an answer across tenants for the operators' gauges (counts only; no row leaves)",
 } as const;
 export type SystemScope = keyof typeof SYSTEM_SCOPES;
 

@@ -1,3 +1,4 @@
+import { createLogger } from '../logger.ts';
 import { buildGatewayConfig, readGatewayFile, type GatewayFlags } from './config.ts';
 import { Gateway } from './gateway.ts';
 import { serveHttp } from './http-server.ts';
@@ -8,7 +9,9 @@ import { StrictStdioServerTransport } from './stdio-transport.ts';
  * Everything it says goes to stderr: in stdio mode stdout is the MCP channel.
  */
 export async function runGateway(configFile: string, flags: GatewayFlags, env: Record<string, string | undefined> = process.env): Promise<void> {
-  const log = (line: string) => { process.stderr.write(`countersign mcp gateway: ${line}\n`); };
+  // The one logger, on stderr (stdout is the MCP channel in stdio mode).
+  const logger = createLogger('mcp-gateway', 'info');
+  const log = (line: string) => logger('info', line);
   const config = buildGatewayConfig(readGatewayFile(configFile), flags, env);
   const gateway = await Gateway.start(config, log);
   const tools = [...gateway.upstreams.values()].reduce((n, u) => n + u.tools.length, 0);

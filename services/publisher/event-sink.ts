@@ -7,12 +7,15 @@ import type { StoredEvent } from '../../schemas/events.ts';
 /** Where a publisher is in the log: just after the event of this (tx_id, position) (see outbox.ts). */
 export type Checkpoint = { txId: string; position: string };
 
+/** Extra record headers by event id (the W3C trace context of a traced event's publish span). */
+export type EventHeaders = ReadonlyMap<string, Record<string, string>>;
+
 export interface EventSink {
   /**
    * Resolves only once every event is acknowledged by all in-sync replicas. With `through` (the checkpoint just
    * after the last event), a sink that can commits the checkpoint with the events, atomically.
    */
-  send(events: readonly StoredEvent[], through?: Checkpoint): Promise<void>;
+  send(events: readonly StoredEvent[], through?: Checkpoint, headers?: EventHeaders): Promise<void>;
   /**
    * The checkpoint committed with the last send of any publisher of this destination, for a sink that keeps
    * one (null when none was ever committed). Asking fences every earlier publisher of the destination: a

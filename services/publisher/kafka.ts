@@ -5,7 +5,7 @@ import { eventRecordBytes, kafkaMessage, TOPIC_MAX_MESSAGE_BYTES } from '../even
 
 // A CommonJS enum that Node's ESM loader does not see as a named export.
 const { ConfigResourceTypes } = kafkajs;
-import type { EventSink, EventSource, SourceRecord } from './event-sink.ts';
+import type { EventHeaders, EventSink, EventSource, SourceRecord } from './event-sink.ts';
 import type { KafkaConnection } from './kafka-settings.ts';
 
 /** A connection (brokers, TLS, SASL: services/publisher/kafka-settings.ts), the topic, and how to create it. */
@@ -141,12 +141,17 @@ export async function createKafkaSink(opts: KafkaSinkOptions): Promise<EventSink
     ? { transactionalId: id, idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, transactionTimeout: 30_000 }
     : { idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   await producer.connect();
-  const records = (part: readonly StoredEvent[]) => ({ topic: opts.topic, acks: -1, compression: CompressionTypes.None, messages: part.map(kafkaMessage) });
+  const message = (headers: EventHeaders | undefined) => (e: StoredEvent) => {
+    const m = kafkaMessage(e);
+    const extra = headers?.get(e.event_id);
+    return extra ? { ...m, headers: { ...extra, ...m.headers } } : m;
+  };
+  const records = (part: readonly StoredEvent[], headers?: EventHeaders) => ({ topic: opts.topic, acks: -1, compression: CompressionTypes.None, messages: part.map(message(headers)) });
   if (!id) {
     return {
-      async send(events) {
+      async send(events, _through, headers) {
         // In order, one call after the other: a failure part-way re-sends the whole batch (consumers deduplicate).
-        for (const part of byteBoundedParts(events)) await producer.send(records(part));
+        for (const part of byteBoundedParts(events)) await producer.send(records(part, headers));
       },
       async close() {
         await producer.disconnect();
@@ -154,11 +159,11 @@ export async function createKafkaSink(opts: KafkaSinkOptions): Promise<EventSink
     };
   }
   return {
-    async send(events, through) {
+    async send(events, through, headers) {
       const txn = await producer.transaction();
       try {
         // One transaction, several produce calls: each stays within the topic's batch limit.
-        for (const part of byteBoundedParts(events, undefined, opts.recordsPerCall)) await txn.send(records(part));
+        for (const part of byteBoundedParts(events, undefined, opts.recordsPerCall)) await txn.send(records(part, headers));
         if (through) {
           // kafkajs passes a partition's metadata through to TxnOffsetCommit, though its types leave it out.
           await txn.sendOffsets({ consumerGroupId: id, topics: [{ topic: opts.topic, partitions: [{ partition: 0, offset: '0', metadata: JSON.stringify({ txId: through.txId, position: through.position }) } as { partition: number; offset: string }] }] });

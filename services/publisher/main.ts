@@ -7,9 +7,12 @@ import { describeKafka } from './kafka-settings.ts';
 import { whileLeader } from './leadership.ts';
 import { publisherMetrics } from './metrics.ts';
 import { loadCheckpoint, runPublisher } from './outbox.ts';
+import { tracedSink } from './traced-sink.ts';
+import { startTracing } from '../telemetry/tracing.ts';
 
-const config = loadConfigOrExit();
+const config = loadConfigOrExit(process.env, 'publisher');
 const log = createLogger('publisher', config.COUNTERSIGN_LOG_LEVEL);
+const tracing = await startTracing('countersign-publisher', config);
 const db = createPool(config.DATABASE_URL, config.COUNTERSIGN_PG_POOL_MAX ?? 2);
 const kafka = {
   ...config.kafka,
@@ -73,7 +76,8 @@ await whileLeader({
     if (topic.created) log('info', 'created the event topic', { topic: kafka.topic, partitions: kafka.partitions, replication_factor: kafka.replicationFactor });
     for (const d of topic.differences) log('warn', `the event topic ${d}; left as it is (see COUNTERSIGN_KAFKA_PARTITIONS)`, { topic: kafka.topic });
     // One transactional id per topic, shared by every publisher of it (services/publisher/kafka.ts).
-    return createKafkaSink({ ...kafka, exactlyOnce: { id: `countersign.publisher.${kafka.topic}` }, recordsPerCall: config.COUNTERSIGN_PUBLISH_BATCH });
+    const sink = await createKafkaSink({ ...kafka, exactlyOnce: { id: `countersign.publisher.${kafka.topic}` }, recordsPerCall: config.COUNTERSIGN_PUBLISH_BATCH });
+    return tracing.enabled ? tracedSink(sink, tracing.tracer, kafka.topic) : sink;
   },
   batchSize: config.COUNTERSIGN_PUBLISH_BATCH,
   idleMs: config.COUNTERSIGN_PUBLISH_IDLE_MS,
@@ -88,4 +92,5 @@ await whileLeader({
 }));
 metricsServer?.close();
 await db.end();
+if (tracing.enabled) await tracing.shutdown();
 log('info', 'publisher stopped');

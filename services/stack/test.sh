@@ -58,6 +58,8 @@ bundle
 build_console
 # helm and kubeconform, built once from the Go module proxy, and the Kubernetes schemas: the chart's tests.
 eval "$(bash "$ROOT/services/stack/k8s-tools.sh" ensure)"
+# Jaeger, built once from the Go module proxy: the OTLP receiver of the tracing test.
+eval "$(bash "$ROOT/services/stack/otlp-receiver.sh" ensure)"
 echo "== typecheck"; npx tsc --noEmit -p .; npx tsc --noEmit -p services/console
 echo "== lint"; npx eslint --max-warnings=0 .
 echo "== unit and integration"

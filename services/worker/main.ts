@@ -1,4 +1,4 @@
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.ts';
 import { slackTeamOf } from '../../activities/notify-approvers.ts';
 import { startDigestSweeper } from '../channels/digest.ts';
@@ -8,16 +8,23 @@ import { loadConfigOrExit } from '../config.ts';
 import { createPool } from '../events/db.ts';
 import { PrincipalCache } from '../identity/key-cache.ts';
 import { requireSigningKeys } from '../receipts/deployment-keys.ts';
-import { createLogger } from '../logger.ts';
+import { createPinoLogger, logFnOf } from '../logger.ts';
+import { temporalLogger } from './temporal-logger.ts';
 import { connectionOptions } from '../temporal/connection-options.ts';
 import { describeTemporal } from '../temporal/connection-settings.ts';
 import { awaitTemporalCredentials } from '../temporal/credentials-check.ts';
 import { staleBuildSource } from './stale-build.ts';
-import { workflowsPath } from './workflows-path.ts';
-import { probe, refusalKind, serveMetrics, workerMetrics } from './metrics.ts';
+import { WORKFLOW_INTERCEPTOR_MODULES, workflowsPath } from './workflows-path.ts';
+import { startTracing } from '../telemetry/tracing.ts';
+import { workerTracing } from '../telemetry/temporal-tracing.ts';
+import { messageRefusalKind, probe, refusalKind, serveMetrics, workerMetrics } from './metrics.ts';
 
-const config = loadConfigOrExit();
-const log = createLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
+const config = loadConfigOrExit(process.env, 'worker');
+const logger = createPinoLogger('worker', config.COUNTERSIGN_LOG_LEVEL);
+const log = logFnOf(logger);
+// The SDK's own lines, the activities' and the workflows' logs, through the same logger.
+Runtime.install({ logger: temporalLogger(logger) });
+const tracing = await startTracing('countersign-worker', config);
 const stale = staleBuildSource();
 if (stale) {
   log('error', 'this prebuilt worker is older than its sources; rebuild it (npm run build) or run services/worker/main.ts', { source: stale });
@@ -56,6 +63,11 @@ const activities = createActivities({
     log('warn', 'refused a workflow start that the API did not sign; nothing was written', {
       workflow_id: r.workflowId, tenant_id: r.tenantId, decision_id: r.decisionId, reason: r.reason, refused_starts_total: refusedStarts,
     });
+  },
+  onRefusedMessage: (kind, reason) => metrics.refusedMessages.inc({ kind: ['answer', 'override', 'outcome'].includes(kind) ? kind : 'other', reason: messageRefusalKind(reason) }),
+  onFinalized: (decision, via, seconds) => {
+    metrics.finalized.inc({ decision, via });
+    metrics.timeToFinal.observe({ decision, via }, seconds);
   },
 });
 let connection: NativeConnection | null = null;
@@ -113,11 +125,15 @@ let started = false;
 while (!stopping.signal.aborted) {
   try {
     connection = await NativeConnection.connect(connectionOptions(config.temporal));
+    const source = workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE, (msg) => log('warn', msg));
+    // A prebuilt bundle carries the workflow interceptors; sources are bundled here with them.
+    const traced = await workerTracing(tracing, 'workflowsPath' in source ? WORKFLOW_INTERCEPTOR_MODULES : []);
     const worker = await Worker.create({
       connection,
       namespace: config.temporal.namespace,
       taskQueue: config.COUNTERSIGN_TASK_QUEUE,
-      ...workflowsPath(config.COUNTERSIGN_WORKFLOW_BUNDLE, (msg) => log('warn', msg)),
+      ...source,
+      ...traced,
       activities,
     });
     if (stopping.signal.aborted) break;
@@ -147,4 +163,5 @@ await digests.stop();
 metricsServer?.close();
 await principals.stop();
 await db.end();
+if (tracing.enabled) await tracing.shutdown();
 log('info', 'worker stopped');

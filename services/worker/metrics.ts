@@ -1,12 +1,20 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * The worker's Prometheus metrics: what an operator watches for someone starting or messaging workflows
  * straight through Temporal. Labels carry the reason's kind only, never a tenant, principal or workflow id
  * (those are in the worker's warning log line).
  */
-export function workerMetrics(): { registry: Registry; refusedStarts: Counter<'reason'> } {
+export type WorkerMetrics = {
+  registry: Registry;
+  refusedStarts: Counter<'reason'>;
+  refusedMessages: Counter<'kind' | 'reason'>;
+  finalized: Counter<'decision' | 'via'>;
+  timeToFinal: Histogram<'decision' | 'via'>;
+};
+
+export function workerMetrics(): WorkerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'countersign_worker_' });
   const refusedStarts = new Counter({
@@ -15,7 +23,36 @@ export function workerMetrics(): { registry: Registry; refusedStarts: Counter<'r
     labelNames: ['reason'],
     registers: [registry],
   });
-  return { registry, refusedStarts };
+  const refusedMessages = new Counter({
+    name: 'countersign_worker_refused_messages_total',
+    help: 'Messages to decision runs (answers, overrides, outcomes) the worker refused: unsigned or forged (no or a bad attestation of the API), stale, edited arguments not matching their digest, or a principal that no longer exists or is disabled.',
+    labelNames: ['kind', 'reason'],
+    registers: [registry],
+  });
+  const finalized = new Counter({
+    name: 'countersign_decisions_finalized_total',
+    help: 'Decisions made final (DecisionFinalized written), by decision and by what made them final (policy, approval, rejection, expiry, override, override_denied, evaluator).',
+    labelNames: ['decision', 'via'],
+    registers: [registry],
+  });
+  const timeToFinal = new Histogram({
+    name: 'countersign_decision_time_to_final_seconds',
+    help: 'From the request to the final decision, by decision and via: milliseconds for a policy decision, the approvers\' time for an approval.',
+    labelNames: ['decision', 'via'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600],
+    registers: [registry],
+  });
+  return { registry, refusedStarts, refusedMessages, finalized, timeToFinal };
+}
+
+/** A short, bounded label for a refused message's reason (the full reason is in the run's answer). */
+export function messageRefusalKind(reason: string): 'unsigned' | 'bad_attestation' | 'stale' | 'edit_digest' | 'principal' | 'other' {
+  if (reason.includes('no attestation')) return 'unsigned';
+  if (reason.includes('bad attestation')) return 'bad_attestation';
+  if (reason.includes('stale')) return 'stale';
+  if (reason.includes('digest')) return 'edit_digest';
+  if (reason.includes('principal')) return 'principal';
+  return 'other';
 }
 
 /** What a process's /readyz reports: each dependency it needs, 'up' or 'down: <why>'. */

@@ -23,6 +23,13 @@ function newestSource(): number {
 export const BUNDLER_OPTIONS = { preloadModules: [path.join(ROOT, 'workflows', 'preload.ts')] };
 
 /**
+ * The workflow interceptors every bundle carries (OpenTelemetry, passing straight through in runs started
+ * without a trace): given to bundleWorkflowCode as `workflowInterceptorModules`, and to a worker that bundles
+ * at start-up (or a replayer) as `interceptors.workflowModules`.
+ */
+export const WORKFLOW_INTERCEPTOR_MODULES = [path.join(ROOT, 'workflows', 'tracing-interceptors.ts')];
+
+/**
  * A prebuilt bundle (`services/worker/bundle.ts`, made by `make up` and `make test`) starts the worker in well
  * under a second; without one the SDK bundles the workflow sources with webpack at start-up. A bundle older
  * than the sources is ignored: running stale workflow code would be a silent, dangerous mismatch.

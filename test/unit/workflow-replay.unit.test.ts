@@ -4,7 +4,7 @@ import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
-import { BUNDLER_OPTIONS } from '../../services/worker/workflows-path.ts';
+import { BUNDLER_OPTIONS, WORKFLOW_INTERCEPTOR_MODULES } from '../../services/worker/workflows-path.ts';
 
 const EventType = temporal.api.enums.v1.EventType;
 const DIR = path.resolve(import.meta.dirname, '..', 'fixtures', 'histories');
@@ -79,7 +79,7 @@ describe('replay tier: recorded workflow histories', () => {
   it('replays every recorded history against today’s workflow code', async () => {
     const histories = recorded().map((name) => ({ workflowId: name, history: load(name) }));
     const failures: string[] = [];
-    for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS }, histories)) {
+    for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }, histories)) {
       if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);
     }
     expect(failures).toEqual([]);
@@ -89,6 +89,6 @@ describe('replay tier: recorded workflow histories', () => {
     const history = load('approve');
     const scheduled = history.events!.find((e) => e.activityTaskScheduledEventAttributes)!;
     scheduled.activityTaskScheduledEventAttributes!.activityType = { name: 'sendFax' };
-    await expect(Worker.runReplayHistory({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS }, history, 'broken')).rejects.toThrow(/[Nn]ondeterminism|DeterminismViolation/);
+    await expect(Worker.runReplayHistory({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }, history, 'broken')).rejects.toThrow(/[Nn]ondeterminism|DeterminismViolation/);
   }, 120_000);
 });

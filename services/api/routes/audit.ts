@@ -49,9 +49,14 @@ export function registerAuditRoutes(app: FastifyInstance, deps: ApiDeps): void {
       throw new CountersignError('rate_limited', `one replay per tenant every ${interval} s; retry after ${seconds} s`, { extra: { retry_after_seconds: seconds } });
     }
     running.add(p.tenant_id);
+    const progress = app.replayMetrics.started();
+    let result: 'ok' | 'diverged' | 'failed' = 'failed';
     try {
-      return await reply.status(201).send(await runTenantReplay(deps.db, deps.config.keysDir, p.tenant_id, p.id));
+      const summary = await runTenantReplay(deps.db, deps.config.keysDir, p.tenant_id, p.id, undefined, progress.progress);
+      result = summary.ok ? 'ok' : 'diverged';
+      return await reply.status(201).send(summary);
     } finally {
+      progress.done(result);
       running.delete(p.tenant_id);
     }
   });

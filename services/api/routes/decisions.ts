@@ -5,6 +5,7 @@ import { ApprovalRequirementStatus, DecisionRequestBody, DecisionResult, Judgmen
 import { readsOnlyOwn } from '../../identity/agent-binding.ts';
 import { readAttestationSecret } from '../../decisions/attestation.ts';
 import { requestDecisionAnswer } from '../../decisions/request-decision.ts';
+import { requestTrace } from '../../telemetry/trace-context.ts';
 import { requireSafeCallbackUrl } from '../../callbacks/callback-target.ts';
 import { waitForDecision } from '../../decisions/read-decision.ts';
 import { answerApproval, pendingApprovals, reportOutcome, requestOverride } from '../../decisions/run-messages.ts';
@@ -111,7 +112,7 @@ export function registerDecisionRoutes(app: FastifyInstance, deps: ApiDeps): voi
     // Checked here, so the agent hears of a refused callback_url at once, and again at delivery (the name may
     // resolve elsewhere by then).
     if (req.body.callback_url !== undefined) await requireSafeCallbackUrl(req.body.callback_url, { allowPrivate: config.COUNTERSIGN_CALLBACK_ALLOW_PRIVATE, ...(deps.callbackResolver ? { resolve: deps.callbackResolver } : {}) });
-    const { result, replayed } = await requestDecisionAnswer(decide, principalOf(req), req.body);
+    const { result, replayed } = await requestDecisionAnswer(decide, principalOf(req), req.body, requestTrace(req.headers.traceparent));
     if (replayed) void reply.header(REPLAYED_HEADER, 'true');
     return result;
   });

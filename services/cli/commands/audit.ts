@@ -5,6 +5,7 @@ import pg from 'pg';
 import { StoredEvent } from '../../../schemas/events.ts';
 import { SignedReceipt } from '../../../schemas/receipt.ts';
 import { DEFAULT_RECEIPT_GRACE_MS, Replay, type ReplayReport } from '../../audit/replay.ts';
+import { replayMetricsFile } from '../../audit/replay-metrics.ts';
 import { decisionIdOf, whichPolicy, type WhichPolicy } from '../../audit/which-policy.ts';
 import { loadConfig } from '../../config.ts';
 import { durationSeconds } from '../../../schemas/duration.ts';
@@ -14,7 +15,7 @@ import { createKafkaSource } from '../../publisher/kafka.ts';
 import { EXIT } from '../exit-codes.ts';
 import { loadKeys, registerAuditVerify } from './audit-verify.ts';
 
-type ReplayOptions = { from: 'kafka' | 'postgres'; tenant?: string; since?: string; json?: boolean; keys?: string; receipts?: string; anchor?: string; receiptGrace?: string };
+type ReplayOptions = { from: 'kafka' | 'postgres'; tenant?: string; since?: string; json?: boolean; keys?: string; receipts?: string; anchor?: string; receiptGrace?: string; metricsFile?: string };
 type WhichPolicyOptions = { from: 'kafka' | 'postgres'; json?: boolean };
 
 /**
@@ -43,6 +44,7 @@ export function registerAuditCommands(program: Command): void {
     .option('--anchor <file>', 'receipts handed out earlier (one signed receipt JSON per line): each must be rebuilt identically')
     .option('--receipt-grace <duration>', 'a final run must have its receipt once this has passed (e.g. 10m, 0s)', '10m')
     .option('--json', 'print the report as JSON')
+    .option('--metrics-file <file>', 'write the progress as Prometheus metrics to this file while replaying (records, events/s, done), for node_exporter\'s textfile collector')
     .action(async (opts: ReplayOptions) => {
       process.exitCode = await runReplay(opts);
     });
@@ -103,8 +105,10 @@ async function runReplay(opts: ReplayOptions): Promise<number> {
   const bar = !opts.json && process.stderr.isTTY ? new cliProgress.SingleBar({ format: 'replay {bar} {value} records', stream: process.stderr }, cliProgress.Presets.shades_classic) : null;
   bar?.start(0, 0);
   let n = 0;
+  const progress = opts.metricsFile ? replayMetricsFile(opts.metricsFile, opts.from) : null;
   const tick = () => {
     n += 1;
+    progress?.record();
     if (bar && n % 500 === 0) { bar.setTotal(n); bar.update(n); }
   };
   try {
@@ -124,12 +128,14 @@ async function runReplay(opts: ReplayOptions): Promise<number> {
     }
   } catch (err) {
     bar?.stop();
+    progress?.stop();
     process.stderr.write(`countersign audit replay: cannot read ${opts.from}: ${err instanceof Error ? err.message : String(err)}\n`);
     return EXIT.unavailable;
   }
   bar?.update(n);
   bar?.stop();
   const report = replay.finish();
+  await progress?.finish(report.divergences.length);
   if (opts.receipts) writeFileSync(opts.receipts, report.receipts.map((r) => JSON.stringify(r)).join('\n') + (report.receipts.length ? '\n' : ''));
   process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : humanReport(report, opts.from));
   return report.divergences.length ? EXIT.failed : EXIT.ok;

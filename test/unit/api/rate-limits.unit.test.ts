@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import Fastify from 'fastify';
 import { trustProxyOption } from '../../../services/api/server.ts';
-import { redactUrl, scrubSecrets } from '../../../services/api/log-redaction.ts';
+import { redactUrl, scrubSecrets } from '../../../services/log-redaction.ts';
 import { clientAddressKey, RateBuckets } from '../../../services/api/rate-buckets.ts';
 import { trustProxySetting } from '../../../services/config.ts';
 

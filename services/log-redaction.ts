@@ -34,8 +34,12 @@ export function serializeRequest(req: FastifyRequest): Record<string, unknown> {
 const API_KEY = /cs_[a-z0-9]{12}_[A-Za-z0-9_-]{43}/g;
 const EMAIL_LINK = /(\/v1\/email-approvals\/)[A-Za-z0-9_%-]+/g;
 const BEARER = /(Bearer\s+)[^\s"\\]+/gi;
+const SLACK_TOKEN = /xox[abpr]-[A-Za-z0-9-]+/g;
+// user:password@ in any URL (a Postgres, SMTP or Kafka URL quoted by an error message).
+const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)[^\s/@:"]+:[^\s/@"]+@/gi;
 
-/** Removes API keys, emailed link tokens and bearer credentials from a finished log line. */
+/** Removes API keys, emailed link tokens, bearer credentials, Slack tokens and URL passwords from a finished log line. */
 export function scrubSecrets(line: string): string {
-  return line.replace(API_KEY, 'cs_[redacted]').replace(EMAIL_LINK, '$1[redacted]').replace(BEARER, '$1[redacted]');
+  return line.replace(API_KEY, 'cs_[redacted]').replace(EMAIL_LINK, '$1[redacted]').replace(BEARER, '$1[redacted]')
+    .replace(SLACK_TOKEN, 'xox?-[redacted]').replace(URL_CREDENTIALS, '$1[redacted]@');
 }
