@@ -6,7 +6,8 @@ import { Worker } from 'node:worker_threads';
  * each pure over plain data, run here while the main thread goes on with everything else:
  * - an event's hash recomputed from the record's JSON text (canonical JSON + SHA-256), submitted as records
  *   arrive, so it overlaps the reading of the topic;
- * - a rebuilt receipt's canonical JSON, its digest, and its Ed25519 signature over those bytes.
+ * - a rebuilt receipt's digest and its Ed25519 signature over its canonical JSON (made on the main thread, which
+ *   holds the receipt: sending the canonical text costs no parse and no second canonicalisation here).
  *
  * `Replay.finish()` stays synchronous: results come back through shared memory, and the main thread blocks on
  * `Atomics.wait` only for a result it needs and is not there yet. If a worker fails or stalls, the pool is
@@ -25,8 +26,8 @@ const BATCH = 256;
 const STALL_MS = 15_000;
 
 export type HashJob = { kind: 'hash'; slot: number; value: string };
-/** `json`: the rebuilt receipt as JSON text; canonicalised on the worker, its digest compared, then its signature checked when `x` is given. */
-export type ReceiptJob = { kind: 'receipt'; slot: number; json: string; digest: string | null; x: string | null; sig: string | null };
+/** `canonical`: the rebuilt receipt's canonical JSON; its digest compared, then its signature checked when `x` is given. */
+export type ReceiptJob = { kind: 'receipt'; slot: number; canonical: string; digest: string | null; x: string | null; sig: string | null };
 type Job = HashJob | ReceiptJob;
 export type WorkerBatch = { results: SharedArrayBuffer; jobs: Job[] };
 
@@ -67,12 +68,12 @@ export class ReplayPool {
   }
 
   /**
-   * Queues a rebuilt receipt's checks: the sha256 of its canonical JSON against `digest` (DONE_BAD when it
+   * Queues a rebuilt receipt's checks: the sha256 of its canonical JSON (`canonical`) against `digest` (DONE_BAD when it
    * differs), then, with a key, the Ed25519 signature (base64url) over the same bytes (DONE_BAD_SIGNATURE).
    * With `digest` null, only the signature (a signed document that records no digest of itself: a run's start).
    */
-  receipt(json: string, digest: string | null, x: string | null, sig: string | null): Ticket {
-    return this.submit((slot) => ({ kind: 'receipt', slot, json, digest, x, sig }));
+  receipt(canonical: string, digest: string | null, x: string | null, sig: string | null): Ticket {
+    return this.submit((slot) => ({ kind: 'receipt', slot, canonical, digest, x, sig }));
   }
 
   /** Sends every queued job. */

@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import { eventHashMatches, type HashedFields } from '../events/hash-chain.ts';
-import { canonicalJson, sha256OfCanonical } from '../receipts/canonical.ts';
+import { sha256OfCanonical } from '../receipts/canonical.ts';
 import { ed25519Verify } from '../receipts/verify.ts';
 import { DONE_BAD, DONE_BAD_SIGNATURE, DONE_OK, DONE_UNSURE, type ReceiptJob, type WorkerBatch } from './replay-pool.ts';
 
@@ -24,7 +24,7 @@ function hashCheck(value: string): number {
 
 function receiptChecks(job: ReceiptJob): number {
   try {
-    const canonical = canonicalJson(JSON.parse(job.json));
+    const canonical = job.canonical;
     if (job.digest !== null && sha256OfCanonical(canonical) !== job.digest) return DONE_BAD;
     if (job.x === null || job.sig === null) return DONE_OK;
     return ed25519Verify(job.x, Buffer.from(canonical, 'utf8'), Buffer.from(job.sig, 'base64url')) ? DONE_OK : DONE_BAD_SIGNATURE;
