@@ -2,10 +2,9 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
 /**
- * Worker threads for the auditor's replay (issue 4, performance): the two checks that dominate its CPU time,
- * each pure over plain data, run here while the main thread goes on with everything else:
- * - an event's hash recomputed from the record's JSON text (canonical JSON + SHA-256), submitted as records
- *   arrive, so it overlaps the reading of the topic;
+ * Worker threads for the auditor's replay: the check that dominates its CPU time, pure over plain data, runs
+ * here while the main thread goes on with everything else (events' hashes are checked on the main thread as
+ * records arrive, from the event it parsed: a thread would have to parse the record again):
  * - a rebuilt receipt's digest and its Ed25519 signature over its canonical JSON (made on the main thread, which
  *   holds the receipt: sending the canonical text costs no parse and no second canonicalisation here).
  *
@@ -25,10 +24,9 @@ const BATCH = 256;
 /** A result this late means a worker died or hangs: give up on the pool, compute inline. */
 const STALL_MS = 15_000;
 
-export type HashJob = { kind: 'hash'; slot: number; value: string };
 /** `canonical`: the rebuilt receipt's canonical JSON; its digest compared, then its signature checked when `x` is given. */
 export type ReceiptJob = { kind: 'receipt'; slot: number; canonical: string; digest: string | null; x: string | null; sig: string | null };
-type Job = HashJob | ReceiptJob;
+type Job = ReceiptJob;
 export type WorkerBatch = { results: SharedArrayBuffer; jobs: Job[] };
 
 export type Ticket = number;
@@ -60,11 +58,6 @@ export class ReplayPool {
     } catch {
       return null;
     }
-  }
-
-  /** Queues the hash check of one record's JSON text (an event as stored: its `hash` field against the rest). */
-  hash(value: string): Ticket {
-    return this.submit((slot) => ({ kind: 'hash', slot, value }));
   }
 
   /**

@@ -63,7 +63,7 @@ export type ReplayOptions = {
   /** Receipts handed out earlier (e.g. `--anchor receipts.jsonl`): each must be rebuilt from the log, identical. */
   anchors?: readonly SignedReceipt[];
   /**
-   * Worker threads for event hashes and receipt signatures (replay-pool.ts), started once `after` records have
+   * Worker threads for the receipts' and run starts' signatures (replay-pool.ts), started once `after` records have
    * arrived (a small log is quicker checked inline). Default: one per core, after 2000 records; `false`: none.
    * The report is the same either way.
    */
@@ -157,8 +157,8 @@ export class Replay {
   private readonly catalogs = new Map<string, CatalogState[]>();
   private pool: ReplayPool | null = null;
   private poolTried = false;
-  /** Hash checks under way on the pool, by event (the first copy of each event id). */
-  private readonly hashTickets = new Map<StoredEvent, Ticket>();
+  /** Events whose recorded hash is not their content's (checked on arrival, the first copy of each event id). */
+  private readonly badHashes = new WeakSet<StoredEvent>();
   /** Key lookups during finish(), by key id (the key set does not change during a replay). */
   private readonly keyCache = new Map<string, KeyResolution>();
   /** Events whose data as stored (not upcast) passed its type's schema in checkStream. */
@@ -209,8 +209,10 @@ export class Replay {
       return;
     }
     this.byId.set(e.event_id, e);
-    const pool = this.poolNow();
-    if (pool && record.value !== null) this.hashTickets.set(e, pool.hash(record.value));
+    // Hashed now, on the parsed event: the reading of the source waits on I/O meanwhile, and the threads are
+    // left to the signatures (one parse per record, not a second one on a thread).
+    if (!eventHashMatches(e)) this.badHashes.add(e);
+    this.poolNow();
     const list = this.streams.get(e.stream_id);
     if (list) list.push(e);
     else this.streams.set(e.stream_id, [e]);
@@ -222,7 +224,6 @@ export class Replay {
     } finally {
       this.pool?.close();
       this.pool = null;
-      this.hashTickets.clear();
       this.keyCache.clear();
     }
   }
@@ -342,7 +343,7 @@ export class Replay {
    * the stream's events in the current shape, or null after reporting its first bad position.
    */
   private checkStream(streamId: string, raw: StoredEvent[]): StoredEvent[] | null {
-    const broken = verifyChain(raw, (e) => this.hashMatches(e));
+    const broken = verifyChain(raw, (e) => !this.badHashes.has(e));
     if (broken) {
       this.divergences.push({ stream_id: streamId, position: broken.position, problem: `hash chain broken at version ${broken.stream_version}: ${broken.problem}` });
       return null;
@@ -377,14 +378,6 @@ export class Replay {
       return null;
     }
     return out;
-  }
-
-  /** Recomputed here, or by the pool when it took the job (the same parse and hash over the same record). */
-  private hashMatches(e: StoredEvent): boolean {
-    const ticket = this.hashTickets.get(e);
-    const pooled = ticket === undefined || !this.pool ? null : this.pool.result(ticket);
-    if (pooled !== null) return pooled !== DONE_BAD;
-    return eventHashMatches(e);
   }
 
   /**
