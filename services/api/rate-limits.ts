@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CountersignError } from '../errors.ts';
+import type { Db } from '../events/db.ts';
 import { parseApiKey } from '../identity/api-keys.ts';
-import { clientAddressKey, RateBuckets, type Hit } from './rate-buckets.ts';
+import { clientAddressKey, RateBuckets, SharedRateBuckets, type Hit, type RateCounter } from './rate-buckets.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -19,15 +20,23 @@ export type RateLimitOptions = {
   windowMs: number;
   /** Whether this process holds the key of this prefix already (its check costs no Postgres transaction). */
   knowsKey: (prefix: string) => boolean;
+  /**
+   * Where the counters live: Postgres (every API process on this database shares them), or, without a
+   * database, this process's memory.
+   */
+  db?: Db;
+  /** Told when Postgres cannot count a request (it is then counted in this process's memory). */
+  onSharedError?: (err: unknown) => void;
 };
 
 export type RateLimits = {
   /** Called by the error handler: counts a failed authentication against the client address, and answers the error to send (a 429 past the limit). */
-  afterError: (req: FastifyRequest, reply: FastifyReply, err: unknown) => unknown;
+  afterError: (req: FastifyRequest, reply: FastifyReply, err: unknown) => Promise<unknown>;
 };
 
 /**
- * Rate limits counted after authentication, in this process's memory:
+ * Rate limits counted after authentication, in Postgres (shared by every API process: N processes behind a
+ * load balancer allow the limit once, not N times; rate-buckets.ts SharedRateBuckets):
  * - a verified key counts against its principal (all of the principal's keys share one bucket), so a
  *   victim's key prefix presented by someone else never touches the victim's bucket;
  * - everything else counts against the client address (COUNTERSIGN_TRUST_PROXY says which address that is):
@@ -39,8 +48,16 @@ export type RateLimits = {
  * Routes opt out with `config: { rateLimit: false }`.
  */
 export function registerRateLimits(app: FastifyInstance, opts: RateLimitOptions): RateLimits {
-  const principals = new RateBuckets(opts.max, opts.windowMs);
-  const addresses = new RateBuckets(opts.max, opts.windowMs);
+  const counter = (name: string): RateCounter => {
+    const local = new RateBuckets(opts.max, opts.windowMs);
+    if (!opts.db) return local;
+    const shared = new SharedRateBuckets(opts.db, opts.max, opts.windowMs, local, opts.onSharedError);
+    app.addHook('onClose', async () => shared.stop());
+    if (name === 'principals') shared.startSweeping();
+    return shared;
+  };
+  const principals = counter('principals');
+  const addresses = counter('addresses');
   const windowSeconds = Math.round(opts.windowMs / 1000);
   const refusal = (reply: FastifyReply, hit: Hit): CountersignError => {
     const seconds = Math.max(1, Math.ceil(hit.retryAfterMs / 1000));
@@ -51,9 +68,9 @@ export function registerRateLimits(app: FastifyInstance, opts: RateLimitOptions)
     throw refusal(reply, hit);
   };
   const exempt = (req: FastifyRequest) => req.routeOptions.config?.rateLimit === false;
-  const byAddress = (req: FastifyRequest, reply: FastifyReply) => {
+  const byAddress = async (req: FastifyRequest, reply: FastifyReply) => {
     req.countedByAddress = true;
-    const hit = addresses.hit(clientAddressKey(req.ip));
+    const hit = await addresses.hit(clientAddressKey(req.ip));
     if (!hit.allowed) limited(reply, hit);
   };
 
@@ -62,26 +79,26 @@ export function registerRateLimits(app: FastifyInstance, opts: RateLimitOptions)
     if (exempt(req)) return;
     const prefix = presentedPrefix(req);
     if (prefix !== null && opts.knowsKey(prefix)) return;
-    byAddress(req, reply);
+    await byAddress(req, reply);
   });
   // After the route's own onRequest hooks (authentication), before the body is read.
   app.addHook('preParsing', async (req, reply) => {
     if (exempt(req)) return;
     if (req.principal) {
-      const hit = principals.hit(`prn:${req.principal.tenant_id}/${req.principal.id}`);
+      const hit = await principals.hit(`prn:${req.principal.tenant_id}/${req.principal.id}`);
       if (!hit.allowed) limited(reply, hit);
       return;
     }
-    if (!req.countedByAddress) byAddress(req, reply);
+    if (!req.countedByAddress) await byAddress(req, reply);
   });
   // A known key with a wrong secret, or a revoked or expired one: a failure of this address, and past the
   // address's limit the answer is 429 rather than 401. (The right secret of a known key is still served.)
   return {
-    afterError: (req, reply, err) => {
+    afterError: async (req, reply, err) => {
       if (exempt(req) || req.countedByAddress || req.principal) return err;
       if (!(err instanceof CountersignError) || err.code !== 'unauthorized') return err;
       req.countedByAddress = true;
-      const hit = addresses.hit(clientAddressKey(req.ip));
+      const hit = await addresses.hit(clientAddressKey(req.ip));
       return hit.allowed ? err : refusal(reply, hit);
     },
   };

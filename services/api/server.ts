@@ -91,7 +91,20 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   }
 
   // Then the rate limits: by client address before authentication looks anything up, by principal after.
-  const limits = registerRateLimits(app, { max: deps.config.COUNTERSIGN_RATE_LIMIT, windowMs: deps.config.COUNTERSIGN_RATE_WINDOW_MS, knowsKey: (prefix) => keys.knows(prefix) });
+  // Counted in Postgres, so every API process on this database shares them.
+  let lastSharedError = 0;
+  const limits = registerRateLimits(app, {
+    max: deps.config.COUNTERSIGN_RATE_LIMIT,
+    windowMs: deps.config.COUNTERSIGN_RATE_WINDOW_MS,
+    knowsKey: (prefix) => keys.knows(prefix),
+    db: deps.db,
+    onSharedError: (err) => {
+      // Once a window at most: a database that is down says so on every request already.
+      if (Date.now() - lastSharedError < deps.config.COUNTERSIGN_RATE_WINDOW_MS) return;
+      lastSharedError = Date.now();
+      app.log.warn({ err }, 'rate limits counted in this process only: Postgres did not answer');
+    },
+  });
 
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
@@ -111,11 +124,11 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     if (req.body !== undefined) checkJsonBounds(req.body);
   });
 
-  app.setErrorHandler((thrown, req, reply) => {
-    const err = limits.afterError(req, reply, thrown);
+  app.setErrorHandler(async (thrown, req, reply) => {
+    const err = await limits.afterError(req, reply, thrown);
     const problem = toProblem(isConnectionError(err) ? CountersignError.dependency('postgres', err) : err, req.id);
     if (problem.status >= 500) req.log.error({ err, code: problem.code }, 'request failed');
-    void reply.status(problem.status).type('application/problem+json').send(problem);
+    return reply.status(problem.status).type('application/problem+json').send(problem);
   });
   app.setNotFoundHandler((req, reply) => {
     const problem = toProblem(new CountersignError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`), req.id);

@@ -2,11 +2,11 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
 /**
- * Worker threads for the auditor's replay (issue 4, performance): the two checks that dominate its CPU time,
- * each pure over plain data, run here while the main thread goes on with everything else:
- * - an event's hash recomputed from the record's JSON text (canonical JSON + SHA-256), submitted as records
- *   arrive, so it overlaps the reading of the topic;
- * - a rebuilt receipt's canonical JSON, its digest, and its Ed25519 signature over those bytes.
+ * Worker threads for the auditor's replay: the check that dominates its CPU time, pure over plain data, runs
+ * here while the main thread goes on with everything else (events' hashes are checked on the main thread as
+ * records arrive, from the event it parsed: a thread would have to parse the record again):
+ * - a rebuilt receipt's digest and its Ed25519 signature over its canonical JSON (made on the main thread, which
+ *   holds the receipt: sending the canonical text costs no parse and no second canonicalisation here).
  *
  * `Replay.finish()` stays synchronous: results come back through shared memory, and the main thread blocks on
  * `Atomics.wait` only for a result it needs and is not there yet. If a worker fails or stalls, the pool is
@@ -24,10 +24,9 @@ const BATCH = 256;
 /** A result this late means a worker died or hangs: give up on the pool, compute inline. */
 const STALL_MS = 15_000;
 
-export type HashJob = { kind: 'hash'; slot: number; value: string };
-/** `json`: the rebuilt receipt as JSON text; canonicalised on the worker, its digest compared, then its signature checked when `x` is given. */
-export type ReceiptJob = { kind: 'receipt'; slot: number; json: string; digest: string | null; x: string | null; sig: string | null };
-type Job = HashJob | ReceiptJob;
+/** `canonical`: the rebuilt receipt's canonical JSON; its digest compared, then its signature checked when `x` is given. */
+export type ReceiptJob = { kind: 'receipt'; slot: number; canonical: string; digest: string | null; x: string | null; sig: string | null };
+type Job = ReceiptJob;
 export type WorkerBatch = { results: SharedArrayBuffer; jobs: Job[] };
 
 export type Ticket = number;
@@ -61,18 +60,13 @@ export class ReplayPool {
     }
   }
 
-  /** Queues the hash check of one record's JSON text (an event as stored: its `hash` field against the rest). */
-  hash(value: string): Ticket {
-    return this.submit((slot) => ({ kind: 'hash', slot, value }));
-  }
-
   /**
-   * Queues a rebuilt receipt's checks: the sha256 of its canonical JSON against `digest` (DONE_BAD when it
+   * Queues a rebuilt receipt's checks: the sha256 of its canonical JSON (`canonical`) against `digest` (DONE_BAD when it
    * differs), then, with a key, the Ed25519 signature (base64url) over the same bytes (DONE_BAD_SIGNATURE).
    * With `digest` null, only the signature (a signed document that records no digest of itself: a run's start).
    */
-  receipt(json: string, digest: string | null, x: string | null, sig: string | null): Ticket {
-    return this.submit((slot) => ({ kind: 'receipt', slot, json, digest, x, sig }));
+  receipt(canonical: string, digest: string | null, x: string | null, sig: string | null): Ticket {
+    return this.submit((slot) => ({ kind: 'receipt', slot, canonical, digest, x, sig }));
   }
 
   /** Sends every queued job. */

@@ -1,6 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { eventHashMatches, type HashedFields } from '../events/hash-chain.ts';
-import { canonicalJson, sha256OfCanonical } from '../receipts/canonical.ts';
+import { sha256OfCanonical } from '../receipts/canonical.ts';
 import { ed25519Verify } from '../receipts/verify.ts';
 import { DONE_BAD, DONE_BAD_SIGNATURE, DONE_OK, DONE_UNSURE, type ReceiptJob, type WorkerBatch } from './replay-pool.ts';
 
@@ -9,22 +8,9 @@ import { DONE_BAD, DONE_BAD_SIGNATURE, DONE_OK, DONE_UNSURE, type ReceiptJob, ty
  * Never throws on bad input: anything that cannot be checked is reported as not matching, and the main
  * thread (which validated the same record) decides what that means.
  */
-function hashCheck(value: string): number {
-  try {
-    const e = JSON.parse(value) as HashedFields & { hash?: unknown };
-    // Replay.add validates the record with zod, whose records drop an own "__proto__" key of data or metadata
-    // (assigning it would replace the prototype): the main thread's event would differ from this parse.
-    if (Object.hasOwn(e.data ?? {}, '__proto__') || Object.hasOwn(e.metadata ?? {}, '__proto__')) return DONE_UNSURE;
-    return typeof e.hash === 'string' && eventHashMatches({ ...e, hash: e.hash }) ? DONE_OK : DONE_BAD;
-  } catch {
-    // Not JSON, or no canonical form: the main thread decides (its validation reports what is wrong).
-    return DONE_UNSURE;
-  }
-}
-
 function receiptChecks(job: ReceiptJob): number {
   try {
-    const canonical = canonicalJson(JSON.parse(job.json));
+    const canonical = job.canonical;
     if (job.digest !== null && sha256OfCanonical(canonical) !== job.digest) return DONE_BAD;
     if (job.x === null || job.sig === null) return DONE_OK;
     return ed25519Verify(job.x, Buffer.from(canonical, 'utf8'), Buffer.from(job.sig, 'base64url')) ? DONE_OK : DONE_BAD_SIGNATURE;
@@ -36,7 +22,7 @@ function receiptChecks(job: ReceiptJob): number {
 parentPort!.on('message', (batch: WorkerBatch) => {
   const results = new Int32Array(batch.results);
   for (const job of batch.jobs) {
-    const outcome = job.kind === 'hash' ? hashCheck(job.value) : receiptChecks(job);
+    const outcome = receiptChecks(job);
     Atomics.store(results, job.slot, outcome);
     Atomics.notify(results, job.slot);
   }

@@ -63,7 +63,7 @@ export type ReplayOptions = {
   /** Receipts handed out earlier (e.g. `--anchor receipts.jsonl`): each must be rebuilt from the log, identical. */
   anchors?: readonly SignedReceipt[];
   /**
-   * Worker threads for event hashes and receipt signatures (replay-pool.ts), started once `after` records have
+   * Worker threads for the receipts' and run starts' signatures (replay-pool.ts), started once `after` records have
    * arrived (a small log is quicker checked inline). Default: one per core, after 2000 records; `false`: none.
    * The report is the same either way.
    */
@@ -84,12 +84,55 @@ type PreparedStart = { at: StoredEvent } & ({ problem: string } | { doc: Record<
 
 const DEFAULT_PARALLEL_AFTER = 2000;
 
+/** The canonical JSON of a document for the pool, or null (no canonical form: the inline check reports it). */
+function canonicalOrNull(doc: unknown): string | null {
+  try {
+    return canonicalJson(doc);
+  } catch {
+    return null;
+  }
+}
+
 /** The append batch an event was written in (append-to-stream stamps it), when recorded. */
 function batchOf(e: StoredEvent): Batch | null {
   const b = e.metadata['batch'];
   if (typeof b !== 'object' || b === null) return null;
   const { index, size } = b as Record<string, unknown>;
   return typeof index === 'number' && typeof size === 'number' ? { index, size } : null;
+}
+
+const STORED_EVENT_KEYS = Object.keys(StoredEvent.shape);
+const SHA256 = /^sha256:[0-9a-f]{64}$/;
+const DECIMAL = /^\d+$/;
+const recordedAtSchema = StoredEvent.shape.recorded_at;
+const isPlainRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype && !Object.hasOwn(v, '__proto__');
+const boundedString = (v: unknown, min: number, max: number): v is string => typeof v === 'string' && v.length >= min && v.length <= max;
+const positiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+
+/**
+ * The StoredEvent schema's answer for a record that plainly meets it, without zod's generic walk (the
+ * auditor validates every record of the log): exactly the schema's twelve keys, each value of its type
+ * within the schema's bounds, the timestamp checked by the schema's own field. The result equals what
+ * StoredEvent.parse gives (keys in the schema's order; data and metadata the parsed objects themselves, whose own keys and values zod's
+ * records would copy).
+ * Anything less plain (a missing or extra key, an own "__proto__", a number not a safe integer) answers null,
+ * and the caller asks zod, whose answer (and error) is the reference.
+ */
+export function plainStoredEvent(json: unknown): StoredEvent | null {
+  if (!isPlainRecord(json)) return null;
+  const keys = Object.keys(json);
+  if (keys.length !== STORED_EVENT_KEYS.length) return null;
+  const j = json;
+  for (const k of STORED_EVENT_KEYS) if (!Object.hasOwn(j, k)) return null;
+  const { position, stream_id, stream_version, event_id, type, schema_version, tenant_id, data, metadata, recorded_at, prev_hash, hash } = j;
+  if (typeof position !== 'string' || !DECIMAL.test(position)) return null;
+  if (!boundedString(stream_id, 1, 300) || !positiveInt(stream_version) || !boundedString(event_id, 1, 300)) return null;
+  if (typeof type !== 'string' || !positiveInt(schema_version) || typeof tenant_id !== 'string') return null;
+  if (!isPlainRecord(data) || !isPlainRecord(metadata)) return null;
+  if (typeof hash !== 'string' || !SHA256.test(hash) || (prev_hash !== null && (typeof prev_hash !== 'string' || !SHA256.test(prev_hash)))) return null;
+  if (typeof recorded_at !== 'string' || !recordedAtSchema.safeParse(recorded_at).success) return null;
+  return { position, stream_id, stream_version, event_id, type, schema_version, tenant_id, data, metadata, recorded_at, prev_hash, hash };
 }
 
 /**
@@ -114,8 +157,8 @@ export class Replay {
   private readonly catalogs = new Map<string, CatalogState[]>();
   private pool: ReplayPool | null = null;
   private poolTried = false;
-  /** Hash checks under way on the pool, by event (the first copy of each event id). */
-  private readonly hashTickets = new Map<StoredEvent, Ticket>();
+  /** Events whose recorded hash is not their content's (checked on arrival, the first copy of each event id). */
+  private readonly badHashes = new WeakSet<StoredEvent>();
   /** Key lookups during finish(), by key id (the key set does not change during a replay). */
   private readonly keyCache = new Map<string, KeyResolution>();
   /** Events whose data as stored (not upcast) passed its type's schema in checkStream. */
@@ -141,16 +184,19 @@ export class Replay {
       this.divergences.push({ stream_id: null, position: record.where, problem: 'record is not JSON' });
       return;
     }
-    const parsed = StoredEvent.safeParse(json);
-    if (!parsed.success) {
-      const i = parsed.error.issues[0]!;
-      this.divergences.push({ stream_id: null, position: record.where, problem: `record is not an event: ${i.path.join('.')}: ${i.message}` });
-      return;
+    let e = plainStoredEvent(json);
+    if (e === null) {
+      const parsed = StoredEvent.safeParse(json);
+      if (!parsed.success) {
+        const i = parsed.error.issues[0]!;
+        this.divergences.push({ stream_id: null, position: record.where, problem: `record is not an event: ${i.path.join('.')}: ${i.message}` });
+        return;
+      }
+      e = parsed.data;
     }
     // A copy published before migration 0014 holds `-` stream ids: read them as the current ids (the hash
     // check still covers the id as appended: eventHashMatches).
-    // zod's output is a fresh object of our own: renamed in place, not copied (one allocation less per event).
-    const e = parsed.data;
+    // The validated event is a fresh object of our own: renamed in place, not copied (one allocation less per event).
     e.stream_id = currentStreamId(e.stream_id, e.tenant_id);
     // One tenant's replay keeps the platform's policy streams: they decided its runs too.
     if (this.opts.tenantId && e.tenant_id !== this.opts.tenantId && e.tenant_id !== PLATFORM_SCOPE) return;
@@ -163,8 +209,10 @@ export class Replay {
       return;
     }
     this.byId.set(e.event_id, e);
-    const pool = this.poolNow();
-    if (pool && record.value !== null) this.hashTickets.set(e, pool.hash(record.value));
+    // Hashed now, on the parsed event: the reading of the source waits on I/O meanwhile, and the threads are
+    // left to the signatures (one parse per record, not a second one on a thread).
+    if (!eventHashMatches(e)) this.badHashes.add(e);
+    this.poolNow();
     const list = this.streams.get(e.stream_id);
     if (list) list.push(e);
     else this.streams.set(e.stream_id, [e]);
@@ -176,7 +224,6 @@ export class Replay {
     } finally {
       this.pool?.close();
       this.pool = null;
-      this.hashTickets.clear();
       this.keyCache.clear();
     }
   }
@@ -296,7 +343,7 @@ export class Replay {
    * the stream's events in the current shape, or null after reporting its first bad position.
    */
   private checkStream(streamId: string, raw: StoredEvent[]): StoredEvent[] | null {
-    const broken = verifyChain(raw, (e) => this.hashMatches(e));
+    const broken = verifyChain(raw, (e) => !this.badHashes.has(e));
     if (broken) {
       this.divergences.push({ stream_id: streamId, position: broken.position, problem: `hash chain broken at version ${broken.stream_version}: ${broken.problem}` });
       return null;
@@ -333,14 +380,6 @@ export class Replay {
     return out;
   }
 
-  /** Recomputed here, or by the pool when it took the job (the same parse and hash over the same record). */
-  private hashMatches(e: StoredEvent): boolean {
-    const ticket = this.hashTickets.get(e);
-    const pooled = ticket === undefined || !this.pool ? null : this.pool.result(ticket);
-    if (pooled !== null) return pooled !== DONE_BAD;
-    return eventHashMatches(e);
-  }
-
   /**
    * One ReceiptIssued: rebuilt exactly as the worker built it (issue-receipt.ts) and its key looked up; the
    * digest and signature checks (canonical JSON, sha256, Ed25519) start on the pool when there is one.
@@ -354,8 +393,8 @@ export class Replay {
     if (!receipt) return { problem: 'receipt issued for a run with no evaluated decision' };
     const check = this.opts.keys ? prepareDocumentSignature(d.signature, this.opts.keys, this.keyCache) : null;
     const key = check?.ok ? { x: check.x, sig: d.signature.value } : { x: null, sig: null };
-    // JSON text round-trips a receipt exactly (plain data), and JSON.stringify is far cheaper than canonicalising here.
-    const ticket = this.pool ? this.pool.receipt(JSON.stringify(receipt), d.receipt_digest, key.x, key.sig) : null;
+    const canonical = this.pool ? canonicalOrNull(receipt) : null;
+    const ticket = this.pool && canonical !== null ? this.pool.receipt(canonical, d.receipt_digest, key.x, key.sig) : null;
     return { signed: { receipt, signature: d.signature }, digest: d.receipt_digest, check, ticket };
   }
 
@@ -546,7 +585,8 @@ export class Replay {
     const p = prepareRunStart(stored(requested), stored(evaluated), typeof workflowId === 'string' ? workflowId : undefined, { validated: checked(requested) && checked(evaluated) });
     if (!p.ok) return { at: requested, problem: p.reason };
     const check = this.opts.keys ? prepareDocumentSignature(p.signature, this.opts.keys, this.keyCache) : null;
-    const ticket = this.pool && check?.ok ? this.pool.receipt(JSON.stringify(p.doc), null, check.x, check.sig.toString('base64url')) : null;
+    const canonical = this.pool && check?.ok ? canonicalOrNull(p.doc) : null;
+    const ticket = this.pool && check?.ok && canonical !== null ? this.pool.receipt(canonical, null, check.x, check.sig.toString('base64url')) : null;
     return { at: requested, doc: p.doc, check, ticket };
   }
 
