@@ -27,11 +27,6 @@ export type PolicyActivationInput = {
   expectedLoosening: string[];
   /** A rollback, deprecation, binding or unbinding instead of the draft's activation; `documentHash` is then the change's hash. */
   change?: PolicyChange;
-  /**
-   * Notify the admins who may answer on Slack and by email once the review is open, and show how it ended on
-   * the messages; without it the review is in their inbox (GET /v1/approvals) only. Under the MAC like the rest.
-   */
-  notify?: boolean;
   /** The API's MAC over all of the above (kind `policy_review_start`): the review opens only with a valid one. */
   attestation?: { issued_at: string; mac: string };
 };
@@ -173,13 +168,12 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
   });
 
   const notice = { tenantId: input.tenantId, policyId: input.policyId, reviewId: input.reviewId };
-  // The reviewers are told while the review already waits: an answer from the API may come before the notices.
-  const notified = input.notify
-    ? notifyReviewers(notice).then(
-      (deliveries) => { const failed = deliveries.filter((d) => d.error); if (failed.length) log.warn('review notices failed', { failed }); },
-      (err: unknown) => { log.warn('review notices failed', { error: String(err) }); },
-    )
-    : Promise.resolve();
+  // The admins who may answer are told on Slack and by email while the review already waits: an answer from the
+  // API may come before the notices.
+  const notified = notifyReviewers(notice).then(
+    (deliveries) => { const failed = deliveries.filter((d) => d.error); if (failed.length) log.warn('review notices failed', { failed }); },
+    (err: unknown) => { log.warn('review notices failed', { error: String(err) }); },
+  );
 
   // Wait for the answer that counts, or the deadline; an answer being recorded at the deadline finishes first.
   const left = deadlineMs - Date.now();
@@ -192,11 +186,10 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
     }
   }
   await condition(allHandlersFinished);
-  if (input.notify) {
-    await notified;
-    const closedNotice = await announceReviewClosed(notice).catch((err: unknown) => ({ updated: 0, errors: [String(err)] }));
-    if (closedNotice.errors.length) log.warn('review closing notices failed', { errors: closedNotice.errors });
-  }
+  // The messages show how the review ended.
+  await notified;
+  const closedNotice = await announceReviewClosed(notice).catch((err: unknown) => ({ updated: 0, errors: [String(err)] }));
+  if (closedNotice.errors.length) log.warn('review closing notices failed', { errors: closedNotice.errors });
   return outcome!;
 }
 

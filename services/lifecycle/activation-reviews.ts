@@ -42,7 +42,7 @@ export async function requestActivationReview(deps: ReviewDeps, a: Actor, policy
   const reviewId = `policy-review/${a.tenantId}/${policyId}/v${s.draft!.version}/${randomUUID()}`;
   return startReview(deps, a, {
     reviewId, tenantId: a.tenantId, policyId, documentHash: plan.documentHash, requestedBy: a.principalId,
-    expectedStreamVersion: s.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: plan.expectedLoosening, notify: true,
+    expectedStreamVersion: s.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: plan.expectedLoosening,
   });
 }
 
@@ -76,7 +76,7 @@ export async function requestChangeReview(deps: ReviewDeps, a: Actor, policyId: 
   const reviewId = `policy-review/${a.tenantId}/${policyId}/${change.kind}/${randomUUID()}`;
   const opened = await startReview(deps, a, {
     reviewId, tenantId: a.tenantId, policyId, documentHash: plan.changeHash, requestedBy: a.principalId,
-    expectedStreamVersion: plan.state.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: [], change, notify: true,
+    expectedStreamVersion: plan.state.stream_version, timeoutSec: plan.settings.reviewTimeoutSec, expectedLoosening: [], change,
   });
   return { ...opened, change };
 }
