@@ -12,7 +12,8 @@ export const ApprovalStreamEvent = z.strictObject({
   status: z.enum(['open', 'closed']).describe("open: the caller may now answer it (a new round, or one escalated to a group of the caller's); closed: the caller may no longer answer it."),
   reason: z.enum(['requested', 'escalated', 'answered', 'approved', 'rejected', 'expired', 'finalized']).describe(
     'requested: a new round or review; escalated: it moved to the next level (open for its groups, closed for any left out); '
-    + 'answered: the caller answered it, or it was answered for the caller under a delegation (still open for others); '
+    + 'answered: closed, the caller answered it, or it was answered for the caller under a delegation (still open for others); '
+    + 'open, another approver answered and it still waits for more (the answers so far changed); '
     + 'approved / rejected / expired: how it closed; finalized: the run ended otherwise.',
   ),
 });

@@ -96,14 +96,16 @@ describe('the inbox projection of open rounds', () => {
     expect(await openKeys()).toEqual(['run/dec_two/1']);
     const two = (await owner.query('SELECT approvals, answered FROM approval_inbox WHERE item_key = $1', ['run/dec_two/1'])).rows[0];
     expect(two).toEqual({ approvals: 1, answered: ['prn_a'] });
-    await eventually(async () => (noticesOf('dec_req').length === 4 ? true : undefined), 10_000, 'the notices');
+    await eventually(async () => (noticesOf('dec_req').length === 6 ? true : undefined), 10_000, 'the notices');
     expect(noticesOf('dec_quorum')).toEqual(['open:requested', 'closed:approved']);
-    expect(noticesOf('dec_two')).toEqual(['open:requested', 'closed:answered']);
-    expect(notices.find((n) => n['id'] === 'dec_two' && n['reason'] === 'answered')!['only']).toEqual(['prn_a']);
+    // Still open: it leaves the inbox of who answered, and the others hear that its answers changed.
+    expect(noticesOf('dec_two')).toEqual(['open:requested', 'closed:answered', 'open:answered']);
+    expect(notices.find((n) => n['id'] === 'dec_two' && n['status'] === 'closed' && n['reason'] === 'answered')!['only']).toEqual(['prn_a']);
+    expect(notices.find((n) => n['id'] === 'dec_two' && n['status'] === 'open' && n['reason'] === 'answered')).toMatchObject({ groups: ['fin'], answered: ['prn_a'], only: null });
     expect(noticesOf('dec_reject')).toEqual(['open:requested', 'closed:rejected']);
     expect(noticesOf('dec_expire')).toEqual(['open:requested', 'closed:expired']);
     // Each approval leaves its approver's inbox; the round closes for everyone when the run ends.
-    expect(noticesOf('dec_req')).toEqual(['open:requested', 'closed:answered', 'closed:answered', 'closed:approved']);
+    expect(noticesOf('dec_req')).toEqual(['open:requested', 'closed:answered', 'open:answered', 'closed:answered', 'open:answered', 'closed:approved']);
   });
 
   it('moves a round to the next level on escalation, and lists it for the new group (soonest deadline first)', async () => {

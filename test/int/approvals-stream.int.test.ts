@@ -22,6 +22,10 @@ rules:
     match: { tool: refund_tool }
     decision: REQUIRE_APPROVAL
     approval: { approvers: [finance], quorum: 1, timeout: 1h }
+  - name: wires
+    match: { tool: wire_tool }
+    decision: REQUIRE_APPROVAL
+    approval: { approvers: [finance], quorum: 2, timeout: 1h }
 `;
 
 type Stream = { status: number; contentType: string | null; events: ApprovalStreamEvent[]; comments: string[]; ended: Promise<void>; close: () => void; body: unknown };
@@ -130,6 +134,25 @@ describe('the inbox stream', () => {
     const inbox = await api({ url: stack.url, key: alice.key }, 'GET', '/v1/approvals');
     expect(inbox.body.items.map((x: { decision_id: string }) => x.decision_id)).not.toContain(id);
     expect(foreign.events).toEqual([]);
+  }, 120_000);
+
+  it('tells the other approvers when one answers a round that stays open (the answers so far changed), and the one who answered that it left their inbox', async () => {
+    const aliceStream = keep(await openStream(stack.url, bearer(alice.key)));
+    const bobStream = keep(await openStream(stack.url, bearer(bob.key)));
+    const res = await api({ url: stack.url, key: bot.key }, 'POST', '/v1/decisions', { agent: { id: 'refund-bot' }, action: { tool: 'wire_tool', args: { to: 'ACME' } } });
+    const id = res.body.decision_id as string;
+    for (const s of [aliceStream, bobStream]) await eventually(async () => (s.events.some((e) => e.id === id && e.status === 'open') ? true : undefined), 60_000, 'the open round');
+    expect((await api({ url: stack.url, key: bob.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' })).body).toMatchObject({ counted: true });
+    await eventually(async () => (aliceStream.events.some((e) => e.id === id && e.reason === 'answered') ? true : undefined), 30_000, "alice hears of bob's answer");
+    await eventually(async () => (bobStream.events.some((e) => e.id === id && e.reason === 'answered') ? true : undefined), 30_000, 'bob hears the round left his inbox');
+    expect(aliceStream.events.filter((e) => e.id === id)).toEqual([
+      { id, kind: 'decision', status: 'open', reason: 'requested' },
+      { id, kind: 'decision', status: 'open', reason: 'answered' },
+    ]);
+    expect(bobStream.events.filter((e) => e.id === id)).toEqual([
+      { id, kind: 'decision', status: 'open', reason: 'requested' },
+      { id, kind: 'decision', status: 'closed', reason: 'answered' },
+    ]);
   }, 120_000);
 
   it(`attack stream-wrong-tenant: another tenant's approver of a same-named group hears of none of this tenant's rounds`, async () => {

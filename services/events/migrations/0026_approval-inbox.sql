@@ -153,8 +153,10 @@ BEGIN
           IF NOT v_item.with_requirements AND v_item.approvals >= v_item.quorum THEN
             PERFORM countersign_inbox_close(v_key, 'approved', p_notify);
           ELSIF p_notify THEN
-            -- Still open for others: it leaves only the inboxes of who answered (and whom it was answered for).
+            -- Still open for others: it leaves only the inboxes of who answered (and whom it was answered for),
+            -- and the others hear that it changed (one more approval), so their cards show who answered so far.
             PERFORM countersign_inbox_notify(v_item, 'closed', 'answered', NULL, v_only);
+            PERFORM countersign_inbox_notify(v_item, 'open', 'answered', v_item.groups, NULL);
           END IF;
         END IF;
       WHEN 'ApprovalRejected' THEN
