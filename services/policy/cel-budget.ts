@@ -56,7 +56,7 @@ export function metered<T>(budget: CelBudget, fn: () => T): T {
 
 // --- the AST ----------------------------------------------------------------------------------------
 
-function isNode(v: unknown): v is ASTNode {
+export function isNode(v: unknown): v is ASTNode {
   return typeof v === 'object' && v !== null && 'op' in v && 'args' in v;
 }
 

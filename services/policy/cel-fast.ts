@@ -1,5 +1,6 @@
 import type { ASTNode } from '@marcbachmann/cel-js';
 import type { DecisionRequest } from '../../schemas/decision.ts';
+import { isNode } from './cel-budget.ts';
 
 /**
  * A direct path for the small conditions most policies are made of (`amount > 500 && vendor_status ==
@@ -56,10 +57,6 @@ function literal(v: unknown): { ok: true; value: number | string | boolean } | {
   if (typeof v === 'number' && Number.isFinite(v)) return { ok: true, value: v };
   if (typeof v === 'string' || typeof v === 'boolean') return { ok: true, value: v };
   return { ok: false };
-}
-
-function isNode(v: unknown): v is ASTNode {
-  return typeof v === 'object' && v !== null && 'op' in v && 'args' in v;
 }
 
 function value(node: ASTNode): Value | undefined {
