@@ -6,11 +6,10 @@
 // to people. Writes test/fixtures/histories/<branch>.json, replacing the recorded ones (record-histories.ts and
 // record-channel-histories.ts record the other branches).
 import { createServer } from 'node:http';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { Client, Connection } from '@temporalio/client';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
+import { writeHistory } from './write-history.ts';
 import { activateYaml, addPrincipal, api, eventually, startTestStack } from '../int/harness.ts';
 
 const OUT = path.join(import.meta.dirname, '..', 'fixtures', 'histories');
@@ -125,11 +124,8 @@ try {
 
   const client = new Client({ connection });
   for (const [name, id] of Object.entries(branches)) {
-    const handle = client.workflow.getHandle(workflowIdFor('default', id));
-    await handle.result();
-    const json = execFileSync(process.env['TEMPORAL_CLI'] ?? 'temporal', ['workflow', 'show', '--address', stack.env['TEMPORAL_ADDRESS']!, '--workflow-id', handle.workflowId, '--output', 'json'], { encoding: 'utf8' });
-    writeFileSync(path.join(OUT, `${name}.json`), json.endsWith('\n') ? json : `${json}\n`);
-    process.stdout.write(`recorded ${name} (${(JSON.parse(json) as { events: unknown[] }).events.length} events)\n`);
+    const { events } = await writeHistory(client, stack.env['TEMPORAL_ADDRESS']!, workflowIdFor('default', id), path.join(OUT, `${name}.json`));
+    process.stdout.write(`recorded ${name} (${events} events)\n`);
   }
 } finally {
   await connection.close();

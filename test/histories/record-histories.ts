@@ -4,12 +4,12 @@
 // history to test/fixtures/histories/<branch>.json, replacing the recorded one. Until the first release there
 // is one code path and one recorded generation: a change to a workflow's commands re-records them all (with
 // test/histories/record-channel-histories.ts). After a release, see README "Versioning workflow changes".
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { execFileSync } from 'node:child_process';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
 import { answerUpdate } from '../../workflows/decision-workflow.ts';
+import { writeHistory } from './write-history.ts';
 import { activateYaml, addPrincipal, api, attestedAnswer, eventually, startTestStack } from '../int/harness.ts';
 
 const OUT = path.join(import.meta.dirname, '..', 'fixtures', 'histories');
@@ -139,13 +139,8 @@ try {
     ...Object.entries(reviews),
   ];
   for (const [name, workflowId] of workflowIds) {
-    const handle = client.workflow.getHandle(workflowId);
-    await handle.result();
-    // The CLI writes the proto3 JSON form that historyFromJSON reads (the SDK's own writer trips over two
-    // copies of protobufjs in the dependency tree).
-    const json = execFileSync(process.env['TEMPORAL_CLI'] ?? 'temporal', ['workflow', 'show', '--address', stack.env['TEMPORAL_ADDRESS']!, '--workflow-id', handle.workflowId, '--output', 'json'], { encoding: 'utf8' });
-    writeFileSync(path.join(OUT, `${name}.json`), json.endsWith('\n') ? json : `${json}\n`);
-    process.stdout.write(`recorded ${name} (${(JSON.parse(json) as { events: unknown[] }).events.length} events)\n`);
+    const { events } = await writeHistory(client, stack.env['TEMPORAL_ADDRESS']!, workflowId, path.join(OUT, `${name}.json`));
+    process.stdout.write(`recorded ${name} (${events} events)\n`);
   }
 } finally {
   await connection.close();
