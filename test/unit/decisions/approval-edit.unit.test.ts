@@ -5,12 +5,10 @@ import { checkEditNoLooser, editedConstraints, editedRequest, widerConstraint } 
 import { decide, runState, type AnswerRound, type RunCommand } from '../../../services/decisions/run-decider.ts';
 import { foldRun, type RunEvent } from '../../../services/decisions/run-view.ts';
 import { buildReceipt } from '../../../services/receipts/build-receipt.ts';
+import { at, given, iso } from './given-when-then.ts';
 
 // Approve with edit, given/when/then: given these events, when this answer, then these events or this refusal.
 
-const T0 = Date.parse('2026-12-01T10:00:00.000Z');
-const at = (sec: number) => new Date(T0 + sec * 1000);
-const iso = (sec: number) => at(sec).toISOString();
 const H = (c: string) => `sha256:${c.repeat(64)}`;
 const SNAP = H('a');
 const ARGS = H('b');
@@ -39,20 +37,6 @@ const answer = (over: Partial<AnswerRound['data']> = {}): RunCommand => ({
 });
 const granted = (approver: string, e?: ApprovalEdit) => ev('ApprovalGranted', { round: 1, approver_id: approver, channel: 'api', at: iso(10), ...(e ? { edit: e } : {}) });
 
-function given(events: RunEvent[]) {
-  return {
-    when: (command: RunCommand, now = at(10)) => {
-      const d = decide(runState(foldRun(events)), command, now);
-      return {
-        then: (expected: RunEvent[]) => { expect(d).toEqual({ ok: true, events: expected }); },
-        refused: (reason: string | RegExp) => {
-          expect(d.ok).toBe(false);
-          if (!d.ok) expect(d.reason).toMatch(reason);
-        },
-      };
-    },
-  };
-}
 
 describe('approve with edit: the decider', () => {
   it('an edit evaluated by the same rule counts: the run is final with the edited arguments, constraints merged tightest', () => {

@@ -5,13 +5,11 @@ import { decide, runState, type AnswerRound, type RunCommand } from '../../../se
 import { escalationGroups, ladderOf } from '../../../services/decisions/approval-requirements.ts';
 import type { ActiveDelegation } from '../../../services/decisions/delegation-rules.ts';
 import { foldRun, type RunEvent } from '../../../services/decisions/run-view.ts';
+import { at, given, iso } from './given-when-then.ts';
 
 // Rounds of requirements (several rules require approval, or a ladder), delegation: given these events, when this
 // command (at this time), then these events or this refusal.
 
-const T0 = Date.parse('2026-12-01T10:00:00.000Z');
-const at = (sec: number) => new Date(T0 + sec * 1000);
-const iso = (sec: number) => at(sec).toISOString();
 const H = (c: string) => `sha256:${c.repeat(64)}`;
 const SNAP = H('a');
 const ARGS = H('b');
@@ -53,21 +51,6 @@ const answer = (over: Partial<AnswerRound['data']> = {}): RunCommand => ({
 });
 const deadline: RunCommand = { type: 'ReachDeadline', data: { round: 1 } };
 
-function given(events: RunEvent[]) {
-  return {
-    when: (command: RunCommand, now = at(10)) => {
-      const d = decide(runState(foldRun(events)), command, now);
-      return {
-        then: (expected: RunEvent[]) => { expect(d).toEqual({ ok: true, events: expected }); },
-        refused: (reason: string | RegExp) => {
-          expect(d.ok).toBe(false);
-          if (!d.ok) expect(d.reason).toMatch(reason);
-        },
-        events: () => { if (!d.ok) throw new Error(d.reason); return d.events; },
-      };
-    },
-  };
-}
 /** Applies commands in turn: the events so far, for the next given. */
 function after(events: RunEvent[], ...steps: Array<[RunCommand, Date]>): RunEvent[] {
   let all = events;

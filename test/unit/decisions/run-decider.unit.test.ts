@@ -1,14 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { Evaluation } from '../../../schemas/decision.ts';
 import type { EventData } from '../../../schemas/events.ts';
-import { decide, runState, type AnswerRound, type RequestOverride, type RunCommand } from '../../../services/decisions/run-decider.ts';
+import { type AnswerRound, type RequestOverride, type RunCommand } from '../../../services/decisions/run-decider.ts';
 import { checkAnswer, foldRun, type RunEvent } from '../../../services/decisions/run-view.ts';
+import { at, given, iso, T0 } from './given-when-then.ts';
 
 // Given these events, when this command (at this time), then these events or this refusal.
 
-const T0 = Date.parse('2026-12-01T10:00:00.000Z');
-const at = (sec: number) => new Date(T0 + sec * 1000);
-const iso = (sec: number) => at(sec).toISOString();
 const H = (c: string) => `sha256:${c.repeat(64)}`;
 const SNAP = H('a');
 const ARGS = H('b');
@@ -46,21 +44,6 @@ const outcome = (over: Partial<Extract<RunCommand, { type: 'ReportOutcome' }>['d
   type: 'ReportOutcome', data: { reported_by: 'prn_bot', status: 'succeeded', output_digest: H('d'), violations: [], ...over },
 });
 
-function given(events: RunEvent[]) {
-  return {
-    when: (command: RunCommand, now = at(10)) => {
-      const d = decide(runState(foldRun(events)), command, now);
-      return {
-        then: (expected: RunEvent[]) => { expect(d).toEqual({ ok: true, events: expected }); },
-        refused: (reason: string | RegExp) => {
-          expect(d.ok).toBe(false);
-          if (!d.ok) expect(d.reason).toMatch(reason);
-        },
-        events: () => (d.ok ? d.events : []),
-      };
-    },
-  };
-}
 
 describe('decide: start', () => {
   it('ALLOW, DENY and constraints are final at the start', () => {
