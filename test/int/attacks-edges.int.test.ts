@@ -3,7 +3,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { SMTPServer } from 'smtp-server';
+import type { SMTPServer } from 'smtp-server';
+import { smtpCapture, unqp } from './smtp-capture.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../services/api/server.ts';
 import type { Resolver } from '../../services/callbacks/callback-target.ts';
@@ -221,19 +222,9 @@ describe('secrets never in logs', () => {
   let stack: TestStack;
   let smtp: SMTPServer;
   const mails: Array<{ to: string[]; raw: string }> = [];
-  const unqp = (s: string) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
   beforeAll(async () => {
-    smtp = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['STARTTLS'],
-      onData(stream, session, done) {
-        let raw = '';
-        stream.on('data', (d: Buffer) => (raw += d.toString()));
-        stream.on('end', () => { mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw }); done(); });
-      },
-    });
-    await new Promise<void>((r) => smtp.listen(0, '127.0.0.1', () => r()));
+    smtp = await smtpCapture(mails);
     stack = await startTestStack({ COUNTERSIGN_SMTP_URL: `smtp://127.0.0.1:${(smtp.server.address() as { port: number }).port}` });
     await activateYaml(stack, POLICY);
   }, 180_000);

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { SMTPServer } from 'smtp-server';
+import type { SMTPServer } from 'smtp-server';
+import { smtpCapture, unqp } from './smtp-capture.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { slackSignature } from '../../services/channels/slack-signature.ts';
 import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
@@ -27,7 +28,6 @@ rules:
 type Call = SlackCall;
 
 
-const unqp = (s: string) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
 describe('per-approver notification cap: the overflow goes out once, as one digest per channel, when the window allows', () => {
   let stack: TestStack;
@@ -41,16 +41,7 @@ describe('per-approver notification cap: the overflow goes out once, as one dige
   beforeAll(async () => {
     slack = slackStandIn(calls, TEAM);
     await new Promise<void>((r) => slack.listen(0, '127.0.0.1', () => r()));
-    smtp = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['STARTTLS'],
-      onData(stream, session, done) {
-        let raw = '';
-        stream.on('data', (d: Buffer) => (raw += d.toString()));
-        stream.on('end', () => { mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: unqp(raw) }); done(); });
-      },
-    });
-    await new Promise<void>((r) => smtp.listen(0, '127.0.0.1', () => r()));
+    smtp = await smtpCapture(mails);
     stack = await startTestStack({
       COUNTERSIGN_SLACK_SIGNING_SECRET: SECRET,
       COUNTERSIGN_SLACK_BOT_TOKEN: 'xoxb-digest-test',
@@ -80,7 +71,8 @@ describe('per-approver notification cap: the overflow goes out once, as one dige
   )).rows;
   const answers = async (id: string) => (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE stream_id = $1 AND type IN ('ApprovalGranted', 'ApprovalRejected')`, [`run/${id}`])).rows;
   const slackDigests = () => calls.filter((c) => c.method === 'chat.postMessage' && /\(digest\)/.test(String(c.body['text'])));
-  const mailDigests = () => mails.filter((m) => /Subject: .*\(digest\)/.test(m.raw.replace(/\r?\n\s+/g, ' ')));
+  // Read decoded (quoted-printable joined), as the digest's links and decisions are looked for in its text.
+  const mailDigests = () => mails.map((m) => ({ ...m, raw: unqp(m.raw) })).filter((m) => /Subject: .*\(digest\)/.test(m.raw.replace(/\r?\n\s+/g, ' ')));
 
   it(`sends ${CAP} per window on each channel, records the rest for the digest, and sends one digest per channel with only the rounds still open`, async () => {
     // One at a time, so the order of the runs is the order of their notifications.

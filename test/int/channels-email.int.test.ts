@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { SMTPServer } from 'smtp-server';
+import type { SMTPServer } from 'smtp-server';
+import { smtpCapture, unqp } from './smtp-capture.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
 
@@ -36,7 +37,6 @@ const browserLoad = (url: string) => new Promise<string>((resolve, reject) => {
 });
 
 /** Decodes quoted-printable enough to read links and text back out of a message. */
-const unqp = (s: string) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
 describe('email approvals: single-use links, a confirmation page, CSRF; GET never answers', () => {
   let stack: TestStack;
@@ -69,19 +69,7 @@ describe('email approvals: single-use links, a confirmation page, CSRF; GET neve
   };
 
   beforeAll(async () => {
-    smtp = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['STARTTLS'],
-      onRcptTo(address, _session, done) {
-        done(address.address === 'bounce@example.test' ? Object.assign(new Error('550 no such mailbox'), { responseCode: 550 }) : undefined);
-      },
-      onData(stream, session, done) {
-        let raw = '';
-        stream.on('data', (d: Buffer) => (raw += d.toString()));
-        stream.on('end', () => { mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw }); done(); });
-      },
-    });
-    await new Promise<void>((r) => smtp.listen(0, '127.0.0.1', () => r()));
+    smtp = await smtpCapture(mails, { refuse: (address) => address === 'bounce@example.test' });
     const port = (smtp.server.address() as { port: number }).port;
     stack = await startTestStack({ COUNTERSIGN_SMTP_URL: `smtp://127.0.0.1:${port}`, COUNTERSIGN_MAIL_FROM: 'Countersign <noreply@countersign.test>' });
     await activateYaml(stack, POLICY);

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { SMTPServer } from 'smtp-server';
+import type { SMTPServer } from 'smtp-server';
+import { smtpCapture, unqp } from './smtp-capture.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../services/receipts/canonical.ts';
 import { slackSignature } from '../../services/channels/slack-signature.ts';
@@ -44,7 +45,6 @@ rules:
 `;
 
 type Mail = { to: string[]; raw: string };
-const unqp = (s: string) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
 let stack: TestStack;
 let slack: Server;
@@ -87,16 +87,7 @@ const postForm = (link: string, fields: Record<string, string>) =>
 beforeAll(async () => {
   slack = slackStandIn(calls, TEAM);
   await new Promise<void>((r) => slack.listen(0, '127.0.0.1', () => r()));
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    onData(stream, session, done) {
-      let raw = '';
-      stream.on('data', (d: Buffer) => (raw += d.toString()));
-      stream.on('end', () => { mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw }); done(); });
-    },
-  });
-  await new Promise<void>((r) => smtp.listen(0, '127.0.0.1', () => r()));
+  smtp = await smtpCapture(mails);
   stack = await startTestStack({
     COUNTERSIGN_SLACK_SIGNING_SECRET: SECRET,
     COUNTERSIGN_SLACK_BOT_TOKEN: 'xoxb-test-token-reviews',

@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
-import { SMTPServer } from 'smtp-server';
+import type { SMTPServer } from 'smtp-server';
+import { smtpCapture, unqp } from './smtp-capture.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activateYaml, addPrincipal, api, eventually, ROOT, startTestStack, type TestStack } from './harness.ts';
 import { slackStandIn, type SlackCall } from './slack-stand-in.ts';
@@ -31,7 +32,6 @@ const report = (name: string, attempts: number, through: string[]) => {
   console.log(`attack ${name}: ${attempts} attempts, ${through.length} got through`);
   expect(through).toEqual([]);
 };
-const unqp = (s: string) => s.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 
 function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -101,16 +101,7 @@ function fakeEvaluator(): Server {
 beforeAll(async () => {
   slack = slackStandIn(calls, 'T0COUNTER');
   await new Promise<void>((r) => slack.listen(0, '127.0.0.1', () => r()));
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    onData(stream, session, done) {
-      let raw = '';
-      stream.on('data', (d: Buffer) => (raw += d.toString()));
-      stream.on('end', () => { mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw }); done(); });
-    },
-  });
-  await new Promise<void>((r) => smtp.listen(0, '127.0.0.1', () => r()));
+  smtp = await smtpCapture(mails);
   evaluator = fakeEvaluator();
   await new Promise<void>((r) => evaluator.listen(0, '127.0.0.1', () => r()));
   stack = await startTestStack({
