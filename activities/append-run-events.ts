@@ -2,11 +2,12 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from '../services/events/db.ts';
 import type { PublicKeySet } from '../schemas/receipt.ts';
 import { checkRunStart } from '../services/decisions/start-attestation.ts';
-import { appendToStream, type SealedRow } from '../services/events/append-to-stream.ts';
+import type { SealedRow } from '../services/events/append-to-stream.ts';
+import { appendReconciled } from '../services/events/append-reconciled.ts';
 import { runStreamId } from '../services/decisions/ids.ts';
 import type { Keyring } from '../services/receipts/keyring.ts';
 import { receiptEvent } from './issue-receipt.ts';
-import type { AppendRunEventsInput, AppendRunEventsResult } from './types.ts';
+import type { AdoptedEvent, AppendRunEventsInput, AppendRunEventsResult } from './types.ts';
 
 /** What the worker does about a run start Countersign did not sign: the keys to check with, and the trace it leaves. */
 export type StartGuard = {
@@ -44,7 +45,9 @@ async function checkStart(input: AppendRunEventsInput, guard: StartGuard): Promi
 /**
  * Appends a run's events. Idempotent: the workflow passes the expected version and derived event ids, so an
  * activity retried after its commit (worker crash, lost response) finds its events recorded and writes
- * nothing new.
+ * nothing new. A stream that holds other events at those versions (an earlier attempt of the workflow task,
+ * lost with its worker, wrote them) is reported back for the workflow to adopt, never overwritten or mistaken
+ * for this batch.
  */
 export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string, keyring?: () => Promise<Keyring>, onFinalized: (f: Finalized) => void = () => {}) {
   return async function appendRunEvents(input: AppendRunEventsInput): Promise<AppendRunEventsResult> {
@@ -61,7 +64,7 @@ export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string,
       const head = { decisionId: input.decisionId, tenantId: input.tenantId, headVersion: input.events.length, workflowId: input.workflowId };
       seal = (rows: readonly SealedRow[]) => receiptEvent(head, rows, ring);
     }
-    const res = await appendToStream(db, {
+    const res = await appendReconciled(db, {
       ...(seal ? { seal } : {}),
       streamId: runStreamId(input.decisionId),
       tenantId: input.tenantId,
@@ -87,24 +90,25 @@ export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string,
         }
       },
     });
-    if (crashAt === 'after-append-commit') crash();
-    if (!res.duplicate) {
-      const final = input.events.find((e) => e.type === 'DecisionFinalized');
-      if (final?.type === 'DecisionFinalized') {
-        const evaluated = input.events.find((e) => e.type === 'PolicyEvaluated');
-        const requestedAt = evaluated?.type === 'PolicyEvaluated' ? evaluated.data.evaluation.now : undefined;
-        try {
-          onFinalized({ tenantId: input.tenantId, decisionId: input.decisionId, decision: final.data.decision, via: final.data.via, at: new Date(), ...(requestedAt ? { requestedAt } : {}) });
-        } catch { /* a metric never changes the append */ }
-      }
+    if (crashAt === 'after-append-commit' || (crashAt === 'after-answer-commit' && res.fresh.some((e) => e.type === 'ApprovalGranted' || e.type === 'ApprovalRejected'))) crash();
+    const final = res.fresh.find((e) => e.type === 'DecisionFinalized');
+    if (final?.type === 'DecisionFinalized') {
+      const evaluated = input.events.find((e) => e.type === 'PolicyEvaluated');
+      const requestedAt = evaluated?.type === 'PolicyEvaluated' ? evaluated.data.evaluation.now : undefined;
+      try {
+        onFinalized({ tenantId: input.tenantId, decisionId: input.decisionId, decision: final.data.decision, via: final.data.via, at: new Date(), ...(requestedAt ? { requestedAt } : {}) });
+      } catch { /* a metric never changes the append */ }
     }
-    return { streamVersion: res.streamVersion, duplicate: res.duplicate };
+    const settled = res.written === input.events.length && res.adopted.length === 0 && res.sealed === !!seal;
+    if (settled) return { streamVersion: res.streamVersion, duplicate: res.fresh.length === 0 };
+    return { streamVersion: res.streamVersion, duplicate: res.fresh.length === 0, written: res.written, adopted: res.adopted as AdoptedEvent[], sealed: res.sealed };
   };
 }
 
 /**
- * Test-only crash point: with COUNTERSIGN_CRASH_AT=after-append-commit the worker process dies here, after the
- * commit and before the activity returns, to prove that the retry writes nothing new.
+ * Test-only crash point: with COUNTERSIGN_CRASH_AT=after-append-commit (or after-answer-commit: only after an
+ * append that records an answer) the worker process dies here, after the commit and before the activity
+ * returns, to prove that the retry writes nothing new and that the run's next attempt adopts what stands.
  */
 function crash(): void {
   process.kill(process.pid, 'SIGKILL');

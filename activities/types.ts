@@ -2,6 +2,7 @@ import type { ActiveDelegation } from '../services/decisions/delegation-rules.ts
 import type { DecisionRequest, DecisionResult, JudgmentItem } from '../schemas/decision.ts';
 import type { ApprovalChannel } from '../schemas/approval-channel.ts';
 import type { JudgmentVerdict, NewEvent, PolicyChange } from '../schemas/events.ts';
+import type { RunEvent } from '../services/decisions/run-view.ts';
 
 /** Activity signatures, importable by workflow code (types only: no I/O crosses this file). */
 export type AppendRunEventsInput = {
@@ -20,9 +21,22 @@ export type AppendRunEventsInput = {
   withReceipt?: boolean;
   workflowId: string;
 };
-export type AppendRunEventsResult = { streamVersion: number; duplicate: boolean };
+/** A run event the log holds that the workflow did not send (an earlier attempt of its task wrote it). */
+export type AdoptedEvent = RunEvent & { stream_version: number };
+
+/**
+ * What an append left in the run's stream. `written`, `adopted` and `sealed` are present only when the stream
+ * held something other than the batch at the expected version (services/events/append-reconciled.ts): then
+ * `written` of the batch's events stand, the rest were not written, and `adopted` follow them in the log.
+ */
+export type AppendRunEventsResult = { streamVersion: number; duplicate: boolean; written?: number; adopted?: AdoptedEvent[]; sealed?: boolean };
 
 export type IssueReceiptInput = { decisionId: string; tenantId: string; headVersion: number; workflowId: string };
+/**
+ * `adopted`: the stream held events this receipt did not expect (see AppendRunEventsResult); `issued` says
+ * whether the receipt stands before them.
+ */
+export type IssueReceiptResult = { streamVersion: number; issued?: boolean; adopted?: AdoptedEvent[] };
 
 /**
  * A message the API vouches for: an HMAC over its canonical JSON with a secret only the API and the worker
@@ -70,7 +84,7 @@ export type AuthorizeReviewerInput = Attested<{ kind: 'policy_review'; tenant_id
 
 export interface Activities {
   appendRunEvents(input: AppendRunEventsInput): Promise<AppendRunEventsResult>;
-  issueReceipt(input: IssueReceiptInput): Promise<{ streamVersion: number }>;
+  issueReceipt(input: IssueReceiptInput): Promise<IssueReceiptResult>;
   authorize(input: AuthorizeInput): Promise<AuthorizeResult>;
   notifyApprovers(input: NotifyInput): Promise<Delivery[]>;
   /** Shows a closed round's final state on every Slack message that carried its buttons. */

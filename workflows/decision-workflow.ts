@@ -1,13 +1,14 @@
 import { allHandlersFinished, ApplicationFailure, condition, defineQuery, defineUpdate, log, proxyActivities, proxyLocalActivities, setHandler, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { Decision, DecisionRequest, DecisionResult, Evaluation } from '../schemas/decision.ts';
-import type { ApprovalEdit, JudgmentVerdict, NewEvent } from '../schemas/events.ts';
-import type { Activities } from '../activities/types.ts';
+import type { ApprovalEdit, JudgmentVerdict } from '../schemas/events.ts';
+import type { Activities, AdoptedEvent } from '../activities/types.ts';
 import { checkEnvelope, messageSchemas, parseMessage, type AnswerInput, type OutcomeInput, type OverrideInput } from './decision-messages.ts';
 
 export type { AnswerInput, OutcomeInput, OverrideInput };
 import { runEventId } from '../services/decisions/ids.ts';
 import { evolve, openRound, type RunEvent, type RunView } from '../services/decisions/run-view.ts';
 import { decide, runState, type RunCommand } from '../services/decisions/run-decider.ts';
+import { sameEvent } from '../services/decisions/same-event.ts';
 import { reasonFields } from '../services/decisions/reason-code.ts';
 import { approvalRequirementsOf, escalationGroups } from '../services/decisions/approval-requirements.ts';
 import { withDelegations } from '../services/decisions/delegation-rules.ts';
@@ -124,6 +125,12 @@ export function toResult(view: RunView): DecisionResult {
   };
 }
 
+/** A command the run decided; decided again after an adoption, it may be refused then (see adopt). */
+type Entry = { command: RunCommand; refused: string | null; wrote: boolean };
+type Pending = { entry: Entry; event: RunEvent };
+/** Adoptions in a row after which an append is a bug, not a lost attempt (there is at most one such attempt per task). */
+const MAX_ADOPTIONS = 5;
+
 const refuse = (reason: string) => ApplicationFailure.create({ type: 'AnswerRefused', message: reason, nonRetryable: true });
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -134,65 +141,116 @@ const iso = (ms: number) => new Date(ms).toISOString();
  */
 export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<DecisionResult> {
   const wfId = workflowInfo().workflowId;
-  let view: RunView | null = null;
-  let recorded = 0; // versions assigned so far (committed or queued)
+  let view: RunView | null = null; // the log's view and the events still pending
+  let committedView: RunView | null = null; // the log's view up to `committed`
   let committed = 0; // versions known to be in the log
-  let pending: NewEvent[] = [];
+  let pending: Pending[] = [];
+  /** Events an earlier attempt of a task wrote and this execution adopted from the log (see adopt). */
+  const adopted: Array<{ event: RunEvent; claimed: boolean }> = [];
+  let goAheadInLog = false; // the log holds a DecisionFinalized that lets the action go ahead
   let countersCounted = false;
   let countersDue: { at: string; entries: Array<{ key: string; amount: number }> } | null = null;
   let chain: Promise<void> = Promise.resolve();
-  let receiptAt = 0; // the version the last receipt covers
+  let receiptAt = 0; // the version of the last receipt
   let finalAt = 0; // when the run became final (0 while its first task is under way)
 
-  const record = (e: RunEvent) => {
-    recorded += 1;
-    const event = { ...e, eventId: runEventId(input.decisionId, recorded) } as NewEvent;
-    pending.push(event);
+  const goesAhead = (e: RunEvent) => e.type === 'DecisionFinalized' && e.data.decision !== 'DENY';
+  const record = (entry: Entry, e: RunEvent) => {
+    // Decided again after an adoption, a command may yield an event the earlier attempt already wrote: it is
+    // in the view with the rest of the log, and is not written twice.
+    const twin = adopted.find((a) => !a.claimed && sameEvent(a.event, e));
+    if (twin) {
+      twin.claimed = true;
+      return;
+    }
+    pending.push({ entry, event: e });
     view = evolve(view, e);
     // The action goes ahead: its counters are written in the same transaction as this event.
-    if (e.type === 'DecisionFinalized' && e.data.decision !== 'DENY' && input.counterIncrements?.length && !countersCounted) {
+    if (goesAhead(e) && input.counterIncrements?.length && !countersCounted) {
       countersCounted = true;
       countersDue = { at: input.evaluation.now, entries: input.counterIncrements };
     }
   };
-  /** What the rules make of a command now: its events, recorded, or the refusal's reason. */
-  const apply = (command: RunCommand): string | null => {
-    const d = decide(runState(view), command, new Date(Date.now()));
-    if (!d.ok) return d.reason;
-    for (const e of d.events) record(e);
-    return null;
+  const decideNow = (entry: Entry): void => {
+    const d = decide(runState(view), entry.command, new Date(Date.now()));
+    entry.refused = d.ok ? null : d.reason;
+    if (d.ok) for (const e of d.events) record(entry, e);
   };
-  /** The same, for a command the workflow itself issues: a refusal there is a bug, never an input's fault. */
+  /** What the rules make of a command now: its events are recorded, or the entry carries the refusal's reason. */
+  const apply = (command: RunCommand): Entry => {
+    const entry: Entry = { command, refused: null, wrote: false };
+    decideNow(entry);
+    return entry;
+  };
+  /** The same, for a command the workflow itself issues: a refusal there is a bug, never an input's fault... */
   const must = (command: RunCommand) => {
-    const reason = apply(command);
-    if (reason !== null) throw new Error(`the run refused its own ${command.type}: ${reason}`);
+    const { refused } = apply(command);
+    // ...unless the run adopted what an earlier attempt of a task wrote, which may have done it already.
+    if (refused !== null && adopted.length === 0) throw new Error(`the run refused its own ${command.type}: ${refused}`);
   };
-  // Appends are serialised: each batch expects the version the previous one left, so concurrent handlers
-  // cannot interleave, and a retried activity finds its events by their derived ids.
-  const flush = (first = false, withReceipt = false): Promise<void> => {
-    if (withReceipt) {
-      // The receipt takes the version after the batch (as in issueInTurn), appended by the same activity.
-      recorded += 1;
-      receiptAt = recorded;
+  /**
+   * The log holds events this execution did not write: a worker committed them in a local activity and died
+   * before Temporal recorded the task that ran it, so this attempt of the task started without them. The log
+   * is the truth (an agent may already have been answered from it): they are folded in as they stand, and the
+   * commands whose events did not go in, with those recorded since, are decided again on top of them. A
+   * command refused now stays refused; its handler answers from what the log says.
+   */
+  const adopt = (unwritten: Pending[], events: AdoptedEvent[]) => {
+    for (const e of events) {
+      const event = { type: e.type, data: e.data } as RunEvent;
+      committedView = evolve(committedView, event);
+      adopted.push({ event, claimed: false });
+      if (goesAhead(event)) goAheadInLog = true;
+      if (event.type === 'ReceiptIssued') receiptAt = e.stream_version;
     }
-    chain = chain.then(async () => {
-      if (pending.length === 0) return;
-      const events = pending;
+    const redo: Entry[] = [];
+    for (const p of [...unwritten, ...pending]) if (!redo.includes(p.entry)) redo.push(p.entry);
+    pending = [];
+    view = committedView;
+    countersCounted = goAheadInLog;
+    countersDue = null;
+    for (const entry of redo) {
+      decideNow(entry);
+      // A command with an event in the log before the rest diverged has counted.
+      if (entry.refused !== null && entry.wrote) entry.refused = null;
+      if (entry.refused !== null) log.warn('a command decided again after adopting the log was refused', { command: entry.command.type, reason: entry.refused });
+    }
+  };
+  /** Appends what is pending, adopting what the log holds instead where it differs, until nothing is pending. */
+  const appendPending = async (first: boolean, withReceipt: boolean) => {
+    for (let tries = 0; pending.length > 0; tries++) {
+      if (tries === MAX_ADOPTIONS) throw new Error(`the run's appends did not settle after ${tries} adoptions`);
+      const batch = pending;
       pending = [];
       const counters = countersDue;
       countersDue = null;
+      const sealing = withReceipt && committed === 0;
       const res = await appendRunEvents({
         decisionId: input.decisionId,
         tenantId: input.tenantId,
         expectedVersion: committed,
-        events,
+        events: batch.map((p, i) => ({ ...p.event, eventId: runEventId(input.decisionId, committed + i + 1) })),
         workflowId: wfId,
         ...(counters ? { counters } : {}),
         ...(first && input.idempotencyKey ? { idempotency: { key: input.idempotencyKey, requestDigest: input.requestDigest } } : {}),
-        ...(withReceipt ? { withReceipt: true } : {}),
+        ...(sealing ? { withReceipt: true } : {}),
       });
+      const written = res.written ?? batch.length;
+      for (const p of batch.slice(0, written)) {
+        committedView = evolve(committedView, p.event);
+        p.entry.wrote = true;
+        if (goesAhead(p.event)) goAheadInLog = true;
+      }
+      // The run's first events and their receipt, appended by the same activity (the receipt follows them).
+      if (sealing && (res.sealed ?? true)) receiptAt = committed + written + 1;
       committed = res.streamVersion;
-    });
+      if (written < batch.length || (res.adopted?.length ?? 0) > 0) adopt(batch.slice(written), res.adopted ?? []);
+    }
+  };
+  // Appends are serialised: each batch expects the version the previous one left, so concurrent handlers
+  // cannot interleave, and a retried activity finds its events by their derived ids.
+  const flush = (first = false, withReceipt = false): Promise<void> => {
+    chain = chain.then(() => appendPending(first, withReceipt));
     return chain;
   };
   /**
@@ -207,19 +265,26 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     chain = chain.then(() => turn.then(() => undefined, () => undefined));
     return turn;
   };
-  // The receipt takes its version when it is asked for, and is appended in the same serial chain as every
-  // batch: an outcome or override handled while it is being signed gets the next version, never the same one.
-  const issue = async () => {
-    if (recorded === receiptAt) return flush();
-    const head = recorded;
-    recorded += 1;
-    receiptAt = recorded;
-    await flush();
+  // The receipt covers the log as it stands when its turn comes in the serial chain, after every batch before
+  // it: an outcome or override handled while it is being signed is appended after it.
+  const issue = (): Promise<void> => {
+    void flush();
     chain = chain.then(async () => {
-      const res = await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: head, workflowId: wfId });
-      committed = res.streamVersion;
+      for (let tries = 0; committed > receiptAt; tries++) {
+        if (tries === MAX_ADOPTIONS) throw new Error(`the run's receipt did not settle after ${tries} adoptions`);
+        const head = committed;
+        const res = await issueReceipt({ decisionId: input.decisionId, tenantId: input.tenantId, headVersion: head, workflowId: wfId });
+        committed = res.streamVersion;
+        if (!res.adopted) {
+          receiptAt = committed;
+          break;
+        }
+        if (res.issued) receiptAt = head + 1;
+        adopt([], res.adopted);
+        await appendPending(false, false);
+      }
     });
-    await chain;
+    return chain;
   };
 
   const notify = async (round: number, purpose: 'request' | 'escalation' | 'reminder', groups: string[], level?: number) => {
@@ -364,6 +429,14 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     data: { reported_by: o.reported_by, status: o.status, output_digest: o.output_digest, violations: o.violations },
   });
 
+  // A message an earlier attempt of a task handled and recorded before its worker died comes again in the next
+  // attempt: the log, adopted, already has it. It is answered as counted, not refused as a second answer.
+  const adoptedOf = <K extends RunEvent['type']>(type: K) => adopted.map((a) => a.event).filter((e): e is Extract<RunEvent, { type: K }> => e.type === type);
+  const answeredBefore = (a: AnswerInput) =>
+    adoptedOf(a.verdict === 'approve' ? 'ApprovalGranted' : 'ApprovalRejected').some((e) => e.data.round === a.round && e.data.approver_id === a.approver_id);
+  const overrideBefore = (o: OverrideInput): number | null => adoptedOf('OverrideRequested').findLast((e) => e.data.requested_by === o.requested_by)?.data.round ?? null;
+  const reportedBefore = (o: OutcomeInput) => adoptedOf('OutcomeReported').some((e) => e.data.reported_by === o.reported_by);
+
   function registerUpdates(): void {
     setHandler(
       answerUpdate,
@@ -371,9 +444,9 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         // The API's attestation and the approver's current roles and groups, from the database.
         const who = await inTurn(() => authorize(a));
         if (!who.ok) throw refuseFrom(a.approver_id, who.reason);
-        const refused = apply(withDelegations(answerCommand(a, who.roles, who.groups), who.delegations));
-        if (refused !== null) throw refuseFrom(a.approver_id, refused);
-        await flush();
+        const entry = apply(withDelegations(answerCommand(a, who.roles, who.groups), who.delegations));
+        if (entry.refused === null) await flush();
+        if (entry.refused !== null && !answeredBefore(a)) throw refuseFrom(a.approver_id, entry.refused);
         const r = view!.rounds.find((x) => x.round === a.round)!;
         return { counted: true as const, round: a.round, round_status: r.status, decision_status: view!.status === 'final' ? 'final' as const : 'pending_approval' as const };
       }),
@@ -384,7 +457,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
           const a = parseMessage(messageSchemas().AnswerInput, raw);
           admit(a, a.approver_id);
           const d = decide(runState(view), answerCommand(a, ['approver'], view?.rounds.find((r) => r.round === a.round)?.groups ?? []), new Date(Date.now()));
-          if (!d.ok) throw new Error(d.reason);
+          if (!d.ok && !answeredBefore(a)) throw new Error(d.reason);
         },
       },
     );
@@ -394,10 +467,12 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       async (o) => handle(o.nonce, async () => {
         const who = await inTurn(() => authorize(o));
         if (!who.ok) throw refuseFrom(o.requested_by, who.reason);
-        const refused = apply(overrideCommand(o));
-        if (refused !== null) throw refuseFrom(o.requested_by, refused);
-        const r = openRound(view)!;
-        await flush();
+        const entry = apply(overrideCommand(o));
+        if (entry.refused === null) await flush();
+        const earlier = entry.refused === null ? null : overrideBefore(o);
+        if (entry.refused !== null && earlier === null) throw refuseFrom(o.requested_by, entry.refused);
+        // The round this request opened: the newest one, or the one an earlier attempt opened for it.
+        const r = view!.rounds.find((x) => x.round === earlier) ?? view!.rounds.at(-1)!;
         return { round: r.round, groups: r.groups, deadline: r.deadline };
       }),
       {
@@ -405,7 +480,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
           const o = parseMessage(messageSchemas().OverrideInput, raw);
           admit(o, o.requested_by);
           const d = decide(runState(view), overrideCommand(o), new Date(Date.now()));
-          if (!d.ok) throw new Error(d.reason);
+          if (!d.ok && overrideBefore(o) === null) throw new Error(d.reason);
         },
       },
     );
@@ -415,9 +490,9 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       async (o) => handle(o.nonce, async () => {
         const who = await inTurn(() => authorize(o));
         if (!who.ok) throw refuseFrom(o.reported_by, who.reason);
-        const refused = apply(outcomeCommand(o));
-        if (refused !== null) throw refuseFrom(o.reported_by, refused);
-        await flush();
+        const entry = apply(outcomeCommand(o));
+        if (entry.refused === null) await flush();
+        if (entry.refused !== null && !reportedBefore(o)) throw refuseFrom(o.reported_by, entry.refused);
         return { violations: o.violations.length };
       }),
       {
@@ -425,7 +500,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
           const o = parseMessage(messageSchemas().OutcomeInput, raw);
           admit(o, o.reported_by);
           const d = decide(runState(view), outcomeCommand(o), new Date(Date.now()));
-          if (!d.ok) throw new Error(d.reason);
+          if (!d.ok && !reportedBefore(o)) throw new Error(d.reason);
         },
       },
     );

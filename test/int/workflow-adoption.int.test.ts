@@ -1,0 +1,167 @@
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { workflowIdFor } from '../../services/decisions/ids.ts';
+import { BUNDLER_OPTIONS } from '../../services/worker/workflows-path.ts';
+import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
+
+// A worker killed after a local activity's append commits and before Temporal records the workflow task that ran
+// it: the task's next attempt starts from a history without that append, and an answer sent meanwhile comes in
+// the same attempt. That attempt must take the log as it stands (never a second event at a version, never an
+// answer lost or counted twice), and every answer must be counted once.
+const POLICY = `
+apiVersion: countersign/v1
+kind: Policy
+metadata: { id: adoption-test, name: Adoption }
+scope: { level: tenant }
+rules:
+  - name: one-approver
+    match: { tool: change_tool }
+    decision: REQUIRE_APPROVAL
+    approval: { approvers: [ops], quorum: 1, timeout: 1h }
+  - name: two-approvers
+    match: { tool: payout_tool }
+    decision: REQUIRE_APPROVAL
+    approval: { approvers: [ops], quorum: 2, timeout: 1h }
+`;
+
+const WORKFLOWS = path.resolve(import.meta.dirname, '..', '..', 'workflows', 'index.ts');
+
+type Who = { id: string; key: string };
+type Ev = { type: string; event_id: string; stream_version: number; data: Record<string, unknown> };
+
+async function runEvents(stack: TestStack, id: string): Promise<Ev[]> {
+  return (await stack.db.query<Ev>('SELECT type, event_id, stream_version, data FROM events WHERE stream_id = $1 ORDER BY stream_version', [`run/${id}`])).rows;
+}
+
+/** Contiguous versions, ids once each, the chain linked and the receipt verified by the API. */
+async function expectSoundRun(stack: TestStack, id: string): Promise<Ev[]> {
+  await eventually(async () => ((await runEvents(stack, id)).some((e) => e.type === 'ReceiptIssued') ? true : undefined), 60_000, 'the receipt');
+  const events = await runEvents(stack, id);
+  expect(events.map((e) => e.stream_version)).toEqual(events.map((_, i) => i + 1));
+  expect(new Set(events.map((e) => e.event_id)).size).toBe(events.length);
+  const shown = await api(stack, 'GET', `/v1/decisions/${id}/events`);
+  expect(shown.body.chain_linked).toBe(true);
+  expect(shown.body.receipt).toMatchObject({ issued: true, verification: { ok: true } });
+  return events;
+}
+
+const exited = (p: { child: { exitCode: number | null; signalCode: NodeJS.Signals | null; once: (e: 'exit', f: () => void) => unknown } }) =>
+  new Promise<void>((resolve) => { if (p.child.exitCode !== null || p.child.signalCode !== null) resolve(); else p.child.once('exit', () => resolve()); });
+
+describe('a run adopts what a lost attempt of its workflow task wrote', () => {
+  let stack: TestStack;
+  let agent: Who, olga: Who, omar: Who;
+  const runs: string[] = [];
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    await activateYaml(stack, POLICY);
+    agent = await addPrincipal(stack, { name: 'bot', kind: 'agent', roles: ['agent'] });
+    olga = await addPrincipal(stack, { name: 'Olga', roles: ['approver'], groups: ['ops'] });
+    omar = await addPrincipal(stack, { name: 'Omar', roles: ['approver'], groups: ['ops'] });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('killed after the first append commits, with an answer sent while it is down: the answer counts once, after the events that stand', async () => {
+    await stack.worker.stop('SIGTERM');
+    const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: 'after-append-commit' });
+    let restarted = false;
+    try {
+      const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { n: 1 } } });
+      expect(res.body.status).toBe('pending_approval');
+      const id = res.body.decision_id;
+      runs.push(id);
+      await exited(crashing);
+      expect(crashing.child.signalCode).toBe('SIGKILL');
+      const lost = await runEvents(stack, id);
+      expect(lost.map((e) => e.type)).toEqual(['DecisionRequested', 'PolicyEvaluated', 'ApprovalRequested']);
+
+      // The answer reaches the run in the retried first task, whose own ApprovalRequested (a deadline from the
+      // new attempt's clock) differs from the one that stands.
+      const answer = api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
+      await new Promise((r) => setTimeout(r, 1_000));
+      stack.worker = await stack.startWorker();
+      restarted = true;
+      const answered = await answer;
+      expect(answered.body, JSON.stringify(answered.body)).toMatchObject({ counted: true, decision_status: 'final' });
+
+      const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=30`);
+      expect(final.body).toMatchObject({ decision: 'ALLOW', status: 'final' });
+      const events = await expectSoundRun(stack, id);
+      expect(events.slice(0, 3)).toEqual(lost);
+      expect(events.filter((e) => e.type === 'ApprovalRequested')).toHaveLength(1);
+      expect(events.filter((e) => e.type === 'ApprovalGranted')).toHaveLength(1);
+      expect(events.filter((e) => e.type === 'DecisionFinalized')).toHaveLength(1);
+    } finally {
+      if (!restarted) {
+        await crashing.stop('SIGKILL').catch(() => undefined);
+        stack.worker = await stack.startWorker();
+      }
+    }
+  });
+
+  it('killed after an answer commits, a second answer sent while it is down: each approver is counted once, whatever order the next attempt takes them in', async () => {
+    const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'payout_tool', args: { n: 2 } } });
+    expect(res.body.status).toBe('pending_approval');
+    const id = res.body.decision_id;
+    runs.push(id);
+    await eventually(async () => ((await runEvents(stack, id)).some((e) => e.type === 'NotificationSent' || e.type === 'NotificationFailed') ? true : undefined), 30_000, 'the round to be announced');
+    await stack.worker.stop('SIGTERM');
+    const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: 'after-answer-commit' });
+    let restarted = false;
+    try {
+      const first = api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
+      await exited(crashing);
+      expect(crashing.child.signalCode).toBe('SIGKILL');
+      const lost = await runEvents(stack, id);
+      expect(lost.filter((e) => e.type === 'ApprovalGranted').map((e) => e.data['approver_id'])).toEqual([olga.id]);
+
+      const second = api({ url: stack.url, key: omar.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
+      await new Promise((r) => setTimeout(r, 1_000));
+      stack.worker = await stack.startWorker();
+      restarted = true;
+      for (const a of await Promise.all([first, second])) expect(a.body, JSON.stringify(a.body)).toMatchObject({ counted: true });
+
+      const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=30`);
+      expect(final.body).toMatchObject({ decision: 'ALLOW', status: 'final' });
+      const events = await expectSoundRun(stack, id);
+      expect(events.slice(0, lost.length)).toEqual(lost);
+      expect(events.filter((e) => e.type === 'ApprovalGranted').map((e) => e.data['approver_id']).sort()).toEqual([olga.id, omar.id].sort());
+      expect(events.filter((e) => e.type === 'DecisionFinalized')).toHaveLength(1);
+    } finally {
+      if (!restarted) {
+        await crashing.stop('SIGKILL').catch(() => undefined);
+        stack.worker = await stack.startWorker();
+      }
+    }
+  });
+
+  it('the histories those runs left replay, adoptions included', async () => {
+    expect(runs).toHaveLength(2);
+    const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
+    try {
+      const client = new Client({ connection });
+      const histories = await Promise.all(runs.map(async (id) => {
+        const handle = client.workflow.getHandle(workflowIdFor('default', id));
+        return { workflowId: handle.workflowId, history: await handle.fetchHistory() };
+      }));
+      // The adoption is in each history: a local activity's recorded result that returned the events that stood.
+      const adoptions = histories.map(({ history }) => (history.events ?? []).filter((e) => {
+        const data = e.markerRecordedEventAttributes?.details?.['result']?.payloads?.[0]?.data;
+        return data ? new TextDecoder().decode(data).includes('"adopted"') : false;
+      }).length);
+      expect(adoptions.every((n) => n > 0), JSON.stringify(adoptions)).toBe(true);
+      const failures: string[] = [];
+      for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS }, histories)) {
+        if (r.error) failures.push(`${r.workflowId}: ${r.error.message.slice(0, 300)}`);
+      }
+      expect(failures).toEqual([]);
+    } finally {
+      await connection.close();
+    }
+  }, 120_000);
+});
