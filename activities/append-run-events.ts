@@ -90,7 +90,9 @@ export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string,
         }
       },
     });
-    if (crashAt === 'after-append-commit' || (crashAt === 'after-answer-commit' && res.fresh.some((e) => e.type === 'ApprovalGranted' || e.type === 'ApprovalRejected'))) crash();
+    if (crashAt === 'after-append-commit') crash();
+    if (crashAt === 'after-answer-commit' && res.fresh.some((e) => e.type === 'ApprovalGranted' || e.type === 'ApprovalRejected')) crash();
+    if (crashAt === 'after-some-append-commits' && res.fresh.length > 0 && Math.random() < CRASH_RATE) crash();
     const final = res.fresh.find((e) => e.type === 'DecisionFinalized');
     if (final?.type === 'DecisionFinalized') {
       const evaluated = input.events.find((e) => e.type === 'PolicyEvaluated');
@@ -105,9 +107,12 @@ export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string,
   };
 }
 
+/** With after-some-append-commits: the share of appends that wrote something after which the worker dies. */
+const CRASH_RATE = 0.3;
+
 /**
- * Test-only crash point: with COUNTERSIGN_CRASH_AT=after-append-commit (or after-answer-commit: only after an
- * append that records an answer) the worker process dies here, after the commit and before the activity
+ * Test-only crash point: with COUNTERSIGN_CRASH_AT=after-append-commit (after-answer-commit: only after an
+ * append that records an answer; after-some-append-commits: after a random share of appends) the worker process dies here, after the commit and before the activity
  * returns, to prove that the retry writes nothing new and that the run's next attempt adopts what stands.
  */
 function crash(): void {

@@ -49,11 +49,25 @@ async function runOf(deps: MessageDeps, principal: Principal, decisionId: string
   return view;
 }
 
+const RECOVERY_POLL_MS = 500;
+const recovering = (err: unknown) => /Workflow Task in failed state/i.test(`${(err as Error)?.message} ${((err as { cause?: Error })?.cause)?.message}`);
+
 async function send<R>(deps: MessageDeps, tenantId: string, decisionId: string, fn: (h: ReturnType<Client['workflow']['getHandle']>) => Promise<R>, refusedCode: 'answer_refused' | 'conflict'): Promise<R> {
   const handle = deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId));
+  const deadline = Date.now() + UPDATE_DEADLINE_MS;
   try {
-    return await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => fn(handle));
+    for (;;) {
+      try {
+        return await deps.temporal.withDeadline(deadline, () => fn(handle));
+      } catch (err) {
+        // A worker died with the run's workflow task in flight: Temporal refuses updates (before admitting them,
+        // so nothing is recorded) until another worker completes the task. The same message is sent again.
+        if (!recovering(err) || Date.now() + RECOVERY_POLL_MS >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, RECOVERY_POLL_MS));
+      }
+    }
   } catch (err) {
+    if (recovering(err)) throw CountersignError.dependency('temporal', err);
     if (err instanceof WorkflowUpdateFailedError) {
       const reason = (err.cause)?.message ?? err.message;
       throw new CountersignError(refusedCode, reason, { extra: { counted: false } });
