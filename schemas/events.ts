@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DecisionRequest, Evaluation, Decision, Constraints } from './decision.ts';
 import { ToolCatalogRegisteredData, ToolCatalogRemovedData } from './tool-catalog.ts';
-import { PlatformSettings, Role, TenantSettings } from './identity.ts';
+import { RecordedPlatformSettings, RecordedTenantSettings, Role } from './identity.ts';
 import { APPROVAL_CHANNELS } from './approval-channel.ts';
 
 /**
@@ -358,11 +358,11 @@ export const DelegationGrantedData = z.strictObject({
   by: z.string(),
 });
 export const DelegationRevokedData = z.strictObject({ delegation_id: z.string(), from: z.string(), to: z.string(), group: z.string(), by: z.string() });
-export const TenantConfig = z.strictObject({ name: z.string(), default_decision: Decision, settings: TenantSettings });
+export const TenantConfig = z.strictObject({ name: z.string(), default_decision: Decision, settings: RecordedTenantSettings });
 export const TenantCreatedData = z.strictObject({ tenant_id: z.string(), config: TenantConfig, by: z.string() });
 export const TenantChangedData = z.strictObject({ tenant_id: z.string(), before: TenantConfig, after: TenantConfig, by: z.string() });
 // the platform's settings stream: `platform/settings`
-export const PlatformSettingsChangedData = z.strictObject({ before: PlatformSettings, after: PlatformSettings, by: z.string() });
+export const PlatformSettingsChangedData = z.strictObject({ before: RecordedPlatformSettings, after: RecordedPlatformSettings, by: z.string() });
 
 export const EVENT_DATA = {
   DecisionRequested: DecisionRequestedData,

@@ -12,7 +12,7 @@ import { isPlatformScope, policyStreamId, policyStreamPrefix } from '../events/s
 import { compilePolicyVersion } from './policy-version.ts';
 import { agentStreamId, foldPolicy, openReview, type PolicyEvent, type PolicyState } from './policy-store.ts';
 import { durationSeconds } from '../../schemas/duration.ts';
-import { TenantSettings } from '../../schemas/identity.ts';
+import { RecordedTenantSettings } from '../../schemas/identity.ts';
 import type { z } from 'zod';
 import { restrictiveness } from '../../schemas/decision-kind.ts';
 import type { PublicKeySet } from '../../schemas/receipt.ts';
@@ -141,11 +141,11 @@ export const DEFAULT_REVIEW_TIMEOUT_SEC = 72 * 3600;
 
 /** The settings that gate an owner's policies: a tenant's (its tenants row), or the platform's own (PLATFORM_SCOPE). */
 export async function policySettings(db: Db, tenantId: string): Promise<PolicySettings> {
-  let t: z.infer<typeof TenantSettings>;
+  let t: z.infer<typeof RecordedTenantSettings>;
   if (isPlatformScope(tenantId)) t = (await readPlatformSettings(db)).settings;
   else {
     const res = await withTenant(db, tenantId, (c) => c.query<{ settings: unknown }>('SELECT settings FROM tenants WHERE id = $1', [tenantId]));
-    const parsed = TenantSettings.safeParse(res.rows[0]?.settings ?? {});
+    const parsed = RecordedTenantSettings.safeParse(res.rows[0]?.settings ?? {});
     t = parsed.success ? parsed.data : {};
   }
   return {
