@@ -361,6 +361,15 @@ export const DelegationRevokedData = z.strictObject({ delegation_id: z.string(),
 export const TenantConfig = z.strictObject({ name: z.string(), default_decision: Decision, settings: RecordedTenantSettings });
 export const TenantCreatedData = z.strictObject({ tenant_id: z.string(), config: TenantConfig, by: z.string() });
 export const TenantChangedData = z.strictObject({ tenant_id: z.string(), before: TenantConfig, after: TenantConfig, by: z.string() });
+/** A tenant's evaluator as recorded: never its API key, only a fingerprint that tells keys apart. */
+export const EvaluatorRecord = z.strictObject({
+  url: z.string(),
+  model: z.string(),
+  timeout_ms: z.number().int(),
+  api_key_fingerprint: z.string().describe('sha256: and the first 16 hex digits of SHA-256 over the key: enough to see that the key changed, not the key.'),
+});
+/** The tenant's evaluator set, changed (before non-null) or removed (after null), and by whom. */
+export const EvaluatorChangedData = z.strictObject({ tenant_id: z.string(), before: EvaluatorRecord.nullable(), after: EvaluatorRecord.nullable(), by: z.string() });
 // the platform's settings stream: `platform/settings`
 export const PlatformSettingsChangedData = z.strictObject({ before: RecordedPlatformSettings, after: RecordedPlatformSettings, by: z.string() });
 
@@ -409,6 +418,7 @@ export const EVENT_DATA = {
   ApiKeyRevoked: ApiKeyRevokedData,
   DelegationGranted: DelegationGrantedData,
   DelegationRevoked: DelegationRevokedData,
+  EvaluatorChanged: EvaluatorChangedData,
   PlatformSettingsChanged: PlatformSettingsChangedData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;

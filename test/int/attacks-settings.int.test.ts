@@ -1,10 +1,13 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, startTestStack, type TestStack } from './harness.ts';
+import { Replay } from '../../services/audit/replay.ts';
+import { addPrincipal, api, startTestStack, type TestStack } from './harness.ts';
 
 /**
  * Attacks on settings: duration settings of tenants and of the platform out of bounds (negative, zero, over
  * 30d, garbage, oversized); each is refused with a precise error naming the setting and changes nothing (no
- * row change, no event). Each attack prints how many attempts it made and how many got through; none may.
+ * row change, no event); the judgment evaluator's settings changed by anyone but an admin, or with bad input,
+ * record nothing, and no change records its key. Each attack prints how many attempts it made and how many got through; none may.
  */
 let stack: TestStack;
 const report = (name: string, attempts: number, through: string[]) => {
@@ -65,5 +68,71 @@ describe('duration settings out of bounds', () => {
     expect(ok.body.settings).toEqual({ approval_timeout: '30d', policy_activation_timeout: '1s', override_timeout: '1h30m', override_window: '4w' });
     const doc = JSON.stringify((await api(stack, 'GET', '/openapi.json')).body);
     for (const key of TENANT_KEYS) expect(doc).toMatch(new RegExp(`"${key}":\\{[^}]*at least 1s, at most 30d`));
+  });
+});
+
+describe('the judgment evaluator, event-sourced', () => {
+  type Changed = { tenant_id: string; before: unknown; after: unknown; by: string };
+  const changes = async () => (await stack.db.query<{ data: Changed }>("SELECT data FROM events WHERE stream_id = 'tenant/default' AND type = 'EvaluatorChanged' ORDER BY position")).rows.map((r) => r.data);
+  const fp = (key: string) => `sha256:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+  const KEY1 = 'sk-first-secret-0123456789';
+  const KEY2 = 'sk-second-secret-9876543210';
+
+  it('records each set, change and removal on the tenant stream, with who, and a fingerprint in place of the key', async () => {
+    const admin = await addPrincipal(stack, { name: 'eval-admin', roles: ['admin'] });
+    const as = { url: stack.url, key: admin.key };
+    const first = { url: 'https://8.8.8.8/v1', model: 'judge', timeout_ms: 5000 };
+    expect((await api(as, 'PUT', '/v1/tenants/default/evaluator', { ...first, api_key: KEY1 })).status).toBe(200);
+    expect((await api(as, 'PUT', '/v1/tenants/default/evaluator', { ...first, model: 'judge-2', api_key: KEY2 })).status).toBe(200);
+    expect((await api(as, 'DELETE', '/v1/tenants/default/evaluator')).status).toBe(204);
+    const one = { ...first, api_key_fingerprint: fp(KEY1) };
+    const two = { ...first, model: 'judge-2', api_key_fingerprint: fp(KEY2) };
+    expect(await changes()).toEqual([
+      { tenant_id: 'default', before: null, after: one, by: admin.id },
+      { tenant_id: 'default', before: one, after: two, by: admin.id },
+      { tenant_id: 'default', before: two, after: null, by: admin.id },
+    ]);
+    const log = (await stack.db.query<{ t: string }>("SELECT data::text || metadata::text AS t FROM events WHERE stream_id = 'tenant/default'")).rows.map((r) => r.t).join('\n');
+    for (const key of [KEY1, KEY2]) expect(log).not.toContain(key);
+
+    // The auditor's replay folds them: no divergence on the tenant's stream, the evaluator as last recorded.
+    const rows = await stack.db.query<{ e: string }>(
+      `SELECT json_build_object('position', position::text, 'stream_id', stream_id, 'stream_version', stream_version, 'event_id', event_id,
+         'type', type, 'schema_version', schema_version, 'tenant_id', tenant_id, 'data', data, 'metadata', metadata,
+         'recorded_at', to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'prev_hash', prev_hash, 'hash', hash)::text AS e
+         FROM events WHERE stream_id = 'tenant/default' ORDER BY position`,
+    );
+    const replay = new Replay({ keys: null, parallel: false });
+    for (const row of rows.rows) replay.add({ value: row.e, where: 'postgres' });
+    const rep = replay.finish();
+    expect(rep.divergences).toEqual([]);
+    expect(rep.memberships['default']!.evaluator).toBeNull();
+  });
+
+  it('records nothing for a change refused (not an admin, bad input, a private address, removing none)', async () => {
+    const before = await changes();
+    const approver = await addPrincipal(stack, { name: 'eval-approver', roles: ['approver', 'auditor'] });
+    const bot = await addPrincipal(stack, { name: 'eval-bot', kind: 'agent', roles: ['agent'] });
+    const good = { url: 'https://8.8.8.8/v1', model: 'judge', api_key: KEY1 };
+    const through: string[] = [];
+    const attempts: Array<[string, string, string, unknown]> = [
+      ['approver sets', approver.key, 'PUT', good],
+      ['agent sets', bot.key, 'PUT', good],
+      ['approver removes', approver.key, 'DELETE', undefined],
+      ['private address', stack.key, 'PUT', { ...good, url: 'https://127.0.0.1/v1' }],
+      ['metadata address', stack.key, 'PUT', { ...good, url: 'http://169.254.169.254/latest' }],
+      ['credentials in the url', stack.key, 'PUT', { ...good, url: 'https://user:pass@8.8.8.8/v1' }],
+      ['no key', stack.key, 'PUT', { ...good, api_key: '' }],
+      ['huge key', stack.key, 'PUT', { ...good, api_key: 'k'.repeat(5000) }],
+      ['timeout too long', stack.key, 'PUT', { ...good, timeout_ms: 3_600_000 }],
+      ['extra field', stack.key, 'PUT', { ...good, by: 'someone-else' }],
+      ['remove none', stack.key, 'DELETE', undefined],
+    ];
+    for (const [name, key, method, body] of attempts) {
+      const r = await api({ url: stack.url, key }, method, '/v1/tenants/default/evaluator', body);
+      if (r.status < 400 || r.status >= 500) through.push(`${name}: ${r.status}`);
+    }
+    if (JSON.stringify(await changes()) !== JSON.stringify(before)) through.push('an EvaluatorChanged was recorded');
+    report('evaluator changes refused', attempts.length, through);
   });
 });
