@@ -310,6 +310,7 @@ export const PolicyActivationAnswerData = z.strictObject({
   review_id: z.string(),
   by: z.string(),
   comment: z.string().max(4000).optional(),
+  channel: ApprovalChannelName.optional().describe('Where the answer was given (api, cli, dashboard, slack, email); absent in answers recorded before reviews recorded it.'),
   at: z.iso.datetime({ offset: true }),
 });
 export const PolicyActivationExpiredData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), review_id: z.string(), at: z.iso.datetime({ offset: true }) });

@@ -39,7 +39,7 @@ async function count(messages: MessageDeps, person: PrincipalView, about: Answer
   try {
     if (about.purpose === 'review') {
       if (edit) return { counted: false, reason: 'a policy review cannot be approved with an edit' };
-      await answerActivationReview(messages, principalOf(person, channel), about.policy_id ?? '', { verdict, review_id: about.decision_id, ...(comment ? { comment } : {}) });
+      await answerActivationReview(messages, principalOf(person, channel), about.policy_id ?? '', { verdict, review_id: about.decision_id, ...(comment ? { comment } : {}) }, person.tenant_id, channel);
     } else {
       await answerApproval(messages, principalOf(person, channel), about.decision_id, {
         verdict, round: about.round, ...(comment ? { comment } : {}),

@@ -1,3 +1,4 @@
+import type { ApprovalChannel } from '../../schemas/approval-channel.ts';
 import { randomUUID } from 'node:crypto';
 import type { NewEvent } from '../../schemas/events.ts';
 import type { DecisionRequest, Evaluation } from '../../schemas/decision.ts';
@@ -224,7 +225,7 @@ export async function activateDraft(db: Db, keyring: Keyring, a: Actor, policyId
  */
 export async function completeReviewedActivation(
   db: Db, keyring: Keyring,
-  opts: { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined; now?: Date },
+  opts: { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined; channel?: ApprovalChannel | undefined; now?: Date },
 ): Promise<{ ok: true; version: number; hash: string } | { ok: false; reason: string }> {
   const s = await loadPolicy(db, opts.tenantId, opts.policyId);
   const r = s?.review;
@@ -239,7 +240,7 @@ export async function completeReviewedActivation(
   const data = { ...signedActivation(keyring, { document: s.draft.document, version: s.draft.version, actor: r.requested_by }), approved_by: opts.approvedBy, review_id: r.review_id };
   const stream = policyStreamId(opts.tenantId, opts.policyId);
   await append(db, opts.tenantId, opts.policyId, s.stream_version, [
-    { type: 'PolicyActivationApproved', eventId: `${stream}/review/${r.review_id}/approved`, data: { policy_id: opts.policyId, version: s.draft.version, review_id: r.review_id, by: opts.approvedBy, ...(opts.comment ? { comment: opts.comment } : {}), at: now.toISOString() } },
+    { type: 'PolicyActivationApproved', eventId: `${stream}/review/${r.review_id}/approved`, data: { policy_id: opts.policyId, version: s.draft.version, review_id: r.review_id, by: opts.approvedBy, ...(opts.comment ? { comment: opts.comment } : {}), ...(opts.channel ? { channel: opts.channel } : {}), at: now.toISOString() } },
     { type: 'PolicyActivated', eventId: `${stream}/review/${r.review_id}/activated`, data },
   ], now);
   return { ok: true, version: data.version, hash: data.hash };
@@ -248,7 +249,7 @@ export async function completeReviewedActivation(
 /** A review that ends without activation (rejected or expired); idempotent like the above. */
 export async function closeReview(
   db: Db,
-  opts: { tenantId: string; policyId: string; reviewId: string; outcome: 'rejected' | 'expired'; by?: string; comment?: string | undefined; now?: Date },
+  opts: { tenantId: string; policyId: string; reviewId: string; outcome: 'rejected' | 'expired'; by?: string; comment?: string | undefined; channel?: ApprovalChannel | undefined; now?: Date },
 ): Promise<{ ok: true } | { ok: false; reason: string }> {
   const s = await loadPolicy(db, opts.tenantId, opts.policyId);
   const r = s?.review;
@@ -258,7 +259,7 @@ export async function closeReview(
   const now = opts.now ?? new Date();
   const stream = policyStreamId(opts.tenantId, opts.policyId);
   const event: NewEvent = opts.outcome === 'rejected'
-    ? { type: 'PolicyActivationRejected', eventId: `${stream}/review/${r.review_id}/rejected`, data: { policy_id: opts.policyId, version: r.version, review_id: r.review_id, by: opts.by ?? '', ...(opts.comment ? { comment: opts.comment } : {}), at: now.toISOString() } }
+    ? { type: 'PolicyActivationRejected', eventId: `${stream}/review/${r.review_id}/rejected`, data: { policy_id: opts.policyId, version: r.version, review_id: r.review_id, by: opts.by ?? '', ...(opts.comment ? { comment: opts.comment } : {}), ...(opts.channel ? { channel: opts.channel } : {}), at: now.toISOString() } }
     : { type: 'PolicyActivationExpired', eventId: `${stream}/review/${r.review_id}/expired`, data: { policy_id: opts.policyId, version: r.version, review_id: r.review_id, at: now.toISOString() } };
   await append(db, opts.tenantId, opts.policyId, s.stream_version, [event], now);
   return { ok: true };

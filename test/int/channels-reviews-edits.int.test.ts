@@ -187,7 +187,7 @@ describe('four-eyes policy reviews on Slack and by email', () => {
     const policy = await eventually(async () => { const p = await api(as(rae.key), 'GET', `/v1/policies/${policyId}`); return p.body.status === 'active' ? p.body : undefined; }, 20_000, 'the policy active');
     expect(policy.active_version).toBe(1);
     const answers = await reviewAnswers(policyId);
-    expect(answers).toEqual([expect.objectContaining({ type: 'PolicyActivationApproved', data: expect.objectContaining({ by: ray.id }) })]);
+    expect(answers).toEqual([expect.objectContaining({ type: 'PolicyActivationApproved', data: expect.objectContaining({ by: ray.id, channel: 'slack' }) })]);
     // Ray's message shows the outcome and loses its buttons.
     const closed = await eventually(async () => calls.find((c) => c.method === 'chat.update' && c.body['channel'] === 'DU0RAY' && /Approved by Ray/.test(String(c.body['text']))), 20_000, 'the message closed');
     expect(blocksOf(closed)).not.toContain('countersign_approve');
@@ -214,7 +214,7 @@ describe('four-eyes policy reviews on Slack and by email', () => {
     });
     expect((await post(reason, signed(reason))).status).toBe(200);
     await eventually(async () => ((await reviewAnswers(policyId)).length ? true : undefined), 30_000, 'the review rejected');
-    expect(await reviewAnswers(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationRejected', data: expect.objectContaining({ by: ray.id, comment: 'not before the audit' }) })]);
+    expect(await reviewAnswers(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationRejected', data: expect.objectContaining({ by: ray.id, comment: 'not before the audit', channel: 'slack' }) })]);
     expect((await api(as(rae.key), 'GET', `/v1/policies/${policyId}`)).body.active_version).toBeNull();
     await eventually(async () => calls.find((c) => c.method === 'chat.update' && c.body['channel'] === 'DU0RAY' && blocksOf(c).includes(reviewId) && /Rejected by Ray/.test(String(c.body['text']))), 20_000, 'the message closed');
   }, 120_000);
@@ -241,7 +241,7 @@ describe('four-eyes policy reviews on Slack and by email', () => {
     const res = await postForm(link, { csrf: page.csrf, decision_id: reviewId, round: '1', verdict: 'approve', comment: 'looks right' });
     expect(res.status).toBe(200);
     expect(await res.text()).toMatch(/Answer counted/);
-    expect(await reviewAnswers(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationApproved', data: expect.objectContaining({ by: rex.id, comment: 'looks right' }) })]);
+    expect(await reviewAnswers(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationApproved', data: expect.objectContaining({ by: rex.id, comment: 'looks right', channel: 'email' }) })]);
     expect((await api(as(rae.key), 'GET', `/v1/policies/${policyId}`)).body.status).toBe('active');
     // Used: the link answers nothing more; Ray's Slack message of this review closes.
     expect((await postForm(link, { csrf: page.csrf, decision_id: reviewId, round: '1', verdict: 'reject' })).status).toBe(404);
