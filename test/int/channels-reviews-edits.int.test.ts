@@ -292,7 +292,7 @@ describe('platform policy reviews on Slack and by email', () => {
     await api(platform(), 'PATCH', '/v1/platform/settings', { policy_four_eyes: false });
   });
 
-  it('notifies the other platform admins on Slack and by email, and counts a platform admin\'s click; tenant admins and the requester count nothing', async () => {
+  it('notifies the other platform admins on Slack and by email, and counts a platform admin\'s click; tenant admins count nothing', async () => {
     const policyId = `plat-slack-${RUN}`;
     const reviewId = await askReview(policyId);
     const msg = await messageTo('U0OPS', reviewId);
