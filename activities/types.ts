@@ -75,9 +75,9 @@ export type OpenPolicyReviewInput = {
   change?: PolicyChange;
 };
 export type OpenPolicyReviewResult = { ok: true; version: number; authors: string[] } | { ok: false; reason: string };
-export type CompletePolicyReviewInput = { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined };
+export type CompletePolicyReviewInput = { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined; channel?: ApprovalChannel | undefined };
 export type CompletePolicyReviewResult = { ok: true; version: number; hash: string } | { ok: false; reason: string };
-export type ClosePolicyReviewInput = { tenantId: string; policyId: string; reviewId: string; outcome: 'rejected' | 'expired'; by?: string; comment?: string | undefined };
+export type ClosePolicyReviewInput = { tenantId: string; policyId: string; reviewId: string; outcome: 'rejected' | 'expired'; by?: string; comment?: string | undefined; channel?: ApprovalChannel | undefined };
 /** A four-eyes review whose reviewers are notified, or whose messages show how it ended. */
 export type ReviewNoticeInput = { tenantId: string; policyId: string; reviewId: string };
 export type AuthorizeReviewerInput = Attested<{ kind: 'policy_review'; tenant_id: string; by: string } & Record<string, unknown>>;

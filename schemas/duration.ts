@@ -23,3 +23,30 @@ export const Duration = z
     message: `expected a duration such as 90s, 30m, 1h30m, 1d or 2w (more than 0, at most ${MAX_DURATION_SEC / 86_400}d)`,
   })
   .describe('A duration: digits and a unit (s, m, h, d, w), possibly repeated, e.g. 1h30m.');
+
+/** Bounds of a duration setting (tenant and platform settings): long enough for any review, short enough that a typo cannot park a run for a year. */
+export const SETTING_DURATION_MIN_SEC = 1;
+export const SETTING_DURATION_MAX_SEC = 30 * 86_400;
+
+/**
+ * A duration setting: the Duration grammar, from 1s to 30d. The bounds are in the description too, because a
+ * refinement does not reach the JSON Schema of the OpenAPI document.
+ */
+export function settingDuration(what: string) {
+  return z
+    .string()
+    .refine((s) => {
+      const sec = durationSeconds(s);
+      return sec !== undefined && sec >= SETTING_DURATION_MIN_SEC && sec <= SETTING_DURATION_MAX_SEC;
+    }, { message: 'expected a duration such as 30m, 72h or 1h30m, from 1s to 30d' })
+    .describe(`${what} A duration such as 30m, 72h or 1h30m (units s, m, h, d, w); at least 1s, at most 30d.`);
+}
+
+/**
+ * A duration setting as recorded before the bounds (events, stored rows): any short string. Reads accept it so
+ * old events still parse and a stored value out of bounds falls back to the default instead of losing every
+ * other setting; writes go through settingDuration.
+ */
+export function recordedSettingDuration(what: string) {
+  return z.string().max(200).describe(what);
+}

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DecisionRequest, Evaluation, Decision, Constraints } from './decision.ts';
 import { ToolCatalogRegisteredData, ToolCatalogRemovedData } from './tool-catalog.ts';
-import { PlatformSettings, Role, TenantSettings } from './identity.ts';
+import { RecordedPlatformSettings, RecordedTenantSettings, Role } from './identity.ts';
 import { APPROVAL_CHANNELS } from './approval-channel.ts';
 
 /**
@@ -310,6 +310,7 @@ export const PolicyActivationAnswerData = z.strictObject({
   review_id: z.string(),
   by: z.string(),
   comment: z.string().max(4000).optional(),
+  channel: ApprovalChannelName.optional().describe('Where the answer was given (api, cli, dashboard, slack, email); absent in answers recorded before reviews recorded it.'),
   at: z.iso.datetime({ offset: true }),
 });
 export const PolicyActivationExpiredData = z.strictObject({ policy_id: z.string(), version: z.number().int().positive(), review_id: z.string(), at: z.iso.datetime({ offset: true }) });
@@ -358,11 +359,20 @@ export const DelegationGrantedData = z.strictObject({
   by: z.string(),
 });
 export const DelegationRevokedData = z.strictObject({ delegation_id: z.string(), from: z.string(), to: z.string(), group: z.string(), by: z.string() });
-export const TenantConfig = z.strictObject({ name: z.string(), default_decision: Decision, settings: TenantSettings });
+export const TenantConfig = z.strictObject({ name: z.string(), default_decision: Decision, settings: RecordedTenantSettings });
 export const TenantCreatedData = z.strictObject({ tenant_id: z.string(), config: TenantConfig, by: z.string() });
 export const TenantChangedData = z.strictObject({ tenant_id: z.string(), before: TenantConfig, after: TenantConfig, by: z.string() });
+/** A tenant's evaluator as recorded: never its API key, only a fingerprint that tells keys apart. */
+export const EvaluatorRecord = z.strictObject({
+  url: z.string(),
+  model: z.string(),
+  timeout_ms: z.number().int(),
+  api_key_fingerprint: z.string().describe('sha256: and the first 16 hex digits of SHA-256 over the key: enough to see that the key changed, not the key.'),
+});
+/** The tenant's evaluator set, changed (before non-null) or removed (after null), and by whom. */
+export const EvaluatorChangedData = z.strictObject({ tenant_id: z.string(), before: EvaluatorRecord.nullable(), after: EvaluatorRecord.nullable(), by: z.string() });
 // the platform's settings stream: `platform/settings`
-export const PlatformSettingsChangedData = z.strictObject({ before: PlatformSettings, after: PlatformSettings, by: z.string() });
+export const PlatformSettingsChangedData = z.strictObject({ before: RecordedPlatformSettings, after: RecordedPlatformSettings, by: z.string() });
 
 export const EVENT_DATA = {
   DecisionRequested: DecisionRequestedData,
@@ -409,6 +419,7 @@ export const EVENT_DATA = {
   ApiKeyRevoked: ApiKeyRevokedData,
   DelegationGranted: DelegationGrantedData,
   DelegationRevoked: DelegationRevokedData,
+  EvaluatorChanged: EvaluatorChangedData,
   PlatformSettingsChanged: PlatformSettingsChangedData,
 } as const;
 export type EventType = keyof typeof EVENT_DATA;

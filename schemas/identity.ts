@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Decision } from './decision-kind.ts';
 import { AgentId } from './decision.ts';
+import { recordedSettingDuration, settingDuration } from './duration.ts';
 
 /**
  * Tenants, principals (people and agents) and API keys as the HTTP API and the SDK see them. Keys appear in
@@ -40,29 +41,37 @@ export const ActsFor = z
 export const PrincipalAgentId = AgentId.describe("The agent id this principal decides as: the id that policies, bindings and per-agent counters use; unique in the tenant. Default for agents: the name, with each run of other characters made '-'. A decision request's agent.id may be left out (this id is used) or must equal it (or be in acts_for).");
 export const Expiry = z.iso.datetime({ offset: true }).describe('When the key stops working (ISO-8601). Default: never.');
 
-export const TenantSettings = z
+type DurationSetting = typeof settingDuration | typeof recordedSettingDuration;
+
+const tenantSettings = (duration: DurationSetting) => z
   .strictObject({
-    approval_timeout: z.string().regex(/^\d+[smhd]$/, 'a duration like 30m or 1h').optional().describe('Default approval timeout when a rule names none.'),
+    approval_timeout: duration('Default approval timeout when a rule names none.').optional(),
     policy_four_eyes: z.boolean().optional().describe('Policy activation needs a second admin: it becomes an approval round; the author cannot approve it. Default false.'),
     policy_require_validation: z.boolean().optional().describe('Activation is refused unless the exact draft was validated against recent runs. Default false.'),
     policy_refuse_loosening: z.boolean().optional().describe('Activation is refused while the draft\'s validation shows loosening by rules the activation does not declare in expected_loosening (implies validation). Default false.'),
-    policy_activation_timeout: z.string().regex(/^\d+[smhd]$/, 'a duration like 30m or 1h').optional().describe('How long a four-eyes activation waits for the second admin. Default 72h.'),
+    policy_activation_timeout: duration('How long a four-eyes activation waits for the second admin. Default 72h.').optional(),
     override_groups: z.array(GroupName).min(1).max(20).optional().describe('Approver groups that decide override requests; a policy\'s override.groups wins. Default: COUNTERSIGN_OVERRIDE_GROUPS.'),
-    override_timeout: z.string().regex(/^[1-9]\d*[smhd]$/, 'a duration like 30m or 1h').optional().describe('How long an override request waits for an answer; a policy\'s override.timeout wins. Default: COUNTERSIGN_OVERRIDE_TIMEOUT.'),
-    override_window: z.string().regex(/^[1-9]\d*[smhd]$/, 'a duration like 30m or 1h').optional().describe('How long after a DENY the agent may ask for an override; a policy\'s override.window wins. Default: COUNTERSIGN_OVERRIDE_WINDOW.'),
+    override_timeout: duration('How long an override request waits for an answer; a policy\'s override.timeout wins. Default: COUNTERSIGN_OVERRIDE_TIMEOUT.').optional(),
+    override_window: duration('How long after a DENY the agent may ask for an override; a policy\'s override.window wins. Default: COUNTERSIGN_OVERRIDE_WINDOW.').optional(),
   })
   .describe('Tenant-wide settings.');
+export const TenantSettings = tenantSettings(settingDuration);
 export type TenantSettings = z.infer<typeof TenantSettings>;
+/** Tenant settings as stored and recorded (TenantCreated, TenantChanged, the tenants row): durations unbounded, so old records still parse. */
+export const RecordedTenantSettings = tenantSettings(recordedSettingDuration);
 
 /** The platform's own policy settings (PATCH /v1/platform/settings, platform admins): they gate platform policies only. */
-export const PlatformSettings = z
+const platformSettings = (duration: DurationSetting) => z
   .strictObject({
     policy_four_eyes: z.boolean().optional().describe('A platform policy change (activate, rollback, deprecate) needs a second platform admin, who wrote no part of it. Default false.'),
     policy_require_validation: z.boolean().optional().describe('Activation of a platform policy is refused unless the exact draft was validated against recent runs of every tenant. Default false.'),
     policy_refuse_loosening: z.boolean().optional().describe("Activation is refused while the draft's validation shows loosening by rules not declared in expected_loosening (implies validation). Default false."),
-    policy_activation_timeout: z.string().regex(/^\d{1,4}[smhd]$/, 'a duration like 30m or 72h (at most 4 digits)').optional().describe('How long a four-eyes review of a platform policy waits. Default 72h.'),
+    policy_activation_timeout: duration('How long a four-eyes review of a platform policy waits. Default 72h.').optional(),
   })
   .describe('Platform-wide policy settings.');
+export const PlatformSettings = platformSettings(settingDuration);
+/** Platform settings as recorded (PlatformSettingsChanged): durations unbounded, so old events still parse. */
+export const RecordedPlatformSettings = platformSettings(recordedSettingDuration);
 export type PlatformSettings = z.infer<typeof PlatformSettings>;
 
 export const CreateTenantBody = z.strictObject({
@@ -87,7 +96,7 @@ export const Tenant = z.strictObject({
   id: z.string(),
   name: z.string(),
   default_decision: Decision,
-  settings: TenantSettings,
+  settings: RecordedTenantSettings,
   created_at: z.string(),
 });
 export type Tenant = z.infer<typeof Tenant>;

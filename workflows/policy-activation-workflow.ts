@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { EventData, PolicyChange } from '../schemas/events.ts';
 import type { Activities } from '../activities/types.ts';
 import { checkReviewAnswer, evolveReview, REVIEWER_ROLE, type ActivationReview } from '../services/lifecycle/activation-review.ts';
+import { APPROVAL_CHANNELS, type ApprovalChannel } from '../schemas/approval-channel.ts';
 import { attestationSchema, checkEnvelope, lazily, nonceSchema, parseMessage } from './decision-messages.ts';
 
 /**
@@ -43,6 +44,8 @@ const buildReviewAnswerInput = () => z.strictObject({
   nonce: nonceSchema(),
   verdict: z.enum(['approve', 'reject']),
   comment: z.string().max(4000).optional(),
+  // Optional: answers sent before reviews recorded their channel carry none.
+  channel: z.enum(APPROVAL_CHANNELS).optional(),
   by: z.string().min(1),
   roles: z.array(z.string()),
   tenant_id: z.string().min(1),
@@ -113,15 +116,15 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
         const r = review!;
         const at = iso(Date.now());
         if (a.verdict === 'approve') {
-          const done = await completePolicyReview({ tenantId: input.tenantId, policyId: input.policyId, reviewId: r.review_id, approvedBy: a.by, comment: a.comment });
+          const done = await completePolicyReview({ tenantId: input.tenantId, policyId: input.policyId, reviewId: r.review_id, approvedBy: a.by, comment: a.comment, ...(a.channel ? { channel: a.channel } : {}) });
           if (!done.ok) throw refuse(done.reason);
-          review = evolveReview(review, { type: 'PolicyActivationApproved', data: answerData(r, a.by, a.comment, at) });
+          review = evolveReview(review, { type: 'PolicyActivationApproved', data: answerData(r, a.by, a.comment, a.channel, at) });
           outcome = { status: 'activated', version: done.version, hash: done.hash, approved_by: a.by };
           return { counted: true, status: 'approved', version: done.version, hash: done.hash };
         }
-        const done = await closePolicyReview({ tenantId: input.tenantId, policyId: input.policyId, reviewId: r.review_id, outcome: 'rejected', by: a.by, comment: a.comment });
+        const done = await closePolicyReview({ tenantId: input.tenantId, policyId: input.policyId, reviewId: r.review_id, outcome: 'rejected', by: a.by, comment: a.comment, ...(a.channel ? { channel: a.channel } : {}) });
         if (!done.ok) throw refuse(done.reason);
-        review = evolveReview(review, { type: 'PolicyActivationRejected', data: answerData(r, a.by, a.comment, at) });
+        review = evolveReview(review, { type: 'PolicyActivationRejected', data: answerData(r, a.by, a.comment, a.channel, at) });
         outcome = { status: 'rejected', reason: `rejected by ${a.by}${a.comment ? `: ${a.comment}` : ''}` };
         return { counted: true, status: 'rejected', version: r.version };
       } finally {
@@ -193,6 +196,6 @@ export async function policyActivationWorkflow(input: PolicyActivationInput): Pr
   return outcome!;
 }
 
-function answerData(r: ActivationReview, by: string, comment: string | undefined, at: string): EventData<'PolicyActivationApproved'> {
-  return { policy_id: r.policy_id, version: r.version, review_id: r.review_id, by, ...(comment ? { comment } : {}), at };
+function answerData(r: ActivationReview, by: string, comment: string | undefined, channel: ApprovalChannel | undefined, at: string): EventData<'PolicyActivationApproved'> {
+  return { policy_id: r.policy_id, version: r.version, review_id: r.review_id, by, ...(comment ? { comment } : {}), ...(channel ? { channel } : {}), at };
 }

@@ -5,7 +5,7 @@ import { canonicalJson } from '../receipts/canonical.ts';
 /**
  * A tenant's stream (`tenant/<tenant>`) folded: who was a member with which roles, groups and agent
  * permissions, when each joined and left each approver group, which keys were minted and revoked, and the
- * tenant's settings. Pure over the stream's events (in version order, already chain-checked and upcast), so
+ * tenant's settings and judgment evaluator. Pure over the stream's events (in version order, already chain-checked and upcast), so
  * the auditor's replay answers "who joined the finance group, approved, and left" from the log alone.
  */
 
@@ -21,6 +21,8 @@ export type MemberSummary = {
 export type TenantMembership = {
   tenant_id: string;
   config: EventData<'TenantCreated'>['config'] | null;
+  /** The judgment evaluator as last recorded (its key only as a fingerprint); null when none is set. */
+  evaluator: EventData<'EvaluatorChanged'>['after'];
   members: MemberSummary[];
   groups: GroupStint[];
   events: number;
@@ -37,6 +39,8 @@ export function foldTenantStream(tenantId: string, events: readonly StoredEvent[
   const stints: GroupStint[] = [];
   const timeline: AccessTimeline = new Map();
   let config: TenantMembership['config'] = null;
+  let evaluator: TenantMembership['evaluator'] = null;
+  let evaluatorSeen = false;
   const same = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
   const enter = (id: string, e: StoredEvent, before: PrincipalAccess | null, after: PrincipalAccess) => {
     const was = before && !before.disabled ? new Set(before.groups) : new Set<string>();
@@ -115,11 +119,20 @@ export function foldTenantStream(tenantId: string, events: readonly StoredEvent[
         for (const who of [d.from, d.to]) if (!members.has(who)) problems.push({ position: e.position, problem: `${e.type} ${d.delegation_id} names ${who}, who is not a member of the tenant` });
         break;
       }
+      case 'EvaluatorChanged': {
+        const d = e.data as EventData<'EvaluatorChanged'>;
+        if (d.before === null && d.after === null) problems.push({ position: e.position, problem: `EvaluatorChanged by ${d.by} changes nothing` });
+        // The first change may follow an evaluator set before its changes were recorded: its before is taken as given.
+        if (evaluatorSeen && !same(evaluator, d.before)) problems.push({ position: e.position, problem: `EvaluatorChanged by ${d.by}: its "before" is not the evaluator the stream recorded` });
+        evaluator = d.after;
+        evaluatorSeen = true;
+        break;
+      }
       default:
         problems.push({ position: e.position, problem: `${e.type} does not belong on a tenant stream` });
     }
   }
-  return { membership: { tenant_id: tenantId, config, members: [...members.values()], groups: stints, events: events.length }, problems, timeline };
+  return { membership: { tenant_id: tenantId, config, evaluator, members: [...members.values()], groups: stints, events: events.length }, problems, timeline };
 }
 
 /**

@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { answerApproval, checkedAnswer, type MessageDeps } from '../decisions/run-messages.ts';
 import { answerActivationReview } from '../lifecycle/activation-reviews.ts';
 import { closeReviewMessages, reviewStateText } from '../../activities/notify-reviewers.ts';
-import { loadReviewFacts } from './review-facts.ts';
+import { isReviewPurpose, loadReviewFacts, reviewOwner } from './review-facts.ts';
 import { editableArgs, editModal, EDIT_CALLBACK, sealEdit, unsealEdit } from './slack-edit.ts';
 import { parseEditedArgs } from './edited-args.ts';
 import { findPerson } from '../identity/people.ts';
@@ -27,7 +27,7 @@ const principalOf = (p: PrincipalView, via: string): Principal => ({
 });
 
 /** What a channel's answer is about: a decision's round, or a four-eyes review (the message's or link's `policy_id` set). */
-type Answered = { decision_id: string; round: number; purpose: string; policy_id: string | null };
+type Answered = { tenant_id: string; decision_id: string; round: number; purpose: string; policy_id: string | null };
 export type ChannelEdit = { args: Record<string, unknown>; argsDigest?: string | null | undefined };
 
 /**
@@ -37,9 +37,10 @@ export type ChannelEdit = { args: Record<string, unknown>; argsDigest?: string |
  */
 async function count(messages: MessageDeps, person: PrincipalView, about: Answered, verdict: Verdict, channel: 'slack' | 'email', comment?: string, edit?: ChannelEdit): Promise<AnswerOutcome> {
   try {
-    if (about.purpose === 'review') {
+    if (isReviewPurpose(about.purpose)) {
       if (edit) return { counted: false, reason: 'a policy review cannot be approved with an edit' };
-      await answerActivationReview(messages, principalOf(person, channel), about.policy_id ?? '', { verdict, review_id: about.decision_id, ...(comment ? { comment } : {}) });
+      // A platform review's answer goes to the platform's policy; the worker counts it only from a platform admin.
+      await answerActivationReview(messages, principalOf(person, channel), about.policy_id ?? '', { verdict, review_id: about.decision_id, ...(comment ? { comment } : {}) }, reviewOwner(about), channel);
     } else {
       await answerApproval(messages, principalOf(person, channel), about.decision_id, {
         verdict, round: about.round, ...(comment ? { comment } : {}),
@@ -189,7 +190,7 @@ export async function openAnswerModal(db: Db, slack: WebClient | undefined, secr
   const facts = !refusal && action.opensEdit ? await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null) : null;
   const prefill = facts ? editableArgs(facts) : null;
   if (!refusal && action.opensEdit) {
-    if (message.purpose === 'review') refusal = 'a policy review cannot be approved with an edit';
+    if (isReviewPurpose(message.purpose)) refusal = 'a policy review cannot be approved with an edit';
     else if (!facts || facts.status !== 'open') refusal = `round ${message.round} is not open`;
     else if (!facts.edits_allowed) refusal = `rule ${facts.matched_rule ?? '(none)'} does not allow approving changed arguments`;
     else if (prefill === null) refusal = 'the arguments are too long to edit in Slack: approve with edit from the console or the API';
@@ -206,7 +207,7 @@ export async function openAnswerModal(db: Db, slack: WebClient | undefined, secr
     await slack.views.open({ trigger_id: action.triggerId, view: editModal(facts, sealed, prefill) as never });
     return null;
   }
-  const what = message.purpose === 'review' ? `The policy change under review (${slackFact(message.policy_id ?? '', 130)})` : `Decision \`${message.decision_id}\`, round ${message.round}`;
+  const what = isReviewPurpose(message.purpose) ? `The policy change under review (${slackFact(message.policy_id ?? '', 130)})` : `Decision \`${message.decision_id}\`, round ${message.round}`;
   await slack.views.open({
     trigger_id: action.triggerId,
     view: {
@@ -280,8 +281,8 @@ async function answerStoredClick(db: Db, messages: MessageDeps, slack: WebClient
 
 /** Whether this approver's answer is already in the round or review (a stored click processed again after a crash). */
 async function answeredBefore(db: Db, message: SlackMessageRow, approverId: string, verdict: Verdict): Promise<boolean> {
-  if (message.purpose === 'review') {
-    const review = await loadReviewFacts(db, message.tenant_id, message.policy_id ?? '', message.decision_id).catch(() => null);
+  if (isReviewPurpose(message.purpose)) {
+    const review = await loadReviewFacts(db, reviewOwner(message), message.policy_id ?? '', message.decision_id).catch(() => null);
     return review?.answers.some((a) => a.by === approverId && a.verdict === verdict) ?? false;
   }
   const before = await loadRoundFacts(db, message.tenant_id, message.decision_id, message.round).catch(() => null);
@@ -295,8 +296,8 @@ async function showOutcome(db: Db, slack: WebClient | undefined, message: SlackM
   const text = outcome.counted
     ? `${action.edit ? 'Approved with edited arguments' : action.verdict === 'approve' ? 'Approved' : 'Rejected'} by ${cleanText(outcome.approver, 100)} (counted).`
     : `A ${verdict} click by Slack user ${cleanText(action.userId, 40)} was not counted: ${cleanText(outcome.reason, 300)}`;
-  if (message.purpose === 'review') {
-    const review = await loadReviewFacts(db, message.tenant_id, message.policy_id ?? '', message.decision_id).catch(() => null);
+  if (isReviewPurpose(message.purpose)) {
+    const review = await loadReviewFacts(db, reviewOwner(message), message.policy_id ?? '', message.decision_id).catch(() => null);
     if (!review) return;
     if (review.status !== 'open') {
       // The review closed: every message of it shows how (the review workflow does the same once it ends).
@@ -420,7 +421,7 @@ export async function answerEmail(db: Db, messages: MessageDeps, row: EmailToken
  * same page: the reason, or null. The same checks the answer then passes (and passes again in the workflow).
  */
 export async function emailEditRefusal(db: Db, messages: MessageDeps, row: EmailTokenRow, edit: ChannelEdit): Promise<string | null> {
-  if (row.purpose === 'review') return 'a policy review cannot be approved with an edit';
+  if (isReviewPurpose(row.purpose)) return 'a policy review cannot be approved with an edit';
   const person = await emailAddressee(db, row);
   if (!person) return 'the approver this link was sent to is no longer a member with this address';
   try {

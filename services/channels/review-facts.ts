@@ -1,6 +1,17 @@
 import type { Db } from '../events/db.ts';
+import { isPlatformScope, PLATFORM_SCOPE } from '../events/stream-ids.ts';
 import type { ActivationReview } from '../lifecycle/activation-review.ts';
 import { loadPolicy } from '../lifecycle/policy-lifecycle.ts';
+
+/**
+ * The purpose of a review's Slack messages and email links: `review` for a tenant's policy (rows of that
+ * tenant), `platform_review` for a platform policy (rows of each reviewer's home tenant: platform admins live
+ * in tenants of their own).
+ */
+export const reviewPurpose = (owner: string) => (isPlatformScope(owner) ? 'platform_review' : 'review');
+export const isReviewPurpose = (purpose: string) => purpose === 'review' || purpose === 'platform_review';
+/** Whose policy a review's message or link is about: the platform's, or the row's tenant's. */
+export const reviewOwner = (row: { purpose: string; tenant_id: string }) => (row.purpose === 'platform_review' ? PLATFORM_SCOPE : row.tenant_id);
 
 /** What a reviewer is shown about one four-eyes review of a policy change (all of it Countersign's record). */
 export type ReviewFacts = {

@@ -271,6 +271,7 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     case 'ApiKeyRevoked':
     case 'DelegationGranted':
     case 'DelegationRevoked':
+    case 'EvaluatorChanged':
     case 'PlatformSettingsChanged':
       return view;
     default: {

@@ -6,7 +6,7 @@ import { tenantStreamId } from '../events/stream-ids.ts';
 
 /**
  * Every change to who may do what in a tenant (members, roles, groups, disabling, agent permissions, API keys,
- * tenant settings) is an event on the tenant's stream, appended in the same transaction as the table change,
+ * tenant settings, the judgment evaluator) is an event on the tenant's stream, appended in the same transaction as the table change,
  * so the publisher sends it to Kafka and `countersign audit replay` can say who could approve what, when.
  */
 export { tenantStreamId };
@@ -22,7 +22,8 @@ export type TenantEvent =
   | { type: 'ApiKeyCreated'; data: EventData<'ApiKeyCreated'> }
   | { type: 'ApiKeyRevoked'; data: EventData<'ApiKeyRevoked'> }
   | { type: 'DelegationGranted'; data: EventData<'DelegationGranted'> }
-  | { type: 'DelegationRevoked'; data: EventData<'DelegationRevoked'> };
+  | { type: 'DelegationRevoked'; data: EventData<'DelegationRevoked'> }
+  | { type: 'EvaluatorChanged'; data: EventData<'EvaluatorChanged'> };
 
 /** Appends inside the caller's transaction (which holds the table change): both commit, or neither. */
 export async function appendTenantEvents(client: pg.PoolClient, tenantId: string, events: TenantEvent[], now = new Date()): Promise<void> {

@@ -1,9 +1,15 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
 import { z } from 'zod';
+import type { EventData } from '../../schemas/events.ts';
 import { withTenant, type Db } from '../events/db.ts';
+import { appendTenantEvents } from '../identity/tenant-stream.ts';
 
 /**
  * A tenant's evaluator for judgment rules (PUT /v1/tenants/{id}/evaluator): an OpenAI-compatible
  * chat-completions endpoint. `api_key` is a secret: stored for the worker, never answered, never logged.
+ * Every change is an EvaluatorChanged event on the tenant's stream, in the same transaction as the row, with
+ * a fingerprint of the key in place of the key.
  */
 export const EvaluatorSettingsBody = z.strictObject({
   url: z.url({ protocol: /^https?$/, error: 'url must be an http(s) URL: the base URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1' }).max(2000)
@@ -46,18 +52,45 @@ export async function hasEvaluator(db: Db, tenantId: string): Promise<boolean> {
   return (res.rowCount ?? 0) > 0;
 }
 
-export async function saveEvaluator(db: Db, tenantId: string, body: EvaluatorSettingsBody, by: string): Promise<EvaluatorSettings> {
-  const res = await withTenant(db, tenantId, (c) => c.query<Row>(
-    `INSERT INTO tenant_evaluators (tenant_id, url, model, api_key, timeout_ms, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, now())
-     ON CONFLICT (tenant_id) DO UPDATE SET url = EXCLUDED.url, model = EXCLUDED.model, api_key = EXCLUDED.api_key, timeout_ms = EXCLUDED.timeout_ms,
-       updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at
-     RETURNING tenant_id, url, model, api_key, timeout_ms, updated_by, updated_at`,
-    [tenantId, body.url, body.model, body.api_key, body.timeout_ms, by],
-  ));
-  return toSettings(res.rows[0]!);
+type Recorded = NonNullable<EventData<'EvaluatorChanged'>['after']>;
+
+/** sha256: and 16 hex digits of SHA-256 over the key: tells keys apart in the log without carrying one. */
+export function apiKeyFingerprint(apiKey: string): string {
+  return `sha256:${createHash('sha256').update(apiKey, 'utf8').digest('hex').slice(0, 16)}`;
 }
 
-export async function deleteEvaluator(db: Db, tenantId: string): Promise<boolean> {
-  const res = await withTenant(db, tenantId, (c) => c.query('DELETE FROM tenant_evaluators WHERE tenant_id = $1', [tenantId]));
-  return (res.rowCount ?? 0) > 0;
+const recorded = (r: Pick<Row, 'url' | 'model' | 'api_key' | 'timeout_ms'>): Recorded =>
+  ({ url: r.url, model: r.model, timeout_ms: r.timeout_ms, api_key_fingerprint: apiKeyFingerprint(r.api_key) });
+
+/** The current row, with the tenant's row locked so that concurrent changes record their before in order. */
+async function lockedCurrent(c: pg.PoolClient, tenantId: string): Promise<Row | null> {
+  await c.query('SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE', [tenantId]);
+  const res = await c.query<Row>('SELECT tenant_id, url, model, api_key, timeout_ms, updated_by, updated_at FROM tenant_evaluators WHERE tenant_id = $1', [tenantId]);
+  return res.rows[0] ?? null;
+}
+
+export async function saveEvaluator(db: Db, tenantId: string, body: EvaluatorSettingsBody, by: string): Promise<EvaluatorSettings> {
+  const row = await withTenant(db, tenantId, async (c) => {
+    const cur = await lockedCurrent(c, tenantId);
+    const res = await c.query<Row>(
+      `INSERT INTO tenant_evaluators (tenant_id, url, model, api_key, timeout_ms, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, now())
+       ON CONFLICT (tenant_id) DO UPDATE SET url = EXCLUDED.url, model = EXCLUDED.model, api_key = EXCLUDED.api_key, timeout_ms = EXCLUDED.timeout_ms,
+         updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at
+       RETURNING tenant_id, url, model, api_key, timeout_ms, updated_by, updated_at`,
+      [tenantId, body.url, body.model, body.api_key, body.timeout_ms, by],
+    );
+    await appendTenantEvents(c, tenantId, [{ type: 'EvaluatorChanged', data: { tenant_id: tenantId, before: cur ? recorded(cur) : null, after: recorded(res.rows[0]!), by } }]);
+    return res.rows[0]!;
+  });
+  return toSettings(row);
+}
+
+export async function deleteEvaluator(db: Db, tenantId: string, by: string): Promise<boolean> {
+  return withTenant(db, tenantId, async (c) => {
+    const cur = await lockedCurrent(c, tenantId);
+    if (!cur) return false;
+    await c.query('DELETE FROM tenant_evaluators WHERE tenant_id = $1', [tenantId]);
+    await appendTenantEvents(c, tenantId, [{ type: 'EvaluatorChanged', data: { tenant_id: tenantId, before: recorded(cur), after: null, by } }]);
+    return true;
+  });
 }

@@ -13,6 +13,7 @@ import { loadPolicy, planActivation, type ActivationAnswer, type ActivationOptio
 import { openReview } from './policy-store.ts';
 import { REVIEWER_ROLE } from './activation-review.ts';
 import { isPlatformScope } from '../events/stream-ids.ts';
+import type { ApprovalChannel } from '../../schemas/approval-channel.ts';
 import { planChange, type PolicyChange } from './policy-change.ts';
 
 /**
@@ -89,6 +90,7 @@ export async function requestChangeReview(deps: ReviewDeps, a: Actor, policyId: 
 export async function answerActivationReview(
   deps: Omit<ReviewDeps, 'taskQueue'>, principal: Principal, policyId: string, body: { verdict: 'approve' | 'reject'; comment?: string | undefined; review_id?: string | undefined },
   owner: string = principal.tenant_id,
+  channel: ApprovalChannel = 'api',
 ): Promise<ReviewAnswerResult & { id: string; review_id: string }> {
   const s = await loadPolicy(deps.db, owner, policyId);
   if (!s || s.deleted) throw new CountersignError('not_found', `policy ${policyId} not found`);
@@ -106,6 +108,7 @@ export async function answerActivationReview(
     nonce: newNonce(),
     verdict: body.verdict,
     ...(body.comment ? { comment: body.comment } : {}),
+    channel,
     by: principal.id,
     // In the platform scope a platform admin is the reviewer role (the route checked the flag; the worker re-checks it).
     roles: isPlatformScope(owner) ? [REVIEWER_ROLE] : principal.roles,

@@ -1,3 +1,4 @@
+import type { ApprovalChannel } from '../../schemas/approval-channel.ts';
 import { randomUUID } from 'node:crypto';
 import type { NewEvent, PolicyChange } from '../../schemas/events.ts';
 import { CountersignError } from '../errors.ts';
@@ -106,7 +107,7 @@ export async function unbindTarget(db: Db, tenantId: string, agentId: string): P
   return b.policy_id;
 }
 
-type Approval = { reviewId: string; approvedBy: string; comment?: string | undefined; requestedBy: string; now: Date };
+type Approval = { reviewId: string; approvedBy: string; comment?: string | undefined; channel?: ApprovalChannel | undefined; requestedBy: string; now: Date };
 
 /**
  * Applies a planned change: one append on the policy stream (with the review's approval when there is one, so
@@ -123,7 +124,7 @@ async function applyChange(db: Db, keyring: Keyring, a: Actor, plan: ChangePlan,
   const id = (what: string) => (approval ? `${stream}/review/${approval.reviewId}/${what}` : eid(a.tenantId, policyId, what));
   const reviewed = approval ? { approved_by: approval.approvedBy, review_id: approval.reviewId } : {};
   const approved: NewEvent[] = approval
-    ? [{ type: 'PolicyActivationApproved', eventId: id('approved'), data: { policy_id: policyId, version: plan.version, review_id: approval.reviewId, by: approval.approvedBy, ...(approval.comment ? { comment: approval.comment } : {}), at: now.toISOString() } }]
+    ? [{ type: 'PolicyActivationApproved', eventId: id('approved'), data: { policy_id: policyId, version: plan.version, review_id: approval.reviewId, by: approval.approvedBy, ...(approval.comment ? { comment: approval.comment } : {}), ...(approval.channel ? { channel: approval.channel } : {}), at: now.toISOString() } }]
     : [];
   const actor = approval?.requestedBy ?? a.principalId;
   switch (c.kind) {
@@ -209,7 +210,7 @@ export async function openPolicyReview(db: Db, opts: OpenReviewOptions): Promise
 /** The end of an approved review: the activation of the draft, or the change it stands for. Idempotent. */
 export async function completePolicyReview(
   db: Db, keyring: Keyring,
-  opts: { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined; now?: Date },
+  opts: { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined; channel?: ApprovalChannel | undefined; now?: Date },
 ): Promise<{ ok: true; version: number; hash: string } | { ok: false; reason: string }> {
   const s = await loadPolicy(db, opts.tenantId, opts.policyId);
   const r = s?.review;
@@ -226,7 +227,7 @@ export async function completePolicyReview(
   if (c.kind === 'rollback' && settings.requireValidation) return { ok: false, reason: 'this tenant now requires validation before activation: clone the version, validate it and activate it' };
   const plan: ChangePlan = { state: s, change: c, version: r.version, changeHash: r.document_hash, settings };
   try {
-    await applyChange(db, keyring, a, plan, { reviewId: r.review_id, approvedBy: opts.approvedBy, comment: opts.comment, requestedBy: r.requested_by, now: opts.now ?? new Date() });
+    await applyChange(db, keyring, a, plan, { reviewId: r.review_id, approvedBy: opts.approvedBy, comment: opts.comment, channel: opts.channel, requestedBy: r.requested_by, now: opts.now ?? new Date() });
   } catch (err) {
     if (err instanceof CountersignError && err.code === 'conflict') return { ok: false, reason: err.message };
     throw err;

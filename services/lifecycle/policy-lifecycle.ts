@@ -1,3 +1,4 @@
+import type { ApprovalChannel } from '../../schemas/approval-channel.ts';
 import { randomUUID } from 'node:crypto';
 import type { NewEvent } from '../../schemas/events.ts';
 import type { DecisionRequest, Evaluation } from '../../schemas/decision.ts';
@@ -12,7 +13,7 @@ import { isPlatformScope, policyStreamId, policyStreamPrefix } from '../events/s
 import { compilePolicyVersion } from './policy-version.ts';
 import { agentStreamId, foldPolicy, openReview, type PolicyEvent, type PolicyState } from './policy-store.ts';
 import { durationSeconds } from '../../schemas/duration.ts';
-import { TenantSettings } from '../../schemas/identity.ts';
+import { RecordedTenantSettings } from '../../schemas/identity.ts';
 import type { z } from 'zod';
 import { restrictiveness } from '../../schemas/decision-kind.ts';
 import type { PublicKeySet } from '../../schemas/receipt.ts';
@@ -141,11 +142,11 @@ export const DEFAULT_REVIEW_TIMEOUT_SEC = 72 * 3600;
 
 /** The settings that gate an owner's policies: a tenant's (its tenants row), or the platform's own (PLATFORM_SCOPE). */
 export async function policySettings(db: Db, tenantId: string): Promise<PolicySettings> {
-  let t: z.infer<typeof TenantSettings>;
+  let t: z.infer<typeof RecordedTenantSettings>;
   if (isPlatformScope(tenantId)) t = (await readPlatformSettings(db)).settings;
   else {
     const res = await withTenant(db, tenantId, (c) => c.query<{ settings: unknown }>('SELECT settings FROM tenants WHERE id = $1', [tenantId]));
-    const parsed = TenantSettings.safeParse(res.rows[0]?.settings ?? {});
+    const parsed = RecordedTenantSettings.safeParse(res.rows[0]?.settings ?? {});
     t = parsed.success ? parsed.data : {};
   }
   return {
@@ -224,7 +225,7 @@ export async function activateDraft(db: Db, keyring: Keyring, a: Actor, policyId
  */
 export async function completeReviewedActivation(
   db: Db, keyring: Keyring,
-  opts: { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined; now?: Date },
+  opts: { tenantId: string; policyId: string; reviewId: string; approvedBy: string; comment?: string | undefined; channel?: ApprovalChannel | undefined; now?: Date },
 ): Promise<{ ok: true; version: number; hash: string } | { ok: false; reason: string }> {
   const s = await loadPolicy(db, opts.tenantId, opts.policyId);
   const r = s?.review;
@@ -239,7 +240,7 @@ export async function completeReviewedActivation(
   const data = { ...signedActivation(keyring, { document: s.draft.document, version: s.draft.version, actor: r.requested_by }), approved_by: opts.approvedBy, review_id: r.review_id };
   const stream = policyStreamId(opts.tenantId, opts.policyId);
   await append(db, opts.tenantId, opts.policyId, s.stream_version, [
-    { type: 'PolicyActivationApproved', eventId: `${stream}/review/${r.review_id}/approved`, data: { policy_id: opts.policyId, version: s.draft.version, review_id: r.review_id, by: opts.approvedBy, ...(opts.comment ? { comment: opts.comment } : {}), at: now.toISOString() } },
+    { type: 'PolicyActivationApproved', eventId: `${stream}/review/${r.review_id}/approved`, data: { policy_id: opts.policyId, version: s.draft.version, review_id: r.review_id, by: opts.approvedBy, ...(opts.comment ? { comment: opts.comment } : {}), ...(opts.channel ? { channel: opts.channel } : {}), at: now.toISOString() } },
     { type: 'PolicyActivated', eventId: `${stream}/review/${r.review_id}/activated`, data },
   ], now);
   return { ok: true, version: data.version, hash: data.hash };
@@ -248,7 +249,7 @@ export async function completeReviewedActivation(
 /** A review that ends without activation (rejected or expired); idempotent like the above. */
 export async function closeReview(
   db: Db,
-  opts: { tenantId: string; policyId: string; reviewId: string; outcome: 'rejected' | 'expired'; by?: string; comment?: string | undefined; now?: Date },
+  opts: { tenantId: string; policyId: string; reviewId: string; outcome: 'rejected' | 'expired'; by?: string; comment?: string | undefined; channel?: ApprovalChannel | undefined; now?: Date },
 ): Promise<{ ok: true } | { ok: false; reason: string }> {
   const s = await loadPolicy(db, opts.tenantId, opts.policyId);
   const r = s?.review;
@@ -258,7 +259,7 @@ export async function closeReview(
   const now = opts.now ?? new Date();
   const stream = policyStreamId(opts.tenantId, opts.policyId);
   const event: NewEvent = opts.outcome === 'rejected'
-    ? { type: 'PolicyActivationRejected', eventId: `${stream}/review/${r.review_id}/rejected`, data: { policy_id: opts.policyId, version: r.version, review_id: r.review_id, by: opts.by ?? '', ...(opts.comment ? { comment: opts.comment } : {}), at: now.toISOString() } }
+    ? { type: 'PolicyActivationRejected', eventId: `${stream}/review/${r.review_id}/rejected`, data: { policy_id: opts.policyId, version: r.version, review_id: r.review_id, by: opts.by ?? '', ...(opts.comment ? { comment: opts.comment } : {}), ...(opts.channel ? { channel: opts.channel } : {}), at: now.toISOString() } }
     : { type: 'PolicyActivationExpired', eventId: `${stream}/review/${r.review_id}/expired`, data: { policy_id: opts.policyId, version: r.version, review_id: r.review_id, at: now.toISOString() } };
   await append(db, opts.tenantId, opts.policyId, s.stream_version, [event], now);
   return { ok: true };

@@ -1,10 +1,14 @@
 import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { SMTPServer } from 'smtp-server';
 import { smtpCapture, unqp } from './smtp-capture.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../services/receipts/canonical.ts';
 import { slackSignature } from '../../services/channels/slack-signature.ts';
+import { ensureBootstrap } from '../../services/identity/bootstrap.ts';
 import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
 import { slackStandIn, type SlackCall } from './slack-stand-in.ts';
 
@@ -187,7 +191,7 @@ describe('four-eyes policy reviews on Slack and by email', () => {
     const policy = await eventually(async () => { const p = await api(as(rae.key), 'GET', `/v1/policies/${policyId}`); return p.body.status === 'active' ? p.body : undefined; }, 20_000, 'the policy active');
     expect(policy.active_version).toBe(1);
     const answers = await reviewAnswers(policyId);
-    expect(answers).toEqual([expect.objectContaining({ type: 'PolicyActivationApproved', data: expect.objectContaining({ by: ray.id }) })]);
+    expect(answers).toEqual([expect.objectContaining({ type: 'PolicyActivationApproved', data: expect.objectContaining({ by: ray.id, channel: 'slack' }) })]);
     // Ray's message shows the outcome and loses its buttons.
     const closed = await eventually(async () => calls.find((c) => c.method === 'chat.update' && c.body['channel'] === 'DU0RAY' && /Approved by Ray/.test(String(c.body['text']))), 20_000, 'the message closed');
     expect(blocksOf(closed)).not.toContain('countersign_approve');
@@ -214,7 +218,7 @@ describe('four-eyes policy reviews on Slack and by email', () => {
     });
     expect((await post(reason, signed(reason))).status).toBe(200);
     await eventually(async () => ((await reviewAnswers(policyId)).length ? true : undefined), 30_000, 'the review rejected');
-    expect(await reviewAnswers(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationRejected', data: expect.objectContaining({ by: ray.id, comment: 'not before the audit' }) })]);
+    expect(await reviewAnswers(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationRejected', data: expect.objectContaining({ by: ray.id, comment: 'not before the audit', channel: 'slack' }) })]);
     expect((await api(as(rae.key), 'GET', `/v1/policies/${policyId}`)).body.active_version).toBeNull();
     await eventually(async () => calls.find((c) => c.method === 'chat.update' && c.body['channel'] === 'DU0RAY' && blocksOf(c).includes(reviewId) && /Rejected by Ray/.test(String(c.body['text']))), 20_000, 'the message closed');
   }, 120_000);
@@ -241,7 +245,7 @@ describe('four-eyes policy reviews on Slack and by email', () => {
     const res = await postForm(link, { csrf: page.csrf, decision_id: reviewId, round: '1', verdict: 'approve', comment: 'looks right' });
     expect(res.status).toBe(200);
     expect(await res.text()).toMatch(/Answer counted/);
-    expect(await reviewAnswers(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationApproved', data: expect.objectContaining({ by: rex.id, comment: 'looks right' }) })]);
+    expect(await reviewAnswers(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationApproved', data: expect.objectContaining({ by: rex.id, comment: 'looks right', channel: 'email' }) })]);
     expect((await api(as(rae.key), 'GET', `/v1/policies/${policyId}`)).body.status).toBe('active');
     // Used: the link answers nothing more; Ray's Slack message of this review closes.
     expect((await postForm(link, { csrf: page.csrf, decision_id: reviewId, round: '1', verdict: 'reject' })).status).toBe(404);
@@ -249,6 +253,96 @@ describe('four-eyes policy reviews on Slack and by email', () => {
     const got = (await reviewAnswers(policyId)).length - 1;
     console.log(`attack review answers by email (no CSRF, forged CSRF, the requester, a used link): 4 attempts, ${got} got through`);
     expect(got).toBe(0);
+  }, 120_000);
+});
+
+describe('platform policy reviews on Slack and by email', () => {
+  // The platform's reviewers are platform admins, who live in tenants of their own: each is told on its own
+  // channels, in its home tenant's rows, and its answer reaches the platform's review.
+  let ops: { id: string; key: string; tenant: string };
+  let ray: { id: string; key: string; tenant: string };
+  const platform = () => ({ url: stack.url, key: stack.bootstrapKey });
+  const answersOf = async (policyId: string) =>
+    (await stack.db.query<{ type: string; data: any }>(`SELECT type, data FROM events WHERE type IN ('PolicyActivationApproved', 'PolicyActivationRejected') AND data->>'policy_id' = $1 AND tenant_id = ':platform' ORDER BY position`, [policyId])).rows;
+  const askReview = async (id: string) => {
+    const doc = { apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: id }, scope: { level: 'platform' }, rules: [{ name: 'gate', match: { tool: `${id}_tool` }, decision: 'DENY' }] };
+    expect((await api(platform(), 'POST', '/v1/platform/policies', doc)).status).toBe(201);
+    const asked = await api(platform(), 'POST', `/v1/platform/policies/${id}/activate`);
+    expect(asked.status, JSON.stringify(asked.body)).toBe(202);
+    return asked.body.review_id as string;
+  };
+
+  beforeAll(async () => {
+    // A second platform admin (as an operator's tooling makes one), at home in a tenant of its own, on Slack and email.
+    const tenant = `pr_ops_${RUN}`;
+    const second = await ensureBootstrap(stack.db, { tenantId: tenant, keyFile: path.join(mkdtempSync(path.join(tmpdir(), 'cs-pr-')), 'key') });
+    const me = await api({ url: stack.url, key: second.token! }, 'GET', '/v1/me');
+    expect(me.body.platform_admin).toBe(true);
+    ops = { id: me.body.id, key: second.token!, tenant };
+    const patched = await api({ url: stack.url, key: ops.key }, 'PATCH', `/v1/principals/${ops.id}`, { slack_user_id: 'U0OPS', email: 'ops@example.test' });
+    expect(patched.status, JSON.stringify(patched.body)).toBe(200);
+    // A tenant admin (not a platform admin) on Slack: may not answer a platform review.
+    const t = `pr-ten-${RUN}`;
+    const made = await api(platform(), 'POST', '/v1/tenants', { id: t, name: t });
+    const p = await api({ url: stack.url, key: made.body.admin_api_key }, 'POST', '/v1/principals', { name: 'Tina', kind: 'person', roles: ['admin'], slack_user_id: 'U0TINA', email: 'tina@example.test' });
+    ray = { id: p.body.id, key: p.body.api_key, tenant: t };
+    expect((await api(platform(), 'PATCH', '/v1/platform/settings', { policy_four_eyes: true })).status).toBe(200);
+  }, 60_000);
+  afterAll(async () => {
+    await api(platform(), 'PATCH', '/v1/platform/settings', { policy_four_eyes: false });
+  });
+
+  it('notifies the other platform admins on Slack and by email, and counts a platform admin\'s click; tenant admins count nothing', async () => {
+    const policyId = `plat-slack-${RUN}`;
+    const reviewId = await askReview(policyId);
+    const msg = await messageTo('U0OPS', reviewId);
+    expect(blocksOf(msg)).toContain(`activate ${policyId} v1`);
+    await linkFor('ops@example.test', policyId);
+    // The message lives in the reviewer's home tenant.
+    const row = (await stack.db.query<{ tenant_id: string; purpose: string }>('SELECT tenant_id, purpose FROM channel_slack_messages WHERE ref = $1', [refOf(msg)])).rows[0];
+    expect(row).toEqual({ tenant_id: ops.tenant, purpose: 'platform_review' });
+    // Tenant admins are not asked.
+    expect(calls.some((c) => c.method === 'chat.postMessage' && c.body['channel'] === 'U0TINA' && blocksOf(c).includes(reviewId))).toBe(false);
+
+    // A message of this review addressed to a tenant admin (as if a notice had gone to the wrong person), clicked
+    // by them; the platform admin's message clicked by the tenant admin; both count nothing.
+    const tinaRef = `tina${randomUUID().replace(/-/g, '')}`.slice(0, 24);
+    await stack.db.query(
+      `INSERT INTO channel_slack_messages (ref, tenant_id, decision_id, round, purpose, approver_id, slack_user_id, team_id, level, policy_id) VALUES ($1, $2, $3, 1, 'platform_review', $4, 'U0TINA', $5, 0, $6)`,
+      [tinaRef, ray.tenant, reviewId, ray.id, TEAM, policyId],
+    );
+    const attempts: Array<[string, string]> = [
+      ['a tenant admin on a message addressed to them', click({ user: 'U0TINA', action: 'approve', ref: tinaRef })],
+      ['a tenant admin on the platform admin\'s message', click({ user: 'U0TINA', action: 'approve', ref: refOf(msg) })],
+    ];
+    for (const [, b] of attempts) expect((await post(b, signed(b))).status).toBe(200);
+    await eventually(async () => (await stack.db.query<{ reason: string }>(`SELECT reason FROM channel_answer_log WHERE decision_id = $1 AND reason LIKE '%only a platform admin%'`, [reviewId])).rows[0], 20_000, 'the tenant admin refused by the review');
+    await eventually(async () => ((await stack.db.query(`SELECT 1 FROM channel_answer_log WHERE decision_id = $1 AND NOT counted`, [reviewId])).rowCount! >= 2 ? true : undefined), 20_000, 'refusals logged');
+    const through = (await answersOf(policyId)).length;
+
+    const good = click({ user: 'U0OPS', action: 'approve', ref: refOf(msg) });
+    expect((await post(good, signed(good))).status).toBe(200);
+    await eventually(async () => ((await answersOf(policyId)).length ? true : undefined), 30_000, 'the review approved');
+    expect(await answersOf(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationApproved', data: expect.objectContaining({ by: ops.id, channel: 'slack' }) })]);
+    expect((await api(platform(), 'GET', `/v1/platform/policies/${policyId}`)).body.status).toBe('active');
+    // The message shows the outcome (the approver's name, from their home tenant) and loses its buttons; the emailed link answers nothing.
+    const closed = await eventually(async () => calls.find((c) => c.method === 'chat.update' && c.body['channel'] === 'DU0OPS' && blocksOf(c).includes(reviewId) && /Approved by bootstrap admin/.test(String(c.body['text']))), 20_000, 'the message closed');
+    expect(blocksOf(closed)).not.toContain('countersign_approve');
+    expect((await pageOf((await linkFor('ops@example.test', policyId)).link)).status).toBe(409);
+    console.log(`attack platform review answered by a tenant admin on Slack: ${attempts.length} attempts, ${through} got through`);
+    expect(through).toBe(0);
+  }, 120_000);
+
+  it('a platform review is answered from the emailed link, recorded with its channel', async () => {
+    const policyId = `plat-mail-${RUN}`;
+    const reviewId = await askReview(policyId);
+    const { link } = await linkFor('ops@example.test', policyId);
+    const page = await pageOf(link);
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('policy change to review');
+    const res = await postForm(link, { csrf: page.csrf, decision_id: reviewId, round: '1', verdict: 'reject', comment: 'not this quarter' });
+    expect(res.status).toBe(200);
+    expect(await answersOf(policyId)).toEqual([expect.objectContaining({ type: 'PolicyActivationRejected', data: expect.objectContaining({ by: ops.id, channel: 'email', comment: 'not this quarter' }) })]);
   }, 120_000);
 });
 

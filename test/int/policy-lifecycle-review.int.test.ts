@@ -89,6 +89,8 @@ describe('four-eyes activation (tenant setting policy_four_eyes)', () => {
     expect(activated).toMatchObject({ version: 1, approved_by: bea.id, review_id: asked.body.review_id });
     expect(activated.signature).toBeTruthy();
     await refused(dana.key, 'POST', `/v1/policies/${id}/activation/approvals`, { verdict: 'approve' }, 409, 'answer_refused', /already approved/);
+    // The answer event records where it was given: the API by default.
+    expect(await eventsOf('PolicyActivationApproved', id)).toEqual([expect.objectContaining({ by: bea.id, comment: 'looks right', channel: 'api' })]);
 
     // Round two: bea edits the clone, so bea is an author now; dana rejects.
     expect((await api(as(t.admin), 'POST', `/v1/policies/${id}/clone`)).status).toBe(201);
@@ -97,10 +99,16 @@ describe('four-eyes activation (tenant setting policy_four_eyes)', () => {
     expect(second.status).toBe(202);
     expect(second.body.authors).toEqual(expect.arrayContaining([bea.id]));
     await refused(bea.key, 'POST', `/v1/policies/${id}/activation/approvals`, { verdict: 'approve' }, 409, 'answer_refused', /author of the change/);
-    const no = await api(as(dana.key), 'POST', `/v1/policies/${id}/activation/approvals`, { verdict: 'reject', comment: 'not now' });
+    // Slack and email answers come through their own routes: the API does not take their label.
+    for (const channel of ['slack', 'email', 'fax']) {
+      const bad = await api(as(dana.key), 'POST', `/v1/policies/${id}/activation/approvals`, { verdict: 'reject', channel });
+      expect(bad.status).toBe(400);
+      expect(bad.body.errors.map((e: { path: string }) => e.path)).toEqual(['body.channel']);
+    }
+    const no = await api(as(dana.key), 'POST', `/v1/policies/${id}/activation/approvals`, { verdict: 'reject', comment: 'not now', channel: 'cli' });
     expect(no.status).toBe(200);
     expect(no.body).toMatchObject({ counted: true, status: 'rejected', version: 2 });
-    expect(await eventsOf('PolicyActivationRejected', id)).toEqual([expect.objectContaining({ by: dana.id, comment: 'not now', version: 2 })]);
+    expect(await eventsOf('PolicyActivationRejected', id)).toEqual([expect.objectContaining({ by: dana.id, comment: 'not now', version: 2, channel: 'cli' })]);
     const after = await api(as(t.admin), 'GET', `/v1/policies/${id}`);
     expect(after.body).toMatchObject({ active_version: 1, draft: { version: 2 }, activation_review: { status: 'rejected', rejected_by: dana.id } });
     await refused(dana.key, 'POST', `/v1/policies/${id}/activation/approvals`, { verdict: 'approve' }, 409, 'answer_refused', /already rejected/);

@@ -8,7 +8,7 @@ import {
   processSlackInbox, readEmailToken, SLACK_INBOX_LEASE_SECONDS, spendEmailLink, type AnswerOutcome, type ChannelEdit,
 } from '../../channels/answers.ts';
 import { parseEditedArgs } from '../../channels/edited-args.ts';
-import { loadReviewFacts } from '../../channels/review-facts.ts';
+import { isReviewPurpose, loadReviewFacts, reviewOwner } from '../../channels/review-facts.ts';
 import { bindSlackTeam, boundSlackTeam } from '../../channels/slack-workspaces.ts';
 import { confirmationPage, csrfMatches, csrfFor, messagePage, reviewConfirmationPage } from '../../channels/email.ts';
 import { loadRoundFacts } from '../../channels/facts.ts';
@@ -137,8 +137,8 @@ export function registerChannelRoutes(app: FastifyInstance, deps: ApiDeps): void
       if ('refused' in found) return html(reply, 404, messagePage('Link not usable', found.refused));
       const { row } = found;
       const csrf = csrfFor(messages.secret(), row.token_hash);
-      if (row.purpose === 'review') {
-        const review = await loadReviewFacts(deps.db, row.tenant_id, row.policy_id ?? '', row.decision_id);
+      if (isReviewPurpose(row.purpose)) {
+        const review = await loadReviewFacts(deps.db, reviewOwner(row), row.policy_id ?? '', row.decision_id);
         if (!review) return html(reply, 404, messagePage('Link not usable', 'this link is not valid'));
         if (review.status !== 'open') return html(reply, 409, messagePage('Review closed', `This policy review is ${review.status}; there is nothing to answer.`));
         return html(reply, 200, reviewConfirmationPage(review, `/v1/email-approvals/${token}`, csrf));

@@ -18,7 +18,7 @@ import { readAttestationSecret } from '../../decisions/attestation.ts';
 import { authenticated, platformAdmin, principalOf, type ApiDeps } from '../server.ts';
 import { changePlatformSettings, readPlatformSettings } from '../../lifecycle/platform-settings.ts';
 import { refusePlatformPolicy } from '../../lifecycle/platform-policies.ts';
-import { PlatformSettings } from '../../../schemas/identity.ts';
+import { PlatformSettings, RecordedPlatformSettings } from '../../../schemas/identity.ts';
 import { readsOnlyOwn, requireAgent } from '../../identity/agent-binding.ts';
 import {
   changeOfActiveSet, Doc, PLATFORM_ROUTES, PolicyIdParam, problems, registerLifecycleRoutes, TENANT_ROUTES, WRITERS,
@@ -60,14 +60,14 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
 
   r.get('/v1/platform/settings', {
     onRequest: platformAdmin(deps),
-    schema: { tags: ['platform'], summary: "The platform's policy settings (platform admins): four-eyes, validation and review timeout of platform policies", querystring: z.strictObject({}), response: { 200: PlatformSettings, ...problems } },
+    schema: { tags: ['platform'], summary: "The platform's policy settings (platform admins): four-eyes, validation and review timeout of platform policies", querystring: z.strictObject({}), response: { 200: RecordedPlatformSettings, ...problems } },
   }, async () => (await readPlatformSettings(deps.db)).settings);
 
   r.patch('/v1/platform/settings', {
     onRequest: platformAdmin(deps),
     schema: {
       tags: ['platform'], summary: "Change the platform's policy settings (platform admins); recorded as PlatformSettingsChanged on platform/settings",
-      body: PlatformSettings.refine((b) => Object.keys(b).length > 0, 'nothing to change'), response: { 200: PlatformSettings, ...problems },
+      body: PlatformSettings.refine((b) => Object.keys(b).length > 0, 'nothing to change'), response: { 200: RecordedPlatformSettings, ...problems },
     },
   }, async (req) => changePlatformSettings(deps.db, principalOf(req).id, req.body));
 

@@ -223,12 +223,16 @@ export function registerLifecycleRoutes(app: FastifyInstance, deps: ApiDeps, rev
     schema: {
       tags: [tag], params: IdParams,
       summary: "A second admin's answer to the review waiting on a policy (four-eyes): 200 when it counted, 409 with the reason when not",
-      body: z.strictObject({ verdict: z.enum(['approve', 'reject']), comment: z.string().max(4000).optional(), review_id: z.string().min(1).max(300).optional() }),
+      body: z.strictObject({
+        verdict: z.enum(['approve', 'reject']), comment: z.string().max(4000).optional(), review_id: z.string().min(1).max(300).optional(),
+        channel: z.enum(['api', 'cli', 'dashboard']).optional()
+          .describe("Where the answer was given, recorded in the review's answer event (default api). A label only: who answers is the key's principal. Slack and email answers come through their own routes."),
+      }),
       response: { 200: ReviewAnswer, ...problems },
     },
   }, async (req) => {
     await guard(req, req.params.id, 'review');
-    return answerActivationReview(reviews, principalOf(req), req.params.id, req.body, scope.owner(req));
+    return answerActivationReview(reviews, principalOf(req), req.params.id, req.body, scope.owner(req), req.body.channel ?? 'api');
   });
 
   r.get(`${base}/:id/export`, {

@@ -87,7 +87,7 @@ export function registerTenantRoutes(app: FastifyInstance, deps: ApiDeps): void 
     schema: { tags: ['identity'], summary: "Remove the tenant's evaluator: judgment rules go to people only", params: TenantParams, response: { 204: z.null(), ...problems } },
   }, async (req, reply) => {
     visible(req, req.params.id);
-    if (!(await deleteEvaluator(deps.db, req.params.id))) throw new CountersignError('not_found', `tenant ${req.params.id} has no evaluator`);
+    if (!(await deleteEvaluator(deps.db, req.params.id, principalOf(req).id))) throw new CountersignError('not_found', `tenant ${req.params.id} has no evaluator`);
     return reply.status(204).send(null);
   });
 }

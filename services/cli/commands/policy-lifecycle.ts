@@ -47,7 +47,7 @@ export function registerPolicyLifecycleCommands(policy: Command): void {
       .option('--json', 'print JSON')
       .option(...PLATFORM_OPTION)
     .action((id: string, opts: { comment?: string; json?: boolean; platform?: boolean }) => run(async () => {
-        record(opts.json, await transport().request<Record<string, unknown>>('POST', `${policiesBase(opts)}/${enc(id)}/activation/approvals`, { verdict, ...(opts.comment ? { comment: opts.comment } : {}) }, { retry: false }));
+        record(opts.json, await transport().request<Record<string, unknown>>('POST', `${policiesBase(opts)}/${enc(id)}/activation/approvals`, { verdict, channel: 'cli', ...(opts.comment ? { comment: opts.comment } : {}) }, { retry: false }));
       }));
   }
 

@@ -273,7 +273,7 @@ function ReviewCard({ review: r, notify }: { review: Review; notify: (n: Notice)
     try {
       unwrap(await client.POST('/v1/policies/{id}/activation/approvals', {
         params: { path: { id: r.policy_id } },
-        body: { verdict, review_id: r.review_id, ...(comment ? { comment } : {}) },
+        body: { verdict, review_id: r.review_id, channel: 'dashboard', ...(comment ? { comment } : {}) },
       }));
       notify({ decisionId: r.policy_id, ok: true, text: `your ${verdict} of the ${r.change} counted` });
     } catch (err) {

@@ -40,7 +40,7 @@ function ReviewPanel({ id, review, busy, run }: { id: string; review: Review; bu
   const me = useMe();
   const [comment, setComment] = useState('');
   const answer = (verdict: 'approve' | 'reject') => run(`Review ${verdict}d`, async () => {
-    const res = unwrap(await client.POST('/v1/policies/{id}/activation/approvals', { params: { path: { id } }, body: { verdict, review_id: review.review_id, ...(comment ? { comment } : {}) } }));
+    const res = unwrap(await client.POST('/v1/policies/{id}/activation/approvals', { params: { path: { id } }, body: { verdict, review_id: review.review_id, channel: 'dashboard', ...(comment ? { comment } : {}) } }));
     return `Your ${verdict} counted: the review is ${show(res['status'])}`;
   });
   const mayAnswer = review.status === 'open' && can(me, 'reviewActivation') && review.requested_by !== me.id;

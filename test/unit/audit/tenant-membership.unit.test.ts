@@ -52,6 +52,28 @@ describe('a tenant stream folded', () => {
   });
 });
 
+describe('the judgment evaluator on a tenant stream', () => {
+  const one = { url: 'https://llm.example/v1', model: 'm', timeout_ms: 10_000, api_key_fingerprint: 'sha256:0123456789abcdef' };
+  const two = { ...one, model: 'm2', api_key_fingerprint: 'sha256:fedcba9876543210' };
+
+  it('folds set, changed and removed into the evaluator as last recorded', () => {
+    const set = [ev('EvaluatorChanged', { tenant_id: 'acme', before: null, after: one, by: 'prn_admin' }), ev('EvaluatorChanged', { tenant_id: 'acme', before: one, after: two, by: 'prn_admin' })];
+    expect(foldTenantStream('acme', set)).toMatchObject({ problems: [], membership: { evaluator: two } });
+    const removed = foldTenantStream('acme', [...set, ev('EvaluatorChanged', { tenant_id: 'acme', before: two, after: null, by: 'prn_admin' })]);
+    expect(removed).toMatchObject({ problems: [], membership: { evaluator: null } });
+  });
+
+  it('takes the first change as given (an evaluator set before changes were recorded), then reports a "before" that is not what the stream recorded', () => {
+    expect(foldTenantStream('acme', [ev('EvaluatorChanged', { tenant_id: 'acme', before: one, after: two, by: 'x' })]).problems).toEqual([]);
+    const { problems } = foldTenantStream('acme', [
+      ev('EvaluatorChanged', { tenant_id: 'acme', before: null, after: one, by: 'x' }),
+      ev('EvaluatorChanged', { tenant_id: 'acme', before: two, after: null, by: 'x' }),
+      ev('EvaluatorChanged', { tenant_id: 'acme', before: null, after: null, by: 'x' }),
+    ]);
+    expect(problems.map((p) => p.problem)).toEqual([expect.stringMatching(/"before" is not the evaluator the stream recorded/), expect.stringMatching(/changes nothing/)]);
+  });
+});
+
 describe('runs checked against who their principals were', () => {
   const bot = access({ roles: ['agent'], agent_id: 'pay-bot' });
   const gw = access({ roles: ['agent'], acts_for: ['team-*'] });
