@@ -128,6 +128,8 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     const err = await limits.afterError(req, reply, thrown);
     const problem = toProblem(isConnectionError(err) ? CountersignError.dependency('postgres', err) : err, req.id);
     if (problem.status >= 500) req.log.error({ err, code: problem.code }, 'request failed');
+    // Unavailable for now (a dependency, a run a worker is recovering): worth trying again soon.
+    if (problem.status === 503 && !reply.hasHeader('retry-after')) void reply.header('retry-after', '1');
     return reply.status(problem.status).type('application/problem+json').send(problem);
   });
   app.setNotFoundHandler((req, reply) => {

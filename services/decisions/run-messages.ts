@@ -36,14 +36,20 @@ const FIRST_EVENTS_WAIT_MS = 5_000;
 async function runOf(deps: MessageDeps, principal: Principal, decisionId: string): Promise<RunView> {
   const load = async () => (await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, decisionId))).view;
   let view = await load();
+  let started = false;
   if (!view) {
     // Answered before the workflow wrote its first events: only a run this tenant started is worth waiting for.
-    const started = await deps.temporal.workflow.getHandle(workflowIdFor(principal.tenant_id, decisionId)).describe().then(() => true, () => false);
+    started = await deps.temporal.workflow.getHandle(workflowIdFor(principal.tenant_id, decisionId)).describe().then(() => true, () => false);
     const deadline = Date.now() + FIRST_EVENTS_WAIT_MS;
     while (started && !view && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       view = await load();
     }
+  }
+  if (!view && started) {
+    // Temporal has the run but no worker has recorded its first events yet (one died with the task in flight,
+    // or none runs): the decision exists, so the caller is told to try again, not that it does not.
+    throw new CountersignError('dependency_unavailable', `decision ${decisionId} is started but its first events are not recorded yet; try again shortly`, { extra: { dependency: 'temporal' } });
   }
   if (!view || view.tenant_id !== principal.tenant_id) throw notFound(decisionId);
   return view;

@@ -140,6 +140,31 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
     }
   });
 
+  it('a message for a run whose first events no worker has recorded yet: 503 with Retry-After, nothing recorded, and counted once a worker runs', async () => {
+    await stack.worker.stop('SIGTERM');
+    let restarted = false;
+    try {
+      const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { n: 3 } } });
+      expect(res.body.status).toBe('pending_approval');
+      const id = res.body.decision_id;
+      const early = await api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
+      expect(early.status, JSON.stringify(early.body)).toBe(503);
+      expect(early.headers.get('retry-after')).toBe('1');
+      expect(early.body.detail).toMatch(/not recorded yet/);
+      const outcome = await api({ url: stack.url, key: agent.key }, 'POST', `/v1/decisions/${id}/outcome`, { status: 'succeeded', output: null });
+      expect(outcome.status, JSON.stringify(outcome.body)).toBe(503);
+      expect(await runEvents(stack, id)).toEqual([]);
+
+      stack.worker = await stack.startWorker();
+      restarted = true;
+      await eventually(async () => ((await runEvents(stack, id)).length > 0 ? true : undefined), 30_000, 'the first events');
+      const answered = await api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
+      expect(answered.body, JSON.stringify(answered.body)).toMatchObject({ counted: true, decision_status: 'final' });
+    } finally {
+      if (!restarted) stack.worker = await stack.startWorker();
+    }
+  });
+
   it('the histories those runs left replay, adoptions included', async () => {
     expect(runs).toHaveLength(2);
     const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });

@@ -68,8 +68,8 @@ describe('runs under a worker that keeps dying after its appends commit', () => 
     const tools = ['change_tool', 'payout_tool', 'read_tool'];
     const ids: Array<{ id: string; tool: string }> = [];
     const answered: Array<{ status: number; body: Record<string, unknown> }> = [];
-    // An agent or an approver whose call failed with a server error tries again, as a client would; a run whose
-    // first events a crash held back is not found until a worker records them.
+    // An agent or an approver whose call failed with a server error tries again, as a client would (a run whose
+    // first events a crash held back answers 503 until a worker records them).
     const call = async (who: Who, method: string, route: string, body: unknown, retryable = (s: number) => s >= 500 || s === 0) => {
       for (let attempt = 0; ; attempt++) {
         const res = await api({ url: stack.url, key: who.key }, method, route, body).catch(() => ({ status: 0, body: {}, headers: new Headers() }));
@@ -95,7 +95,7 @@ describe('runs under a worker that keeps dying after its appends commit', () => 
         }
         const final = await api({ url: stack.url, key: agent.key }, 'GET', `/v1/decisions/${id}?wait=60`);
         expect(final.body, JSON.stringify(final.body)).toMatchObject({ decision: 'ALLOW', status: 'final' });
-        const outcome = await call(agent, 'POST', `/v1/decisions/${id}/outcome`, { status: 'succeeded', output: { n: i } }, (s) => s >= 500 || s === 0 || s === 404);
+        const outcome = await call(agent, 'POST', `/v1/decisions/${id}/outcome`, { status: 'succeeded', output: { n: i } });
         // A report whose first try was cut short may find itself recorded when tried again.
         if (outcome.status !== 200) expect(outcome.body, JSON.stringify(outcome.body)).toMatchObject({ status: 409, detail: expect.stringMatching(/already reported/) });
       }));
