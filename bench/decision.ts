@@ -25,7 +25,9 @@ const parts = process.argv[4] ?? 'abcd';
 /** (b) runs this many rounds of bare, dec, dec, bare (5 s each): more rounds, less noise. */
 const sustainedRounds = Number(process.argv[5] ?? 2);
 const run = randomBytes(4).toString('hex');
-const bundle = path.join(process.env['COUNTERSIGN_DATA_DIR'] ?? path.join(ROOT, '.data'), 'workflow-bundle.js');
+// The checkout's own bundle (not the shared data directory's): benches of several checkouts on one machine
+// must not replace each other's workers.
+const bundle = process.env['COUNTERSIGN_WORKFLOW_BUNDLE'] ?? path.join(ROOT, '.data', 'bench', 'workflow-bundle.js');
 
 const POLICY = `
 apiVersion: countersign/v1
