@@ -43,18 +43,26 @@ export async function readStreams(db: Queryable, streamIds: readonly string[], o
  * next user. Values are escaped literals (the simple protocol takes no parameters).
  */
 export async function readTenantStream(db: Db, tenantId: string, streamId: string, opts: ReadOptions = {}): Promise<StoredEvent[]> {
-  if (!tenantId) throw new Error('readTenantStream needs a tenant id');
-  const text = `SELECT set_config('countersign.tenant_id', ${pg.escapeLiteral(tenantId)}, true); `
-    + `SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = ${pg.escapeLiteral(streamId)} ORDER BY stream_version`;
+  const rows = await queryInTenant<EventRow>(db, tenantId, (lit) => `SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = ${lit(streamId)} ORDER BY stream_version`);
+  return rows.map(rowToEvent).map(reader(opts));
+}
+
+/**
+ * One read-only statement in a tenant's scope, in one round trip (see readTenantStream): `build` writes the
+ * statement with every value passed through `lit`, which makes it an escaped literal.
+ */
+export async function queryInTenant<R>(db: Db, tenantId: string, build: (lit: (value: string) => string) => string): Promise<R[]> {
+  if (!tenantId) throw new Error('queryInTenant needs a tenant id');
+  const statement = build((value) => pg.escapeLiteral(value));
   let results: unknown;
   try {
-    results = await db.query(text);
+    results = await db.query(`SELECT set_config('countersign.tenant_id', ${pg.escapeLiteral(tenantId)}, true); ${statement}`);
   } catch (err) {
     throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
   }
-  const read = (results as Array<{ rows: EventRow[] }>)[1];
-  if (!read) throw new Error('readTenantStream: the read answered no result');
-  return read.rows.map(rowToEvent).map(reader(opts));
+  const read = (results as Array<{ rows: R[] }>)[1];
+  if (!read) throw new Error('queryInTenant: the statement answered no result');
+  return read.rows;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { NewEvent } from '../../schemas/events.ts';
 import { appendToStream } from '../../services/events/append-to-stream.ts';
 import { createPool, withTenant, type Db } from '../../services/events/db.ts';
 import { readStream, readTenantStream } from '../../services/events/read-events.ts';
+import { readActiveDelegationsTo } from '../../services/identity/delegations.ts';
 import { createTestDatabase } from './harness.ts';
 
 const finalized = (id: string): NewEvent => ({
@@ -13,7 +14,8 @@ const finalized = (id: string): NewEvent => ({
 });
 
 /**
- * readTenantStream (the decision and approval routes' one-round-trip read) keeps withTenant's guarantees:
+ * readTenantStream and queryInTenant (the decision and approval routes' one-round-trip reads, and the
+ * worker's delegation check of an answer) keep withTenant's guarantees:
  * row-level security shows only the named tenant's rows, a tenant or stream id cannot break out of its
  * literal, and the scope ends with the read (the pool has one connection, so the next query is on it).
  */
@@ -52,6 +54,10 @@ describe('a stream read in the tenant scope in one round trip', () => {
     for (const [tenant, stream] of attempts) {
       const events = await readTenantStream(db, tenant, stream).catch(() => []);
       if (events.some((e) => e.tenant_id === 't2')) through += 1;
+      // The same literals through queryInTenant: a principal id that tries to leave its literal reads nothing.
+      // (A NUL is refused by Postgres, as it is as a parameter.)
+      const delegations = await readActiveDelegationsTo(db, tenant, stream, new Date()).catch(() => []);
+      if (delegations.length > 0) through += 1;
       // The scope ended with the read: the connection's next user sees no tenant and no system scope.
       const after = (await db.query<{ tenant: string | null; system: string | null }>(
         "SELECT current_setting('countersign.tenant_id', true) AS tenant, current_setting('countersign.system', true) AS system",
