@@ -3,7 +3,7 @@ import { verifyAttestation } from '../services/decisions/attestation.ts';
 import { sha256Digest } from '../services/receipts/canonical.ts';
 import type { PrincipalCache } from '../services/identity/key-cache.ts';
 import type { AuthorizeInput, AuthorizeResult } from './types.ts';
-import { activeDelegationsTo } from '../services/identity/delegations.ts';
+import { readActiveDelegationsTo } from '../services/identity/delegations.ts';
 
 const PRINCIPAL_FIELD: Record<string, string> = { answer: 'approver_id', override: 'requested_by', outcome: 'reported_by' };
 
@@ -41,7 +41,7 @@ export function makeAuthorize(db: Db, secret: () => Buffer, cache?: PrincipalCac
     if (input.kind !== 'answer') return { ok: true, principal_id: principalId, roles: row.roles, groups: row.groups };
     // Delegations are read fresh for every answer (never cached): a revocation counts from the next answer on.
     const now = new Date();
-    const delegations = await withTenant(db, input.tenant_id, (c) => activeDelegationsTo(c, input.tenant_id, principalId, now));
+    const delegations = await readActiveDelegationsTo(db, input.tenant_id, principalId, now);
     return { ok: true, principal_id: principalId, roles: row.roles, groups: row.groups, ...(delegations.length > 0 ? { delegations } : {}) };
   }
 }

@@ -17,6 +17,8 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { activateYaml, addPrincipal, api, ROOT, startProcess, startTestStack } from '../test/int/harness.ts';
 import { noop, poke, waitsForPoke } from './noop-workflow.ts';
+import { workflowIdFor } from '../services/decisions/ids.ts';
+import { statusQuery } from '../workflows/decision-workflow.ts';
 import { cpuBetween, sampleCpu } from './lib/cpu.ts';
 
 const N = Number(process.argv[2] ?? 200);
@@ -25,7 +27,9 @@ const parts = process.argv[4] ?? 'abcd';
 /** (b) runs this many rounds of bare, dec, dec, bare (5 s each): more rounds, less noise. */
 const sustainedRounds = Number(process.argv[5] ?? 2);
 const run = randomBytes(4).toString('hex');
-const bundle = path.join(process.env['COUNTERSIGN_DATA_DIR'] ?? path.join(ROOT, '.data'), 'workflow-bundle.js');
+// The checkout's own bundle (not the shared data directory's): benches of several checkouts on one machine
+// must not replace each other's workers.
+const bundle = process.env['COUNTERSIGN_WORKFLOW_BUNDLE'] ?? path.join(ROOT, '.data', 'bench', 'workflow-bundle.js');
 
 const POLICY = `
 apiVersion: countersign/v1
@@ -164,6 +168,11 @@ try {
       if (Date.now() > deadline) throw new Error(`approval round of ${id} never opened`);
       await new Promise((r) => setTimeout(r, 50));
     }
+    // And the run idle, as the bare side's workflow is before its update: the round shows in the inbox once its
+    // events are appended, while the run may still be notifying the approvers (an activity, then an append in
+    // a workflow task of its own); a query is answered only after a workflow task under way completes. An
+    // approver answers seconds later, not during the notice.
+    await client.workflow.getHandle(workflowIdFor('default', id)).query(statusQuery);
     let answered = 0;
     const poll = api(stack, 'GET', `/v1/decisions/${id}?wait=30`).then((r) => { answered = performance.now(); return r; });
     await new Promise((r) => setTimeout(r, 100)); // let the long-poll reach its wait

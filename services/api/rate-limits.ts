@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
 import { parseApiKey } from '../identity/api-keys.ts';
-import { clientAddressKey, RateBuckets, SharedRateBuckets, type Hit, type RateCounter } from './rate-buckets.ts';
+import { clientAddressKey, LeasedRateBuckets, postgresLeases, RateBuckets, type Hit, type RateCounter } from './rate-buckets.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -35,8 +35,9 @@ export type RateLimits = {
 };
 
 /**
- * Rate limits counted after authentication, in Postgres (shared by every API process: N processes behind a
- * load balancer allow the limit once, not N times; rate-buckets.ts SharedRateBuckets):
+ * Rate limits counted after authentication, shared by every API process through Postgres (N processes behind a
+ * load balancer allow the limit once, not N times), each process spending permits it leased in small blocks
+ * (rate-buckets.ts LeasedRateBuckets), so most requests cost no round trip:
  * - a verified key counts against its principal (all of the principal's keys share one bucket), so a
  *   victim's key prefix presented by someone else never touches the victim's bucket;
  * - everything else counts against the client address (COUNTERSIGN_TRUST_PROXY says which address that is):
@@ -51,9 +52,11 @@ export function registerRateLimits(app: FastifyInstance, opts: RateLimitOptions)
   const counter = (name: string): RateCounter => {
     const local = new RateBuckets(opts.max, opts.windowMs);
     if (!opts.db) return local;
-    const shared = new SharedRateBuckets(opts.db, opts.max, opts.windowMs, local, opts.onSharedError);
+    const db = opts.db;
+    const shared = new LeasedRateBuckets(postgresLeases(db, opts.max, opts.windowMs), opts.max, opts.windowMs, local, opts.onSharedError);
+    // One of the two counters drops ended windows' rows (any process may; a second sweep finds nothing).
+    shared.start(name === 'principals' ? () => db.query('SELECT countersign_rate_sweep($1)', [opts.windowMs]) : undefined);
     app.addHook('onClose', async () => shared.stop());
-    if (name === 'principals') shared.startSweeping();
     return shared;
   };
   const principals = counter('principals');

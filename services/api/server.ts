@@ -91,7 +91,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   }
 
   // Then the rate limits: by client address before authentication looks anything up, by principal after.
-  // Counted in Postgres, so every API process on this database shares them.
+  // Shared through Postgres by every API process on this database, spent from permits leased in small blocks.
   let lastSharedError = 0;
   const limits = registerRateLimits(app, {
     max: deps.config.COUNTERSIGN_RATE_LIMIT,

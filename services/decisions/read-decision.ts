@@ -5,8 +5,8 @@ import { isKnownEventType, type StoredEvent } from '../../schemas/events.ts';
 import { statusQuery, toResult } from '../../workflows/decision-workflow.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db, Queryable } from '../events/db.ts';
-import { isConnectionError, withTenant } from '../events/db.ts';
-import { readStream } from '../events/read-events.ts';
+import { isConnectionError } from '../events/db.ts';
+import { readStream, readTenantStream } from '../events/read-events.ts';
 import { runStreamId, workflowIdFor } from './ids.ts';
 import type { RunWatcher } from './run-watcher.ts';
 import { foldRun, type RunEvent, type RunView } from './run-view.ts';
@@ -19,9 +19,15 @@ export async function loadRunView(db: Queryable, decisionId: string): Promise<{ 
   } catch (err) {
     throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
   }
-  const view = foldRun(events.filter((e) => isKnownEventType(e.type)).map((e) => ({ type: e.type, data: e.data }) as RunEvent));
-  return { view, events };
+  return { view: foldEvents(events), events };
 }
+
+/** A run's view in the tenant's scope, read in one round trip (the decision and approval routes' path). */
+export async function loadTenantRunView(db: Db, tenantId: string, decisionId: string): Promise<RunView | null> {
+  return foldEvents(await readTenantStream(db, tenantId, runStreamId(decisionId)));
+}
+
+const foldEvents = (events: StoredEvent[]) => foldRun(events.filter((e) => isKnownEventType(e.type)).map((e) => ({ type: e.type, data: e.data }) as RunEvent));
 
 /**
  * A decision as the log records it. Tenant isolation: a run of another tenant is "not found", never "forbidden",
@@ -29,7 +35,7 @@ export async function loadRunView(db: Queryable, decisionId: string): Promise<{ 
  * principal asked for.
  */
 export async function readDecision(deps: { db: Db; temporal: Client }, tenantId: string, decisionId: string, requestedBy?: string): Promise<DecisionResult> {
-  const { view } = await withTenant(deps.db, tenantId, (c) => loadRunView(c, decisionId));
+  const view = await loadTenantRunView(deps.db, tenantId, decisionId);
   if (view) {
     if (view.tenant_id !== tenantId) throw notFound(decisionId);
     if (requestedBy !== undefined && view.requested_by !== requestedBy) throw notFound(decisionId);

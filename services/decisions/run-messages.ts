@@ -15,7 +15,7 @@ import { readStreams } from '../events/read-events.ts';
 import { isKnownEventType } from '../../schemas/events.ts';
 import { openRoundsFor } from './approval-inbox.ts';
 import { runStreamId, workflowIdFor } from './ids.ts';
-import { loadRunView, notFound } from './read-decision.ts';
+import { loadTenantRunView, notFound } from './read-decision.ts';
 import { asTemporalError } from './request-decision.ts';
 import { checkAnswer, foldRun, openRound, type Round, type RunEvent, type RunView } from './run-view.ts';
 import { snapshotForRun } from './run-snapshot.ts';
@@ -34,7 +34,7 @@ const UPDATE_DEADLINE_MS = 60_000;
 const FIRST_EVENTS_WAIT_MS = 5_000;
 
 async function runOf(deps: MessageDeps, principal: Principal, decisionId: string): Promise<RunView> {
-  const load = async () => (await withTenant(deps.db, principal.tenant_id, (c) => loadRunView(c, decisionId))).view;
+  const load = () => loadTenantRunView(deps.db, principal.tenant_id, decisionId);
   let view = await load();
   let started = false;
   if (!view) {

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { CountersignError } from '../errors.ts';
 import { withTenant, type Db, type Queryable } from '../events/db.ts';
+import { queryInTenant } from '../events/read-events.ts';
 import type { ActiveDelegation } from '../decisions/delegation-rules.ts';
 import type { Principal } from './principals.ts';
 import { appendTenantEvents } from './tenant-stream.ts';
@@ -124,16 +125,24 @@ export async function listDelegations(db: Db, actor: Principal, now: Date, limit
  * (a delegation never outlives the delegator's own right to answer). Read inside the caller's tenant scope.
  */
 export async function activeDelegationsTo(c: Queryable, tenantId: string, principalId: string, now: Date): Promise<ActiveDelegation[]> {
-  const res = await c.query<Row>(
-    `SELECT d.id, d.from_id, d.to_id, d.group_name, d.starts_at, d.ends_at FROM delegations d
-       JOIN principals p ON p.id = d.from_id AND p.tenant_id = d.tenant_id
-      WHERE d.tenant_id = $1 AND d.to_id = $2 AND d.revoked_at IS NULL AND d.starts_at <= $3 AND d.ends_at > $3
-        AND p.disabled_at IS NULL AND 'approver' = ANY(p.roles) AND d.group_name = ANY(p.groups)
-      ORDER BY d.created_at, d.id`,
-    [tenantId, principalId, now],
-  );
-  return res.rows.map((r) => ({ id: r.id, from: r.from_id, to: r.to_id, group: r.group_name, starts_at: r.starts_at.toISOString(), ends_at: r.ends_at.toISOString() }));
+  const res = await c.query<Row>(activeToSql('$1', '$2', '$3'), [tenantId, principalId, now]);
+  return res.rows.map(activeDelegation);
 }
+
+/** activeDelegationsTo in the tenant's scope in one round trip (an answer's check, on the approver's critical path). */
+export async function readActiveDelegationsTo(db: Db, tenantId: string, principalId: string, now: Date): Promise<ActiveDelegation[]> {
+  const rows = await queryInTenant<Row>(db, tenantId, (lit) => activeToSql(lit(tenantId), lit(principalId), `${lit(now.toISOString())}::timestamptz`));
+  return rows.map(activeDelegation);
+}
+
+/** The delegations in force to a principal: its values as placeholders or escaped literals. */
+const activeToSql = (tenantId: string, principalId: string, now: string) => `SELECT d.id, d.from_id, d.to_id, d.group_name, d.starts_at, d.ends_at FROM delegations d
+       JOIN principals p ON p.id = d.from_id AND p.tenant_id = d.tenant_id
+      WHERE d.tenant_id = ${tenantId} AND d.to_id = ${principalId} AND d.revoked_at IS NULL AND d.starts_at <= ${now} AND d.ends_at > ${now}
+        AND p.disabled_at IS NULL AND 'approver' = ANY(p.roles) AND d.group_name = ANY(p.groups)
+      ORDER BY d.created_at, d.id`;
+
+const activeDelegation = (r: Row): ActiveDelegation => ({ id: r.id, from: r.from_id, to: r.to_id, group: r.group_name, starts_at: r.starts_at.toISOString(), ends_at: r.ends_at.toISOString() });
 
 /** Approvers of these groups who are away now: each has a delegation in force for one of the groups to an enabled member. */
 export async function awayApprovers(c: Queryable, tenantId: string, groups: string[], now: Date): Promise<Map<string, string>> {
