@@ -120,6 +120,15 @@ suite('the Helm chart (deploy/helm/countersign), checked by helm lint and kubeco
     expect(Number(secret.metadata.annotations!['helm.sh/hook-weight'])).toBeLessThan(Number(job.metadata.annotations!['helm.sh/hook-weight']));
   });
 
+  it('exports traces to the configured OTLP receiver from every process, and nowhere without one', () => {
+    const config = (extra: string[]) => render(extra).docs.find((d) => d.kind === 'ConfigMap')!.data!;
+    expect(Object.keys(config([])).filter((k) => k.startsWith('OTEL_'))).toEqual([]);
+    const traced = config(['--set', 'tracing.endpoint=http://otel-collector.observability:4318', '--set', 'tracing.protocol=http/json']);
+    expect(traced['OTEL_EXPORTER_OTLP_ENDPOINT']).toBe('http://otel-collector.observability:4318');
+    expect(traced['OTEL_EXPORTER_OTLP_PROTOCOL']).toBe('http/json');
+    for (const [k, v] of Object.entries(traced).filter(([n]) => n.startsWith('OTEL_'))) expect(CONFIG_FIELDS[k as keyof typeof CONFIG_FIELDS].safeParse(v).success, k).toBe(true);
+  });
+
   it('refuses to render without the database URL or the keys Secret', () => {
     const noDb = helm(['template', 'cs', CHART]);
     expect(noDb.status).not.toBe(0);

@@ -57,6 +57,18 @@ describe('docker-compose.yml describes the same stack as make up, from the one i
     for (const [, name] of imageEnv.matchAll(/(\w+)=/g)) if (name !== 'NODE_ENV') expect(Object.keys(CONFIG_FIELDS), name).toContain(name);
   });
 
+  it('passes the tracing variables services/config.ts reads through from the shell to every app process', () => {
+    const otel = Object.keys(CONFIG_FIELDS).filter((n) => n.startsWith('OTEL_') && n !== 'OTEL_SERVICE_NAME');
+    expect(otel).toContain('OTEL_EXPORTER_OTLP_ENDPOINT');
+    for (const svc of APPS) {
+      const env = compose.services[svc]!.environment ?? {};
+      // No value: compose takes it from its own environment, and leaves it out when unset there.
+      for (const name of otel) expect(env[name], `${svc}: ${name}`).toBeNull();
+      // Each process names its own service.
+      expect(Object.keys(env)).not.toContain('OTEL_SERVICE_NAME');
+    }
+  });
+
   it('pins the same Temporal CLI and Kafka versions as the stack script', () => {
     const temporalVersion = /TEMPORAL_CLI_VERSION:-v([\d.]+)/.exec(stackScript)![1];
     expect(compose.services['temporal']!.image).toBe(`temporalio/temporal:${temporalVersion}`);
