@@ -90,11 +90,13 @@ const walk = (d) => { for (const f of fs.readdirSync(d, { withFileTypes: true })
 } };
 walk('/app');
 const tooling = [];
-const pkgs = (d) => { for (const f of fs.readdirSync(d, { withFileTypes: true })) {
+const TOOLING = /^(tsx|typescript|esbuild|vite|ts-node|@esbuild[/].*|@swc[/]cli)$/;
+const pkgs = (d, scope) => { for (const f of fs.readdirSync(d, { withFileTypes: true })) {
   if (!f.isDirectory()) continue;
   const p = path.join(d, f.name);
-  if (f.name.startsWith('@')) { if (f.name === '@esbuild') tooling.push(p); else pkgs(p); continue; }
-  if (['tsx', 'typescript', 'esbuild', 'vite', 'ts-node', '@swc/cli'].includes(f.name)) tooling.push(p);
+  if (!scope && f.name.startsWith('@')) { pkgs(p, f.name); continue; }
+  if (!fs.existsSync(path.join(p, 'package.json'))) continue;
+  if (TOOLING.test(scope ? scope + '/' + f.name : f.name)) tooling.push(p);
   if (fs.existsSync(path.join(p, 'node_modules'))) pkgs(path.join(p, 'node_modules'));
 } };
 pkgs('/app/node_modules');
