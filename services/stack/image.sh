@@ -63,7 +63,7 @@ fetch_pkg() {
   local spec="$1" dir="$2" integrity="$3" file got
   file="$(cd "$dir" && npm pack --silent --pack-destination "$dir" "$spec" 2>>"$LOGS/image-build.log" | tail -1)"
   [ -s "$dir/$file" ] || die "could not fetch $spec from the npm registry; see $LOGS/image-build.log"
-  got="sha512-$(openssl dgst -sha512 -binary "$dir/$file" | base64 -w0)"
+  got="sha512-$(node -e 'process.stdout.write(require("node:crypto").createHash("sha512").update(require("node:fs").readFileSync(process.argv[1])).digest("base64"))' "$dir/$file")"
   [ "$got" = "$integrity" ] || die "$spec: integrity $got, expected $integrity"
   printf '%s\n' "$dir/$file"
 }
@@ -117,6 +117,8 @@ build_image() {
   mkdir -p "$LOGS" "$STORAGE" "$CACHE/npm"
   ensure_tools
   ensure_base
+  # Containers left running by an image test that was killed hold its ports and its image: they go first.
+  podman "${STORE_OPTS[@]}" --cgroup-manager cgroupfs --runtime runc --events-backend file rm --all --force --time 0 >/dev/null 2>&1 || true
   say "building $IMAGE from the Dockerfile (buildah; log: $LOGS/image-build.log)"
   local started=$SECONDS args=() v
   while IFS= read -r v; do args+=("$v"); done < <(build_ca_volumes)
