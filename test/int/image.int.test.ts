@@ -17,7 +17,7 @@ const IMAGE = process.env['COUNTERSIGN_IMAGE'];
 const IMAGE_SH = path.join(ROOT, 'services/stack/image.sh');
 const UID = 10001;
 
-type Compose = { services: Record<string, { command?: string[]; entrypoint?: string[]; volumes?: string[]; environment?: Record<string, string> }> };
+type Compose = { services: Record<string, { command?: string[]; entrypoint?: string[]; volumes?: string[]; environment?: Record<string, string | null>; healthcheck?: { test: string[] } }> };
 const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as Compose;
 
 /** podman on the image's storage, with the options this machine needs (image.sh). */
@@ -181,9 +181,15 @@ describe.runIf(process.platform === 'linux')('the container image, built from th
   });
 
   it('serves decisions from the image\'s API, worker and publisher: one allowed, one approved, receipts signed', async () => {
+    // On the host's network the worker's and publisher's probe ports (9464 each in docker-compose.yml) must differ.
+    const probePorts = { api: env['COUNTERSIGN_PORT']!, worker: String(await freePort()), publisher: String(await freePort()) };
+    const workerEnv = { ...env, COUNTERSIGN_WORKER_METRICS_PORT: probePorts.worker };
+    const publisherEnv = { ...env, COUNTERSIGN_PUBLISHER_METRICS_PORT: probePorts.publisher };
+    expect(Object.keys(compose.services['worker']!.environment!)).toContain('COUNTERSIGN_WORKER_METRICS_PORT');
+    expect(Object.keys(compose.services['publisher']!.environment!)).toContain('COUNTERSIGN_PUBLISHER_METRICS_PORT');
     const started = await Promise.allSettled([
-      serve(`cs-worker-${suffix}`, [...volumeArgs('worker', data), ...envArgs(env), IMAGE!, ...compose.services['worker']!.command!], /worker started/),
-      serve(`cs-publisher-${suffix}`, [...volumeArgs('publisher', data), ...envArgs(env), IMAGE!, ...compose.services['publisher']!.command!], /publisher starting/),
+      serve(`cs-worker-${suffix}`, [...volumeArgs('worker', data), ...envArgs(workerEnv), IMAGE!, ...compose.services['worker']!.command!], /worker started/),
+      serve(`cs-publisher-${suffix}`, [...volumeArgs('publisher', data), ...envArgs(publisherEnv), IMAGE!, ...compose.services['publisher']!.command!], /publisher starting/),
       // The API with no command: the image's CMD.
       serve(`cs-api-${suffix}`, [...volumeArgs('api', data), ...envArgs(env), IMAGE!], /api listening/),
     ]);
@@ -197,6 +203,14 @@ describe.runIf(process.platform === 'linux')('the container image, built from th
       expect(proc.uids, c.name).toEqual([UID, UID, UID, UID]);
       expect(proc.gids, c.name).toEqual([UID, UID, UID, UID]);
       expect(proc.cmdline, c.name).toEqual(['node', `dist/${entry}.mjs`]);
+    }
+
+    // docker-compose.yml's health checks, run inside each container as compose runs them (its port substituted).
+    for (const svc of ['api', 'worker', 'publisher'] as const) {
+      const [kind, ...check] = compose.services[svc]!.healthcheck!.test;
+      expect(kind).toBe('CMD');
+      const command = check.map((w) => w.replace(/127\.0\.0\.1:(8080|9464)/, `127.0.0.1:${probePorts[svc]}`));
+      await eventually(async () => ((await podman(['exec', `cs-${svc}-${suffix}`, ...command])).code === 0 ? true : undefined), 60_000, `${svc}'s health check`);
     }
 
     const bootstrap = { url, key: readFileSync(path.join(data, 'bootstrap-key'), 'utf8').trim() };
