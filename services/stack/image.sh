@@ -30,10 +30,29 @@ BASE_IMAGE="localhost/countersign-node:20-$DEBIAN_SUITE-$BASE_KEY"
 IMAGE="${COUNTERSIGN_IMAGE:-localhost/countersign:local}"
 STAGE_IMAGE="localhost/countersign-stage"
 
-# One container storage for buildah and podman, in the cache; overlay where the kernel allows it, else vfs.
+# One container storage for buildah and podman, in the cache: overlay where this machine can mount one on the cache's
+# file system (not inside some containers), else vfs (a full copy per layer: slower, more disk), each in its own
+# folder since a storage cannot change driver.
 STORAGE="$CACHE/containers"
-STORAGE_DRIVER="${COUNTERSIGN_IMAGE_STORAGE_DRIVER:-overlay}"
-STORE_OPTS=(--root "$STORAGE/storage" --runroot "$STORAGE/run" --storage-driver "$STORAGE_DRIVER")
+overlay_works() {
+  local t
+  mkdir -p "$STORAGE"
+  t="$(mktemp -d "$STORAGE/overlay-probe.XXXXXX")"
+  mkdir -p "$t/lower" "$t/upper" "$t/work" "$t/merged"
+  if mount -t overlay overlay -o "lowerdir=$t/lower,upperdir=$t/upper,workdir=$t/work" "$t/merged" 2>/dev/null; then
+    umount "$t/merged"; rm -rf "$t"; return 0
+  fi
+  rm -rf "$t"; return 1
+}
+if [ -n "${COUNTERSIGN_IMAGE_STORAGE_DRIVER:-}" ]; then STORAGE_DRIVER="$COUNTERSIGN_IMAGE_STORAGE_DRIVER"
+elif [ -d "$STORAGE/storage/overlay" ] || overlay_works; then STORAGE_DRIVER=overlay
+else STORAGE_DRIVER=vfs
+fi
+if [ "$STORAGE_DRIVER" = overlay ]; then
+  STORE_OPTS=(--root "$STORAGE/storage" --runroot "$STORAGE/run" --storage-driver overlay)
+else
+  STORE_OPTS=(--root "$STORAGE/storage-$STORAGE_DRIVER" --runroot "$STORAGE/run-$STORAGE_DRIVER" --storage-driver "$STORAGE_DRIVER")
+fi
 
 say() { printf '[image] %s\n' "$*" >&2; }
 die() { printf '[image] error: %s\n' "$*" >&2; exit 1; }
@@ -131,12 +150,14 @@ build_image() {
   # layers of earlier builds and keeps the ones the next build can reuse. npm can exit 0 from an install it did
   # not finish, and a layer cached from such a run would fail every later build: a failed build is tried once more
   # without the cache.
-  local build=(buildah "${STORE_OPTS[@]}" build --isolation chroot --network host --layers --force-rm
+  local build=(buildah "${STORE_OPTS[@]}" build --isolation chroot --network host --force-rm
     --build-arg NODE_IMAGE="$BASE_IMAGE" --volume "$CACHE/npm:/root/.npm" "${args[@]}" -f "$ROOT/Dockerfile")
   build_all() {
-    "${build[@]}" "$@" --target build -t "$STAGE_IMAGE:build" "$ROOT" \
-      && "${build[@]}" "$@" --target deps -t "$STAGE_IMAGE:deps" "$ROOT" \
-      && "${build[@]}" "$@" -t "$IMAGE" "$ROOT"
+    # vfs copies the whole file system at every cached layer: there, one build with a commit per stage instead.
+    if [ "$STORAGE_DRIVER" = vfs ]; then "${build[@]}" --layers=false -t "$IMAGE" "$ROOT"; return; fi
+    "${build[@]}" --layers "$@" --target build -t "$STAGE_IMAGE:build" "$ROOT" \
+      && "${build[@]}" --layers "$@" --target deps -t "$STAGE_IMAGE:deps" "$ROOT" \
+      && "${build[@]}" --layers "$@" -t "$IMAGE" "$ROOT"
   }
   if ! build_all >>"$LOGS/image-build.log" 2>&1; then
     say "the build failed; once more without cached layers"
