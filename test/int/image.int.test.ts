@@ -115,7 +115,8 @@ for (const t of targets) { try { fs.appendFileSync(t, ''); through.push(t); } ca
 console.log(JSON.stringify({ attempts: targets.length, through }));
 `;
 
-describe.runIf(process.platform === 'linux')('the container image, built from the Dockerfile and run as docker-compose.yml runs it', () => {
+// Each container start copies the image's files where the storage is vfs (no overlay mounts): minutes, not seconds.
+describe.runIf(process.platform === 'linux')('the container image, built from the Dockerfile and run as docker-compose.yml runs it', { timeout: 300_000 }, () => {
   const suffix = randomBytes(4).toString('hex');
   const data = mkdtempSync(path.join(tmpdir(), 'cs-image-data-'));
   const containers: Container[] = [];
