@@ -17,7 +17,12 @@ RUN node --import tsx services/console/build.ts && node --import tsx services/bu
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error && npm cache clean --force
+# Only node_modules leaves this stage (npm's cache stays behind). The Temporal core's native library comes for five
+# platforms (about 140 MB); the image keeps the one it runs on, as the SDK itself names it.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error \
+ && keep="$(node -p "require('./node_modules/@temporalio/core-bridge/common.js').getPrebuiltTargetName()")" \
+ && find node_modules/@temporalio/core-bridge/releases -mindepth 1 -maxdepth 1 ! -name "$keep" -exec rm -rf {} + \
+ && test -f "node_modules/@temporalio/core-bridge/releases/$keep/index.node"
 
 FROM ${NODE_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 countersign \

@@ -60,6 +60,11 @@ build_console
 eval "$(bash "$ROOT/services/stack/k8s-tools.sh" ensure)"
 # Jaeger, built once from the Go module proxy: the OTLP receiver of the tracing test.
 eval "$(bash "$ROOT/services/stack/otlp-receiver.sh" ensure)"
+# The Compose file's checker (compose-spec/compose-go), built once from the Go module proxy.
+eval "$(bash "$ROOT/services/stack/compose-check.sh" ensure)"
+# The container image, built from the Dockerfile by buildah (its base built once and cached): the image test runs
+# the processes from it with podman (test/int/image.int.test.ts).
+eval "$(bash "$ROOT/services/stack/image.sh" ensure)"
 echo "== typecheck"; npx tsc --noEmit -p .; npx tsc --noEmit -p services/console
 echo "== lint"; npx eslint --max-warnings=0 .
 echo "== unit and integration"

@@ -50,8 +50,8 @@ export function withDatabase(url: string, db: string): string {
   return u.toString();
 }
 
-/** A fresh database (owned by the schema owner, migrated, app role granted) for one test file. */
-export async function createTestDatabase(): Promise<{ url: string; adminUrl: string; drop: () => Promise<void> }> {
+/** A fresh database (owned by the schema owner, migrated, app role granted unless `migrate: false`) for one test file. */
+export async function createTestDatabase(options: { migrate?: boolean } = {}): Promise<{ url: string; adminUrl: string; drop: () => Promise<void> }> {
   const env = stackEnv();
   const name = `cs_test_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Client({ connectionString: env.DATABASE_ADMIN_URL });
@@ -60,7 +60,7 @@ export async function createTestDatabase(): Promise<{ url: string; adminUrl: str
   await admin.end();
   const url = withDatabase(env.DATABASE_URL, name);
   const adminUrl = withDatabase(env.DATABASE_ADMIN_URL, name);
-  await migrate(adminUrl, url);
+  if (options.migrate ?? true) await migrate(adminUrl, url);
   return {
     url,
     adminUrl,

@@ -49,7 +49,7 @@ suite('the Helm chart (deploy/helm/countersign), checked by helm lint and kubeco
     expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual([
       'ConfigMap/cs-countersign', 'Deployment/cs-countersign-api', 'Deployment/cs-countersign-publisher', 'Deployment/cs-countersign-worker',
       'Job/cs-countersign-migrate', 'PodDisruptionBudget/cs-countersign-api', 'PodDisruptionBudget/cs-countersign-publisher', 'PodDisruptionBudget/cs-countersign-worker',
-      'Secret/cs-countersign-env', 'Service/cs-countersign-api', 'Service/cs-countersign-publisher-metrics', 'Service/cs-countersign-worker-metrics', 'ServiceAccount/cs-countersign',
+      'Secret/cs-countersign-admin', 'Secret/cs-countersign-env', 'Service/cs-countersign-api', 'Service/cs-countersign-publisher-metrics', 'Service/cs-countersign-worker-metrics', 'ServiceAccount/cs-countersign',
     ]);
   });
 
@@ -118,6 +118,30 @@ suite('the Helm chart (deploy/helm/countersign), checked by helm lint and kubeco
     // The Secret it reads is made before it (a lower hook weight).
     const secret = docs.find((d) => d.kind === 'Secret')!;
     expect(Number(secret.metadata.annotations!['helm.sh/hook-weight'])).toBeLessThan(Number(job.metadata.annotations!['helm.sh/hook-weight']));
+  });
+
+  it('gives the schema owner\'s URL to the migration job only, in a Secret of its own', () => {
+    const { docs, text } = render();
+    const secret = (name: string) => docs.find((d) => d.kind === 'Secret' && d.metadata.name === name)!;
+    expect(Object.keys(secret('cs-countersign-env').stringData!)).not.toContain('DATABASE_ADMIN_URL');
+    expect(Object.keys(secret('cs-countersign-admin').stringData!)).toEqual(['DATABASE_ADMIN_URL']);
+    const refs = (d: Doc) => JSON.stringify(d.spec.template.spec);
+    for (const c of ['api', 'worker', 'publisher']) expect(refs(docs.find((d) => d.metadata.name === `cs-countersign-${c}` && d.kind === 'Deployment')!), c).not.toMatch(/countersign-admin/);
+    expect(refs(docs.find((d) => d.kind === 'Job')!)).toMatch(/countersign-admin/);
+    expect(text.match(/DATABASE_ADMIN_URL/g)).toHaveLength(1);
+    // A Secret of the operator's instead: named, not made.
+    const existing = render(['--set', 'adminSecret.existingSecret=owner-db']).docs;
+    expect(existing.map((d) => d.metadata.name)).not.toContain('cs-countersign-admin');
+    expect(refs(existing.find((d) => d.kind === 'Job')!)).toMatch(/"owner-db"/);
+  });
+
+  it('exports traces to the configured OTLP receiver from every process, and nowhere without one', () => {
+    const config = (extra: string[]) => render(extra).docs.find((d) => d.kind === 'ConfigMap')!.data!;
+    expect(Object.keys(config([])).filter((k) => k.startsWith('OTEL_'))).toEqual([]);
+    const traced = config(['--set', 'tracing.endpoint=http://otel-collector.observability:4318', '--set', 'tracing.protocol=http/json']);
+    expect(traced['OTEL_EXPORTER_OTLP_ENDPOINT']).toBe('http://otel-collector.observability:4318');
+    expect(traced['OTEL_EXPORTER_OTLP_PROTOCOL']).toBe('http/json');
+    for (const [k, v] of Object.entries(traced).filter(([n]) => n.startsWith('OTEL_'))) expect(CONFIG_FIELDS[k as keyof typeof CONFIG_FIELDS].safeParse(v).success, k).toBe(true);
   });
 
   it('refuses to render without the database URL or the keys Secret', () => {

@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
@@ -13,7 +15,8 @@ const stackScript = readFileSync(path.join(ROOT, 'services/stack/stack.sh'), 'ut
 const kafkaPom = readFileSync(path.join(ROOT, 'services/stack/kafka/pom.xml'), 'utf8');
 const APPS = ['api', 'worker', 'publisher', 'migrate'];
 
-// docker-compose cannot run here (no Docker engine); this keeps it from drifting from the real stack and the image.
+// docker-compose cannot run here (no Docker engine); this keeps it from drifting from the real stack and the image
+// (test/int/image.int.test.ts runs its app services from the image itself).
 describe('docker-compose.yml describes the same stack as make up, from the one image', () => {
   it('has the three services and the three app processes', () => {
     expect(Object.keys(compose.services).sort()).toEqual(['api', 'kafka', 'migrate', 'postgres', 'publisher', 'temporal', 'worker']);
@@ -47,6 +50,11 @@ describe('docker-compose.yml describes the same stack as make up, from the one i
     expect(compose.services['publisher']!.volumes).toEqual([]);
   });
 
+  it('gives the schema owner\'s credentials to the migration job only', () => {
+    expect(Object.keys(compose.services['migrate']!.environment ?? {})).toContain('DATABASE_ADMIN_URL');
+    for (const svc of ['api', 'worker', 'publisher']) expect(Object.keys(compose.services[svc]!.environment ?? {}), svc).not.toContain('DATABASE_ADMIN_URL');
+  });
+
   it('gives the app processes only configuration variables that services/config.ts knows', () => {
     for (const svc of APPS) {
       const env = Object.keys(compose.services[svc]!.environment ?? {});
@@ -55,6 +63,18 @@ describe('docker-compose.yml describes the same stack as make up, from the one i
     }
     const imageEnv = readDockerfile(ROOT).at(-1)!.instructions.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
     for (const [, name] of imageEnv.matchAll(/(\w+)=/g)) if (name !== 'NODE_ENV') expect(Object.keys(CONFIG_FIELDS), name).toContain(name);
+  });
+
+  it('passes the tracing variables services/config.ts reads through from the shell to every app process', () => {
+    const otel = Object.keys(CONFIG_FIELDS).filter((n) => n.startsWith('OTEL_') && n !== 'OTEL_SERVICE_NAME');
+    expect(otel).toContain('OTEL_EXPORTER_OTLP_ENDPOINT');
+    for (const svc of APPS) {
+      const env = compose.services[svc]!.environment ?? {};
+      // No value: compose takes it from its own environment, and leaves it out when unset there.
+      for (const name of otel) expect(env[name], `${svc}: ${name}`).toBeNull();
+      // Each process names its own service.
+      expect(Object.keys(env)).not.toContain('OTEL_SERVICE_NAME');
+    }
   });
 
   it('pins the same Temporal CLI and Kafka versions as the stack script', () => {
@@ -70,5 +90,64 @@ describe('docker-compose.yml describes the same stack as make up, from the one i
     expect(compose.services['kafka']!.ports).toContain('9092:9092');
     expect(compose.services['api']!.ports).toContain('8080:8080');
     expect(CONFIG_FIELDS.COUNTERSIGN_PORT.parse(undefined)).toBe(8080);
+  });
+});
+
+// compose's own loader (compose-spec/compose-go), built by services/stack/compose-check.sh (make test runs it first).
+function composeCheck(): string | null {
+  const fromScript = /^export COUNTERSIGN_COMPOSE_CHECK='(.*)'$/m.exec(execFileSync('bash', [path.join(ROOT, 'services/stack/compose-check.sh'), 'env'], { encoding: 'utf8' }))?.[1];
+  const bin = process.env['COUNTERSIGN_COMPOSE_CHECK'] ?? fromScript;
+  return bin && existsSync(bin) ? bin : null;
+}
+const checker = composeCheck();
+// Under CI a missing checker is a failure, not a skip (make test builds it).
+if (!checker && process.env['CI']) throw new Error('the Compose checker is missing: run bash services/stack/compose-check.sh ensure');
+
+type Resolved = { services: Record<string, { image?: string; build?: { context: string; dockerfile: string }; environment?: Record<string, string | null>; volumes?: { source: string; target: string; read_only?: boolean }[] }> };
+const load = (file: string, env: Record<string, string> = {}) => spawnSync(checker!, [file], { encoding: 'utf8', env: { PATH: process.env['PATH'], ...env } });
+
+(checker ? describe : describe.skip)('docker-compose.yml, loaded by compose\'s own loader (compose-spec/compose-go)', () => {
+  it('is valid against the Compose Specification, and resolves to the image the Dockerfile builds', () => {
+    const r = load(path.join(ROOT, 'docker-compose.yml'));
+    expect(r.status, r.stderr).toBe(0);
+    const project = JSON.parse(r.stdout) as Resolved;
+    for (const svc of APPS) {
+      expect(project.services[svc]!.image, svc).toBe('countersign:local');
+      expect(project.services[svc]!.build, svc).toEqual({ context: ROOT, dockerfile: 'Dockerfile' });
+    }
+    expect(project.services['publisher']!.volumes ?? []).toEqual([]);
+    for (const svc of ['api', 'worker']) expect(project.services[svc]!.volumes, svc).toEqual([expect.objectContaining({ source: 'countersign-data', target: '/var/lib/countersign', read_only: true })]);
+    for (const svc of ['api', 'worker', 'publisher']) expect(project.services[svc]!.environment, svc).not.toHaveProperty('DATABASE_ADMIN_URL');
+  });
+
+  it('hands the shell\'s OTEL_* settings to every app process', () => {
+    const r = load(path.join(ROOT, 'docker-compose.yml'), { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' });
+    expect(r.status, r.stderr).toBe(0);
+    const project = JSON.parse(r.stdout) as Resolved;
+    for (const svc of APPS) {
+      expect(project.services[svc]!.environment!['OTEL_EXPORTER_OTLP_ENDPOINT'], svc).toBe('http://otel-collector:4318');
+      expect(project.services[svc]!.environment!['OTEL_EXPORTER_OTLP_PROTOCOL'], svc).toBe('http/json');
+    }
+  });
+
+  it('the check is real: a misspelt key, a wrong type or an unknown condition is refused', () => {
+    const text = readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8');
+    const dir = mkdtempSync(path.join(tmpdir(), 'cs-compose-'));
+    const attacks = [
+      text.replace('    healthcheck:', '    healthchek:'),
+      text.replace('ports: ["8080:8080"]', 'ports: 8080'),
+      text.replace('condition: service_completed_successfully', 'condition: service_finished'),
+      text.replace('retries: 30', 'retries: lots'),
+      text.replace('restart: "no"', 'restart: "no"\n    privileged: maybe'),
+    ];
+    let through = 0;
+    for (const [i, attack] of attacks.entries()) {
+      expect(attack, `attack ${i} changes the file`).not.toBe(text);
+      const file = path.join(dir, `docker-compose-${i}.yml`);
+      writeFileSync(file, attack);
+      if (load(file).status === 0) through++;
+    }
+    console.log(`attack invalid-compose: ${attacks.length} attempts, ${through} got through`);
+    expect(through).toBe(0);
   });
 });

@@ -12,8 +12,8 @@ const runtime = stages.at(-1)!;
 const buildStage = stages.find((s) => s.name === 'build')!;
 const runs = (stage: typeof runtime) => stage.instructions.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
 
-// No Docker engine here: the image is never built in these tests. This reads the Dockerfile and checks what it
-// promises against a real build of dist/ laid out as its runtime stage copies it.
+// This reads the Dockerfile and checks what it promises against a real build of dist/ laid out as its runtime stage
+// copies it; test/int/image.int.test.ts builds the image itself (buildah) and runs it (podman).
 describe('the Dockerfile', () => {
   it('is multi-stage: a build stage compiles, the runtime stage only copies', () => {
     expect(stages.map((s) => s.name)).toEqual(['build', 'deps', 'runtime']);

@@ -41,6 +41,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-env" (include "countersign.fullname" .)) .Values.secretEnv.existingSecret -}}
 {{- end -}}
 
+{{/* The Secret holding DATABASE_ADMIN_URL, read by the migration job only; empty when there is none. */}}
+{{- define "countersign.adminSecretName" -}}
+{{- if .Values.adminSecret.existingSecret -}}
+{{- .Values.adminSecret.existingSecret -}}
+{{- else if .Values.secretEnv.values.DATABASE_ADMIN_URL -}}
+{{- printf "%s-admin" (include "countersign.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The configuration every process reads: the ConfigMap, then the Secret. */}}
 {{- define "countersign.envFrom" -}}
 - configMapRef:
