@@ -42,7 +42,8 @@ function counting(pool: Db): { db: Db; opened: () => number } {
   let n = 0;
   const proxy = new Proxy(pool, {
     get(target, prop) {
-      if (prop === 'connect') return (...args: unknown[]) => { n += 1; return (target.connect as (...a: unknown[]) => unknown)(...args); };
+      // A read either checks out a client (a transaction) or goes through the pool's own query (one round trip).
+      if (prop === 'connect' || prop === 'query') return (...args: unknown[]) => { n += 1; return (Reflect.get(target, prop) as (...a: unknown[]) => unknown).apply(target, args); };
       const v = Reflect.get(target, prop) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
