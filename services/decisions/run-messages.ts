@@ -58,6 +58,13 @@ async function runOf(deps: MessageDeps, principal: Principal, decisionId: string
 const RECOVERY_POLL_MS = 500;
 const recovering = (err: unknown) => /Workflow Task in failed state/i.test(`${(err as Error)?.message} ${((err as { cause?: Error })?.cause)?.message}`);
 
+/**
+ * The update's id is the message's own: when a try is cut short after Temporal admitted it (a worker dying with
+ * the task in flight), the same message sent again joins that update and answers with its outcome, instead of
+ * arriving as a second delivery of a spent nonce.
+ */
+export const updateIdOf = (message: { kind: string; nonce: string }) => `${message.kind}-${message.nonce}`;
+
 async function send<R>(deps: MessageDeps, tenantId: string, decisionId: string, fn: (h: ReturnType<Client['workflow']['getHandle']>) => Promise<R>, refusedCode: 'answer_refused' | 'conflict'): Promise<R> {
   const handle = deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId));
   const deadline = Date.now() + UPDATE_DEADLINE_MS;
@@ -130,7 +137,7 @@ export async function checkedAnswer(deps: MessageDeps, principal: Principal, dec
 /** An approver's answer (POST /v1/decisions/{id}/approvals, Slack, email). Counted when this returns; refused with the reason otherwise. */
 export async function answerApproval(deps: MessageDeps, principal: Principal, decisionId: string, body: AnswerBody, channel: AnswerInput['channel']): Promise<AnswerResult> {
   const message = await checkedAnswer(deps, principal, decisionId, body, channel);
-  return send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(answerUpdate, { args: [message] }), 'answer_refused');
+  return send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(answerUpdate, { args: [message], updateId: updateIdOf(message) }), 'answer_refused');
 }
 
 /** An agent asks to lift a DENY (POST /v1/decisions/{id}/override): a new round for the override approvers. */
@@ -145,7 +152,7 @@ export async function requestOverride(deps: MessageDeps, principal: Principal, d
     tenant_id: principal.tenant_id,
     justification,
   }, new Date());
-  return send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(overrideUpdate, { args: [message] }), 'conflict');
+  return send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(overrideUpdate, { args: [message], updateId: updateIdOf(message) }), 'conflict');
 }
 
 /** What the tool did (POST /v1/decisions/{id}/outcome), checked against the run's own output rules. */
@@ -172,7 +179,7 @@ export async function reportOutcome(deps: MessageDeps, principal: Principal, dec
     output_digest,
     violations,
   }, new Date());
-  const res = await send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(outcomeUpdate, { args: [message] }), 'conflict');
+  const res = await send(deps, principal.tenant_id, decisionId, (h) => h.executeUpdate(outcomeUpdate, { args: [message], updateId: updateIdOf(message) }), 'conflict');
   return { ...res, output_digest, violations_found: violations };
 }
 

@@ -3,6 +3,7 @@ import { Client, Connection, WorkflowFailedError, WorkflowUpdateFailedError } fr
 import { defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, loadAttestationSecret, newNonce } from '../../services/decisions/attestation.ts';
+import { updateIdOf } from '../../services/decisions/run-messages.ts';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
 import { decisionIdFor } from '../../services/decisions/decision-id.ts';
 import { sha256Digest } from '../../services/receipts/canonical.ts';
@@ -254,7 +255,14 @@ describe('attacks through Temporal', () => {
     const again = await own.executeUpdate(answerUpdate, { args: [message] }).then(() => null, (e: unknown) => e);
     if (!(again instanceof WorkflowUpdateFailedError)) through += 1;
     expect(String((again as WorkflowUpdateFailedError).cause?.message)).toMatch(/nonce was used/);
-    console.log(`attack replayed-answer-other-run: ${targets.length + 1} attempts, ${through} got through`);
+    // Sent again under the update id the API gives its messages (which lets the API's own retries join their first
+    // delivery), twice: refused both times, and nothing reaches the run.
+    for (let i = 0; i < 2; i++) {
+      const replayed = await own.executeUpdate(answerUpdate, { args: [message], updateId: updateIdOf(message) }).then(() => null, (e: unknown) => e);
+      if (!(replayed instanceof WorkflowUpdateFailedError)) through += 1;
+    }
+    expect((await stack.db.query(`SELECT count(*)::int AS n FROM events WHERE stream_id = $1 AND type = 'ApprovalGranted'`, [`run/${source}`])).rows[0].n).toBe(1);
+    console.log(`attack replayed-answer-other-run: ${targets.length + 3} attempts, ${through} got through`);
     expect(through).toBe(0);
   }, 120_000);
 

@@ -3,6 +3,9 @@ import { Client, Connection } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
+import { loadAttestationSecret } from '../../services/decisions/attestation.ts';
+import { answerApproval } from '../../services/decisions/run-messages.ts';
+import type { Principal } from '../../services/identity/principals.ts';
 import { BUNDLER_OPTIONS } from '../../services/worker/workflows-path.ts';
 import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
 
@@ -162,6 +165,48 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
       expect(answered.body, JSON.stringify(answered.body)).toMatchObject({ counted: true, decision_status: 'final' });
     } finally {
       if (!restarted) stack.worker = await stack.startWorker();
+    }
+  });
+
+  it('an answer whose reply was lost after Temporal admitted it, sent again: the same update answers, counted once', async () => {
+    const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'payout_tool', args: { n: 4 } } });
+    const id = res.body.decision_id as string;
+    await eventually(async () => ((await runEvents(stack, id)).some((e) => e.type === 'ApprovalRequested') ? true : undefined), 30_000, 'the round');
+    const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
+    try {
+      const client = new Client({ connection, namespace: stack.env['TEMPORAL_NAMESPACE'] ?? 'default' });
+      // The first try reaches the run and is counted, but its caller hears what a worker dying with the task in
+      // flight makes Temporal answer; the API sends the same message again.
+      let tries = 0;
+      const lossy = new Proxy(client.workflow, {
+        get(target, prop) {
+          if (prop !== 'getHandle') return Reflect.get(target, prop);
+          return (...a: Parameters<typeof target.getHandle>) => {
+            const h = target.getHandle(...a);
+            return new Proxy(h, {
+              get(ht, hp) {
+                if (hp !== 'executeUpdate') return Reflect.get(ht, hp);
+                return async (...u: Parameters<typeof ht.executeUpdate>) => {
+                  tries += 1;
+                  const out = await ht.executeUpdate(...u);
+                  if (tries === 1) throw new Error('Workflow Task in failed state');
+                  return out;
+                };
+              },
+            });
+          };
+        },
+      });
+      const temporal = new Proxy(client, { get: (t, p) => (p === 'workflow' ? lossy : Reflect.get(t, p)) });
+      const deps = { db: stack.db, temporal, secret: () => loadAttestationSecret(stack.env['COUNTERSIGN_KEYS_DIR']!) };
+      const principal: Principal = { id: olga.id, tenant_id: 'default', name: 'Olga', kind: 'person', roles: ['approver'], groups: ['ops'], platform_admin: false, agent_id: null, acts_for: [], key_prefix: '' };
+      const answered = await answerApproval(deps, principal, id, { verdict: 'approve' }, 'api');
+      expect(tries).toBe(2);
+      expect(answered).toMatchObject({ counted: true, round: 1, round_status: 'open' });
+      const events = await runEvents(stack, id);
+      expect(events.filter((e) => e.type === 'ApprovalGranted').map((e) => e.data['approver_id'])).toEqual([olga.id]);
+    } finally {
+      await connection.close();
     }
   });
 
