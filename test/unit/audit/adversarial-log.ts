@@ -78,7 +78,7 @@ export function adversarialLog(keyring: Keyring, runs = 48): { records: Array<st
   const swapped = structuredClone(log[0]!);
 
   const text = (e: StoredEvent): string => {
-    if (e.stream_id === decoy) return JSON.stringify({ metadata: e.metadata, ...e });
+    if (e.stream_id === decoy) return JSON.stringify(Object.assign({ metadata: e.metadata }, e));
     // An escaped `/` in the stream id: the same id once parsed, other bytes in the record.
     if (e.stream_id === run(16) || e.stream_id === run(17)) return JSON.stringify(e).replace(`"stream_id":"run/`, '"stream_id":"run\\/');
     return JSON.stringify(e);
