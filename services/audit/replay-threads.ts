@@ -24,6 +24,8 @@ const STALL_MS = 120_000;
 
 /** Requests to a shard's thread; each but `records` is answered (ShardReply). */
 export type ShardRequest =
+  | { op: 'begin'; opts: Omit<ShardOptions, 'upcasters'> }
+  | { op: 'end' }
   | { op: 'records'; first: number[]; values: Array<string | null>; wheres: string[]; late: boolean }
   | { op: 'misrouted' }
   | { op: 'fingerprints' }
@@ -31,8 +33,11 @@ export type ShardRequest =
   | { op: 'fold'; contested: Contested }
   | { op: 'runs'; facts: SharedFacts; nowMs: number };
 export type ShardReply = { ok: true; value: unknown } | { ok: false; error: string };
-/** What a thread starts with: its shard's options, its port, and the shared words it signals through. */
-export type ShardThreadData = { opts: Omit<ShardOptions, 'upcasters'>; port: MessagePort; signals: SharedArrayBuffer };
+/** What a thread starts with: its number, its port, and the shared words it signals through. */
+export type ShardThreadData = { shard: number; port: MessagePort; signals: SharedArrayBuffer };
+
+/** Threads left from a finished replay, for the next one in this process (started and compiled once). */
+const idle: ShardThreads[] = [];
 
 /** Per thread, two words in `signals`: [answers given, progress made]. */
 export const ANSWERED = 0;
@@ -45,13 +50,13 @@ export class ShardThreads {
   private readonly signals: Int32Array;
   private failure: string | null = null;
 
-  private constructor(opts: Omit<ShardOptions, 'upcasters' | 'shard' | 'shards'>, count: number) {
+  private constructor(count: number) {
     const shared = new SharedArrayBuffer(4 * 2 * count);
     this.signals = new Int32Array(shared);
     const entry = new URL('./replay-worker.mjs', import.meta.url);
     for (let shard = 0; shard < count; shard++) {
       const { port1, port2 } = new MessageChannel();
-      const workerData: ShardThreadData = { opts: { ...opts, shard, shards: count }, port: port2, signals: shared };
+      const workerData: ShardThreadData = { shard, port: port2, signals: shared };
       const worker = new Worker(entry, { execArgv: [], workerData, transferList: [port2], resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
       worker.unref();
       worker.on('error', (err) => { this.failure ??= err instanceof Error ? err.message : String(err); });
@@ -59,14 +64,30 @@ export class ShardThreads {
     }
   }
 
-  /** `count` threads (default: one per core, at most 4), or null when none can be started. */
-  static create(opts: Omit<ShardOptions, 'upcasters' | 'shard' | 'shards'>, count = Math.min(4, availableParallelism())): ShardThreads | null {
+  /**
+   * `count` threads (default: one per core, at most 4) for one replay, or null when none can be started: those a
+   * finished replay left, or new ones. Each starts a fresh shard with these options; release() when done.
+   */
+  static acquire(opts: Omit<ShardOptions, 'upcasters' | 'shard' | 'shards'>, count = Math.min(4, availableParallelism())): ShardThreads | null {
     if (count < 1) return null;
+    let threads = idle.findIndex((t) => t.count === count) >= 0 ? idle.splice(idle.findIndex((t) => t.count === count), 1)[0]! : null;
     try {
-      return new ShardThreads(opts, count);
+      threads ??= new ShardThreads(count);
     } catch {
       return null;
     }
+    threads.threads.forEach((t, shard) => t.port.postMessage({ op: 'begin', opts: { ...opts, shard, shards: count } } satisfies ShardRequest));
+    return threads;
+  }
+
+  /** After a replay: its shards are dropped and the threads kept for the next one (or ended, if one failed). */
+  release(): void {
+    if (this.failure || this.threads.some((t) => t.batch.values.length > 0) || idle.length > 0) {
+      this.close();
+      return;
+    }
+    for (const t of this.threads) t.port.postMessage({ op: 'end' } satisfies ShardRequest);
+    idle.push(this);
   }
 
   get count(): number {

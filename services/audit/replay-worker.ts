@@ -7,21 +7,31 @@ import { ANSWERED, PROGRESS, type ShardReply, type ShardRequest, type ShardThrea
  * the source is read; every other request is answered on the same port, then signalled through shared memory
  * so the caller, blocked in a synchronous finish(), wakes. Never throws: a failure is answered as one.
  */
-const { opts, port, signals } = workerData as ShardThreadData;
+const { shard: me, port, signals } = workerData as ShardThreadData;
 const words = new Int32Array(signals);
-const shard = new ReplayShard(opts);
-const progress = () => { Atomics.add(words, 2 * opts.shard + PROGRESS, 1); };
+/** The shard of the replay under way (a thread serves one replay after the other). */
+let shard: ReplayShard | null = null;
+const progress = () => { Atomics.add(words, 2 * me + PROGRESS, 1); };
 let steps = 0;
 const tick = () => { if (++steps % 64 === 0) progress(); };
 
 function answer(reply: ShardReply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(reply, transfer);
-  Atomics.add(words, 2 * opts.shard + ANSWERED, 1);
-  Atomics.notify(words, 2 * opts.shard + ANSWERED);
+  Atomics.add(words, 2 * me + ANSWERED, 1);
+  Atomics.notify(words, 2 * me + ANSWERED);
 }
 
 port.on('message', (m: ShardRequest) => {
   try {
+    if (m.op === 'begin') {
+      shard = new ReplayShard(m.opts);
+      return;
+    }
+    if (m.op === 'end') {
+      shard = null;
+      return;
+    }
+    if (!shard) throw new Error(`${m.op} outside a replay`);
     switch (m.op) {
       case 'records':
         for (let i = 0; i < m.values.length; i++) shard.add(m.first[i]!, m.values[i] ?? null, m.wheres[i]!, m.late);

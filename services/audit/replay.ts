@@ -53,7 +53,8 @@ export type ReplayOptions = {
   /**
    * Worker threads, each the shard of the log's streams its stream ids hash to (replay-threads.ts), started
    * once `after` records have arrived (a small log is quicker checked on the caller's thread). Default: one per
-   * core (at most 4), after 2000 records; `false`: none. The report is the same either way.
+   * core (at most 4), after 2000 records; `false`: none. The report is the same either way. Threads are started
+   * (and their code compiled) once per process: a later replay takes over those a finished one left.
    */
   parallel?: { workers?: number; after?: number } | false;
 };
@@ -128,15 +129,20 @@ export class Replay {
   }
 
   finish(): ReplayReport {
+    const threads = this.threads;
+    this.threads = null;
     try {
-      if (!this.threads && !this.inline) {
+      if (!threads && !this.inline) {
         this.inline = this.inlineShard();
         this.drainPending(this.inline);
       }
-      return this.threads ? this.finishThreads(this.threads) : this.finishInline(this.inline!);
+      const report = threads ? this.finishThreads(threads) : this.finishInline(this.inline!);
+      threads?.release();
+      return report;
+    } catch (err) {
+      threads?.close();
+      throw err;
     } finally {
-      this.threads?.close();
-      this.threads = null;
       this.inline = null;
     }
   }
@@ -144,7 +150,7 @@ export class Replay {
   /** Threads for the rest of the log, and the records held back handed to them (or kept here without threads). */
   private start(): void {
     const p = this.opts.parallel;
-    this.threads = ShardThreads.create(this.shardOpts, p ? p.workers : undefined);
+    this.threads = ShardThreads.acquire(this.shardOpts, p ? p.workers : undefined);
     if (!this.threads) this.inline = this.inlineShard();
     const held = this.pending;
     this.pending = [];
