@@ -61,7 +61,8 @@ async function replayRound(): Promise<{ s: number; cpu: number; report: ReplayRe
   return { s, cpu: cpuSince(c), report };
 }
 
-// Warm-up replay (broker page cache, JIT); its receipts are the floors' signed bytes.
+// Warm-up replay (broker page cache, JIT, and the replay's threads, which a process starts once); its receipts
+// are the floors' signed bytes.
 const warm = await replayRound();
 process.stderr.write(`warm-up replay: ${warm.s.toFixed(2)} s\n`);
 const x = new Map(keyring.publicKeys().keys.map((k) => [k.kid, k.x]));
