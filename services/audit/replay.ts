@@ -1,26 +1,14 @@
-import { afterVerdicts } from '../decisions/judgment-verdicts.ts';
-import { CURRENT_SCHEMA_VERSION, EVENT_DATA, isKnownEventType, StoredEvent, type EventData } from '../../schemas/events.ts';
-import type { PublicKeySet, Receipt, SignedReceipt } from '../../schemas/receipt.ts';
-import { foldRun, type RunEvent } from '../decisions/run-view.ts';
-import { eventHashMatches, verifyChain } from '../events/hash-chain.ts';
-import { catalogStreamId, currentStreamId, legacyStreamId, parseStreamId, PLATFORM_SCOPE, tenantOfStream } from '../events/stream-ids.ts';
-import { upcast, UPCASTERS, type UpcasterRegistry } from '../events/upcast.ts';
-import { applyCatalogChange, catalogOf, assembleEffective, catalogRiskTags, EMPTY_CATALOG, evaluate, type CatalogState, type CompiledPolicy, type Snapshot } from '../policy/index.ts';
-import { ToolCatalogFact } from '../../schemas/tool-catalog.ts';
-import type { DecisionRequest, Evaluation } from '../../schemas/decision.ts';
-import { checkEditNoLooser, editedRequest, sameJson } from '../decisions/approval-edit.ts';
-import { buildReceipt } from '../receipts/build-receipt.ts';
-import { canonicalJson, sha256Digest, sha256OfCanonical } from '../receipts/canonical.ts';
-import { ed25519Verify, prepareDocumentSignature, verifyDocument, type KeyResolution, type PreparedSignature } from '../receipts/verify.ts';
-import { activationSigned, compilePolicyVersion, frozenPolicy } from '../lifecycle/policy-version.ts';
-import { checkPolicyChain, type PolicyChain } from '../lifecycle/policy-chain.ts';
-import { DONE_BAD, DONE_BAD_SIGNATURE, DONE_OK, ReplayPool, type Ticket } from './replay-pool.ts';
-import { prepareRunStart, startSignatureProblem } from '../decisions/start-attestation.ts';
-import { checkRunAgent, checkRunApprovals, foldTenantStream, type AccessTimeline, type TenantMembership } from './tenant-membership.ts';
+import type { PublicKeySet, SignedReceipt } from '../../schemas/receipt.ts';
+import type { PolicyChain } from '../lifecycle/policy-chain.ts';
+import { UPCASTERS, type UpcasterRegistry } from '../events/upcast.ts';
+import { sha256Digest } from '../receipts/canonical.ts';
+import { ReplayShard, shardOfStream, type Contested, type Divergence, type EditedRun, type FoldOut, type PolicyVersion, type RecordProblem, type RunOut, type SharedFacts, type ShardOptions } from './replay-shard.ts';
+import { ShardThreads } from './replay-threads.ts';
+import type { TenantMembership } from './tenant-membership.ts';
 
-/** `position` is the event's global position (or, for a record that is not an event, where it sat). */
-export type Divergence = { stream_id: string | null; position: string | null; problem: string };
-export type PolicyVersion = { policy_id: string; tenant_id: string; version: number; hash: string; signing_key_id: string | null; position: string };
+export { plainStoredEvent } from './replay-shard.ts';
+export type { Divergence, PolicyVersion } from './replay-shard.ts';
+
 export type ReplayReport = {
   records: number;
   events: number;
@@ -36,7 +24,7 @@ export type ReplayReport = {
   memberships: Record<string, TenantMembership>;
   re_evaluated: number;
   /** Runs approved with edited arguments: both digests, and who approved the edit (each edit re-derived). */
-  edited_runs: Array<{ decision_id: string; args_digest: string | null; edited_args_digest: string; approved_by: string[] }>;
+  edited_runs: EditedRun[];
   divergences: Divergence[];
 };
 
@@ -63,76 +51,30 @@ export type ReplayOptions = {
   /** Receipts handed out earlier (e.g. `--anchor receipts.jsonl`): each must be rebuilt from the log, identical. */
   anchors?: readonly SignedReceipt[];
   /**
-   * Worker threads for the receipts' and run starts' signatures (replay-pool.ts), started once `after` records have
-   * arrived (a small log is quicker checked inline). Default: one per core, after 2000 records; `false`: none.
-   * The report is the same either way.
+   * Worker threads, each the shard of the log's streams its stream ids hash to (replay-threads.ts), started
+   * once `after` records have arrived (a small log is quicker checked on the caller's thread). Default: one per
+   * core (at most 4), after 2000 records; `false`: none. The report is the same either way. Threads are started
+   * (and their code compiled) once per process: a later replay takes over those a finished one left.
    */
   parallel?: { workers?: number; after?: number } | false;
 };
 
 export const DEFAULT_RECEIPT_GRACE_MS = 10 * 60_000;
-
-type Batch = { index: number; size: number };
-
-/**
- * A ReceiptIssued, rebuilt, with its key looked up; its digest and signature checks are under way on a worker
- * (`ticket`) or left to checkReceipt.
- */
-type PreparedReceipt = { problem: string } | { signed: SignedReceipt; digest: string; check: PreparedSignature | null; ticket: Ticket | null };
-/** A run's start, checked but for its Ed25519 signature, which is under way on the pool (`ticket`) or left to checkStart. */
-type PreparedStart = { at: StoredEvent } & ({ problem: string } | { doc: Record<string, unknown>; check: PreparedSignature | null; ticket: Ticket | null });
-
 const DEFAULT_PARALLEL_AFTER = 2000;
-
-/** The canonical JSON of a document for the pool, or null (no canonical form: the inline check reports it). */
-function canonicalOrNull(doc: unknown): string | null {
-  try {
-    return canonicalJson(doc);
-  } catch {
-    return null;
-  }
-}
-
-/** The append batch an event was written in (append-to-stream stamps it), when recorded. */
-function batchOf(e: StoredEvent): Batch | null {
-  const b = e.metadata['batch'];
-  if (typeof b !== 'object' || b === null) return null;
-  const { index, size } = b as Record<string, unknown>;
-  return typeof index === 'number' && typeof size === 'number' ? { index, size } : null;
-}
-
-const STORED_EVENT_KEYS = Object.keys(StoredEvent.shape);
-const SHA256 = /^sha256:[0-9a-f]{64}$/;
-const DECIMAL = /^\d+$/;
-const recordedAtSchema = StoredEvent.shape.recorded_at;
-const isPlainRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype && !Object.hasOwn(v, '__proto__');
-const boundedString = (v: unknown, min: number, max: number): v is string => typeof v === 'string' && v.length >= min && v.length <= max;
-const positiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+const STREAM_ID_FIELD = '"stream_id":"';
 
 /**
- * The StoredEvent schema's answer for a record that plainly meets it, without zod's generic walk (the
- * auditor validates every record of the log): exactly the schema's twelve keys, each value of its type
- * within the schema's bounds, the timestamp checked by the schema's own field. The result equals what
- * StoredEvent.parse gives (keys in the schema's order; data and metadata the parsed objects themselves, whose own keys and values zod's
- * records would copy).
- * Anything less plain (a missing or extra key, an own "__proto__", a number not a safe integer) answers null,
- * and the caller asks zod, whose answer (and error) is the reference.
+ * The shard a record goes to, from its JSON text alone (the caller never parses): the first `"stream_id":"…"`
+ * in it, hashed as shardOfStream hashes the parsed id. A record whose text misleads (an escaped character in
+ * the id, the same key earlier inside its data) is found out by the shard that parses it and handed over.
  */
-export function plainStoredEvent(json: unknown): StoredEvent | null {
-  if (!isPlainRecord(json)) return null;
-  const keys = Object.keys(json);
-  if (keys.length !== STORED_EVENT_KEYS.length) return null;
-  const j = json;
-  for (const k of STORED_EVENT_KEYS) if (!Object.hasOwn(j, k)) return null;
-  const { position, stream_id, stream_version, event_id, type, schema_version, tenant_id, data, metadata, recorded_at, prev_hash, hash } = j;
-  if (typeof position !== 'string' || !DECIMAL.test(position)) return null;
-  if (!boundedString(stream_id, 1, 300) || !positiveInt(stream_version) || !boundedString(event_id, 1, 300)) return null;
-  if (typeof type !== 'string' || !positiveInt(schema_version) || typeof tenant_id !== 'string') return null;
-  if (!isPlainRecord(data) || !isPlainRecord(metadata)) return null;
-  if (typeof hash !== 'string' || !SHA256.test(hash) || (prev_hash !== null && (typeof prev_hash !== 'string' || !SHA256.test(prev_hash)))) return null;
-  if (typeof recorded_at !== 'string' || !recordedAtSchema.safeParse(recorded_at).success) return null;
-  return { position, stream_id, stream_version, event_id, type, schema_version, tenant_id, data, metadata, recorded_at, prev_hash, hash };
+export function shardOfRecord(value: string | null, shards: number): number {
+  if (value === null || shards === 1) return 0;
+  const at = value.indexOf(STREAM_ID_FIELD);
+  if (at < 0) return 0;
+  const start = at + STREAM_ID_FIELD.length;
+  const end = value.indexOf('"', start);
+  return end < 0 ? 0 : shardOfStream(value.slice(start, end), shards);
 }
 
 /**
@@ -142,555 +84,204 @@ export function plainStoredEvent(json: unknown): StoredEvent | null {
  * check each policy's version chain and signatures, and re-derive each decision from the recorded policy
  * snapshot and facts. Every divergence names the first bad position; nothing in a record can make it throw.
  *
+ * The work is split by stream over shards (replay-shard.ts), on worker threads for a large log: a shard does
+ * everything for its streams (parse, hash, chain, receipts, signatures, re-evaluation); what runs need from
+ * other streams (policy activations, tool catalogs, tenants' members) is merged in log order and given to
+ * every shard; the shards' findings are merged by where each sits in the log, so the report is the one a
+ * single shard gives, byte for byte.
+ *
  * What a hash chain cannot show (see services/events/README.md): someone who can rewrite the database may
  * recompute every hash. Signatures (receipts, policy activations) and the rules below are what catch them;
  * deleting whole appends at a stream's tail is caught only where something else refers to them.
  */
 export class Replay {
-  private readonly byId = new Map<string, StoredEvent>();
-  private readonly streams = new Map<string, StoredEvent[]>();
   private records = 0;
-  private duplicates = 0;
-  private readonly divergences: Divergence[] = [];
-  private readonly compiled = new Map<string, Snapshot | null>();
-  /** Each tenant's tool catalog at every version its stream verifies to (index = version; 0 = empty). */
-  private readonly catalogs = new Map<string, CatalogState[]>();
-  private pool: ReplayPool | null = null;
-  private poolTried = false;
-  /** Events whose recorded hash is not their content's (checked on arrival, the first copy of each event id). */
-  private readonly badHashes = new WeakSet<StoredEvent>();
-  /** Key lookups during finish(), by key id (the key set does not change during a replay). */
-  private readonly keyCache = new Map<string, KeyResolution>();
-  /** Events whose data as stored (not upcast) passed its type's schema in checkStream. */
-  private readonly validatedAsStored = new WeakSet<StoredEvent>();
-  private readonly editedRuns: ReplayReport['edited_runs'] = [];
+  /** Records held back until the replay knows whether it will use threads. */
+  private pending: RawRecord[] = [];
+  private inline: ReplayShard | null = null;
+  private threads: ShardThreads | null = null;
+  private readonly shardOpts: Omit<ShardOptions, 'shard' | 'shards' | 'upcasters'>;
 
-  constructor(private readonly opts: ReplayOptions) {}
-
-  private poolNow(): ReplayPool | null {
-    if (this.pool || this.poolTried || this.opts.parallel === false) return this.pool;
-    if (this.records < (this.opts.parallel?.after ?? DEFAULT_PARALLEL_AFTER)) return null;
-    this.poolTried = true;
-    this.pool = ReplayPool.create(this.opts.parallel?.workers);
-    return this.pool;
+  constructor(private readonly opts: ReplayOptions) {
+    this.shardOpts = {
+      keys: opts.keys,
+      tenantId: opts.tenantId,
+      sinceMs: opts.since?.getTime(),
+      receiptGraceMs: opts.receiptGraceMs ?? DEFAULT_RECEIPT_GRACE_MS,
+      ...(opts.schemaVersion !== undefined ? { schemaVersion: opts.schemaVersion } : {}),
+    };
+    // Upcasters are functions, which do not cross to a thread: custom ones keep the replay on this one.
+    if (opts.parallel === false || (opts.upcasters !== undefined && opts.upcasters !== UPCASTERS)) this.inline = this.inlineShard();
   }
 
   add(record: RawRecord): void {
-    this.records += 1;
-    let json: unknown;
-    try {
-      json = JSON.parse(record.value ?? '');
-    } catch {
-      this.divergences.push({ stream_id: null, position: record.where, problem: 'record is not JSON' });
+    const index = this.records++;
+    if (this.threads) {
+      this.threads.route(shardOfRecord(record.value, this.threads.count), index, record.value, record.where);
       return;
     }
-    let e = plainStoredEvent(json);
-    if (e === null) {
-      const parsed = StoredEvent.safeParse(json);
-      if (!parsed.success) {
-        const i = parsed.error.issues[0]!;
-        this.divergences.push({ stream_id: null, position: record.where, problem: `record is not an event: ${i.path.join('.')}: ${i.message}` });
-        return;
-      }
-      e = parsed.data;
-    }
-    // A copy published before migration 0014 holds `-` stream ids: read them as the current ids (the hash
-    // check still covers the id as appended: eventHashMatches).
-    // The validated event is a fresh object of our own: renamed in place, not copied (one allocation less per event).
-    e.stream_id = currentStreamId(e.stream_id, e.tenant_id);
-    // One tenant's replay keeps the platform's policy streams: they decided its runs too.
-    if (this.opts.tenantId && e.tenant_id !== this.opts.tenantId && e.tenant_id !== PLATFORM_SCOPE) return;
-    const seen = this.byId.get(e.event_id);
-    if (seen) {
-      // Transport duplicates are allowed; two different events with one id are not.
-      if (seen.hash !== e.hash || seen.position !== e.position) {
-        this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `event id ${e.event_id} appears twice with different content` });
-      } else this.duplicates += 1;
+    if (this.inline) {
+      this.inline.add(index, record.value, record.where);
       return;
     }
-    this.byId.set(e.event_id, e);
-    // Hashed now, on the parsed event: the reading of the source waits on I/O meanwhile, and the threads are
-    // left to the signatures (one parse per record, not a second one on a thread).
-    if (!eventHashMatches(e)) this.badHashes.add(e);
-    this.poolNow();
-    const list = this.streams.get(e.stream_id);
-    if (list) list.push(e);
-    else this.streams.set(e.stream_id, [e]);
+    this.pending.push(record);
+    if (this.pending.length >= (this.opts.parallel ? this.opts.parallel.after ?? DEFAULT_PARALLEL_AFTER : DEFAULT_PARALLEL_AFTER)) this.start();
   }
 
   finish(): ReplayReport {
+    const threads = this.threads;
+    this.threads = null;
     try {
-      return this.finishAll();
+      if (!threads && !this.inline) {
+        this.inline = this.inlineShard();
+        this.drainPending(this.inline);
+      }
+      const report = threads ? this.finishThreads(threads) : this.finishInline(this.inline!);
+      threads?.release();
+      return report;
+    } catch (err) {
+      threads?.close();
+      throw err;
     } finally {
-      this.pool?.close();
-      this.pool = null;
-      this.keyCache.clear();
+      this.inline = null;
     }
   }
 
-  private finishAll(): ReplayReport {
-    this.pool?.flush();
-    const policyEvents = new Map<string, EventData<'PolicyActivated'>>(); // `${tenant}/${policy}@${version}`
+  /** Threads for the rest of the log, and the records held back handed to them (or kept here without threads). */
+  private start(): void {
+    const p = this.opts.parallel;
+    this.threads = ShardThreads.acquire(this.shardOpts, p ? p.workers : undefined);
+    if (!this.threads) this.inline = this.inlineShard();
+    const held = this.pending;
+    this.pending = [];
+    held.forEach((r, index) => {
+      if (this.threads) this.threads.route(shardOfRecord(r.value, this.threads.count), index, r.value, r.where);
+      else this.inline!.add(index, r.value, r.where);
+    });
+  }
+
+  private inlineShard(): ReplayShard {
+    return new ReplayShard({ ...this.shardOpts, ...(this.opts.upcasters ? { upcasters: this.opts.upcasters } : {}), shard: 0, shards: 1 });
+  }
+
+  private drainPending(shard: ReplayShard): void {
+    this.pending.forEach((r, index) => shard.add(index, r.value, r.where));
+    this.pending = [];
+  }
+
+  private finishInline(shard: ReplayShard): ReplayReport {
+    const fold = shard.fold(new Map());
+    const facts = sharedFacts([fold]);
+    return this.report([fold], [shard.checkRuns(facts, this.nowMs())], [], 0);
+  }
+
+  private finishThreads(threads: ShardThreads): ReplayReport {
+    threads.handOver(threads.misrouted());
+    const { contested, problems, duplicates } = settleAcrossShards(threads);
+    const folds = threads.fold(contested);
+    const runs = threads.runs(sharedFacts(folds), this.nowMs());
+    return this.report(folds, runs, problems, duplicates);
+  }
+
+  private nowMs(): number {
+    return (this.opts.now ?? new Date()).getTime();
+  }
+
+  /** The shards' findings, merged by where each sits in the log: what one shard over the whole log reports. */
+  private report(folds: FoldOut[], runShards: RunOut[][], contestedProblems: RecordProblem[], contestedDuplicates: number): ReplayReport {
+    const problems = [...folds.flatMap((f) => f.problems), ...contestedProblems].sort((a, b) => a.index - b.index);
+    const streams = folds.flatMap((f) => f.folded).sort((a, b) => a.order - b.order);
+    const runs = runShards.flat().sort((a, b) => a.order - b.order);
     const policies: Record<string, PolicyVersion[]> = {};
     const chains: Record<string, PolicyChain> = {};
-    const runs: StoredEvent[][] = [];
     const memberships: Record<string, TenantMembership> = {};
-    const timelines = new Map<string, AccessTimeline>();
-    for (const [streamId, raw] of this.streams) {
-      raw.sort((a, b) => a.stream_version - b.stream_version);
-      const events = this.checkStream(streamId, raw);
-      if (!events) continue;
-      const parsed = parseStreamId(streamId);
-      // A stream that names a tenant holds only that tenant's events (each event's tenant is hashed).
-      const owner = parsed ? tenantOfStream(parsed) : null;
-      const stranger = owner === null ? undefined : events.find((e) => e.tenant_id !== owner);
-      if (stranger) {
-        this.divergences.push({ stream_id: streamId, position: stranger.position, problem: `stream ${streamId} holds an event of tenant ${stranger.tenant_id}` });
-        continue;
-      }
-      let lastPolicyVersion = 0;
-      for (const e of events) {
-        if (e.type !== 'PolicyActivated') continue;
-        const d = e.data as EventData<'PolicyActivated'>;
-        if (d.version !== lastPolicyVersion + 1) {
-          this.divergences.push({ stream_id: streamId, position: e.position, problem: `policy ${d.policy_id} activates version ${d.version} after version ${lastPolicyVersion}` });
-        }
-        lastPolicyVersion = d.version;
-        policyEvents.set(`${e.tenant_id}/${d.policy_id}@${d.version}`, d);
-        (policies[`${e.tenant_id}/${d.policy_id}`] ??= []).push({ policy_id: d.policy_id, tenant_id: e.tenant_id, version: d.version, hash: d.hash, signing_key_id: d.signing_key_id ?? null, position: e.position });
-        this.checkPolicyVersion(e, d);
-        // Platform-level versions live only in platform streams, and only those: a copy of a platform activation
-        // in a tenant's stream (or a tenant's in the platform's) is never one that could decide.
-        const platformStream = e.tenant_id === PLATFORM_SCOPE;
-        if (platformStream !== (d.scope['level'] === 'platform')) {
-          this.divergences.push({ stream_id: streamId, position: e.position, problem: platformStream
-            ? `platform policy ${d.policy_id} v${d.version} is not platform-level (scope ${String(d.scope['level'])})`
-            : `policy ${d.policy_id} v${d.version} of tenant ${e.tenant_id} says scope platform: platform policies are written only to platform/policy/<id>` });
-        }
-      }
-      if (parsed?.kind === 'catalog') this.foldCatalog(streamId, events);
-      if (parsed?.kind === 'run') runs.push(events);
-      if (parsed?.kind === 'tenant' && events.length > 0) {
-        const tenantId = parsed.tenantId;
-        const folded = foldTenantStream(tenantId, events);
-        for (const p of folded.problems) this.divergences.push({ stream_id: streamId, position: p.position, problem: p.problem });
-        if (events.some((e) => e.tenant_id !== tenantId)) this.divergences.push({ stream_id: streamId, position: events[0]!.position, problem: `the stream of tenant ${tenantId} holds another tenant's events` });
-        memberships[tenantId] = folded.membership;
-        timelines.set(tenantId, folded.timeline);
-      }
-      if (parsed?.kind === 'policy' && events.length > 0) {
-        const head = events[0]!;
-        const policyId = parsed.policyId;
-        const folded = checkPolicyChain(policyId, events);
-        for (const p of folded.problems) this.divergences.push({ stream_id: streamId, position: p.position, problem: p.problem });
-        if (folded.chain) chains[`${head.tenant_id}/${policyId}`] = folded.chain;
-      }
+    for (const s of streams) {
+      for (const [key, version] of s.policies) (policies[key] ??= []).push(version);
+      if (s.chain) chains[s.chain[0]] = s.chain[1];
+      if (s.membership) memberships[s.membership[0]] = s.membership[1];
     }
-    const receipts: SignedReceipt[] = [];
-    const unsigned: string[] = [];
-    let reEvaluated = 0;
-    const now = (this.opts.now ?? new Date()).getTime();
-    const grace = this.opts.receiptGraceMs ?? DEFAULT_RECEIPT_GRACE_MS;
-    const since = this.opts.since;
-    const inScope = since ? runs.filter((events) => new Date(events[0]!.recorded_at) >= since) : runs;
-    // Every receipt is rebuilt first and its signature check started (on the pool, when there is one), so the
-    // checks run while the loop below re-evaluates decisions.
-    const prepared = new Map<StoredEvent, PreparedReceipt>();
-    const starts = new Map<StoredEvent[], PreparedStart>();
-    for (const events of inScope) {
-      for (const e of events) if (e.type === 'ReceiptIssued') prepared.set(e, this.prepareReceipt(events, e));
-      const start = this.prepareStart(events);
-      if (start) starts.set(events, start);
-    }
-    this.pool?.flush();
-    for (const events of inScope) {
-      const before = this.divergences.length;
-      const issued = events.filter((e) => e.type === 'ReceiptIssued');
-      for (const r of issued) {
-        const signed = this.checkReceipt(r, prepared.get(r)!);
-        if (signed) receipts.push(signed);
-      }
-      if (this.divergences.length === before) this.checkCoverage(events, issued[issued.length - 1], now, grace, unsigned);
-      const start = starts.get(events);
-      if (start) this.checkStart(start);
-      // The agent the run asked as, against who its principal was then (the tenant's stream).
-      const agentProblem = checkRunAgent(timelines.get(events[0]!.tenant_id), events[0]!);
-      if (agentProblem) this.divergences.push({ stream_id: events[0]!.stream_id, position: events[0]!.position, problem: agentProblem });
-      // And each answer, against who its approver was then: an enabled approver of one of the round's groups.
-      for (const p of checkRunApprovals(timelines.get(events[0]!.tenant_id), events)) this.divergences.push({ stream_id: events[0]!.stream_id, position: p.position, problem: p.problem });
-      if (this.reEvaluate(events, policyEvents)) reEvaluated += 1;
-    }
-    this.checkAnchors(receipts);
+    const receipts = runs.flatMap((r) => r.receipts);
+    const divergences = [...problems.map((p) => p.divergence), ...streams.flatMap((s) => s.divergences), ...runs.flatMap((r) => r.divergences)];
+    divergences.push(...this.checkAnchors(receipts));
     return {
       records: this.records,
-      events: this.byId.size,
-      duplicates: this.duplicates,
-      streams: this.streams.size,
-      runs: runs.length,
+      events: folds.reduce((n, f) => n + f.events, 0),
+      duplicates: folds.reduce((n, f) => n + f.duplicates, contestedDuplicates),
+      streams: folds.reduce((n, f) => n + f.streams, 0),
+      runs: folds.reduce((n, f) => n + f.runs, 0),
       receipts,
-      unsigned_runs: unsigned,
+      unsigned_runs: runs.flatMap((r) => (r.unsigned === null ? [] : [r.unsigned])),
       policies,
       policy_chains: chains,
       memberships,
-      re_evaluated: reEvaluated,
-      edited_runs: this.editedRuns,
-      divergences: this.divergences,
+      re_evaluated: runs.filter((r) => r.reEvaluated).length,
+      edited_runs: runs.flatMap((r) => r.edited),
+      divergences,
     };
   }
 
-  /**
-   * Chain first (on the stored form: hashes cover it), then upcast and validate every event's data. Returns
-   * the stream's events in the current shape, or null after reporting its first bad position.
-   */
-  private checkStream(streamId: string, raw: StoredEvent[]): StoredEvent[] | null {
-    const broken = verifyChain(raw, (e) => !this.badHashes.has(e));
-    if (broken) {
-      this.divergences.push({ stream_id: streamId, position: broken.position, problem: `hash chain broken at version ${broken.stream_version}: ${broken.problem}` });
-      return null;
-    }
-    const out: StoredEvent[] = [];
-    for (const e of raw) {
-      if (!isKnownEventType(e.type)) {
-        this.divergences.push({ stream_id: streamId, position: e.position, problem: `unknown event type ${e.type}` });
-        return null;
-      }
-      let current: StoredEvent;
-      try {
-        current = upcast(e, this.opts.upcasters ?? UPCASTERS, this.opts.schemaVersion ?? CURRENT_SCHEMA_VERSION);
-      } catch (err) {
-        this.divergences.push({ stream_id: streamId, position: e.position, problem: err instanceof Error ? err.message : String(err) });
-        return null;
-      }
-      const data = EVENT_DATA[e.type].safeParse(current.data);
-      if (!data.success) {
-        const i = data.error.issues[0]!;
-        this.divergences.push({ stream_id: streamId, position: e.position, problem: `${e.type} data invalid at ${i.path.join('.') || '(root)'}: ${i.message}` });
-        return null;
-      }
-      if (current === e) this.validatedAsStored.add(e);
-      out.push({ ...current, data: data.data });
-    }
-    // Appends are atomic: a stream that ends inside one lost its tail after it was written.
-    const last = raw[raw.length - 1]!;
-    const batch = batchOf(last);
-    if (batch && batch.index !== batch.size) {
-      this.divergences.push({ stream_id: streamId, position: last.position, problem: `stream ends inside an atomic append (event ${batch.index} of ${batch.size}): its tail was removed after version ${last.stream_version}` });
-      return null;
-    }
-    return out;
-  }
-
-  /**
-   * One ReceiptIssued: rebuilt exactly as the worker built it (issue-receipt.ts) and its key looked up; the
-   * digest and signature checks (canonical JSON, sha256, Ed25519) start on the pool when there is one.
-   */
-  private prepareReceipt(events: StoredEvent[], issued: StoredEvent): PreparedReceipt {
-    const d = issued.data as EventData<'ReceiptIssued'>;
-    if (d.head_version !== issued.stream_version - 1) {
-      return { problem: `receipt covers version ${d.head_version} but was recorded at version ${issued.stream_version}` };
-    }
-    const receipt: Receipt | null = buildReceipt(events.filter((e) => e.stream_version <= d.head_version));
-    if (!receipt) return { problem: 'receipt issued for a run with no evaluated decision' };
-    const check = this.opts.keys ? prepareDocumentSignature(d.signature, this.opts.keys, this.keyCache) : null;
-    const key = check?.ok ? { x: check.x, sig: d.signature.value } : { x: null, sig: null };
-    const canonical = this.pool ? canonicalOrNull(receipt) : null;
-    const ticket = this.pool && canonical !== null ? this.pool.receipt(canonical, d.receipt_digest, key.x, key.sig) : null;
-    return { signed: { receipt, signature: d.signature }, digest: d.receipt_digest, check, ticket };
-  }
-
-  /** Digest first, then the key, then the signature: the receipt's first problem, or the signed receipt. */
-  private checkReceipt(issued: StoredEvent, p: PreparedReceipt): SignedReceipt | null {
-    const problem = (text: string) => {
-      this.divergences.push({ stream_id: issued.stream_id, position: issued.position, problem: text });
-      return null;
-    };
-    if ('problem' in p) return problem(p.problem);
-    let outcome = p.ticket === null || !this.pool ? null : this.pool.result(p.ticket);
-    let canonical: string | null = null;
-    let signed = p.signed;
-    if (outcome === null) {
-      canonical = canonicalJson(signed.receipt);
-      outcome = sha256OfCanonical(canonical) === p.digest ? 0 : DONE_BAD;
-    }
-    if (outcome === DONE_BAD) {
-      // Signed before migration 0014: the receipt names its stream as it was then (legacyStreamId).
-      const legacy = legacyStreamId(signed.receipt.stream_id);
-      if (legacy === null) return problem('rebuilt receipt differs from the one that was signed');
-      signed = { ...signed, receipt: { ...signed.receipt, stream_id: legacy } };
-      canonical = canonicalJson(signed.receipt);
-      if (sha256OfCanonical(canonical) !== p.digest) return problem('rebuilt receipt differs from the one that was signed');
-      outcome = 0;
-    }
-    if (!p.check) return signed;
-    if (!p.check.ok) return problem(p.check.result.ok ? 'receipt signature: unchecked' : `receipt signature: ${p.check.result.reason}: ${p.check.result.detail}`);
-    const good = canonical !== null ? ed25519Verify(p.check.x, Buffer.from(canonical, 'utf8'), p.check.sig) : outcome !== DONE_BAD_SIGNATURE;
-    const v = good ? p.check.success : p.check.failure;
-    return v.ok ? signed : problem(`receipt signature: ${v.reason}: ${v.detail}`);
-  }
-
-  /**
-   * A final run's events must all be covered by a signed receipt once the grace has passed. Catches a tail
-   * truncated at an append boundary (ReceiptIssued removed) and events forged after the receipt.
-   */
-  private checkCoverage(events: StoredEvent[], lastReceipt: StoredEvent | undefined, now: number, grace: number, unsigned: string[]): void {
-    const covered = lastReceipt ? lastReceipt.stream_version : 0;
-    const uncovered = events.filter((e) => e.stream_version > covered);
-    if (uncovered.length === 0) return;
-    const final = events.some((e) => e.type === 'DecisionFinalized');
-    const newest = Math.max(...uncovered.map((e) => new Date(e.recorded_at).getTime()));
-    if (final && now - newest > grace) {
-      const first = uncovered[0]!;
-      this.divergences.push({
-        stream_id: first.stream_id,
-        position: first.position,
-        problem: lastReceipt
-          ? `${uncovered.length} event(s) after the receipt at version ${covered} are covered by no signature`
-          : 'run is final but has no receipt: its tail was removed, or its receipt never issued',
-      });
-      return;
-    }
-    if (!lastReceipt) unsigned.push(events[0]!.stream_id);
-  }
-
-  private checkAnchors(receipts: SignedReceipt[]): void {
-    if (!this.opts.anchors?.length) return;
+  private checkAnchors(receipts: SignedReceipt[]): Divergence[] {
+    const out: Divergence[] = [];
+    if (!this.opts.anchors?.length) return out;
     for (const a of this.opts.anchors) {
       if (this.opts.tenantId && a.receipt.tenant_id !== this.opts.tenantId) continue;
       const mine = receipts.filter((x) => x.receipt.decision_id === a.receipt.decision_id);
       const digest = sha256Digest(a.receipt);
       if (mine.length === 0) {
-        this.divergences.push({ stream_id: a.receipt.stream_id, position: null, problem: `anchored receipt of ${a.receipt.decision_id} (version ${a.receipt.head_version}) is not in the log: the run was deleted or truncated` });
+        out.push({ stream_id: a.receipt.stream_id, position: null, problem: `anchored receipt of ${a.receipt.decision_id} (version ${a.receipt.head_version}) is not in the log: the run was deleted or truncated` });
       } else if (!mine.some((x) => sha256Digest(x.receipt) === digest)) {
-        this.divergences.push({ stream_id: a.receipt.stream_id, position: null, problem: `anchored receipt of ${a.receipt.decision_id} differs from the one rebuilt from the log` });
+        out.push({ stream_id: a.receipt.stream_id, position: null, problem: `anchored receipt of ${a.receipt.decision_id} differs from the one rebuilt from the log` });
+      }
+    }
+    return out;
+  }
+}
+
+/** The facts runs depend on, from every shard's streams in log order (a later stream's replaces an earlier one's). */
+function sharedFacts(folds: FoldOut[]): SharedFacts {
+  const streams = folds.flatMap((f) => f.folded).sort((a, b) => a.order - b.order);
+  return {
+    activations: streams.flatMap((s) => s.activations),
+    catalogs: streams.flatMap((s) => (s.catalog ? [s.catalog] : [])),
+    timelines: streams.flatMap((s) => (s.timeline ? [s.timeline] : [])),
+  };
+}
+
+/**
+ * Event ids held by more than one shard (one id in streams of different shards: a forged copy, never a
+ * transport duplicate, whose stream is the same): the first copy in arrival order is kept, each later one is a
+ * duplicate or a divergence at its own arrival index, exactly as one shard would have judged them.
+ */
+function settleAcrossShards(threads: ShardThreads): { contested: Contested; problems: RecordProblem[]; duplicates: number } {
+  const prints = threads.fingerprints();
+  const shared = new Set<number>();
+  for (let s = 0; s < prints.length; s++) {
+    for (let t = s + 1; t < prints.length; t++) {
+      const a = prints[s]!;
+      const b = prints[t]!;
+      for (let i = 0, j = 0; i < a.length && j < b.length;) {
+        if (a[i]! < b[j]!) i++;
+        else if (a[i]! > b[j]!) j++;
+        else { shared.add(a[i]!); i++; j++; }
       }
     }
   }
-
-  private checkPolicyVersion(e: StoredEvent, d: EventData<'PolicyActivated'>): void {
-    // The frozen compiled policy is the version: it must hash to what was activated and signed. The document is
-    // not compiled again, since a later compiler may read it differently without changing what was in force.
-    const f = frozenPolicy(d);
-    if (!f.ok) {
-      this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `${f.problem}: recorded snapshot or hash does not match` });
-      return;
-    }
-    if (d.document_hash !== undefined) {
-      if (sha256Digest(d.document) !== d.document_hash) {
-        this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version}: recorded document does not match its document_hash` });
-        return;
-      }
-    } else {
-      // An activation from before document hashes were signed: its document is tied to its snapshot only by
-      // compiling it again, which holds as long as the compiler reads it as it did then.
-      const compiled = compilePolicyVersion(d.document, d.version);
-      if (!compiled.ok || compiled.hash !== d.hash) {
-        this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version}: recorded snapshot or hash does not match its document` });
-        return;
-      }
-    }
-    if (!this.opts.keys) return;
-    if (!d.signature || !d.signing_key_id) {
-      this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version} is not signed` });
-      return;
-    }
-    const v = verifyDocument(activationSigned(d), { alg: 'Ed25519', key_id: d.signing_key_id, value: d.signature }, this.opts.keys);
-    if (!v.ok) this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy signature: ${v.reason}: ${v.detail}` });
-  }
-
-  /** The effective set a run was evaluated with, assembled once per distinct set (replay of 100k events). */
-  private snapshotFor(tenantId: string, ev: EventData<'PolicyEvaluated'>, policyEvents: Map<string, EventData<'PolicyActivated'>>, at: StoredEvent): Snapshot | null {
-    const key = `${tenantId}\u0000${ev.default_decision ?? 'DENY'}\u0000${ev.policies.map((p) => `${p.scope ?? ''}/${p.policy_id}@${p.version}:${p.hash}`).join(',')}`;
-    const hit = this.compiled.get(key);
-    if (hit !== undefined) return hit;
-    const frozen: CompiledPolicy[] = [];
-    let problem: string | null = null;
-    for (const p of ev.policies) {
-      // The run's reference names the owner: the platform's policy (scope platform) or the tenant's own.
-      const d = policyEvents.get(`${p.scope === 'platform' ? PLATFORM_SCOPE : tenantId}/${p.policy_id}@${p.version}`);
-      if (!d) { problem = `policy ${p.policy_id} v${p.version} is not in the log`; break; }
-      if (d.hash !== p.hash) { problem = `policy ${p.policy_id} v${p.version} hash differs from the activated one`; break; }
-      // What was frozen at activation re-derives the decision: today's compiler never re-reads the document.
-      const f = frozenPolicy(d);
-      if (!f.ok) { problem = f.problem; break; }
-      frozen.push(f.policy);
-    }
-    const snapshot: Snapshot | null = problem ? null : assembleEffective(frozen, { defaultDecision: ev.default_decision ?? 'DENY' });
-    if (problem) {
-      // Not cached: each run that depends on a missing or altered policy is reported at its own position.
-      this.divergences.push({ stream_id: at.stream_id, position: at.position, problem });
-      return null;
-    }
-    this.compiled.set(key, snapshot);
-    return snapshot;
-  }
-
-  /**
-   * A tenant's tool catalog stream, folded with the engine's own applyCatalogChange: each event must sit at
-   * the version it names and record the hash of the catalog it makes. Folding stops at the first bad event,
-   * so a decision that cites a later version is reported too.
-   */
-  private foldCatalog(streamId: string, events: StoredEvent[]): void {
-    const tenant = events[0]!.tenant_id;
-    const states: CatalogState[] = [EMPTY_CATALOG];
-    this.catalogs.set(tenant, states);
-    let state = EMPTY_CATALOG;
-    for (const e of events) {
-      const problem = (p: string): void => void this.divergences.push({ stream_id: streamId, position: e.position, problem: p });
-      if (streamId !== catalogStreamId(e.tenant_id)) return problem(`catalog stream ${streamId} holds an event of tenant ${e.tenant_id}`);
-      if (e.type === 'ToolCatalogRegistered') {
-        const { catalog_version: _v, catalog_hash: _h, registered_by: _by, ...source } = e.data as EventData<'ToolCatalogRegistered'>;
-        state = applyCatalogChange(state, { kind: 'registered', source });
-      } else if (e.type === 'ToolCatalogRemoved') {
-        const d = e.data as EventData<'ToolCatalogRemoved'>;
-        if (!state.sources.some((x) => x.source_id === d.source_id)) return problem(`catalog removes source ${d.source_id}, which is not registered`);
-        state = applyCatalogChange(state, { kind: 'removed', source_id: d.source_id });
-      } else {
-        return problem(`unexpected ${e.type} in a tool catalog stream`);
-      }
-      const d = e.data as { catalog_version: number; catalog_hash: string };
-      if (d.catalog_version !== e.stream_version || state.version !== e.stream_version) return problem(`catalog event names version ${d.catalog_version} at stream version ${e.stream_version}`);
-      if (d.catalog_hash !== state.hash) return problem(`catalog version ${state.version}: recorded hash ${d.catalog_hash} differs from the catalog rebuilt from its events (${state.hash})`);
-      states.push(state);
+  const contested: Contested = new Map();
+  const problems: RecordProblem[] = [];
+  let duplicates = 0;
+  if (shared.size === 0) return { contested, problems, duplicates };
+  const byId = new Map<string, ReturnType<ShardThreads['copies']>>();
+  for (const c of threads.copies([...shared])) (byId.get(c.event_id) ?? byId.set(c.event_id, []).get(c.event_id)!).push(c);
+  for (const [id, copies] of byId) {
+    if (new Set(copies.map((c) => c.shard)).size < 2) continue; // all on one shard (or another id's fingerprint): it judges them
+    copies.sort((a, b) => a.index - b.index);
+    const first = copies[0]!;
+    contested.set(id, first.index);
+    for (const c of copies.slice(1)) {
+      if (c.hash !== first.hash || c.position !== first.position) {
+        problems.push({ index: c.index, divergence: { stream_id: c.stream_id, position: c.position, problem: `event id ${id} appears twice with different content` } });
+      } else duplicates += 1;
     }
   }
-
-  /** A decision's facts.tool_catalog must be what that catalog version, rebuilt from the log, gives its request. */
-  private checkCatalogFact(tenantId: string, request: DecisionRequest, raw: unknown, at: StoredEvent): boolean {
-    const problem = (p: string) => {
-      this.divergences.push({ stream_id: at.stream_id, position: at.position, problem: p });
-      return false;
-    };
-    const fact = ToolCatalogFact.safeParse(raw);
-    if (!fact.success) return problem(`facts.tool_catalog is malformed: ${fact.error.issues[0]?.path.join('.')}: ${fact.error.issues[0]?.message}`);
-    const state = this.catalogs.get(tenantId)?.[fact.data.version];
-    if (!state) return problem(`tool catalog version ${fact.data.version} of tenant ${tenantId} is not in the log (or not verifiable)`);
-    if (state.hash !== fact.data.hash) return problem(`tool catalog version ${fact.data.version}: recorded hash ${fact.data.hash} differs from the log's ${state.hash}`);
-    const derived = catalogRiskTags(catalogOf(state.sources), request);
-    if (derived.join(',') !== fact.data.risk_tags.join(',')) return problem(`tool catalog version ${fact.data.version} gives [${derived.join(', ')}] for this request, the decision recorded [${fact.data.risk_tags.join(', ')}]`);
-    return true;
-  }
-
-  /**
-   * The run was started by the API: DecisionRequested carries the API's signature over the whole start (the
-   * request, the evaluation, the policies, counter increments, windows, callback, workflow id), checked as
-   * stored (the events' bytes, not their parsed form). Without keys, everything but the signature.
-   */
-  private prepareStart(events: StoredEvent[]): PreparedStart | null {
-    const requested = events.find((e) => e.type === 'DecisionRequested');
-    const evaluated = events.find((e) => e.type === 'PolicyEvaluated');
-    if (!requested || !evaluated) return null; // reported by reEvaluate
-    const stored = (e: StoredEvent) => this.byId.get(e.event_id)?.data ?? e.data;
-    const checked = (e: StoredEvent) => { const raw = this.byId.get(e.event_id); return raw !== undefined && this.validatedAsStored.has(raw); };
-    const workflowId = requested.metadata['workflow_id'];
-    const p = prepareRunStart(stored(requested), stored(evaluated), typeof workflowId === 'string' ? workflowId : undefined, { validated: checked(requested) && checked(evaluated) });
-    if (!p.ok) return { at: requested, problem: p.reason };
-    const check = this.opts.keys ? prepareDocumentSignature(p.signature, this.opts.keys, this.keyCache) : null;
-    const canonical = this.pool && check?.ok ? canonicalOrNull(p.doc) : null;
-    const ticket = this.pool && check?.ok && canonical !== null ? this.pool.receipt(canonical, null, check.x, check.sig.toString('base64url')) : null;
-    return { at: requested, doc: p.doc, check, ticket };
-  }
-
-  private checkStart(p: PreparedStart): void {
-    const problem = (text: string) => void this.divergences.push({ stream_id: p.at.stream_id, position: p.at.position, problem: `run start not attested by Countersign: ${text}` });
-    if ('problem' in p) return problem(p.problem);
-    if (!p.check) return;
-    if (!p.check.ok) return problem(p.check.result.ok ? 'signature unchecked' : startSignatureProblem(p.check.result));
-    const pooled = p.ticket === null || !this.pool ? null : this.pool.result(p.ticket);
-    const good = pooled !== null ? pooled === DONE_OK : ed25519Verify(p.check.x, Buffer.from(canonicalJson(p.doc), 'utf8'), p.check.sig);
-    const v = good ? p.check.success : p.check.failure;
-    if (!v.ok) problem(startSignatureProblem(v));
-  }
-
-  /** Re-derives the decision from the recorded policy versions, request, facts and clock. */
-  private reEvaluate(events: StoredEvent[], policyEvents: Map<string, EventData<'PolicyActivated'>>): boolean {
-    const view = foldRun(events.map((e) => ({ type: e.type, data: e.data }) as RunEvent));
-    const requested = events.find((e) => e.type === 'DecisionRequested');
-    const evaluated = events.find((e) => e.type === 'PolicyEvaluated');
-    if (!view || !requested || !evaluated) {
-      this.divergences.push({ stream_id: events[0]!.stream_id, position: events[0]!.position, problem: 'run has no request or no evaluation' });
-      return false;
-    }
-    const req = requested.data as EventData<'DecisionRequested'>;
-    const ev = evaluated.data as EventData<'PolicyEvaluated'>;
-    const snapshot = this.snapshotFor(view.tenant_id, ev, policyEvents, evaluated);
-    if (!snapshot) return false;
-    const recorded = ev.evaluation;
-    if (snapshot.hash !== recorded.snapshot_hash) {
-      this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `snapshot hash ${snapshot.hash} differs from the recorded ${recorded.snapshot_hash}` });
-      return false;
-    }
-    const catalogFact = recorded.facts['tool_catalog'];
-    if (catalogFact !== undefined && !this.checkCatalogFact(view.tenant_id, req.request, catalogFact, evaluated)) return false;
-    // evaluate() adds the recorded catalog tags to the request, as it did when the decision was made.
-    const again = evaluate(snapshot, req.request, recorded.facts, new Date(recorded.now));
-    if (again.decision !== recorded.decision || again.matched_rule !== recorded.matched_rule) {
-      this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `re-evaluation gives ${again.decision} (${again.matched_rule}), recorded ${recorded.decision} (${recorded.matched_rule})` });
-      return false;
-    }
-    if (canonicalJson(again.judgment ?? null) !== canonicalJson(recorded.judgment ?? null)) {
-      this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: 're-evaluation gives other judgment rules (checklist) than recorded' });
-      return false;
-    }
-    if (!this.reDeriveVerdicts(events, recorded)) return false;
-    return this.checkEdits(events, snapshot, req, recorded);
-  }
-
-  /**
-   * A run whose evaluator was asked: the decision after the verdicts is re-derived from the recorded
-   * JudgmentEvaluated (afterVerdicts), never by asking the evaluator again.
-   */
-  private reDeriveVerdicts(events: StoredEvent[], recorded: EventData<'PolicyEvaluated'>['evaluation']): boolean {
-    const i = events.findIndex((e) => e.type === 'JudgmentEvaluated');
-    if (i < 0) return true;
-    const judged = events[i]!;
-    const fail = (problem: string) => {
-      this.divergences.push({ stream_id: judged.stream_id, position: judged.position, problem });
-      return false;
-    };
-    if (recorded.judgment === undefined || recorded.decision !== 'REQUIRE_APPROVAL') return fail('verdicts recorded for a run whose evaluation has no judgment rules');
-    const next = afterVerdicts(recorded, (judged.data as EventData<'JudgmentEvaluated'>).verdicts);
-    const after = events[i + 1];
-    if (after === undefined) return true;
-    if (next.kind === 'final') {
-      const d = after.data as Partial<EventData<'DecisionFinalized'>>;
-      if (after.type !== 'DecisionFinalized' || d.decision !== next.decision || d.matched_rule !== next.matched_rule || d.via !== 'evaluator') {
-        return fail(`the recorded verdicts give ${next.decision} (${next.matched_rule}), the run recorded ${after.type} ${d.decision ?? ''}`);
-      }
-    } else if (after.type !== 'ApprovalRequested') {
-      return fail(`the recorded verdicts leave the decision to people, the run recorded ${after.type}`);
-    }
-    return true;
-  }
-
-  /**
-   * Approvals with edited arguments: each digest is its arguments', each edit re-derives from the run's snapshot,
-   * facts and clock and is no looser than the run's evaluation, and the final decision carries the approved edit.
-   */
-  private checkEdits(events: StoredEvent[], snapshot: Snapshot, req: EventData<'DecisionRequested'>, recorded: Evaluation): boolean {
-    const problem = (e: StoredEvent, text: string) => {
-      this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: text });
-      return false;
-    };
-    const approvedBy: string[] = [];
-    let approved: string | undefined;
-    for (const e of events) {
-      if (e.type !== 'ApprovalGranted') continue;
-      const a = e.data as EventData<'ApprovalGranted'>;
-      if (!a.edit) continue;
-      if (sha256Digest(a.edit.args) !== a.edit.args_digest) return problem(e, 'edited arguments do not match their recorded digest');
-      const again = evaluate(snapshot, editedRequest(req.request, a.edit.args), recorded.facts, new Date(recorded.now));
-      if (again.decision !== a.edit.evaluation.decision || again.matched_rule !== a.edit.evaluation.matched_rule || !sameJson(again.constraints, a.edit.evaluation.constraints)) {
-        return problem(e, `re-evaluation of the edited arguments gives ${again.decision} (${again.matched_rule}), recorded ${a.edit.evaluation.decision} (${a.edit.evaluation.matched_rule})`);
-      }
-      const looser = checkEditNoLooser(recorded, again);
-      if (!looser.ok) return problem(e, `an approval counted edited arguments looser than the request: ${looser.reason}`);
-      approvedBy.push(a.approver_id);
-      approved = a.edit.args_digest;
-    }
-    const final = events.find((e) => e.type === 'DecisionFinalized' && (e.data as EventData<'DecisionFinalized'>).via === 'approval');
-    const finalDigest = final ? (final.data as EventData<'DecisionFinalized'>).edited_args_digest : undefined;
-    if (final && finalDigest !== undefined && finalDigest !== approved) return problem(final, `the decision carries edited arguments ${finalDigest} that no approval approved`);
-    if (finalDigest !== undefined) this.editedRuns.push({ decision_id: req.decision_id, args_digest: req.args_digest, edited_args_digest: finalDigest, approved_by: approvedBy });
-    return true;
-  }
+  return { contested, problems, duplicates };
 }

@@ -19,7 +19,7 @@ function replay(log: StoredEvent[], parallel: ReplayOptions['parallel']) {
   return r.finish();
 }
 
-/** The worker threads (services/audit/replay-pool.ts) only move work: the report must not change. */
+/** The worker threads (services/audit/replay-threads.ts) only move work: the report must not change. */
 const bothWays = (log: StoredEvent[]) => {
   const inline = replay(log, false);
   const pooled = replay(log, { workers: 2, after: 0 });
@@ -28,7 +28,8 @@ const bothWays = (log: StoredEvent[]) => {
 };
 
 
-describe('Replay on worker threads gives the inline report', () => {
+// Each replay starts its threads (each loading the sources): seconds on a loaded machine.
+describe('Replay on worker threads gives the inline report', { timeout: 60_000 }, () => {
   it('untouched log', () => {
     const r = bothWays(base());
     expect(r.divergences).toEqual([{ stream_id: null, position: 'extra:0', problem: 'record is not JSON' }]);
