@@ -216,6 +216,9 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       if (entry.refused !== null) log.warn('a command decided again after adopting the log was refused', { command: entry.command.type, reason: entry.refused });
     }
   };
+  /** Resolved once the run's first append is in the chain: message handlers take their turns after it. */
+  let firstAppendIsQueued!: () => void;
+  const firstAppendQueued = new Promise<void>((resolve) => { firstAppendIsQueued = resolve; });
   /** Appends what is pending, adopting what the log holds instead where it differs, until nothing is pending. */
   const appendPending = async (first: boolean, withReceipt: boolean) => {
     for (let tries = 0; pending.length > 0; tries++) {
@@ -251,6 +254,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   // cannot interleave, and a retried activity finds its events by their derived ids.
   const flush = (first = false, withReceipt = false): Promise<void> => {
     chain = chain.then(() => appendPending(first, withReceipt));
+    firstAppendIsQueued();
     return chain;
   };
   /**
@@ -395,11 +399,17 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     if ((refusedOf.get(who) ?? 0) >= MAX_REFUSED_PER_PRINCIPAL) throw new Error(`${MAX_REFUSED_PER_PRINCIPAL} messages of this principal were refused by this decision; it accepts no more from it`);
   };
 
-  /** Runs an accepted message's handler: its nonce is spent, and it counts against the cap until it is done. */
+  /**
+   * Runs an accepted message's handler: its nonce is spent, and it counts against the cap until it is done. The
+   * body waits until the run's first append is queued: a message delivered in the run's first task would
+   * otherwise take its local activities' turn before that append, or after it, depending on whether Temporal
+   * delivers it in the same activation as the start, which a retried task and its replay need not agree on.
+   */
   const handle = async <T>(nonce: string, body: () => Promise<T>): Promise<T> => {
     nonces.add(nonce);
     inFlight += 1;
     try {
+      await firstAppendQueued;
       return await body();
     } finally {
       inFlight -= 1;

@@ -3,6 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
+import { decisionIdFor } from '../../services/decisions/decision-id.ts';
 import { loadAttestationSecret } from '../../services/decisions/attestation.ts';
 import { answerApproval } from '../../services/decisions/run-messages.ts';
 import type { Principal } from '../../services/identity/principals.ts';
@@ -143,6 +144,53 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
     }
   });
 
+  // Found by the chaos test: the run's first task completed once without its append (the local activity ran past
+  // the task's heartbeat), then its worker died after the append committed. An answer sent meanwhile reached the
+  // next worker in the same activation as the run's start, and took its turn before the start's append; a replay
+  // of that history delivers it one activation later, so the append came first and the run failed to replay.
+  it('a first task heartbeated past a slow append, then lost with its worker: an answer sent meanwhile counts, and the history replays', async () => {
+    await stack.worker.stop('SIGTERM');
+    const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: 'after-append-commit' });
+    const lock = await stack.db.connect();
+    const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
+    let restarted = false;
+    try {
+      // The append waits on its stream's lock past 80% of the task's timeout (10 s): the SDK completes the task without it.
+      // The run's id follows from its idempotency key, so the stream's append lock can be held before it starts.
+      const key = `heartbeat-${Date.now()}`;
+      await lock.query('BEGIN');
+      await lock.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`run/${decisionIdFor('default', agent.id, key)}`]);
+      const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { n: 5 } }, idempotency_key: key });
+      expect(res.body.status, JSON.stringify(res.body)).toBe('pending_approval');
+      const id = res.body.decision_id as string;
+      expect(id).toBe(decisionIdFor('default', agent.id, key));
+      runs.push(id);
+      const handle = new Client({ connection }).workflow.getHandle(workflowIdFor('default', id));
+      await eventually(async () => ((await handle.fetchHistory()).events!.filter((e) => e.workflowTaskCompletedEventAttributes).length >= 1 ? true : undefined), 30_000, 'the first task to heartbeat');
+      await lock.query('COMMIT');
+      await exited(crashing);
+      expect(crashing.child.signalCode).toBe('SIGKILL');
+      expect((await runEvents(stack, id)).length).toBeGreaterThan(0);
+
+      const answer = api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
+      await new Promise((r) => setTimeout(r, 1_000));
+      stack.worker = await stack.startWorker();
+      restarted = true;
+      expect((await answer).body, JSON.stringify((await answer).body)).toMatchObject({ counted: true });
+      const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=30`);
+      expect(final.body).toMatchObject({ decision: 'ALLOW', status: 'final' });
+      await expectSoundRun(stack, id);
+    } finally {
+      await lock.query('ROLLBACK').catch(() => undefined);
+      lock.release();
+      await connection.close();
+      if (!restarted) {
+        await crashing.stop('SIGKILL').catch(() => undefined);
+        stack.worker = await stack.startWorker();
+      }
+    }
+  });
+
   it('a message for a run whose first events no worker has recorded yet: 503 with Retry-After, nothing recorded, and counted once a worker runs', async () => {
     await stack.worker.stop('SIGTERM');
     let restarted = false;
@@ -211,7 +259,7 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
   });
 
   it('the histories those runs left replay, adoptions included', async () => {
-    expect(runs).toHaveLength(2);
+    expect(runs).toHaveLength(3);
     const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
     try {
       const client = new Client({ connection });

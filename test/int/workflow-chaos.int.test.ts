@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
@@ -11,6 +13,7 @@ import { activateYaml, addPrincipal, api, eventually, startTestStack, type AppPr
 // of which task a crash cuts short, every run must end as its answers say, with each answer once, a clean
 // chain, a receipt that verifies, and a history that replays.
 const WORKFLOWS = path.resolve(import.meta.dirname, '..', '..', 'workflows', 'index.ts');
+const OUT = path.resolve(import.meta.dirname, '..', '..', '.data', 'test-output', 'chaos');
 const POLICY = `
 apiVersion: countersign/v1
 kind: Policy
@@ -145,7 +148,12 @@ describe('runs under a worker that keeps dying after its appends commit', () => 
       }));
       const failures: string[] = [];
       for await (const r of Worker.runReplayHistories({ workflowsPath: WORKFLOWS, bundlerOptions: BUNDLER_OPTIONS }, histories)) {
-        if (r.error) failures.push(`${r.workflowId}: ${r.error.message.slice(0, 300)}`);
+        if (!r.error) continue;
+        failures.push(`${r.workflowId}: ${r.error.message.slice(0, 1500)}`);
+        // Kept for diagnosis: the history that did not replay, as `temporal workflow show --output json` writes it.
+        mkdirSync(OUT, { recursive: true });
+        const json = execFileSync(process.env['TEMPORAL_CLI'] ?? 'temporal', ['workflow', 'show', '--address', stack.env['TEMPORAL_ADDRESS']!, '--workflow-id', r.workflowId, '--output', 'json'], { encoding: 'utf8' });
+        writeFileSync(path.join(OUT, `${r.workflowId.replaceAll('/', '_')}.json`), json);
       }
       expect(failures).toEqual([]);
     } finally {
