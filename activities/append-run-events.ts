@@ -7,7 +7,9 @@ import { appendReconciled } from '../services/events/append-reconciled.ts';
 import { runStreamId } from '../services/decisions/ids.ts';
 import type { Keyring } from '../services/receipts/keyring.ts';
 import { receiptEvent } from './issue-receipt.ts';
-import type { AdoptedEvent, AppendRunEventsInput, AppendRunEventsResult } from './types.ts';
+import type { AdoptedEvent, AppendRunEventsInput, AppendRunEventsResult, AuthorizeInput, AuthorizeResult } from './types.ts';
+
+const sameSet = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
 
 /** What the worker does about a run start Countersign did not sign: the keys to check with, and the trace it leaves. */
 export type StartGuard = {
@@ -49,9 +51,22 @@ async function checkStart(input: AppendRunEventsInput, guard: StartGuard): Promi
  * lost with its worker, wrote them) is reported back for the workflow to adopt, never overwritten or mistaken
  * for this batch.
  */
-export function makeAppendRunEvents(db: Db, guard: StartGuard, crashAt?: string, keyring?: () => Promise<Keyring>, onFinalized: (f: Finalized) => void = () => {}) {
+export function makeAppendRunEvents(
+  db: Db, guard: StartGuard, crashAt?: string, keyring?: () => Promise<Keyring>, onFinalized: (f: Finalized) => void = () => {},
+  authorize?: (input: AuthorizeInput) => Promise<AuthorizeResult>,
+) {
   return async function appendRunEvents(input: AppendRunEventsInput): Promise<AppendRunEventsResult> {
     if (input.expectedVersion === 0) await checkStart(input, guard);
+    if (input.identities?.length) {
+      // Answers the workflow decided with the identity the API attested: each is authorized here as the
+      // authorize activity would, before anything is written, and must be that identity now.
+      if (!authorize) throw new Error('appendRunEvents: identities to confirm, and no authorize check');
+      const found = await Promise.all(input.identities.map(async (id) => {
+        const who = await authorize(id.message);
+        return who.ok && sameSet(who.roles, id.roles) && sameSet(who.groups, id.groups) && !who.delegations?.length ? 'same' as const : who;
+      }));
+      if (found.some((f) => f !== 'same')) return { streamVersion: input.expectedVersion, duplicate: true, identities: found };
+    }
     if (input.counters?.entries.some((e) => !(Number.isFinite(e.amount) && e.amount >= 0))) {
       throw ApplicationFailure.create({ type: RUN_START_REFUSED, message: 'a counter increment is never negative', nonRetryable: true });
     }

@@ -66,10 +66,11 @@ export function createActivities(deps: ActivityDeps): Activities {
     void withTenant(deps.db, f.tenantId, (c) => c.query<{ requested_at: Date }>('SELECT requested_at FROM decision_monitor WHERE tenant_id = $1 AND decision_id = $2', [f.tenantId, f.decisionId]))
       .then((r) => report(r.rows[0]?.requested_at), () => report(undefined));
   };
+  const authorize = makeAuthorize(deps.db, getSecret, deps.principals, deps.onRefusedMessage);
   return {
-    appendRunEvents: makeAppendRunEvents(deps.db, guard, deps.crashAt, getKeyring, finalized),
+    appendRunEvents: makeAppendRunEvents(deps.db, guard, deps.crashAt, getKeyring, finalized, authorize),
     issueReceipt: makeIssueReceipt(deps.db, getKeyring),
-    authorize: makeAuthorize(deps.db, getSecret, deps.principals, deps.onRefusedMessage),
+    authorize,
     notifyApprovers: makeNotifyApprovers(deps.db, deps.channels),
     announceRoundClosed: makeAnnounceRoundClosed(deps.db, deps.channels?.slack),
     deliverCallback: makeDeliverCallback(getKeyring, deps.callbackAllowPrivate ?? false),

@@ -20,6 +20,12 @@ export type AppendRunEventsInput = {
    */
   withReceipt?: boolean;
   workflowId: string;
+  /**
+   * Answers in this batch decided with the identity the API attested: each message is authorized as the
+   * authorize activity does, and its approver's roles and groups now must be these (and no delegation in
+   * force), or nothing is written.
+   */
+  identities?: Array<{ message: AuthorizeInput; roles: string[]; groups: string[] }>;
 };
 /** A run event the log holds that the workflow did not send (an earlier attempt of its task wrote it). */
 export type AdoptedEvent = RunEvent & { stream_version: number };
@@ -29,7 +35,11 @@ export type AdoptedEvent = RunEvent & { stream_version: number };
  * held something other than the batch at the expected version (services/events/append-reconciled.ts): then
  * `written` of the batch's events stand, the rest were not written, and `adopted` follow them in the log.
  */
-export type AppendRunEventsResult = { streamVersion: number; duplicate: boolean; written?: number; adopted?: AdoptedEvent[]; sealed?: boolean };
+export type AppendRunEventsResult = {
+  streamVersion: number; duplicate: boolean; written?: number; adopted?: AdoptedEvent[]; sealed?: boolean;
+  /** Present when an identity did not hold and nothing was written: per identity, `same` or what the database says. */
+  identities?: Array<'same' | AuthorizeResult>;
+};
 
 export type IssueReceiptInput = { decisionId: string; tenantId: string; headVersion: number; workflowId: string };
 /**

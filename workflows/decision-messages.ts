@@ -62,6 +62,12 @@ const answerInput = lazily(() => z.strictObject({
   comment: z.string().max(4000).optional(),
   channel: channelSchema(),
   approver_id: z.string().min(1),
+  /**
+   * The approver's roles and groups as the API read them: the run decides with them, and the append that
+   * writes the answer checks them against the database first (absent: the worker reads them before deciding).
+   */
+  approver_roles: z.array(z.string().max(200)).max(50).optional(),
+  approver_groups: z.array(z.string().max(200)).max(500).optional(),
   tenant_id: z.string().min(1),
   args_digest: z.string().nullable(),
   snapshot_hash: z.string(),

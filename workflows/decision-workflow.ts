@@ -126,7 +126,14 @@ export function toResult(view: RunView): DecisionResult {
 }
 
 /** A command the run decided; decided again after an adoption, it may be refused then (see adopt). */
-type Entry = { command: RunCommand; refused: string | null; wrote: boolean };
+type Entry = {
+  command: RunCommand; refused: string | null; wrote: boolean;
+  /**
+   * An answer decided with the identity the API attested, not yet confirmed by the database: the append that
+   * would write its events first checks the approver is that identity now (see appendPending).
+   */
+  unconfirmed?: { message: AnswerInput; roles: string[]; groups: string[] };
+};
 type Pending = { entry: Entry; event: RunEvent };
 /** Adoptions in a row after which an append is a bug, not a lost attempt (there is at most one such attempt per task). */
 const MAX_ADOPTIONS = 5;
@@ -154,6 +161,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   let receiptAt = 0; // the version of the last receipt
   let finalAt = 0; // when the run became final (0 while its first task is under way)
 
+  /** Answers decided with their attested identity whose append has not confirmed it yet (see Entry.unconfirmed). */
+  const unconfirmedEntries = new Set<Entry>();
   const goesAhead = (e: RunEvent) => e.type === 'DecisionFinalized' && e.data.decision !== 'DENY';
   const record = (entry: Entry, e: RunEvent) => {
     // Decided again after an adoption, a command may yield an event the earlier attempt already wrote: it is
@@ -183,10 +192,12 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     return entry;
   };
   /** The same, for a command the workflow itself issues: a refusal there is a bug, never an input's fault... */
-  const must = (command: RunCommand) => {
+  const must = (command: RunCommand): boolean => {
     const { refused } = apply(command);
-    // ...unless the run adopted what an earlier attempt of a task wrote, which may have done it already.
-    if (refused !== null && adopted.length === 0) throw new Error(`the run refused its own ${command.type}: ${refused}`);
+    // ...unless the run adopted what an earlier attempt of a task wrote, which may have done it already, or an
+    // answer not yet confirmed (see Entry.unconfirmed) stands in the view: the caller looks again once it is.
+    if (refused !== null && adopted.length === 0 && unconfirmedEntries.size === 0) throw new Error(`the run refused its own ${command.type}: ${refused}`);
+    return refused === null;
   };
   /**
    * The log holds events this execution did not write: a worker committed them in a local activity and died
@@ -195,7 +206,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
    * commands whose events did not go in, with those recorded since, are decided again on top of them. A
    * command refused now stays refused; its handler answers from what the log says.
    */
-  const adopt = (unwritten: Pending[], events: AdoptedEvent[]) => {
+  const adopt = (unwritten: Pending[], events: AdoptedEvent[], settled: ReadonlySet<Entry> = new Set()) => {
     for (const e of events) {
       const event = { type: e.type, data: e.data } as RunEvent;
       committedView = evolve(committedView, event);
@@ -204,7 +215,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       if (event.type === 'ReceiptIssued') receiptAt = e.stream_version;
     }
     const redo: Entry[] = [];
-    for (const p of [...unwritten, ...pending]) if (!redo.includes(p.entry)) redo.push(p.entry);
+    for (const p of [...unwritten, ...pending]) if (!redo.includes(p.entry) && !settled.has(p.entry)) redo.push(p.entry);
     pending = [];
     view = committedView;
     countersCounted = goAheadInLog;
@@ -228,6 +239,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       const counters = countersDue;
       countersDue = null;
       const sealing = withReceipt && committed === 0;
+      const unconfirmed = [...new Set(batch.map((p) => p.entry))].filter((e) => e.unconfirmed);
       const res = await appendRunEvents({
         decisionId: input.decisionId,
         tenantId: input.tenantId,
@@ -237,7 +249,31 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         ...(counters ? { counters } : {}),
         ...(first && input.idempotencyKey ? { idempotency: { key: input.idempotencyKey, requestDigest: input.requestDigest } } : {}),
         ...(sealing ? { withReceipt: true } : {}),
+        ...(unconfirmed.length > 0 ? { identities: unconfirmed.map((e) => ({ message: e.unconfirmed!.message, roles: e.unconfirmed!.roles, groups: e.unconfirmed!.groups })) } : {}),
       });
+      if (res.identities) {
+        // An approver is not (or no longer) who the API attested: nothing was written. Each such answer is
+        // decided again with the identity the database gave, or refused; the batch is decided again around it.
+        const refusedNow = new Set<Entry>();
+        unconfirmed.forEach((e, i) => {
+          const who = res.identities![i]!;
+          delete e.unconfirmed;
+          unconfirmedEntries.delete(e);
+          if (who === 'same') return;
+          if (!who.ok) {
+            e.refused = who.reason;
+            refusedNow.add(e);
+            return;
+          }
+          if (e.command.type === 'AnswerRound') e.command = withDelegations({ ...e.command, data: { ...e.command.data, approver_roles: who.roles, approver_groups: who.groups } }, who.delegations);
+        });
+        adopt(batch, [], refusedNow);
+        continue;
+      }
+      for (const e of unconfirmed) {
+        delete e.unconfirmed;
+        unconfirmedEntries.delete(e);
+      }
       const written = res.written ?? batch.length;
       for (const p of batch.slice(0, written)) {
         committedView = evolve(committedView, p.event);
@@ -308,11 +344,17 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   const runRound = async (n: number) => {
     for (;;) {
       const r = view!.rounds.find((x) => x.round === n)!;
-      if (r.status !== 'open') break;
+      if (r.status !== 'open') {
+        // An answer decided with its attested identity closes the round in the view before its append has
+        // confirmed that identity: the round is closed once nothing unconfirmed stands.
+        if (unconfirmedEntries.size === 0) break;
+        await flush();
+        continue;
+      }
       const left = Date.parse(r.deadline) - Date.now();
-      if (left > 0 && (await waitForAnswers(n, left))) break;
+      if (left > 0 && (await waitForAnswers(n, left))) continue;
       // The deadline passed: the rules escalate the round once if it may, or expire it and end the run.
-      must({ type: 'ReachDeadline', data: { round: n } });
+      if (!must({ type: 'ReachDeadline', data: { round: n } })) continue;
       const escalated = escalationGroups(r, view!.rounds.find((x) => x.round === n)!);
       if (escalated !== null) await notify(n, 'escalation', escalated);
     }
@@ -451,10 +493,21 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     setHandler(
       answerUpdate,
       async (a) => handle(a.nonce, async () => {
-        // The API's attestation and the approver's current roles and groups, from the database.
-        const who = await inTurn(() => authorize(a));
-        if (!who.ok) throw refuseFrom(a.approver_id, who.reason);
-        const entry = apply(withDelegations(answerCommand(a, who.roles, who.groups), who.delegations));
+        let entry: Entry;
+        if (a.approver_roles !== undefined && a.approver_groups !== undefined) {
+          // Decided with the roles and groups the API attested; the append that writes the answer checks them
+          // against the database first (and the API's attestation), in the same local activity.
+          entry = apply(answerCommand(a, a.approver_roles, a.approver_groups));
+          if (entry.refused === null) {
+            entry.unconfirmed = { message: a, roles: a.approver_roles, groups: a.approver_groups };
+            unconfirmedEntries.add(entry);
+          }
+        } else {
+          // The API's attestation and the approver's current roles and groups, from the database.
+          const who = await inTurn(() => authorize(a));
+          if (!who.ok) throw refuseFrom(a.approver_id, who.reason);
+          entry = apply(withDelegations(answerCommand(a, who.roles, who.groups), who.delegations));
+        }
         if (entry.refused === null) await flush();
         if (entry.refused !== null && !answeredBefore(a)) throw refuseFrom(a.approver_id, entry.refused);
         const r = view!.rounds.find((x) => x.round === a.round)!;

@@ -127,6 +127,9 @@ export async function checkedAnswer(deps: MessageDeps, principal: Principal, dec
     ...(body.comment ? { comment: body.comment } : {}),
     channel,
     approver_id: principal.id,
+    // The run decides with these; the worker confirms them against the database in the append that writes the answer.
+    approver_roles: [...principal.roles],
+    approver_groups: [...principal.groups],
     tenant_id: principal.tenant_id,
     args_digest: round.args_digest,
     snapshot_hash: round.snapshot_hash,
