@@ -184,6 +184,11 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     const d = decide(runState(view), entry.command, new Date(Date.now()));
     entry.refused = d.ok ? null : d.reason;
     if (d.ok) for (const e of d.events) record(entry, e);
+    else if (entry.unconfirmed) {
+      // Refused when decided again (after an adoption): no event of it is left to confirm.
+      delete entry.unconfirmed;
+      unconfirmedEntries.delete(entry);
+    }
   };
   /** What the rules make of a command now: its events are recorded, or the entry carries the refusal's reason. */
   const apply = (command: RunCommand): Entry => {

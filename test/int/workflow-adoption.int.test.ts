@@ -144,6 +144,38 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
     }
   });
 
+  it('killed after an answer commits, a second answer to the same one-approver round sent while it is down: the first stands, the second is refused, the run ends', async () => {
+    const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { n: 6 } } });
+    expect(res.body.status).toBe('pending_approval');
+    const id = res.body.decision_id as string;
+    await eventually(async () => ((await runEvents(stack, id)).some((e) => e.type === 'NotificationSent' || e.type === 'NotificationFailed') ? true : undefined), 30_000, 'the round to be announced');
+    await stack.worker.stop('SIGTERM');
+    const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: 'after-answer-commit' });
+    let restarted = false;
+    try {
+      const first = api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
+      await exited(crashing);
+      // Whichever the next attempt takes first, the log's answer stands: the second is refused (when decided
+      // before the first is delivered again, once the append finds the first in the log), and nothing waits on it.
+      const second = api({ url: stack.url, key: omar.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
+      await new Promise((r) => setTimeout(r, 1_000));
+      stack.worker = await stack.startWorker();
+      restarted = true;
+      const [a, b] = await Promise.all([first, second]);
+      expect(a.body, JSON.stringify(a.body)).toMatchObject({ counted: true });
+      expect(b.status, JSON.stringify(b.body)).toBe(409);
+      const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=30`);
+      expect(final.body).toMatchObject({ decision: 'ALLOW', status: 'final' });
+      const events = await expectSoundRun(stack, id);
+      expect(events.filter((e) => e.type === 'ApprovalGranted').map((e) => e.data['approver_id'])).toEqual([olga.id]);
+    } finally {
+      if (!restarted) {
+        await crashing.stop('SIGKILL').catch(() => undefined);
+        stack.worker = await stack.startWorker();
+      }
+    }
+  });
+
   // Found by the chaos test: the run's first task completed once without its append (the local activity ran past
   // the task's heartbeat), then its worker died after the append committed. An answer sent meanwhile reached the
   // next worker in the same activation as the run's start, and took its turn before the start's append; a replay
