@@ -9,7 +9,10 @@ import type { Keyring } from '../services/receipts/keyring.ts';
 import { receiptEvent } from './issue-receipt.ts';
 import type { AdoptedEvent, AppendRunEventsInput, AppendRunEventsResult, AuthorizeInput, AuthorizeResult } from './types.ts';
 
-const sameSet = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
+const sameSet = (a: readonly string[], b: readonly string[]) => {
+  const [x, y] = [[...a].sort(), [...b].sort()];
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+};
 
 /** What the worker does about a run start Countersign did not sign: the keys to check with, and the trace it leaves. */
 export type StartGuard = {

@@ -211,7 +211,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
    * commands whose events did not go in, with those recorded since, are decided again on top of them. A
    * command refused now stays refused; its handler answers from what the log says.
    */
-  const adopt = (unwritten: Pending[], events: AdoptedEvent[], settled: ReadonlySet<Entry> = new Set()) => {
+  const adopt = (unwritten: Pending[], events: AdoptedEvent[], settled: ReadonlySet<Entry> = new Set(), why = 'adopting the log') => {
     for (const e of events) {
       const event = { type: e.type, data: e.data } as RunEvent;
       committedView = evolve(committedView, event);
@@ -229,7 +229,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
       decideNow(entry);
       // A command with an event in the log before the rest diverged has counted.
       if (entry.refused !== null && entry.wrote) entry.refused = null;
-      if (entry.refused !== null) log.warn('a command decided again after adopting the log was refused', { command: entry.command.type, reason: entry.refused });
+      if (entry.refused !== null) log.warn(`a command decided again after ${why} was refused`, { command: entry.command.type, reason: entry.refused });
     }
   };
   /** Resolved once the run's first append is in the chain: message handlers take their turns after it. */
@@ -272,7 +272,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
           }
           if (e.command.type === 'AnswerRound') e.command = withDelegations({ ...e.command, data: { ...e.command.data, approver_roles: who.roles, approver_groups: who.groups } }, who.delegations);
         });
-        adopt(batch, [], refusedNow);
+        adopt(batch, [], refusedNow, "an approver's identity was corrected");
         continue;
       }
       for (const e of unconfirmed) {

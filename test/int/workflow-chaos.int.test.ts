@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
+import { saveHistory } from '../histories/write-history.ts';
 import { BUNDLER_OPTIONS } from '../../services/worker/workflows-path.ts';
 import { activateYaml, addPrincipal, api, eventually, startTestStack, type AppProcess, type TestStack } from './harness.ts';
 
@@ -152,8 +152,7 @@ describe('runs under a worker that keeps dying after its appends commit', () => 
         failures.push(`${r.workflowId}: ${r.error.message.slice(0, 1500)}`);
         // Kept for diagnosis: the history that did not replay, as `temporal workflow show --output json` writes it.
         mkdirSync(OUT, { recursive: true });
-        const json = execFileSync(process.env['TEMPORAL_CLI'] ?? 'temporal', ['workflow', 'show', '--address', stack.env['TEMPORAL_ADDRESS']!, '--workflow-id', r.workflowId, '--output', 'json'], { encoding: 'utf8' });
-        writeFileSync(path.join(OUT, `${r.workflowId.replaceAll('/', '_')}.json`), json);
+        saveHistory(stack.env['TEMPORAL_ADDRESS']!, r.workflowId, path.join(OUT, `${r.workflowId.replaceAll('/', '_')}.json`));
       }
       expect(failures).toEqual([]);
     } finally {
