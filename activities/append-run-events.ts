@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
+import type { PoolClient } from 'pg';
 import type { Db } from '../services/events/db.ts';
 import type { PublicKeySet } from '../schemas/receipt.ts';
 import { checkRunStart } from '../services/decisions/start-attestation.ts';
@@ -90,7 +91,9 @@ export function makeAppendRunEvents(
       // Metadata (issue 4): correlation = the decision the run belongs to; causation = the workflow that wrote it.
       events: input.events.map((e) => ({ ...e, metadata: { causation_id: input.workflowId, correlation_id: input.decisionId, ...e.metadata, workflow_id: input.workflowId } })),
       recordedAt: new Date(),
-      alsoInTransaction: async (client) => {
+      // Only when there is more to write: an append with nothing beside it is one statement in one round trip
+      // (its own transaction), where a callback makes it BEGIN, the append, the callback and COMMIT.
+      ...(input.idempotency || input.counters?.entries.length ? { alsoInTransaction: async (client: PoolClient) => {
         if (input.idempotency) {
           await client.query(
             `INSERT INTO idempotency_keys (tenant_id, idempotency_key, decision_id, request_digest) VALUES ($1, $2, $3, $4)
@@ -106,7 +109,7 @@ export function makeAppendRunEvents(
             [input.tenantId, input.decisionId, input.counters.at, input.counters.entries.map((e) => e.key), input.counters.entries.map((e) => e.amount)],
           );
         }
-      },
+      } } : {}),
     });
     if (crashAt === 'after-append-commit') crash();
     if (crashAt === 'after-answer-commit' && res.fresh.some((e) => e.type === 'ApprovalGranted' || e.type === 'ApprovalRejected')) crash();

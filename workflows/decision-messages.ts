@@ -1,7 +1,10 @@
 import { z } from 'zod';
 import { APPROVAL_CHANNELS } from '../schemas/approval-channel.ts';
 
-/** A value built on its first use and kept (per run: each run evaluates this module afresh). */
+/**
+ * A value built on its first use and kept: for every run of the worker, this module being shared by them
+ * (workflows/preload.ts). Only for values that are the same for every run and that no run changes.
+ */
 export function lazily<T>(make: () => T): () => T {
   let value: T | undefined;
   return () => (value ??= make());
@@ -11,9 +14,9 @@ export function lazily<T>(make: () => T): () => T {
  * The messages a decision workflow accepts, as zod schemas: the validators parse with them (input may come
  * from anyone who can reach Temporal, not only the API), and the API builds its messages from the same types.
  *
- * Each built on its first use, not at import: the worker evaluates the workflow modules afresh for every run it
- * starts (the SDK's isolation). Building all three cost about 5 ms of a run; most runs never parse a message,
- * and a run answered by an approver parses only answers. (zod itself is loaded once per worker: workflows/preload.ts.)
+ * Each built on its first use, not at import, and then kept for every run of the worker (this module is loaded
+ * once per worker, like zod: workflows/preload.ts): building all three costs about 5 ms, and most runs never
+ * parse a message.
  */
 /** The API's attestation on every message sent into a workflow (services/decisions/attestation.ts). */
 export const attestationSchema = lazily(() => z.strictObject({ issued_at: z.string(), mac: z.string() }));
