@@ -36,11 +36,16 @@ const foldEvents = (events: StoredEvent[]) => foldRun(events.filter((e) => isKno
  */
 export async function readDecision(deps: { db: Db; temporal: Client }, tenantId: string, decisionId: string, requestedBy?: string): Promise<DecisionResult> {
   const view = await loadTenantRunView(deps.db, tenantId, decisionId);
-  if (view) {
-    if (view.tenant_id !== tenantId) throw notFound(decisionId);
-    if (requestedBy !== undefined && view.requested_by !== requestedBy) throw notFound(decisionId);
-    return toResult(view);
-  }
+  return view ? resultOf(view, tenantId, decisionId, requestedBy) : notStoredYet(deps, tenantId, decisionId, requestedBy);
+}
+
+function resultOf(view: RunView, tenantId: string, decisionId: string, requestedBy: string | undefined): DecisionResult {
+  if (view.tenant_id !== tenantId) throw notFound(decisionId);
+  if (requestedBy !== undefined && view.requested_by !== requestedBy) throw notFound(decisionId);
+  return toResult(view);
+}
+
+async function notStoredYet(deps: { db: Db; temporal: Client }, tenantId: string, decisionId: string, requestedBy: string | undefined): Promise<DecisionResult> {
   // The workflow may have started and not yet written its first events.
   try {
     const status = await deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId)).query(statusQuery);
@@ -55,9 +60,18 @@ export const notFound = (decisionId: string) => new CountersignError('not_found'
 
 /** Long-poll: resolves when the run is final or the wait ends, whichever first (woken by RunWatcher). */
 export async function waitForDecision(deps: { db: Db; temporal: Client; watcher: RunWatcher }, tenantId: string, decisionId: string, waitSeconds: number, requestedBy?: string): Promise<DecisionResult> {
-  const sub = deps.watcher.subscribe(runStreamId(decisionId));
+  const streamId = runStreamId(decisionId);
+  const sub = deps.watcher.subscribe(streamId);
   try {
-    let latest = await readDecision(deps, tenantId, decisionId, requestedBy);
+    // The events read so far: the log is append-only, so each later read asks only for what came after them.
+    let events: StoredEvent[] = [];
+    const read = async (): Promise<DecisionResult> => {
+      if (events.length === 0) events = await readTenantStream(deps.db, tenantId, streamId);
+      else events = events.concat(await readTenantStream(deps.db, tenantId, streamId, { afterVersion: events.at(-1)!.stream_version }));
+      const view = foldEvents(events);
+      return view ? resultOf(view, tenantId, decisionId, requestedBy) : notStoredYet(deps, tenantId, decisionId, requestedBy);
+    };
+    let latest = await read();
     if (latest.status === 'final' || waitSeconds <= 0) return latest;
     const deadline = Date.now() + waitSeconds * 1000;
     // Re-read at least every few seconds: a notification lost while the listener reconnects only delays.
@@ -65,7 +79,7 @@ export async function waitForDecision(deps: { db: Db; temporal: Client; watcher:
       const left = deadline - Date.now();
       if (left <= 0) return latest;
       await sub.wait(Math.min(left, 5_000));
-      latest = await readDecision(deps, tenantId, decisionId, requestedBy);
+      latest = await read();
       if (latest.status === 'final') return latest;
     }
   } finally {

@@ -36,14 +36,16 @@ export async function readStreams(db: Queryable, streamIds: readonly string[], o
 }
 
 /**
- * One stream, read in a tenant's scope in one round trip, for reads on a request's critical path (withTenant
+ * One stream (or its events after `afterVersion`), read in a tenant's scope in one round trip, for reads on a request's critical path (withTenant
  * costs three: BEGIN with the scope, the read, COMMIT). The scope and the read go as one simple-protocol
  * query, which Postgres runs as one implicit transaction: the scope is set transaction-locally, so row-level
  * security (migration 0002) sees it in the read and it ends with it, never reaching the pooled connection's
  * next user. Values are escaped literals (the simple protocol takes no parameters).
  */
-export async function readTenantStream(db: Db, tenantId: string, streamId: string, opts: ReadOptions = {}): Promise<StoredEvent[]> {
-  const rows = await queryInTenant<EventRow>(db, tenantId, (lit) => `SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = ${lit(streamId)} ORDER BY stream_version`);
+export async function readTenantStream(db: Db, tenantId: string, streamId: string, opts: ReadOptions & { afterVersion?: number } = {}): Promise<StoredEvent[]> {
+  const after = opts.afterVersion ?? 0;
+  if (!Number.isSafeInteger(after) || after < 0) throw new Error(`readTenantStream: afterVersion ${after} is not a version`);
+  const rows = await queryInTenant<EventRow>(db, tenantId, (lit) => `SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = ${lit(streamId)} AND stream_version > ${after} ORDER BY stream_version`);
   return rows.map(rowToEvent).map(reader(opts));
 }
 

@@ -39,6 +39,15 @@ describe('a stream read in the tenant scope in one round trip', () => {
     expect(one).toEqual(await withTenant(db, 't1', (c) => readStream(c, 'run/one')));
   });
 
+  it('reads only the events after a version (the long-poll\'s later reads), still in the tenant\'s scope; a version that is not one is refused', async () => {
+    expect((await readTenantStream(db, 't1', 'run/one', { afterVersion: 1 })).map((e) => e.event_id)).toEqual(['one/2']);
+    expect(await readTenantStream(db, 't1', 'run/one', { afterVersion: 2 })).toEqual([]);
+    expect(await readTenantStream(db, 't1', 'run/two', { afterVersion: 0 })).toEqual([]);
+    for (const bad of [-1, 1.5, Number.NaN, Number.MAX_SAFE_INTEGER + 2]) {
+      await expect(readTenantStream(db, 't1', 'run/one', { afterVersion: bad })).rejects.toThrow(/is not a version/);
+    }
+  });
+
   it('attack: another tenant\'s stream, ids that try to leave their literal, and the scope after the read', async () => {
     const attempts: Array<[string, string]> = [
       ['t1', 'run/two'],
