@@ -32,6 +32,17 @@ describe('canonicalJson (RFC 8785) fast path', () => {
       .toBe('{"a":{"y":true,"z":null},"b":[1e+21,1e-7,0,0.30000000000000004],"\u{1F600}":1,"\uFB33":2}'); // U+1F600 is \uD83D\uDE00: before \uFB33
   });
 
+  it('orders key lists of every length, in any order they come, as the reference does', () => {
+    // Short lists are sorted by hand and long ones by Array.prototype.sort: both sides of the switch, each order.
+    const alphabet = ['b', 'a', 'aa', 'A', '_', '10', '9', '\u00e9', '\u{1F600}', '\uFB33', 'z', ''];
+    for (let n = 0; n <= 40; n++) {
+      const keys = Array.from({ length: n }, (_, i) => `${alphabet[(i * 7) % alphabet.length]}${i % 3 === 0 ? i : ''}`);
+      for (const order of [keys, [...keys].sort(), [...keys].sort().reverse()]) {
+        same(Object.fromEntries(order.map((k, i) => [k, { [k]: i, z: [i, { y: k, x: null }] }])));
+      }
+    }
+  });
+
   it('hands everything that is not plain JSON data to the reference (same output, same errors)', () => {
     class Point { constructor(readonly x: number) {} }
     const cyclic: Record<string, unknown> = { a: 1 };
