@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import canonicalize from 'canonicalize';
 
 /** Returned by the fast path when a value needs the reference implementation's handling. */
@@ -120,9 +120,16 @@ export function referenceCanonicalJson(value: unknown): string {
   return out;
 }
 
+/**
+ * crypto.hash (Node >= 20.12) digests in one call without a Hash object: about a third of createHash's cost on
+ * an event-sized text, and the auditor's replay takes two or three digests per event. Older Node (engines
+ * allows 20.11) keeps createHash; both encode a string as UTF-8.
+ */
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
+
 /** `sha256:<hex>` over a canonical JSON text. */
 export function sha256OfCanonical(canonical: string): `sha256:${string}` {
-  return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
+  return `sha256:${oneShotHash ? oneShotHash('sha256', canonical, 'hex') : crypto.createHash('sha256').update(canonical).digest('hex')}`;
 }
 
 /** `sha256:<hex>` over the canonical JSON of a value. */

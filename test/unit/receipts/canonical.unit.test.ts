@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { syntheticLog } from '../../../services/audit/synthetic-runs.ts';
-import { canonicalJson, referenceCanonicalJson } from '../../../services/receipts/canonical.ts';
+import { canonicalJson, referenceCanonicalJson, sha256OfCanonical } from '../../../services/receipts/canonical.ts';
 import { createInMemoryKeyring } from '../../../services/receipts/keyring.ts';
 
 /** canonicalJson's fast path must give the reference implementation's bytes, and its errors, for every value. */
@@ -55,5 +56,11 @@ describe('canonicalJson (RFC 8785) fast path', () => {
       { n: Number.NaN }, { n: Infinity }, 'lone \uD800', { ['\uDC00']: 1 }, new Point(1), { boxed: new String('s') },
       Object.create(null) as object, cyclic, deep, undefined, 10n,
     ]) same(v);
+  });
+
+  it('digests a text as SHA-256 over its UTF-8 bytes, whichever hash function Node offers', () => {
+    for (const text of ['', '{"a":1}', 'caf\u00e9 \u{1F600}', 'lone \uD800 surrogate', 'x'.repeat(100_000)]) {
+      expect(sha256OfCanonical(text)).toBe(`sha256:${createHash('sha256').update(text, 'utf8').digest('hex')}`);
+    }
   });
 });
