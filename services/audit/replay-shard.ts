@@ -1,5 +1,6 @@
 import { afterVerdicts } from '../decisions/judgment-verdicts.ts';
-import { CURRENT_SCHEMA_VERSION, EVENT_DATA, isKnownEventType, StoredEvent, type EventData } from '../../schemas/events.ts';
+import type { z } from 'zod';
+import { CURRENT_SCHEMA_VERSION, EVENT_DATA, isKnownEventType, StoredEvent, type EventData, type EventType } from '../../schemas/events.ts';
 import type { PublicKeySet, Receipt, SignedReceipt } from '../../schemas/receipt.ts';
 import { foldRun, type RunEvent } from '../decisions/run-view.ts';
 import { eventHashMatches, verifyChain } from '../events/hash-chain.ts';
@@ -119,6 +120,42 @@ export function plainStoredEvent(json: unknown): StoredEvent | null {
   if (typeof hash !== 'string' || !SHA256.test(hash) || (prev_hash !== null && (typeof prev_hash !== 'string' || !SHA256.test(prev_hash)))) return null;
   if (typeof recorded_at !== 'string' || !recordedAtSchema.safeParse(recorded_at).success) return null;
   return { position, stream_id, stream_version, event_id, type, schema_version, tenant_id, data, metadata, recorded_at, prev_hash, hash };
+}
+
+/**
+ * Whether zod's output for an event's data is the stored data itself, value for value: the same own keys in the
+ * same order, the same primitives (Object.is), arrays of the same length, only plain objects and arrays.
+ * Anything zod changed (a default filled in, a key dropped or reordered, a transform) answers false.
+ */
+function sameTree(stored: unknown, parsed: unknown): boolean {
+  if (Object.is(stored, parsed)) return true;
+  if (typeof stored !== 'object' || typeof parsed !== 'object' || stored === null || parsed === null) return false;
+  if (Array.isArray(stored)) {
+    if (!Array.isArray(parsed) || parsed.length !== stored.length) return false;
+    for (let i = 0; i < stored.length; i++) if (!sameTree(stored[i], parsed[i])) return false;
+    return true;
+  }
+  if (Array.isArray(parsed) || Object.getPrototypeOf(stored) !== Object.prototype || Object.getPrototypeOf(parsed) !== Object.prototype) return false;
+  const a = Object.keys(stored);
+  const b = Object.keys(parsed);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const k = a[i]!;
+    if (k !== b[i] || !sameTree((stored as Record<string, unknown>)[k], (parsed as Record<string, unknown>)[k])) return false;
+  }
+  return true;
+}
+
+/**
+ * An event's data validated against its type's schema: zod's answer, except that when zod's output is the
+ * stored data value for value (sameTree), the stored objects themselves. The replay keeps every event of the
+ * log until its runs are checked; keeping zod's copy as well held each event's data twice, and the copying
+ * collector moved both. What the checks read is the same either way.
+ */
+export function validatedData(type: EventType, data: Record<string, unknown>): { success: true; data: Record<string, unknown> } | { success: false; error: z.ZodError } {
+  const parsed = EVENT_DATA[type].safeParse(data);
+  if (!parsed.success) return parsed;
+  return { success: true, data: sameTree(data, parsed.data) ? data : (parsed.data as Record<string, unknown>) };
 }
 
 /**
@@ -403,14 +440,15 @@ export class ReplayShard {
         this.divergences.push({ stream_id: streamId, position: e.position, problem: err instanceof Error ? err.message : String(err) });
         return null;
       }
-      const data = EVENT_DATA[e.type].safeParse(current.data);
+      const data = validatedData(e.type, current.data);
       if (!data.success) {
         const i = data.error.issues[0]!;
         this.divergences.push({ stream_id: streamId, position: e.position, problem: `${e.type} data invalid at ${i.path.join('.') || '(root)'}: ${i.message}` });
         return null;
       }
       if (current === e) this.validatedAsStored.add(e);
-      out.push({ ...current, data: data.data });
+      // The stored event itself when its data needed no change (nothing in the replay writes to an event).
+      out.push(data.data === current.data ? current : { ...current, data: data.data });
     }
     // Appends are atomic: a stream that ends inside one lost its tail after it was written.
     const last = raw[raw.length - 1]!;
