@@ -2,7 +2,8 @@
 // memory as JSON records and replayed by `new Replay({ parallel: false })` on this thread, with and without
 // signature keys. Prints CPU µs per event and a digest of each report (which must not change from one commit to
 // the next: the log is cached under .data/ so every run replays the same bytes). Under
-// `node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx` it is what bench/lib/cpuprofile-top.py summarises.
+// `NO_FLOOR=1 node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx` it is what bench/lib/cpuprofile-top.py summarises
+// (the main thread's profile is CPU.*.0.001.cpuprofile; the other is tsx's compiler thread).
 // With a fourth argument `threads`, the replay runs as the CLI runs it (one shard per core on worker threads; all
 // threads' CPU counted): the threads' own cost is the difference.
 //   nice -n 10 node --import tsx bench/lib/replay-profile.ts [runs=26400] [rounds=2] [keys|nokeys|both] [threads]
@@ -95,7 +96,9 @@ for (const [name, keys] of modes) {
     digest = x.digest;
     events = x.events;
   }
-  const floor = keys ? [floorOnce(), floorOnce()] : [];
-  const outside = keys ? ` (floor ${Math.min(...floor).toFixed(1)} µs/event, replay beyond it ${(Math.min(...per) - Math.min(...floor)).toFixed(1)})` : '';
+  // NO_FLOOR=1 under --cpu-prof: the floor's own preparation (a zod parse per run start) would muddle the profile.
+  const withFloor = keys !== null && process.env['NO_FLOOR'] !== '1';
+  const floor = withFloor ? [floorOnce(), floorOnce()] : [];
+  const outside = withFloor ? ` (floor ${Math.min(...floor).toFixed(1)} µs/event, replay beyond it ${(Math.min(...per) - Math.min(...floor)).toFixed(1)})` : '';
   console.log(`${name.padEnd(19)}${threads ? ' (threads)' : ''}: ${per.map((p) => p.toFixed(1)).join(', ')} CPU µs/event (min ${Math.min(...per).toFixed(1)}) over ${events} events${outside}; report ${digest.slice(0, 23)}`);
 }
