@@ -155,7 +155,7 @@ function sameTree(stored: unknown, parsed: unknown): boolean {
 export function validatedData(type: EventType, data: Record<string, unknown>): { success: true; data: Record<string, unknown> } | { success: false; error: z.ZodError } {
   const parsed = EVENT_DATA[type].safeParse(data);
   if (!parsed.success) return parsed;
-  return { success: true, data: sameTree(data, parsed.data) ? data : (parsed.data as Record<string, unknown>) };
+  return { success: true, data: sameTree(data, parsed.data) ? data : parsed.data };
 }
 
 /**

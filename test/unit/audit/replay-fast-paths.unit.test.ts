@@ -106,10 +106,10 @@ describe("the replay's validated event data is zod's answer", () => {
     const reordered = parsed(evaluated)['data'] as Record<string, unknown>;
     const { evaluation, ...rest } = reordered;
     for (const [type, data] of [['DecisionRequested', noDefaults], ['PolicyEvaluated', { ...rest, evaluation }]] as const) {
-      const v = validated(type, data as Record<string, unknown>);
+      const v = validated(type, data);
       expect(v.success && v.data !== data).toBe(true);
     }
-    const filled = validated('DecisionRequested', noDefaults as unknown as Record<string, unknown>);
+    const filled = validated('DecisionRequested', noDefaults);
     expect(filled.success && (filled.data['request'] as Record<string, unknown>)['context']).toEqual({});
   });
 
