@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { StoredEvent } from '../../../schemas/events.ts';
+import { EVENT_DATA, StoredEvent, type EventType } from '../../../schemas/events.ts';
 import { plainStoredEvent } from '../../../services/audit/replay.ts';
+import { validatedData } from '../../../services/audit/replay-shard.ts';
 import { syntheticLog } from '../../../services/audit/synthetic-runs.ts';
 import { createInMemoryKeyring } from '../../../services/receipts/keyring.ts';
 
@@ -72,5 +73,49 @@ describe("the replay's fast path for stored events gives zod's answer", () => {
     const o = parsed(log[0]!);
     Object.assign(o, { stream_id: 'x'.repeat(300), event_id: 'e', recorded_at: '2024-02-29T23:59:59.123456+05:30', prev_hash: null, position: '0' });
     expect(agrees(o)).not.toBeNull();
+  });
+});
+
+describe("the replay's validated event data is zod's answer", () => {
+  /** The data the replay checks with: equal to zod's output key for key (order too), and zod's verdict. */
+  const validated = (type: EventType, data: Record<string, unknown>) => {
+    const mine = validatedData(type, data);
+    const zod = EVENT_DATA[type].safeParse(data);
+    expect(mine.success).toBe(zod.success);
+    if (mine.success && zod.success) {
+      expect(mine.data).toStrictEqual(zod.data);
+      expect(JSON.stringify(mine.data)).toBe(JSON.stringify(zod.data));
+    }
+    return mine;
+  };
+
+  it('is the stored data itself when zod changes nothing in it', () => {
+    for (const e of log) {
+      const data = parsed(e)['data'] as Record<string, unknown>;
+      const v = validated(e.type as EventType, data);
+      if (e.type !== 'PolicyActivated') expect(v.success && v.data === data).toBe(true);
+    }
+  });
+
+  it("is zod's copy when zod fills in a default, drops or reorders a key", () => {
+    const requested = log.find((e) => e.type === 'DecisionRequested')!;
+    const evaluated = log.find((e) => e.type === 'PolicyEvaluated')!;
+    const noDefaults = parsed(requested)['data'] as { request: Record<string, unknown> };
+    delete noDefaults.request['context'];
+    delete noDefaults.request['policy_rules'];
+    const reordered = parsed(evaluated)['data'] as Record<string, unknown>;
+    const { evaluation, ...rest } = reordered;
+    for (const [type, data] of [['DecisionRequested', noDefaults], ['PolicyEvaluated', { ...rest, evaluation }]] as const) {
+      const v = validated(type, data);
+      expect(v.success && v.data !== data).toBe(true);
+    }
+    const filled = validated('DecisionRequested', noDefaults);
+    expect(filled.success && (filled.data['request'] as Record<string, unknown>)['context']).toEqual({});
+  });
+
+  it('refuses what zod refuses, with its error', () => {
+    const data = parsed(log[1]!)['data'] as Record<string, unknown>;
+    const v = validated('DecisionRequested', { ...data, extra: 1 });
+    expect(v.success).toBe(false);
   });
 });

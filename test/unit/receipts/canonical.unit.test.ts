@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { syntheticLog } from '../../../services/audit/synthetic-runs.ts';
-import { canonicalJson, referenceCanonicalJson } from '../../../services/receipts/canonical.ts';
+import { canonicalJson, referenceCanonicalJson, sha256OfCanonical } from '../../../services/receipts/canonical.ts';
 import { createInMemoryKeyring } from '../../../services/receipts/keyring.ts';
 
 /** canonicalJson's fast path must give the reference implementation's bytes, and its errors, for every value. */
@@ -32,6 +33,17 @@ describe('canonicalJson (RFC 8785) fast path', () => {
       .toBe('{"a":{"y":true,"z":null},"b":[1e+21,1e-7,0,0.30000000000000004],"\u{1F600}":1,"\uFB33":2}'); // U+1F600 is \uD83D\uDE00: before \uFB33
   });
 
+  it('orders key lists of every length, in any order they come, as the reference does', () => {
+    // Short lists are sorted by hand and long ones by Array.prototype.sort: both sides of the switch, each order.
+    const alphabet = ['b', 'a', 'aa', 'A', '_', '10', '9', '\u00e9', '\u{1F600}', '\uFB33', 'z', ''];
+    for (let n = 0; n <= 40; n++) {
+      const keys = Array.from({ length: n }, (_, i) => `${alphabet[(i * 7) % alphabet.length]}${i % 3 === 0 ? i : ''}`);
+      for (const order of [keys, [...keys].sort(), [...keys].sort().reverse()]) {
+        same(Object.fromEntries(order.map((k, i) => [k, { [k]: i, z: [i, { y: k, x: null }] }])));
+      }
+    }
+  });
+
   it('hands everything that is not plain JSON data to the reference (same output, same errors)', () => {
     class Point { constructor(readonly x: number) {} }
     const cyclic: Record<string, unknown> = { a: 1 };
@@ -44,5 +56,11 @@ describe('canonicalJson (RFC 8785) fast path', () => {
       { n: Number.NaN }, { n: Infinity }, 'lone \uD800', { ['\uDC00']: 1 }, new Point(1), { boxed: new String('s') },
       Object.create(null) as object, cyclic, deep, undefined, 10n,
     ]) same(v);
+  });
+
+  it('digests a text as SHA-256 over its UTF-8 bytes, whichever hash function Node offers', () => {
+    for (const text of ['', '{"a":1}', 'caf\u00e9 \u{1F600}', 'lone \uD800 surrogate', 'x'.repeat(100_000)]) {
+      expect(sha256OfCanonical(text)).toBe(`sha256:${createHash('sha256').update(text, 'utf8').digest('hex')}`);
+    }
   });
 });
