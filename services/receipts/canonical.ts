@@ -10,20 +10,29 @@ const wellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): bo
 
 /**
  * Object keys as the fast path writes them (`"key":`), by key. Events repeat a small vocabulary of keys; this
- * saves a JSON.stringify per key. Keyed on the key itself (exact code units); bounded, so hostile input with
- * ever-new keys only stops filling it.
+ * saves a JSON.stringify per key. Keyed on the key itself (exact code units); bounded in entries and in each
+ * key's length, so hostile input (ever-new keys, or a request's arguments with huge keys, in a process that
+ * lives for weeks) only stops filling it and never holds more than a few hundred KB.
  */
 const KEY_JSON = new Map<string, string>();
 const KEY_JSON_MAX = 4096;
+const KEY_JSON_MAX_LENGTH = 64;
 
 function keyJson(k: string): string | typeof BAIL {
   let j = KEY_JSON.get(k);
   if (j === undefined) {
     if (!wellFormed(k)) return BAIL;
     j = `${JSON.stringify(k)}:`;
-    if (KEY_JSON.size < KEY_JSON_MAX) KEY_JSON.set(k, j);
+    if (KEY_JSON.size < KEY_JSON_MAX && k.length <= KEY_JSON_MAX_LENGTH) KEY_JSON.set(k, j);
   }
   return j;
+}
+
+/** What the key cache holds (for tests of its bounds). */
+export function keyCacheSize(): { entries: number; chars: number } {
+  let chars = 0;
+  for (const [k, j] of KEY_JSON) chars += k.length + j.length;
+  return { entries: KEY_JSON.size, chars };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { syntheticLog } from '../../../services/audit/synthetic-runs.ts';
 import { canonicalJson, referenceCanonicalJson, sha256OfCanonical } from '../../../services/receipts/canonical.ts';
 import { createInMemoryKeyring } from '../../../services/receipts/keyring.ts';
@@ -42,6 +42,22 @@ describe('canonicalJson (RFC 8785) fast path', () => {
         same(Object.fromEntries(order.map((k, i) => [k, { [k]: i, z: [i, { y: k, x: null }] }])));
       }
     }
+  });
+
+  it('attack: ever-new and huge keys (a request\'s arguments) never grow the key cache past its bounds, and still come out right', async () => {
+    // A module of its own: the cache as a fresh process has it, not filled by the tests above.
+    vi.resetModules();
+    const { canonicalJson, keyCacheSize, referenceCanonicalJson } = await import('../../../services/receipts/canonical.ts');
+    const huge = (i: number) => `${i}:${'k'.repeat(10_000)}`;
+    for (let i = 0; i < 300; i++) {
+      const value = { [huge(i)]: i, [`short-${i}`]: { [`nested-${i}`]: true } };
+      expect(canonicalJson(value)).toBe(referenceCanonicalJson(value));
+    }
+    for (let i = 0; i < 6_000; i++) canonicalJson({ [`fresh-${i}`]: i });
+    const { entries, chars } = keyCacheSize();
+    console.log(`attack canonical-key-cache: 6,600 objects with new or 10 KB keys; cache ${entries} entries, ${chars} chars`);
+    expect(entries).toBeLessThanOrEqual(4096);
+    expect(chars).toBeLessThan(4096 * 2 * (64 + 3));
   });
 
   it('hands everything that is not plain JSON data to the reference (same output, same errors)', () => {
