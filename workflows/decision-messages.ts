@@ -67,10 +67,10 @@ const answerInput = lazily(() => z.strictObject({
   approver_id: z.string().min(1),
   /**
    * The approver's roles and groups as the API read them: the run decides with them, and the append that
-   * writes the answer checks them against the database first (absent: the worker reads them before deciding).
+   * writes the answer checks them against the database first (README, "An answer's identity").
    */
-  approver_roles: z.array(z.string().max(200)).max(50).optional(),
-  approver_groups: z.array(z.string().max(200)).max(500).optional(),
+  approver_roles: z.array(z.string().max(200)).max(50),
+  approver_groups: z.array(z.string().max(200)).max(500),
   tenant_id: z.string().min(1),
   args_digest: z.string().nullable(),
   snapshot_hash: z.string(),

@@ -300,7 +300,7 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   };
   /**
    * Every local activity of the run takes its turn in the one chain, never two at once. Local activities that
-   * overlap (an answer's authorize beside a notice's append) complete live in wall-clock order but are resolved
+   * overlap (an override's or outcome's authorize beside a notice's append) complete live in wall-clock order but are resolved
    * on replay in the order they started, so code that branches on which came first (is the round still open?)
    * would start different timers on replay: a nondeterminism error for a run evicted from the worker's cache.
    * A failed append still fails every later append; the authorize waits for it and runs regardless.
@@ -498,20 +498,12 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
     setHandler(
       answerUpdate,
       async (a) => handle(a.nonce, async () => {
-        let entry: Entry;
-        if (a.approver_roles !== undefined && a.approver_groups !== undefined) {
-          // Decided with the roles and groups the API attested; the append that writes the answer checks them
-          // against the database first (and the API's attestation), in the same local activity.
-          entry = apply(answerCommand(a, a.approver_roles, a.approver_groups));
-          if (entry.refused === null) {
-            entry.unconfirmed = { message: a, roles: a.approver_roles, groups: a.approver_groups };
-            unconfirmedEntries.add(entry);
-          }
-        } else {
-          // The API's attestation and the approver's current roles and groups, from the database.
-          const who = await inTurn(() => authorize(a));
-          if (!who.ok) throw refuseFrom(a.approver_id, who.reason);
-          entry = apply(withDelegations(answerCommand(a, who.roles, who.groups), who.delegations));
+        // Decided with the roles and groups the API attested; the append that writes the answer checks them
+        // against the database first (and the API's attestation), in the same local activity.
+        const entry = apply(answerCommand(a, a.approver_roles, a.approver_groups));
+        if (entry.refused === null) {
+          entry.unconfirmed = { message: a, roles: a.approver_roles, groups: a.approver_groups };
+          unconfirmedEntries.add(entry);
         }
         if (entry.refused === null) await flush();
         if (entry.refused !== null && !answeredBefore(a)) throw refuseFrom(a.approver_id, entry.refused);

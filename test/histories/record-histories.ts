@@ -94,7 +94,7 @@ try {
   const early = await api(as(agent), 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { x: 1 } } });
   branches['early-answer'] = early.body.decision_id as string;
   const earlyAnswer = new Client({ connection }).workflow.getHandle(workflowIdFor('default', branches['early-answer'])).executeUpdate(answerUpdate, {
-    args: [attestedAnswer(stack, { decisionId: branches['early-answer'], approverId: ops1.id, args: { x: 1 }, snapshotHash: early.body.snapshot_hash as string })],
+    args: [attestedAnswer(stack, { decisionId: branches['early-answer'], approverId: ops1.id, roles: ['approver'], groups: ['ops'], args: { x: 1 }, snapshotHash: early.body.snapshot_hash as string })],
   });
   await new Promise((r) => setTimeout(r, 1_000));
   stack.worker = await stack.startWorker();

@@ -145,7 +145,7 @@ describe('approval rounds: durable, validated, escalated, overridable', () => {
       const events = await runEvents(stack, id);
       const round = events.find((e) => e.type === 'ApprovalRequested')!.data;
       const forged = {
-        kind: 'answer', decision_id: id, nonce: 'forged-nonce-0123456789', round: 1, verdict: 'approve', channel: 'api', approver_id: dba1.id, tenant_id: 'default',
+        kind: 'answer', decision_id: id, nonce: 'forged-nonce-0123456789', round: 1, verdict: 'approve', channel: 'api', approver_id: dba1.id, approver_roles: ['approver'], approver_groups: ['dba'], tenant_id: 'default',
         args_digest: round.args_digest, snapshot_hash: round.snapshot_hash, attestation: { issued_at: new Date().toISOString(), mac: 'forged' },
       };
       const err = await handle.executeUpdate(answerUpdate, { args: [forged as any] }).catch((e: unknown) => e);

@@ -186,7 +186,7 @@ describe('approve with edit', () => {
 describe('attacks on approve with edit', () => {
   const secret = () => loadAttestationSecret(stack.env['COUNTERSIGN_KEYS_DIR']!);
   const message = (run: { id: string; snapshot: string; args: unknown }, edit: AnswerInput['edit'], key = secret()): AnswerInput => attest(key, {
-    kind: 'answer' as const, decision_id: run.id, nonce: newNonce(), round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: ann.id, tenant_id: 'default',
+    kind: 'answer' as const, decision_id: run.id, nonce: newNonce(), round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: ann.id, approver_roles: ['approver'], approver_groups: ['finance'], tenant_id: 'default',
     args_digest: sha256Digest(run.args), snapshot_hash: run.snapshot, ...(edit ? { edit } : {}),
   }, new Date());
   const send = (id: string, m: AnswerInput) => client.workflow.getHandle(workflowIdFor('default', id)).executeUpdate(answerUpdate, { args: [m] }).then(() => null, (e: unknown) => e);

@@ -303,7 +303,7 @@ describe('a disabled principal never counts', () => {
       const handle = new Client({ connection }).workflow.getHandle(workflowIdFor('default', id));
       const N = 3;
       for (let i = 0; i < N; i++) {
-        const err = await handle.executeUpdate(answerUpdate, { args: [attestedAnswer(stack, { decisionId: id, approverId: fin.id, args, snapshotHash: asked.body.snapshot_hash })] }).catch((e: unknown) => e);
+        const err = await handle.executeUpdate(answerUpdate, { args: [attestedAnswer(stack, { decisionId: id, approverId: fin.id, roles: ['approver'], groups: ['finance'], args, snapshotHash: asked.body.snapshot_hash })] }).catch((e: unknown) => e);
         if (!(err instanceof WorkflowUpdateFailedError) || !/disabled/.test(String(err.cause?.message))) through += 1;
       }
       report('disabled-approver-counted', N + 1, through);

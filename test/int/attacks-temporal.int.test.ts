@@ -238,7 +238,7 @@ describe('attacks through Temporal', () => {
     for (let i = 0; i < 6; i++) ids.push((await ask({ action: { tool: 'change_tool', args } })).body.decision_id);
     const snapshot = (await api(stack, 'GET', `/v1/decisions/${ids[0]}`)).body.snapshot_hash as string;
     const [source, ...targets] = ids as [string, ...string[]];
-    const message = attestedAnswer(stack, { decisionId: source, approverId: ops.id, args, snapshotHash: snapshot });
+    const message = attestedAnswer(stack, { decisionId: source, approverId: ops.id, roles: ['approver'], groups: ['ops'], args, snapshotHash: snapshot });
     let through = 0;
     for (const target of targets) {
       const handle = client.workflow.getHandle(workflowIdFor('default', target));
@@ -292,7 +292,7 @@ describe('attacks through Temporal', () => {
     const secret = loadAttestationSecret(stack.env['COUNTERSIGN_KEYS_DIR']!);
     const valid = (): AnswerInput => attest(secret, {
       kind: 'answer' as const, decision_id: id, nonce: newNonce(), round: 1, verdict: 'approve' as const, channel: 'api' as const,
-      approver_id: outsider.id, tenant_id: 'default', args_digest: round.args_digest, snapshot_hash: round.snapshot_hash,
+      approver_id: outsider.id, approver_roles: ['approver'], approver_groups: ['finance'], tenant_id: 'default', args_digest: round.args_digest, snapshot_hash: round.snapshot_hash,
     }, new Date());
     const lookalike = (i: number): AnswerInput => ({ ...valid(), approver_id: `prn_forged_${i}`, attestation: { issued_at: new Date().toISOString(), mac: randomBytes(32).toString('base64url') } });
     let viaTemporal = 0;

@@ -286,12 +286,12 @@ export async function activateYaml(stack: TestStack, yaml: string): Promise<{ po
 }
 
 /**
- * An approver's answer to round 1 of a run, attested as the API attests it, to send straight to the run through
+ * An approver's answer to round 1 of a run, attested as the API attests it (with the roles and groups it read), to send straight to the run through
  * Temporal (the API refuses to answer a run whose first events are not written yet).
  */
-export function attestedAnswer(stack: TestStack, answer: { decisionId: string; approverId: string; args: unknown; snapshotHash: string }): AnswerInput {
+export function attestedAnswer(stack: TestStack, answer: { decisionId: string; approverId: string; roles: string[]; groups: string[]; args: unknown; snapshotHash: string }): AnswerInput {
   return attest(loadAttestationSecret(stack.env['COUNTERSIGN_KEYS_DIR']!), {
-    kind: 'answer' as const, decision_id: answer.decisionId, nonce: newNonce(), round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: answer.approverId, tenant_id: 'default',
-    args_digest: sha256Digest(answer.args), snapshot_hash: answer.snapshotHash,
+    kind: 'answer' as const, decision_id: answer.decisionId, nonce: newNonce(), round: 1, verdict: 'approve' as const, channel: 'api' as const, approver_id: answer.approverId,
+    approver_roles: answer.roles, approver_groups: answer.groups, tenant_id: 'default', args_digest: sha256Digest(answer.args), snapshot_hash: answer.snapshotHash,
   }, new Date());
 }

@@ -97,7 +97,7 @@ describe('metrics from every process move with their causes', () => {
     const snapshot = res.body.snapshot_hash as string;
     await eventually(async () => ((await stack.db.query(`SELECT count(*)::int AS n FROM events WHERE stream_id = $1 AND type = 'ApprovalRequested'`, [`run/${id}`])).rows[0].n > 0 ? true : undefined), 30_000, 'the open round');
     const before = await metric(worker, 'countersign_worker_refused_messages_total', { kind: 'answer', reason: 'bad_attestation' });
-    const message = attestedAnswer(stack, { decisionId: id, approverId: fin.id, args: { order: `forged` }, snapshotHash: snapshot });
+    const message = attestedAnswer(stack, { decisionId: id, approverId: fin.id, roles: ['approver'], groups: ['finance'], args: { order: `forged` }, snapshotHash: snapshot });
     const forged = { ...message, attestation: { ...message.attestation, mac: Buffer.alloc(32, 7).toString('base64url') } };
     const err = await client.workflow.getHandle(workflowIdFor('default', id)).executeUpdate(answerUpdate, { args: [forged] }).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowUpdateFailedError);

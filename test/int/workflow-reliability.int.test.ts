@@ -123,7 +123,7 @@ describe('decisions survive crashes of the worker, the API and the Temporal serv
     const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args } });
     expect(res.body.status).toBe('pending_approval');
     const id = res.body.decision_id;
-    const message = attestedAnswer(stack, { decisionId: id, approverId: ops.id, args, snapshotHash: res.body.snapshot_hash });
+    const message = attestedAnswer(stack, { decisionId: id, approverId: ops.id, roles: ['approver'], groups: ['ops'], args, snapshotHash: res.body.snapshot_hash });
     const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
     try {
       const handle = new Client({ connection }).workflow.getHandle(workflowIdFor('default', id));

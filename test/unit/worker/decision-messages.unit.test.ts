@@ -3,7 +3,7 @@ import { checkEnvelope, messageSchemas, parseMessage } from '../../../workflows/
 
 const envelope = { decision_id: 'dec_1', nonce: 'n0nce-0123456789abcdef' };
 const answer = {
-  kind: 'answer', ...envelope, round: 1, verdict: 'approve', channel: 'slack', approver_id: 'prn_1', tenant_id: 'default',
+  kind: 'answer', ...envelope, round: 1, verdict: 'approve', channel: 'slack', approver_id: 'prn_1', approver_roles: ['approver'], approver_groups: ['ops'], tenant_id: 'default',
   args_digest: null, snapshot_hash: `sha256:${'a'.repeat(64)}`, attestation: { issued_at: '2026-11-25T00:00:00.000Z', mac: 'm' },
 };
 
@@ -36,6 +36,33 @@ describe('decision workflow messages', () => {
     const { nonce: _n, ...noNonce } = answer;
     expect(() => parseMessage(messageSchemas().AnswerInput, noNonce)).toThrow(/^invalid message: nonce: /);
     expect(() => parseMessage(messageSchemas().AnswerInput, { ...answer, nonce: 'short' })).toThrow(/^invalid message: nonce: /);
+  });
+
+  it('attack: an answer without the identity the API attested, or with one too large to be anyone\'s, is refused by its field', () => {
+    const { approver_roles: _r, ...noRoles } = answer;
+    const { approver_groups: _g, ...noGroups } = answer;
+    const long = 'g'.repeat(201);
+    const attempts: Array<[unknown, RegExp]> = [
+      [noRoles, /^invalid message: approver_roles: /],
+      [noGroups, /^invalid message: approver_groups: /],
+      [{ ...answer, approver_roles: 'approver' }, /^invalid message: approver_roles: /],
+      [{ ...answer, approver_groups: [1] }, /^invalid message: approver_groups\.0: /],
+      [{ ...answer, approver_roles: Array.from({ length: 51 }, (_, i) => `r${i}`) }, /^invalid message: approver_roles: /],
+      [{ ...answer, approver_groups: Array.from({ length: 501 }, (_, i) => `g${i}`) }, /^invalid message: approver_groups: /],
+      [{ ...answer, approver_roles: [long] }, /^invalid message: approver_roles\.0: /],
+      [{ ...answer, approver_groups: ['ops', long] }, /^invalid message: approver_groups\.1: /],
+    ];
+    let through = 0;
+    for (const [message, error] of attempts) {
+      try {
+        parseMessage(messageSchemas().AnswerInput, message);
+        through += 1;
+      } catch (err) {
+        expect((err as Error).message).toMatch(error);
+      }
+    }
+    console.log(`attack answer-identity-fields: ${attempts.length} attempts, ${through} got through`);
+    expect(through).toBe(0);
   });
 
   it('checks the envelope: the right run, an unseen nonce, a fresh attestation', () => {
