@@ -115,7 +115,8 @@ export async function startProcess(name: string, entry: string, env: Record<stri
     };
     child.stdout.on('data', check);
     child.stderr.on('data', check);
-    child.once('exit', (code) => { clearTimeout(t); reject(new Error(`${name} exited (${code}) before ready:\n${out.slice(-3000)}`)); });
+    // 'close', not 'exit': a process's last lines (why it refuses to start) may still be in the pipe when it exits.
+    child.once('close', (code) => { clearTimeout(t); reject(new Error(`${name} exited (${code}) before ready:\n${out.slice(-3000)}`)); });
   });
   return {
     name,
