@@ -8,7 +8,7 @@ import { loadAttestationSecret } from '../../services/decisions/attestation.ts';
 import { answerApproval } from '../../services/decisions/run-messages.ts';
 import type { Principal } from '../../services/identity/principals.ts';
 import { BUNDLER_OPTIONS } from '../../services/worker/workflows-path.ts';
-import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
+import { activateYaml, addPrincipal, api, eventually, startTestStack, type AppProcess, type TestStack } from './harness.ts';
 
 // A worker killed after a local activity's append commits and before Temporal records the workflow task that ran
 // it: the task's next attempt starts from a history without that append, and an answer sent meanwhile comes in
@@ -70,11 +70,32 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
     await stack?.stop();
   });
 
-  it('killed after the first append commits, with an answer sent while it is down: the answer counts once, after the events that stand', async () => {
+  /**
+   * Runs `body` with the stack's worker replaced by one that dies at `crashAt`; `restart` starts a healthy worker
+   * again. However `body` ends, a healthy worker runs afterwards (the next test needs one).
+   */
+  const withCrashingWorker = async (crashAt: string, body: (crashing: AppProcess, restart: () => Promise<void>) => Promise<void>) => {
     await stack.worker.stop('SIGTERM');
-    const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: 'after-append-commit' });
+    const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: crashAt });
     let restarted = false;
+    const restart = async () => {
+      stack.worker = await stack.startWorker();
+      restarted = true;
+    };
     try {
+      await body(crashing, restart);
+    } finally {
+      if (!restarted) {
+        await crashing.stop('SIGKILL').catch(() => undefined);
+        stack.worker = await stack.startWorker();
+      }
+    }
+  };
+  const announced = (id: string) =>
+    eventually(async () => ((await runEvents(stack, id)).some((e) => e.type === 'NotificationSent' || e.type === 'NotificationFailed') ? true : undefined), 30_000, 'the round to be announced');
+
+  it('killed after the first append commits, with an answer sent while it is down: the answer counts once, after the events that stand', async () => {
+    await withCrashingWorker('after-append-commit', async (crashing, restart) => {
       const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { n: 1 } } });
       expect(res.body.status).toBe('pending_approval');
       const id = res.body.decision_id;
@@ -88,8 +109,7 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
       // new attempt's clock) differs from the one that stands.
       const answer = api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
       await new Promise((r) => setTimeout(r, 1_000));
-      stack.worker = await stack.startWorker();
-      restarted = true;
+      await restart();
       const answered = await answer;
       expect(answered.body, JSON.stringify(answered.body)).toMatchObject({ counted: true, decision_status: 'final' });
 
@@ -100,12 +120,7 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
       expect(events.filter((e) => e.type === 'ApprovalRequested')).toHaveLength(1);
       expect(events.filter((e) => e.type === 'ApprovalGranted')).toHaveLength(1);
       expect(events.filter((e) => e.type === 'DecisionFinalized')).toHaveLength(1);
-    } finally {
-      if (!restarted) {
-        await crashing.stop('SIGKILL').catch(() => undefined);
-        stack.worker = await stack.startWorker();
-      }
-    }
+    });
   });
 
   it('killed after an answer commits, a second answer sent while it is down: each approver is counted once, whatever order the next attempt takes them in', async () => {
@@ -113,11 +128,8 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
     expect(res.body.status).toBe('pending_approval');
     const id = res.body.decision_id;
     runs.push(id);
-    await eventually(async () => ((await runEvents(stack, id)).some((e) => e.type === 'NotificationSent' || e.type === 'NotificationFailed') ? true : undefined), 30_000, 'the round to be announced');
-    await stack.worker.stop('SIGTERM');
-    const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: 'after-answer-commit' });
-    let restarted = false;
-    try {
+    await announced(id);
+    await withCrashingWorker('after-answer-commit', async (crashing, restart) => {
       const first = api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
       await exited(crashing);
       expect(crashing.child.signalCode).toBe('SIGKILL');
@@ -126,8 +138,7 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
 
       const second = api({ url: stack.url, key: omar.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
       await new Promise((r) => setTimeout(r, 1_000));
-      stack.worker = await stack.startWorker();
-      restarted = true;
+      await restart();
       for (const a of await Promise.all([first, second])) expect(a.body, JSON.stringify(a.body)).toMatchObject({ counted: true });
 
       const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=30`);
@@ -136,31 +147,22 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
       expect(events.slice(0, lost.length)).toEqual(lost);
       expect(events.filter((e) => e.type === 'ApprovalGranted').map((e) => e.data['approver_id']).sort()).toEqual([olga.id, omar.id].sort());
       expect(events.filter((e) => e.type === 'DecisionFinalized')).toHaveLength(1);
-    } finally {
-      if (!restarted) {
-        await crashing.stop('SIGKILL').catch(() => undefined);
-        stack.worker = await stack.startWorker();
-      }
-    }
+    });
   });
 
   it('killed after an answer commits, a second answer to the same one-approver round sent while it is down: the first stands, the second is refused, the run ends', async () => {
     const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { n: 6 } } });
     expect(res.body.status).toBe('pending_approval');
     const id = res.body.decision_id as string;
-    await eventually(async () => ((await runEvents(stack, id)).some((e) => e.type === 'NotificationSent' || e.type === 'NotificationFailed') ? true : undefined), 30_000, 'the round to be announced');
-    await stack.worker.stop('SIGTERM');
-    const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: 'after-answer-commit' });
-    let restarted = false;
-    try {
+    await announced(id);
+    await withCrashingWorker('after-answer-commit', async (crashing, restart) => {
       const first = api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
       await exited(crashing);
       // Whichever the next attempt takes first, the log's answer stands: the second is refused (when decided
       // before the first is delivered again, once the append finds the first in the log), and nothing waits on it.
       const second = api({ url: stack.url, key: omar.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
       await new Promise((r) => setTimeout(r, 1_000));
-      stack.worker = await stack.startWorker();
-      restarted = true;
+      await restart();
       const [a, b] = await Promise.all([first, second]);
       expect(a.body, JSON.stringify(a.body)).toMatchObject({ counted: true });
       expect(b.status, JSON.stringify(b.body)).toBe(409);
@@ -168,12 +170,7 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
       expect(final.body).toMatchObject({ decision: 'ALLOW', status: 'final' });
       const events = await expectSoundRun(stack, id);
       expect(events.filter((e) => e.type === 'ApprovalGranted').map((e) => e.data['approver_id'])).toEqual([olga.id]);
-    } finally {
-      if (!restarted) {
-        await crashing.stop('SIGKILL').catch(() => undefined);
-        stack.worker = await stack.startWorker();
-      }
-    }
+    });
   });
 
   // Found by the chaos test: the run's first task completed once without its append (the local activity ran past
@@ -181,45 +178,39 @@ describe('a run adopts what a lost attempt of its workflow task wrote', () => {
   // next worker in the same activation as the run's start, and took its turn before the start's append; a replay
   // of that history delivers it one activation later, so the append came first and the run failed to replay.
   it('a first task heartbeated past a slow append, then lost with its worker: an answer sent meanwhile counts, and the history replays', async () => {
-    await stack.worker.stop('SIGTERM');
-    const crashing = await stack.startWorker({ COUNTERSIGN_CRASH_AT: 'after-append-commit' });
     const lock = await stack.db.connect();
     const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
-    let restarted = false;
     try {
-      // The append waits on its stream's lock past 80% of the task's timeout (10 s): the SDK completes the task without it.
-      // The run's id follows from its idempotency key, so the stream's append lock can be held before it starts.
-      const key = `heartbeat-${Date.now()}`;
-      await lock.query('BEGIN');
-      await lock.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`run/${decisionIdFor('default', agent.id, key)}`]);
-      const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { n: 5 } }, idempotency_key: key });
-      expect(res.body.status, JSON.stringify(res.body)).toBe('pending_approval');
-      const id = res.body.decision_id as string;
-      expect(id).toBe(decisionIdFor('default', agent.id, key));
-      runs.push(id);
-      const handle = new Client({ connection }).workflow.getHandle(workflowIdFor('default', id));
-      await eventually(async () => ((await handle.fetchHistory()).events!.filter((e) => e.workflowTaskCompletedEventAttributes).length >= 1 ? true : undefined), 30_000, 'the first task to heartbeat');
-      await lock.query('COMMIT');
-      await exited(crashing);
-      expect(crashing.child.signalCode).toBe('SIGKILL');
-      expect((await runEvents(stack, id)).length).toBeGreaterThan(0);
+      await withCrashingWorker('after-append-commit', async (crashing, restart) => {
+        // The append waits on its stream's lock past 80% of the task's timeout (10 s): the SDK completes the task without it.
+        // The run's id follows from its idempotency key, so the stream's append lock can be held before it starts.
+        const key = `heartbeat-${Date.now()}`;
+        await lock.query('BEGIN');
+        await lock.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`run/${decisionIdFor('default', agent.id, key)}`]);
+        const res = await api({ url: stack.url, key: agent.key }, 'POST', '/v1/decisions', { agent: { id: 'bot' }, action: { tool: 'change_tool', args: { n: 5 } }, idempotency_key: key });
+        expect(res.body.status, JSON.stringify(res.body)).toBe('pending_approval');
+        const id = res.body.decision_id as string;
+        expect(id).toBe(decisionIdFor('default', agent.id, key));
+        runs.push(id);
+        const handle = new Client({ connection }).workflow.getHandle(workflowIdFor('default', id));
+        await eventually(async () => ((await handle.fetchHistory()).events!.filter((e) => e.workflowTaskCompletedEventAttributes).length >= 1 ? true : undefined), 30_000, 'the first task to heartbeat');
+        await lock.query('COMMIT');
+        await exited(crashing);
+        expect(crashing.child.signalCode).toBe('SIGKILL');
+        expect((await runEvents(stack, id)).length).toBeGreaterThan(0);
 
-      const answer = api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
-      await new Promise((r) => setTimeout(r, 1_000));
-      stack.worker = await stack.startWorker();
-      restarted = true;
-      expect((await answer).body, JSON.stringify((await answer).body)).toMatchObject({ counted: true });
-      const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=30`);
-      expect(final.body).toMatchObject({ decision: 'ALLOW', status: 'final' });
-      await expectSoundRun(stack, id);
+        const answer = api({ url: stack.url, key: olga.key }, 'POST', `/v1/decisions/${id}/approvals`, { verdict: 'approve' });
+        await new Promise((r) => setTimeout(r, 1_000));
+        await restart();
+        expect((await answer).body, JSON.stringify((await answer).body)).toMatchObject({ counted: true });
+        const final = await api(stack, 'GET', `/v1/decisions/${id}?wait=30`);
+        expect(final.body).toMatchObject({ decision: 'ALLOW', status: 'final' });
+        await expectSoundRun(stack, id);
+      });
     } finally {
       await lock.query('ROLLBACK').catch(() => undefined);
       lock.release();
       await connection.close();
-      if (!restarted) {
-        await crashing.stop('SIGKILL').catch(() => undefined);
-        stack.worker = await stack.startWorker();
-      }
     }
   });
 
