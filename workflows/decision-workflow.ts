@@ -504,8 +504,8 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
         if (entry.refused === null) {
           entry.unconfirmed = { message: a, roles: a.approver_roles, groups: a.approver_groups };
           unconfirmedEntries.add(entry);
+          await flush();
         }
-        if (entry.refused === null) await flush();
         if (entry.refused !== null && !answeredBefore(a)) throw refuseFrom(a.approver_id, entry.refused);
         const r = view!.rounds.find((x) => x.round === a.round)!;
         return { counted: true as const, round: a.round, round_status: r.status, decision_status: view!.status === 'final' ? 'final' as const : 'pending_approval' as const };
