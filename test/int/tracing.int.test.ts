@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client, Connection } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
 import { createKafkaSource } from '../../services/publisher/kafka.ts';
-import { addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
+import { workflowIdFor } from '../../services/decisions/ids.ts';
+import { BUNDLER_OPTIONS, WORKFLOW_INTERCEPTOR_MODULES } from '../../services/worker/workflows-path.ts';
+import { addPrincipal, api, eventually, ROOT, startTestStack, type TestStack } from './harness.ts';
 import { jaegerBinary, startJaeger, type JaegerSpan } from './jaeger.ts';
 
 // Jaeger is built from the Go module proxy by services/stack/otlp-receiver.sh, which make test runs first.
@@ -97,6 +102,17 @@ suite('OpenTelemetry traces from the agent\'s request to Kafka, in a real OTLP r
     expect(headers['traceparent']).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
     const publish = spans.find((s) => s.service === 'countersign-publisher')!;
     expect(publish.parents).toContain(request.spanID);
+
+    // The traced run replays against today's code: the OpenTelemetry interceptors, loaded only by a run whose
+    // start carries a trace (workflows/tracing-interceptors.ts), load the same way when a worker replays it.
+    const connection = await Connection.connect({ address: stack.env['TEMPORAL_ADDRESS']! });
+    try {
+      const history = await new Client({ connection }).workflow.getHandle(workflowIdFor('default', id)).fetchHistory();
+      expect(JSON.stringify(history.events![0])).toContain('_tracer-data');
+      await Worker.runReplayHistory({ workflowsPath: path.join(ROOT, 'workflows', 'index.ts'), bundlerOptions: BUNDLER_OPTIONS, interceptors: { workflowModules: WORKFLOW_INTERCEPTOR_MODULES } }, history, id);
+    } finally {
+      await connection.close();
+    }
   }, 180_000);
 
   it('a decision asked without a traceparent records the trace the API started for it', async () => {
