@@ -7,7 +7,7 @@
 //       starts/s (goal >= 0.8x), also drained (each phase until its runs are done), and CPU per process;
 //   (c) approve -> a waiting long-poll (GET /v1/decisions/{id}?wait=30, issued before the approve) answers,
 //       vs a bare Temporal update round trip (no-op workflow with an update handler): p50 ratio (goal <= 1.5x);
-//   (d) worker start with the prebuilt bundle: spawn the prebuilt worker (.data/worker.mjs, as `make up` runs
+//   (d) worker start with the prebuilt bundle: spawn the prebuilt worker (dist/worker.mjs, as `make up` runs
 //       it) and, for comparison, services/worker/main.ts through tsx, to its "worker started" line (goal < 3 s).
 //   eval "$(services/stack/stack.sh env)"; npx tsx bench/decision.ts [N] [approval rounds] [parts, e.g. abcd or c] [(b) rounds]
 import { execFileSync } from 'node:child_process';
@@ -17,6 +17,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { activateYaml, addPrincipal, api, ROOT, startProcess, startTestStack } from '../test/int/harness.ts';
 import { noop, poke, waitsForPoke } from './noop-workflow.ts';
+import { WORKFLOW_BUNDLE, type EntryName } from '../services/build/build.ts';
 import { workflowIdFor } from '../services/decisions/ids.ts';
 import { statusQuery } from '../workflows/decision-workflow.ts';
 import { cpuBetween, sampleCpu } from './lib/cpu.ts';
@@ -27,9 +28,10 @@ const parts = process.argv[4] ?? 'abcd';
 /** (b) runs this many rounds of bare, dec, dec, bare (5 s each): more rounds, less noise. */
 const sustainedRounds = Number(process.argv[5] ?? 2);
 const run = randomBytes(4).toString('hex');
-// The checkout's own bundle (not the shared data directory's): benches of several checkouts on one machine
-// must not replace each other's workers.
-const bundle = process.env['COUNTERSIGN_WORKFLOW_BUNDLE'] ?? path.join(ROOT, '.data', 'bench', 'workflow-bundle.js');
+// The checkout's own build (not the shared data directory's): benches of several checkouts on one machine must
+// not replace each other's processes.
+const buildDir = path.join(ROOT, '.data', 'bench');
+const bundle = path.join(buildDir, WORKFLOW_BUNDLE);
 
 const POLICY = `
 apiVersion: countersign/v1
@@ -48,16 +50,19 @@ rules:
     approval: { approvers: [sre], quorum: 1, timeout: 1h, on_timeout: DENY }
 `;
 
-// A fresh bundle, so the worker (and part d) never falls back to webpack at start-up.
-execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/worker/bundle.ts')], {
-  cwd: ROOT, env: { ...process.env, COUNTERSIGN_WORKFLOW_BUNDLE: bundle }, stdio: ['ignore', 'ignore', 'inherit'],
+// Every process as `make up` and the container image run it: built to plain JavaScript (services/build/build.ts,
+// with the workflow bundle beside them) and started with plain node, no tsx (which turns on source maps, and
+// every stack trace made then pays for them). Built afresh into this checkout's own directory, so the worker
+// never falls back to webpack at start-up.
+execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/build/build.ts'), '--out', buildDir], {
+  cwd: ROOT, env: process.env, stdio: ['ignore', 'ignore', 'inherit'],
 });
 Runtime.install({ logger: new DefaultLogger('WARN') });
 // tsx turns on Node's source maps, which every stack trace the SDK captures in workflow code (one per promise)
 // then pays for; the stack's worker runs prebuilt without them, and so does the no-op worker in this process.
 process.setSourceMapsEnabled(false);
-// The worker as `make up` and docker-compose run it: the prebuilt entry beside the bundle, with plain node.
-const stack = await startTestStack({ COUNTERSIGN_WORKFLOW_BUNDLE: bundle, COUNTERSIGN_LOG_LEVEL: 'warn', COUNTERSIGN_RATE_LIMIT: '1000000' }, { workerEntry: path.join(path.dirname(bundle), 'worker.mjs') });
+const built = (entry: EntryName) => path.join(buildDir, entry);
+const stack = await startTestStack({ COUNTERSIGN_WORKFLOW_BUNDLE: bundle, COUNTERSIGN_LOG_LEVEL: 'warn', COUNTERSIGN_RATE_LIMIT: '1000000' }, { workerEntry: built('worker.mjs'), apiEntry: built('api.mjs'), publisherEntry: built('publisher.mjs') });
 try {
   await activateYaml(stack, POLICY);
   const agent = await addPrincipal(stack, { name: 'bench bot', kind: 'agent', roles: ['agent'] });
@@ -216,7 +221,7 @@ try {
   // prebuilt worker entry that `make up` runs with plain node, and the sources through tsx for comparison.
   // The worker logs its own start time and CPU time, which a busy machine distorts less than wall time.
   if (parts.includes('d')) {
-    for (const [label, entry] of [['prebuilt (make up)', path.join(path.dirname(bundle), 'worker.mjs')], ['sources via tsx', 'services/worker/main.ts']] as const) {
+    for (const [label, entry] of [['prebuilt (make up)', built('worker.mjs')], ['sources via tsx', 'services/worker/main.ts']] as const) {
       const starts: number[] = [];
       const cpu: number[] = [];
       for (let i = 0; i < 3; i++) {
