@@ -111,6 +111,11 @@ try {
   console.log(`(a) ALLOW round trip  N=${N}: p50 ${fmt(pct(dec, 50))}, p99 ${fmt(pct(dec, 99))}`);
   console.log(`    no-op start       N=${N}: p50 ${fmt(pct(bare, 50))}, p99 ${fmt(pct(bare, 99))}`);
   console.log(`    ratio p50 ${(pct(dec, 50) / pct(bare, 50)).toFixed(2)}x (goal <= 1.3x), p99 ${(pct(dec, 99) / pct(bare, 99)).toFixed(2)}x (goal <= 1.5x)`);
+  // What HTTP alone costs the agent on this machine (fetch to the API and back, a route that does nothing): the
+  // part of the ALLOW round trip that is neither Temporal's start nor our work.
+  const http: number[] = [];
+  for (let i = 0; i < N; i++) http.push(await timed(async () => { if ((await api(asAgent, 'GET', '/healthz')).status !== 200) throw new Error('healthz'); }));
+  console.log(`    (GET /healthz round trip N=${N}: p50 ${fmt(pct(http, 50))})`);
   }
 
   // (b) sustained, concurrency 8: two halves each, interleaved.
