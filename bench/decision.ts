@@ -1,6 +1,6 @@
 // Decision benchmark (issue 6), on a whole test stack (API, worker, publisher as child processes; own database,
 // topic and task queue) against the shared Temporal, each part compared with bare Temporal on the same server,
-// driven by a no-op worker in this process (bench/noop-workflow.ts, its own task queue):
+// driven by a no-op worker in a process of its own (bench/noop-worker.ts; bench/noop-workflow.ts, its own task queue):
 //   (a) ALLOW round trip, POST /v1/decisions vs client.workflow.start of a no-op workflow, sequential and
 //       interleaved, N=200: p50/p99 ratios (goals p50 <= 1.3x, p99 <= 1.5x);
 //   (b) sustained throughput at concurrency 8, rounds of 5 s phases (bare, dec, dec, bare): decisions/s vs no-op
@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { activateYaml, addPrincipal, api, ROOT, startProcess, startTestStack } from '../test/int/harness.ts';
 import { noop, poke, waitsForPoke } from './noop-workflow.ts';
 import { WORKFLOW_BUNDLE, type EntryName } from '../services/build/build.ts';
@@ -72,9 +72,7 @@ try {
 
   const temporalAddress = stack.env['TEMPORAL_ADDRESS']!;
   const noopQueue = `bench-noop-${run}`;
-  const nativeConnection = await NativeConnection.connect({ address: temporalAddress });
-  const worker = await Worker.create({ connection: nativeConnection, taskQueue: noopQueue, workflowsPath: path.join(import.meta.dirname, 'noop-workflow.ts') });
-  const workerRun = worker.run();
+  const noopWorker = await startProcess('noop-worker', 'bench/noop-worker.ts', { TEMPORAL_ADDRESS: temporalAddress, BENCH_NOOP_QUEUE: noopQueue }, /no-op worker ready/);
   const connection = await Connection.connect({ address: temporalAddress });
   const client = new Client({ connection });
 
@@ -217,9 +215,7 @@ try {
   console.log(`    ratio p50 ${(pct(approveLat, 50) / pct(updateLat, 50)).toFixed(2)}x (goal <= 1.5x)`);
   }
 
-  worker.shutdown();
-  await workerRun;
-  await nativeConnection.close();
+  await noopWorker.stop();
   await connection.close();
 
   // (d) worker start with the prebuilt bundle (an extra worker on the stack's task queue, stopped at once): the
