@@ -24,11 +24,9 @@ import { agentHistories, type HistoryEntry } from './agent-history.ts';
 import { checkApprovalEdit } from './run-decider.ts';
 import { editsAllowed } from './approval-edit.ts';
 import { evaluateEdit } from './evaluate-edit.ts';
+import { sendUpdate, updateIdOf } from '../temporal/send-update.ts';
 
 export type MessageDeps = { db: Db; temporal: Client; secret: () => Buffer };
-
-/** Long enough to ride out a worker restart; an answer is counted when this returns, or it was not. */
-const UPDATE_DEADLINE_MS = 60_000;
 
 /** How long a message waits for a run Temporal has started but whose first events are not written yet. */
 const FIRST_EVENTS_WAIT_MS = 5_000;
@@ -55,32 +53,12 @@ async function runOf(deps: MessageDeps, principal: Principal, decisionId: string
   return view;
 }
 
-const RECOVERY_POLL_MS = 500;
-const recovering = (err: unknown) => /Workflow Task in failed state/i.test(`${(err as Error)?.message} ${((err as { cause?: Error })?.cause)?.message}`);
-
-/**
- * The update's id is the message's own: when a try is cut short after Temporal admitted it (a worker dying with
- * the task in flight), the same message sent again joins that update and answers with its outcome, instead of
- * arriving as a second delivery of a spent nonce.
- */
-export const updateIdOf = (message: { kind: string; nonce: string }) => `${message.kind}-${message.nonce}`;
-
 async function send<R>(deps: MessageDeps, tenantId: string, decisionId: string, fn: (h: ReturnType<Client['workflow']['getHandle']>) => Promise<R>, refusedCode: 'answer_refused' | 'conflict'): Promise<R> {
   const handle = deps.temporal.workflow.getHandle(workflowIdFor(tenantId, decisionId));
-  const deadline = Date.now() + UPDATE_DEADLINE_MS;
   try {
-    for (;;) {
-      try {
-        return await deps.temporal.withDeadline(deadline, () => fn(handle));
-      } catch (err) {
-        // A worker died with the run's workflow task in flight: Temporal refuses updates (before admitting them,
-        // so nothing is recorded) until another worker completes the task. The same message is sent again.
-        if (!recovering(err) || Date.now() + RECOVERY_POLL_MS >= deadline) throw err;
-        await new Promise((r) => setTimeout(r, RECOVERY_POLL_MS));
-      }
-    }
+    return await sendUpdate(deps.temporal, () => fn(handle));
   } catch (err) {
-    if (recovering(err)) throw CountersignError.dependency('temporal', err);
+    if (err instanceof CountersignError) throw err;
     if (err instanceof WorkflowUpdateFailedError) {
       const reason = (err.cause)?.message ?? err.message;
       throw new CountersignError(refusedCode, reason, { extra: { counted: false } });

@@ -15,6 +15,7 @@ import { REVIEWER_ROLE } from './activation-review.ts';
 import { isPlatformScope } from '../events/stream-ids.ts';
 import type { ApprovalChannel } from '../../schemas/approval-channel.ts';
 import { planChange, type PolicyChange } from './policy-change.ts';
+import { sendUpdate, UPDATE_DEADLINE_MS, updateIdOf } from '../temporal/send-update.ts';
 
 /**
  * The API's half of four-eyes activation: start the review workflow and wait until it has recorded the
@@ -22,12 +23,10 @@ import { planChange, type PolicyChange } from './policy-change.ts';
  */
 export type ReviewDeps = { db: Db; temporal: Client; taskQueue: string; secret: () => Buffer };
 
-/** Long enough to ride out a worker restart; an answer is counted when this returns, or it was not. */
-const UPDATE_DEADLINE_MS = 60_000;
-
 export type ReviewRequested = { id: string; version: number; status: 'pending_approval'; review_id: string; deadline: string; authors: string[]; requested_by: string };
 
 function refusal(err: unknown, code: 'answer_refused' | 'conflict'): unknown {
+  if (err instanceof CountersignError) return err;
   if (err instanceof WorkflowUpdateFailedError) {
     return new CountersignError(code, (err.cause)?.message ?? err.message, { extra: { counted: false } });
   }
@@ -116,7 +115,10 @@ export async function answerActivationReview(
     document_hash: review.document_hash,
   }, new Date());
   try {
-    const res = await deps.temporal.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () => deps.temporal.workflow.getHandle(review.review_id).executeUpdate(reviewAnswerUpdate, { args: [message] }));
+    // Its own update id and the same recovery as a run's answer: sent again while a worker recovers the review's
+    // task, and joined (not delivered twice) when a try was cut short after Temporal admitted it.
+    const handle = deps.temporal.workflow.getHandle(review.review_id);
+    const res = await sendUpdate(deps.temporal, () => handle.executeUpdate(reviewAnswerUpdate, { args: [message], updateId: updateIdOf(message) }));
     return { ...res, id: policyId, review_id: review.review_id };
   } catch (err) {
     throw refusal(err, 'answer_refused');

@@ -3,7 +3,7 @@ import { Client, Connection, WorkflowFailedError, WorkflowUpdateFailedError } fr
 import { defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, loadAttestationSecret, newNonce } from '../../services/decisions/attestation.ts';
-import { updateIdOf } from '../../services/decisions/run-messages.ts';
+import { updateIdOf } from '../../services/temporal/send-update.ts';
 import { workflowIdFor } from '../../services/decisions/ids.ts';
 import { decisionIdFor } from '../../services/decisions/decision-id.ts';
 import { sha256Digest } from '../../services/receipts/canonical.ts';
