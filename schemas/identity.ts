@@ -92,6 +92,21 @@ export const CreateTenantResponse = z.strictObject({
   admin_api_key: z.string().describe('Shown once; stored only as a hash.'),
 });
 
+export const CreatePlatformAdminBody = z.strictObject({
+  tenant_id: TenantId.describe('The tenant the new platform admin belongs to (an existing one): its home, where its key and events live.'),
+  name: Name.describe('Display name.'),
+  email: Email.optional().describe('Where reviews of platform changes are emailed.'),
+  slack_user_id: SlackUserId.optional().describe('Where reviews of platform changes are sent on Slack.'),
+});
+export type CreatePlatformAdminBody = z.infer<typeof CreatePlatformAdminBody>;
+
+export const CreatePlatformAdminResponse = z.strictObject({
+  principal_id: z.string(),
+  tenant_id: z.string(),
+  roles: z.array(Role),
+  api_key: z.string().describe('Shown once; stored only as a hash.'),
+});
+
 export const Tenant = z.strictObject({
   id: z.string(),
   name: z.string(),

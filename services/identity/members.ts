@@ -33,7 +33,7 @@ export const actorOf = (p: { id: string; platform_admin: boolean }): Actor => ({
 const UNIQUE_VIOLATION = '23505';
 
 /** Email and Slack user id each name one person per tenant (the channels find approvers by them). */
-function uniqueConflict(err: unknown): unknown {
+export function uniqueConflict(err: unknown): unknown {
   const e = err as { code?: string; constraint?: string };
   if (e.code !== UNIQUE_VIOLATION) return err;
   const field = e.constraint === 'principals_tenant_email' ? 'email' : e.constraint === 'principals_tenant_slack' ? 'slack_user_id' : e.constraint === 'principals_tenant_agent' ? 'agent_id' : 'id';

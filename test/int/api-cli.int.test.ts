@@ -97,6 +97,11 @@ describe('countersign CLI', () => {
     expect(tenant.code).toBe(0);
     expect(tenant.stdout.trim()).toMatch(/^cs_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/);
     expect((await cli(['tenants', 'list'], platform)).stdout).toMatch(/cli-co\s+CLI Co\s+DENY/);
+    // A second platform admin, in that tenant: its key (printed once) is a platform admin's; a tenant admin cannot make one.
+    expect((await cli(['platform', 'admins', 'create', '--tenant', 'cli-co', '--name', 'Ops two'])).code).toBe(1);
+    const second = await cli(['platform', 'admins', 'create', '--tenant', 'cli-co', '--name', 'Ops two'], platform);
+    expect(second.code, second.stderr).toBe(0);
+    expect((await api({ url: stack.url, key: second.stdout.trim() }, 'GET', '/v1/me')).body).toMatchObject({ tenant_id: 'cli-co', platform_admin: true });
     expect(JSON.parse((await cli(['tenants', 'set', '--default-decision', 'REQUIRE_APPROVAL', '--json'])).stdout)).toMatchObject({ id: 'default', default_decision: 'REQUIRE_APPROVAL' });
     expect((await cli(['tenants', 'show'])).stdout).toMatch(/default_decision\s+REQUIRE_APPROVAL/);
     const refused = await cli(['principals', 'create', '--name', 'x', '--kind', 'robot', '--roles', 'agent']);

@@ -84,6 +84,7 @@ const ROWS: Record<string, Row> = {
   'GET /assets/:file': { auth: 'public', path: () => '/assets/none.js', noIds: true },
   'POST /v1/tenants': { auth: 'platform-admin', path: () => '/v1/tenants', body: () => ({ id: 'matrix-new', name: 'New' }), wrongType: [{ id: 'matrix-new', name: ['x'] }, 'name'], noIds: true },
   'GET /v1/tenants': { auth: 'platform-admin', path: () => '/v1/tenants', strictQuery: true, noIds: true },
+  'POST /v1/platform/admins': { auth: 'platform-admin', path: () => '/v1/platform/admins', body: (i) => ({ tenant_id: i.tenant, name: 'Matrix ops' }), wrongType: [{ tenant_id: 'default', name: ['x'] }, 'name'], noIds: true },
   'POST /v1/admin/monitor/rebuild': { auth: 'platform-admin', path: () => '/v1/admin/monitor/rebuild', noIds: true },
   'POST /v1/admin/inbox/rebuild': { auth: 'platform-admin', path: () => '/v1/admin/inbox/rebuild', noIds: true },
   'GET /v1/tenants/:id': { auth: 'roles', path: (i) => `/v1/tenants/${i.tenant}` },

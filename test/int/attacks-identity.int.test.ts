@@ -285,6 +285,57 @@ describe('tenant admins stay in their tenant', () => {
   });
 });
 
+describe('platform admins are made by platform admins', () => {
+  it('a platform admin makes another in an existing tenant: a person with the platform flag, recorded, whose key works at once', async () => {
+    const home = `ops-${RUN}`;
+    expect((await api(as(stack.bootstrapKey), 'POST', '/v1/tenants', { id: home, name: 'Platform ops' })).status).toBe(201);
+    const made = await api(as(stack.bootstrapKey), 'POST', '/v1/platform/admins', { tenant_id: home, name: 'Grace', email: `grace-${RUN}@example.com` });
+    expect(made.status, JSON.stringify(made.body)).toBe(201);
+    expect(made.body).toMatchObject({ tenant_id: home, roles: ['admin', 'author', 'auditor'] });
+    const me = await api(as(made.body.api_key), 'GET', '/v1/me');
+    expect(me.body).toMatchObject({ id: made.body.principal_id, tenant_id: home, platform_admin: true, kind: 'person', name: 'Grace' });
+    // A platform admin's route answers it; so does a second platform admin's own minting.
+    expect((await api(as(made.body.api_key), 'GET', '/v1/tenants')).status).toBe(200);
+    const created = await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'PrincipalCreated' AND data->>'principal_id' = $2`, [`tenant/${home}`, made.body.principal_id]);
+    expect(created.rows[0]?.data).toMatchObject({ kind: 'person', platform_admin: true, by: bootstrapPrincipalId('default') });
+  });
+
+  it('attack platform-admin-minting: no one else makes a platform admin, and no field makes one other than a person of an existing tenant', async () => {
+    const before = [await writes(), await identityRows()];
+    const body = { tenant_id: 'default', name: 'Mallory' };
+    const attempts: Array<[string | null, unknown, number]> = [
+      [admin.key, body, 403], // a tenant admin
+      [payBot.key, body, 403], // an agent
+      [null, body, 401],
+      ['cs_notakey_notasecret', body, 401],
+      [`${stack.bootstrapKey}x`, body, 401], // forged: the platform admin's key, altered
+      [stack.bootstrapKey, { ...body, tenant_id: `nowhere-${RUN}` }, 404],
+      [stack.bootstrapKey, { ...body, platform_admin: false }, 400],
+      [stack.bootstrapKey, { ...body, roles: ['agent'] }, 400],
+      [stack.bootstrapKey, { ...body, kind: 'agent' }, 400],
+      [stack.bootstrapKey, { ...body, agent_id: 'mallory-bot' }, 400],
+      [stack.bootstrapKey, { ...body, name: 'x'.repeat(201) }, 400],
+      [stack.bootstrapKey, { ...body, name: 'x'.repeat(2_000_000) }, 413],
+      [stack.bootstrapKey, { tenant_id: 'default' }, 400],
+      [stack.bootstrapKey, { ...body, tenant_id: '../default' }, 400],
+      [stack.bootstrapKey, { ...body, email: 'not an email' }, 400],
+    ];
+    let through = 0;
+    for (const [key, b, expected] of attempts) {
+      const res = key === null
+        ? await fetch(`${stack.url}/v1/platform/admins`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) }).then(async (r) => ({ status: r.status, body: await r.text() }))
+        : await api(as(key), 'POST', '/v1/platform/admins', b);
+      if (res.status !== expected) {
+        through += 1;
+        console.log(`got through: ${expected} expected, ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
+      }
+    }
+    expect([await writes(), await identityRows()]).toEqual(before);
+    report('platform-admin-minting', attempts.length, through);
+    expect(through).toBe(0);
+  });
+});
+
 describe('a disabled principal never counts', () => {
   it("a disabled approver's answer, sent through the API or straight to the run, is not counted", async () => {
     const fin = await addPrincipal(stack, { name: 'Fin', roles: ['approver'], groups: ['finance'] });

@@ -1,10 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBootstrap } from '../../services/identity/bootstrap.ts';
 import { api, eventually, ROOT, startTestStack, type TestStack } from './harness.ts';
 
 /**
@@ -54,9 +51,11 @@ const refund = (which: 'a' | 'b', amount: number) => api(tenants[which].bot, 'PO
 beforeAll(async () => {
   stack = await startTestStack();
   platform = as(stack.bootstrapKey);
-  // A second platform admin (an operator's tooling, like the first start's), in a tenant of its own.
-  const second = await ensureBootstrap(stack.db, { tenantId: `pp-ops-${RUN}`, keyFile: path.join(mkdtempSync(path.join(tmpdir(), 'cs-pp-')), 'key') });
-  secondPlatformAdmin = as(second.token!);
+  // A second platform admin, made by the first (POST /v1/platform/admins), in a tenant of its own.
+  expect((await api(platform, 'POST', '/v1/tenants', { id: `pp-ops-${RUN}`, name: 'Platform ops' })).status).toBe(201);
+  const second = await api(platform, 'POST', '/v1/platform/admins', { tenant_id: `pp-ops-${RUN}`, name: 'Second platform admin' });
+  expect(second.status, JSON.stringify(second.body)).toBe(201);
+  secondPlatformAdmin = as(second.body.api_key);
   await makeTenant('a');
   await makeTenant('b');
 }, 180_000);

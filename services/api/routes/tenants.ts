@@ -2,10 +2,11 @@ import { z } from 'zod';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { PageQuery, ProblemSchema, pageOf } from '../../../schemas/api.ts';
-import { CreateTenantBody, CreateTenantResponse, Tenant, UpdateTenantBody } from '../../../schemas/identity.ts';
+import { CreatePlatformAdminBody, CreatePlatformAdminResponse, CreateTenantBody, CreateTenantResponse, Tenant, UpdateTenantBody } from '../../../schemas/identity.ts';
 import { CountersignError } from '../../errors.ts';
 import { createTenant, getTenant, listTenants, updateTenant } from '../../identity/tenants.ts';
 import { actorOf } from '../../identity/members.ts';
+import { createPlatformAdmin } from '../../identity/platform-admins.ts';
 import { keysetCursor, nextCursor } from '../cursor.ts';
 import { deleteEvaluator, EvaluatorSettingsBody, EvaluatorSettingsView, loadEvaluator, saveEvaluator, viewOf } from '../../judgment/evaluator-config.ts';
 import { checkEvaluatorUrl } from '../../judgment/evaluator-target.ts';
@@ -23,6 +24,20 @@ export function registerTenantRoutes(app: FastifyInstance, deps: ApiDeps): void 
     schema: { tags: ['identity'], summary: 'Create a tenant and its first admin (platform admins); the admin key is shown once', body: CreateTenantBody, response: { 201: CreateTenantResponse, ...problems } },
   }, async (req, reply) => {
     const created = await createTenant(deps.db, req.body, actorOf(principalOf(req)));
+    void reply.status(201);
+    return created;
+  });
+
+  r.post('/v1/platform/admins', {
+    onRequest: platformAdmin(deps),
+    schema: {
+      tags: ['identity'],
+      summary: 'Make another platform admin (platform admins): a person in an existing tenant, with the admin, author and auditor roles there; its key is shown once',
+      body: CreatePlatformAdminBody,
+      response: { 201: CreatePlatformAdminResponse, ...problems },
+    },
+  }, async (req, reply) => {
+    const created = await createPlatformAdmin(deps.db, req.body, actorOf(principalOf(req)));
     void reply.status(201);
     return created;
   });

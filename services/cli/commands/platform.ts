@@ -10,7 +10,7 @@ const onOff = (flag: string, v: string | undefined): boolean | undefined => {
   throw new UsageError(`${flag} takes on or off`);
 };
 
-/** `countersign platform settings`: the settings that gate platform policies (platform admins). */
+/** `countersign platform settings` and `platform admins create` (platform admins). */
 export function registerPlatformCommands(program: Command): void {
   const platform = program.command('platform').description("The platform's own settings (platform admins); its policies are `policy … --platform`.");
   platform
@@ -32,5 +32,23 @@ export function registerPlatformCommands(program: Command): void {
       record(opts.json, Object.keys(body).length === 0
         ? await t.request<Record<string, unknown>>('GET', '/v1/platform/settings')
         : await t.request<Record<string, unknown>>('PATCH', '/v1/platform/settings', body, { retry: false }));
+    }));
+
+  platform
+    .command('admins')
+    .description('Platform admins (platform admins).')
+    .command('create')
+    .description('Make another platform admin: a person in an existing tenant (its home); prints its key once. A platform change under --four-eyes needs a second one.')
+    .requiredOption('--tenant <id>', 'the tenant it belongs to')
+    .requiredOption('--name <name>', 'display name')
+    .option('--email <email>', 'where reviews of platform changes are emailed')
+    .option('--slack-user-id <id>', 'where reviews of platform changes are sent on Slack')
+    .option('--json', 'print JSON')
+    .action((opts: { tenant: string; name: string; email?: string; slackUserId?: string; json?: boolean }) => run(async () => {
+      const body = { tenant_id: opts.tenant, name: opts.name, ...(opts.email ? { email: opts.email } : {}), ...(opts.slackUserId ? { slack_user_id: opts.slackUserId } : {}) };
+      const created = await transport().request<{ principal_id: string; tenant_id: string; api_key: string }>('POST', '/v1/platform/admins', body, { retry: false });
+      if (opts.json) return record(true, created);
+      process.stdout.write(`${created.api_key}\n`);
+      process.stderr.write(`platform admin ${created.principal_id} created in tenant ${created.tenant_id}: store the key now, it is not shown again\n`);
     }));
 }
