@@ -298,6 +298,11 @@ describe('platform admins are made by platform admins', () => {
     expect((await api(as(made.body.api_key), 'GET', '/v1/tenants')).status).toBe(200);
     const created = await stack.db.query<{ data: any }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'PrincipalCreated' AND data->>'principal_id' = $2`, [`tenant/${home}`, made.body.principal_id]);
     expect(created.rows[0]?.data).toMatchObject({ kind: 'person', platform_admin: true, by: bootstrapPrincipalId('default') });
+    // The same request replayed makes no second admin: the email names one person of the tenant.
+    const before = [await writes(), await identityRows()];
+    const replayed = await api(as(stack.bootstrapKey), 'POST', '/v1/platform/admins', { tenant_id: home, name: 'Grace', email: `grace-${RUN}@example.com` });
+    expect(replayed.status).toBe(409);
+    expect([await writes(), await identityRows()]).toEqual(before);
   });
 
   it('attack platform-admin-minting: no one else makes a platform admin, and no field makes one other than a person of an existing tenant', async () => {
