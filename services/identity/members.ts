@@ -33,14 +33,19 @@ export const actorOf = (p: { id: string; platform_admin: boolean }): Actor => ({
 const UNIQUE_VIOLATION = '23505';
 
 /** Email and Slack user id each name one person per tenant (the channels find approvers by them). */
-export function uniqueConflict(err: unknown): unknown {
+function uniqueConflict(err: unknown): unknown {
   const e = err as { code?: string; constraint?: string };
   if (e.code !== UNIQUE_VIOLATION) return err;
   const field = e.constraint === 'principals_tenant_email' ? 'email' : e.constraint === 'principals_tenant_slack' ? 'slack_user_id' : e.constraint === 'principals_tenant_agent' ? 'agent_id' : 'id';
   return new CountersignError('conflict', `another member of this tenant has this ${field}`, { errors: [{ path: field, message: 'already used in this tenant' }] });
 }
 
-export async function createPrincipal(db: Db, tenantId: string, body: CreatePrincipalBody, actor: Actor): Promise<{ id: string; api_key: string; key_id: string; agent_id: string | null }> {
+/**
+ * A new member and its first key, shown once. `platformAdmin` only from createPlatformAdmin (a platform admin
+ * making another): no request body can set it.
+ */
+export async function createPrincipal(db: Db, tenantId: string, body: CreatePrincipalBody, actor: Actor, opts: { platformAdmin?: boolean } = {}): Promise<{ id: string; api_key: string; key_id: string; agent_id: string | null }> {
+  const platformAdmin = opts.platformAdmin === true;
   const id = newPrincipalId();
   const key = generateApiKey();
   // Agents decide as their agent id: given, or their name made one (the principal id when nothing is left).
@@ -48,14 +53,14 @@ export async function createPrincipal(db: Db, tenantId: string, body: CreatePrin
   try {
     await withTenant(db, tenantId, async (c) => {
       await c.query(
-        `INSERT INTO principals (id, tenant_id, name, kind, roles, groups, email, slack_user_id, agent_id, acts_for) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-        [id, tenantId, body.name, body.kind, body.roles, body.groups, body.email ?? null, body.slack_user_id ?? null, agentId, body.acts_for],
+        `INSERT INTO principals (id, tenant_id, name, kind, roles, groups, email, slack_user_id, agent_id, acts_for, platform_admin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+        [id, tenantId, body.name, body.kind, body.roles, body.groups, body.email ?? null, body.slack_user_id ?? null, agentId, body.acts_for, platformAdmin],
       );
       const keyRow = await c.query<{ expires_at: Date | null }>(`INSERT INTO api_keys (id, prefix, secret_hash, principal_id, tenant_id, name, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING expires_at`, [
         key.id, key.prefix, key.secretHash, id, tenantId, body.key_name, body.expires_at ?? null,
       ]);
       await appendTenantEvents(c, tenantId, [
-        { type: 'PrincipalCreated', data: { principal_id: id, kind: body.kind, platform_admin: false, access: { name: body.name, roles: body.roles, groups: body.groups, disabled: false, agent_id: agentId, acts_for: body.acts_for }, by: actor.principalId } },
+        { type: 'PrincipalCreated', data: { principal_id: id, kind: body.kind, platform_admin: platformAdmin, access: { name: body.name, roles: body.roles, groups: body.groups, disabled: false, agent_id: agentId, acts_for: body.acts_for }, by: actor.principalId } },
         { type: 'ApiKeyCreated', data: { key_id: key.id, prefix: key.prefix, principal_id: id, name: body.key_name, expires_at: keyRow.rows[0]!.expires_at?.toISOString() ?? null, by: actor.principalId } },
       ]);
     });

@@ -26,7 +26,6 @@ export type ReviewDeps = { db: Db; temporal: Client; taskQueue: string; secret: 
 export type ReviewRequested = { id: string; version: number; status: 'pending_approval'; review_id: string; deadline: string; authors: string[]; requested_by: string };
 
 function refusal(err: unknown, code: 'answer_refused' | 'conflict'): unknown {
-  if (err instanceof CountersignError) return err;
   if (err instanceof WorkflowUpdateFailedError) {
     return new CountersignError(code, (err.cause)?.message ?? err.message, { extra: { counted: false } });
   }
