@@ -89,6 +89,8 @@ export type MatchedRule = z.infer<typeof MatchedRule>;
  * The deciding rule's approval settings, as compiled (services/policy/lower-rule.ts normaliseApproval): who
  * approves, how many, for how long, whom to escalate to and after how long, and the fallback at the deadline.
  */
+const TimeoutDefaulted = z.literal(true).optional().describe("The rule named no timeout: this one is the tenant's approval_timeout setting when the run started, else the built-in 1h.");
+
 export const EvaluationApproval = z.strictObject({
   approvers: z.array(z.string()),
   quorum: z.number().int().positive(),
@@ -98,9 +100,10 @@ export const EvaluationApproval = z.strictObject({
   escalate_after: z.string().optional(),
   escalate_after_sec: z.number().int().nonnegative().optional(),
   on_timeout: z.enum(['DENY', 'ALLOW']),
-  levels: z.array(z.strictObject({ approvers: z.array(z.string()), quorum: z.number().int().positive(), timeout: z.string(), timeout_sec: z.number().int().positive() }))
+  levels: z.array(z.strictObject({ approvers: z.array(z.string()), quorum: z.number().int().positive(), timeout: z.string(), timeout_sec: z.number().int().positive(), timeout_defaulted: TimeoutDefaulted }))
     .optional().describe('An escalation ladder (the policy wrote levels): each level in turn, then on_timeout.'),
   allow_edits: z.boolean().optional().describe('false when the rule forbids approving changed arguments; absent means allowed.'),
+  timeout_defaulted: TimeoutDefaulted,
 });
 export type EvaluationApproval = z.infer<typeof EvaluationApproval>;
 

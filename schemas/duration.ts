@@ -50,3 +50,23 @@ export function settingDuration(what: string) {
 export function recordedSettingDuration(what: string) {
   return z.string().max(200).describe(what);
 }
+
+/** Seconds written as a duration of the grammar above, largest units first: 5400 is 1h30m, 90 is 1m30s. */
+export function durationText(sec: number): string {
+  let rest = Math.floor(sec);
+  let out = '';
+  for (const [unit, size] of [['w', 604_800], ['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    if (rest >= size) {
+      out += `${Math.floor(rest / size)}${unit}`;
+      rest %= size;
+    }
+  }
+  return out || '0s';
+}
+
+/** A recorded duration setting's seconds, or undefined when it is absent or outside the settings' bounds (its default then applies). */
+export function settingSeconds(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const sec = durationSeconds(text);
+  return sec !== undefined && sec >= SETTING_DURATION_MIN_SEC && sec <= SETTING_DURATION_MAX_SEC ? sec : undefined;
+}

@@ -32,6 +32,7 @@ export const RunStartData = z.strictObject({
     override_groups: z.array(z.string().min(1)).max(100),
     override_timeout_sec: z.number().int().positive(),
     remind_before: z.union([z.strictObject({ sec: z.number().positive() }), z.strictObject({ percent: z.number().positive().max(100) })]).nullable().optional(),
+    approval_timeout_sec: z.number().int().positive().optional().describe("The tenant's approval_timeout when the run started, if it had one: it replaced every approval timeout the rules left to the default."),
   }),
   callback_url: z.string().max(2000).nullable(),
   judge: z.literal(true).optional().describe("Present when the run asks the tenant's evaluator about its judgment rules before opening a round."),

@@ -45,7 +45,7 @@ type DurationSetting = typeof settingDuration | typeof recordedSettingDuration;
 
 const tenantSettings = (duration: DurationSetting) => z
   .strictObject({
-    approval_timeout: duration('Default approval timeout when a rule names none.').optional(),
+    approval_timeout: duration('How long an approval waits when its rule names no timeout (each such level of a ladder too), for runs started after the change. Default 1h.').optional(),
     policy_four_eyes: z.boolean().optional().describe('Policy activation needs a second admin: it becomes an approval round; the author cannot approve it. Default false.'),
     policy_require_validation: z.boolean().optional().describe('Activation is refused unless the exact draft was validated against recent runs. Default false.'),
     policy_refuse_loosening: z.boolean().optional().describe('Activation is refused while the draft\'s validation shows loosening by rules the activation does not declare in expected_loosening (implies validation). Default false.'),

@@ -81,7 +81,7 @@ export type Limit = z.infer<typeof Limit>;
 export const ApprovalLevel = z.strictObject({
   approvers: z.array(Name).min(1).max(20).describe('Approver groups added at this level; the groups of earlier levels may still answer.'),
   quorum: z.number().int().min(1).max(20).optional().describe('Approvals the requirement needs while at this level (default 1); approvals given at earlier levels count.'),
-  timeout: Duration.optional().describe('How long this level waits before the next level (or, after the last, the fallback); default 1h.'),
+  timeout: Duration.optional().describe('How long this level waits before the next level (or, after the last, the fallback); default: the tenant setting approval_timeout, else 1h.'),
 });
 export type ApprovalLevel = z.infer<typeof ApprovalLevel>;
 
@@ -94,7 +94,7 @@ export const MAX_APPROVAL_LEVELS = 10;
 export const Approval = z.strictObject({
   approvers: z.array(Name).min(1).max(20).optional().describe('Approver groups; any member may answer. Required unless levels is given.'),
   quorum: z.number().int().min(1).max(20).optional().describe('Approvals needed; default 1.'),
-  timeout: Duration.optional().describe('How long the round waits (after an escalation, the escalated level waits as long again); default 1h.'),
+  timeout: Duration.optional().describe('How long the round waits (after an escalation, the escalated level waits as long again); default: the tenant setting approval_timeout, else 1h.'),
   escalate_to: z.array(Name).min(1).max(20).optional().describe('Groups notified when escalate_after passes without a quorum.'),
   escalate_after: Duration.optional(),
   levels: z.array(ApprovalLevel).min(1).max(MAX_APPROVAL_LEVELS).optional()

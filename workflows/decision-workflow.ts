@@ -24,6 +24,8 @@ export type RunWindows = {
   override_timeout_sec: number;
   /** When to remind approvers before a deadline (issue 8); absent in runs started before reminders. */
   remind_before?: RemindBefore | null | undefined;
+  /** The tenant's approval_timeout, if set: already applied to the evaluation; recorded so replay re-applies it. */
+  approval_timeout_sec?: number | undefined;
 };
 
 export type DecisionWorkflowInput = {

@@ -13,7 +13,8 @@ import { checkEditNoLooser, editedRequest, sameJson } from '../decisions/approva
 import { buildReceipt } from '../receipts/build-receipt.ts';
 import { canonicalJson, sha256Digest, sha256OfCanonical } from '../receipts/canonical.ts';
 import { ed25519Verify, prepareDocumentSignature, verifyDocument, type KeyResolution } from '../receipts/verify.ts';
-import { activationSigned, compilePolicyVersion, frozenPolicy } from '../lifecycle/policy-version.ts';
+import { activationSigned, frozenPolicy, compilesToHash } from '../lifecycle/policy-version.ts';
+import { withApprovalTimeout } from '../decisions/approval-timeout.ts';
 import { checkPolicyChain, type PolicyChain } from '../lifecycle/policy-chain.ts';
 import { prepareRunStart, startSignatureProblem } from '../decisions/start-attestation.ts';
 import { checkRunAgent, checkRunApprovals, foldTenantStream, type AccessTimeline, type TenantMembership } from './tenant-membership.ts';
@@ -567,8 +568,7 @@ export class ReplayShard {
     } else {
       // An activation from before document hashes were signed: its document is tied to its snapshot only by
       // compiling it again, which holds as long as the compiler reads it as it did then.
-      const compiled = compilePolicyVersion(d.document, d.version);
-      if (!compiled.ok || compiled.hash !== d.hash) {
+      if (!compilesToHash(d.document, d.version, d.hash)) {
         this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version}: recorded snapshot or hash does not match its document` });
         return;
       }
@@ -702,13 +702,18 @@ export class ReplayShard {
     const catalogFact = recorded.facts['tool_catalog'];
     if (catalogFact !== undefined && !this.checkCatalogFact(view.tenant_id, req.request, catalogFact, evaluated)) return false;
     // evaluate() adds the recorded catalog tags to the request, as it did when the decision was made.
-    const again = evaluate(snapshot, req.request, recorded.facts, new Date(recorded.now));
+    // The tenant's approval_timeout, as the signed start recorded it, stands in for defaulted timeouts again.
+    const again = withApprovalTimeout(evaluate(snapshot, req.request, recorded.facts, new Date(recorded.now)), req.start?.windows.approval_timeout_sec);
     if (again.decision !== recorded.decision || again.matched_rule !== recorded.matched_rule) {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: `re-evaluation gives ${again.decision} (${again.matched_rule}), recorded ${recorded.decision} (${recorded.matched_rule})` });
       return false;
     }
     if (canonicalJson(again.judgment ?? null) !== canonicalJson(recorded.judgment ?? null)) {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: 're-evaluation gives other judgment rules (checklist) than recorded' });
+      return false;
+    }
+    if (canonicalJson([again.approval ?? null, again.requirements ?? null]) !== canonicalJson([recorded.approval ?? null, recorded.requirements ?? null])) {
+      this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: 're-evaluation gives other approval settings (approvers, quorum, timeouts, levels) than recorded' });
       return false;
     }
     if (!this.reDeriveVerdicts(events, recorded)) return false;

@@ -1,13 +1,13 @@
 import type { Evaluation } from '../../schemas/decision.ts';
 import type { TenantSettings } from '../../schemas/identity.ts';
-import { durationSeconds } from '../../schemas/duration.ts';
+import { durationSeconds, settingSeconds } from '../../schemas/duration.ts';
 import type { Snapshot } from '../policy/index.ts';
 import type { RunWindows } from '../../workflows/decision-workflow.ts';
 
 /**
  * A run's override settings (who decides an override request, how long it waits, how long after a DENY one may
  * be asked): the deciding policy's `override` block, field by field, over the tenant's settings, over the
- * deployment's configuration. Pure. The result is part of the run's signed start (RunStartData.windows), so
+ * deployment's configuration; and the tenant's approval_timeout, when it has one. Pure. The result is part of the run's signed start (RunStartData.windows), so
  * each run keeps the settings it started with, and the auditor sees them.
  */
 export function overrideWindows(deployment: RunWindows, tenant: TenantSettings | undefined, snapshot: Snapshot, evaluation: Evaluation): RunWindows {
@@ -18,6 +18,7 @@ export function overrideWindows(deployment: RunWindows, tenant: TenantSettings |
     override_groups: policy?.groups ?? tenant?.override_groups ?? deployment.override_groups,
     override_timeout_sec: policy?.timeout_sec ?? sec(tenant?.override_timeout) ?? deployment.override_timeout_sec,
     override_sec: policy?.window_sec ?? sec(tenant?.override_window) ?? deployment.override_sec,
+    ...approvalTimeout(tenant),
   };
 }
 
@@ -25,4 +26,10 @@ export function overrideWindows(deployment: RunWindows, tenant: TenantSettings |
 function decidingPolicy(snapshot: Snapshot, e: Evaluation) {
   const m = e.matched_rules.find((r) => r.decision === e.decision && r.rule === e.matched_rule);
   return m ? snapshot.policies.find((p) => p.policy_id === m.policy_id && p.version === m.version) : undefined;
+}
+
+/** The tenant's approval_timeout as the run's start records it: only when set (and within the settings' bounds). */
+export function approvalTimeout(tenant: TenantSettings | undefined): { approval_timeout_sec?: number } {
+  const sec = settingSeconds(tenant?.approval_timeout);
+  return sec === undefined ? {} : { approval_timeout_sec: sec };
 }

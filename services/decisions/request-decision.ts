@@ -3,6 +3,7 @@ import { isGrpcServiceError, type Client } from '@temporalio/client';
 import type { DecisionRequest, DecisionRequestBody, DecisionResult, Evaluation } from '../../schemas/decision.ts';
 import { reasonFields } from './reason-code.ts';
 import { overrideWindows } from './override-settings.ts';
+import { withApprovalTimeout } from './approval-timeout.ts';
 import { decisionWorkflow, statusQuery, type RunWindows } from '../../workflows/decision-workflow.ts';
 import { CountersignError } from '../errors.ts';
 import type { Db } from '../events/db.ts';
@@ -92,14 +93,16 @@ export async function requestDecisionAnswer(deps: DecideDeps, principal: Princip
   // Limit rules need counter values: read them first, so the evaluation stays pure and replayable.
   const specs = requiredCounters(set.snapshot, enriched);
   const facts: Facts = specs.length ? { counters: await readCounters(deps.db, tenantId, specs, now), ...catalogFacts } : catalogFacts;
-  const evaluation = evaluate(set.snapshot, request, facts, now);
+  const evaluated = evaluate(set.snapshot, request, facts, now);
+  // The tenant's approval_timeout replaces the timeouts the rules left to the default; the windows record it.
+  const windows = overrideWindows(deps.windows, set.settings, set.snapshot, evaluated);
+  const evaluation = withApprovalTimeout(evaluated, windows.approval_timeout_sec);
   // Judgment rules applied: the run asks the tenant's evaluator first, if it has one (else people decide).
   const judge = evaluation.judgment !== undefined && (await hasEvaluator(deps.db, tenantId).catch((err: unknown) => {
     throw isConnectionError(err) ? CountersignError.dependency('postgres', err) : err;
   }));
   const increments = evaluation.decision === 'DENY' ? [] : counterIncrements(set.snapshot, enriched, now).map((i) => ({ key: i.key, amount: i.amount }));
   const workflowId = workflowIdFor(tenantId, decisionId);
-  const windows = overrideWindows(deps.windows, set.settings, set.snapshot, evaluation);
   const argsDigest = request.action.args ? sha256Digest(request.action.args) : null;
   const callbackUrl = request.callback_url;
   const actingPrincipal = agent.actingFor ? principal.id : undefined;

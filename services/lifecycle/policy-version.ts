@@ -16,6 +16,24 @@ export function compilePolicyVersion(document: unknown, version: number):
   return { ok: true, policy, hash: sha256Digest(policy) };
 }
 
+/**
+ * Whether `hash` is this document's compiled hash, by today's compiler or as compiled before defaulted approval
+ * timeouts were marked (activations and exports from before document hashes were signed are tied to their
+ * document only by compiling it again). Both are faithful compilations of the same document.
+ */
+export function compilesToHash(document: unknown, version: number, hash: string): boolean {
+  const c = compilePolicyVersion(document, version);
+  return c.ok && (c.hash === hash || sha256Digest(withoutDefaultMarks(c.policy)) === hash);
+}
+
+function withoutDefaultMarks(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(withoutDefaultMarks);
+  if (typeof v !== 'object' || v === null) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) if (k !== 'timeout_defaulted') out[k] = withoutDefaultMarks(x);
+  return out;
+}
+
 /** What a policy activation's signature covers. */
 export function activationSigned(d: Pick<EventData<'PolicyActivated'>, 'policy_id' | 'version' | 'scope' | 'hash' | 'snapshot' | 'document_hash'>): Record<string, unknown> {
   const signed: Record<string, unknown> = { policy_id: d.policy_id, version: d.version, scope: d.scope, hash: d.hash, snapshot: d.snapshot };

@@ -18,15 +18,21 @@ const DEFAULT_APPROVAL = Approval.parse({ approvers: ['approvers'] });
 const DEFAULT_QUORUM = 1;
 const DEFAULT_TIMEOUT = '1h';
 
+/**
+ * A timeout the rule did not write is marked, so the tenant's approval_timeout can stand in for the built-in 1h
+ * when a run starts (services/decisions/approval-timeout.ts); a written one is never replaced.
+ */
+const defaulted = (written: string | undefined): { timeout_defaulted?: true } => (written === undefined ? { timeout_defaulted: true } : {});
+
 export function normaliseApproval(a: Approval | undefined): CompiledApproval {
   const src = a ?? DEFAULT_APPROVAL;
   if (src.levels !== undefined) {
     const levels: CompiledApprovalLevel[] = src.levels.map((l) => {
       const timeout = l.timeout ?? DEFAULT_TIMEOUT;
-      return { approvers: [...l.approvers], quorum: l.quorum ?? DEFAULT_QUORUM, timeout, timeout_sec: durationSeconds(timeout)! };
+      return { approvers: [...l.approvers], quorum: l.quorum ?? DEFAULT_QUORUM, timeout, timeout_sec: durationSeconds(timeout)!, ...defaulted(l.timeout) };
     });
     const first = levels[0]!;
-    return { approvers: [...first.approvers], quorum: first.quorum, timeout: first.timeout, timeout_sec: first.timeout_sec, on_timeout: src.on_timeout, levels };
+    return { approvers: [...first.approvers], quorum: first.quorum, timeout: first.timeout, timeout_sec: first.timeout_sec, on_timeout: src.on_timeout, levels, ...defaulted(src.levels[0]!.timeout) };
   }
   const timeout = src.timeout ?? DEFAULT_TIMEOUT;
   const out: CompiledApproval = {
@@ -35,6 +41,7 @@ export function normaliseApproval(a: Approval | undefined): CompiledApproval {
     timeout,
     timeout_sec: durationSeconds(timeout)!,
     on_timeout: src.on_timeout,
+    ...defaulted(src.timeout),
   };
   if (src.escalate_to !== undefined) out.escalate_to = [...src.escalate_to];
   if (src.escalate_after !== undefined) {

@@ -48,9 +48,11 @@ export type CompiledApproval = {
   levels?: CompiledApprovalLevel[];
   /** Only when the rule says: false forbids approving changed arguments. */
   allow_edits?: boolean;
+  /** The rule named no timeout (level 1's, with levels): the tenant's approval_timeout replaces it at run start. */
+  timeout_defaulted?: true;
 };
 
-export type CompiledApprovalLevel = { approvers: string[]; quorum: number; timeout: string; timeout_sec: number };
+export type CompiledApprovalLevel = { approvers: string[]; quorum: number; timeout: string; timeout_sec: number; timeout_defaulted?: true };
 
 export type CompiledRule = {
   name: string;

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { activateYaml, addPrincipal, api, eventually, startTestStack, type TestStack } from './harness.ts';
+import { activateYaml, addPrincipal, api, eventually, ROOT, startTestStack, type TestStack } from './harness.ts';
 
 // Override settings per tenant (admin-only, an event) and per policy, over the deployment's configuration.
 
@@ -113,4 +115,79 @@ describe('four-eyes reviews in the inbox', () => {
     expect(ok.status, JSON.stringify(ok.body)).toBe(200);
     expect(await inbox(second.body.api_key)).toEqual([]);
   }, 120_000);
+});
+
+describe("the tenant's approval_timeout", () => {
+  const cli = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, [path.join(ROOT, 'services/cli/countersign.mjs'), ...args], { cwd: ROOT, env: { ...process.env, ...stack.env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+
+  it('stands in for the 1h of every rule that names no timeout, never for a written one; each run keeps the setting it started with; replay agrees', async () => {
+    const tenant = `apt-${RUN}`;
+    const t = await api(as(stack.bootstrapKey), 'POST', '/v1/tenants', { id: tenant, name: 'apt', settings: { approval_timeout: '2h' } });
+    expect(t.status, JSON.stringify(t.body)).toBe(201);
+    const admin = as(t.body.admin_api_key as string);
+    const doc = {
+      apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id: 'apt', name: 'apt' },
+      rules: [
+        { name: 'plain', match: { tool: 'apt_plain' }, decision: 'REQUIRE_APPROVAL', approval: { approvers: ['finance'] } },
+        { name: 'written', match: { tool: 'apt_written' }, decision: 'REQUIRE_APPROVAL', approval: { approvers: ['finance'], timeout: '30m' } },
+        { name: 'ladder', match: { tool: 'apt_ladder' }, decision: 'REQUIRE_APPROVAL', approval: { levels: [{ approvers: ['finance'], timeout: '10m' }, { approvers: ['cfo'] }] } },
+      ],
+    };
+    expect((await api(admin, 'POST', '/v1/policies', doc)).status).toBe(201);
+    expect((await api(admin, 'POST', '/v1/policies/apt/activate')).status).toBe(200);
+    const agent = await api(admin, 'POST', '/v1/principals', { name: 'apt-bot', kind: 'agent', roles: ['agent'] });
+    const bot = as(agent.body.api_key as string);
+
+    const ask = async (tool: string) => {
+      const asked = Date.now();
+      const r = await api(bot, 'POST', '/v1/decisions', { action: { tool }, idempotency_key: `${tool}/${randomBytes(4).toString('hex')}` });
+      expect(r.body.status, JSON.stringify(r.body)).toBe('pending_approval');
+      const id = r.body.decision_id as string;
+      const requested = await eventually(async () => (await stack.db.query<{ data: { deadline: string; requirements?: Array<{ deadline: string }> } }>(
+        "SELECT data FROM events WHERE stream_id = $1 AND type = 'ApprovalRequested'", [`run/${id}`])).rows[0]?.data, 60_000, 'the round');
+      const start = (await stack.db.query<{ data: { start: { windows: Record<string, unknown> } } }>("SELECT data FROM events WHERE stream_id = $1 AND type = 'DecisionRequested'", [`run/${id}`])).rows[0]!.data.start.windows;
+      const evaluation = (await stack.db.query<{ data: { evaluation: { approval: Record<string, unknown> } } }>("SELECT data FROM events WHERE stream_id = $1 AND type = 'PolicyEvaluated'", [`run/${id}`])).rows[0]!.data.evaluation;
+      return { id, waitsMin: Math.round((Date.parse(requested.deadline) - asked) / 60_000), windows: start, approval: evaluation.approval };
+    };
+
+    const plain = await ask('apt_plain');
+    expect(plain.waitsMin).toBe(120);
+    expect(plain.windows['approval_timeout_sec']).toBe(7200);
+    expect(plain.approval).toMatchObject({ timeout: '2h', timeout_sec: 7200, timeout_defaulted: true });
+    expect((await ask('apt_written')).waitsMin).toBe(30);
+    const ladder = await ask('apt_ladder');
+    expect(ladder.waitsMin).toBe(10);
+    expect((ladder.approval['levels'] as Array<{ timeout_sec: number }>).map((l) => l.timeout_sec)).toEqual([600, 7200]);
+
+    // Simulation shows the route a run started now would take.
+    const sim = await api(admin, 'POST', '/v1/policy/simulate', { request: { agent: { id: 'apt-bot' }, action: { tool: 'apt_ladder' } } });
+    expect(sim.status, JSON.stringify(sim.body)).toBe(200);
+    const route = sim.body.approval_route[0];
+    const [l0, l1] = route.levels as Array<{ starts_at: string; deadline: string }>;
+    expect((Date.parse(l0!.deadline) - Date.parse(l0!.starts_at)) / 1000).toBe(600);
+    expect((Date.parse(l1!.deadline) - Date.parse(l1!.starts_at)) / 1000).toBe(7200);
+
+    // A changed setting applies to runs started afterwards; a started run keeps its own.
+    expect((await api(admin, 'PATCH', `/v1/tenants/${tenant}`, { settings: { approval_timeout: '3h' } })).status).toBe(200);
+    const later = await eventually(async () => {
+      const r = await ask('apt_plain');
+      return r.waitsMin === 180 ? r : undefined;
+    }, 30_000, 'the changed setting');
+    expect(later.approval).toMatchObject({ timeout: '3h', timeout_sec: 10_800 });
+    const first = (await stack.db.query<{ data: { deadline: string } }>("SELECT data FROM events WHERE stream_id = $1 AND type = 'ApprovalRequested'", [`run/${plain.id}`])).rows;
+    expect(first).toHaveLength(1);
+
+    // The auditor re-derives each run's approval settings from its snapshot and the setting its signed start recorded.
+    const out = await eventually(async () => {
+      const r = await cli(['audit', 'replay', '--from', 'postgres', '--json']);
+      const report = JSON.parse(r.stdout) as { divergences: unknown[]; receipts: unknown[]; re_evaluated: number };
+      return r.code === 0 || report.divergences.length > 0 ? { r, report } : undefined;
+    }, 60_000, 'audit replay');
+    expect(out.report.divergences).toEqual([]);
+    expect(out.r.code, out.r.stderr).toBe(0);
+  }, 180_000);
 });

@@ -5,6 +5,8 @@ import { ProblemSchema } from '../../../schemas/api.ts';
 import { AgentBinding, BindingChangeAnswer, ManifestAnswer, ReviewRequested, SimulateAnswer } from '../../../schemas/policy-api.ts';
 import { AgentId, type Evaluation } from '../../../schemas/decision.ts';
 import { approvalRoute } from '../../decisions/approval-requirements.ts';
+import { withApprovalTimeout } from '../../decisions/approval-timeout.ts';
+import { approvalTimeout } from '../../decisions/override-settings.ts';
 import { routePeople, type PeopleRoute } from '../../decisions/approval-route-people.ts';
 import type { Principal } from '../../identity/principals.ts';
 import { CountersignError } from '../../errors.ts';
@@ -136,7 +138,9 @@ export function registerPolicyRoutes(app: FastifyInstance, deps: ApiDeps): void 
         if (out.unprocessable) throw new CountersignError('unprocessable', `the simulation cannot be run: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, { errors });
         throw new CountersignError('validation_failed', 'the simulation request is invalid', { errors });
       }
-      return { ...out.result, policies: active.policies, ...(await whoWouldBeAsked(deps, p, out.result, readsOnlyOwn(p) ? p.id : null)) };
+      // As a run started now would: the tenant's approval_timeout stands in for timeouts the rules left out.
+      const result = withApprovalTimeout(out.result, approvalTimeout(active.settings).approval_timeout_sec);
+      return { ...result, policies: active.policies, ...(await whoWouldBeAsked(deps, p, result, readsOnlyOwn(p) ? p.id : null)) };
     });
   }
 }

@@ -35,7 +35,7 @@ describe('every matched rule that requires approval is a requirement', () => {
     const tenant = doc('refunds', [{ name: 'finance-review', match: { tool: 'payment_tool' }, decision: 'REQUIRE_APPROVAL', approval: { approvers: ['finance'] } }]);
     const e = evaluate(snap([tenant]), refund, {}, NOW);
     expect(e.requirements).toBeUndefined();
-    expect(e.approval).toEqual({ approvers: ['finance'], quorum: 1, timeout: '1h', timeout_sec: 3600, on_timeout: 'DENY' });
+    expect(e.approval).toEqual({ approvers: ['finance'], quorum: 1, timeout: '1h', timeout_sec: 3600, on_timeout: 'DENY', timeout_defaulted: true });
   });
 
   it('per-call rules never add a requirement, and a DENY carries none', () => {
@@ -67,7 +67,7 @@ rules:
       levels: [
         { approvers: ['sre'], quorum: 1, timeout: '30s', timeout_sec: 30 },
         { approvers: ['sre-leads'], quorum: 2, timeout: '1m', timeout_sec: 60 },
-        { approvers: ['cto'], quorum: 1, timeout: '1h', timeout_sec: 3600 },
+        { approvers: ['cto'], quorum: 1, timeout: '1h', timeout_sec: 3600, timeout_defaulted: true },
       ],
     });
   });
