@@ -340,6 +340,8 @@ export const PrincipalChangedData = z.strictObject({
   after: PrincipalAccess,
   by: z.string(),
 });
+/** A platform admin no longer one (on its home tenant's stream): it stays a member there, with its roles. */
+export const PlatformAdminRevokedData = z.strictObject({ principal_id: z.string(), by: z.string() });
 export const ApiKeyCreatedData = z.strictObject({
   key_id: z.string(),
   prefix: z.string().describe('The public part of the key; never the secret.'),
@@ -416,6 +418,7 @@ export const EVENT_DATA = {
   TenantChanged: TenantChangedData,
   PrincipalCreated: PrincipalCreatedData,
   PrincipalChanged: PrincipalChangedData,
+  PlatformAdminRevoked: PlatformAdminRevokedData,
   ApiKeyCreated: ApiKeyCreatedData,
   ApiKeyRevoked: ApiKeyRevokedData,
   DelegationGranted: DelegationGrantedData,

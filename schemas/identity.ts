@@ -107,6 +107,18 @@ export const CreatePlatformAdminResponse = z.strictObject({
   api_key: z.string().describe('Shown once; stored only as a hash.'),
 });
 
+export const PlatformAdmin = z.strictObject({
+  principal_id: z.string(),
+  tenant_id: z.string().describe('Its home tenant.'),
+  name: z.string(),
+  disabled: z.boolean().describe('A disabled member keeps the flag but cannot sign in.'),
+  created_at: z.string(),
+});
+export type PlatformAdmin = z.infer<typeof PlatformAdmin>;
+
+export const PlatformAdminParams = z.strictObject({ tenant_id: TenantId, principal_id: PrincipalIdParam });
+export const RevokedPlatformAdmin = z.strictObject({ principal_id: z.string(), tenant_id: z.string(), platform_admin: z.literal(false) });
+
 export const Tenant = z.strictObject({
   id: z.string(),
   name: z.string(),

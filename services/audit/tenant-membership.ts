@@ -94,6 +94,17 @@ export function foldTenantStream(tenantId: string, events: readonly StoredEvent[
         m.changes += 1;
         break;
       }
+      case 'PlatformAdminRevoked': {
+        const d = e.data as EventData<'PlatformAdminRevoked'>;
+        const m = members.get(d.principal_id);
+        if (!m?.platform_admin) {
+          problems.push({ position: e.position, problem: `PlatformAdminRevoked of ${d.principal_id} by ${d.by}: not a platform admin of this tenant` });
+          break;
+        }
+        m.platform_admin = false;
+        m.changes += 1;
+        break;
+      }
       case 'ApiKeyCreated': {
         const d = e.data as EventData<'ApiKeyCreated'>;
         if (keys.has(d.key_id)) problems.push({ position: e.position, problem: `API key ${d.key_id} is minted twice` });

@@ -267,6 +267,7 @@ export function evolve(view: RunView | null, event: RunEvent): RunView | null {
     case 'TenantChanged':
     case 'PrincipalCreated':
     case 'PrincipalChanged':
+    case 'PlatformAdminRevoked':
     case 'ApiKeyCreated':
     case 'ApiKeyRevoked':
     case 'DelegationGranted':

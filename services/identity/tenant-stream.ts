@@ -19,6 +19,7 @@ export type TenantEvent =
   | { type: 'TenantChanged'; data: EventData<'TenantChanged'> }
   | { type: 'PrincipalCreated'; data: EventData<'PrincipalCreated'> }
   | { type: 'PrincipalChanged'; data: EventData<'PrincipalChanged'> }
+  | { type: 'PlatformAdminRevoked'; data: EventData<'PlatformAdminRevoked'> }
   | { type: 'ApiKeyCreated'; data: EventData<'ApiKeyCreated'> }
   | { type: 'ApiKeyRevoked'; data: EventData<'ApiKeyRevoked'> }
   | { type: 'DelegationGranted'; data: EventData<'DelegationGranted'> }

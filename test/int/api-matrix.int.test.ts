@@ -85,6 +85,9 @@ const ROWS: Record<string, Row> = {
   'POST /v1/tenants': { auth: 'platform-admin', path: () => '/v1/tenants', body: () => ({ id: 'matrix-new', name: 'New' }), wrongType: [{ id: 'matrix-new', name: ['x'] }, 'name'], noIds: true },
   'GET /v1/tenants': { auth: 'platform-admin', path: () => '/v1/tenants', strictQuery: true, noIds: true },
   'POST /v1/platform/admins': { auth: 'platform-admin', path: () => '/v1/platform/admins', body: (i) => ({ tenant_id: i.tenant, name: 'Matrix ops' }), wrongType: [{ tenant_id: 'default', name: ['x'] }, 'name'], noIds: true },
+  'GET /v1/platform/admins': { auth: 'platform-admin', path: () => '/v1/platform/admins', noIds: true },
+  // A member that is not a platform admin: every refusal below comes before the 404 a platform admin gets.
+  'DELETE /v1/platform/admins/:tenant_id/:principal_id': { auth: 'platform-admin', path: (i) => `/v1/platform/admins/${i.tenant}/${i.principal}`, noIds: true },
   'POST /v1/admin/monitor/rebuild': { auth: 'platform-admin', path: () => '/v1/admin/monitor/rebuild', noIds: true },
   'POST /v1/admin/inbox/rebuild': { auth: 'platform-admin', path: () => '/v1/admin/inbox/rebuild', noIds: true },
   'GET /v1/tenants/:id': { auth: 'roles', path: (i) => `/v1/tenants/${i.tenant}` },

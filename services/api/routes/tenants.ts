@@ -2,11 +2,11 @@ import { z } from 'zod';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { PageQuery, ProblemSchema, pageOf } from '../../../schemas/api.ts';
-import { CreatePlatformAdminBody, CreatePlatformAdminResponse, CreateTenantBody, CreateTenantResponse, Tenant, UpdateTenantBody } from '../../../schemas/identity.ts';
+import { CreatePlatformAdminBody, CreatePlatformAdminResponse, PlatformAdmin, PlatformAdminParams, RevokedPlatformAdmin, CreateTenantBody, CreateTenantResponse, Tenant, UpdateTenantBody } from '../../../schemas/identity.ts';
 import { CountersignError } from '../../errors.ts';
 import { createTenant, getTenant, listTenants, updateTenant } from '../../identity/tenants.ts';
 import { actorOf } from '../../identity/members.ts';
-import { createPlatformAdmin } from '../../identity/platform-admins.ts';
+import { createPlatformAdmin, listPlatformAdmins, revokePlatformAdmin } from '../../identity/platform-admins.ts';
 import { keysetCursor, nextCursor } from '../cursor.ts';
 import { deleteEvaluator, EvaluatorSettingsBody, EvaluatorSettingsView, loadEvaluator, saveEvaluator, viewOf } from '../../judgment/evaluator-config.ts';
 import { checkEvaluatorUrl } from '../../judgment/evaluator-target.ts';
@@ -40,6 +40,25 @@ export function registerTenantRoutes(app: FastifyInstance, deps: ApiDeps): void 
     const created = await createPlatformAdmin(deps.db, req.body, actorOf(principalOf(req)));
     void reply.status(201);
     return created;
+  });
+
+  r.get('/v1/platform/admins', {
+    onRequest: platformAdmin(deps),
+    schema: { tags: ['identity'], summary: 'List the platform admins, enabled or not (platform admins)', response: { 200: z.strictObject({ items: z.array(PlatformAdmin) }), ...problems } },
+  }, async (req) => ({ items: await listPlatformAdmins(deps.db, actorOf(principalOf(req))) }));
+
+  r.delete('/v1/platform/admins/:tenant_id/:principal_id', {
+    onRequest: platformAdmin(deps),
+    schema: {
+      tags: ['identity'],
+      summary: "Take the platform flag from a platform admin (platform admins): it stays a member of its tenant with its roles there; never the last enabled one (409)",
+      params: PlatformAdminParams,
+      response: { 200: RevokedPlatformAdmin, ...problems },
+    },
+  }, async (req) => {
+    await revokePlatformAdmin(deps.db, req.params.tenant_id, req.params.principal_id, actorOf(principalOf(req)));
+    deps.keys?.invalidate(); // its keys lose the flag from the next request on, notification or not
+    return { principal_id: req.params.principal_id, tenant_id: req.params.tenant_id, platform_admin: false as const };
   });
 
   r.get('/v1/tenants', {

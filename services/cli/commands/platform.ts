@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { record, run, transport, UsageError } from './remote.ts';
+import type { PlatformAdmin } from '../../../schemas/identity.ts';
+import { print, record, run, transport, UsageError } from './remote.ts';
 
 type SettingsOptions = { fourEyes?: string; requireValidation?: string; refuseLoosening?: string; reviewTimeout?: string; json?: boolean };
 
@@ -10,7 +11,7 @@ const onOff = (flag: string, v: string | undefined): boolean | undefined => {
   throw new UsageError(`${flag} takes on or off`);
 };
 
-/** `countersign platform settings` and `platform admins create` (platform admins). */
+/** `countersign platform settings` and `platform admins create|list|revoke` (platform admins). */
 export function registerPlatformCommands(program: Command): void {
   const platform = program.command('platform').description("The platform's own settings (platform admins); its policies are `policy … --platform`.");
   platform
@@ -34,9 +35,29 @@ export function registerPlatformCommands(program: Command): void {
         : await t.request<Record<string, unknown>>('PATCH', '/v1/platform/settings', body, { retry: false }));
     }));
 
-  platform
-    .command('admins')
-    .description('Platform admins (platform admins).')
+  const admins = platform.command('admins').description('Platform admins (platform admins).');
+
+  admins
+    .command('list')
+    .description('List the platform admins, enabled or not.')
+    .option('--json', 'print JSON')
+    .action((opts: { json?: boolean }) => run(async () => {
+      const { items } = await transport().request<{ items: PlatformAdmin[] }>('GET', '/v1/platform/admins');
+      print(opts.json, items, items, ['principal_id', 'tenant_id', 'name', 'disabled', 'created_at']);
+    }));
+
+  admins
+    .command('revoke')
+    .description('Take the platform flag from a platform admin; it stays a member of its tenant with its roles there. Never the last enabled one.')
+    .argument('<principal>', 'its principal id (prn_…)')
+    .requiredOption('--tenant <id>', 'its home tenant')
+    .option('--json', 'print JSON')
+    .action((principal: string, opts: { tenant: string; json?: boolean }) => run(async () => {
+      const path = `/v1/platform/admins/${encodeURIComponent(opts.tenant)}/${encodeURIComponent(principal)}`;
+      record(opts.json, await transport().request<Record<string, unknown>>('DELETE', path, undefined, { retry: false }));
+    }));
+
+  admins
     .command('create')
     .description('Make another platform admin: a person in an existing tenant (its home); prints its key once. A platform change under --four-eyes needs a second one.')
     .requiredOption('--tenant <id>', 'the tenant it belongs to')

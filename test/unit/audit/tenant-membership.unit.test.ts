@@ -52,6 +52,23 @@ describe('a tenant stream folded', () => {
   });
 });
 
+describe('platform admins on a tenant stream', () => {
+  it('given a platform admin, when its flag is revoked, then it is a member without the flag; revoking a member without it is reported', () => {
+    const { membership, problems } = foldTenantStream('acme', [
+      ev('PrincipalCreated', { principal_id: 'prn_ops', kind: 'person', platform_admin: true, access: access({ roles: ['admin'] }), by: 'system' }),
+      ev('PrincipalCreated', { principal_id: 'prn_fin', kind: 'person', platform_admin: false, access: access(), by: 'prn_ops' }),
+      ev('PlatformAdminRevoked', { principal_id: 'prn_ops', by: 'prn_other' }),
+      ev('PlatformAdminRevoked', { principal_id: 'prn_fin', by: 'prn_other' }),
+      ev('PlatformAdminRevoked', { principal_id: 'prn_ops', by: 'prn_other' }),
+    ]);
+    expect(membership.members.find((m) => m.principal_id === 'prn_ops')).toMatchObject({ platform_admin: false, access: { roles: ['admin'], disabled: false }, changes: 1 });
+    expect(problems.map((p) => p.problem)).toEqual([
+      'PlatformAdminRevoked of prn_fin by prn_other: not a platform admin of this tenant',
+      'PlatformAdminRevoked of prn_ops by prn_other: not a platform admin of this tenant',
+    ]);
+  });
+});
+
 describe('the judgment evaluator on a tenant stream', () => {
   const one = { url: 'https://llm.example/v1', model: 'm', timeout_ms: 10_000, api_key_fingerprint: 'sha256:0123456789abcdef' };
   const two = { ...one, model: 'm2', api_key_fingerprint: 'sha256:fedcba9876543210' };
