@@ -101,7 +101,16 @@ describe('countersign CLI', () => {
     expect((await cli(['platform', 'admins', 'create', '--tenant', 'cli-co', '--name', 'Ops two'])).code).toBe(1);
     const second = await cli(['platform', 'admins', 'create', '--tenant', 'cli-co', '--name', 'Ops two'], platform);
     expect(second.code, second.stderr).toBe(0);
-    expect((await api({ url: stack.url, key: second.stdout.trim() }, 'GET', '/v1/me')).body).toMatchObject({ tenant_id: 'cli-co', platform_admin: true });
+    const secondMe = await api({ url: stack.url, key: second.stdout.trim() }, 'GET', '/v1/me');
+    expect(secondMe.body).toMatchObject({ tenant_id: 'cli-co', platform_admin: true });
+    // Listed, then its flag taken: it is a member of cli-co still, no longer a platform admin.
+    const admins = JSON.parse((await cli(['platform', 'admins', 'list', '--json'], platform)).stdout) as Array<{ principal_id: string; tenant_id: string }>;
+    expect(admins.map((a) => a.tenant_id)).toEqual(['default', 'cli-co']);
+    expect((await cli(['platform', 'admins', 'revoke', secondMe.body.id, '--tenant', 'cli-co'])).code).toBe(1); // a tenant admin
+    const revoked = await cli(['platform', 'admins', 'revoke', secondMe.body.id, '--tenant', 'cli-co', '--json'], platform);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(JSON.parse(revoked.stdout)).toEqual({ principal_id: secondMe.body.id, tenant_id: 'cli-co', platform_admin: false });
+    expect((await api({ url: stack.url, key: second.stdout.trim() }, 'GET', '/v1/me')).body).toMatchObject({ tenant_id: 'cli-co', platform_admin: false });
     expect(JSON.parse((await cli(['tenants', 'set', '--default-decision', 'REQUIRE_APPROVAL', '--json'])).stdout)).toMatchObject({ id: 'default', default_decision: 'REQUIRE_APPROVAL' });
     expect((await cli(['tenants', 'show'])).stdout).toMatch(/default_decision\s+REQUIRE_APPROVAL/);
     const refused = await cli(['principals', 'create', '--name', 'x', '--kind', 'robot', '--roles', 'agent']);
