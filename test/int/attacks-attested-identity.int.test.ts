@@ -26,6 +26,10 @@ rules:
     match: { tool: payout_tool }
     decision: REQUIRE_APPROVAL
     approval: { approvers: [ops], quorum: 2, timeout: 1h }
+  - name: short-round
+    match: { tool: short_tool }
+    decision: REQUIRE_APPROVAL
+    approval: { approvers: [ops], quorum: 1, timeout: 4s }
 `;
 
 type Who = { id: string; key: string };
@@ -148,4 +152,51 @@ describe('an answer decided with the identity the API attested', () => {
     expect(types.length).toBeGreaterThan(0);
     expect(types.filter((t) => t !== 'appendRunEvents')).toEqual([]);
   });
+
+  /**
+   * The deadline passes while an answer decided with its attested identity waits for the append to confirm it:
+   * the test holds the principals table so that confirmation cannot finish until after the deadline (each
+   * approver is new, so the worker has it in no cache and must read it). A confirmed answer, given before the
+   * deadline, counts; a refused one never does, and the round then expires as if it had never come.
+   */
+  it('the deadline passing while an answer awaits confirmation: confirmed, it counts; refused, the round expires', async () => {
+    const outcomes: Array<[string, string[], 'ALLOW' | 'DENY']> = [['late-ops', ['ops'], 'ALLOW'], ['late-finance', ['finance'], 'DENY']];
+    let through = 0;
+    for (const [name, groups, expected] of outcomes) {
+      const approver = await addPrincipal(stack, { name, roles: ['approver'], groups });
+      const run = await ask('short_tool', 400 + outcomes.findIndex((o) => o[0] === name));
+      const deadline = Date.parse(String((await events(run.id)).find((e) => e.type === 'ApprovalRequested')!.data['deadline']));
+      const held = await stack.db.connect();
+      let sent: ReturnType<typeof send>;
+      try {
+        await held.query('BEGIN');
+        await held.query('LOCK TABLE principals IN ACCESS EXCLUSIVE MODE');
+        expect(Date.now()).toBeLessThan(deadline - 1000);
+        // Both claim ops, as an API would have read it for the first; the second holds finance only.
+        sent = send(run, claim(run, approver.id, ['approver'], ['ops']));
+        await new Promise((r) => setTimeout(r, deadline - Date.now() + 1500));
+        // Nothing of the answer is written while its identity is unconfirmed, and the deadline has not acted.
+        expect((await events(run.id)).map((e) => e.type).filter((t) => ['ApprovalGranted', 'ApprovalExpired', 'DecisionFinalized'].includes(t)), name).toEqual([]);
+      } finally {
+        await held.query('COMMIT');
+        held.release();
+      }
+      const res = await sent!;
+      const final = await api(stack, 'GET', `/v1/decisions/${run.id}?wait=20`);
+      expect(final.body, name).toMatchObject({ decision: expected, status: 'final' });
+      const after = await events(run.id);
+      const granted = after.filter((e) => e.type === 'ApprovalGranted');
+      if (expected === 'ALLOW') {
+        expect(res.ok, name).toBe(true);
+        expect(granted.map((e) => e.data['approver_id'])).toEqual([approver.id]);
+        // Given before the deadline: the time it was decided at, not the time its append could confirm it.
+        expect(Date.parse(String(granted[0]!.data['at']))).toBeLessThan(deadline);
+      } else {
+        if (res.ok || granted.length > 0) through += 1;
+        expect(final.body.reason_code).toBe('approval_expired');
+      }
+    }
+    console.log(`attack attested-identity-past-deadline: 1 attempts, ${through} got through`);
+    expect(through).toBe(0);
+  }, 120_000);
 });
