@@ -52,6 +52,7 @@ const ConfigSchema = z.object({
   COUNTERSIGN_BOOTSTRAP_KEY_FILE: z.string().optional().describe('Where the bootstrap admin key is written once. Default: DATA_DIR/bootstrap-key.'),
   COUNTERSIGN_PUBLISH_BATCH: z.coerce.number().int().min(1).max(10_000).default(500).describe('Events per publisher batch.'),
   COUNTERSIGN_PUBLISH_IDLE_MS: z.coerce.number().int().min(1).max(60_000).default(50).describe('Publisher poll interval when idle, ms.'),
+  COUNTERSIGN_PUBLISH_LINGER_MS: z.coerce.number().int().min(0).max(10_000).default(100).describe('After sending all that was waiting, how long the publisher lets events gather before it reads again, ms: fewer, larger Kafka transactions (their cost is per transaction) for at most this much more delay. 0: read again at once.'),
   COUNTERSIGN_ATTESTATION_SECRET: z.string().min(32).optional().describe('Secret the API and worker share to vouch for approvals sent into workflows. Default: generated once into KEYS_DIR/attestation.secret.'),
   COUNTERSIGN_OVERRIDE_WINDOW: durationSetting('24h').describe('How long after a DENY the agent may ask for an override.'),
   COUNTERSIGN_OVERRIDE_GROUPS: z.string().default('admins').describe('Comma-separated approver groups that decide override requests.'),

@@ -81,6 +81,7 @@ await whileLeader({
   },
   batchSize: config.COUNTERSIGN_PUBLISH_BATCH,
   idleMs: config.COUNTERSIGN_PUBLISH_IDLE_MS,
+  lingerMs: config.COUNTERSIGN_PUBLISH_LINGER_MS,
   log,
   signal,
   onSent: (count) => {

@@ -116,4 +116,42 @@ describe('append fast path and publisher pipeline', () => {
     const last = (await inspect.query<{ tx_id: string; position: string }>('SELECT tx_id::text AS tx_id, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1')).rows[0]!;
     expect(await loadCheckpoint(db, 'pipeline-test')).toEqual({ txId: last.tx_id, position: last.position });
   });
+
+  it('with a linger, a trickle of appends goes out in a few sends (each a Kafka transaction), not one each', async () => {
+    const db = pools[2]!;
+    const trickle = async (name: string, lingerMs: number) => {
+      const received = new Set<string>();
+      const sendSizes: number[] = [];
+      let target = Number((await inspect.query<{ n: string }>('SELECT count(*) AS n FROM events')).rows[0]!.n);
+      let caughtUp!: () => void;
+      let drained = new Promise<void>((r) => { caughtUp = r; });
+      const controller = new AbortController();
+      const sink: EventSink = {
+        send(events) {
+          sendSizes.push(events.length);
+          for (const e of events) received.add(e.event_id);
+          if (received.size >= target) caughtUp();
+          return Promise.resolve();
+        },
+        close: () => Promise.resolve(),
+      };
+      const running = runPublisher({ db, name, connectSink: () => Promise.resolve(sink), batchSize: 500, idleMs: 20, lingerMs, log: () => {}, signal: controller.signal });
+      await drained; // the backlog of the tests before
+      const before = sendSizes.length;
+      drained = new Promise<void>((r) => { caughtUp = r; });
+      target += 12;
+      for (let i = 0; i < 12; i++) {
+        await appendToStream(db, { streamId: `s-linger-${name}-${i}`, tenantId: 't1', expectedVersion: 0, events: [finalized(`l/${name}/${i}`)], recordedAt: new Date() });
+        await new Promise((r) => setTimeout(r, 15));
+      }
+      await drained;
+      controller.abort();
+      await running;
+      return sendSizes.length - before;
+    };
+    const withLinger = await trickle('linger-300', 300);
+    const without = await trickle('linger-0', 0);
+    expect(withLinger).toBeLessThanOrEqual(3);
+    expect(without).toBeGreaterThanOrEqual(6);
+  });
 });
