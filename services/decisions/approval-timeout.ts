@@ -1,5 +1,6 @@
 import type { Evaluation, EvaluationApproval } from '../../schemas/decision.ts';
 import { durationText } from '../../schemas/duration.ts';
+import { DEFAULT_APPROVAL } from './approval-requirements.ts';
 
 /**
  * The tenant's approval_timeout stands in for the built-in 1h wherever a rule left its timeout to the default
@@ -9,14 +10,28 @@ import { durationText } from '../../schemas/duration.ts';
  * start recorded (`windows.approval_timeout_sec`), and simulation with the tenant's setting as it stands.
  */
 export function withApprovalTimeout<E extends Evaluation>(e: E, sec: number | undefined): E {
-  if (sec === undefined || !hasDefaulted(e)) return e;
+  if (sec === undefined || !(hasDefaulted(e) || unwritten(e) || unwritten(e.judgment?.if_passed))) return e;
   const out: E = { ...e };
   if (e.approval) out.approval = applyTo(e.approval, sec);
+  else if (unwritten(e)) out.approval = builtIn(sec);
   if (e.requirements) out.requirements = e.requirements.map((r) => ({ ...r, approval: applyTo(r.approval, sec) }));
   const passed = e.judgment?.if_passed;
   if (e.judgment && passed?.approval) out.judgment = { ...e.judgment, if_passed: { ...passed, approval: applyTo(passed.approval, sec) } };
+  else if (e.judgment && unwritten(passed)) out.judgment = { ...e.judgment, if_passed: { ...passed!, approval: builtIn(sec) } };
   return out;
 }
+
+/**
+ * A REQUIRE_APPROVAL that no approval block decided (the tenant's default decision, a per-call rule, which never
+ * supplies approval settings): the built-in approval (group `approvers`, quorum 1, DENY at the deadline), waiting
+ * the tenant's timeout instead of 1h.
+ */
+const unwritten = (e: Pick<Evaluation, 'decision' | 'approval'> & { requirements?: unknown } | undefined): boolean =>
+  e !== undefined && e.decision === 'REQUIRE_APPROVAL' && e.approval === undefined && e.requirements === undefined;
+
+const builtIn = (sec: number): EvaluationApproval => ({
+  approvers: [...DEFAULT_APPROVAL.approvers], quorum: DEFAULT_APPROVAL.quorum, timeout: durationText(sec), timeout_sec: sec, on_timeout: DEFAULT_APPROVAL.on_timeout, timeout_defaulted: true,
+});
 
 const defaultedIn = (a: EvaluationApproval | undefined): boolean => a !== undefined && (a.timeout_defaulted === true || (a.levels?.some((l) => l.timeout_defaulted === true) ?? false));
 

@@ -126,7 +126,7 @@ describe("the tenant's approval_timeout", () => {
 
   it('stands in for the 1h of every rule that names no timeout, never for a written one; each run keeps the setting it started with; replay agrees', async () => {
     const tenant = `apt-${RUN}`;
-    const t = await api(as(stack.bootstrapKey), 'POST', '/v1/tenants', { id: tenant, name: 'apt', settings: { approval_timeout: '2h' } });
+    const t = await api(as(stack.bootstrapKey), 'POST', '/v1/tenants', { id: tenant, name: 'apt', default_decision: 'REQUIRE_APPROVAL', settings: { approval_timeout: '2h' } });
     expect(t.status, JSON.stringify(t.body)).toBe(201);
     const admin = as(t.body.admin_api_key as string);
     const doc = {
@@ -159,6 +159,10 @@ describe("the tenant's approval_timeout", () => {
     expect(plain.windows['approval_timeout_sec']).toBe(7200);
     expect(plain.approval).toMatchObject({ timeout: '2h', timeout_sec: 7200, timeout_defaulted: true });
     expect((await ask('apt_written')).waitsMin).toBe(30);
+    // Nothing matched: the tenant's default decision asks the built-in group, for the tenant's time too.
+    const unmatched = await ask('apt_unmatched');
+    expect(unmatched.waitsMin).toBe(120);
+    expect(unmatched.approval).toMatchObject({ approvers: ['approvers'], timeout_sec: 7200, timeout_defaulted: true });
     const ladder = await ask('apt_ladder');
     expect(ladder.waitsMin).toBe(10);
     expect((ladder.approval['levels'] as Array<{ timeout_sec: number }>).map((l) => l.timeout_sec)).toEqual([600, 7200]);

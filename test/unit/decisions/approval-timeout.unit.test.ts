@@ -13,8 +13,8 @@ import { sha256Digest } from '../../../services/receipts/canonical.ts';
 
 const NOW = new Date('2026-12-01T10:00:00.000Z');
 const doc = (id: string, rules: unknown[]) => ({ apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id }, rules });
-const snap = (docs: unknown[], circuitBreakers = false) => {
-  const r = compile(docs.map((document) => ({ document, version: 1 })), { circuitBreakers });
+const snap = (docs: unknown[], circuitBreakers = false, defaultDecision: 'DENY' | 'REQUIRE_APPROVAL' = 'DENY') => {
+  const r = compile(docs.map((document) => ({ document, version: 1 })), { circuitBreakers, defaultDecision });
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.snapshot;
 };
@@ -88,6 +88,19 @@ describe('withApprovalTimeout', () => {
     const e = withApprovalTimeout(evaluate(s, req('t4', 'dev'), {}, NOW), 900);
     expect(e.approval!.levels!.map((l) => l.timeout_sec)).toEqual([1800, 900]);
     expect(e.approval!.timeout_sec).toBe(1800);
+  });
+
+  it('given a REQUIRE_APPROVAL that no approval block decided (the tenant default, a per-call rule), then the built-in approval waits the setting', () => {
+    const byDefault = snap([doc('p', [rule('plain', 't1', { approvers: ['sre'] })])], false, 'REQUIRE_APPROVAL');
+    const e = evaluate(byDefault, req('other', 'dev'), {}, NOW);
+    expect([e.decision, e.matched_rule, e.approval]).toEqual(['REQUIRE_APPROVAL', null, undefined]);
+    expect(withApprovalTimeout(e, 600).approval).toEqual({ approvers: ['approvers'], quorum: 1, timeout: '10m', timeout_sec: 600, on_timeout: 'DENY', timeout_defaulted: true });
+    expect(approvalRoute(withApprovalTimeout(e, 600), NOW)[0]!.levels.map((l) => [l.groups, l.deadline])).toEqual([[['approvers'], '2026-12-01T10:10:00.000Z']]);
+    const perCall = DecisionRequest.parse({ agent: { id: 'a' }, action: { tool: 'other' }, policy_rules: [{ name: 'mine', match: { tool: 'other' }, decision: 'REQUIRE_APPROVAL' }] });
+    const p = evaluate(snap([doc('a', [{ name: 'ok', match: { tool: 'other' }, decision: 'ALLOW' }])]), perCall, {}, NOW);
+    expect([p.decision, p.approval]).toEqual(['REQUIRE_APPROVAL', undefined]);
+    expect(withApprovalTimeout(p, 600).approval?.timeout_sec).toBe(600);
+    expect(withApprovalTimeout(p, undefined)).toBe(p);
   });
 
   it('given several requirements, then each is treated on its own', () => {
