@@ -1,6 +1,6 @@
 import type { Evaluation } from '../../schemas/decision.ts';
 import type { TenantSettings } from '../../schemas/identity.ts';
-import { durationSeconds, settingSeconds } from '../../schemas/duration.ts';
+import { settingSeconds } from '../../schemas/duration.ts';
 import type { Snapshot } from '../policy/index.ts';
 import type { RunWindows } from '../../workflows/decision-workflow.ts';
 
@@ -12,7 +12,8 @@ import type { RunWindows } from '../../workflows/decision-workflow.ts';
  */
 export function overrideWindows(deployment: RunWindows, tenant: TenantSettings | undefined, snapshot: Snapshot, evaluation: Evaluation): RunWindows {
   const policy = decidingPolicy(snapshot, evaluation)?.override;
-  const sec = (d: string | undefined) => (d === undefined ? undefined : durationSeconds(d));
+  // A tenant value recorded before the settings' bounds (1s to 30d) and outside them falls back to the default.
+  const sec = settingSeconds;
   return {
     ...deployment,
     override_groups: policy?.groups ?? tenant?.override_groups ?? deployment.override_groups,

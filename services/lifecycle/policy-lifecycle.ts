@@ -12,7 +12,7 @@ import { signedActivation } from './activate-policy.ts';
 import { isPlatformScope, policyStreamId, policyStreamPrefix } from '../events/stream-ids.ts';
 import { compilePolicyVersion } from './policy-version.ts';
 import { agentStreamId, foldPolicy, openReview, type PolicyEvent, type PolicyState } from './policy-store.ts';
-import { durationSeconds } from '../../schemas/duration.ts';
+import { settingSeconds } from '../../schemas/duration.ts';
 import { RecordedTenantSettings } from '../../schemas/identity.ts';
 import type { z } from 'zod';
 import { restrictiveness } from '../../schemas/decision-kind.ts';
@@ -153,7 +153,8 @@ export async function policySettings(db: Db, tenantId: string): Promise<PolicySe
     fourEyes: t.policy_four_eyes === true,
     requireValidation: t.policy_require_validation === true || t.policy_refuse_loosening === true,
     refuseLoosening: t.policy_refuse_loosening === true,
-    reviewTimeoutSec: (t.policy_activation_timeout ? durationSeconds(t.policy_activation_timeout) : undefined) ?? DEFAULT_REVIEW_TIMEOUT_SEC,
+    // A value recorded before the settings' bounds (1s to 30d) and outside them falls back to the default.
+    reviewTimeoutSec: settingSeconds(t.policy_activation_timeout) ?? DEFAULT_REVIEW_TIMEOUT_SEC,
   };
 }
 

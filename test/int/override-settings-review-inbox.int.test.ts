@@ -95,8 +95,12 @@ describe('four-eyes reviews in the inbox', () => {
     const id = `rev-${RUN}`;
     const doc = { apiVersion: 'countersign/v1', kind: 'Policy', metadata: { id, name: id }, rules: [{ name: 'gate', match: { tool: 'rev_tool' }, decision: 'DENY' }] };
     expect((await api(as(admin), 'POST', '/v1/policies', doc)).status).toBe(201);
+    // A review timeout recorded before the settings' bounds (the API refuses 60d today) falls back to the 72h default.
+    await stack.db.query(`UPDATE tenants SET settings = settings || '{"policy_activation_timeout": "60d"}' WHERE id = $1`, [`inbox-${RUN}`]);
+    const at = Date.now();
     const asked = await api(as(admin), 'POST', `/v1/policies/${id}/activate`);
     expect(asked.status).toBe(202);
+    expect(Math.round((Date.parse(asked.body.deadline) - at) / 3_600_000)).toBe(72);
 
     const inbox = async (key: string) => {
       const res = await api(as(key), 'GET', '/v1/approvals');

@@ -124,6 +124,12 @@ describe('the setting as a run records it', () => {
     expect(approvalTimeout({ approval_timeout: 'soon' })).toEqual({});
   });
 
+  it('every duration setting recorded out of the bounds falls back to its default, as the approval timeout does', () => {
+    const out = { override_timeout: '60d', override_window: '9999d', approval_timeout: '31d' };
+    expect(overrideWindows(deployment, out, snap([]), e)).toEqual(deployment);
+    expect(overrideWindows(deployment, { override_timeout: '30d', override_window: '1s' }, snap([]), e)).toEqual({ ...deployment, override_timeout_sec: 2_592_000, override_sec: 1 });
+  });
+
   it('durations are written back in the policy grammar, largest units first', () => {
     expect([5400, 90, 7200, 86_400 * 8, 1].map(durationText)).toEqual(['1h30m', '1m30s', '2h', '1w1d', '1s']);
     expect([undefined, '30d', '1s', '0s', '31d'].map(settingSeconds)).toEqual([undefined, 2_592_000, 1, undefined, undefined]);
