@@ -13,7 +13,7 @@ import { checkEditNoLooser, editedRequest, sameJson } from '../decisions/approva
 import { buildReceipt } from '../receipts/build-receipt.ts';
 import { canonicalJson, sha256Digest, sha256OfCanonical } from '../receipts/canonical.ts';
 import { ed25519Verify, prepareDocumentSignature, verifyDocument, type KeyResolution } from '../receipts/verify.ts';
-import { activationSigned, frozenPolicy, compilesToHash } from '../lifecycle/policy-version.ts';
+import { activationSigned, compilePolicyVersion, frozenPolicy, isVersionHash } from '../lifecycle/policy-version.ts';
 import { withApprovalTimeout } from '../decisions/approval-timeout.ts';
 import { checkPolicyChain, type PolicyChain } from '../lifecycle/policy-chain.ts';
 import { prepareRunStart, startSignatureProblem } from '../decisions/start-attestation.ts';
@@ -568,7 +568,8 @@ export class ReplayShard {
     } else {
       // An activation from before document hashes were signed: its document is tied to its snapshot only by
       // compiling it again, which holds as long as the compiler reads it as it did then.
-      if (!compilesToHash(d.document, d.version, d.hash)) {
+      const compiled = compilePolicyVersion(d.document, d.version);
+      if (!compiled.ok || !isVersionHash(compiled, d.hash)) {
         this.divergences.push({ stream_id: e.stream_id, position: e.position, problem: `policy ${d.policy_id} v${d.version}: recorded snapshot or hash does not match its document` });
         return;
       }
@@ -712,7 +713,9 @@ export class ReplayShard {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: 're-evaluation gives other judgment rules (checklist) than recorded' });
       return false;
     }
-    if (canonicalJson([again.approval ?? null, again.requirements ?? null]) !== canonicalJson([recorded.approval ?? null, recorded.requirements ?? null])) {
+    // Most runs carry no approval settings at all: compared only when either side has some.
+    const approvals = (x: Evaluation) => (x.approval === undefined && x.requirements === undefined ? null : [x.approval ?? null, x.requirements ?? null]);
+    if (!sameJson(approvals(again), approvals(recorded))) {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: 're-evaluation gives other approval settings (approvers, quorum, timeouts, levels) than recorded' });
       return false;
     }

@@ -10,34 +10,36 @@ import { DEFAULT_APPROVAL } from './approval-requirements.ts';
  * start recorded (`windows.approval_timeout_sec`), and simulation with the tenant's setting as it stands.
  */
 export function withApprovalTimeout<E extends Evaluation>(e: E, sec: number | undefined): E {
-  if (sec === undefined || !(hasDefaulted(e) || unwritten(e) || unwritten(e.judgment?.if_passed))) return e;
-  const out: E = { ...e };
-  if (e.approval) out.approval = applyTo(e.approval, sec);
-  else if (unwritten(e)) out.approval = builtIn(sec);
-  if (e.requirements) out.requirements = e.requirements.map((r) => ({ ...r, approval: applyTo(r.approval, sec) }));
+  if (sec === undefined) return e;
+  let out = e;
+  const approval = timedApproval(e, sec);
+  if (approval) out = { ...out, approval };
+  if (e.requirements?.some((r) => defaultedIn(r.approval))) {
+    out = { ...out, requirements: e.requirements.map((r) => (defaultedIn(r.approval) ? { ...r, approval: applyTo(r.approval, sec) } : r)) };
+  }
   const passed = e.judgment?.if_passed;
-  if (e.judgment && passed?.approval) out.judgment = { ...e.judgment, if_passed: { ...passed, approval: applyTo(passed.approval, sec) } };
-  else if (e.judgment && unwritten(passed)) out.judgment = { ...e.judgment, if_passed: { ...passed!, approval: builtIn(sec) } };
+  const passedApproval = passed && timedApproval(passed, sec);
+  if (passedApproval) out = { ...out, judgment: { ...e.judgment!, if_passed: { ...passed, approval: passedApproval } } };
   return out;
 }
 
 /**
- * A REQUIRE_APPROVAL that no approval block decided (the tenant's default decision, a per-call rule, which never
- * supplies approval settings): the built-in approval (group `approvers`, quorum 1, DENY at the deadline), waiting
- * the tenant's timeout instead of 1h.
+ * The approval a decision (the run's, or a judgment run's if_passed) waits with, the tenant's timeout standing
+ * in; undefined when that changes nothing. A REQUIRE_APPROVAL that no approval block decided (the tenant's
+ * default decision, a per-call rule, which never supplies approval settings) gets the built-in approval (group
+ * `approvers`, quorum 1, DENY at the deadline) with the tenant's timeout instead of 1h.
  */
-const unwritten = (e: Pick<Evaluation, 'decision' | 'approval'> & { requirements?: unknown } | undefined): boolean =>
-  e !== undefined && e.decision === 'REQUIRE_APPROVAL' && e.approval === undefined && e.requirements === undefined;
-
-const builtIn = (sec: number): EvaluationApproval => ({
-  approvers: [...DEFAULT_APPROVAL.approvers], quorum: DEFAULT_APPROVAL.quorum, timeout: durationText(sec), timeout_sec: sec, on_timeout: DEFAULT_APPROVAL.on_timeout, timeout_defaulted: true,
-});
-
-const defaultedIn = (a: EvaluationApproval | undefined): boolean => a !== undefined && (a.timeout_defaulted === true || (a.levels?.some((l) => l.timeout_defaulted === true) ?? false));
-
-function hasDefaulted(e: Evaluation): boolean {
-  return defaultedIn(e.approval) || defaultedIn(e.judgment?.if_passed.approval) || (e.requirements?.some((r) => defaultedIn(r.approval)) ?? false);
+function timedApproval(d: Pick<Evaluation, 'decision' | 'approval' | 'requirements'>, sec: number): EvaluationApproval | undefined {
+  const a = d.approval;
+  if (a === undefined) {
+    if (d.decision !== 'REQUIRE_APPROVAL' || d.requirements !== undefined) return undefined;
+    const { approvers, quorum, on_timeout } = DEFAULT_APPROVAL;
+    return { approvers: [...approvers], quorum, timeout: durationText(sec), timeout_sec: sec, on_timeout, timeout_defaulted: true };
+  }
+  return defaultedIn(a) ? applyTo(a, sec) : undefined;
 }
+
+const defaultedIn = (a: EvaluationApproval): boolean => a.timeout_defaulted === true || (a.levels?.some((l) => l.timeout_defaulted === true) ?? false);
 
 function applyTo(a: EvaluationApproval, sec: number): EvaluationApproval {
   const timeout = durationText(sec);

@@ -7,18 +7,18 @@ import type { RunWindows } from '../../workflows/decision-workflow.ts';
 /**
  * A run's override settings (who decides an override request, how long it waits, how long after a DENY one may
  * be asked): the deciding policy's `override` block, field by field, over the tenant's settings, over the
- * deployment's configuration; and the tenant's approval_timeout, when it has one. Pure. The result is part of the run's signed start (RunStartData.windows), so
- * each run keeps the settings it started with, and the auditor sees them.
+ * deployment's configuration; and the tenant's approval_timeout, when it has one. Pure. The result is part of
+ * the run's signed start (RunStartData.windows), so each run keeps the settings it started with, and the
+ * auditor sees them. A tenant value recorded before the settings' bounds (1s to 30d) and outside them falls
+ * back to the default.
  */
 export function overrideWindows(deployment: RunWindows, tenant: TenantSettings | undefined, snapshot: Snapshot, evaluation: Evaluation): RunWindows {
   const policy = decidingPolicy(snapshot, evaluation)?.override;
-  // A tenant value recorded before the settings' bounds (1s to 30d) and outside them falls back to the default.
-  const sec = settingSeconds;
   return {
     ...deployment,
     override_groups: policy?.groups ?? tenant?.override_groups ?? deployment.override_groups,
-    override_timeout_sec: policy?.timeout_sec ?? sec(tenant?.override_timeout) ?? deployment.override_timeout_sec,
-    override_sec: policy?.window_sec ?? sec(tenant?.override_window) ?? deployment.override_sec,
+    override_timeout_sec: policy?.timeout_sec ?? settingSeconds(tenant?.override_timeout) ?? deployment.override_timeout_sec,
+    override_sec: policy?.window_sec ?? settingSeconds(tenant?.override_window) ?? deployment.override_sec,
     ...approvalTimeout(tenant),
   };
 }

@@ -7,7 +7,7 @@ import { signDocument } from '../receipts/sign.ts';
 import { sha256Digest } from '../receipts/canonical.ts';
 import { verifyDocument, type VerifyFailureReason } from '../receipts/verify.ts';
 import type { ActivatedVersion } from './policy-store.ts';
-import { compilePolicyVersion, compilesToHash, frozenPolicy } from './policy-version.ts';
+import { compilePolicyVersion, frozenPolicy, isVersionHash } from './policy-version.ts';
 
 /**
  * Signed policy export/import. An export is one activated version as JSON: its document, scope, the compiled
@@ -77,7 +77,7 @@ export function verifyExport(raw: unknown, keys: PublicKeySet): { ok: true; expo
     const compiled = compilePolicyVersion(e.document, e.version);
     if (!compiled.ok) return { ok: false, reason: 'does_not_compile', detail: `the exported document does not compile: ${compiled.errors[0]?.path}: ${compiled.errors[0]?.message}`, errors: compiled.errors.map((x) => ({ path: `document.${x.path}`, message: x.message })) };
     if (compiled.policy.policy_id !== e.policy_id) return { ok: false, reason: 'hash_mismatch', detail: `policy_id is ${e.policy_id} but the document's metadata.id is ${compiled.policy.policy_id}: the file was altered` };
-    if (!compilesToHash(e.document, e.version, e.hash)) return { ok: false, reason: 'hash_mismatch', detail: `the document hashes to ${compiled.hash}, not the recorded ${e.hash}: the file was altered` };
+    if (!isVersionHash(compiled, e.hash)) return { ok: false, reason: 'hash_mismatch', detail: `the document hashes to ${compiled.hash}, not the recorded ${e.hash}: the file was altered` };
   }
   const { signature, ...rest } = e;
   const v = verifyDocument(exportSigned(rest), { alg: 'Ed25519', key_id: e.signing_key_id, value: signature }, keys);

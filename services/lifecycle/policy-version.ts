@@ -17,13 +17,12 @@ export function compilePolicyVersion(document: unknown, version: number):
 }
 
 /**
- * Whether `hash` is this document's compiled hash, by today's compiler or as compiled before defaulted approval
- * timeouts were marked (activations and exports from before document hashes were signed are tied to their
- * document only by compiling it again). Both are faithful compilations of the same document.
+ * Whether `hash` is this compiled version's, as today's compiler hashes it or as it was hashed before defaulted
+ * approval timeouts were marked: activations and exports from before document hashes were signed are tied to
+ * their document only by compiling it again, and both are faithful compilations of the same document.
  */
-export function compilesToHash(document: unknown, version: number, hash: string): boolean {
-  const c = compilePolicyVersion(document, version);
-  return c.ok && (c.hash === hash || sha256Digest(withoutDefaultMarks(c.policy)) === hash);
+export function isVersionHash(compiled: { policy: CompiledPolicy; hash: string }, hash: string): boolean {
+  return compiled.hash === hash || sha256Digest(withoutDefaultMarks(compiled.policy)) === hash;
 }
 
 function withoutDefaultMarks(v: unknown): unknown {
