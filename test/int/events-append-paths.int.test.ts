@@ -113,7 +113,8 @@ describe('append fast path and publisher pipeline', () => {
     expect(new Set(received.map((e) => e.event_id)).size).toBe(Number(all));
     expect(received).toHaveLength(Number(all)); // the failed batch was never half-delivered here, so no duplicates
     for (let s = 0; s < 40; s++) expect(received.filter((e) => e.stream_id === `s-pub-${s}`).map((e) => e.stream_version)).toEqual([1, 2, 3, 4, 5]);
-    const last = (await inspect.query<{ tx_id: string; position: string }>('SELECT tx_id::text AS tx_id, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1')).rows[0]!;
+    // Ordered by the column, not by its text (an alias of the same name would sort '9999' after '10108').
+    const last = (await inspect.query<{ tx_id: string; position: string }>('SELECT e.tx_id::text AS tx_id, e.position FROM events e ORDER BY e.tx_id DESC, e.position DESC LIMIT 1')).rows[0]!;
     expect(await loadCheckpoint(db, 'pipeline-test')).toEqual({ txId: last.tx_id, position: last.position });
   });
 
