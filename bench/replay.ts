@@ -10,7 +10,10 @@
 // Goal: floor / replay >= 0.7x (held to the honest floor; the issue's is printed with its ceiling); and
 // 1,000,000 events replayed in < 5 minutes (bench/replay-million.ts).
 // Rounds alternate which goes first (after one unmeasured warm-up of each); ratios are of the summed times, and
-// each round's own ratios are printed so the spread shows. CPU-time ratios too: the machine is shared.
+// each round's own ratios are printed so the spread shows. CPU-time ratios too: the machine is shared. Each
+// measured phase starts once this process's threads are quiet (bench/lib/cpu.ts settle()): a phase's threads
+// collect garbage after it ends, and without the wait that CPU was billed to whatever ran next (about a third of a
+// replay's CPU, measured on 2026-12-07).
 //   eval "$(services/stack/stack.sh env)"; nice -n -15 npx tsx bench/replay.ts [runs] [rounds]
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
@@ -23,6 +26,7 @@ import { createKafkaSource, ensureTopic } from '../services/publisher/kafka.ts';
 import { canonicalJson } from '../services/receipts/canonical.ts';
 import { createInMemoryKeyring } from '../services/receipts/keyring.ts';
 import { CryptoFloor, type FloorShare } from './lib/crypto-floor.ts';
+import { settle } from './lib/cpu.ts';
 
 const runs = Number(process.argv[2] ?? 26_400); // ~100k events: 4 per final run, 2 per pending one
 const rounds = Number(process.argv[3] ?? 3);
@@ -50,15 +54,20 @@ const source = createKafkaSource({ brokers, topic });
 /** CPU seconds of this process (every thread: the replay's pool, the floor's threads) since `from`. */
 const cpuSince = (from: NodeJS.CpuUsage) => { const u = process.cpuUsage(from); return (u.user + u.system) / 1e6; };
 
-async function replayRound(): Promise<{ s: number; cpu: number; report: ReplayReport }> {
+async function replayRound(): Promise<{ s: number; cpu: number; main: number; read: number; readCpu: number; report: ReplayReport }> {
+  await settle();
   const c = process.cpuUsage();
+  const elu = performance.eventLoopUtilization();
   const t = performance.now();
   const replay = new Replay({ keys: keyring.publicKeys() });
   await source.readToEnd((r) => { replay.add({ value: r.value, where: `${r.partition}@${r.offset}` }); });
+  const read = (performance.now() - t) / 1000;
+  const readCpu = cpuSince(c);
+  const main = performance.eventLoopUtilization(elu).active / 1000;
   const report = replay.finish();
   const s = (performance.now() - t) / 1000;
   if (report.divergences.length) throw new Error(`unexpected divergences: ${JSON.stringify(report.divergences.slice(0, 3))}`);
-  return { s, cpu: cpuSince(c), report };
+  return { s, cpu: cpuSince(c), main, read, readCpu, report };
 }
 
 // Warm-up replay (broker page cache, JIT, and the replay's threads, which a process starts once); its receipts
@@ -85,6 +94,7 @@ await floor.round(); // warm-up
 await floorWithStarts.round();
 
 async function floorRound(f: CryptoFloor): Promise<{ s: number; cpu: number }> {
+  await settle();
   const c = process.cpuUsage();
   const s = await f.round();
   return { s, cpu: cpuSince(c) };
@@ -113,7 +123,7 @@ for (let r = 0; r < rounds; r++) {
   replaySum += b.s;
   report = b.report;
   perRound.push(`${(fs / b.s).toFixed(2)}x honest, ${(f / b.s).toFixed(2)}x issue's (${fs.toFixed(2)} s, ${f.toFixed(2)} s / ${b.s.toFixed(2)} s)`);
-  process.stderr.write(`round ${r + 1}/${rounds}: issue's floor ${f.toFixed(2)} s (cpu ${fr.cpu.toFixed(2)} s), honest floor ${fs.toFixed(2)} s (cpu ${fsr.cpu.toFixed(2)} s), replay ${b.s.toFixed(2)} s (cpu ${b.cpu.toFixed(2)} s)\n`);
+  process.stderr.write(`round ${r + 1}/${rounds}: issue's floor ${f.toFixed(2)} s (cpu ${fr.cpu.toFixed(2)} s), honest floor ${fs.toFixed(2)} s (cpu ${fsr.cpu.toFixed(2)} s), replay ${b.s.toFixed(2)} s (cpu ${b.cpu.toFixed(2)} s, read in ${b.read.toFixed(2)} s, ${b.readCpu.toFixed(2)} s of CPU, the main thread busy ${b.main.toFixed(2)} s of it)\n`);
 }
 await floor.close();
 await floorWithStarts.close();

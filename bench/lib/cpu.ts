@@ -44,3 +44,18 @@ export function cpuBetween(before: Sample, after: Sample): Record<string, number
   }
   return totals;
 }
+
+/**
+ * Waits until this process (every thread) has been nearly idle for a moment, at most `maxMs`: a phase's
+ * threads go on collecting garbage after it ends, and that CPU would be billed to the next phase measured.
+ * Returns the milliseconds waited.
+ */
+export async function settle(maxMs = 15_000, windowMs = 250, idleShare = 0.05): Promise<number> {
+  const t = performance.now();
+  for (;;) {
+    const c = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, windowMs));
+    const u = process.cpuUsage(c);
+    if ((u.user + u.system) / 1000 <= windowMs * idleShare || performance.now() - t >= maxMs) return performance.now() - t;
+  }
+}
