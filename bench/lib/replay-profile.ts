@@ -5,7 +5,8 @@
 // `NO_FLOOR=1 node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx` it is what bench/lib/cpuprofile-top.py summarises
 // (the main thread's profile is CPU.*.0.001.cpuprofile; the other is tsx's compiler thread).
 // With a fourth argument `threads`, the replay runs as the CLI runs it (one shard per core on worker threads; all
-// threads' CPU counted): the threads' own cost is the difference.
+// threads' CPU counted): the threads' own cost is the difference. The threads are ended before the process exits,
+// so under --cpu-prof each writes its own profile (CPU.*.<thread>.*.cpuprofile).
 //   nice -n 10 node --import tsx bench/lib/replay-profile.ts [runs=26400] [rounds=2] [keys|nokeys|both] [threads]
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import type { PublicKeySet } from '../../schemas/receipt.ts';
 import { prepareRunStart } from '../../services/decisions/start-attestation.ts';
 import { eventHash } from '../../services/events/hash-chain.ts';
 import { Replay } from '../../services/audit/replay.ts';
+import { endIdleShardThreads } from '../../services/audit/replay-threads.ts';
 import { syntheticLog } from '../../services/audit/synthetic-runs.ts';
 import { canonicalJson, sha256Digest } from '../../services/receipts/canonical.ts';
 import { createInMemoryKeyring } from '../../services/receipts/keyring.ts';
@@ -102,3 +104,4 @@ for (const [name, keys] of modes) {
   const outside = withFloor ? ` (floor ${Math.min(...floor).toFixed(1)} µs/event, replay beyond it ${(Math.min(...per) - Math.min(...floor)).toFixed(1)})` : '';
   console.log(`${name.padEnd(19)}${threads ? ' (threads)' : ''}: ${per.map((p) => p.toFixed(1)).join(', ')} CPU µs/event (min ${Math.min(...per).toFixed(1)}) over ${events} events${outside}; report ${digest.slice(0, 23)}`);
 }
+await endIdleShardThreads();

@@ -140,7 +140,7 @@ export class Replay {
       threads?.release();
       return report;
     } catch (err) {
-      threads?.close();
+      void threads?.close();
       throw err;
     } finally {
       this.inline = null;
