@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { at, rechain, runStream } from './tamper.ts';
 import type { StoredEvent } from '../../../schemas/events.ts';
 import { Replay, type ReplayOptions } from '../../../services/audit/replay.ts';
+import { endIdleShardThreads } from '../../../services/audit/replay-threads.ts';
 import { syntheticLog } from '../../../services/audit/synthetic-runs.ts';
 import { createInMemoryKeyring } from '../../../services/receipts/keyring.ts';
 import { signReceipt } from '../../../services/receipts/sign.ts';
@@ -34,6 +35,13 @@ describe('Replay on worker threads gives the inline report', { timeout: 60_000 }
     const r = bothWays(base());
     expect(r.divergences).toEqual([{ stream_id: null, position: 'extra:0', problem: 'record is not JSON' }]);
     expect(r.receipts.length).toBeGreaterThan(20);
+  });
+
+  it('threads kept for the next replay can be ended, and the next replay starts its own', async () => {
+    const first = bothWays(base());
+    await endIdleShardThreads();
+    await endIdleShardThreads(); // nothing left to end
+    expect(replay(base(), { workers: 2, after: 0 })).toEqual(first);
   });
 
   it('one changed byte (hash check on a worker)', () => {
