@@ -191,6 +191,9 @@ export function eventIdFingerprint(id: string): number {
  * tsx, whose esbuild keeps function names, an Object.defineProperty as well: about 1 µs per event in all).
  */
 
+/** An evaluation's approval settings, or null for the many (every ALLOW) that carry none. */
+const approvalSettings = (e: Evaluation): unknown => (e.approval === undefined && e.requirements === undefined ? null : [e.approval ?? null, e.requirements ?? null]);
+
 const asRunEvent = (e: StoredEvent): RunEvent => ({ type: e.type, data: e.data }) as RunEvent;
 
 /** The first of a run's events of this type. */
@@ -713,9 +716,7 @@ export class ReplayShard {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: 're-evaluation gives other judgment rules (checklist) than recorded' });
       return false;
     }
-    // Most runs carry no approval settings at all: compared only when either side has some.
-    const approvals = (x: Evaluation) => (x.approval === undefined && x.requirements === undefined ? null : [x.approval ?? null, x.requirements ?? null]);
-    if (!sameJson(approvals(again), approvals(recorded))) {
+    if (!sameJson(approvalSettings(again), approvalSettings(recorded))) {
       this.divergences.push({ stream_id: evaluated.stream_id, position: evaluated.position, problem: 're-evaluation gives other approval settings (approvers, quorum, timeouts, levels) than recorded' });
       return false;
     }

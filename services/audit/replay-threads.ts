@@ -149,13 +149,10 @@ export class ShardThreads {
     return this.askAll<RunOut[]>(() => ({ op: 'runs', facts, nowMs }));
   }
 
-  close(): Promise<void> {
-    const ended = this.threads.map((t) => {
-      t.port.close();
-      return t.worker.terminate().then(() => {});
-    });
-    this.threads.length = 0;
-    return Promise.all(ended).then(() => {});
+  async close(): Promise<void> {
+    const threads = this.threads.splice(0);
+    for (const t of threads) t.port.close();
+    await Promise.all(threads.map((t) => t.worker.terminate()));
   }
 
   private send(shard: number, late: boolean): void {

@@ -6,8 +6,8 @@ import { BOOTSTRAP_ROLES } from './bootstrap.ts';
 import { createPrincipal, type Actor } from './members.ts';
 import { getTenant } from './tenants.ts';
 
-const requirePlatformAdmin = (actor: Actor): void => {
-  if (!actor.platformAdmin) throw new CountersignError('forbidden', 'requires a platform admin');
+const requirePlatformAdmin = (isPlatformAdmin: boolean): void => {
+  if (!isPlatformAdmin) throw new CountersignError('forbidden', 'requires a platform admin');
 };
 
 /**
@@ -18,7 +18,7 @@ const requirePlatformAdmin = (actor: Actor): void => {
  * platform_admin, then ApiKeyCreated), by the platform admin who made it.
  */
 export async function createPlatformAdmin(db: Db, body: CreatePlatformAdminBody, actor: Actor): Promise<{ principal_id: string; tenant_id: string; roles: Role[]; api_key: string }> {
-  requirePlatformAdmin(actor);
+  requirePlatformAdmin(actor.platformAdmin);
   if (!(await getTenant(db, body.tenant_id))) throw new CountersignError('not_found', `tenant ${body.tenant_id} not found`, { errors: [{ path: 'tenant_id', message: 'no such tenant' }] });
   const roles = [...BOOTSTRAP_ROLES];
   const member = CreatePrincipalBody.parse({ name: body.name, kind: 'person', roles, email: body.email, slack_user_id: body.slack_user_id, key_name: 'platform admin' });
@@ -28,7 +28,7 @@ export async function createPlatformAdmin(db: Db, body: CreatePlatformAdminBody,
 
 /** Every platform admin, enabled or not, oldest first (there are few: no paging). */
 export async function listPlatformAdmins(db: Db, actor: Actor): Promise<PlatformAdmin[]> {
-  requirePlatformAdmin(actor);
+  requirePlatformAdmin(actor.platformAdmin);
   const res = await withSystem(db, 'platform-admin', (c) => c.query<{ id: string; tenant_id: string; name: string; disabled: boolean; created_at: Date }>(
     'SELECT id, tenant_id, name, disabled_at IS NOT NULL AS disabled, created_at FROM principals WHERE platform_admin ORDER BY created_at, id LIMIT 1000',
   ));
@@ -43,11 +43,11 @@ export async function listPlatformAdmins(db: Db, actor: Actor): Promise<Platform
  * home tenant's stream, in the same transaction; every API drops its cached keys on the row's change.
  */
 export async function revokePlatformAdmin(db: Db, tenantId: string, principalId: string, actor: Actor): Promise<void> {
-  requirePlatformAdmin(actor);
+  requirePlatformAdmin(actor.platformAdmin);
   await withSystem(db, 'platform-admin', async (c) => {
     const enabled = await c.query<{ id: string; tenant_id: string }>('SELECT id, tenant_id FROM principals WHERE platform_admin AND disabled_at IS NULL ORDER BY tenant_id, id FOR UPDATE');
     // The caller's flag again, as the locked rows have it: one just revoked by a concurrent request revokes nobody.
-    requirePlatformAdmin({ ...actor, platformAdmin: enabled.rows.some((r) => r.id === actor.principalId) });
+    requirePlatformAdmin(enabled.rows.some((r) => r.id === actor.principalId));
     const target = await c.query<{ platform_admin: boolean }>('SELECT platform_admin FROM principals WHERE tenant_id = $1 AND id = $2 FOR UPDATE', [tenantId, principalId]);
     if (!target.rows[0]?.platform_admin) throw new CountersignError('not_found', `${principalId} of tenant ${tenantId} is not a platform admin`);
     if (enabled.rows.every((r) => r.tenant_id === tenantId && r.id === principalId)) {
