@@ -7,6 +7,10 @@
 // - the honest floor: the issue's floor plus one Ed25519 verification per run start. Replay must verify every
 //   run's start signature (the API's attestation of the request and its evaluation: the trust boundary), so no
 //   replay can do less than this floor; against the issue's floor it can reach at most issue / honest.
+// And the replay skeleton (bench/lib/replay-skeleton.ts): the same records read, routed, parsed and hashed as the
+// replay does, every run start and receipt rebuilt and verified, and nothing else. Its ratio to the honest floor
+// is the best any replay built from these parts (kafkajs, JSON.parse, our canonical JSON, Node's Ed25519) reaches;
+// the replay's time over the skeleton's is what all its other checks cost.
 // Goal: floor / replay >= 0.7x (held to the honest floor; the issue's is printed with its ceiling); and
 // 1,000,000 events replayed in < 5 minutes (bench/replay-million.ts).
 // Rounds alternate which goes first (after one unmeasured warm-up of each); ratios are of the summed times, and
@@ -27,6 +31,7 @@ import { canonicalJson } from '../services/receipts/canonical.ts';
 import { createInMemoryKeyring } from '../services/receipts/keyring.ts';
 import { CryptoFloor, type FloorShare } from './lib/crypto-floor.ts';
 import { settle } from './lib/cpu.ts';
+import { ReplaySkeleton } from './lib/replay-skeleton.ts';
 
 const runs = Number(process.argv[2] ?? 26_400); // ~100k events: 4 per final run, 2 per pending one
 const rounds = Number(process.argv[3] ?? 3);
@@ -103,8 +108,10 @@ async function prepare(): Promise<{ floor: CryptoFloor; floorWithStarts: CryptoF
   const floorWithStarts = await CryptoFloor.create({ events: records, sigs: [...receiptSigs, ...startSigs] }, cores);
   await floor.round(); // warm-up
   await floorWithStarts.round();
+  await skeleton.run(source, keyring.publicKeys()); // warm-up
   return { floor, floorWithStarts, events: log.length, receiptSigs: receiptSigs.length, startSigs: startSigs.length, warm: summary(warm.report) };
 }
+const skeleton = ReplaySkeleton.create(cores);
 const { floor, floorWithStarts, events: logEvents, receiptSigs, startSigs, warm } = await prepare();
 
 async function floorRound(f: CryptoFloor): Promise<{ s: number; cpu: number }> {
@@ -120,6 +127,8 @@ let replayCpu = 0;
 let floorSum = 0;
 let floorStartsSum = 0;
 let replaySum = 0;
+let skeletonSum = 0;
+let skeletonCpu = 0;
 let report = warm;
 const perRound: string[] = [];
 for (let r = 0; r < rounds; r++) {
@@ -129,6 +138,15 @@ for (let r = 0; r < rounds; r++) {
   const f = fr.s;
   const fsr = await floorRound(floorWithStarts);
   const fs = fsr.s;
+  await settle();
+  const sc = process.cpuUsage();
+  const st = performance.now();
+  const sk = await skeleton.run(source, keyring.publicKeys());
+  const ss = (performance.now() - st) / 1000;
+  const scpu = cpuSince(sc);
+  if (sk.events !== b.report.events || sk.receipts !== b.report.receipts.length || sk.starts !== b.report.runs) throw new Error(`the skeleton checked ${JSON.stringify(sk)}, the replay ${b.report.events} events, ${b.report.receipts.length} receipts, ${b.report.runs} runs`);
+  skeletonSum += ss;
+  skeletonCpu += scpu;
   floorStartsCpu += fsr.cpu;
   floorCpu += fr.cpu;
   replayCpu += b.cpu;
@@ -137,10 +155,11 @@ for (let r = 0; r < rounds; r++) {
   replaySum += b.s;
   report = summary(b.report);
   perRound.push(`${(fs / b.s).toFixed(2)}x honest, ${(f / b.s).toFixed(2)}x issue's (${fs.toFixed(2)} s, ${f.toFixed(2)} s / ${b.s.toFixed(2)} s)`);
-  process.stderr.write(`round ${r + 1}/${rounds}: issue's floor ${f.toFixed(2)} s (cpu ${fr.cpu.toFixed(2)} s), honest floor ${fs.toFixed(2)} s (cpu ${fsr.cpu.toFixed(2)} s), replay ${b.s.toFixed(2)} s (cpu ${b.cpu.toFixed(2)} s, read in ${b.read.toFixed(2)} s, ${b.readCpu.toFixed(2)} s of CPU, the main thread busy ${b.main.toFixed(2)} s of it)\n`);
+  process.stderr.write(`round ${r + 1}/${rounds}: issue's floor ${f.toFixed(2)} s (cpu ${fr.cpu.toFixed(2)} s), honest floor ${fs.toFixed(2)} s (cpu ${fsr.cpu.toFixed(2)} s), skeleton ${ss.toFixed(2)} s (cpu ${scpu.toFixed(2)} s), replay ${b.s.toFixed(2)} s (cpu ${b.cpu.toFixed(2)} s, read in ${b.read.toFixed(2)} s, ${b.readCpu.toFixed(2)} s of CPU, the main thread busy ${b.main.toFixed(2)} s of it)\n`);
 }
 await floor.close();
 await floorWithStarts.close();
+await skeleton.close();
 const perReplay = replaySum / rounds;
 // A replay that verifies every run start does at least the honest floor's work: against the issue's floor it can
 // reach honest / issue at best, whatever else it does. From CPU time, which other sessions' load disturbs far
@@ -150,6 +169,7 @@ console.log(`machine              : ${cores} cores, load average ${(await import
 console.log(`issue's floor        : ${logEvents} SHA-256 over canonical events + ${receiptSigs} Ed25519 receipt verifications on ${cores} threads, ${(floorSum / rounds).toFixed(2)} s per round (${(floorCpu / rounds).toFixed(2)} s of CPU)`);
 console.log(`honest floor         : the issue's floor + ${startSigs} Ed25519 run-start verifications, which replay must do too (each run's start is the API's signed attestation: the trust boundary), ${(floorStartsSum / rounds).toFixed(2)} s per round (${(floorStartsCpu / rounds).toFixed(2)} s of CPU)`);
 console.log(`audit replay         : ${report.events} events, ${report.receipts} receipts and ${report.runs} run starts verified, ${report.re_evaluated} decisions re-derived, ${perReplay.toFixed(2)} s per replay (${Math.round((report.events * rounds) / replaySum)} events/s, ${(replayCpu / rounds).toFixed(2)} s of CPU; one shard per core on worker threads, the main thread reading Kafka)`);
+console.log(`replay skeleton      : the same records read, routed, parsed and hashed the same way, every run start and receipt rebuilt and verified, nothing else (bench/lib/replay-skeleton.ts), ${(skeletonSum / rounds).toFixed(2)} s per round (${(skeletonCpu / rounds).toFixed(2)} s of CPU): ${(floorStartsSum / skeletonSum).toFixed(2)}x of the honest floor (CPU ${(floorStartsCpu / skeletonCpu).toFixed(2)}x), the best a replay built from these parts reaches; the full replay takes ${(replaySum / skeletonSum).toFixed(2)}x its time`);
 console.log(`per round            : ${perRound.join('; ')}`);
 console.log(`vs honest floor      : ${(floorStartsSum / replaySum).toFixed(2)}x wall over ${rounds} rounds (goal >= 0.7x: ${floorStartsSum / replaySum >= 0.7 ? 'met' : 'not met'}); CPU ${(floorStartsCpu / replayCpu).toFixed(2)}x`);
 console.log(`vs issue's floor     : ${(floorSum / replaySum).toFixed(2)}x wall (the issue's goal >= 0.7x; ceiling ${ceiling.toFixed(2)}x for any replay that verifies run starts: ${ceiling < 0.7 ? 'out of reach while run starts are verified' : 'not excluded by the run starts alone'}); CPU ${(floorCpu / replayCpu).toFixed(2)}x`);
