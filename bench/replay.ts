@@ -23,7 +23,6 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Kafka, logLevel } from 'kafkajs';
 import type { StoredEvent } from '../schemas/events.ts';
-import { prepareRunStart } from '../services/decisions/start-attestation.ts';
 import { Replay, type ReplayReport } from '../services/audit/replay.ts';
 import { syntheticLog } from '../services/audit/synthetic-runs.ts';
 import { createKafkaSource, ensureTopic } from '../services/publisher/kafka.ts';
@@ -32,6 +31,7 @@ import { createInMemoryKeyring } from '../services/receipts/keyring.ts';
 import { CryptoFloor, type FloorShare } from './lib/crypto-floor.ts';
 import { settle } from './lib/cpu.ts';
 import { ReplaySkeleton } from './lib/replay-skeleton.ts';
+import { signedStart } from './lib/signed-start.ts';
 
 const runs = Number(process.argv[2] ?? 26_400); // ~100k events: 4 per final run, 2 per pending one
 const rounds = Number(process.argv[3] ?? 3);
@@ -96,13 +96,8 @@ async function prepare(): Promise<{ floor: CryptoFloor; floorWithStarts: CryptoF
   const byStream = new Map<string, StoredEvent[]>();
   for (const e of log) (byStream.get(e.stream_id) ?? byStream.set(e.stream_id, []).get(e.stream_id)!).push(e);
   for (const events of byStream.values()) {
-    const requested = events.find((e) => e.type === 'DecisionRequested');
-    const evaluated = events.find((e) => e.type === 'PolicyEvaluated');
-    if (!requested || !evaluated) continue;
-    const p = prepareRunStart(requested.data, evaluated.data);
-    if (!p.ok) throw new Error(p.reason);
-    const sig = p.signature as { key_id: string; value: string };
-    startSigs.push({ bytes: canonicalJson(p.doc), x: x.get(sig.key_id)!, sig: sig.value });
+    const start = signedStart(events);
+    if (start) startSigs.push({ bytes: start.bytes, x: x.get(start.key_id)!, sig: start.value });
   }
   const floor = await CryptoFloor.create({ events: records, sigs: receiptSigs }, cores);
   const floorWithStarts = await CryptoFloor.create({ events: records, sigs: [...receiptSigs, ...startSigs] }, cores);
@@ -114,12 +109,16 @@ async function prepare(): Promise<{ floor: CryptoFloor; floorWithStarts: CryptoF
 const skeleton = ReplaySkeleton.create(cores);
 const { floor, floorWithStarts, events: logEvents, receiptSigs, startSigs, warm } = await prepare();
 
-async function floorRound(f: CryptoFloor): Promise<{ s: number; cpu: number }> {
+/** One measured phase, started once the process is quiet: its wall seconds, CPU seconds and result. */
+async function measured<T>(phase: () => Promise<T>): Promise<{ s: number; cpu: number; value: T }> {
   await settle();
   const c = process.cpuUsage();
-  const s = await f.round();
-  return { s, cpu: cpuSince(c) };
+  const t = performance.now();
+  const value = await phase();
+  return { s: (performance.now() - t) / 1000, cpu: cpuSince(c), value };
 }
+
+const floorRound = (f: CryptoFloor) => measured(() => f.round());
 
 let floorCpu = 0;
 let floorStartsCpu = 0;
@@ -138,12 +137,7 @@ for (let r = 0; r < rounds; r++) {
   const f = fr.s;
   const fsr = await floorRound(floorWithStarts);
   const fs = fsr.s;
-  await settle();
-  const sc = process.cpuUsage();
-  const st = performance.now();
-  const sk = await skeleton.run(source, keyring.publicKeys());
-  const ss = (performance.now() - st) / 1000;
-  const scpu = cpuSince(sc);
+  const { s: ss, cpu: scpu, value: sk } = await measured(() => skeleton.run(source, keyring.publicKeys()));
   if (sk.events !== b.report.events || sk.receipts !== b.report.receipts.length || sk.starts !== b.report.runs) throw new Error(`the skeleton checked ${JSON.stringify(sk)}, the replay ${b.report.events} events, ${b.report.receipts.length} receipts, ${b.report.runs} runs`);
   skeletonSum += ss;
   skeletonCpu += scpu;

@@ -1,11 +1,11 @@
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import type { StoredEvent } from '../../schemas/events.ts';
-import { prepareRunStart } from '../../services/decisions/start-attestation.ts';
 import { eventHash } from '../../services/events/hash-chain.ts';
 import { buildReceipt } from '../../services/receipts/build-receipt.ts';
 import { canonicalJson } from '../../services/receipts/canonical.ts';
+import { ed25519Verify } from '../../services/receipts/verify.ts';
 import type { SkeletonAnswer, SkeletonRequest } from './replay-skeleton.ts';
+import { signedStart } from './signed-start.ts';
 
 /**
  * One thread of the replay skeleton (replay-skeleton.ts): only what any replay that checks the floor's
@@ -14,19 +14,20 @@ import type { SkeletonAnswer, SkeletonRequest } from './replay-skeleton.ts';
  * covers) and its signature verified, and each receipt is rebuilt from the run's events and its signature
  * verified. No validation, deduplication, chain linkage, re-evaluation or fold of any other stream.
  */
-let keys = new Map<string, KeyObject>();
+/** Public keys (x, base64url) by key id. */
+let keys = new Map<string, string>();
 let streams = new Map<string, StoredEvent[]>();
 let events = 0;
 let bad = 0;
 
-function check(key_id: string, value: string, doc: unknown): void {
-  const key = keys.get(key_id);
-  if (!key || !verify(null, Buffer.from(canonicalJson(doc), 'utf8'), key, Buffer.from(value, 'base64url'))) bad += 1;
+function check(key_id: string, value: string, bytes: string): void {
+  const x = keys.get(key_id);
+  if (!x || !ed25519Verify(x, Buffer.from(bytes, 'utf8'), Buffer.from(value, 'base64url'))) bad += 1;
 }
 
 parentPort!.on('message', (m: SkeletonRequest) => {
   if (m.op === 'begin') {
-    keys = new Map(m.keys.map((k) => [k.kid, createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: k.x }, format: 'jwk' })]));
+    keys = new Map(m.keys.map((k) => [k.kid, k.x]));
     streams = new Map();
     events = 0;
     bad = 0;
@@ -46,20 +47,16 @@ parentPort!.on('message', (m: SkeletonRequest) => {
   let starts = 0;
   let receipts = 0;
   for (const run of streams.values()) {
-    const requested = run.find((e) => e.type === 'DecisionRequested');
-    const evaluated = run.find((e) => e.type === 'PolicyEvaluated');
-    if (!requested || !evaluated) continue;
-    const p = prepareRunStart(requested.data, evaluated.data, undefined, { validated: true });
-    if (!p.ok) { bad += 1; continue; }
-    const sig = p.signature as { key_id: string; value: string };
-    check(sig.key_id, sig.value, p.doc);
+    const start = signedStart(run, true);
+    if (!start) continue;
+    check(start.key_id, start.value, start.bytes);
     starts += 1;
     for (const issued of run) {
       if (issued.type !== 'ReceiptIssued') continue;
       const d = issued.data as { head_version: number; signature: { key_id: string; value: string } };
       const receipt = buildReceipt(run.filter((e) => e.stream_version <= d.head_version));
       if (!receipt) { bad += 1; continue; }
-      check(d.signature.key_id, d.signature.value, receipt);
+      check(d.signature.key_id, d.signature.value, canonicalJson(receipt));
       receipts += 1;
     }
   }
